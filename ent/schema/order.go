@@ -1,0 +1,62 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+)
+
+// Order holds the schema definition for the Order entity.
+type Order struct {
+	ent.Schema
+}
+
+// Mixin of the Order.
+func (Order) Mixin() []ent.Mixin { return []ent.Mixin{TimeMixin{}} }
+
+// Fields of the Order.
+func (Order) Fields() []ent.Field {
+	return []ent.Field{
+		field.Int("user_id"),
+		money("total"),
+		field.Enum("status").
+			Values("pending", "processing", "completed", "expired").
+			Default("pending").
+			SchemaType(map[string]string{dialect.Postgres: "varchar(20)"}),
+	}
+}
+
+// Edges of the Order.
+func (Order) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("user", User.Type).Ref("orders").Field("user_id").Unique().Required(),
+		edge.To("items", OrderItem.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade)),
+		edge.To("notifications", Notification.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade)),
+	}
+}
+
+// Indexes of the Order.
+func (Order) Indexes() []ent.Index {
+	return []ent.Index{
+		// The expiry sweep looks for old orders in one status.
+		index.Fields("status", "created_at"),
+		index.Fields("user_id"),
+	}
+}
+
+// Annotations of the Order.
+func (Order) Annotations() []schema.Annotation {
+	return []schema.Annotation{
+		entsql.Table("orders"),
+		entsql.Checks(map[string]string{
+			"orders_total_non_negative": "total >= 0",
+			"orders_status_valid":       "status IN ('pending', 'processing', 'completed', 'expired')",
+		}),
+	}
+}

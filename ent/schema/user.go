@@ -1,0 +1,57 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+)
+
+// User holds the schema definition for the User entity.
+type User struct {
+	ent.Schema
+}
+
+// Mixin of the User.
+func (User) Mixin() []ent.Mixin { return []ent.Mixin{TimeMixin{}} }
+
+// Fields of the User.
+func (User) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("name").MinLen(1).MaxLen(100),
+		field.String("email").MaxLen(100),
+		field.String("password_hash").Sensitive(),
+		field.Enum("role").Values("admin", "customer").Default("customer"),
+	}
+}
+
+// Edges of the User.
+func (User) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.To("orders", Order.Type),
+	}
+}
+
+// Indexes of the User.
+func (User) Indexes() []ent.Index {
+	return []ent.Index{
+		// Emails are stored in lower case (see the check below), so this makes them
+		// unique regardless of the case a user typed.
+		index.Fields("email").Unique().StorageKey("users_email_key"),
+	}
+}
+
+// Annotations of the User.
+func (User) Annotations() []schema.Annotation {
+	return []schema.Annotation{
+		entsql.Table("users"),
+		entsql.Checks(map[string]string{
+			"users_name_length":  "char_length(name) BETWEEN 1 AND 100",
+			"users_email_length": "char_length(email) <= 100",
+			"users_email_lower":  "email = lower(email)",
+			"users_role_valid":   "role IN ('admin', 'customer')",
+		}),
+	}
+}
