@@ -1,0 +1,80 @@
+// Package db opens orderflow's PostgreSQL pool and the ent client on top of it.
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"go.uber.org/fx"
+
+	"orderflow/configuration"
+	"orderflow/ent"
+)
+
+// Module provides the *sql.DB pool and the *ent.Client of a process, and closes them on stop.
+var Module = fx.Module("db",
+	fx.Provide(NewPool, NewClient),
+)
+
+// Open opens a connection pool to the configured database and checks that it answers.
+func Open(ctx context.Context, cfg configuration.Database) (*sql.DB, error) {
+	pool, err := sql.Open("pgx", cfg.DSN())
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	pool.SetMaxOpenConns(cfg.MaxConns)
+	pool.SetMaxIdleConns(cfg.MaxConns)
+	pool.SetConnMaxIdleTime(5 * time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.PingContext(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database %s at %s:%d: %w", cfg.Name, cfg.Host, cfg.Port, err)
+	}
+	return pool, nil
+}
+
+// NewPool opens the pool for an fx app; start-up fails when the database is unreachable.
+func NewPool(lc fx.Lifecycle, cfg *configuration.Config) (*sql.DB, error) {
+	pool, err := Open(context.Background(), cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(pool.Close))
+	return pool, nil
+}
+
+// NewClient wraps the pool in an ent client.
+func NewClient(pool *sql.DB) *ent.Client {
+	return ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, pool)))
+}
+
+// WithTx runs fn in a transaction, committing when it returns nil and rolling back when it
+// returns an error or panics.
+func WithTx(ctx context.Context, client *ent.Client, fn func(tx *ent.Tx) error) (err error) {
+	tx, err := client.Tx(ctx)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			_ = tx.Rollback()
+			panic(v)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		if rerr := tx.Rollback(); rerr != nil {
+			return fmt.Errorf("%w (rollback: %v)", err, rerr)
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
