@@ -1,0 +1,25 @@
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The one build command of the binary; the Dockerfile runs the same line.
+BUILD      = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/orderflow ./cmd/orderflow
+
+.PHONY: build test generate migration vet
+
+build:
+	$(BUILD)
+
+## test: the whole suite with the race detector, against PostgreSQL and RabbitMQ
+test:
+	scripts/test-services.sh
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+generate:
+	$(GO) generate ./...
+	$(GO) mod tidy
+
+## migration: write a migration from the ent schema changes: make migration name=add_x
+migration:
+	$(GO) run ./cmd/migrationgen $(name)
+
+vet:
+	$(GO) vet ./...

@@ -1,0 +1,70 @@
+// Package health serves /healthz (the process is alive) and /readyz (its dependencies
+// answer) on the process's HTTP server.
+package health
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"go.uber.org/fx"
+)
+
+// Check is one dependency that /readyz asks. Modules contribute checks to the
+// "readiness" value group with AsCheck.
+type Check struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// AsCheck annotates a constructor of a Check so that it joins the readiness group.
+func AsCheck(f any) any {
+	return fx.Annotate(f, fx.ResultTags(`group:"readiness"`))
+}
+
+// Module registers the two endpoints and the database readiness check.
+var Module = fx.Module("health",
+	fx.Provide(AsCheck(DatabaseCheck)),
+	fx.Invoke(fx.Annotate(Register, fx.ParamTags(``, `group:"readiness"`))),
+)
+
+// DatabaseCheck reports whether the database answers a ping.
+func DatabaseCheck(pool *sql.DB) Check {
+	return Check{Name: "database", Check: pool.PingContext}
+}
+
+// Register adds /healthz and /readyz to mux.
+func Register(mux *http.ServeMux, checks []Check) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", Readiness(checks))
+}
+
+// Readiness answers 200 when every check passes within two seconds, and 503 naming the
+// failing dependencies otherwise.
+func Readiness(checks []Check) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status := http.StatusOK
+		result := map[string]string{}
+		for _, c := range checks {
+			if err := c.Check(ctx); err != nil {
+				status = http.StatusServiceUnavailable
+				result[c.Name] = "unavailable: " + err.Error()
+				continue
+			}
+			result[c.Name] = "ok"
+		}
+		writeJSON(w, status, map[string]any{"status": http.StatusText(status), "checks": result})
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,89 @@
+// Package httpserver runs the HTTP server of a process: the API's routes, or only the health
+// and metrics endpoints of the worker and the cron job.
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/fx"
+
+	"orderflow/configuration"
+)
+
+// Module provides the process's *http.ServeMux, on which other modules register their
+// routes, and serves it on http.address from start to stop.
+var Module = fx.Module("httpserver",
+	fx.Provide(http.NewServeMux, New),
+	fx.Invoke(func(*Server) {}),
+)
+
+// Server serves a handler on the configured address.
+type Server struct {
+	srv *http.Server
+	log *slog.Logger
+	ln  net.Listener
+}
+
+// New returns a server for mux whose lifecycle is bound to lc: it listens on start, so a
+// port already in use fails start-up, and drains in-flight requests on stop.
+func New(lc fx.Lifecycle, cfg *configuration.Config, mux *http.ServeMux, log *slog.Logger) *Server {
+	s := &Server{
+		srv: &http.Server{
+			Handler:           WithTimeout(mux, cfg.HTTP.RequestTimeout.D()),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       cfg.HTTP.RequestTimeout.D(),
+			// Give a handler's own timeout the chance to answer before the write deadline.
+			WriteTimeout: cfg.HTTP.RequestTimeout.D() + 5*time.Second,
+			IdleTimeout:  2 * time.Minute,
+			ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+		log: log,
+	}
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			ln, err := net.Listen("tcp", cfg.HTTP.Address)
+			if err != nil {
+				return fmt.Errorf("listen on http.address %s: %w", cfg.HTTP.Address, err)
+			}
+			s.ln = ln
+			go func() {
+				if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					log.Error("http server stopped", "err", err)
+				}
+			}()
+			log.Info("http server listening", "address", ln.Addr().String())
+			return nil
+		},
+		OnStop: func(ctx context.Context) error {
+			return s.srv.Shutdown(ctx)
+		},
+	})
+	return s
+}
+
+// Addr is the address the server listens on, once started (useful with port 0).
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// URL is the base URL of the started server, such as http://127.0.0.1:8080.
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// WithTimeout gives every request a context that ends after d, so that database calls and
+// other work stop when a request has run out of time.
+func WithTimeout(next http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

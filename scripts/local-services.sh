@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Starts the Debian packages' PostgreSQL and RabbitMQ on this host when they are not
+# running, installing them first when they are missing. Used by CI and by development
+# machines without Docker. Needs root.
+set -euo pipefail
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+
+if ! command -v pg_ctlcluster >/dev/null || ! command -v rabbitmq-server >/dev/null; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql rabbitmq-server
+fi
+
+if ! pg_up; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+fi
+# The tests connect over TCP as postgres without a password: a fresh install asks for one.
+if ! psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null 2>&1; then
+  hba=$(su postgres -c "psql -Atc 'show hba_file'")
+  sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  su postgres -c "psql -Atc 'select pg_reload_conf()'" >/dev/null
+fi
+psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null
+echo "postgresql: up"
+
+if ! rabbit_up; then
+  rabbitmq-server -detached
+fi
+rabbitmqctl await_startup >/dev/null
+echo "rabbitmq: up"
