@@ -1,0 +1,124 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits of user and product fields.
+const (
+	MaxNameLength        = 100
+	MaxEmailLength       = 100
+	MinPasswordLength    = 6
+	MaxPasswordBytes     = 72 // bcrypt ignores anything longer
+	MaxDescriptionLength = 500
+)
+
+// Roles a user can have.
+const (
+	RoleAdmin    = "admin"
+	RoleCustomer = "customer"
+)
+
+var (
+	// ErrInvalidEmail is returned for an address that is not a plain e-mail address.
+	ErrInvalidEmail = errors.New("must be a valid e-mail address")
+	// ErrEmptyOrder is returned for an order without items.
+	ErrEmptyOrder = errors.New("an order needs at least one item")
+	// ErrBadQuantity is returned for an item quantity below one.
+	ErrBadQuantity = errors.New("quantity must be at least 1")
+	// ErrDuplicateProduct is returned when an order lists a product twice.
+	ErrDuplicateProduct = errors.New("product is listed more than once")
+)
+
+// NormalizeEmail returns the form in which e-mail addresses are stored and compared:
+// trimmed and lower-cased.
+func NormalizeEmail(email string) string {
+	return strings.ToLower(strings.TrimSpace(email))
+}
+
+// ValidateEmail checks that email is a bare address ("a@b.example", no display name) of at
+// most MaxEmailLength characters.
+func ValidateEmail(email string) error {
+	if email == "" || utf8.RuneCountInString(email) > MaxEmailLength {
+		return fmt.Errorf("%w of at most %d characters", ErrInvalidEmail, MaxEmailLength)
+	}
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Address != email || addr.Name != "" {
+		return ErrInvalidEmail
+	}
+	at := strings.LastIndexByte(email, '@')
+	if at <= 0 || at == len(email)-1 {
+		return ErrInvalidEmail
+	}
+	return nil
+}
+
+// ValidateLength checks that s has between min and max characters (runes).
+func ValidateLength(s string, min, max int) error {
+	n := utf8.RuneCountInString(s)
+	switch {
+	case n < min && min == 1:
+		return errors.New("must not be empty")
+	case n < min:
+		return fmt.Errorf("must have at least %d characters", min)
+	case n > max:
+		return fmt.Errorf("must have at most %d characters", max)
+	}
+	return nil
+}
+
+// ValidatePassword checks a new password's length.
+func ValidatePassword(p string) error {
+	if utf8.RuneCountInString(p) < MinPasswordLength {
+		return fmt.Errorf("must have at least %d characters", MinPasswordLength)
+	}
+	if len(p) > MaxPasswordBytes {
+		return fmt.Errorf("must have at most %d bytes", MaxPasswordBytes)
+	}
+	return nil
+}
+
+// ValidRole reports whether r is a known role.
+func ValidRole(r string) bool { return r == RoleAdmin || r == RoleCustomer }
+
+// Item is a requested order line before prices are known.
+type Item struct {
+	ProductID int
+	Quantity  int
+}
+
+// ItemError tells which item of an order is invalid.
+type ItemError struct {
+	Index int
+	Err   error
+}
+
+// Error implements error.
+func (e *ItemError) Error() string { return fmt.Sprintf("item %d: %v", e.Index, e.Err) }
+
+// Unwrap returns the cause.
+func (e *ItemError) Unwrap() error { return e.Err }
+
+// ValidateItems checks an order's requested items: at least one, each quantity at least 1,
+// and no product twice. The first problem is returned, as an *ItemError when it concerns
+// one item.
+func ValidateItems(items []Item) error {
+	if len(items) == 0 {
+		return ErrEmptyOrder
+	}
+	seen := make(map[int]struct{}, len(items))
+	for i, it := range items {
+		if it.Quantity < 1 {
+			return &ItemError{Index: i, Err: ErrBadQuantity}
+		}
+		if _, dup := seen[it.ProductID]; dup {
+			return &ItemError{Index: i, Err: ErrDuplicateProduct}
+		}
+		seen[it.ProductID] = struct{}{}
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package domain
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidateEmail(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"ann@example.com", true},
+		{"a.b+c@sub.example.org", true},
+		{"", false},
+		{"ann", false},
+		{"ann@", false},
+		{"@example.com", false},
+		{"Ann <ann@example.com>", false},
+		{"ann@example.com ", false},
+		{strings.Repeat("a", 90) + "@example.com", false},
+	}
+	for _, tt := range tests {
+		err := ValidateEmail(tt.in)
+		if (err == nil) != tt.ok {
+			t.Errorf("ValidateEmail(%q) = %v, want ok=%v", tt.in, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidEmail) {
+			t.Errorf("ValidateEmail(%q) = %v, want ErrInvalidEmail", tt.in, err)
+		}
+	}
+}
+
+func TestNormalizeEmail(t *testing.T) {
+	t.Parallel()
+	if got := NormalizeEmail("  Ann@Example.COM "); got != "ann@example.com" {
+		t.Errorf("NormalizeEmail = %q", got)
+	}
+}
+
+func TestValidateLength(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in       string
+		min, max int
+		ok       bool
+	}{
+		{"", 1, 100, false},
+		{"a", 1, 100, true},
+		{strings.Repeat("é", 100), 1, 100, true},
+		{strings.Repeat("é", 101), 1, 100, false},
+		{"", 0, 500, true},
+	}
+	for _, tt := range tests {
+		if err := ValidateLength(tt.in, tt.min, tt.max); (err == nil) != tt.ok {
+			t.Errorf("ValidateLength(%q, %d, %d) = %v, want ok=%v", tt.in, tt.min, tt.max, err, tt.ok)
+		}
+	}
+}
+
+func TestValidatePassword(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"12345", false},
+		{"123456", true},
+		{strings.Repeat("x", 72), true},
+		{strings.Repeat("x", 73), false},
+	}
+	for _, tt := range tests {
+		if err := ValidatePassword(tt.in); (err == nil) != tt.ok {
+			t.Errorf("ValidatePassword(len %d) = %v, want ok=%v", len(tt.in), err, tt.ok)
+		}
+	}
+}
+
+func TestValidateItems(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		items []Item
+		want  error
+		index int
+	}{
+		{"ok", []Item{{1, 1}, {2, 5}}, nil, 0},
+		{"empty", nil, ErrEmptyOrder, -1},
+		{"zero quantity", []Item{{1, 1}, {2, 0}}, ErrBadQuantity, 1},
+		{"negative quantity", []Item{{1, -3}}, ErrBadQuantity, 0},
+		{"duplicate", []Item{{1, 1}, {2, 1}, {1, 2}}, ErrDuplicateProduct, 2},
+	}
+	for _, tt := range tests {
+		err := ValidateItems(tt.items)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, err, tt.want)
+			continue
+		}
+		var ie *ItemError
+		if tt.index >= 0 && tt.want != nil && (!errors.As(err, &ie) || ie.Index != tt.index) {
+			t.Errorf("%s: got %v, want item %d", tt.name, err, tt.index)
+		}
+	}
+}
