@@ -1,0 +1,173 @@
+// Package events holds orderflow's event contracts: the payloads of OrderCreated,
+// OrderCompleted and OrderExpired, their routing keys and versioned type names, and the
+// CloudEvents 1.0 envelope (structured JSON mode) that carries them on RabbitMQ.
+// schema.json beside this file is the same contract as a JSON Schema document.
+package events
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Routing keys of the events on the topic exchange.
+const (
+	RoutingKeyOrderCreated   = "order.created"
+	RoutingKeyOrderCompleted = "order.completed"
+	RoutingKeyOrderExpired   = "order.expired"
+)
+
+// CloudEvents types of the events; the version suffix changes when a payload changes
+// incompatibly.
+const (
+	TypeOrderCreated   = "orderflow.order.created.v1"
+	TypeOrderCompleted = "orderflow.order.completed.v1"
+	TypeOrderExpired   = "orderflow.order.expired.v1"
+)
+
+// Names of the events, as stored in notifications.event_type.
+const (
+	NameOrderCreated   = "OrderCreated"
+	NameOrderCompleted = "OrderCompleted"
+	NameOrderExpired   = "OrderExpired"
+)
+
+// CloudEvents sources: the process that wrote the event.
+const (
+	SourceAPI     = "orderflow/api"
+	SourceWorker  = "orderflow/worker"
+	SourceCronJob = "orderflow/cronjob"
+)
+
+// Event is one of the three payloads: OrderCreated, OrderCompleted or OrderExpired (pointers
+// to them implement it too). Decode returns the value types. The unexported method keeps the
+// set closed.
+type Event interface {
+	// Name is the event's name, such as "OrderCreated".
+	Name() string
+	// RoutingKey is the key the event is published with, such as "order.created".
+	RoutingKey() string
+	// Type is the CloudEvents type, such as "orderflow.order.created.v1".
+	Type() string
+	// validate reports a payload that breaks the contract (missing ids, no items, ...).
+	validate() error
+}
+
+// Item is one line of an order.
+type Item struct {
+	ProductID int   `json:"productId"`
+	Quantity  int   `json:"quantity"`
+	Price     Money `json:"price"`
+}
+
+// OrderCreated announces a new pending order whose stock is reserved.
+type OrderCreated struct {
+	OrderID   int       `json:"orderId"`
+	UserID    int       `json:"userId"`
+	Total     Money     `json:"total"`
+	Items     []Item    `json:"items"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// OrderCompleted announces that an order's payment succeeded.
+type OrderCompleted struct {
+	OrderID     int       `json:"orderId"`
+	UserID      int       `json:"userId"`
+	Total       Money     `json:"total"`
+	CompletedAt time.Time `json:"completedAt"`
+}
+
+// OrderExpired announces that an order stayed in processing longer than ExpiredAfter and was
+// expired, its stock released.
+type OrderExpired struct {
+	OrderID   int       `json:"orderId"`
+	UserID    int       `json:"userId"`
+	Total     Money     `json:"total"`
+	ExpiredAt time.Time `json:"expiredAt"`
+	// ExpiredAfter is the threshold that applied, as a Go duration ("10m0s").
+	ExpiredAfter string `json:"expiredAfter"`
+}
+
+// Name implements Event.
+func (OrderCreated) Name() string { return NameOrderCreated }
+
+// RoutingKey implements Event.
+func (OrderCreated) RoutingKey() string { return RoutingKeyOrderCreated }
+
+// Type implements Event.
+func (OrderCreated) Type() string { return TypeOrderCreated }
+
+// Name implements Event.
+func (OrderCompleted) Name() string { return NameOrderCompleted }
+
+// RoutingKey implements Event.
+func (OrderCompleted) RoutingKey() string { return RoutingKeyOrderCompleted }
+
+// Type implements Event.
+func (OrderCompleted) Type() string { return TypeOrderCompleted }
+
+// Name implements Event.
+func (OrderExpired) Name() string { return NameOrderExpired }
+
+// RoutingKey implements Event.
+func (OrderExpired) RoutingKey() string { return RoutingKeyOrderExpired }
+
+// Type implements Event.
+func (OrderExpired) Type() string { return TypeOrderExpired }
+
+// RoutingKeys lists the routing key of every event type, for topology declarations.
+func RoutingKeys() []string {
+	return []string{RoutingKeyOrderCreated, RoutingKeyOrderCompleted, RoutingKeyOrderExpired}
+}
+
+func (e OrderCreated) validate() error {
+	errs := []error{checkOrder(e.OrderID, e.UserID, e.Total), checkTime("createdAt", e.CreatedAt)}
+	if len(e.Items) == 0 {
+		errs = append(errs, errors.New("items is empty"))
+	}
+	for i, it := range e.Items {
+		if it.ProductID <= 0 {
+			errs = append(errs, fmt.Errorf("items[%d].productId %d is not positive", i, it.ProductID))
+		}
+		if it.Quantity <= 0 {
+			errs = append(errs, fmt.Errorf("items[%d].quantity %d is not positive", i, it.Quantity))
+		}
+		if it.Price.IsNegative() {
+			errs = append(errs, fmt.Errorf("items[%d].price %s is negative", i, it.Price.StringFixed(2)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e OrderCompleted) validate() error {
+	return errors.Join(checkOrder(e.OrderID, e.UserID, e.Total), checkTime("completedAt", e.CompletedAt))
+}
+
+func (e OrderExpired) validate() error {
+	errs := []error{checkOrder(e.OrderID, e.UserID, e.Total), checkTime("expiredAt", e.ExpiredAt)}
+	if d, err := time.ParseDuration(e.ExpiredAfter); err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("expiredAfter %q is not a positive Go duration", e.ExpiredAfter))
+	}
+	return errors.Join(errs...)
+}
+
+func checkOrder(orderID, userID int, total Money) error {
+	var errs []error
+	if orderID <= 0 {
+		errs = append(errs, fmt.Errorf("orderId %d is not positive", orderID))
+	}
+	if userID <= 0 {
+		errs = append(errs, fmt.Errorf("userId %d is not positive", userID))
+	}
+	if total.IsNegative() {
+		errs = append(errs, fmt.Errorf("total %s is negative", total.StringFixed(2)))
+	}
+	return errors.Join(errs...)
+}
+
+func checkTime(name string, t time.Time) error {
+	if t.IsZero() {
+		return fmt.Errorf("%s is missing", name)
+	}
+	return nil
+}
