@@ -1,7 +1,7 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # The one build command of the binary; the Dockerfile runs the same line.
-BUILD      = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/orderflow ./cmd/orderflow
+BUILD      = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/orderflow ./cmd/orderflow
 
 .PHONY: build test generate migration vet
 

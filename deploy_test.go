@@ -1,0 +1,211 @@
+package orderflow_test
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+)
+
+// No Docker engine runs where the tests run, so the compose file and the Dockerfile are
+// checked by parsing them with the loaders Docker itself uses.
+
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  ".",
+		ConfigFiles: []types.ConfigFile{{Filename: "docker-compose.yml"}},
+		Environment: types.Mapping{},
+	}, func(o *loader.Options) { o.SetProjectName("orderflow", true) })
+	if err != nil {
+		t.Fatalf("load docker-compose.yml: %v", err)
+	}
+	return project
+}
+
+func TestComposeServices(t *testing.T) {
+	project := loadCompose(t)
+	want := []string{"api", "cronjob", "postgres", "rabbitmq", "worker"}
+	if got := project.ServiceNames(); !slices.Equal(sorted(got), want) {
+		t.Fatalf("services = %v, want %v", got, want)
+	}
+	for _, name := range want {
+		svc := project.Services[name]
+		if svc.HealthCheck == nil || len(svc.HealthCheck.Test) == 0 {
+			t.Errorf("%s: no healthcheck", name)
+		}
+		if svc.Restart != "unless-stopped" {
+			t.Errorf("%s: restart = %q, want unless-stopped", name, svc.Restart)
+		}
+	}
+	if img := project.Services["rabbitmq"].Image; !strings.Contains(img, "management") {
+		t.Errorf("rabbitmq image %q has no management UI", img)
+	}
+	for _, name := range []string{"postgres", "rabbitmq"} {
+		if len(project.Services[name].Volumes) == 0 || project.Services[name].Volumes[0].Type != "volume" {
+			t.Errorf("%s: data is not on a named volume", name)
+		}
+	}
+}
+
+func TestComposeProcesses(t *testing.T) {
+	project := loadCompose(t)
+	processes := map[string]string{"api": "api", "worker": "worker", "cronjob": "cronjob"}
+	var image string
+	for name, command := range processes {
+		svc := project.Services[name]
+		t.Run(name, func(t *testing.T) {
+			if svc.Build == nil || svc.Build.Context == "" {
+				t.Fatal("not built from the repository")
+			}
+			if image == "" {
+				image = svc.Image
+			} else if svc.Image != image {
+				t.Errorf("image %q differs from %q: every process runs from one build", svc.Image, image)
+			}
+			if got := []string(svc.Command); !slices.Equal(got, []string{command}) {
+				t.Errorf("command = %v, want [%s]", got, command)
+			}
+			for _, dep := range []string{"postgres", "rabbitmq"} {
+				if d, ok := svc.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionHealthy {
+					t.Errorf("does not wait for %s to be healthy", dep)
+				}
+			}
+			if name != "api" {
+				// Only the api applies migrations; the others start after it did.
+				if d, ok := svc.DependsOn["api"]; !ok || d.Condition != types.ServiceConditionHealthy {
+					t.Errorf("does not wait for the api (which applies migrations)")
+				}
+				if len(svc.Ports) != 0 {
+					t.Errorf("publishes ports %v, which breaks --scale", svc.Ports)
+				}
+			}
+			if got := svc.HealthCheck.Test; !slices.Equal(got, []string{"CMD", "orderflow", "health"}) {
+				t.Errorf("healthcheck = %v", got)
+			}
+			mounted := false
+			for _, v := range svc.Volumes {
+				if v.Target == "/app/configuration" && v.ReadOnly {
+					mounted = true
+				}
+			}
+			if !mounted {
+				t.Error("configuration/ is not mounted read-only at /app/configuration")
+			}
+			env := svc.Environment
+			for key, want := range map[string]string{
+				"ORDERFLOW_DATABASE_HOST": "postgres",
+				"ORDERFLOW_RABBITMQ_HOST": "rabbitmq",
+			} {
+				if v := env[key]; v == nil || *v != want {
+					t.Errorf("%s not set to %q", key, want)
+				}
+			}
+			for _, key := range []string{"ORDERFLOW_DATABASE_PASSWORD", "ORDERFLOW_RABBITMQ_USER", "ORDERFLOW_RABBITMQ_PASSWORD"} {
+				if env[key] == nil {
+					t.Errorf("%s not given", key)
+				}
+			}
+		})
+	}
+	if ports := project.Services["api"].Ports; len(ports) != 1 || ports[0].Target != 8080 || ports[0].Published != "8080" {
+		t.Errorf("api ports = %+v, want 8080:8080", ports)
+	}
+}
+
+func parseDockerfile(t *testing.T) []instructions.Stage {
+	t.Helper()
+	f, err := os.Open("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := parser.Parse(f)
+	if err != nil {
+		t.Fatalf("parse Dockerfile: %v", err)
+	}
+	stages, _, err := instructions.Parse(res.AST, nil)
+	if err != nil {
+		t.Fatalf("parse Dockerfile instructions: %v", err)
+	}
+	return stages
+}
+
+func TestDockerfileStages(t *testing.T) {
+	stages := parseDockerfile(t)
+	if len(stages) != 2 {
+		t.Fatalf("%d stages, want build and runtime", len(stages))
+	}
+	build, runtime := stages[0], stages[1]
+
+	// go.mod and go.sum are copied and modules downloaded before the source comes in.
+	var order []string
+	for _, cmd := range build.Commands {
+		switch c := cmd.(type) {
+		case *instructions.CopyCommand:
+			order = append(order, "COPY "+strings.Join(c.SourcePaths, " "))
+		case *instructions.RunCommand:
+			order = append(order, "RUN "+strings.Join(c.CmdLine, " "))
+		}
+	}
+	wantPrefix := []string{"COPY go.mod go.sum", "RUN go mod download", "COPY ."}
+	if len(order) < 4 || !slices.Equal(order[:3], wantPrefix) {
+		t.Errorf("build stage steps = %q, want to start with %q", order, wantPrefix)
+	}
+
+	var user string
+	var copies []string
+	for _, cmd := range runtime.Commands {
+		switch c := cmd.(type) {
+		case *instructions.UserCommand:
+			user = c.User
+		case *instructions.CopyCommand:
+			copies = append(copies, strings.Join(c.SourcePaths, " ")+" -> "+c.DestPath)
+		}
+	}
+	if user == "" || strings.HasPrefix(user, "root") || strings.HasPrefix(user, "0") {
+		t.Errorf("runtime user = %q, want a non-root user", user)
+	}
+	joined := strings.Join(copies, "\n")
+	for _, want := range []string{"bin/orderflow", "migrations/", "configuration/"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("runtime image does not receive %s (copies: %q)", want, copies)
+		}
+	}
+}
+
+// TestDockerfileBuildsLikeMakefile keeps the image's build command identical to `make build`.
+func TestDockerfileBuildsLikeMakefile(t *testing.T) {
+	stages := parseDockerfile(t)
+	var dockerBuild string
+	for _, cmd := range stages[0].Commands {
+		if r, ok := cmd.(*instructions.RunCommand); ok && strings.Contains(strings.Join(r.CmdLine, " "), "go build") {
+			dockerBuild = strings.Join(r.CmdLine, " ")
+		}
+	}
+	makefile, err := os.ReadFile("Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^BUILD\s*=\s*(.+)$`).FindSubmatch(makefile)
+	if m == nil {
+		t.Fatal("Makefile has no BUILD line")
+	}
+	makeBuild := strings.NewReplacer("$(VERSION)", "${VERSION}").Replace(string(m[1]))
+	if strings.TrimSpace(makeBuild) != strings.TrimSpace(dockerBuild) {
+		t.Errorf("build commands differ:\n  Dockerfile: %s\n  Makefile:   %s", dockerBuild, makeBuild)
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
