@@ -1,0 +1,291 @@
+// Command migrationgen writes orderflow's versioned migrations from ent/schema.
+//
+// It replays migrations/ on an empty scratch database, diffs the result against the ent
+// schema and writes the difference as a new Atlas migration file plus a new atlas.sum:
+//
+//	go run ./cmd/migrationgen <name>     write <timestamp>_<name>.sql when the schema changed
+//	go run ./cmd/migrationgen -check     fail if the schema and the migrations disagree
+//	go run ./cmd/migrationgen -new <name> create an empty hand-written migration and rehash
+//	go run ./cmd/migrationgen -rehash    recompute atlas.sum after editing a migration by hand
+//
+// The scratch database is created on the server of -admin-dsn (or ORDERFLOW_MIGRATIONGEN_DSN)
+// under a random name and dropped afterwards.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"ariga.io/atlas/sql/migrate"
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"entgo.io/ent/dialect/sql/schema"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+
+	entmigrate "orderflow/ent/migrate"
+)
+
+// defaultAdminDSN is the server on which scratch databases are created.
+const defaultAdminDSN = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// validName is what a migration name may contain; it becomes part of a file name.
+var validName = regexp.MustCompile(`^[a-z0-9_]+$`)
+
+func main() {
+	adminDSN := flag.String("admin-dsn", envOr("ORDERFLOW_MIGRATIONGEN_DSN", defaultAdminDSN),
+		"PostgreSQL URL of a database on the server where the scratch database is created (env ORDERFLOW_MIGRATIONGEN_DSN)")
+	dirPath := flag.String("dir", "migrations", "migration directory")
+	check := flag.Bool("check", false, "write nothing; fail if the schema has changes without a migration")
+	newName := flag.String("new", "", "create an empty migration `name` for hand-written SQL and rehash atlas.sum")
+	rehash := flag.Bool("rehash", false, "recompute atlas.sum from the migration files")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: migrationgen [flags] <name> | -check | -new <name> | -rehash\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var err error
+	switch {
+	case *check:
+		err = Check(ctx, *adminDSN, *dirPath)
+		if err == nil {
+			fmt.Println("migrations agree with ent/schema")
+		}
+	case *rehash:
+		err = Rehash(*dirPath)
+	case *newName != "":
+		var file string
+		file, err = New(*dirPath, *newName)
+		if err == nil {
+			fmt.Println("created", file)
+		}
+	case flag.NArg() == 1:
+		var files []string
+		files, err = Generate(ctx, *adminDSN, *dirPath, flag.Arg(0))
+		if err == nil && len(files) == 0 {
+			fmt.Println("no schema changes: nothing written")
+		}
+		for _, f := range files {
+			fmt.Println("wrote", f)
+		}
+	default:
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "migrationgen:", err)
+		os.Exit(1)
+	}
+}
+
+// Generate writes a migration named name to dirPath if ent/schema differs from the state
+// the directory builds, and returns the files it wrote (none when there is no change).
+func Generate(ctx context.Context, adminDSN, dirPath, name string) ([]string, error) {
+	if !validName.MatchString(name) {
+		return nil, fmt.Errorf("migration name %q: use lower-case letters, digits and _", name)
+	}
+	dir, err := migrate.NewLocalDir(dirPath)
+	if err != nil {
+		return nil, fmt.Errorf("open migration directory: %w", err)
+	}
+	before, err := fileSet(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := diff(ctx, adminDSN, dir, name, false); err != nil {
+		return nil, err
+	}
+	after, err := fileSet(dir)
+	if err != nil {
+		return nil, err
+	}
+	var written []string
+	for f := range after {
+		if _, ok := before[f]; !ok {
+			written = append(written, filepath.Join(dirPath, f))
+		}
+	}
+	if len(written) > 0 {
+		written = append(written, filepath.Join(dirPath, migrate.HashFileName))
+	}
+	return written, nil
+}
+
+// Check fails when ent/schema has changes that no migration in dirPath covers, or when
+// atlas.sum does not match the files. It writes nothing: the diff runs on an in-memory copy.
+func Check(ctx context.Context, adminDSN, dirPath string) error {
+	local, err := migrate.NewLocalDir(dirPath)
+	if err != nil {
+		return fmt.Errorf("open migration directory: %w", err)
+	}
+	if err := migrate.Validate(local); err != nil {
+		return fmt.Errorf("%s: %w (run: go run ./cmd/migrationgen -rehash)", dirPath, err)
+	}
+	files, err := local.Files()
+	if err != nil {
+		return fmt.Errorf("read migrations: %w", err)
+	}
+	mem := migrate.OpenMemDir("migrationgen-check-" + randomSuffix())
+	defer mem.Close()
+	if err := mem.CopyFiles(files); err != nil {
+		return fmt.Errorf("copy migrations: %w", err)
+	}
+	sum, err := local.Checksum()
+	if err != nil {
+		return fmt.Errorf("hash migrations: %w", err)
+	}
+	if err := migrate.WriteSumFile(mem, sum); err != nil {
+		return fmt.Errorf("copy atlas.sum: %w", err)
+	}
+	err = diff(ctx, adminDSN, mem, "check", true)
+	switch {
+	case errors.Is(err, migrate.ErrNoPlan):
+		return nil
+	case err != nil:
+		return err
+	default:
+		return errors.New("ent/schema has changes that no migration covers: run go run ./cmd/migrationgen <name> and commit the new files")
+	}
+}
+
+// New creates an empty migration file named name for hand-written SQL and rehashes the
+// directory. It returns the path of the new file.
+func New(dirPath, name string) (string, error) {
+	if !validName.MatchString(name) {
+		return "", fmt.Errorf("migration name %q: use lower-case letters, digits and _", name)
+	}
+	dir, err := migrate.NewLocalDir(dirPath)
+	if err != nil {
+		return "", fmt.Errorf("open migration directory: %w", err)
+	}
+	file := fmt.Sprintf("%s_%s.sql", migrate.NewVersion(), name)
+	body := fmt.Sprintf("-- %s: hand-written SQL. After editing, run: go run ./cmd/migrationgen -rehash\n", name)
+	if err := dir.WriteFile(file, []byte(body)); err != nil {
+		return "", fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := Rehash(dirPath); err != nil {
+		return "", err
+	}
+	return filepath.Join(dirPath, file), nil
+}
+
+// Rehash recomputes atlas.sum from the migration files in dirPath.
+func Rehash(dirPath string) error {
+	dir, err := migrate.NewLocalDir(dirPath)
+	if err != nil {
+		return fmt.Errorf("open migration directory: %w", err)
+	}
+	sum, err := dir.Checksum()
+	if err != nil {
+		return fmt.Errorf("hash migrations: %w", err)
+	}
+	if err := migrate.WriteSumFile(dir, sum); err != nil {
+		return fmt.Errorf("write atlas.sum: %w", err)
+	}
+	return nil
+}
+
+// diff replays dir on a fresh scratch database and writes the difference to ent/schema
+// into dir. With errNoPlan, an empty difference is reported as migrate.ErrNoPlan.
+func diff(ctx context.Context, adminDSN string, dir migrate.Dir, name string, errNoPlan bool) (err error) {
+	db, drop, err := scratchDatabase(ctx, adminDSN)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		db.Close()
+		if derr := drop(); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	opts := []schema.MigrateOption{
+		schema.WithDir(dir),
+		schema.WithMigrationMode(schema.ModeReplay),
+		schema.WithDialect(dialect.Postgres),
+		schema.WithFormatter(migrate.DefaultFormatter),
+		schema.WithDropColumn(true),
+		schema.WithDropIndex(true),
+	}
+	if errNoPlan {
+		opts = append(opts, schema.WithErrNoPlan(true))
+	}
+	err = entmigrate.NewSchema(entsql.OpenDB(dialect.Postgres, db)).NamedDiff(ctx, name, opts...)
+	if err != nil && !errors.Is(err, migrate.ErrNoPlan) {
+		return fmt.Errorf("diff ent/schema against the migrations: %w", err)
+	}
+	return err
+}
+
+// scratchDatabase creates an empty database with a random name on the server of adminDSN,
+// opens it, and returns a function that drops it.
+func scratchDatabase(ctx context.Context, adminDSN string) (*sql.DB, func() error, error) {
+	admin, err := sql.Open("pgx", adminDSN)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open admin database: %w", err)
+	}
+	name := "migrationgen_" + randomSuffix()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		admin.Close()
+		return nil, nil, fmt.Errorf("create scratch database: %w", err)
+	}
+	drop := func() error {
+		defer admin.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("drop scratch database %s: %w", name, err)
+		}
+		return nil
+	}
+	u, err := url.Parse(adminDSN)
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("parse admin DSN: %w", err), drop())
+	}
+	u.Path = "/" + name
+	db, err := sql.Open("pgx", u.String())
+	if err == nil {
+		err = db.PingContext(ctx)
+	}
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("connect to scratch database: %w", err), drop())
+	}
+	return db, drop, nil
+}
+
+// fileSet lists the names of the migration files in dir.
+func fileSet(dir migrate.Dir) (map[string]struct{}, error) {
+	files, err := dir.Files()
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	set := make(map[string]struct{}, len(files))
+	for _, f := range files {
+		set[f.Name()] = struct{}{}
+	}
+	return set, nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}

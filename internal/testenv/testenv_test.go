@@ -1,0 +1,74 @@
+package testenv
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+)
+
+func TestDatabaseIsMigratedAndIsolated(t *testing.T) {
+	ctx := context.Background()
+	first, second := Database(t), Database(t)
+	if first.Name == second.Name {
+		t.Fatalf("two calls returned the same database %q", first.Name)
+	}
+	a := open(t, first.DSN())
+	b := open(t, second.DSN())
+	if _, err := a.ExecContext(ctx, `DELETE FROM order_items; DELETE FROM products`); err != nil {
+		t.Fatal(err)
+	}
+	var inA, inB int
+	if err := a.QueryRowContext(ctx, `SELECT count(*) FROM products`).Scan(&inA); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.QueryRowContext(ctx, `SELECT count(*) FROM products`).Scan(&inB); err != nil {
+		t.Fatal(err)
+	}
+	if inA != 0 || inB != 2 {
+		t.Fatalf("products after deleting in the first database: first %d, second %d; want 0 and 2", inA, inB)
+	}
+}
+
+func TestDatabaseIsDroppedAtCleanup(t *testing.T) {
+	var name string
+	t.Run("user", func(t *testing.T) { name = Database(t).Name })
+	admin, err := adminConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exists bool
+	if err := admin.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Fatalf("database %s still exists after its test ended", name)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	cfg := Config(t)
+	if len(cfg.Auth.JWTSecret) < 32 {
+		t.Errorf("JWT secret has %d bytes, want at least 32", len(cfg.Auth.JWTSecret))
+	}
+	if !strings.HasPrefix(cfg.RabbitMQ.Exchange, "test.") || cfg.RabbitMQ.Exchange == Config(t).RabbitMQ.Exchange {
+		t.Errorf("exchange %q is not a unique test exchange", cfg.RabbitMQ.Exchange)
+	}
+	if cfg.HTTP.Address != "127.0.0.1:0" || cfg.Outbox.PollInterval.D().Milliseconds() != 100 {
+		t.Errorf("unexpected test settings: %+v", cfg)
+	}
+	db := open(t, cfg.Database.DSN())
+	if err := db.Ping(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func open(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}

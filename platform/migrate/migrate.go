@@ -1,0 +1,227 @@
+// Package migrate applies orderflow's embedded Atlas migrations to PostgreSQL the way
+// `atlas migrate apply` does: under the CLI's lock, one transaction per file, recording
+// revisions in the CLI's table, so that the Atlas CLI and orderflow agree about a database.
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"sync/atomic"
+	"time"
+
+	"ariga.io/atlas/sql/migrate"
+	"ariga.io/atlas/sql/postgres"
+	"ariga.io/atlas/sql/schema"
+
+	"orderflow/migrations"
+)
+
+const (
+	// lockName is the advisory lock `atlas migrate apply` takes, so that the CLI and
+	// orderflow processes never apply migrations to one database at the same time.
+	lockName = "atlas_migrate_execute"
+	// lockTimeout bounds the wait for another process that is applying migrations.
+	lockTimeout = time.Minute
+)
+
+// dirCount numbers the in-memory directories, whose names must be unique in a process.
+var dirCount atomic.Int64
+
+// Apply applies the pending embedded migrations to db and returns how many files it applied.
+// A database that is up to date is left alone (0 applied).
+func Apply(ctx context.Context, db *sql.DB, log *slog.Logger) (applied int, err error) {
+	return ApplyFS(ctx, db, migrations.FS, log)
+}
+
+// ApplyFS is Apply for the migration directory fsys (SQL files and atlas.sum at its root).
+func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (applied int, err error) {
+	dir, err := OpenDir(fsys)
+	if err != nil {
+		return 0, err
+	}
+	defer dir.Close()
+	drv, err := postgres.Open(db)
+	if err != nil {
+		return 0, fmt.Errorf("open atlas driver: %w", err)
+	}
+	unlock, err := drv.(schema.Locker).Lock(ctx, lockName, lockTimeout)
+	if err != nil {
+		return 0, fmt.Errorf("take migration lock %q: %w", lockName, err)
+	}
+	defer func() {
+		if uerr := unlock(); uerr != nil && err == nil {
+			err = fmt.Errorf("release migration lock: %w", uerr)
+		}
+	}()
+	pending, err := pendingFiles(ctx, db, drv, dir)
+	if err != nil {
+		return 0, err
+	}
+	if len(pending) == 0 {
+		log.DebugContext(ctx, "database schema is up to date")
+		return 0, nil
+	}
+	for _, f := range pending {
+		start := time.Now()
+		if err := applyFile(ctx, db, dir, f, log); err != nil {
+			return applied, err
+		}
+		applied++
+		log.InfoContext(ctx, "migration applied", "version", f.Version(), "description", f.Desc(),
+			"duration", time.Since(start))
+	}
+	return applied, nil
+}
+
+// Pending returns the names of the embedded migration files that are not applied to db yet.
+// It fails when atlas.sum does not match the files.
+func Pending(ctx context.Context, db *sql.DB) ([]string, error) {
+	return PendingFS(ctx, db, migrations.FS)
+}
+
+// PendingFS is Pending for the migration directory fsys.
+func PendingFS(ctx context.Context, db *sql.DB, fsys fs.FS) ([]string, error) {
+	dir, err := OpenDir(fsys)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	drv, err := postgres.Open(db)
+	if err != nil {
+		return nil, fmt.Errorf("open atlas driver: %w", err)
+	}
+	files, err := pendingFiles(ctx, db, drv, dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.Name()
+	}
+	return names, nil
+}
+
+// State describes which migrations a database has.
+type State struct {
+	// Applied lists the versions recorded in the revisions table, oldest first.
+	Applied []string
+	// Pending lists the migration files still to apply, in order.
+	Pending []string
+}
+
+// Status reports the applied and pending embedded migrations of db.
+func Status(ctx context.Context, db *sql.DB) (State, error) {
+	pending, err := Pending(ctx, db)
+	if err != nil {
+		return State{}, err
+	}
+	revs, err := revisions{db: db}.ReadRevisions(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	s := State{Pending: pending}
+	for _, r := range revs {
+		s.Applied = append(s.Applied, r.Version)
+	}
+	return s, nil
+}
+
+// OpenDir copies the migration directory fsys into an in-memory Atlas directory, keeping
+// atlas.sum as it is so that a file changed after hashing is detected. Close it when done.
+func OpenDir(fsys fs.FS) (*migrate.MemDir, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	names = append(names, migrate.HashFileName)
+	dir := migrate.OpenMemDir(fmt.Sprintf("orderflow-migrations-%d", dirCount.Add(1)))
+	for _, name := range names {
+		b, err := fs.ReadFile(fsys, path.Clean(name))
+		if err != nil {
+			dir.Close()
+			return nil, fmt.Errorf("read migration %s: %w", name, err)
+		}
+		if err := dir.WriteFile(name, b); err != nil {
+			dir.Close()
+			return nil, fmt.Errorf("load migration %s: %w", name, err)
+		}
+	}
+	return dir, nil
+}
+
+// pendingFiles creates the revisions table if needed, verifies atlas.sum and lists the
+// files to apply.
+func pendingFiles(ctx context.Context, db *sql.DB, drv migrate.Driver, dir migrate.Dir) ([]migrate.File, error) {
+	if err := migrate.Validate(dir); err != nil {
+		return nil, fmt.Errorf("migration files do not match atlas.sum (a file was changed, added or removed without rehashing): %w", err)
+	}
+	if err := createRevisionTable(ctx, db); err != nil {
+		return nil, err
+	}
+	ex, err := migrate.NewExecutor(drv, dir, revisions{db: db})
+	if err != nil {
+		return nil, fmt.Errorf("create migration executor: %w", err)
+	}
+	files, err := ex.Pending(ctx)
+	if errors.Is(err, migrate.ErrNoPendingFiles) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find pending migrations: %w", err)
+	}
+	return files, nil
+}
+
+// applyFile applies one migration file and records its revision in one transaction.
+func applyFile(ctx context.Context, db *sql.DB, dir migrate.Dir, f migrate.File, log *slog.Logger) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin migration %s: %w", f.Name(), err)
+	}
+	defer func() {
+		if err != nil {
+			if rerr := tx.Rollback(); rerr != nil {
+				err = fmt.Errorf("%w (rollback: %v)", err, rerr)
+			}
+		}
+	}()
+	drv, err := postgres.Open(tx)
+	if err != nil {
+		return fmt.Errorf("open atlas driver: %w", err)
+	}
+	ex, err := migrate.NewExecutor(drv, dir, revisions{db: tx},
+		migrate.WithLogger(logger{ctx: ctx, log: log}), migrate.WithOperatorVersion(operatorVersion))
+	if err != nil {
+		return fmt.Errorf("create migration executor: %w", err)
+	}
+	if err := ex.Execute(ctx, f); err != nil {
+		return fmt.Errorf("apply migration %s: %w", f.Name(), err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit migration %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// logger writes the executor's progress to slog.
+type logger struct {
+	ctx context.Context
+	log *slog.Logger
+}
+
+// Log implements migrate.Logger.
+func (l logger) Log(e migrate.LogEntry) {
+	switch e := e.(type) {
+	case migrate.LogFile:
+		l.log.DebugContext(l.ctx, "applying migration", "version", e.Version, "description", e.Desc)
+	case migrate.LogStmt:
+		l.log.DebugContext(l.ctx, "migration statement", "sql", e.SQL)
+	case migrate.LogError:
+		l.log.ErrorContext(l.ctx, "migration failed", "sql", e.SQL, "err", e.Error)
+	}
+}
