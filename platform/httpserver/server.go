@@ -14,10 +14,11 @@ import (
 	"go.uber.org/fx"
 
 	"orderflow/configuration"
+	"orderflow/platform/metrics"
 )
 
 // Module provides the process's *http.ServeMux, on which other modules register their
-// routes, and serves it on http.address from start to stop.
+// routes, and serves it on http.address from start to stop. It needs metrics.Module.
 var Module = fx.Module("httpserver",
 	fx.Provide(http.NewServeMux, New),
 	fx.Invoke(func(*Server) {}),
@@ -32,10 +33,10 @@ type Server struct {
 
 // New returns a server for mux whose lifecycle is bound to lc: it listens on start, so a
 // port already in use fails start-up, and drains in-flight requests on stop.
-func New(lc fx.Lifecycle, cfg *configuration.Config, mux *http.ServeMux, log *slog.Logger) *Server {
+func New(lc fx.Lifecycle, cfg *configuration.Config, mux *http.ServeMux, m *metrics.HTTP, log *slog.Logger) *Server {
 	s := &Server{
 		srv: &http.Server{
-			Handler:           WithTimeout(mux, cfg.HTTP.RequestTimeout.D()),
+			Handler:           WithTimeout(m.Wrap(mux), cfg.HTTP.RequestTimeout.D()),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       cfg.HTTP.RequestTimeout.D(),
 			// Give a handler's own timeout the chance to answer before the write deadline.

@@ -1,0 +1,128 @@
+package httpserver_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+
+	"orderflow/configuration"
+	"orderflow/platform/health"
+	"orderflow/platform/httpserver"
+	"orderflow/platform/metrics"
+)
+
+func start(t *testing.T, cfg *configuration.Config, checks ...health.Check) *httpserver.Server {
+	t.Helper()
+	var srv *httpserver.Server
+	app := fxtest.New(t,
+		fx.Supply(cfg, slog.New(slog.DiscardHandler)),
+		metrics.Module,
+		httpserver.Module,
+		fx.Invoke(func(mux *http.ServeMux) {
+			health.Register(mux, checks)
+			mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+					w.WriteHeader(http.StatusServiceUnavailable)
+				case <-time.After(5 * time.Second):
+				}
+			})
+		}),
+		fx.Populate(&srv),
+	)
+	app.RequireStart()
+	t.Cleanup(app.RequireStop)
+	return srv
+}
+
+func testConfig() *configuration.Config {
+	cfg := configuration.Defaults()
+	cfg.HTTP.Address = "127.0.0.1:0"
+	cfg.HTTP.RequestTimeout = configuration.Duration(200 * time.Millisecond)
+	return &cfg
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	up := health.Check{Name: "database", Check: func(context.Context) error { return nil }}
+	down := health.Check{Name: "broker", Check: func(context.Context) error { return errors.New("connection refused") }}
+
+	srv := start(t, testConfig(), up)
+	if code, _ := get(t, srv.URL()+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	if code, body := get(t, srv.URL()+"/readyz"); code != http.StatusOK || !strings.Contains(body, `"database":"ok"`) {
+		t.Errorf("/readyz = %d %s", code, body)
+	}
+
+	srv = start(t, testConfig(), up, down)
+	code, body := get(t, srv.URL()+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "broker") || !strings.Contains(body, "connection refused") {
+		t.Errorf("/readyz with a broker down = %d %s", code, body)
+	}
+}
+
+func TestRequestTimeout(t *testing.T) {
+	srv := start(t, testConfig())
+	begin := time.Now()
+	code, _ := get(t, srv.URL()+"/slow")
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("slow request = %d, want the handler to see its deadline", code)
+	}
+	if elapsed := time.Since(begin); elapsed > 3*time.Second {
+		t.Errorf("slow request took %v despite a 200ms timeout", elapsed)
+	}
+}
+
+func TestMetricsCountRequests(t *testing.T) {
+	srv := start(t, testConfig())
+	get(t, srv.URL()+"/healthz")
+	get(t, srv.URL()+"/no/such/path")
+	_, body := get(t, srv.URL()+"/metrics")
+	for _, want := range []string{
+		`orderflow_http_requests_total{code="200",method="GET",route="GET /healthz"} 1`,
+		`orderflow_http_requests_total{code="404",method="GET",route="unmatched"} 1`,
+		`orderflow_http_request_duration_seconds_bucket{method="GET",route="GET /healthz"`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func TestAddressInUseFailsStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := testConfig()
+	cfg.HTTP.Address = ln.Addr().String()
+	app := fx.New(fx.NopLogger,
+		fx.Supply(cfg, slog.New(slog.DiscardHandler)),
+		metrics.Module, httpserver.Module)
+	err = app.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "http.address") {
+		t.Fatalf("start on a used port: err = %v, want one naming http.address", err)
+	}
+}

@@ -1,0 +1,103 @@
+// Package metrics holds the process's Prometheus registry, serves it on /metrics, and
+// instruments the HTTP server.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/fx"
+)
+
+// Module provides the registry (as *prometheus.Registry and prometheus.Registerer) and
+// serves it on GET /metrics.
+var Module = fx.Module("metrics",
+	fx.Provide(
+		NewRegistry,
+		func(r *prometheus.Registry) prometheus.Registerer { return r },
+		NewHTTP,
+	),
+	fx.Invoke(func(mux *http.ServeMux, r *prometheus.Registry) {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(r, promhttp.HandlerOpts{Registry: r}))
+	}),
+)
+
+// NewRegistry returns a registry with the Go runtime and process collectors.
+func NewRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// HTTP counts and times the requests of the process's HTTP server.
+type HTTP struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewHTTP registers the HTTP metrics with reg.
+func NewHTTP(reg prometheus.Registerer) *HTTP {
+	h := &HTTP{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderflow_http_requests_total",
+			Help: "HTTP requests by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orderflow_http_request_duration_seconds",
+			Help:    "HTTP request latency by route and method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+	}
+	reg.MustRegister(h.requests, h.duration)
+	return h
+}
+
+type routeKey struct{}
+
+// SetRoute names the route of the request being served, for handlers that route by
+// themselves behind one mux pattern (the API's generated router names its operations).
+func SetRoute(ctx context.Context, route string) {
+	if p, ok := ctx.Value(routeKey{}).(*string); ok {
+		*p = route
+	}
+}
+
+// Wrap instruments next. The route label is the one set with SetRoute, else the mux
+// pattern that matched, else "unmatched", so unknown paths cannot grow the label set.
+func (h *HTTP) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		route := ""
+		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, &route))
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		if route == "" {
+			route = r.Pattern
+		}
+		if route == "" {
+			route = "unmatched"
+		}
+		h.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Inc()
+		h.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
