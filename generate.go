@@ -3,3 +3,4 @@
 package orderflow
 
 //go:generate go run -mod=mod ./ent/entc.go
+//go:generate go tool ogen --config ogen.yml --target api/oas --package oas --clean openapi.yaml
