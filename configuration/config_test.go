@@ -1,0 +1,570 @@
+package configuration
+
+import (
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/fx"
+)
+
+// absent marks a file that a test directory leaves out.
+const absent = "\x00absent"
+
+// validInstance and validSecrets are small, valid files; the committed files are tested
+// on their own.
+const (
+	validInstance = `{"orders": {"paymentDelay": "2s"}}`
+	validSecrets  = `{
+  "database": {"user": "app", "password": "pw"},
+  "rabbitmq": {"user": "rabbit", "password": "carrot"},
+  "auth": {"jwtSecret": "0123456789abcdef0123456789abcdef"},
+  "admin": {"name": "Root", "email": "root@example.com", "password": "secret1"}
+}`
+)
+
+// writeDir writes a configuration directory and returns its path.
+func writeDir(t *testing.T, instance, secrets string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range map[string]string{InstanceFile: instance, SecretsFile: secrets} {
+		if content == absent {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// env returns a lookup function that sees only vars.
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	}
+}
+
+var noEnv = env(nil)
+
+// wantErr fails unless err is non-nil and its message contains every part.
+func wantErr(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want one containing %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not contain %q", err, p)
+		}
+	}
+}
+
+func TestLoadValid(t *testing.T) {
+	cfg, err := LoadWithEnv(writeDir(t, validInstance, validSecrets), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Defaults()
+	want.Orders.PaymentDelay = Duration(2 * time.Second)
+	want.Database.User, want.Database.Password = "app", "pw"
+	want.RabbitMQ.User, want.RabbitMQ.Password = "rabbit", "carrot"
+	want.Auth.JWTSecret = "0123456789abcdef0123456789abcdef"
+	want.Admin = Admin{Name: "Root", Email: "root@example.com", Password: "secret1"}
+	if !reflect.DeepEqual(*cfg, want) {
+		t.Errorf("got %+v\nwant %+v", *cfg, want)
+	}
+}
+
+func TestLoadCommittedFiles(t *testing.T) {
+	cfg, err := LoadWithEnv(".", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Defaults()
+	want.Auth.JWTSecret = "dev-only-secret-change-me-0123456789abcdef"
+	want.Admin.Password = "Admin@12345"
+	if !reflect.DeepEqual(*cfg, want) {
+		t.Errorf("got %+v\nwant %+v", *cfg, want)
+	}
+}
+
+// TestCommittedInstanceMatchesDefaults keeps instance.json, the documented defaults, and
+// Defaults() in agreement: instance.json carries every tunable, each at its default.
+func TestCommittedInstanceMatchesDefaults(t *testing.T) {
+	data, err := os.ReadFile(InstanceFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sections map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(data, &sections); err != nil {
+		t.Fatal(err)
+	}
+	var present []string
+	for section, keys := range sections {
+		for key := range keys {
+			present = append(present, section+"."+key)
+		}
+	}
+	var tunables []string
+	for _, k := range KeyTable() {
+		if k.File == InstanceFile {
+			tunables = append(tunables, k.Path)
+		}
+	}
+	slices.Sort(present)
+	slices.Sort(tunables)
+	if !slices.Equal(present, tunables) {
+		t.Errorf("instance.json has keys %q, want every tunable %q", present, tunables)
+	}
+
+	var fromFile Config
+	if err := decodeFile(InstanceFile, InstanceFile, &fromFile); err != nil {
+		t.Fatal(err)
+	}
+	got, def := reflect.ValueOf(fromFile), reflect.ValueOf(Defaults())
+	for _, l := range leaves() {
+		if fileOf(l.path) != InstanceFile {
+			continue
+		}
+		if g, w := got.FieldByIndex(l.index).Interface(), def.FieldByIndex(l.index).Interface(); g != w {
+			t.Errorf("instance.json %s = %v, Defaults() has %v", l.path, g, w)
+		}
+	}
+}
+
+func TestCommittedSecretsHoldOnlySecrets(t *testing.T) {
+	var fromFile Config
+	if err := decodeFile(SecretsFile, SecretsFile, &fromFile); err != nil {
+		t.Fatal(err)
+	}
+	if fromFile.Admin.Email != "admin@orderprocessing.local" || fromFile.Database.User != "postgres" || fromFile.RabbitMQ.User != "guest" {
+		t.Errorf("secrets.json = %+v, want the development credentials", fromFile)
+	}
+}
+
+func TestDefaultsWithSecretsValidate(t *testing.T) {
+	cfg := Defaults()
+	cfg.Auth.JWTSecret = strings.Repeat("k", 32)
+	cfg.Admin.Password = "123456"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// Without the two secrets that have no default, exactly those two keys fail.
+	bare := Defaults()
+	err := bare.Validate()
+	wantErr(t, err, "configuration: auth.jwtSecret: must be at least 32 bytes, got 0", "configuration: admin.password:")
+	if n := len(strings.Split(err.Error(), "\n")); n != 2 {
+		t.Errorf("got %d problems, want 2: %v", n, err)
+	}
+}
+
+func TestLoadFileErrors(t *testing.T) {
+	tests := []struct {
+		name              string
+		instance, secrets string
+		want              []string
+	}{
+		{"missing instance.json", absent, validSecrets, []string{"instance.json: file not found"}},
+		{"missing secrets.json", validInstance, absent, []string{"secrets.json: file not found"}},
+		{"missing both", absent, absent, []string{"instance.json: file not found"}},
+		{"instance.json missing comma", "{\n  \"log\": {\"level\": \"info\"\n  \"format\": \"json\"}\n}", validSecrets,
+			[]string{"instance.json: malformed JSON at line 3, column 3: invalid character"}},
+		{"secrets.json trailing comma", validInstance, "{\n\"admin\": {\"password\": \"secret1\",}\n}",
+			[]string{"secrets.json: malformed JSON at line 2"}},
+		{"instance.json empty", "", validSecrets, []string{"instance.json: malformed JSON: the file is empty"}},
+		{"secrets.json truncated", validInstance, `{"admin": {"password": "secr`, []string{"secrets.json: malformed JSON at line 1", "unexpected end of file"}},
+		{"instance.json trailing data", validInstance + "\n{}", validSecrets,
+			[]string{"instance.json: unexpected data after the top-level object at line 2"}},
+		{"instance.json top level not an object", `["log"]`, validSecrets,
+			[]string{"instance.json: the top level must be a JSON object, got an array"}},
+		{"instance.json unknown nested key", "{\n  \"orders\": {\n    \"paymentDelayy\": \"5s\"\n  }\n}", validSecrets,
+			[]string{`instance.json: unknown key "orders.paymentDelayy" at line 3`}},
+		{"instance.json unknown top-level key", `{"metrics": {"address": ":9090"}}`, validSecrets,
+			[]string{`instance.json: unknown key "metrics"`}},
+		{"instance.json key in the wrong case", `{"orders": {"PaymentDelay": "5s"}}`, validSecrets,
+			[]string{`instance.json: unknown key "orders.PaymentDelay"`}},
+		{"secrets.json unknown nested key", validInstance, `{"admin": {"phone": "123"}}`,
+			[]string{`secrets.json: unknown key "admin.phone"`}},
+		{"secrets.json unknown top-level key", validInstance, `{"smtp": {"password": "x"}}`,
+			[]string{`secrets.json: unknown key "smtp"`}},
+		{"secret in instance.json", `{"auth": {"tokenTtl": "1h", "jwtSecret": "0123456789abcdef0123456789abcdef"}}`, validSecrets,
+			[]string{`instance.json: key "auth.jwtSecret" at line 1`, "belongs in secrets.json, not instance.json"}},
+		{"tunable in secrets.json", validInstance, `{"database": {"host": "db"}}`,
+			[]string{`secrets.json: key "database.host"`, "belongs in instance.json, not secrets.json"}},
+		{"duplicate key", `{"log": {"level": "info", "level": "debug"}}`, validSecrets,
+			[]string{`instance.json: duplicate key "log.level"`}},
+		{"string for an integer", `{"database": {"port": "5432"}}`, validSecrets,
+			[]string{`instance.json: database.port: must be an integer, got the string "5432"`}},
+		{"fraction for an integer", `{"database": {"port": 5432.5}}`, validSecrets,
+			[]string{`instance.json: database.port: must be an integer, got "5432.5"`}},
+		{"number for a duration", `{"orders": {"paymentDelay": 5}}`, validSecrets,
+			[]string{`instance.json: orders.paymentDelay: must be a duration string such as "5s" or "10m", got 5`}},
+		{"bad duration string", `{"orders": {"expireAfter": "ten minutes"}}`, validSecrets,
+			[]string{`instance.json: orders.expireAfter: not a duration such as "5s" or "10m": "ten minutes"`}},
+		{"number for a string", validInstance, `{"database": {"password": 1234}}`,
+			[]string{`secrets.json: database.password: must be a string, got 1234`}},
+		{"string for a number", `{"orders": {"completionProbability": "0.5"}}`, validSecrets,
+			[]string{`instance.json: orders.completionProbability: must be a number, got the string "0.5"`}},
+		{"null value", `{"log": {"level": null}}`, validSecrets,
+			[]string{`instance.json: log.level: must be a string, got null`}},
+		{"section not an object", `{"http": 8080}`, validSecrets,
+			[]string{`instance.json: "http" must be a JSON object, got 8080`}},
+		{"object for a value", `{"http": {"address": {"port": 8080}}}`, validSecrets,
+			[]string{`instance.json: http.address: must be a string, got an object`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadWithEnv(writeDir(t, tt.instance, tt.secrets), noEnv)
+			if cfg != nil {
+				t.Errorf("got a config with the error")
+			}
+			wantErr(t, err, append([]string{"configuration: "}, tt.want...)...)
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans several lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	valid := func() Config {
+		cfg := Defaults()
+		cfg.Auth.JWTSecret = strings.Repeat("s", 32)
+		cfg.Admin.Password = "Admin@12345"
+		return cfg
+	}
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"probability above 1", func(c *Config) { c.Orders.CompletionProbability = 1.5 },
+			"configuration: orders.completionProbability: must be between 0 and 1, got 1.5"},
+		{"probability below 0", func(c *Config) { c.Orders.CompletionProbability = -0.1 },
+			"configuration: orders.completionProbability: must be between 0 and 1, got -0.1"},
+		{"zero duration", func(c *Config) { c.Orders.PaymentDelay = 0 },
+			"configuration: orders.paymentDelay: must be a positive duration, got 0s"},
+		{"negative duration", func(c *Config) { c.Outbox.Retention = Duration(-time.Hour) },
+			"configuration: outbox.retention: must be a positive duration, got -1h0m0s"},
+		{"http.shutdownTimeout", func(c *Config) { c.HTTP.ShutdownTimeout = 0 }, "configuration: http.shutdownTimeout: must be a positive duration"},
+		{"http.requestTimeout", func(c *Config) { c.HTTP.RequestTimeout = 0 }, "configuration: http.requestTimeout: must be a positive duration"},
+		{"auth.tokenTtl", func(c *Config) { c.Auth.TokenTTL = 0 }, "configuration: auth.tokenTtl: must be a positive duration"},
+		{"orders.expireAfter", func(c *Config) { c.Orders.ExpireAfter = 0 }, "configuration: orders.expireAfter: must be a positive duration"},
+		{"orders.expiryInterval", func(c *Config) { c.Orders.ExpiryInterval = 0 }, "configuration: orders.expiryInterval: must be a positive duration"},
+		{"outbox.pollInterval", func(c *Config) { c.Outbox.PollInterval = 0 }, "configuration: outbox.pollInterval: must be a positive duration"},
+		{"database port 0", func(c *Config) { c.Database.Port = 0 },
+			"configuration: database.port: must be a port between 1 and 65535, got 0"},
+		{"rabbitmq port too large", func(c *Config) { c.RabbitMQ.Port = 65536 },
+			"configuration: rabbitmq.port: must be a port between 1 and 65535, got 65536"},
+		{"maxConns", func(c *Config) { c.Database.MaxConns = 0 }, "configuration: database.maxConns: must be at least 1, got 0"},
+		{"prefetch 0", func(c *Config) { c.RabbitMQ.Prefetch = 0 }, "configuration: rabbitmq.prefetch: must be between 1 and 65535, got 0"},
+		{"prefetch too large", func(c *Config) { c.RabbitMQ.Prefetch = 70000 }, "configuration: rabbitmq.prefetch: must be between 1 and 65535, got 70000"},
+		{"expiry batch size", func(c *Config) { c.Orders.ExpiryBatchSize = 0 }, "configuration: orders.expiryBatchSize: must be at least 1, got 0"},
+		{"outbox batch size", func(c *Config) { c.Outbox.BatchSize = -1 }, "configuration: outbox.batchSize: must be at least 1, got -1"},
+		{"maxBodyBytes", func(c *Config) { c.HTTP.MaxBodyBytes = 0 }, "configuration: http.maxBodyBytes: must be at least 1, got 0"},
+		{"short JWT secret", func(c *Config) { c.Auth.JWTSecret = strings.Repeat("s", 31) },
+			"configuration: auth.jwtSecret: must be at least 32 bytes, got 31"},
+		{"malformed admin email", func(c *Config) { c.Admin.Email = "admin.example.com" },
+			`configuration: admin.email: must be an e-mail address such as "admin@example.com", got "admin.example.com"`},
+		{"admin email with a display name", func(c *Config) { c.Admin.Email = "Admin <admin@example.com>" },
+			"configuration: admin.email: must be an e-mail address"},
+		{"upper-case admin email", func(c *Config) { c.Admin.Email = "Admin@Example.com" },
+			`configuration: admin.email: must be lower-case, got "Admin@Example.com"`},
+		{"long admin email", func(c *Config) { c.Admin.Email = strings.Repeat("a", 95) + "@x.com" },
+			"configuration: admin.email: must be at most 100 characters, got 101"},
+		{"short admin password", func(c *Config) { c.Admin.Password = "12345" },
+			"configuration: admin.password: must be at least 6 characters and at most 72 bytes, got 5 bytes"},
+		{"long admin password", func(c *Config) { c.Admin.Password = strings.Repeat("p", 73) },
+			"configuration: admin.password: must be at least 6 characters and at most 72 bytes, got 73 bytes"},
+		{"empty admin name", func(c *Config) { c.Admin.Name = "" }, "configuration: admin.name: must be 1 to 100 characters and not blank, got 0"},
+		{"blank admin name", func(c *Config) { c.Admin.Name = "   " }, "configuration: admin.name: must be 1 to 100 characters and not blank"},
+		{"long admin name", func(c *Config) { c.Admin.Name = strings.Repeat("é", 101) },
+			"configuration: admin.name: must be 1 to 100 characters and not blank, got 101 characters"},
+		{"log level", func(c *Config) { c.Log.Level = "verbose" },
+			`configuration: log.level: must be one of debug, info, warn, error, got "verbose"`},
+		{"log format", func(c *Config) { c.Log.Format = "xml" }, `configuration: log.format: must be one of json, text, got "xml"`},
+		{"address without port", func(c *Config) { c.HTTP.Address = "localhost" },
+			`configuration: http.address: must be host:port such as ":8080" or "127.0.0.1:8080", got "localhost"`},
+		{"address with a named port", func(c *Config) { c.HTTP.Address = ":http" },
+			`configuration: http.address: must have a numeric port between 0 and 65535, got ":http"`},
+		{"address port too large", func(c *Config) { c.HTTP.Address = "127.0.0.1:70000" },
+			`configuration: http.address: must have a numeric port between 0 and 65535, got "127.0.0.1:70000"`},
+		{"empty exchange", func(c *Config) { c.RabbitMQ.Exchange = "" }, "configuration: rabbitmq.exchange: must not be empty"},
+		{"empty rabbitmq host", func(c *Config) { c.RabbitMQ.Host = "" }, "configuration: rabbitmq.host: must not be empty"},
+		{"empty database host", func(c *Config) { c.Database.Host = " " }, "configuration: database.host: must not be empty"},
+		{"empty database name", func(c *Config) { c.Database.Name = "" }, "configuration: database.name: must not be empty"},
+		{"empty database user", func(c *Config) { c.Database.User = "" }, "configuration: database.user: must not be empty"},
+		{"empty vhost", func(c *Config) { c.RabbitMQ.VHost = "" }, "configuration: rabbitmq.vhost: must not be empty"},
+		{"empty rabbitmq user", func(c *Config) { c.RabbitMQ.User = "" }, "configuration: rabbitmq.user: must not be empty"},
+		{"sslMode", func(c *Config) { c.Database.SSLMode = "on" },
+			`configuration: database.sslMode: must be one of disable, allow, prefer, require, verify-ca, verify-full, got "on"`},
+		{"empty issuer", func(c *Config) { c.Auth.Issuer = "" }, "configuration: auth.issuer: must not be empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := valid()
+			tt.change(&cfg)
+			err := cfg.Validate()
+			wantErr(t, err, tt.want)
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("one change gave several problems: %v", err)
+			}
+		})
+	}
+
+	t.Run("accepted edge values", func(t *testing.T) {
+		for _, change := range []func(*Config){
+			func(c *Config) { c.Orders.CompletionProbability = 0 },
+			func(c *Config) { c.Orders.CompletionProbability = 1 },
+			func(c *Config) { c.HTTP.Address = "127.0.0.1:0" },
+			func(c *Config) { c.HTTP.Address = "[::1]:8080" },
+			func(c *Config) { c.Database.Port, c.RabbitMQ.Port = 1, 65535 },
+			func(c *Config) { c.RabbitMQ.Prefetch = 65535 },
+			func(c *Config) { c.Admin.Password = "ñññññ!" },
+			func(c *Config) { c.Admin.Name = strings.Repeat("é", 100) },
+			func(c *Config) { c.Log.Level, c.Log.Format = "debug", "text" },
+			func(c *Config) { c.Database.SSLMode = "verify-full" },
+		} {
+			cfg := valid()
+			change(&cfg)
+			if err := cfg.Validate(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+
+	t.Run("every problem at once", func(t *testing.T) {
+		cfg := valid()
+		cfg.Orders.CompletionProbability = 2
+		cfg.Database.Port = -1
+		cfg.Log.Level = "loud"
+		err := cfg.Validate()
+		wantErr(t, err, "orders.completionProbability", "database.port", "log.level")
+		if n := len(strings.Split(err.Error(), "\n")); n != 3 {
+			t.Errorf("got %d lines, want 3: %v", n, err)
+		}
+	})
+
+	t.Run("secrets stay out of messages", func(t *testing.T) {
+		cfg := valid()
+		cfg.Auth.JWTSecret = "tooshort-secret"
+		cfg.Admin.Password = "pw1"
+		err := cfg.Validate()
+		wantErr(t, err, "auth.jwtSecret", "admin.password")
+		if strings.Contains(err.Error(), "tooshort-secret") || strings.Contains(err.Error(), "pw1") {
+			t.Errorf("message shows a secret: %v", err)
+		}
+	})
+}
+
+func TestLoadValidates(t *testing.T) {
+	dir := writeDir(t, `{"orders": {"completionProbability": 1.5}}`, validSecrets)
+	_, err := LoadWithEnv(dir, noEnv)
+	if err == nil || err.Error() != "configuration: orders.completionProbability: must be between 0 and 1, got 1.5" {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	tests := []struct {
+		name  string
+		vars  map[string]string
+		check func(*Config) bool
+	}{
+		{"string", map[string]string{"ORDERFLOW_DATABASE_HOST": "127.0.0.1"},
+			func(c *Config) bool { return c.Database.Host == "127.0.0.1" }},
+		{"int", map[string]string{"ORDERFLOW_DATABASE_PORT": "6543"},
+			func(c *Config) bool { return c.Database.Port == 6543 }},
+		{"int64", map[string]string{"ORDERFLOW_HTTP_MAXBODYBYTES": "2048"},
+			func(c *Config) bool { return c.HTTP.MaxBodyBytes == 2048 }},
+		{"float", map[string]string{"ORDERFLOW_ORDERS_COMPLETIONPROBABILITY": "0.25"},
+			func(c *Config) bool { return c.Orders.CompletionProbability == 0.25 }},
+		{"duration", map[string]string{"ORDERFLOW_ORDERS_PAYMENTDELAY": "1s"},
+			func(c *Config) bool { return c.Orders.PaymentDelay.D() == time.Second }},
+		{"address", map[string]string{"ORDERFLOW_HTTP_ADDRESS": "127.0.0.1:18080"},
+			func(c *Config) bool { return c.HTTP.Address == "127.0.0.1:18080" }},
+		{"secrets", map[string]string{
+			"ORDERFLOW_AUTH_JWTSECRET":   "ffffffffffffffffffffffffffffffffffff",
+			"ORDERFLOW_ADMIN_PASSWORD":   "hunter22",
+			"ORDERFLOW_RABBITMQ_USER":    "svc",
+			"ORDERFLOW_DATABASE_PASSWOR": "misspelt, so ignored",
+		}, func(c *Config) bool {
+			return c.Auth.JWTSecret == "ffffffffffffffffffffffffffffffffffff" && c.Admin.Password == "hunter22" &&
+				c.RabbitMQ.User == "svc" && c.Database.Password == "pw"
+		}},
+		{"set to empty overrides", map[string]string{"ORDERFLOW_DATABASE_PASSWORD": ""},
+			func(c *Config) bool { return c.Database.Password == "" }},
+		{"unset does not override", map[string]string{"ORDERFLOW_LOG_LEVEL": "debug"},
+			func(c *Config) bool {
+				return c.Log.Level == "debug" && c.Orders.PaymentDelay.D() == 2*time.Second && c.Database.Password == "pw"
+			}},
+		{"admin email is lower-cased", map[string]string{"ORDERFLOW_ADMIN_EMAIL": "Boss@Example.COM"},
+			func(c *Config) bool { return c.Admin.Email == "boss@example.com" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadWithEnv(writeDir(t, validInstance, validSecrets), env(tt.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(cfg) {
+				t.Errorf("%v gave %+v", tt.vars, *cfg)
+			}
+		})
+	}
+}
+
+func TestEnvOverrideErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		vars map[string]string
+		want []string
+	}{
+		{"bad integer", map[string]string{"ORDERFLOW_DATABASE_PORT": "abc"},
+			[]string{`configuration: ORDERFLOW_DATABASE_PORT (key database.port): must be an integer, got "abc"`}},
+		{"empty integer", map[string]string{"ORDERFLOW_OUTBOX_BATCHSIZE": ""},
+			[]string{`configuration: ORDERFLOW_OUTBOX_BATCHSIZE (key outbox.batchSize): must be an integer, got ""`}},
+		{"bad float", map[string]string{"ORDERFLOW_ORDERS_COMPLETIONPROBABILITY": "half"},
+			[]string{`configuration: ORDERFLOW_ORDERS_COMPLETIONPROBABILITY (key orders.completionProbability): must be a number, got "half"`}},
+		{"bad duration", map[string]string{"ORDERFLOW_ORDERS_PAYMENTDELAY": "soon"},
+			[]string{`configuration: ORDERFLOW_ORDERS_PAYMENTDELAY (key orders.paymentDelay): not a duration such as "5s" or "10m": "soon"`}},
+		{"several bad values", map[string]string{"ORDERFLOW_DATABASE_PORT": "x", "ORDERFLOW_OUTBOX_RETENTION": "forever"},
+			[]string{"ORDERFLOW_DATABASE_PORT (key database.port)", "ORDERFLOW_OUTBOX_RETENTION (key outbox.retention)"}},
+		{"empty secret fails validation", map[string]string{"ORDERFLOW_AUTH_JWTSECRET": ""},
+			[]string{"configuration: auth.jwtSecret: must be at least 32 bytes, got 0"}},
+		{"out-of-range value fails validation", map[string]string{"ORDERFLOW_ORDERS_COMPLETIONPROBABILITY": "1.5"},
+			[]string{"configuration: orders.completionProbability: must be between 0 and 1, got 1.5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadWithEnv(writeDir(t, validInstance, validSecrets), env(tt.vars))
+			wantErr(t, err, tt.want...)
+		})
+	}
+}
+
+// TestEveryKeyHasAVariable sets every key's variable to its default in KeyTable's
+// notation on an empty Config, which must then equal Defaults(): every key is reachable
+// from the environment, and KeyTable's defaults read back as the defaults.
+func TestEveryKeyHasAVariable(t *testing.T) {
+	vars := make(map[string]string)
+	for _, k := range KeyTable() {
+		vars[k.Env] = k.Default
+	}
+	var cfg Config
+	if err := applyEnv(&cfg, env(vars)); err != nil {
+		t.Fatal(err)
+	}
+	if want := Defaults(); !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestKeyTable(t *testing.T) {
+	keys := KeyTable()
+	byPath := make(map[string]Key)
+	envs := make(map[string]bool)
+	for _, k := range keys {
+		if k.Meaning == "" {
+			t.Errorf("key %s has no meaning; add it to meanings", k.Path)
+		}
+		if want := "ORDERFLOW_" + strings.ToUpper(strings.ReplaceAll(k.Path, ".", "_")); k.Env != want {
+			t.Errorf("key %s has variable %s, want %s", k.Path, k.Env, want)
+		}
+		if envs[k.Env] {
+			t.Errorf("variable %s names two keys", k.Env)
+		}
+		if k.Env == "ORDERFLOW_CONFIG_DIR" {
+			t.Errorf("key %s collides with the configuration directory variable", k.Path)
+		}
+		envs[k.Env] = true
+		byPath[k.Path] = k
+	}
+	for path := range meanings {
+		if _, ok := byPath[path]; !ok {
+			t.Errorf("meanings has %s, which is no key", path)
+		}
+	}
+	for path := range secretKeys {
+		if k, ok := byPath[path]; !ok || k.File != SecretsFile {
+			t.Errorf("secret key %s is not a key of secrets.json: %+v", path, k)
+		}
+	}
+	if got := len(keys); got != 34 {
+		t.Errorf("got %d keys, want 34: %q", got, slices.Collect(maps.Keys(byPath)))
+	}
+	for path, want := range map[string]Key{
+		"orders.paymentDelay":   {Env: "ORDERFLOW_ORDERS_PAYMENTDELAY", File: InstanceFile, Default: "5s"},
+		"orders.expiryInterval": {Env: "ORDERFLOW_ORDERS_EXPIRYINTERVAL", File: InstanceFile, Default: "1m"},
+		"outbox.retention":      {Env: "ORDERFLOW_OUTBOX_RETENTION", File: InstanceFile, Default: "168h"},
+		"http.maxBodyBytes":     {Env: "ORDERFLOW_HTTP_MAXBODYBYTES", File: InstanceFile, Default: "1048576"},
+		"auth.jwtSecret":        {Env: "ORDERFLOW_AUTH_JWTSECRET", File: SecretsFile, Default: ""},
+		"admin.email":           {Env: "ORDERFLOW_ADMIN_EMAIL", File: SecretsFile, Default: "admin@orderprocessing.local"},
+	} {
+		got := byPath[path]
+		got.Path, got.Meaning = "", ""
+		if got != want {
+			t.Errorf("KeyTable %s = %+v, want %+v", path, got, want)
+		}
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Second: "1s", 90 * time.Second: "1m30s", time.Hour: "1h", 168 * time.Hour: "168h",
+		time.Hour + time.Second: "1h1s", 1500 * time.Millisecond: "1.5s", 0: "0s",
+	} {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestModule(t *testing.T) {
+	var cfg *Config
+	app := fx.New(fx.NopLogger, fx.Supply(Dir(".")), Module, fx.Populate(&cfg))
+	if err := app.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg == nil || cfg.Auth.Issuer != "orderflow" {
+		t.Errorf("got %+v", cfg)
+	}
+
+	bad := fx.New(fx.NopLogger, fx.Supply(Dir(t.TempDir())), Module, fx.Populate(&cfg))
+	wantErr(t, bad.Err(), "instance.json: file not found")
+}
+
+func TestLogValueRedactsSecrets(t *testing.T) {
+	cfg, err := LoadWithEnv(writeDir(t, validInstance, validSecrets), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("configuration", "config", cfg)
+	line := b.String()
+	for _, want := range []string{"config.orders.paymentDelay=2s", "config.database.user=app", "config.admin.email=root@example.com",
+		"config.database.password=[redacted]", "config.auth.jwtSecret=[redacted]", "config.admin.password=[redacted]"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line lacks %q: %s", want, line)
+		}
+	}
+	for _, secret := range []string{"=pw ", "carrot", "0123456789abcdef", "secret1"} {
+		if strings.Contains(line, secret) {
+			t.Errorf("log line shows secret %q: %s", secret, line)
+		}
+	}
+	for path := range sensitiveKeys {
+		if !secretKeys[path] {
+			t.Errorf("sensitive key %s is not a secrets.json key", path)
+		}
+	}
+}

@@ -1,0 +1,213 @@
+package configuration
+
+import (
+	"encoding"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// EnvPrefix starts the name of every environment variable that overrides a key.
+const EnvPrefix = "ORDERFLOW_"
+
+// File names inside the configuration directory.
+const (
+	InstanceFile = "instance.json"
+	SecretsFile  = "secrets.json"
+)
+
+// secretKeys lists the keys that belong in secrets.json; every other key belongs in
+// instance.json.
+var secretKeys = map[string]bool{
+	"database.user":     true,
+	"database.password": true,
+	"rabbitmq.user":     true,
+	"rabbitmq.password": true,
+	"auth.jwtSecret":    true,
+	"admin.name":        true,
+	"admin.email":       true,
+	"admin.password":    true,
+}
+
+// meanings holds the one-line meaning of every key, as the README's configuration table
+// shows it.
+var meanings = map[string]string{
+	"http.address":                 "host:port the process's HTTP server listens on (port 0 picks a free port)",
+	"http.shutdownTimeout":         "how long a stopping process waits for in-flight requests",
+	"http.requestTimeout":          "deadline of one API request",
+	"http.maxBodyBytes":            "largest accepted request body, in bytes",
+	"database.host":                "PostgreSQL host",
+	"database.port":                "PostgreSQL port",
+	"database.name":                "PostgreSQL database name",
+	"database.sslMode":             "libpq sslmode: disable, allow, prefer, require, verify-ca or verify-full",
+	"database.maxConns":            "largest number of open connections in the process's pool",
+	"database.user":                "PostgreSQL user",
+	"database.password":            "PostgreSQL password (empty for trust authentication)",
+	"rabbitmq.host":                "RabbitMQ host",
+	"rabbitmq.port":                "RabbitMQ AMQP port",
+	"rabbitmq.vhost":               "RabbitMQ virtual host",
+	"rabbitmq.exchange":            "topic exchange the order events are published to",
+	"rabbitmq.prefetch":            "unacknowledged deliveries a consumer may hold (AMQP QoS prefetch count)",
+	"rabbitmq.user":                "RabbitMQ user",
+	"rabbitmq.password":            "RabbitMQ password",
+	"auth.tokenTtl":                "lifetime of an issued access token",
+	"auth.issuer":                  "issuer (iss) written into and required of access tokens",
+	"auth.jwtSecret":               "HMAC key that signs access tokens, at least 32 bytes",
+	"orders.paymentDelay":          "simulated payment time of an order in processing",
+	"orders.completionProbability": "probability in [0, 1] that a processed order completes",
+	"orders.expireAfter":           "age after which an order still processing expires",
+	"orders.expiryInterval":        "time between two expiry sweeps of the cron job",
+	"orders.expiryBatchSize":       "largest number of orders one expiry sweep statement expires",
+	"outbox.pollInterval":          "time between two scans of the outbox for unpublished events",
+	"outbox.batchSize":             "largest number of outbox rows published per scan",
+	"outbox.retention":             "how long published outbox rows are kept before deletion",
+	"log.level":                    "lowest logged level: debug, info, warn or error",
+	"log.format":                   "log line format: json or text",
+	"admin.name":                   "name of the administrator account created at API start-up",
+	"admin.email":                  "e-mail (login) of the administrator account, stored lower-cased",
+	"admin.password":               "password of the administrator account, 6 to 72 bytes",
+}
+
+// Key describes one configuration key.
+type Key struct {
+	// Path is the key's dotted JSON path, such as "orders.paymentDelay".
+	Path string
+	// Env is the environment variable that overrides the key.
+	Env string
+	// File is the file that holds the key: InstanceFile or SecretsFile.
+	File string
+	// Default is the value Defaults() gives the key, written as in the file
+	// (strings unquoted, durations such as "10m").
+	Default string
+	// Meaning is a one-line description of the key.
+	Meaning string
+}
+
+// leaf is one configuration key found by reflection.
+type leaf struct {
+	path  string
+	env   string
+	index []int
+	typ   reflect.Type
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// isSection reports whether values of t are JSON objects of further keys.
+func isSection(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(textUnmarshaler)
+}
+
+// jsonName returns the JSON key of a struct field, or "" when the field is not encoded.
+func jsonName(f reflect.StructField) string {
+	if !f.IsExported() {
+		return ""
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "-" {
+		return ""
+	}
+	if name == "" {
+		return f.Name
+	}
+	return name
+}
+
+// envName returns the environment variable of a dotted key path.
+func envName(path string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+}
+
+// leaves lists every key of Config in declaration order.
+var leaves = sync.OnceValue(func() []leaf {
+	var out []leaf
+	var walk func(t reflect.Type, prefix string, index []int)
+	walk = func(t reflect.Type, prefix string, index []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := jsonName(f)
+			if name == "" {
+				continue
+			}
+			path := name
+			if prefix != "" {
+				path = prefix + "." + name
+			}
+			idx := append(append([]int(nil), index...), i)
+			if isSection(f.Type) {
+				walk(f.Type, path, idx)
+				continue
+			}
+			out = append(out, leaf{path: path, env: envName(path), index: idx, typ: f.Type})
+		}
+	}
+	walk(reflect.TypeFor[Config](), "", nil)
+	return out
+})
+
+// fileOf returns the file that holds the key at path.
+func fileOf(path string) string {
+	if secretKeys[path] {
+		return SecretsFile
+	}
+	return InstanceFile
+}
+
+// KeyTable lists every configuration key with its environment variable, file, default
+// and meaning, in the order of the Config struct.
+func KeyTable() []Key {
+	def := reflect.ValueOf(Defaults())
+	keys := make([]Key, 0, len(leaves()))
+	for _, l := range leaves() {
+		keys = append(keys, Key{
+			Path:    l.path,
+			Env:     l.env,
+			File:    fileOf(l.path),
+			Default: formatValue(def.FieldByIndex(l.index)),
+			Meaning: meanings[l.path],
+		})
+	}
+	return keys
+}
+
+// formatValue writes v the way a file or an environment variable would give it.
+func formatValue(v reflect.Value) string {
+	if d, ok := v.Interface().(Duration); ok {
+		return formatDuration(d.D())
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return v.String()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.FormatInt(v.Int(), 10)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return strconv.FormatUint(v.Uint(), 10)
+	case reflect.Float32, reflect.Float64:
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64)
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool())
+	}
+	return ""
+}
+
+// formatDuration writes d without zero units ("10m" rather than "10m0s").
+func formatDuration(d time.Duration) string {
+	if d <= 0 || d%time.Second != 0 {
+		return d.String()
+	}
+	h, m, sec := d/time.Hour, d%time.Hour/time.Minute, d%time.Minute/time.Second
+	var b strings.Builder
+	if h > 0 {
+		fmt.Fprintf(&b, "%dh", h)
+	}
+	if m > 0 {
+		fmt.Fprintf(&b, "%dm", m)
+	}
+	if sec > 0 {
+		fmt.Fprintf(&b, "%ds", sec)
+	}
+	return b.String()
+}

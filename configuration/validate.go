@@ -1,0 +1,149 @@
+package configuration
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Accepted values of the enumerated keys.
+var (
+	sslModes   = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"json", "text"}
+)
+
+// Limits that other parts of orderflow impose on configured values.
+const (
+	minJWTSecretBytes = 32  // HS256 key no shorter than its hash output
+	minPasswordChars  = 6   // the API's password rule
+	maxPasswordBytes  = 72  // bcrypt ignores or rejects longer passwords
+	maxNameChars      = 100 // users.name
+	maxEmailChars     = 100 // users.email
+	maxPrefetch       = 65535
+)
+
+// Validate reports every problem of c at once, joined with errors.Join, each on one line
+// naming its key, such as
+// "configuration: orders.completionProbability: must be between 0 and 1, got 1.5".
+// It never writes a secret's value into a message.
+func (c *Config) Validate() error {
+	var v validator
+
+	v.address("http.address", c.HTTP.Address)
+	v.atLeast("http.maxBodyBytes", c.HTTP.MaxBodyBytes, 1)
+
+	v.nonEmpty("database.host", c.Database.Host)
+	v.port("database.port", c.Database.Port)
+	v.nonEmpty("database.name", c.Database.Name)
+	v.oneOf("database.sslMode", c.Database.SSLMode, sslModes)
+	v.atLeast("database.maxConns", int64(c.Database.MaxConns), 1)
+	v.nonEmpty("database.user", c.Database.User)
+
+	v.nonEmpty("rabbitmq.host", c.RabbitMQ.Host)
+	v.port("rabbitmq.port", c.RabbitMQ.Port)
+	v.nonEmpty("rabbitmq.vhost", c.RabbitMQ.VHost)
+	v.nonEmpty("rabbitmq.exchange", c.RabbitMQ.Exchange)
+	if p := c.RabbitMQ.Prefetch; p < 1 || p > maxPrefetch {
+		v.add("rabbitmq.prefetch", "must be between 1 and %d, got %d", maxPrefetch, p)
+	}
+	v.nonEmpty("rabbitmq.user", c.RabbitMQ.User)
+
+	v.nonEmpty("auth.issuer", c.Auth.Issuer)
+	if n := len(c.Auth.JWTSecret); n < minJWTSecretBytes {
+		v.add("auth.jwtSecret", "must be at least %d bytes, got %d", minJWTSecretBytes, n)
+	}
+
+	// NaN fails both comparisons, so it is rejected too.
+	if p := c.Orders.CompletionProbability; !(p >= 0 && p <= 1) {
+		v.add("orders.completionProbability", "must be between 0 and 1, got %g", p)
+	}
+	v.atLeast("orders.expiryBatchSize", int64(c.Orders.ExpiryBatchSize), 1)
+	v.atLeast("outbox.batchSize", int64(c.Outbox.BatchSize), 1)
+
+	v.oneOf("log.level", c.Log.Level, logLevels)
+	v.oneOf("log.format", c.Log.Format, logFormats)
+
+	if n := utf8.RuneCountInString(c.Admin.Name); strings.TrimSpace(c.Admin.Name) == "" || n > maxNameChars {
+		v.add("admin.name", "must be 1 to %d characters and not blank, got %d characters", maxNameChars, n)
+	}
+	v.email("admin.email", c.Admin.Email)
+	if n := len(c.Admin.Password); utf8.RuneCountInString(c.Admin.Password) < minPasswordChars || n > maxPasswordBytes {
+		v.add("admin.password", "must be at least %d characters and at most %d bytes, got %d bytes", minPasswordChars, maxPasswordBytes, n)
+	}
+
+	// Every duration, including any added later, must be positive.
+	root := reflect.ValueOf(c).Elem()
+	for _, l := range leaves() {
+		if d, ok := root.FieldByIndex(l.index).Interface().(Duration); ok && d <= 0 {
+			v.add(l.path, "must be a positive duration, got %s", d)
+		}
+	}
+
+	return errors.Join(v.errs...)
+}
+
+// validator collects the problems of one configuration.
+type validator struct {
+	errs []error
+}
+
+func (v *validator) add(key, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("configuration: %s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) nonEmpty(key, s string) {
+	if strings.TrimSpace(s) == "" {
+		v.add(key, "must not be empty")
+	}
+}
+
+func (v *validator) atLeast(key string, n, least int64) {
+	if n < least {
+		v.add(key, "must be at least %d, got %d", least, n)
+	}
+}
+
+func (v *validator) port(key string, p int) {
+	if p < 1 || p > 65535 {
+		v.add(key, "must be a port between 1 and 65535, got %d", p)
+	}
+}
+
+func (v *validator) oneOf(key, s string, allowed []string) {
+	if !slices.Contains(allowed, s) {
+		v.add(key, "must be one of %s, got %q", strings.Join(allowed, ", "), s)
+	}
+}
+
+// address accepts host:port with a numeric port; the host may be empty (all interfaces)
+// and the port 0 (a free port, which tests use).
+func (v *validator) address(key, s string) {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.add(key, "must be host:port such as \":8080\" or \"127.0.0.1:8080\", got %q", s)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add(key, "must have a numeric port between 0 and 65535, got %q", s)
+	}
+}
+
+// email accepts a bare, lower-case address such as "admin@example.com".
+func (v *validator) email(key, s string) {
+	addr, err := mail.ParseAddress(s)
+	switch {
+	case err != nil || addr.Name != "" || addr.Address != s:
+		v.add(key, "must be an e-mail address such as \"admin@example.com\", got %q", s)
+	case s != strings.ToLower(s):
+		v.add(key, "must be lower-case, got %q", s)
+	case utf8.RuneCountInString(s) > maxEmailChars:
+		v.add(key, "must be at most %d characters, got %d", maxEmailChars, utf8.RuneCountInString(s))
+	}
+}
