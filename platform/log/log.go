@@ -22,10 +22,12 @@ var Module = fx.Module("log",
 	}),
 )
 
-// FxLogger is the fx.WithLogger option that sends fx's events to the process logger.
+// FxLogger is the fx.WithLogger option that sends fx's events to the process logger at
+// debug level; a start-up failure is reported once, by the command, as one line.
 var FxLogger = fx.WithLogger(func(l *slog.Logger) fxevent.Logger {
 	fl := &fxevent.SlogLogger{Logger: l}
 	fl.UseLogLevel(slog.LevelDebug)
+	fl.UseErrorLevel(slog.LevelDebug)
 	return fl
 })
 

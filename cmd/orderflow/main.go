@@ -1,0 +1,128 @@
+// Command orderflow runs one of orderflow's processes: the REST API, the event worker, the
+// expiry cron job, or a one-shot migration.
+//
+//	orderflow [--config DIR] api | worker | cronjob | migrate | health
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/dig"
+	"go.uber.org/fx"
+
+	"orderflow/configuration"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: orderflow [--config DIR] <command>
+
+commands:
+  api       serve the REST API (applies pending migrations first)
+  worker    handle order events: payments, completions, notifications
+  cronjob   expire orders left in processing for too long
+  migrate   apply pending database migrations and exit
+  health    ask this host's process (at http.address) whether it is ready; exit 0 if so
+  version   print the version
+
+The configuration directory holds instance.json and secrets.json; it defaults to
+./configuration and can be set with --config or ORDERFLOW_CONFIG_DIR. Every key can be
+overridden by an ORDERFLOW_* environment variable (see README).
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("orderflow", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	dir := fs.String("config", envOr("ORDERFLOW_CONFIG_DIR", "./configuration"), "configuration directory")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	cmd := fs.Arg(0)
+	switch cmd {
+	case "api", "worker", "cronjob":
+		return serve(cmd, *dir, stderr)
+	case "migrate":
+		return report(stderr, cmd, migrateOnce(*dir, stdout))
+	case "health":
+		return report(stderr, cmd, checkHealth(*dir, stdout))
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "orderflow: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+// serve runs a long-lived process until SIGINT or SIGTERM.
+func serve(process, dir string, stderr io.Writer) int {
+	cfg, err := configuration.Load(dir)
+	if err != nil {
+		return report(stderr, process, err)
+	}
+	app := fx.New(processOptions(process, cfg))
+	if err := app.Err(); err != nil {
+		return report(stderr, process, err)
+	}
+	startCtx, cancel := context.WithTimeout(context.Background(), app.StartTimeout())
+	defer cancel()
+	if err := app.Start(startCtx); err != nil {
+		return report(stderr, process, err)
+	}
+	sig := <-app.Wait()
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), app.StopTimeout())
+	defer cancelStop()
+	if err := app.Stop(stopCtx); err != nil {
+		return report(stderr, process, err)
+	}
+	return sig.ExitCode
+}
+
+// report prints err as the one-line reason a command failed, and returns the exit status.
+func report(stderr io.Writer, cmd string, err error) int {
+	if err == nil {
+		return 0
+	}
+	// fx wraps constructor failures in several layers naming its internals; the root cause
+	// is what a user can act on.
+	root := dig.RootCause(err)
+	msg := strings.ReplaceAll(root.Error(), "\n", "; ")
+	if errors.Is(err, context.DeadlineExceeded) && !strings.Contains(msg, "deadline") {
+		msg += " (timed out)"
+	}
+	fmt.Fprintf(stderr, "orderflow %s: %s\n", cmd, msg)
+	return 1
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+// signalContext returns a context cancelled by SIGINT or SIGTERM.
+func signalContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return ctx, func() { cancel(); stop() }
+}

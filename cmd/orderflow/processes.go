@@ -1,0 +1,35 @@
+package main
+
+import (
+	"go.uber.org/fx"
+
+	"orderflow/configuration"
+	"orderflow/platform/db"
+	"orderflow/platform/health"
+	"orderflow/platform/httpserver"
+	"orderflow/platform/log"
+	"orderflow/platform/metrics"
+)
+
+// processOptions is the whole fx application of one long-lived process: the platform
+// modules every process shares, then the process's own module.
+func processOptions(process string, cfg *configuration.Config) fx.Option {
+	return fx.Options(
+		fx.Supply(cfg, log.Process(process)),
+		log.FxLogger,
+		log.Module,
+		db.Module,
+		metrics.Module,
+		httpserver.Module,
+		health.Module,
+		fx.Options(processModules[process]...),
+		fx.Invoke(announceReady),
+	)
+}
+
+// processModules lists what each process adds to the shared platform.
+var processModules = map[string][]fx.Option{
+	"api":     {},
+	"worker":  {},
+	"cronjob": {},
+}
