@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"orderflow/ent/idempotencykey"
 	"orderflow/ent/notification"
 	"orderflow/ent/order"
 	"orderflow/ent/orderitem"
@@ -78,12 +79,13 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			notification.Table: notification.ValidColumn,
-			order.Table:        order.ValidColumn,
-			orderitem.Table:    orderitem.ValidColumn,
-			outbox.Table:       outbox.ValidColumn,
-			product.Table:      product.ValidColumn,
-			user.Table:         user.ValidColumn,
+			idempotencykey.Table: idempotencykey.ValidColumn,
+			notification.Table:   notification.ValidColumn,
+			order.Table:          order.ValidColumn,
+			orderitem.Table:      orderitem.ValidColumn,
+			outbox.Table:         outbox.ValidColumn,
+			product.Table:        product.ValidColumn,
+			user.Table:           user.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

@@ -43,9 +43,11 @@ type OrderEdges struct {
 	Items []*OrderItem `json:"items,omitempty"`
 	// Notifications holds the value of the notifications edge.
 	Notifications []*Notification `json:"notifications,omitempty"`
+	// IdempotencyKeys holds the value of the idempotency_keys edge.
+	IdempotencyKeys []*IdempotencyKey `json:"idempotency_keys,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [3]bool
+	loadedTypes [4]bool
 }
 
 // UserOrErr returns the User value or an error if the edge
@@ -75,6 +77,15 @@ func (e OrderEdges) NotificationsOrErr() ([]*Notification, error) {
 		return e.Notifications, nil
 	}
 	return nil, &NotLoadedError{edge: "notifications"}
+}
+
+// IdempotencyKeysOrErr returns the IdempotencyKeys value or an error if the edge
+// was not loaded in eager-loading.
+func (e OrderEdges) IdempotencyKeysOrErr() ([]*IdempotencyKey, error) {
+	if e.loadedTypes[3] {
+		return e.IdempotencyKeys, nil
+	}
+	return nil, &NotLoadedError{edge: "idempotency_keys"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -167,6 +178,11 @@ func (_m *Order) QueryItems() *OrderItemQuery {
 // QueryNotifications queries the "notifications" edge of the Order entity.
 func (_m *Order) QueryNotifications() *NotificationQuery {
 	return NewOrderClient(_m.config).QueryNotifications(_m)
+}
+
+// QueryIdempotencyKeys queries the "idempotency_keys" edge of the Order entity.
+func (_m *Order) QueryIdempotencyKeys() *IdempotencyKeyQuery {
+	return NewOrderClient(_m.config).QueryIdempotencyKeys(_m)
 }
 
 // Update returns a builder for updating this Order.

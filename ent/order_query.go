@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"math"
+	"orderflow/ent/idempotencykey"
 	"orderflow/ent/notification"
 	"orderflow/ent/order"
 	"orderflow/ent/orderitem"
@@ -23,14 +24,15 @@ import (
 // OrderQuery is the builder for querying Order entities.
 type OrderQuery struct {
 	config
-	ctx               *QueryContext
-	order             []order.OrderOption
-	inters            []Interceptor
-	predicates        []predicate.Order
-	withUser          *UserQuery
-	withItems         *OrderItemQuery
-	withNotifications *NotificationQuery
-	modifiers         []func(*sql.Selector)
+	ctx                 *QueryContext
+	order               []order.OrderOption
+	inters              []Interceptor
+	predicates          []predicate.Order
+	withUser            *UserQuery
+	withItems           *OrderItemQuery
+	withNotifications   *NotificationQuery
+	withIdempotencyKeys *IdempotencyKeyQuery
+	modifiers           []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -126,6 +128,28 @@ func (_q *OrderQuery) QueryNotifications() *NotificationQuery {
 			sqlgraph.From(order.Table, order.FieldID, selector),
 			sqlgraph.To(notification.Table, notification.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, order.NotificationsTable, order.NotificationsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryIdempotencyKeys chains the current query on the "idempotency_keys" edge.
+func (_q *OrderQuery) QueryIdempotencyKeys() *IdempotencyKeyQuery {
+	query := (&IdempotencyKeyClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(order.Table, order.FieldID, selector),
+			sqlgraph.To(idempotencykey.Table, idempotencykey.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, order.IdempotencyKeysTable, order.IdempotencyKeysColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -320,14 +344,15 @@ func (_q *OrderQuery) Clone() *OrderQuery {
 		return nil
 	}
 	return &OrderQuery{
-		config:            _q.config,
-		ctx:               _q.ctx.Clone(),
-		order:             append([]order.OrderOption{}, _q.order...),
-		inters:            append([]Interceptor{}, _q.inters...),
-		predicates:        append([]predicate.Order{}, _q.predicates...),
-		withUser:          _q.withUser.Clone(),
-		withItems:         _q.withItems.Clone(),
-		withNotifications: _q.withNotifications.Clone(),
+		config:              _q.config,
+		ctx:                 _q.ctx.Clone(),
+		order:               append([]order.OrderOption{}, _q.order...),
+		inters:              append([]Interceptor{}, _q.inters...),
+		predicates:          append([]predicate.Order{}, _q.predicates...),
+		withUser:            _q.withUser.Clone(),
+		withItems:           _q.withItems.Clone(),
+		withNotifications:   _q.withNotifications.Clone(),
+		withIdempotencyKeys: _q.withIdempotencyKeys.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -365,6 +390,17 @@ func (_q *OrderQuery) WithNotifications(opts ...func(*NotificationQuery)) *Order
 		opt(query)
 	}
 	_q.withNotifications = query
+	return _q
+}
+
+// WithIdempotencyKeys tells the query-builder to eager-load the nodes that are connected to
+// the "idempotency_keys" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *OrderQuery) WithIdempotencyKeys(opts ...func(*IdempotencyKeyQuery)) *OrderQuery {
+	query := (&IdempotencyKeyClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withIdempotencyKeys = query
 	return _q
 }
 
@@ -446,10 +482,11 @@ func (_q *OrderQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Order,
 	var (
 		nodes       = []*Order{}
 		_spec       = _q.querySpec()
-		loadedTypes = [3]bool{
+		loadedTypes = [4]bool{
 			_q.withUser != nil,
 			_q.withItems != nil,
 			_q.withNotifications != nil,
+			_q.withIdempotencyKeys != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -490,6 +527,13 @@ func (_q *OrderQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Order,
 		if err := _q.loadNotifications(ctx, query, nodes,
 			func(n *Order) { n.Edges.Notifications = []*Notification{} },
 			func(n *Order, e *Notification) { n.Edges.Notifications = append(n.Edges.Notifications, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withIdempotencyKeys; query != nil {
+		if err := _q.loadIdempotencyKeys(ctx, query, nodes,
+			func(n *Order) { n.Edges.IdempotencyKeys = []*IdempotencyKey{} },
+			func(n *Order, e *IdempotencyKey) { n.Edges.IdempotencyKeys = append(n.Edges.IdempotencyKeys, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -570,6 +614,36 @@ func (_q *OrderQuery) loadNotifications(ctx context.Context, query *Notification
 	}
 	query.Where(predicate.Notification(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(order.NotificationsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.OrderID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "order_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *OrderQuery) loadIdempotencyKeys(ctx context.Context, query *IdempotencyKeyQuery, nodes []*Order, init func(*Order), assign func(*Order, *IdempotencyKey)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[int]*Order)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(idempotencykey.FieldOrderID)
+	}
+	query.Where(predicate.IdempotencyKey(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(order.IdempotencyKeysColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {

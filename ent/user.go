@@ -39,9 +39,11 @@ type User struct {
 type UserEdges struct {
 	// Orders holds the value of the orders edge.
 	Orders []*Order `json:"orders,omitempty"`
+	// IdempotencyKeys holds the value of the idempotency_keys edge.
+	IdempotencyKeys []*IdempotencyKey `json:"idempotency_keys,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [1]bool
+	loadedTypes [2]bool
 }
 
 // OrdersOrErr returns the Orders value or an error if the edge
@@ -51,6 +53,15 @@ func (e UserEdges) OrdersOrErr() ([]*Order, error) {
 		return e.Orders, nil
 	}
 	return nil, &NotLoadedError{edge: "orders"}
+}
+
+// IdempotencyKeysOrErr returns the IdempotencyKeys value or an error if the edge
+// was not loaded in eager-loading.
+func (e UserEdges) IdempotencyKeysOrErr() ([]*IdempotencyKey, error) {
+	if e.loadedTypes[1] {
+		return e.IdempotencyKeys, nil
+	}
+	return nil, &NotLoadedError{edge: "idempotency_keys"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -137,6 +148,11 @@ func (_m *User) Value(name string) (ent.Value, error) {
 // QueryOrders queries the "orders" edge of the User entity.
 func (_m *User) QueryOrders() *OrderQuery {
 	return NewUserClient(_m.config).QueryOrders(_m)
+}
+
+// QueryIdempotencyKeys queries the "idempotency_keys" edge of the User entity.
+func (_m *User) QueryIdempotencyKeys() *IdempotencyKeyQuery {
+	return NewUserClient(_m.config).QueryIdempotencyKeys(_m)
 }
 
 // Update returns a builder for updating this User.

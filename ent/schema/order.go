@@ -38,6 +38,8 @@ func (Order) Edges() []ent.Edge {
 			Annotations(entsql.OnDelete(entsql.Cascade)),
 		edge.To("notifications", Notification.Type).
 			Annotations(entsql.OnDelete(entsql.Cascade)),
+		edge.To("idempotency_keys", IdempotencyKey.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade)),
 	}
 }
 

@@ -31,6 +31,8 @@ func (User) Fields() []ent.Field {
 func (User) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.To("orders", Order.Type),
+		edge.To("idempotency_keys", IdempotencyKey.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade)),
 	}
 }
 
