@@ -27,7 +27,9 @@ func Load(dir string) (*Config, error) {
 // Both files are required and decoded strictly: a key that the Config has no place for,
 // or that belongs in the other file, is an error, as are duplicate keys, null values and
 // anything after the top-level object. Every environment variable that lookup reports
-// as set, even to the empty string, overrides its key. The admin e-mail is lower-cased.
+// as set, even to the empty string, overrides its key. The admin e-mail is lower-cased,
+// then the result is validated; bad variables and invalid values are reported together,
+// one line each.
 func LoadWithEnv(dir string, lookup func(string) (string, bool)) (*Config, error) {
 	cfg := Defaults()
 	for _, file := range []string{InstanceFile, SecretsFile} {
@@ -35,11 +37,11 @@ func LoadWithEnv(dir string, lookup func(string) (string, bool)) (*Config, error
 			return nil, fmt.Errorf("configuration: %w", err)
 		}
 	}
-	if err := applyEnv(&cfg, lookup); err != nil {
-		return nil, err
-	}
+	// A variable that does not parse leaves its key as the files have it, so validating
+	// anyway reports every problem in one go.
+	envErr := applyEnv(&cfg, lookup)
 	cfg.Admin.Email = strings.ToLower(cfg.Admin.Email)
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(envErr, cfg.Validate()); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
@@ -62,7 +64,7 @@ func decodeFile(path, file string, cfg *Config) error {
 		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%s: unexpected data after the top-level object at %s", path, d.position(dec.InputOffset()))
+		return fmt.Errorf("%s: unexpected data after the top-level object (line %d)", path, d.line(dec.InputOffset()))
 	}
 	return nil
 }
@@ -83,6 +85,13 @@ func (d *fileDecoder) position(offset int64) string {
 	line := bytes.Count(before, []byte("\n")) + 1
 	col := len(before) - bytes.LastIndexByte(before, '\n')
 	return fmt.Sprintf("line %d, column %d", line, col)
+}
+
+// line returns the line of a byte offset of the file, for errors about a key or value
+// (the offset is the end of the token, which is on the token's line).
+func (d *fileDecoder) line(offset int64) int {
+	offset = min(max(offset, 0), int64(len(d.data)))
+	return bytes.Count(d.data[:offset], []byte("\n")) + 1
 }
 
 // token reads the next token, turning a syntax error into one that names the file and
@@ -118,7 +127,7 @@ func (d *fileDecoder) object(v reflect.Value, prefix string) error {
 		if prefix != "" {
 			what = strconv.Quote(prefix)
 		}
-		return fmt.Errorf("%s: %s must be a JSON object, got %s at %s", d.path, what, describeToken(tok), d.position(d.dec.InputOffset()))
+		return fmt.Errorf("%s: %s must be a JSON object, got %s (line %d)", d.path, what, describeToken(tok), d.line(d.dec.InputOffset()))
 	}
 	seen := make(map[string]bool)
 	for d.dec.More() {
@@ -131,14 +140,14 @@ func (d *fileDecoder) object(v reflect.Value, prefix string) error {
 		if prefix != "" {
 			path = prefix + "." + name
 		}
-		at := d.position(d.dec.InputOffset())
+		at := d.line(d.dec.InputOffset())
 		if seen[name] {
-			return fmt.Errorf("%s: duplicate key %q at %s", d.path, path, at)
+			return fmt.Errorf("%s: duplicate key %q (line %d)", d.path, path, at)
 		}
 		seen[name] = true
 		field, ok := fieldByJSONName(v.Type(), name)
 		if !ok {
-			return fmt.Errorf("%s: unknown key %q at %s", d.path, path, at)
+			return fmt.Errorf("%s: unknown key %q (line %d)", d.path, path, at)
 		}
 		fv := v.FieldByIndex(field.Index)
 		if isSection(field.Type) {
@@ -148,7 +157,7 @@ func (d *fileDecoder) object(v reflect.Value, prefix string) error {
 			continue
 		}
 		if want := fileOf(path); want != d.file {
-			return fmt.Errorf("%s: key %q at %s belongs in %s, not %s", d.path, path, at, want, d.file)
+			return fmt.Errorf("%s: key %q belongs in %s, not %s (line %d)", d.path, path, want, d.file, at)
 		}
 		if err := d.value(fv, path); err != nil {
 			return err
@@ -164,29 +173,29 @@ func (d *fileDecoder) value(fv reflect.Value, path string) error {
 	if err != nil {
 		return err
 	}
-	at := d.position(d.dec.InputOffset())
+	at := d.line(d.dec.InputOffset())
 	var text string
 	switch t := tok.(type) {
 	case string:
 		if !wantsString(fv) {
-			return fmt.Errorf("%s: %s: must be %s, got the string %q at %s", d.path, path, describeKind(fv), t, at)
+			return fmt.Errorf("%s: %s: must be %s, got the string %q (line %d)", d.path, path, describeKind(fv), t, at)
 		}
 		text = t
 	case json.Number:
 		if wantsString(fv) || fv.Kind() == reflect.Bool {
-			return fmt.Errorf("%s: %s: must be %s, got %s at %s", d.path, path, describeKind(fv), t, at)
+			return fmt.Errorf("%s: %s: must be %s, got %s (line %d)", d.path, path, describeKind(fv), t, at)
 		}
 		text = t.String()
 	case bool:
 		if fv.Kind() != reflect.Bool {
-			return fmt.Errorf("%s: %s: must be %s, got %t at %s", d.path, path, describeKind(fv), t, at)
+			return fmt.Errorf("%s: %s: must be %s, got %t (line %d)", d.path, path, describeKind(fv), t, at)
 		}
 		text = strconv.FormatBool(t)
 	default:
-		return fmt.Errorf("%s: %s: must be %s, got %s at %s", d.path, path, describeKind(fv), describeToken(tok), at)
+		return fmt.Errorf("%s: %s: must be %s, got %s (line %d)", d.path, path, describeKind(fv), describeToken(tok), at)
 	}
 	if err := setValue(fv, text); err != nil {
-		return fmt.Errorf("%s: %s: %w at %s", d.path, path, err, at)
+		return fmt.Errorf("%s: %s: %w (line %d)", d.path, path, err, at)
 	}
 	return nil
 }
