@@ -71,6 +71,34 @@ func Database(t testing.TB) configuration.Database {
 	if err := createFromTemplate(ctx, admin, name, tpl); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
+	dropAtCleanup(t, admin, name)
+	cfg := server()
+	cfg.Name = name
+	return cfg
+}
+
+// EmptyDatabase returns the settings of a new database without any table, dropped when
+// the test ends: for tests of migrating itself.
+func EmptyDatabase(t testing.TB) configuration.Database {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := adminConn()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	name := "orderflow_test_" + randomHex(8)
+	if _, err := admin.ExecContext(ctx, `CREATE DATABASE "`+name+`"`); err != nil {
+		t.Fatalf("testenv: create empty database: %v", err)
+	}
+	dropAtCleanup(t, admin, name)
+	cfg := server()
+	cfg.Name = name
+	return cfg
+}
+
+// dropAtCleanup drops database name when t ends, closing any connection left to it.
+func dropAtCleanup(t testing.TB, admin *sql.DB, name string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -78,9 +106,6 @@ func Database(t testing.TB) configuration.Database {
 			t.Errorf("testenv: drop test database %s: %v", name, err)
 		}
 	})
-	cfg := server()
-	cfg.Name = name
-	return cfg
 }
 
 // Config returns configuration.Defaults() filled for tests: the fresh Database(t), RabbitMQ

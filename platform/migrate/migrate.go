@@ -58,6 +58,12 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 			err = fmt.Errorf("release migration lock: %w", uerr)
 		}
 	}()
+	if err := validate(dir); err != nil {
+		return 0, err
+	}
+	if err := createRevisionTable(ctx, db); err != nil {
+		return 0, err
+	}
 	pending, err := pendingFiles(ctx, db, drv, dir)
 	if err != nil {
 		return 0, err
@@ -94,6 +100,9 @@ func PendingFS(ctx context.Context, db *sql.DB, fsys fs.FS) ([]string, error) {
 	drv, err := postgres.Open(db)
 	if err != nil {
 		return nil, fmt.Errorf("open atlas driver: %w", err)
+	}
+	if err := validate(dir); err != nil {
+		return nil, err
 	}
 	files, err := pendingFiles(ctx, db, drv, dir)
 	if err != nil {
@@ -154,15 +163,16 @@ func OpenDir(fsys fs.FS) (*migrate.MemDir, error) {
 	return dir, nil
 }
 
-// pendingFiles creates the revisions table if needed, verifies atlas.sum and lists the
-// files to apply.
-func pendingFiles(ctx context.Context, db *sql.DB, drv migrate.Driver, dir migrate.Dir) ([]migrate.File, error) {
+// validate checks the migration files against atlas.sum.
+func validate(dir migrate.Dir) error {
 	if err := migrate.Validate(dir); err != nil {
-		return nil, fmt.Errorf("migration files do not match atlas.sum (a file was changed, added or removed without rehashing): %w", err)
+		return fmt.Errorf("migration files do not match atlas.sum (a file was changed, added or removed without rehashing): %w", err)
 	}
-	if err := createRevisionTable(ctx, db); err != nil {
-		return nil, err
-	}
+	return nil
+}
+
+// pendingFiles lists the files to apply; the executor verifies atlas.sum again.
+func pendingFiles(ctx context.Context, db *sql.DB, drv migrate.Driver, dir migrate.Dir) ([]migrate.File, error) {
 	ex, err := migrate.NewExecutor(drv, dir, revisions{db: db})
 	if err != nil {
 		return nil, fmt.Errorf("create migration executor: %w", err)

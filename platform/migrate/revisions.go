@@ -70,8 +70,11 @@ func (revisions) Ident() *migrate.TableIdent {
 	return &migrate.TableIdent{Name: revisionTable, Schema: revisionSchema}
 }
 
-// ReadRevisions returns all revisions, oldest version first.
+// ReadRevisions returns all revisions, oldest version first; none before the table exists.
 func (r revisions) ReadRevisions(ctx context.Context) ([]*migrate.Revision, error) {
+	if ok, err := r.exists(ctx); !ok || err != nil {
+		return nil, err
+	}
 	rows, err := r.db.QueryContext(ctx, `SELECT `+revisionColumns+`
 FROM "atlas_schema_revisions"."atlas_schema_revisions" WHERE version <> $1 ORDER BY version`, cloudIdentifier)
 	if err != nil {
@@ -94,6 +97,11 @@ FROM "atlas_schema_revisions"."atlas_schema_revisions" WHERE version <> $1 ORDER
 
 // ReadRevision returns the revision of one version, or migrate.ErrRevisionNotExist.
 func (r revisions) ReadRevision(ctx context.Context, version string) (*migrate.Revision, error) {
+	if ok, err := r.exists(ctx); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, migrate.ErrRevisionNotExist
+	}
 	rev, err := scanRevision(r.db.QueryRowContext(ctx, `SELECT `+revisionColumns+`
 FROM "atlas_schema_revisions"."atlas_schema_revisions" WHERE version = $1`, version))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -104,7 +112,7 @@ FROM "atlas_schema_revisions"."atlas_schema_revisions" WHERE version = $1`, vers
 
 // WriteRevision inserts or updates a revision.
 func (r revisions) WriteRevision(ctx context.Context, rev *migrate.Revision) error {
-	var partial any // JSON null when there are none, as the CLI stores it
+	partial := "null" // JSON null when there are none, as the CLI stores them
 	if len(rev.PartialHashes) > 0 {
 		b, err := json.Marshal(rev.PartialHashes)
 		if err != nil {
@@ -135,6 +143,17 @@ func (r revisions) DeleteRevision(ctx context.Context, version string) error {
 		return fmt.Errorf("delete revision %s: %w", version, err)
 	}
 	return nil
+}
+
+// exists reports whether the revisions table has been created.
+func (r revisions) exists(ctx context.Context) (bool, error) {
+	var ok bool
+	err := r.db.QueryRowContext(ctx,
+		`SELECT to_regclass('"atlas_schema_revisions"."atlas_schema_revisions"') IS NOT NULL`).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("look up revisions table: %w", err)
+	}
+	return ok, nil
 }
 
 func scanRevision(row interface{ Scan(...any) error }) (*migrate.Revision, error) {
