@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/fx"
 )
 
 // absent marks a file that a test directory leaves out.
@@ -530,20 +528,6 @@ func TestFormatDuration(t *testing.T) {
 	}
 }
 
-func TestModule(t *testing.T) {
-	var cfg *Config
-	app := fx.New(fx.NopLogger, fx.Supply(Dir(".")), Module, fx.Populate(&cfg))
-	if err := app.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if cfg == nil || cfg.Auth.Issuer != "orderflow" {
-		t.Errorf("got %+v", cfg)
-	}
-
-	bad := fx.New(fx.NopLogger, fx.Supply(Dir(t.TempDir())), Module, fx.Populate(&cfg))
-	wantErr(t, bad.Err(), "instance.json: file not found")
-}
-
 func TestLogValueRedactsSecrets(t *testing.T) {
 	cfg, err := LoadWithEnv(writeDir(t, validInstance, validSecrets), noEnv)
 	if err != nil {
@@ -567,5 +551,21 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 		if !secretKeys[path] {
 			t.Errorf("sensitive key %s is not a secrets.json key", path)
 		}
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	environ := []string{
+		"PATH=/usr/bin",
+		"ORDERFLOW_CONFIG_DIR=/etc/orderflow",
+		"ORDERFLOW_TEST_LOG=debug",
+		"ORDERFLOW_ORDERS_PAYMENTDELAY=1s",
+	}
+	if err := unknownVariables(environ); err != nil {
+		t.Fatalf("known variables rejected: %v", err)
+	}
+	err := unknownVariables(append(environ, "ORDERFLOW_ORDERS_PAYMENTDELAYY=1s"))
+	if err == nil || !strings.Contains(err.Error(), "ORDERFLOW_ORDERS_PAYMENTDELAYY: no such key") {
+		t.Fatalf("misspelt variable: err = %v", err)
 	}
 }

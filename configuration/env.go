@@ -4,7 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 )
+
+// unknownVariables reports ORDERFLOW_* variables in environ that name no key, so that a
+// misspelt override is an error rather than silently ignored. ORDERFLOW_CONFIG_DIR and
+// the test suite's ORDERFLOW_TEST_* variables are not keys but are allowed.
+func unknownVariables(environ []string) error {
+	known := map[string]bool{EnvPrefix + "CONFIG_DIR": true}
+	for _, l := range leaves() {
+		known[l.env] = true
+	}
+	var errs []error
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || known[name] || strings.HasPrefix(name, EnvPrefix+"TEST_") {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("configuration: %s: no such key (see the configuration table in the README)", name))
+	}
+	return errors.Join(errs...)
+}
 
 // applyEnv overrides every key whose environment variable lookup reports as set, even
 // to the empty string. It reports every bad value, each naming the variable and the key.

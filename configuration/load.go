@@ -18,6 +18,9 @@ import (
 // Load reads dir/instance.json and dir/secrets.json on top of Defaults(), applies the
 // ORDERFLOW_* environment variables of the process and validates the result.
 func Load(dir string) (*Config, error) {
+	if err := unknownVariables(os.Environ()); err != nil {
+		return nil, err
+	}
 	return LoadWithEnv(dir, os.LookupEnv)
 }
 

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bufio"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"go.uber.org/fx"
+
+	"orderflow/configuration"
+	"orderflow/internal/testenv"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "orderflow-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "orderflow")
+	build := exec.Command("go", "build", "-race", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build orderflow:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestValidateApps(t *testing.T) {
+	cfg := configuration.Defaults()
+	for process := range processModules {
+		t.Run(process, func(t *testing.T) {
+			if err := fx.ValidateApp(processOptions(process, &cfg)); err != nil {
+				t.Fatalf("%s wiring: %v", process, err)
+			}
+		})
+	}
+}
+
+// env points the committed configuration at the test's own database and exchange.
+func env(t *testing.T) []string {
+	t.Helper()
+	cfg := testenv.Config(t)
+	return append(os.Environ(),
+		"ORDERFLOW_CONFIG_DIR=../../configuration",
+		"ORDERFLOW_DATABASE_HOST="+cfg.Database.Host,
+		fmt.Sprintf("ORDERFLOW_DATABASE_PORT=%d", cfg.Database.Port),
+		"ORDERFLOW_DATABASE_NAME="+cfg.Database.Name,
+		"ORDERFLOW_RABBITMQ_HOST="+cfg.RabbitMQ.Host,
+		"ORDERFLOW_RABBITMQ_EXCHANGE="+cfg.RabbitMQ.Exchange,
+		"ORDERFLOW_HTTP_ADDRESS=127.0.0.1:0",
+		"ORDERFLOW_LOG_LEVEL=info",
+		"ORDERFLOW_LOG_FORMAT=json",
+	)
+}
+
+// TestProcessesStartAndStop runs each process as its binary against the real servers,
+// waits for its ready line, asks its /readyz, and stops it with SIGTERM.
+func TestProcessesStartAndStop(t *testing.T) {
+	for process := range processModules {
+		t.Run(process, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(binary, process)
+			cmd.Env = env(t)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+
+			lines := bufio.NewScanner(stderr)
+			ready := make(chan string, 1)
+			var logged []string
+			go func() {
+				for lines.Scan() {
+					logged = append(logged, lines.Text())
+					var line struct{ Msg, Address, Process string }
+					if json.Unmarshal(lines.Bytes(), &line) == nil && line.Msg == "ready" && line.Process == process {
+						ready <- line.Address
+					}
+				}
+				close(ready)
+			}()
+			var addr string
+			select {
+			case a, ok := <-ready:
+				if !ok {
+					t.Fatalf("%s exited before it was ready", process)
+				}
+				addr = a
+			case <-time.After(60 * time.Second):
+				t.Fatalf("%s not ready after 60s", process)
+			}
+
+			health := exec.Command(binary, "health")
+			health.Env = append(env(t), "ORDERFLOW_HTTP_ADDRESS="+addr)
+			if out, err := health.CombinedOutput(); err != nil {
+				t.Errorf("orderflow health: %v: %s", err, out)
+			}
+
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("%s stopped with %v; log:\n%s", process, err, strings.Join(logged, "\n"))
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s did not stop within 30s of SIGTERM", process)
+			}
+		})
+	}
+}
+
+func TestStartupFailuresExitWithOneLine(t *testing.T) {
+	cases := []struct {
+		name, process string
+		env           []string
+		want          string
+	}{
+		{"invalid configuration", "worker", []string{"ORDERFLOW_ORDERS_COMPLETIONPROBABILITY=1.5"}, "orders.completionProbability"},
+		{"unreachable database", "api", []string{"ORDERFLOW_DATABASE_PORT=1"}, "connect to database"},
+		{"missing configuration", "cronjob", []string{"ORDERFLOW_CONFIG_DIR=/nonexistent"}, "instance.json"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(binary, tc.process)
+			cmd.Env = append(env(t), tc.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("%s started despite %s", tc.process, tc.name)
+			}
+			text := strings.TrimSpace(string(out))
+			if strings.Count(text, "\n") != 0 || !strings.HasPrefix(text, "orderflow "+tc.process+": ") || !strings.Contains(text, tc.want) {
+				t.Errorf("output = %q, want one line naming %q", text, tc.want)
+			}
+		})
+	}
+}
+
+func TestMigrateCommand(t *testing.T) {
+	cfg := testenv.Config(t)
+	admin, err := sql.Open("pgx", fmt.Sprintf("postgres://%s@%s:%d/postgres?sslmode=disable", cfg.Database.User, cfg.Database.Host, cfg.Database.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	empty := fmt.Sprintf("orderflow_cmd_migrate_%d", time.Now().UnixNano())
+	if _, err := admin.Exec("CREATE DATABASE " + empty); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec("DROP DATABASE IF EXISTS " + empty + " WITH (FORCE)") })
+
+	files, _ := filepath.Glob("../../migrations/*.sql")
+	for _, want := range []string{fmt.Sprintf("applied %d migration(s)", len(files)), "applied 0 migration(s)"} {
+		cmd := exec.Command(binary, "migrate")
+		cmd.Env = append(env(t), "ORDERFLOW_DATABASE_NAME="+empty)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Errorf("migrate printed %q, want %q", got, want)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{{}, {"nonsense"}} {
+		if code := run(args, os.Stdout, &strings.Builder{}); code != 2 {
+			t.Errorf("run(%q) = %d, want 2", args, code)
+		}
+	}
+}
