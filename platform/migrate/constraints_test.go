@@ -1,0 +1,187 @@
+package migrate_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"orderflow/internal/testenv"
+)
+
+// SQLSTATEs of the violations.
+const (
+	checkViolation      = "23514"
+	uniqueViolation     = "23505"
+	foreignKeyViolation = "23503"
+)
+
+// fixtures are valid rows the cases build on: user 1001 with order 1001 holding one item of
+// product 1001 and one notification.
+var fixtures = []string{
+	`INSERT INTO users (id, name, email, password_hash, role, created_at, updated_at)
+	 VALUES (1001, 'Ada', 'ada@x.io', 'hash', 'customer', now(), now())`,
+	`INSERT INTO products (id, name, description, price, stock, created_at, updated_at)
+	 VALUES (1001, 'Widget', 'A widget.', 10.00, 5, now(), now())`,
+	`INSERT INTO orders (id, user_id, total, status, created_at, updated_at)
+	 VALUES (1001, 1001, 10.00, 'pending', now(), now())`,
+	`INSERT INTO order_items (id, order_id, product_id, quantity, price) VALUES (1001, 1001, 1001, 1, 10.00)`,
+	`INSERT INTO notifications (order_id, event_type, message, created_at)
+	 VALUES (1001, 'OrderCreated', 'Order 1001 was created.', now())`,
+	`INSERT INTO outbox (event_id, event_type, routing_key, payload, created_at)
+	 VALUES ('00000000-0000-0000-0000-000000000001', 'OrderCreated', 'order.created', '{}', now())`,
+}
+
+// Row templates for the violating statements.
+const (
+	insertUser = `INSERT INTO users (name, email, password_hash, role, created_at, updated_at)
+	 VALUES ($1, $2, 'hash', $3, now(), now())`
+	insertProduct = `INSERT INTO products (name, description, price, stock, created_at, updated_at)
+	 VALUES ($1, $2, $3, $4, now(), now())`
+	insertOrder = `INSERT INTO orders (user_id, total, status, created_at, updated_at)
+	 VALUES ($1, $2, $3, now(), now())`
+	insertItem         = `INSERT INTO order_items (order_id, product_id, quantity, price) VALUES ($1, $2, $3, $4)`
+	insertNotification = `INSERT INTO notifications (order_id, event_type, message, created_at) VALUES ($1, $2, 'm', now())`
+	insertOutbox       = `INSERT INTO outbox (event_id, event_type, routing_key, payload, attempts, created_at)
+	 VALUES ($1, 'OrderCreated', 'order.created', '{}', $2, now())`
+)
+
+type violation struct {
+	sql  string
+	args []any
+	code string
+	// constraint is the name PostgreSQL reports.
+	constraint string
+}
+
+// TestConstraints runs one subtest per constraint. Each inserts the valid fixtures, then a
+// row that breaks exactly that constraint, in a transaction that is rolled back.
+func TestConstraints(t *testing.T) {
+	db := open(t, testenv.Database(t).DSN())
+	long := func(n int) string { return strings.Repeat("a", n) }
+	cases := map[string]violation{
+		// users
+		"users_name_length empty":          {insertUser, []any{"", "e1@x.io", "customer"}, checkViolation, "users_name_length"},
+		"users_name_length too long":       {insertUser, []any{long(101), "e2@x.io", "customer"}, checkViolation, "users_name_length"},
+		"users_email_length":               {insertUser, []any{"Bo", long(96) + "@x.io", "customer"}, checkViolation, "users_email_length"},
+		"users_email_lower":                {insertUser, []any{"Bo", "Bo@x.io", "customer"}, checkViolation, "users_email_lower"},
+		"users_role_valid":                 {insertUser, []any{"Bo", "bo@x.io", "root"}, checkViolation, "users_role_valid"},
+		"users_email_key":                  {insertUser, []any{"Ada Two", "ada@x.io", "customer"}, uniqueViolation, "users_email_key"},
+		"users email unique ignoring case": {insertUser, []any{"Ada Two", "ADA@x.io", "customer"}, checkViolation, "users_email_lower"},
+		// products
+		"products_name_length empty":    {insertProduct, []any{"", nil, "1.00", 1}, checkViolation, "products_name_length"},
+		"products_name_length too long": {insertProduct, []any{long(101), nil, "1.00", 1}, checkViolation, "products_name_length"},
+		"products_description_length":   {insertProduct, []any{"P", long(501), "1.00", 1}, checkViolation, "products_description_length"},
+		"products_price_non_negative":   {insertProduct, []any{"P", nil, "-0.01", 1}, checkViolation, "products_price_non_negative"},
+		"products_stock_non_negative":   {insertProduct, []any{"P", nil, "1.00", -1}, checkViolation, "products_stock_non_negative"},
+		"products_stock_non_negative oversell": {
+			`UPDATE products SET stock = stock - 6 WHERE id = 1001`, nil, checkViolation, "products_stock_non_negative"},
+		// orders
+		"orders_total_non_negative": {insertOrder, []any{1001, "-1.00", "pending"}, checkViolation, "orders_total_non_negative"},
+		"orders_status_valid":       {insertOrder, []any{1001, "1.00", "shipped"}, checkViolation, "orders_status_valid"},
+		"orders.user_id references users": {
+			insertOrder, []any{999999, "1.00", "pending"}, foreignKeyViolation, "orders_users_orders"},
+		"orders.user_id keeps users with orders": {
+			`DELETE FROM users WHERE id = 1001`, nil, foreignKeyViolation, "orders_users_orders"},
+		// order_items
+		"order_items_quantity_positive":  {insertItem, []any{1001, 1001, 0, "1.00"}, checkViolation, "order_items_quantity_positive"},
+		"order_items_price_non_negative": {insertItem, []any{1001, 1001, 1, "-1.00"}, checkViolation, "order_items_price_non_negative"},
+		"order_items.order_id references orders": {
+			insertItem, []any{999999, 1001, 1, "1.00"}, foreignKeyViolation, "order_items_orders_items"},
+		"order_items.product_id references products": {
+			insertItem, []any{1001, 999999, 1, "1.00"}, foreignKeyViolation, "order_items_products_order_items"},
+		"order_items.product_id restricts product deletion": {
+			`DELETE FROM products WHERE id = 1001`, nil, foreignKeyViolation, "order_items_products_order_items"},
+		// notifications
+		"notifications_event_type_valid": {
+			insertNotification, []any{1001, "OrderShipped"}, checkViolation, "notifications_event_type_valid"},
+		"notifications unique (order_id, event_type)": {
+			insertNotification, []any{1001, "OrderCreated"}, uniqueViolation, "notification_order_id_event_type"},
+		"notifications.order_id references orders": {
+			insertNotification, []any{999999, "OrderCreated"}, foreignKeyViolation, "notifications_orders_notifications"},
+		// outbox
+		"outbox_attempts_non_negative": {
+			insertOutbox, []any{"00000000-0000-0000-0000-000000000002", -1}, checkViolation, "outbox_attempts_non_negative"},
+		"outbox event_id unique": {
+			insertOutbox, []any{"00000000-0000-0000-0000-000000000001", 0}, uniqueViolation, "outbox_event_id_key"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			inTx(t, db, func(tx *sql.Tx) {
+				_, err := tx.Exec(c.sql, c.args...)
+				var pgErr *pgconn.PgError
+				if !errors.As(err, &pgErr) {
+					t.Fatalf("statement was not rejected by PostgreSQL: err = %v", err)
+				}
+				if pgErr.Code != c.code || pgErr.ConstraintName != c.constraint {
+					t.Fatalf("rejected with SQLSTATE %s by %q (%s), want %s by %q",
+						pgErr.Code, pgErr.ConstraintName, pgErr.Message, c.code, c.constraint)
+				}
+			})
+		})
+	}
+}
+
+// TestConstraintsAcceptValidRows makes sure the cases above fail because of the one value
+// they break: the same statements with valid values pass.
+func TestConstraintsAcceptValidRows(t *testing.T) {
+	db := open(t, testenv.Database(t).DSN())
+	inTx(t, db, func(tx *sql.Tx) {
+		for _, s := range []violation{
+			{sql: insertUser, args: []any{strings.Repeat("a", 100), strings.Repeat("a", 95) + "@x.io", "admin"}},
+			{sql: insertProduct, args: []any{strings.Repeat("a", 100), strings.Repeat("a", 500), "0.00", 0}},
+			{sql: `UPDATE products SET stock = stock - 5 WHERE id = 1001`},
+			{sql: insertOrder, args: []any{1001, "0.00", "expired"}},
+			{sql: insertItem, args: []any{1001, 1001, 1, "0.00"}},
+			{sql: insertNotification, args: []any{1001, "OrderExpired"}},
+			{sql: insertOutbox, args: []any{"00000000-0000-0000-0000-000000000002", 0}},
+		} {
+			if _, err := tx.Exec(s.sql, s.args...); err != nil {
+				t.Fatalf("valid row rejected: %s %v: %v", s.sql, s.args, err)
+			}
+		}
+	})
+}
+
+// TestDeletingAnOrderCascades checks the ON DELETE CASCADE of order_items.order_id and
+// notifications.order_id.
+func TestDeletingAnOrderCascades(t *testing.T) {
+	db := open(t, testenv.Database(t).DSN())
+	inTx(t, db, func(tx *sql.Tx) {
+		if _, err := tx.Exec(`DELETE FROM orders WHERE id = 1001`); err != nil {
+			t.Fatalf("delete order: %v", err)
+		}
+		for _, table := range []string{"order_items", "notifications"} {
+			var n int
+			if err := tx.QueryRow(`SELECT count(*) FROM ` + table + ` WHERE order_id = 1001`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("%d %s rows of the deleted order remain, want 0", n, table)
+			}
+		}
+		var products int
+		if err := tx.QueryRow(`SELECT count(*) FROM products WHERE id = 1001`).Scan(&products); err != nil || products != 1 {
+			t.Errorf("product of the deleted order: %d rows, %v; want it kept", products, err)
+		}
+	})
+}
+
+// inTx inserts the fixtures and runs fn in a transaction that is always rolled back.
+func inTx(t *testing.T, db *sql.DB, fn func(tx *sql.Tx)) {
+	t.Helper()
+	tx, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	for _, f := range fixtures {
+		if _, err := tx.Exec(f); err != nil {
+			t.Fatalf("fixture %s: %v", f, err)
+		}
+	}
+	fn(tx)
+}
