@@ -12,6 +12,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"orderflow/configuration"
 )
 
 // No Docker engine runs where the tests run, so the compose file and the Dockerfile are
@@ -208,4 +210,35 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestReadmeConfigurationTable keeps the README's configuration reference complete.
+func TestReadmeConfigurationTable(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if m := regexp.MustCompile("^\\| `([a-zA-Z.]+)` \\|.*`ORDERFLOW_").FindStringSubmatch(line); m != nil {
+			rows[m[1]] = line
+		}
+	}
+	for _, k := range configuration.KeyTable() {
+		row, ok := rows[k.Path]
+		if !ok {
+			t.Errorf("README has no row for %s", k.Path)
+			continue
+		}
+		if !strings.Contains(row, "`"+k.Env+"`") {
+			t.Errorf("README row of %s lacks %s", k.Path, k.Env)
+		}
+		if k.Default != "" && !strings.Contains(row, "`"+k.Default+"`") {
+			t.Errorf("README row of %s lacks the default %s", k.Path, k.Default)
+		}
+		delete(rows, k.Path)
+	}
+	for path := range rows {
+		t.Errorf("README documents %s, which is not a key", path)
+	}
 }

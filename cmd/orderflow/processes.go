@@ -17,6 +17,8 @@ func processOptions(process string, cfg *configuration.Config) fx.Option {
 	return fx.Options(
 		fx.Supply(cfg, log.Process(process)),
 		log.FxLogger,
+		// Stopping drains HTTP requests, consumers and the relay within one deadline.
+		fx.StopTimeout(cfg.HTTP.ShutdownTimeout.D()),
 		log.Module,
 		db.Module,
 		metrics.Module,
