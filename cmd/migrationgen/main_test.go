@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"ariga.io/atlas/sql/migrate"
+)
+
+const repoMigrations = "../../migrations"
+
+func adminDSN() string { return envOr("ORDERFLOW_MIGRATIONGEN_DSN", defaultAdminDSN) }
+
+func TestCheckPassesOnTheRepository(t *testing.T) {
+	before := snapshot(t, repoMigrations)
+	if err := Check(ctx(t), adminDSN(), repoMigrations); err != nil {
+		t.Fatalf("ent/schema and migrations/ disagree: %v", err)
+	}
+	if after := snapshot(t, repoMigrations); !equal(before, after) {
+		t.Fatal("check changed migrations/")
+	}
+}
+
+func TestCheckFailsWhenAMigrationIsMissing(t *testing.T) {
+	dir := copyDir(t, repoMigrations)
+	// Drop the last statement of the initial migration, an index ent/schema declares.
+	initial := only(t, dir, "*_initial.sql")
+	b, err := os.ReadFile(initial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const index = `CREATE INDEX "orderitem_product_id"`
+	i := strings.Index(string(b), "-- Create index \"orderitem_product_id\"")
+	if i < 0 || !strings.Contains(string(b[i:]), index) {
+		t.Fatalf("%s has no %s to remove", initial, index)
+	}
+	if err := os.WriteFile(initial, b[:i], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rehash(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	before := snapshot(t, dir)
+	err = Check(ctx(t), adminDSN(), dir)
+	if err == nil || !strings.Contains(err.Error(), "no migration covers") {
+		t.Fatalf("check = %v, want an error saying a migration is missing", err)
+	}
+	if after := snapshot(t, dir); !equal(before, after) {
+		t.Fatal("check left files behind")
+	}
+
+	written, err := Generate(ctx(t), adminDSN(), dir, "restore_index")
+	if err != nil {
+		t.Fatalf("generate: %v", err)
+	}
+	if len(written) != 2 || !strings.HasSuffix(written[0], "_restore_index.sql") {
+		t.Fatalf("generate wrote %v, want the new migration and atlas.sum", written)
+	}
+	got, err := os.ReadFile(written[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), index) {
+		t.Fatalf("new migration lacks %s:\n%s", index, got)
+	}
+	if err := Check(ctx(t), adminDSN(), dir); err != nil {
+		t.Fatalf("check after generating: %v", err)
+	}
+	if written, err := Generate(ctx(t), adminDSN(), dir, "nothing"); err != nil || len(written) != 0 {
+		t.Fatalf("generate without schema changes wrote %v, %v; want nothing", written, err)
+	}
+}
+
+func TestCheckRejectsAStaleSum(t *testing.T) {
+	dir := copyDir(t, repoMigrations)
+	seed := only(t, dir, "*_seed_products.sql")
+	b, err := os.ReadFile(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(seed, append(b, "-- edited\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = Check(ctx(t), adminDSN(), dir)
+	if !errors.Is(err, migrate.ErrChecksumMismatch) || !strings.Contains(err.Error(), "-rehash") {
+		t.Fatalf("check = %v, want a checksum mismatch pointing to -rehash", err)
+	}
+}
+
+func TestNewThenRehash(t *testing.T) {
+	dir := copyDir(t, repoMigrations)
+	file, err := New(dir, "backfill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := migrate.NewLocalDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.Validate(local); err != nil {
+		t.Fatalf("after -new: %v", err)
+	}
+	files, err := local.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := files[len(files)-1]; filepath.Join(dir, last.Name()) != file || last.Desc() != "backfill" {
+		t.Fatalf("newest migration is %s, want %s", last.Name(), file)
+	}
+	if err := os.WriteFile(file, []byte("UPDATE products SET stock = stock;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.Validate(local); !errors.Is(err, migrate.ErrChecksumMismatch) {
+		t.Fatalf("validate after editing = %v, want a checksum mismatch", err)
+	}
+	if err := Rehash(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.Validate(local); err != nil {
+		t.Fatalf("after -rehash: %v", err)
+	}
+	if _, err := New(dir, "Bad Name"); err == nil {
+		t.Fatal("New accepted a name with spaces and capitals")
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// copyDir copies the migration files of src into a temporary directory.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	for name, b := range snapshot(t, src) {
+		if err := os.WriteFile(filepath.Join(dst, name), []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// snapshot reads every file of a migration directory except Go sources.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, e := range entries {
+		if e.IsDir() || strings.HasSuffix(e.Name(), ".go") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = string(b)
+	}
+	return files
+}
+
+func equal(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || v != w {
+			return false
+		}
+	}
+	return true
+}
+
+// only returns the one file of dir that matches pattern.
+func only(t *testing.T, dir, pattern string) string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, pattern))
+	if err != nil || len(m) != 1 {
+		t.Fatalf("files matching %s in %s: %v, %v; want one", pattern, dir, m, err)
+	}
+	return m[0]
+}
