@@ -1,0 +1,75 @@
+// Package outbox implements the transactional outbox: Write stores an event in the same
+// transaction as the change it announces, and the relay (Module) publishes stored events to
+// RabbitMQ after they commit, oldest first, with publisher confirms.
+//
+// A row's payload is the complete CloudEvents envelope (the message body), event_type its
+// CloudEvents type and routing_key the key it is published with; headers become AMQP headers.
+// Inserting into the outbox table fires NOTIFY on Channel once per statement, which wakes
+// the relays.
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"orderflow/ent"
+	"orderflow/events"
+)
+
+// Channel is the PostgreSQL notification channel that an insert into the outbox signals.
+const Channel = "orderflow_outbox"
+
+// Write inserts e as an unpublished outbox row inside tx, the caller's transaction, and
+// returns the event id (also the AMQP message_id). source names the writing process
+// (events.SourceAPI, ...); headers (a request id, a traceparent) are sent as AMQP headers and
+// may be nil. The event is published only if tx commits.
+func Write(ctx context.Context, tx *ent.Tx, source string, e events.Event, headers map[string]string) (uuid.UUID, error) {
+	ids, err := WriteBatch(ctx, tx, source, []events.Event{e}, headers)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	return ids[0], nil
+}
+
+// WriteBatch inserts evs in one statement inside tx (one notification for the whole batch)
+// and returns their event ids in the same order. headers apply to every event.
+func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Event, headers map[string]string) ([]uuid.UUID, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	now := time.Now().UTC()
+	ids := make([]uuid.UUID, len(evs))
+	builders := make([]*ent.OutboxCreate, len(evs))
+	for i, e := range evs {
+		// Version 7 ids grow with time, which keeps the unique index compact.
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("new event id: %w", err)
+		}
+		env, err := events.NewEnvelope(id.String(), source, now, e)
+		if err != nil {
+			return nil, fmt.Errorf("write outbox event: %w", err)
+		}
+		body, err := env.Encode()
+		if err != nil {
+			return nil, fmt.Errorf("write outbox event: %w", err)
+		}
+		b := tx.Outbox.Create().
+			SetEventID(id).
+			SetEventType(env.Type).
+			SetRoutingKey(e.RoutingKey()).
+			SetPayload(body).
+			SetCreatedAt(now)
+		if len(headers) > 0 {
+			b.SetHeaders(headers)
+		}
+		ids[i], builders[i] = id, b
+	}
+	if err := tx.Outbox.CreateBulk(builders...).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("insert %d outbox events: %w", len(evs), err)
+	}
+	return ids, nil
+}

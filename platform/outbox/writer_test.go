@@ -1,0 +1,174 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"orderflow/ent"
+	entoutbox "orderflow/ent/outbox"
+	"orderflow/events"
+	"orderflow/internal/testenv"
+	"orderflow/platform/db"
+	"orderflow/platform/outbox"
+)
+
+func newClient(t *testing.T) (*ent.Client, string) {
+	t.Helper()
+	cfg := testenv.Database(t)
+	pool, err := db.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	return db.NewClient(pool), cfg.DSN()
+}
+
+func completed(orderID int) events.OrderCompleted {
+	return events.OrderCompleted{OrderID: orderID, UserID: 2, Total: events.NewMoney(decimal.NewFromInt(10)), CompletedAt: time.Now()}
+}
+
+func TestWriteCommitted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client, _ := newClient(t)
+	headers := map[string]string{"x-request-id": "req-1"}
+	var id uuid.UUID
+	err := db.WithTx(ctx, client, func(tx *ent.Tx) error {
+		var err error
+		id, err = outbox.Write(ctx, tx, events.SourceWorker, completed(41), headers)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := client.Outbox.Query().Where(entoutbox.EventID(id)).Only(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.EventType != events.TypeOrderCompleted || row.RoutingKey != events.RoutingKeyOrderCompleted {
+		t.Errorf("type %q, routing key %q", row.EventType, row.RoutingKey)
+	}
+	if row.PublishedAt != nil || row.Attempts != 0 || row.LastError != nil {
+		t.Errorf("new row is not unpublished: %+v", row)
+	}
+	if row.Headers["x-request-id"] != "req-1" {
+		t.Errorf("headers %v", row.Headers)
+	}
+	// The payload is the message body, money exact after a jsonb round trip.
+	if !strings.Contains(string(row.Payload), `"total": 10.00`) {
+		t.Errorf("payload %s does not keep 10.00", row.Payload)
+	}
+	env, ev, err := events.Decode(row.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.ID != id.String() || env.Source != events.SourceWorker || ev.(events.OrderCompleted).OrderID != 41 {
+		t.Errorf("envelope %+v, event %+v", env, ev)
+	}
+}
+
+func TestWriteRolledBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client, _ := newClient(t)
+	errAbort := errors.New("abort")
+	err := db.WithTx(ctx, client, func(tx *ent.Tx) error {
+		if _, err := outbox.Write(ctx, tx, events.SourceAPI, completed(1), nil); err != nil {
+			return err
+		}
+		return errAbort
+	})
+	if !errors.Is(err, errAbort) {
+		t.Fatal(err)
+	}
+	if n := client.Outbox.Query().CountX(ctx); n != 0 {
+		t.Errorf("%d rows after rollback", n)
+	}
+}
+
+func TestWriteRejectsInvalidEvent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client, _ := newClient(t)
+	err := db.WithTx(ctx, client, func(tx *ent.Tx) error {
+		_, err := outbox.Write(ctx, tx, events.SourceAPI, events.OrderCompleted{}, nil)
+		return err
+	})
+	if err == nil {
+		t.Fatal("invalid event written")
+	}
+}
+
+// TestBatchNotifiesOnce checks the statement-level trigger: a committed batch insert wakes
+// listeners with one notification, a rolled-back insert with none.
+func TestBatchNotifiesOnce(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, dsn := newClient(t)
+	listener, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(context.Background())
+	if _, err := listener.Exec(ctx, "LISTEN "+outbox.Channel); err != nil {
+		t.Fatal(err)
+	}
+
+	_ = db.WithTx(ctx, client, func(tx *ent.Tx) error {
+		if _, err := outbox.Write(ctx, tx, events.SourceAPI, completed(1), nil); err != nil {
+			t.Fatal(err)
+		}
+		return errors.New("roll back")
+	})
+	batch := make([]events.Event, 500)
+	for i := range batch {
+		batch[i] = completed(i + 1)
+	}
+	var ids []uuid.UUID
+	err = db.WithTx(ctx, client, func(tx *ent.Tx) error {
+		ids, err = outbox.WriteBatch(ctx, tx, events.SourceCronJob, batch, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 500 || client.Outbox.Query().CountX(ctx) != 500 {
+		t.Fatalf("%d ids, want 500 rows", len(ids))
+	}
+	// A sentinel notification sent after the batch commit marks the end: everything the
+	// trigger sent arrives before it.
+	if _, err := client.ExecContext(ctx, "NOTIFY "+outbox.Channel+", 'end'"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		n, err := listener.WaitForNotification(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Payload == "end" {
+			break
+		}
+		got = append(got, n.Payload)
+	}
+	if len(got) != 1 {
+		t.Errorf("%d notifications for one committed batch and one rollback, want 1", len(got))
+	}
+	// PostgreSQL folds identical notifications of one transaction, so the count alone does
+	// not show that the trigger runs once per statement rather than once per row.
+	var rowLevel bool
+	if err := listener.QueryRow(ctx, `SELECT tgtype & 1 = 1 FROM pg_trigger WHERE tgname = 'outbox_notify_insert'`).Scan(&rowLevel); err != nil {
+		t.Fatal(err)
+	}
+	if rowLevel {
+		t.Error("outbox_notify_insert is a row-level trigger")
+	}
+}
