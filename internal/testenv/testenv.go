@@ -27,6 +27,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ func Database(t testing.TB) configuration.Database {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	name := "orderflow_test_" + randomHex(8)
+	name := testDatabaseName()
 	if err := createFromTemplate(ctx, admin, name, tpl); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -87,7 +88,7 @@ func EmptyDatabase(t testing.TB) configuration.Database {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	name := "orderflow_test_" + randomHex(8)
+	name := testDatabaseName()
 	if _, err := admin.ExecContext(ctx, `CREATE DATABASE "`+name+`"`); err != nil {
 		t.Fatalf("testenv: create empty database: %v", err)
 	}
@@ -170,7 +171,48 @@ func server() configuration.Database {
 	}
 }
 
-// adminConn opens (once per test binary) a small pool on the server's postgres database.
+// testPrefix starts the name of every test database, followed by its creation time in Unix
+// seconds and a random part.
+const testPrefix = "orderflow_test_"
+
+// staleAfter is the age at which a test database is certainly left over from a test binary
+// that died before its clean-up ran.
+const staleAfter = time.Hour
+
+func testDatabaseName() string {
+	return fmt.Sprintf("%s%d_%s", testPrefix, time.Now().Unix(), randomHex(6))
+}
+
+// dropStale drops test databases that dead test binaries left behind.
+func dropStale(ctx context.Context, admin *sql.DB) error {
+	rows, err := admin.QueryContext(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'orderflow\_test\_%'`)
+	if err != nil {
+		return fmt.Errorf("list test databases: %w", err)
+	}
+	var stale []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("list test databases: %w", err)
+		}
+		created, _, ok := strings.Cut(strings.TrimPrefix(name, testPrefix), "_")
+		sec, err := strconv.ParseInt(created, 10, 64)
+		if ok && err == nil && time.Since(time.Unix(sec, 0)) > staleAfter {
+			stale = append(stale, name)
+		}
+	}
+	rows.Close()
+	for _, name := range stale {
+		if _, err := admin.ExecContext(ctx, `DROP DATABASE IF EXISTS "`+name+`" WITH (FORCE)`); err != nil {
+			return fmt.Errorf("drop stale test database %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// adminConn opens (once per test binary) a small pool on the server's postgres database
+// and drops test databases that dead test binaries left behind.
 func adminConn() (*sql.DB, error) {
 	adminOnce.Do(func() {
 		cfg := server()
@@ -185,7 +227,9 @@ func adminConn() (*sql.DB, error) {
 		defer cancel()
 		if err := adminDB.PingContext(ctx); err != nil {
 			adminErr = fmt.Errorf("connect to PostgreSQL at %s:%d as %s: %w", cfg.Host, cfg.Port, cfg.User, err)
+			return
 		}
+		adminErr = dropStale(ctx, adminDB)
 	})
 	return adminDB, adminErr
 }

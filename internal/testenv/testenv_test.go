@@ -72,3 +72,28 @@ func open(t *testing.T, dsn string) *sql.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+func TestStaleDatabasesAreDropped(t *testing.T) {
+	ctx := context.Background()
+	admin, err := adminConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := testPrefix + "1700000000_" + randomHex(6)
+	if _, err := admin.ExecContext(ctx, `CREATE DATABASE "`+stale+`"`); err != nil {
+		t.Fatal(err)
+	}
+	fresh := Database(t).Name
+	if err := dropStale(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{stale: false, fresh: true} {
+		var exists bool
+		if err := admin.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+			t.Fatal(err)
+		}
+		if exists != want {
+			t.Errorf("database %s exists = %v, want %v", name, exists, want)
+		}
+	}
+}
