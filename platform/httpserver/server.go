@@ -4,6 +4,8 @@ package httpserver
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/fx"
 
 	"orderflow/configuration"
+	"orderflow/platform/log"
 	"orderflow/platform/metrics"
 )
 
@@ -36,7 +39,7 @@ type Server struct {
 func New(lc fx.Lifecycle, cfg *configuration.Config, mux *http.ServeMux, m *metrics.HTTP, log *slog.Logger) *Server {
 	s := &Server{
 		srv: &http.Server{
-			Handler:           WithTimeout(m.Wrap(mux), cfg.HTTP.RequestTimeout.D()),
+			Handler:           WithRequestID(WithTimeout(m.Wrap(mux), cfg.HTTP.RequestTimeout.D())),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       cfg.HTTP.RequestTimeout.D(),
 			// Give a handler's own timeout the chance to answer before the write deadline.
@@ -87,4 +90,40 @@ func WithTimeout(next http.Handler, d time.Duration) http.Handler {
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// RequestIDHeader carries a request's id in and out of the API. A caller may set it to
+// follow its request through the logs of every process; otherwise one is generated.
+const RequestIDHeader = "X-Request-ID"
+
+// WithRequestID gives every request an id: the caller's X-Request-ID when it is a
+// reasonable token, a new random one otherwise. It is echoed in the response and stored
+// in the context, where the logger and the outbox writer find it.
+func WithRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(RequestIDHeader)
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set(RequestIDHeader, id)
+		next.ServeHTTP(w, r.WithContext(log.WithRequestID(r.Context(), id)))
+	})
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

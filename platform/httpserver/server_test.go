@@ -126,3 +126,27 @@ func TestAddressInUseFailsStart(t *testing.T) {
 		t.Fatalf("start on a used port: err = %v, want one naming http.address", err)
 	}
 }
+
+func TestRequestID(t *testing.T) {
+	srv := start(t, testConfig())
+	req, _ := http.NewRequest(http.MethodGet, srv.URL()+"/healthz", nil)
+	req.Header.Set(httpserver.RequestIDHeader, "order-trail-42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get(httpserver.RequestIDHeader); got != "order-trail-42" {
+		t.Errorf("caller's request id came back as %q", got)
+	}
+
+	req.Header.Set(httpserver.RequestIDHeader, "bad id with spaces\n")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get(httpserver.RequestIDHeader); len(got) != 24 {
+		t.Errorf("unusable request id replaced by %q, want a generated one", got)
+	}
+}

@@ -35,7 +35,8 @@ var FxLogger = fx.WithLogger(func(l *slog.Logger) fxevent.Logger {
 type Process string
 
 // New returns a logger writing to w in the configured format and level, with a "process"
-// attribute on every line.
+// attribute on every line and a "request_id" attribute on lines logged with a context
+// that carries one (see WithRequestID).
 func New(w io.Writer, cfg configuration.Log, process string) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
@@ -51,7 +52,7 @@ func New(w io.Writer, cfg configuration.Log, process string) (*slog.Logger, erro
 	default:
 		return nil, fmt.Errorf("log.format: must be json or text, got %q", cfg.Format)
 	}
-	l := slog.New(h)
+	l := slog.New(contextHandler{h})
 	if process != "" {
 		l = l.With("process", process)
 	}
