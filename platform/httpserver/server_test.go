@@ -140,7 +140,7 @@ func TestRequestID(t *testing.T) {
 		t.Errorf("caller's request id came back as %q", got)
 	}
 
-	req.Header.Set(httpserver.RequestIDHeader, "bad id with spaces\n")
+	req.Header.Set(httpserver.RequestIDHeader, "bad id with spaces")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
