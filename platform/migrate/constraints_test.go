@@ -33,6 +33,8 @@ var fixtures = []string{
 	 VALUES (1001, 'OrderCreated', 'Order 1001 was created.', now())`,
 	`INSERT INTO outbox (event_id, event_type, routing_key, payload, created_at)
 	 VALUES ('00000000-0000-0000-0000-000000000001', 'OrderCreated', 'order.created', '{}', now())`,
+	`INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)
+	 VALUES (1001, 'k1', repeat('0', 64), 1001, now())`,
 }
 
 // Row templates for the violating statements.
@@ -43,9 +45,11 @@ const (
 	 VALUES ($1, $2, $3, $4, now(), now())`
 	insertOrder = `INSERT INTO orders (user_id, total, status, created_at, updated_at)
 	 VALUES ($1, $2, $3, now(), now())`
-	insertItem         = `INSERT INTO order_items (order_id, product_id, quantity, price) VALUES ($1, $2, $3, $4)`
-	insertNotification = `INSERT INTO notifications (order_id, event_type, message, created_at) VALUES ($1, $2, 'm', now())`
-	insertOutbox       = `INSERT INTO outbox (event_id, event_type, routing_key, payload, attempts, created_at)
+	insertItem           = `INSERT INTO order_items (order_id, product_id, quantity, price) VALUES ($1, $2, $3, $4)`
+	insertNotification   = `INSERT INTO notifications (order_id, event_type, message, created_at) VALUES ($1, $2, 'm', now())`
+	insertIdempotencyKey = `INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)
+	 VALUES ($1, $2, repeat('0', 64), $3, now())`
+	insertOutbox = `INSERT INTO outbox (event_id, event_type, routing_key, payload, attempts, created_at)
 	 VALUES ($1, 'OrderCreated', 'order.created', '{}', $2, now())`
 )
 
@@ -107,6 +111,13 @@ func TestConstraints(t *testing.T) {
 			insertOutbox, []any{"00000000-0000-0000-0000-000000000002", -1}, checkViolation, "outbox_attempts_non_negative"},
 		"outbox event_id unique": {
 			insertOutbox, []any{"00000000-0000-0000-0000-000000000001", 0}, uniqueViolation, "outbox_event_id_key"},
+		// idempotency_keys
+		"idempotency_keys unique (user_id, key)": {
+			insertIdempotencyKey, []any{1001, "k1", 1001}, uniqueViolation, "idempotencykey_user_id_key"},
+		"idempotency_keys.user_id references users": {
+			insertIdempotencyKey, []any{999999, "k2", 1001}, foreignKeyViolation, "idempotency_keys_users_idempotency_keys"},
+		"idempotency_keys.order_id references orders": {
+			insertIdempotencyKey, []any{1001, "k2", 999999}, foreignKeyViolation, "idempotency_keys_orders_idempotency_keys"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -138,6 +149,7 @@ func TestConstraintsAcceptValidRows(t *testing.T) {
 			{sql: insertItem, args: []any{1001, 1001, 1, "0.00"}},
 			{sql: insertNotification, args: []any{1001, "OrderExpired"}},
 			{sql: insertOutbox, args: []any{"00000000-0000-0000-0000-000000000002", 0}},
+			{sql: insertIdempotencyKey, args: []any{1001, "k2", 1001}},
 		} {
 			if _, err := tx.Exec(s.sql, s.args...); err != nil {
 				t.Fatalf("valid row rejected: %s %v: %v", s.sql, s.args, err)
@@ -146,15 +158,15 @@ func TestConstraintsAcceptValidRows(t *testing.T) {
 	})
 }
 
-// TestDeletingAnOrderCascades checks the ON DELETE CASCADE of order_items.order_id and
-// notifications.order_id.
+// TestDeletingAnOrderCascades checks the ON DELETE CASCADE of order_items.order_id,
+// notifications.order_id and idempotency_keys.order_id.
 func TestDeletingAnOrderCascades(t *testing.T) {
 	db := open(t, testenv.Database(t).DSN())
 	inTx(t, db, func(tx *sql.Tx) {
 		if _, err := tx.Exec(`DELETE FROM orders WHERE id = 1001`); err != nil {
 			t.Fatalf("delete order: %v", err)
 		}
-		for _, table := range []string{"order_items", "notifications"} {
+		for _, table := range []string{"order_items", "notifications", "idempotency_keys"} {
 			var n int
 			if err := tx.QueryRow(`SELECT count(*) FROM ` + table + ` WHERE order_id = 1001`).Scan(&n); err != nil {
 				t.Fatal(err)
