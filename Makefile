@@ -3,10 +3,14 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 # The one build command of the binary; the Dockerfile runs the same line.
 BUILD      = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/orderflow ./cmd/orderflow
 
-.PHONY: build test generate migration vet
+.PHONY: build run test generate migration vet
 
 build:
 	$(BUILD)
+
+## run: api, worker and cron job on this host, against local PostgreSQL and RabbitMQ
+run:
+	scripts/run-local.sh
 
 ## test: the whole suite with the race detector, against PostgreSQL and RabbitMQ
 test:

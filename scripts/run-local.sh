@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs api, worker and cron job on this host against a local PostgreSQL and RabbitMQ (see
+# README), each line of output prefixed with its process. Ctrl-C stops all three.
+#   API     http://127.0.0.1:8080   worker  http://127.0.0.1:8081   cronjob http://127.0.0.1:8082
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+make --no-print-directory build
+export ORDERFLOW_CONFIG_DIR=${ORDERFLOW_CONFIG_DIR:-./configuration}
+export ORDERFLOW_LOG_FORMAT=${ORDERFLOW_LOG_FORMAT:-text}
+
+psql -h "${ORDERFLOW_DATABASE_HOST:-localhost}" -U "${ORDERFLOW_DATABASE_USER:-postgres}" -d postgres -Atqc \
+  "SELECT 1 FROM pg_database WHERE datname = '${ORDERFLOW_DATABASE_NAME:-orderflow}'" | grep -q 1 ||
+  createdb -h "${ORDERFLOW_DATABASE_HOST:-localhost}" -U "${ORDERFLOW_DATABASE_USER:-postgres}" "${ORDERFLOW_DATABASE_NAME:-orderflow}"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait
+}
+trap stop INT TERM EXIT
+
+start() {
+  local name=$1 address=$2
+  ORDERFLOW_HTTP_ADDRESS=$address bin/orderflow "$name" > >(sed -u "s/^/[$name] /") 2>&1 &
+  pids+=($!)
+}
+
+# The api applies pending migrations; the others start once it answers.
+start api 127.0.0.1:8080
+for _ in $(seq 1 60); do
+  bin/orderflow health >/dev/null 2>&1 && break
+  sleep 0.5
+done
+start worker 127.0.0.1:8081
+start cronjob 127.0.0.1:8082
+wait
