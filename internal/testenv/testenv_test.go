@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"database/sql"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -95,5 +96,33 @@ func TestStaleDatabasesAreDropped(t *testing.T) {
 		if exists != want {
 			t.Errorf("database %s exists = %v, want %v", name, exists, want)
 		}
+	}
+}
+
+func TestParallelDatabases(t *testing.T) {
+	names := make(chan string, 8)
+	t.Run("group", func(t *testing.T) {
+		for i := range cap(names) {
+			t.Run(strconv.Itoa(i), func(t *testing.T) {
+				t.Parallel()
+				cfg := Database(t)
+				var n int
+				if err := open(t, cfg.DSN()).QueryRow(`SELECT count(*) FROM products`).Scan(&n); err != nil || n != 2 {
+					t.Errorf("products in %s: %d, %v; want the 2 seeded", cfg.Name, n, err)
+				}
+				names <- cfg.Name
+			})
+		}
+	})
+	close(names)
+	seen := map[string]bool{}
+	for name := range names {
+		if seen[name] {
+			t.Errorf("database %s handed out twice", name)
+		}
+		seen[name] = true
+	}
+	if len(seen) != 8 {
+		t.Errorf("%d databases, want 8", len(seen))
 	}
 }
