@@ -49,7 +49,10 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	if err != nil {
 		return 0, fmt.Errorf("open atlas driver: %w", err)
 	}
-	unlock, err := drv.(schema.Locker).Lock(ctx, lockName, lockTimeout)
+	// The lock belongs to one pooled connection, and the unlock runs with the context given
+	// here: it must not be cancelled, or the connection would go back to the pool still
+	// holding the lock. lockTimeout bounds the wait instead.
+	unlock, err := drv.(schema.Locker).Lock(context.WithoutCancel(ctx), lockName, lockTimeout)
 	if err != nil {
 		return 0, fmt.Errorf("take migration lock %q: %w", lockName, err)
 	}
