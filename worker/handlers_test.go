@@ -1,0 +1,412 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"orderflow/ent/notification"
+	"orderflow/ent/order"
+	"orderflow/events"
+	"orderflow/worker"
+)
+
+// newWorker returns a worker on s with a 20 ms payment, probability 0.5 and the given
+// random source, logging JSON into the returned buffer.
+func newWorker(s *store, random worker.RandomSource) (*worker.Worker, *logBuffer) {
+	log, buf := newLogger()
+	return worker.New(s.client, log, worker.Options{
+		PaymentDelay:          20 * time.Millisecond,
+		CompletionProbability: 0.5,
+		Random:                random,
+	}), buf
+}
+
+func TestOrderCreatedCompletesOrder(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, logs := newWorker(s, always(0.1))
+	created := s.newOrder(t, s.newUser(t, "Grace Hopper"), 2)
+	_, body := envelope(t, events.SourceAPI, created)
+
+	if err := w.Handle(context.Background(), worker.Delivery{Body: body}); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusCompleted)
+	done := s.completedEvents(t, created.OrderID)
+	mustEqual(t, "OrderCompleted events", len(done), 1)
+	mustEqual(t, "event user", done[0].UserID, created.UserID)
+	mustEqual(t, "event total", done[0].Total.StringFixed(2), "199.98")
+	mustEqual(t, "outcome log lines", len(logs.lines(t, "payment succeeded: order completed")), 1)
+
+	// Any number of further deliveries, flagged redelivered or not, change nothing.
+	for i := range 4 {
+		if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: i%2 == 0}); err != nil {
+			t.Fatalf("handle duplicate %d: %v", i, err)
+		}
+	}
+	mustEqual(t, "status after duplicates", s.status(t, created.OrderID), order.StatusCompleted)
+	mustEqual(t, "OrderCompleted events after duplicates", len(s.completedEvents(t, created.OrderID)), 1)
+}
+
+func TestOrderCreatedDeclinedPaymentLeavesOrderProcessing(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	random := &counted{r: always(0.5)} // not below 0.5: declined
+	w, logs := newWorker(s, random.draw)
+	created := s.newOrder(t, s.newUser(t, "Alan Turing"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+
+	if err := w.Handle(context.Background(), worker.Delivery{Body: body}); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusProcessing)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 0)
+	mustEqual(t, "outcome log lines", len(logs.lines(t, "payment declined: the order stays processing until it expires")), 1)
+	mustEqual(t, "draws", random.count(), 1)
+
+	// A duplicate that is not a broker redelivery (an outbox relay published the event
+	// again) does not pay a second time: the first payment's decision stands.
+	for i := range 3 {
+		if err := w.Handle(context.Background(), worker.Delivery{Body: body}); err != nil {
+			t.Fatalf("handle duplicate %d: %v", i, err)
+		}
+	}
+	mustEqual(t, "status after duplicates", s.status(t, created.OrderID), order.StatusProcessing)
+	mustEqual(t, "draws after duplicates", random.count(), 1)
+	mustEqual(t, "skip log lines", len(logs.lines(t, "order created event dropped: the order is no longer pending")), 3)
+}
+
+func TestOrderCreatedInterruptedPaymentIsNotAcknowledgedAndResumesOnRedelivery(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	log, logs := newLogger()
+	w := worker.New(s.client, log, worker.Options{
+		PaymentDelay:          time.Hour,
+		CompletionProbability: 0.5,
+		Random:                always(0),
+	})
+	created := s.newOrder(t, s.newUser(t, "Edsger Dijkstra"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+
+	// The process stops during the payment: the handler fails, so the message is not acked.
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Handle(ctx, worker.Delivery{Body: body}) }()
+	waitFor(t, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
+	cancel()
+	err := <-errc
+	if err == nil || errors.Is(err, worker.ErrPermanent) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted payment returned %v, want a transient error wrapping context.Canceled", err)
+	}
+	mustEqual(t, "status after interruption", s.status(t, created.OrderID), order.StatusProcessing)
+	mustEqual(t, "payments in flight", w.PaymentsInFlight(), int64(0))
+
+	// The broker redelivers it: the order is processing without an outcome, so the payment
+	// runs again and completes the order.
+	resumed := worker.New(s.client, log, worker.Options{
+		PaymentDelay:          10 * time.Millisecond,
+		CompletionProbability: 0.5,
+		Random:                always(0),
+	})
+	if err := resumed.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}); err != nil {
+		t.Fatalf("handle redelivery: %v", err)
+	}
+	mustEqual(t, "status after redelivery", s.status(t, created.OrderID), order.StatusCompleted)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 1)
+	mustEqual(t, "resume log lines", len(logs.lines(t, "resuming a payment interrupted before its outcome")), 1)
+}
+
+func TestOrderCreatedConcurrentRedeliveriesCompleteOnce(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, _ := newWorker(s, always(0))
+	created := s.newOrder(t, s.newUser(t, "Barbara Liskov"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+	s.setStatus(t, created.OrderID, order.StatusProcessing) // a payment died before its outcome
+
+	// Several redeliveries run at once (the first handler's channel closed while it was
+	// still alive, then its replacement was interrupted too, ...): one completion only.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("handle: %v", err)
+		}
+	}
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusCompleted)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 1)
+}
+
+func TestOrderCreatedForOrderThatMovedOnIsDropped(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	for _, st := range []order.Status{order.StatusCompleted, order.StatusExpired} {
+		random := &counted{r: always(0)}
+		w, logs := newWorker(s, random.draw)
+		created := s.newOrder(t, s.newUser(t, "Ken Thompson"), 1)
+		s.setStatus(t, created.OrderID, st)
+		_, body := envelope(t, events.SourceAPI, created)
+		for _, redelivered := range []bool{false, true} {
+			if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: redelivered}); err != nil {
+				t.Fatalf("%s: handle: %v", st, err)
+			}
+		}
+		mustEqual(t, string(st)+": status", s.status(t, created.OrderID), st)
+		mustEqual(t, string(st)+": draws", random.count(), 0)
+		mustEqual(t, string(st)+": OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 0)
+		mustEqual(t, string(st)+": skip log lines", len(logs.lines(t, "order created event dropped: the order is no longer pending")), 2)
+	}
+}
+
+func TestOrderExpiredDuringPaymentIsNotCompleted(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	log, logs := newLogger()
+	w := worker.New(s.client, log, worker.Options{
+		PaymentDelay:          300 * time.Millisecond,
+		CompletionProbability: 1,
+	})
+	created := s.newOrder(t, s.newUser(t, "Niklaus Wirth"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+	errc := make(chan error, 1)
+	go func() { errc <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
+	waitFor(t, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
+	// The cron job expires the order while its payment runs; the payment then succeeds.
+	s.setStatus(t, created.OrderID, order.StatusExpired)
+	if err := <-errc; err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusExpired)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 0)
+	mustEqual(t, "log lines", len(logs.lines(t, "payment succeeded but the order is no longer processing: nothing to complete")), 1)
+}
+
+func TestEventsForMissingOrderAreAcknowledged(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, logs := newWorker(s, always(0))
+	const missing = 987654
+	evs := []events.Event{
+		events.OrderCreated{OrderID: missing, UserID: 1, Total: money("1.00"), CreatedAt: time.Now(),
+			Items: []events.Item{{ProductID: 1, Quantity: 1, Price: money("1.00")}}},
+		events.OrderCompleted{OrderID: missing, UserID: 1, Total: money("1.00"), CompletedAt: time.Now()},
+		events.OrderExpired{OrderID: missing, UserID: 1, Total: money("1.00"), ExpiredAt: time.Now(), ExpiredAfter: "10m0s"},
+	}
+	for _, e := range evs {
+		_, body := envelope(t, events.SourceAPI, e)
+		if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}); err != nil {
+			t.Fatalf("%s for a missing order: %v, want nil (ack)", e.Name(), err)
+		}
+	}
+	mustEqual(t, "created log lines", len(logs.lines(t, "order created event dropped: the order no longer exists")), 1)
+	mustEqual(t, "completed log lines", len(logs.lines(t, "order completed event dropped: the order no longer exists")), 1)
+	mustEqual(t, "expired log lines", len(logs.lines(t, "order expired event dropped: the order no longer exists")), 1)
+	mustEqual(t, "e-mails", len(logs.emails(t)), 0)
+}
+
+func TestOrderCompletedNotifiesOnce(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, logs := newWorker(s, always(0))
+	user := s.newUser(t, "Margaret Hamilton")
+	created := s.newOrder(t, user, 3)
+	s.setStatus(t, created.OrderID, order.StatusCompleted)
+	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
+		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
+	})
+
+	// The first delivery and duplicates, some of them concurrent.
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for i := range 6 {
+		wg.Go(func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: i > 2}) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("handle: %v", err)
+		}
+	}
+	if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}); err != nil {
+		t.Fatalf("handle late duplicate: %v", err)
+	}
+
+	ns := s.notifications(t, created.OrderID)
+	if len(ns) != 1 || ns[0].EventType != notification.EventTypeOrderCompleted || !ns[0].IsEmailSent {
+		t.Fatalf("notifications = %s, want one OrderCompleted with the e-mail sent", describe(ns))
+	}
+	want := "Your order #" + itoa(created.OrderID) + " for 299.97 has been completed. Thank you for your purchase!"
+	mustEqual(t, "notification message", ns[0].Message, want)
+
+	mails := logs.lines(t, "email sent")
+	if len(mails) != 1 {
+		t.Fatalf("e-mail log lines = %d, want 1", len(mails))
+	}
+	m := mails[0]
+	mustEqual(t, "to", m["to"], any(user.Email))
+	mustEqual(t, "name", m["name"], any("Margaret Hamilton"))
+	mustEqual(t, "subject", m["subject"], any("Your order #"+itoa(created.OrderID)+" has been completed"))
+	mustEqual(t, "orderId", m["orderId"], any(float64(created.OrderID)))
+	mustEqual(t, "total", m["total"], any("299.97"))
+	mustEqual(t, "body", m["body"], any(want))
+	mustEqual(t, "duplicate log lines", len(logs.lines(t, "order completed event dropped: the customer was already notified")), 6)
+}
+
+// failingMailer fails its first n sends.
+type failingMailer struct {
+	mu    sync.Mutex
+	fails int
+	sent  []worker.Email
+}
+
+func (m *failingMailer) Send(_ context.Context, e worker.Email) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fails > 0 {
+		m.fails--
+		return errors.New("mail server unavailable")
+	}
+	m.sent = append(m.sent, e)
+	return nil
+}
+
+func TestOrderCompletedMailFailureRollsBackAndRetries(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	log, _ := newLogger()
+	mailer := &failingMailer{fails: 1}
+	w := worker.New(s.client, log, worker.Options{Mailer: mailer})
+	user := s.newUser(t, "John Backus")
+	created := s.newOrder(t, user, 1)
+	s.setStatus(t, created.OrderID, order.StatusCompleted)
+	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
+		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
+	})
+
+	err := w.Handle(context.Background(), worker.Delivery{Body: body})
+	if err == nil || errors.Is(err, worker.ErrPermanent) {
+		t.Fatalf("handle with a failing mailer: %v, want a transient error", err)
+	}
+	mustEqual(t, "notifications after the failure", len(s.notifications(t, created.OrderID)), 0)
+	if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}); err != nil {
+		t.Fatalf("handle redelivery: %v", err)
+	}
+	ns := s.notifications(t, created.OrderID)
+	if len(ns) != 1 || !ns[0].IsEmailSent {
+		t.Fatalf("notifications = %s, want one with the e-mail sent", describe(ns))
+	}
+	mustEqual(t, "e-mails", len(mailer.sent), 1)
+	mustEqual(t, "e-mail recipient", mailer.sent[0].To, user.Email)
+}
+
+func TestOrderExpiredRecordsNotificationOnce(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, logs := newWorker(s, always(0))
+	user := s.newUser(t, "Frances Allen")
+	created := s.newOrder(t, user, 1)
+	s.setStatus(t, created.OrderID, order.StatusExpired)
+	_, body := envelope(t, events.SourceCronJob, events.OrderExpired{
+		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, ExpiredAt: time.Now(), ExpiredAfter: "10m0s",
+	})
+	for i := range 4 {
+		if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: i > 0}); err != nil {
+			t.Fatalf("handle %d: %v", i, err)
+		}
+	}
+	ns := s.notifications(t, created.OrderID)
+	if len(ns) != 1 || ns[0].EventType != notification.EventTypeOrderExpired || ns[0].IsEmailSent {
+		t.Fatalf("notifications = %s, want one OrderExpired without e-mail", describe(ns))
+	}
+	mustEqual(t, "notification message", ns[0].Message,
+		"Your order #"+itoa(created.OrderID)+" for 99.99 has expired: its payment was not completed within 10m0s, and the reserved items have been released.")
+	mustEqual(t, "recorded log lines", len(logs.lines(t, "order expiry recorded")), 1)
+	mustEqual(t, "e-mails", len(logs.emails(t)), 0)
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusExpired)
+}
+
+func TestUnhandleableMessagesArePermanentFailures(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, _ := newWorker(s, always(0))
+	bodies := map[string]string{
+		"not JSON":     `{"specversion":`,
+		"unknown type": `{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.shipped.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json","data":{}}`,
+		"missing data": `{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.created.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json"}`,
+		"bad payload":  `{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.completed.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json","data":{"orderId":"seven"}}`,
+	}
+	for name, body := range bodies {
+		err := w.Handle(context.Background(), worker.Delivery{Body: []byte(body)})
+		if !errors.Is(err, worker.ErrPermanent) {
+			t.Errorf("%s: error %v, want one wrapping ErrPermanent", name, err)
+		}
+	}
+}
+
+func TestDatabaseOutageIsTransient(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	user := s.newUser(t, "Tony Hoare")
+	created := s.newOrder(t, user, 1)
+
+	// A worker whose database is unreachable: every event fails, none permanently.
+	down := s.cfg
+	down.Port = unusedPort(t)
+	downPool := openUnchecked(t, down)
+	log, logs := newLogger()
+	broken := worker.New(downPool, log, worker.Options{PaymentDelay: time.Millisecond, CompletionProbability: 1})
+	_, createdBody := envelope(t, events.SourceAPI, created)
+	_, completedBody := envelope(t, events.SourceWorker, events.OrderCompleted{
+		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
+	})
+	_, expiredBody := envelope(t, events.SourceCronJob, events.OrderExpired{
+		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, ExpiredAt: time.Now(), ExpiredAfter: "10m0s",
+	})
+	for _, body := range [][]byte{createdBody, completedBody, expiredBody} {
+		err := broken.Handle(context.Background(), worker.Delivery{Body: body})
+		if err == nil || errors.Is(err, worker.ErrPermanent) {
+			t.Fatalf("handle without a database: %v, want a transient error", err)
+		}
+	}
+	mustEqual(t, "status while the database is down", s.status(t, created.OrderID), order.StatusPending)
+
+	// The database is back: the redelivered events are handled as if nothing happened.
+	w := worker.New(s.client, log, worker.Options{PaymentDelay: time.Millisecond, CompletionProbability: 1})
+	for _, body := range [][]byte{createdBody, completedBody} {
+		if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}); err != nil {
+			t.Fatalf("handle after the outage: %v", err)
+		}
+	}
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusCompleted)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 1)
+	mustEqual(t, "e-mails", logs.emails(t)[created.OrderID], 1)
+}
+
+func money(s string) events.Money {
+	var m events.Money
+	if err := m.UnmarshalJSON([]byte(s)); err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// waitFor polls cond until it holds, failing t after 10 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,161 @@
+package worker
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/shopspring/decimal"
+
+	"orderflow/ent"
+	"orderflow/ent/notification"
+	"orderflow/ent/order"
+	"orderflow/events"
+	"orderflow/platform/db"
+)
+
+// Email is one message to a customer.
+type Email struct {
+	To      string
+	Name    string
+	Subject string
+	Body    string
+	OrderID int
+	Total   decimal.Decimal
+}
+
+// Mailer sends e-mails to customers. Send is called inside the transaction that records the
+// notification, so the notification commits only if the e-mail went out; an error rolls the
+// notification back and the event is delivered again.
+type Mailer interface {
+	Send(ctx context.Context, e Email) error
+}
+
+// LogMailer is the simulated mail server: it writes each e-mail as one structured log line
+// with the attributes to, name, subject, orderId, total and body.
+type LogMailer struct {
+	Log *slog.Logger
+}
+
+// Send implements Mailer.
+func (m LogMailer) Send(ctx context.Context, e Email) error {
+	m.Log.LogAttrs(ctx, slog.LevelInfo, "email sent",
+		slog.String("to", e.To),
+		slog.String("name", e.Name),
+		slog.String("subject", e.Subject),
+		slog.Int("orderId", e.OrderID),
+		slog.String("total", e.Total.StringFixed(2)),
+		slog.String("body", e.Body),
+	)
+	return nil
+}
+
+// HandleOrderCompleted tells the customer that their order completed. In one transaction
+// it inserts the OrderCompleted notification, sends the e-mail and marks it sent. A
+// redelivery finds the notification already there and sends nothing: the unique index on
+// (order_id, event_type) also makes a concurrent duplicate wait for the first transaction
+// and then insert nothing.
+func (w *Worker) HandleOrderCompleted(ctx context.Context, env events.Envelope, e events.OrderCompleted) error {
+	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
+	var sent bool
+	err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
+		o, err := tx.Order.Query().Where(order.ID(e.OrderID)).WithUser().Only(ctx)
+		if ent.IsNotFound(err) {
+			return errOrderGone
+		}
+		if err != nil {
+			return fmt.Errorf("read order %d: %w", e.OrderID, err)
+		}
+		body := fmt.Sprintf("Your order #%d for %s has been completed. Thank you for your purchase!",
+			o.ID, o.Total.StringFixed(2))
+		id, inserted, err := insertNotification(ctx, tx, o.ID, notification.EventTypeOrderCompleted, body)
+		if err != nil || !inserted {
+			return err
+		}
+		mail := Email{
+			To:      o.Edges.User.Email,
+			Name:    o.Edges.User.Name,
+			Subject: fmt.Sprintf("Your order #%d has been completed", o.ID),
+			Body:    body,
+			OrderID: o.ID,
+			Total:   o.Total,
+		}
+		if err := w.opts.Mailer.Send(ctx, mail); err != nil {
+			return fmt.Errorf("send completion e-mail for order %d: %w", o.ID, err)
+		}
+		if err := tx.Notification.UpdateOneID(id).SetIsEmailSent(true).Exec(ctx); err != nil {
+			return fmt.Errorf("mark e-mail of order %d sent: %w", o.ID, err)
+		}
+		sent = true
+		return nil
+	})
+	switch {
+	case errors.Is(err, errOrderGone):
+		log.Warn("order completed event dropped: the order no longer exists")
+		return nil
+	case err != nil:
+		return err
+	case !sent:
+		log.Info("order completed event dropped: the customer was already notified")
+	}
+	return nil
+}
+
+// HandleOrderExpired records the OrderExpired notification of an order, once, as an audit
+// trail; no e-mail is sent.
+func (w *Worker) HandleOrderExpired(ctx context.Context, env events.Envelope, e events.OrderExpired) error {
+	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
+	body := fmt.Sprintf("Your order #%d for %s has expired: its payment was not completed within %s, and the reserved items have been released.",
+		e.OrderID, e.Total.StringFixed(2), e.ExpiredAfter)
+	var inserted bool
+	err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
+		var err error
+		_, inserted, err = insertNotification(ctx, tx, e.OrderID, notification.EventTypeOrderExpired, body)
+		return err
+	})
+	switch {
+	case errors.Is(err, errOrderGone):
+		log.Warn("order expired event dropped: the order no longer exists")
+		return nil
+	case err != nil:
+		return err
+	case inserted:
+		log.Info("order expiry recorded")
+	default:
+		log.Info("order expired event dropped: the expiry was already recorded")
+	}
+	return nil
+}
+
+// insertNotification inserts a notification unless the order already has one of this type,
+// and returns its id and whether it was inserted. It returns errOrderGone when the order
+// does not exist.
+func insertNotification(ctx context.Context, tx *ent.Tx, orderID int, typ notification.EventType, message string) (int, bool, error) {
+	id, err := tx.Notification.Create().
+		SetOrderID(orderID).
+		SetEventType(typ).
+		SetMessage(message).
+		SetIsEmailSent(false).
+		OnConflictColumns(notification.FieldOrderID, notification.FieldEventType).
+		DoNothing().
+		ID(ctx)
+	switch {
+	case err == nil:
+		return id, true, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, false, nil
+	case isForeignKeyViolation(err):
+		return 0, false, errOrderGone
+	default:
+		return 0, false, fmt.Errorf("insert %s notification of order %d: %w", typ, orderID, err)
+	}
+}
+
+// isForeignKeyViolation reports a PostgreSQL foreign_key_violation (SQLSTATE 23503).
+func isForeignKeyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23503"
+}

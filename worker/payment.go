@@ -1,0 +1,157 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"orderflow/ent"
+	"orderflow/ent/order"
+	"orderflow/events"
+	"orderflow/platform/db"
+	"orderflow/platform/outbox"
+)
+
+// RandomSource returns a number in [0, 1) for the payment of the given order. Taking the
+// order id lets tests decide each order's payment; DefaultRandom ignores it.
+type RandomSource func(orderID int) float64
+
+// DefaultRandom draws uniformly from math/rand/v2's global source, which is safe for
+// concurrent use.
+func DefaultRandom(int) float64 { return rand.Float64() }
+
+// HandleOrderCreated takes a new order through its payment: pending -> processing (a
+// conditional update), the simulated payment of Options.PaymentDelay, and with
+// Options.CompletionProbability processing -> completed together with an OrderCompleted
+// outbox row, in one transaction. A declined payment leaves the order processing for the
+// cron job to expire.
+//
+// When the order is not pending, the event is a duplicate or stale and is dropped, with
+// one exception: an order found processing on a redelivery (redelivered is the broker's
+// flag) had its payment interrupted before a decision, so the payment runs again. The
+// conditional completion keeps a second completion impossible. See REDELIVERY.md.
+//
+// A payment interrupted by ctx returns an error, so the message is not acknowledged.
+func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
+	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
+	claimed, err := w.claim(ctx, e.OrderID)
+	if err != nil {
+		return err
+	}
+	if !claimed {
+		status, err := w.status(ctx, e.OrderID)
+		switch {
+		case errors.Is(err, errOrderGone):
+			log.Warn("order created event dropped: the order no longer exists")
+			return nil
+		case err != nil:
+			return err
+		case status == order.StatusProcessing && redelivered:
+			log.Info("resuming a payment interrupted before its outcome")
+		default:
+			log.Info("order created event dropped: the order is no longer pending",
+				slog.String("status", string(status)), slog.Bool("redelivered", redelivered))
+			return nil
+		}
+	}
+
+	w.payments.Add(1)
+	err = sleep(ctx, w.opts.PaymentDelay)
+	w.payments.Add(-1)
+	if err != nil {
+		return fmt.Errorf("payment of order %d interrupted: %w", e.OrderID, err)
+	}
+
+	if !w.paymentSucceeds(e.OrderID) {
+		log.Info("payment declined: the order stays processing until it expires")
+		return nil
+	}
+	completed, err := w.complete(ctx, e)
+	if err != nil {
+		return err
+	}
+	if !completed {
+		log.Info("payment succeeded but the order is no longer processing: nothing to complete")
+		return nil
+	}
+	log.Info("payment succeeded: order completed", slog.String("total", e.Total.StringFixed(2)))
+	return nil
+}
+
+// paymentSucceeds draws the outcome of an order's payment.
+func (w *Worker) paymentSucceeds(orderID int) bool {
+	return w.opts.Random(orderID) < w.opts.CompletionProbability
+}
+
+// PaymentsInFlight returns the number of simulated payments running right now.
+func (w *Worker) PaymentsInFlight() int64 { return w.payments.Load() }
+
+// claim moves the order from pending to processing and reports whether it did.
+func (w *Worker) claim(ctx context.Context, orderID int) (bool, error) {
+	n, err := w.client.Order.Update().
+		Where(order.ID(orderID), order.StatusEQ(order.StatusPending)).
+		SetStatus(order.StatusProcessing).
+		Save(ctx)
+	if err != nil {
+		return false, fmt.Errorf("start processing order %d: %w", orderID, err)
+	}
+	return n == 1, nil
+}
+
+// status returns the order's current status, or errOrderGone.
+func (w *Worker) status(ctx context.Context, orderID int) (order.Status, error) {
+	o, err := w.client.Order.Query().Where(order.ID(orderID)).Select(order.FieldStatus).Only(ctx)
+	if ent.IsNotFound(err) {
+		return "", errOrderGone
+	}
+	if err != nil {
+		return "", fmt.Errorf("read status of order %d: %w", orderID, err)
+	}
+	return o.Status, nil
+}
+
+// complete moves the order from processing to completed and writes its OrderCompleted
+// event, in one transaction. It reports false, and writes nothing, when the order is no
+// longer processing (expired meanwhile, completed by another delivery, or deleted).
+func (w *Worker) complete(ctx context.Context, e events.OrderCreated) (bool, error) {
+	var completed bool
+	err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
+		n, err := tx.Order.Update().
+			Where(order.ID(e.OrderID), order.StatusEQ(order.StatusProcessing)).
+			SetStatus(order.StatusCompleted).
+			Save(ctx)
+		if err != nil {
+			return fmt.Errorf("complete order %d: %w", e.OrderID, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		done := events.OrderCompleted{
+			OrderID:     e.OrderID,
+			UserID:      e.UserID,
+			Total:       e.Total,
+			CompletedAt: time.Now().UTC(),
+		}
+		if _, err := outbox.Write(ctx, tx, events.SourceWorker, done, nil); err != nil {
+			return fmt.Errorf("complete order %d: %w", e.OrderID, err)
+		}
+		completed = true
+		return nil
+	})
+	return completed, err
+}
+
+// sleep waits for d, or returns ctx's error if ctx ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

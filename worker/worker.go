@@ -1,0 +1,93 @@
+// Package worker is orderflow's event worker: it takes orders through their simulated
+// payment (OrderCreated), tells customers about completed orders (OrderCompleted) and keeps
+// an audit trail of expired ones (OrderExpired).
+//
+// RabbitMQ delivers every event at least once, so every handler is idempotent: state changes
+// are conditional updates on the expected previous status, events are written to the outbox
+// in the same transaction as the change they announce, and notifications are unique per
+// order and event type. See REDELIVERY.md for what happens to an order whose payment was
+// interrupted.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"orderflow/ent"
+	"orderflow/events"
+)
+
+// ErrPermanent marks a message that can never be handled (malformed body, unknown type);
+// the consumer rejects it to the dead-letter queue instead of requeueing it.
+var ErrPermanent = errors.New("permanent failure")
+
+// errOrderGone reports that the order an event is about no longer exists.
+var errOrderGone = errors.New("order no longer exists")
+
+// Options are the worker's tunables.
+type Options struct {
+	// PaymentDelay is how long the simulated payment of one order takes.
+	PaymentDelay time.Duration
+	// CompletionProbability is the probability in [0, 1] that a payment succeeds.
+	CompletionProbability float64
+	// Random draws the number in [0, 1) that decides an order's payment: the payment
+	// succeeds when it is below CompletionProbability. Nil means DefaultRandom.
+	Random RandomSource
+	// Mailer sends the customer e-mails. Nil means a LogMailer on the worker's logger.
+	Mailer Mailer
+}
+
+// Worker handles the order events. Its methods are safe for concurrent use; many payments
+// run at once, each holding no database connection while it waits.
+type Worker struct {
+	client   *ent.Client
+	log      *slog.Logger
+	opts     Options
+	payments atomic.Int64 // simulated payments running now
+}
+
+// New returns a worker that keeps its state in client and logs to log.
+func New(client *ent.Client, log *slog.Logger, opts Options) *Worker {
+	if opts.Random == nil {
+		opts.Random = DefaultRandom
+	}
+	if opts.Mailer == nil {
+		opts.Mailer = LogMailer{Log: log}
+	}
+	return &Worker{client: client, log: log, opts: opts}
+}
+
+// Delivery is one message as the worker sees it.
+type Delivery struct {
+	// Body is the message body, a CloudEvents envelope in structured JSON mode.
+	Body []byte
+	// Redelivered is the broker's redelivered flag: an earlier delivery of this very
+	// message was not acknowledged (its handler failed, was stopped, or its channel closed).
+	// A copy published again by an outbox relay is a new message and is not redelivered.
+	Redelivered bool
+}
+
+// Handle decodes d and passes it to the handler of its type. It returns nil when the message
+// is done with (handled, a duplicate, or about an order that no longer exists), an error
+// wrapping ErrPermanent when it can never be handled, and any other error when it should be
+// delivered again later (a database outage, a shutdown during a payment).
+func (w *Worker) Handle(ctx context.Context, d Delivery) error {
+	env, ev, err := events.Decode(d.Body)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	switch e := ev.(type) {
+	case events.OrderCreated:
+		return w.HandleOrderCreated(ctx, env, e, d.Redelivered)
+	case events.OrderCompleted:
+		return w.HandleOrderCompleted(ctx, env, e)
+	case events.OrderExpired:
+		return w.HandleOrderExpired(ctx, env, e)
+	default:
+		return fmt.Errorf("%w: no handler for event type %s", ErrPermanent, env.Type)
+	}
+}
