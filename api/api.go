@@ -1,0 +1,99 @@
+// Package api is orderflow's HTTP API: the handlers behind the ogen server generated from
+// openapi.yaml into api/oas, bearer-token authentication, and the fx module that serves
+// them, applies the migrations and keeps the configured admin account.
+package api
+
+import (
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"orderflow/api/oas"
+	"orderflow/configuration"
+	"orderflow/ent"
+)
+
+var (
+	_ oas.Handler         = (*Handler)(nil)
+	_ oas.SecurityHandler = (*Handler)(nil)
+)
+
+// Handler implements every operation of the API and its bearer authentication.
+type Handler struct {
+	client      *ent.Client
+	db          *sql.DB
+	log         *slog.Logger
+	tokens      *Tokens
+	expireAfter time.Duration
+	bcryptCost  int
+	now         func() time.Time
+
+	// lastPrune is when expired idempotency keys were last deleted (Unix nanoseconds).
+	lastPrune atomic.Int64
+}
+
+// NewHandler returns the API's handler on the database behind client and db (the same
+// pool), with tokens configured by cfg.Auth.
+func NewHandler(client *ent.Client, db *sql.DB, cfg *configuration.Config, log *slog.Logger) *Handler {
+	return &Handler{
+		client:      client,
+		db:          db,
+		log:         log,
+		tokens:      NewTokens(cfg.Auth.JWTSecret, cfg.Auth.Issuer, cfg.Auth.TokenTTL.D()),
+		expireAfter: cfg.Orders.ExpireAfter.D(),
+		bcryptCost:  bcrypt.DefaultCost,
+		now:         func() time.Time { return time.Now().UTC() },
+	}
+}
+
+// Tokens returns the handler's token service.
+func (h *Handler) Tokens() *Tokens { return h.tokens }
+
+// NewServer returns the http.Handler serving the API's operations under /api/: ogen's
+// router with problem+json answers for unknown routes and undecodable requests, request
+// bodies limited to maxBodyBytes, and WWW-Authenticate on every 401.
+func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
+	srv, err := oas.NewServer(h, h,
+		oas.WithErrorHandler(h.handleRequestError),
+		oas.WithNotFound(func(w http.ResponseWriter, r *http.Request) {
+			writeProblem(w, problemResponse(http.StatusNotFound, "No operation is served at "+r.URL.Path+".", nil))
+		}),
+		oas.WithMethodNotAllowed(func(w http.ResponseWriter, r *http.Request, allowed string) {
+			w.Header().Set("Allow", allowed)
+			writeProblem(w, problemResponse(http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+".", nil))
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("new api server: %w", err)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBodyBytes {
+			writeProblem(w, problemResponse(http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		srv.ServeHTTP(&challengeWriter{ResponseWriter: w}, r)
+	}), nil
+}
+
+// challengeWriter adds the bearer challenge to 401 answers.
+type challengeWriter struct {
+	http.ResponseWriter
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="orderflow"`)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *challengeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,166 @@
+package api
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/bcrypt"
+
+	"orderflow/api/oas"
+	"orderflow/domain"
+	"orderflow/ent"
+	"orderflow/ent/user"
+)
+
+// Principal is the signed-in user on whose behalf a request runs.
+type Principal struct {
+	ID   int
+	Name string
+	Role string
+}
+
+// IsAdmin reports whether p has the admin role.
+func (p Principal) IsAdmin() bool { return p.Role == domain.RoleAdmin }
+
+type principalKey struct{}
+
+// principalFrom returns the caller that HandleBearerAuth put into ctx.
+func principalFrom(ctx context.Context) (Principal, error) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	if !ok {
+		return Principal{}, errUnauthorized
+	}
+	return p, nil
+}
+
+// claims are the contents of an orderflow token.
+type claims struct {
+	Role string `json:"role"`
+	jwt.RegisteredClaims
+}
+
+// Tokens issues and verifies HS256 JWTs.
+type Tokens struct {
+	secret []byte
+	issuer string
+	ttl    time.Duration
+	parser *jwt.Parser
+}
+
+// NewTokens returns a token service signing with secret, naming issuer, valid for ttl.
+func NewTokens(secret, issuer string, ttl time.Duration) *Tokens {
+	return &Tokens{
+		secret: []byte(secret),
+		issuer: issuer,
+		ttl:    ttl,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithIssuer(issuer),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(5*time.Second),
+		),
+	}
+}
+
+// Issue returns a signed token for the user and its expiry.
+func (t *Tokens) Issue(userID int, role string, now time.Time) (string, time.Time, error) {
+	exp := now.Add(t.ttl).Truncate(time.Second)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{
+		Role: role,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   strconv.Itoa(userID),
+			Issuer:    t.issuer,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
+		},
+	})
+	s, err := tok.SignedString(t.secret)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+	}
+	return s, exp, nil
+}
+
+// Verify checks a token's algorithm, signature, issuer and expiry and returns its user id.
+func (t *Tokens) Verify(token string) (int, error) {
+	var c claims
+	if _, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.secret, nil }); err != nil {
+		return 0, fmt.Errorf("verify token: %w", err)
+	}
+	id, err := strconv.Atoi(c.Subject)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("verify token: bad subject %q", c.Subject)
+	}
+	return id, nil
+}
+
+// HandleBearerAuth verifies the bearer token and loads its user, so that the token of a
+// deleted user stops working at once and a changed role applies at once.
+func (h *Handler) HandleBearerAuth(ctx context.Context, _ oas.OperationName, t oas.BearerAuth) (context.Context, error) {
+	id, err := h.tokens.Verify(t.Token)
+	if err != nil {
+		return ctx, err
+	}
+	p := Principal{ID: id}
+	err = h.db.QueryRowContext(ctx, `SELECT name, role FROM users WHERE id = $1`, id).Scan(&p.Name, &p.Role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ctx, errors.New("the token's user no longer exists")
+	}
+	if err != nil {
+		return ctx, fmt.Errorf("load token user: %w", err)
+	}
+	return context.WithValue(ctx, principalKey{}, p), nil
+}
+
+// dummyHash is compared against when an e-mail address is unknown, so that the answer
+// takes as long as for a wrong password.
+var dummyHash = sync.OnceValue(func() []byte {
+	b, _ := bcrypt.GenerateFromPassword([]byte("orderflow-no-such-user"), bcrypt.DefaultCost)
+	return b
+})
+
+// Login exchanges an e-mail address and password for a token.
+func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginResponse, error) {
+	email := domain.NormalizeEmail(req.Email)
+	if err := domain.ValidateEmail(email); err != nil {
+		return nil, invalid("email", err.Error())
+	}
+	if err := domain.ValidatePassword(req.Password); err != nil {
+		return nil, invalid("password", err.Error())
+	}
+	u, err := h.client.User.Query().Where(user.Email(email)).Only(ctx)
+	if ent.IsNotFound(err) {
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(req.Password))
+		return nil, errBadCredentials
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load user: %w", err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(req.Password)) != nil {
+		return nil, errBadCredentials
+	}
+	token, exp, err := h.tokens.Issue(u.ID, string(u.Role), h.now())
+	if err != nil {
+		return nil, err
+	}
+	return &oas.LoginResponse{Token: token, ExpiresAt: exp, User: userOut(u)}, nil
+}
+
+var errBadCredentials = problem(http.StatusUnauthorized, "The e-mail address or the password is wrong.")
+
+// hashPassword returns the bcrypt hash of password.
+func (h *Handler) hashPassword(password string) (string, error) {
+	b, err := bcrypt.GenerateFromPassword([]byte(password), h.bcryptCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(b), nil
+}

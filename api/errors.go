@@ -1,0 +1,270 @@
+package api
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/go-faster/jx"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/ogen-go/ogen/ogenerrors"
+	"github.com/ogen-go/ogen/validate"
+
+	"orderflow/api/oas"
+	"orderflow/domain"
+	"orderflow/ent"
+)
+
+// Problem is an error that answers with a specific status and RFC 9457 body. Handlers
+// return it (wrapped or not) for outcomes that are the caller's to fix.
+type Problem struct {
+	Status int
+	Detail string
+	Fields []oas.FieldError
+	// Err is the cause, kept for errors.Is and logs; it is never shown to the caller.
+	Err error
+}
+
+// Error implements error.
+func (p *Problem) Error() string {
+	if p.Err != nil {
+		return fmt.Sprintf("%d %s: %v", p.Status, p.Detail, p.Err)
+	}
+	return fmt.Sprintf("%d %s", p.Status, p.Detail)
+}
+
+// Unwrap returns the cause.
+func (p *Problem) Unwrap() error { return p.Err }
+
+func problem(status int, detail string) *Problem { return &Problem{Status: status, Detail: detail} }
+
+func invalid(field, message string) *Problem {
+	return &Problem{
+		Status: http.StatusBadRequest,
+		Detail: "The request is invalid.",
+		Fields: []oas.FieldError{{Field: field, Message: message}},
+	}
+}
+
+var (
+	errNotFound     = problem(http.StatusNotFound, "The resource does not exist.")
+	errForbidden    = problem(http.StatusForbidden, "This action is not allowed to you.")
+	errUnauthorized = problem(http.StatusUnauthorized, "A valid bearer token is required.")
+)
+
+// ErrInsufficientStock is returned when a product has fewer units than an order asks for.
+var ErrInsufficientStock = errors.New("insufficient stock")
+
+// ErrIdempotencyKeyReused is returned when an Idempotency-Key comes back with another request.
+var ErrIdempotencyKeyReused = errors.New("idempotency key was used with a different request")
+
+// errDatabaseUnavailable marks failures to reach PostgreSQL, answered with 503.
+var errDatabaseUnavailable = errors.New("database unavailable")
+
+// NewError turns any error that a handler or the security handler returned into a problem
+// response. Unknown errors are logged and become 500 without detail.
+func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode {
+	var (
+		p    *Problem
+		secE *ogenerrors.SecurityError
+		itE  *domain.ItemError
+	)
+	switch {
+	case unavailable(err):
+		h.log.WarnContext(ctx, "database unavailable", "err", err)
+		return problemResponse(http.StatusServiceUnavailable, "The database is unavailable; try again later.", nil)
+	case errors.Is(err, context.DeadlineExceeded):
+		return problemResponse(http.StatusServiceUnavailable, "The request took too long; try again later.", nil)
+	case errors.As(err, &p):
+		return problemResponse(p.Status, p.Detail, p.Fields)
+	case errors.As(err, &secE):
+		return problemResponse(http.StatusUnauthorized, "A valid bearer token is required.", nil)
+	case errors.Is(err, domain.ErrTransitionNotAllowed):
+		return problemResponse(http.StatusConflict, capitalize(err.Error())+".", nil)
+	case errors.Is(err, domain.ErrUnknownStatus):
+		return problemResponse(http.StatusBadRequest, "The request is invalid.",
+			[]oas.FieldError{{Field: "status", Message: err.Error()}})
+	case errors.As(err, &itE):
+		field := fmt.Sprintf("items[%d].productId", itE.Index)
+		if errors.Is(itE.Err, domain.ErrBadQuantity) {
+			field = fmt.Sprintf("items[%d].quantity", itE.Index)
+		}
+		return problemResponse(http.StatusBadRequest, "The request is invalid.",
+			[]oas.FieldError{{Field: field, Message: itE.Err.Error()}})
+	case errors.Is(err, domain.ErrEmptyOrder):
+		return problemResponse(http.StatusBadRequest, "The request is invalid.",
+			[]oas.FieldError{{Field: "items", Message: err.Error()}})
+	case errors.Is(err, ErrInsufficientStock):
+		return problemResponse(http.StatusConflict, capitalize(err.Error())+".", nil)
+	case errors.Is(err, ErrIdempotencyKeyReused):
+		return problemResponse(http.StatusUnprocessableEntity, "The Idempotency-Key was already used with a different request.", nil)
+	case ent.IsNotFound(err):
+		return problemResponse(http.StatusNotFound, "The resource does not exist.", nil)
+	}
+	h.log.ErrorContext(ctx, "request failed", "err", err)
+	return problemResponse(http.StatusInternalServerError, "An unexpected error occurred.", nil)
+}
+
+func problemResponse(status int, detail string, fields []oas.FieldError) *oas.ErrorStatusCode {
+	p := oas.Problem{
+		Type:   "about:blank",
+		Title:  http.StatusText(status),
+		Status: status,
+		Errors: fields,
+	}
+	if detail != "" {
+		p.Detail = oas.NewOptString(detail)
+	}
+	return &oas.ErrorStatusCode{StatusCode: status, Response: p}
+}
+
+// writeProblem writes p as application/problem+json, for errors that never reach NewError.
+func writeProblem(w http.ResponseWriter, e *oas.ErrorStatusCode) {
+	enc := jx.GetEncoder()
+	defer jx.PutEncoder(enc)
+	e.Response.Encode(enc)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(e.StatusCode)
+	_, _ = w.Write(enc.Bytes())
+}
+
+// handleRequestError answers requests that ogen could not decode or validate: 400 with one
+// entry per bad field, or 413 for a body over the size limit.
+func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		maxErr   *http.MaxBytesError
+		paramErr *ogenerrors.DecodeParamError
+		bodyErr  *ogenerrors.DecodeBodyError
+		valErr   *validate.Error
+		secErr   *ogenerrors.SecurityError
+	)
+	switch {
+	case errors.As(err, &maxErr):
+		writeProblem(w, problemResponse(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("The request body is larger than %d bytes.", maxErr.Limit), nil))
+		return
+	case errors.As(err, &secErr):
+		writeProblem(w, h.NewError(ctx, err))
+		return
+	case errors.Is(err, validate.ErrBodyRequired):
+		writeProblem(w, problemResponse(http.StatusBadRequest, "A request body is required.", nil))
+		return
+	case errors.As(err, &paramErr):
+		writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.",
+			[]oas.FieldError{{Field: paramErr.Name, Message: paramMessage(paramErr.Err)}}))
+		return
+	case errors.As(err, &valErr):
+		fields := fieldErrors("", valErr, nil)
+		writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.", fields))
+		return
+	case errors.As(err, &bodyErr):
+		writeProblem(w, problemResponse(http.StatusBadRequest, "The request body is not valid JSON for this operation: "+bodyErr.Err.Error()+".", nil))
+		return
+	}
+	var ctErr *validate.InvalidContentTypeError
+	if errors.As(err, &ctErr) {
+		writeProblem(w, problemResponse(http.StatusUnsupportedMediaType, "The request body must be application/json.", nil))
+		return
+	}
+	code := ogenerrors.ErrorCode(err)
+	if code >= 500 {
+		h.log.ErrorContext(ctx, "request failed", "err", err)
+		writeProblem(w, problemResponse(code, "An unexpected error occurred.", nil))
+		return
+	}
+	writeProblem(w, problemResponse(code, "The request is invalid: "+err.Error()+".", nil))
+}
+
+func paramMessage(err error) string {
+	var valErr *validate.Error
+	if errors.As(err, &valErr) && len(valErr.Fields) > 0 {
+		return fieldMessage(valErr.Fields[0].Error)
+	}
+	return fieldMessage(err)
+}
+
+// fieldErrors flattens ogen's nested validation errors into one entry per invalid field,
+// named by its JSON path ("items[0].quantity").
+func fieldErrors(prefix string, e *validate.Error, out []oas.FieldError) []oas.FieldError {
+	for _, f := range e.Fields {
+		name := f.Name
+		if prefix != "" && !strings.HasPrefix(name, "[") {
+			name = "." + name
+		}
+		name = prefix + name
+		var nested *validate.Error
+		if errors.As(f.Error, &nested) {
+			out = fieldErrors(name, nested, out)
+			continue
+		}
+		out = append(out, oas.FieldError{Field: name, Message: fieldMessage(f.Error)})
+	}
+	return out
+}
+
+// fieldMessage turns one of ogen's validation errors into a short message.
+func fieldMessage(err error) string {
+	var (
+		minErr *validate.MinLengthError
+		maxErr *validate.MaxLengthError
+	)
+	unit := "characters"
+	if strings.HasPrefix(err.Error(), "array") {
+		unit = "items"
+	}
+	switch {
+	case errors.As(err, &minErr):
+		return fmt.Sprintf("must have at least %d %s", minErr.MinLength, unit)
+	case errors.As(err, &maxErr):
+		return fmt.Sprintf("must have at most %d %s", maxErr.MaxLength, unit)
+	}
+	return err.Error()
+}
+
+// unavailable reports whether err means that PostgreSQL could not be reached or refused
+// work for a reason that a retry may fix.
+func unavailable(err error) bool {
+	if errors.Is(err, errDatabaseUnavailable) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08: connection exception; 53: insufficient resources; 57P0x: shutdown.
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") ||
+			strings.HasPrefix(pgErr.Code, "57P0")
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// pgCode returns the SQLSTATE of a PostgreSQL error in err's chain, or "".
+func pgCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// SQLSTATE codes the handlers react to.
+const (
+	pgUniqueViolation     = "23505"
+	pgForeignKeyViolation = "23503"
+	pgCheckViolation      = "23514"
+)

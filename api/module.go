@@ -1,0 +1,108 @@
+package api
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"go.uber.org/fx"
+	"golang.org/x/crypto/bcrypt"
+
+	"orderflow"
+	"orderflow/configuration"
+	"orderflow/domain"
+	"orderflow/ent"
+	"orderflow/ent/user"
+	"orderflow/platform/migrate"
+)
+
+// Module is the API process: at start-up it applies the migrations and creates or updates
+// the configured admin, then serves the operations under /api/ and the contract at
+// /openapi.yaml on the process's *http.ServeMux.
+var Module = fx.Module("api",
+	fx.Provide(NewHandler),
+	fx.Invoke(Prepare, Register),
+)
+
+// Prepare applies pending migrations and ensures the admin account, before the server
+// starts taking requests.
+func Prepare(pool *sql.DB, client *ent.Client, cfg *configuration.Config, log *slog.Logger) error {
+	ctx := context.Background()
+	if _, err := migrate.Apply(ctx, pool, log); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return EnsureAdmin(ctx, client, cfg.Admin, bcrypt.DefaultCost, log)
+}
+
+// Register serves h under /api/ and the contract at /openapi.yaml on mux.
+func Register(mux *http.ServeMux, h *Handler, cfg *configuration.Config) error {
+	srv, err := NewServer(h, cfg.HTTP.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	mux.Handle("/api/", srv)
+	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(orderflow.OpenAPI)
+	})
+	return nil
+}
+
+// EnsureAdmin creates the configured admin account, or brings an existing account with
+// its e-mail address up to date: admin role, configured name, and a new bcrypt hash only
+// if the configured password no longer matches the stored one.
+func EnsureAdmin(ctx context.Context, client *ent.Client, admin configuration.Admin, cost int, log *slog.Logger) error {
+	email := domain.NormalizeEmail(admin.Email)
+	u, err := client.User.Query().Where(user.Email(email)).Only(ctx)
+	switch {
+	case ent.IsNotFound(err):
+		hash, err := bcrypt.GenerateFromPassword([]byte(admin.Password), cost)
+		if err != nil {
+			return fmt.Errorf("hash admin password: %w", err)
+		}
+		err = client.User.Create().
+			SetName(admin.Name).
+			SetEmail(email).
+			SetPasswordHash(string(hash)).
+			SetRole(user.RoleAdmin).
+			Exec(ctx)
+		if pgCode(err) == pgUniqueViolation {
+			return nil // another API instance created it at the same moment
+		}
+		if err != nil {
+			return fmt.Errorf("create admin %s: %w", email, err)
+		}
+		log.Info("admin account created", "email", email)
+		return nil
+	case err != nil:
+		return fmt.Errorf("load admin %s: %w", email, err)
+	}
+	upd := u.Update()
+	changed := false
+	if u.Role != user.RoleAdmin {
+		upd.SetRole(user.RoleAdmin)
+		changed = true
+	}
+	if u.Name != admin.Name {
+		upd.SetName(admin.Name)
+		changed = true
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(admin.Password)) != nil {
+		hash, err := bcrypt.GenerateFromPassword([]byte(admin.Password), cost)
+		if err != nil {
+			return fmt.Errorf("hash admin password: %w", err)
+		}
+		upd.SetPasswordHash(string(hash))
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if err := upd.Exec(ctx); err != nil {
+		return fmt.Errorf("update admin %s: %w", email, err)
+	}
+	log.Info("admin account updated", "email", email)
+	return nil
+}

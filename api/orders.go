@@ -1,0 +1,678 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"orderflow/api/oas"
+	"orderflow/domain"
+	"orderflow/ent"
+	"orderflow/events"
+	"orderflow/platform/db"
+	"orderflow/platform/outbox"
+)
+
+// idempotencyKeyTTL is how long an Idempotency-Key is remembered; older keys are pruned
+// and may be used again.
+const idempotencyKeyTTL = 24 * time.Hour
+
+// querier runs SQL on the pool or in a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// loadOrders reads the orders with the given ids, with their user names and items, in one
+// query, and returns them in the order of ids (missing ids are left out).
+func loadOrders(ctx context.Context, q querier, ids []int) ([]oas.Order, error) {
+	if len(ids) == 0 {
+		return []oas.Order{}, nil
+	}
+	rows, err := q.QueryContext(ctx, `
+		SELECT o.id, o.user_id, u.name, o.total, o.status, o.created_at, o.updated_at,
+		       i.id, i.product_id, p.name, i.quantity, i.price
+		FROM orders o
+		JOIN users u ON u.id = o.user_id
+		LEFT JOIN order_items i ON i.order_id = o.id
+		LEFT JOIN products p ON p.id = i.product_id
+		WHERE o.id = ANY($1)
+		ORDER BY o.id, i.id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load orders: %w", err)
+	}
+	defer rows.Close()
+	byID := make(map[int]*oas.Order, len(ids))
+	for rows.Next() {
+		var (
+			o                      oas.Order
+			total                  decimal.Decimal
+			status                 string
+			itemID, productID, qty sql.NullInt64
+			productName            sql.NullString
+			price                  decimal.NullDecimal
+		)
+		if err := rows.Scan(&o.ID, &o.UserId, &o.UserName, &total, &status, &o.CreatedAt, &o.UpdatedAt,
+			&itemID, &productID, &productName, &qty, &price); err != nil {
+			return nil, fmt.Errorf("load orders: %w", err)
+		}
+		cur, ok := byID[o.ID]
+		if !ok {
+			o.Total = oas.Money(total)
+			o.Status = oas.OrderStatus(status)
+			o.CreatedAt = o.CreatedAt.UTC()
+			o.UpdatedAt = o.UpdatedAt.UTC()
+			o.Items = []oas.OrderItem{}
+			cur = &o
+			byID[o.ID] = cur
+		}
+		if itemID.Valid {
+			cur.Items = append(cur.Items, oas.OrderItem{
+				ID:          int(itemID.Int64),
+				ProductId:   int(productID.Int64),
+				ProductName: productName.String,
+				Quantity:    int(qty.Int64),
+				Price:       oas.Money(price.Decimal),
+			})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load orders: %w", err)
+	}
+	out := make([]oas.Order, 0, len(ids))
+	for _, id := range ids {
+		if o, ok := byID[id]; ok {
+			out = append(out, *o)
+		}
+	}
+	return out, nil
+}
+
+// loadOrder reads one order; ent.NotFoundError when it does not exist.
+func loadOrder(ctx context.Context, q querier, id int) (*oas.Order, error) {
+	orders, err := loadOrders(ctx, q, []int{id})
+	if err != nil {
+		return nil, err
+	}
+	if len(orders) == 0 {
+		return nil, errNotFound
+	}
+	return &orders[0], nil
+}
+
+// ListOrders lists orders, newest first: every order to an admin, their own to a customer.
+func (h *Handler) ListOrders(ctx context.Context, params oas.ListOrdersParams) (*oas.ListOrdersOKHeaders, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	limit, offset := page(params.Limit, params.Offset)
+	var (
+		where []string
+		args  []any
+	)
+	if !p.IsAdmin() {
+		if params.UserId.Set && params.UserId.Value != p.ID {
+			// Another customer's orders do not exist for this caller.
+			return &oas.ListOrdersOKHeaders{XTotalCount: 0, Response: []oas.Order{}}, nil
+		}
+		args = append(args, p.ID)
+		where = append(where, "user_id = $"+strconv.Itoa(len(args)))
+	} else if params.UserId.Set {
+		args = append(args, params.UserId.Value)
+		where = append(where, "user_id = $"+strconv.Itoa(len(args)))
+	}
+	if params.Status.Set {
+		args = append(args, string(params.Status.Value))
+		where = append(where, "status = $"+strconv.Itoa(len(args)))
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = "WHERE " + strings.Join(where, " AND ")
+	}
+	// The window count gives the total in the same round trip, except for a page past the
+	// end, which needs a separate count.
+	query := `SELECT id, count(*) OVER () FROM orders ` + cond +
+		` ORDER BY created_at DESC, id DESC LIMIT ` + strconv.Itoa(limit) + ` OFFSET ` + strconv.Itoa(offset)
+	rows, err := h.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	defer rows.Close()
+	ids := make([]int, 0, limit)
+	total := 0
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id, &total); err != nil {
+			return nil, fmt.Errorf("list orders: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	rows.Close()
+	if len(ids) == 0 && offset > 0 {
+		if err := h.db.QueryRowContext(ctx, `SELECT count(*) FROM orders `+cond, args...).Scan(&total); err != nil {
+			return nil, fmt.Errorf("count orders: %w", err)
+		}
+	}
+	orders, err := loadOrders(ctx, h.db, ids)
+	if err != nil {
+		return nil, err
+	}
+	return &oas.ListOrdersOKHeaders{XTotalCount: total, Response: orders}, nil
+}
+
+// GetOrder reads an order (admin, or its owner).
+func (h *Handler) GetOrder(ctx context.Context, params oas.GetOrderParams) (*oas.Order, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o, err := loadOrder(ctx, h.db, params.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !p.IsAdmin() && o.UserId != p.ID {
+		return nil, errNotFound
+	}
+	return o, nil
+}
+
+// ListOrderNotifications lists an order's notifications, oldest first (admin, or the
+// order's owner).
+func (h *Handler) ListOrderNotifications(ctx context.Context, params oas.ListOrderNotificationsParams) ([]oas.Notification, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var owner int
+	err = h.db.QueryRowContext(ctx, `SELECT user_id FROM orders WHERE id = $1`, params.ID).Scan(&owner)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !p.IsAdmin() && owner != p.ID) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load order %d: %w", params.ID, err)
+	}
+	rows, err := h.db.QueryContext(ctx, `
+		SELECT id, order_id, event_type, message, is_email_sent, created_at
+		FROM notifications WHERE order_id = $1 ORDER BY created_at, id`, params.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list notifications of order %d: %w", params.ID, err)
+	}
+	defer rows.Close()
+	out := []oas.Notification{}
+	for rows.Next() {
+		var n oas.Notification
+		var eventType string
+		if err := rows.Scan(&n.ID, &n.OrderId, &eventType, &n.Message, &n.IsEmailSent, &n.CreatedAt); err != nil {
+			return nil, fmt.Errorf("list notifications of order %d: %w", params.ID, err)
+		}
+		n.EventType = oas.NotificationEventType(eventType)
+		n.CreatedAt = n.CreatedAt.UTC()
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list notifications of order %d: %w", params.ID, err)
+	}
+	return out, nil
+}
+
+// errIdempotencyConflict means that a concurrent request stored the same Idempotency-Key
+// first; the transaction is rolled back and that request's order is answered instead.
+var errIdempotencyConflict = errors.New("idempotency key stored concurrently")
+
+// CreateOrder places an order: in one transaction it reserves the stock of every item with a
+// conditional update, inserts the order and its items with the current unit prices, writes
+// the OrderCreated event to the outbox, and remembers the Idempotency-Key if one was sent.
+func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	userID := req.UserId.Or(p.ID)
+	if userID != p.ID && !p.IsAdmin() {
+		return nil, problem(http.StatusForbidden, "A customer may only order for itself.")
+	}
+	items := make([]domain.Item, len(req.Items))
+	for i, it := range req.Items {
+		items[i] = domain.Item{ProductID: it.ProductId, Quantity: it.Quantity}
+	}
+	if err := domain.ValidateItems(items); err != nil {
+		return nil, err
+	}
+
+	key, hash := "", ""
+	if params.IdempotencyKey.Set {
+		key, hash = params.IdempotencyKey.Value, requestHash(userID, items)
+		if o, err := h.replay(ctx, p.ID, key, hash); o != nil || err != nil {
+			return created(o), err
+		}
+	}
+
+	userName := p.Name
+	if userID != p.ID {
+		err := h.db.QueryRowContext(ctx, `SELECT name FROM users WHERE id = $1`, userID).Scan(&userName)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, invalid("userId", "no such user")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load user %d: %w", userID, err)
+		}
+	}
+
+	var o *oas.Order
+	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
+		var err error
+		o, err = h.placeOrder(ctx, tx, p.ID, userID, userName, items, key, hash)
+		return err
+	})
+	if errors.Is(err, errIdempotencyConflict) {
+		o, err := h.replay(ctx, p.ID, key, hash)
+		if o == nil && err == nil {
+			err = fmt.Errorf("replay idempotency key: %w", errIdempotencyConflict)
+		}
+		return created(o), err
+	}
+	if pgCode(err) == pgForeignKeyViolation {
+		// The user was deleted while the order was being placed.
+		return nil, invalid("userId", "no such user")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if key != "" {
+		h.pruneIdempotencyKeys()
+	}
+	return created(o), nil
+}
+
+func created(o *oas.Order) *oas.OrderHeaders {
+	if o == nil {
+		return nil
+	}
+	return &oas.OrderHeaders{Location: "/api/orders/" + strconv.Itoa(o.ID), Response: *o}
+}
+
+// requestHash fingerprints an order request after defaults are applied.
+func requestHash(userID int, items []domain.Item) string {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(userID))
+	for _, it := range items {
+		fmt.Fprintf(&b, ";%d:%d", it.ProductID, it.Quantity)
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// replay returns the order that an earlier request with the same Idempotency-Key created,
+// nil if the key is unknown (or older than idempotencyKeyTTL), or ErrIdempotencyKeyReused
+// when the key came with another request.
+func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*oas.Order, error) {
+	var (
+		storedHash string
+		orderID    int
+	)
+	err := h.db.QueryRowContext(ctx, `
+		SELECT request_hash, order_id FROM idempotency_keys
+		WHERE user_id = $1 AND key = $2 AND created_at > $3`,
+		callerID, key, h.now().Add(-idempotencyKeyTTL)).Scan(&storedHash, &orderID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	if storedHash != hash {
+		return nil, ErrIdempotencyKeyReused
+	}
+	return loadOrder(ctx, h.db, orderID)
+}
+
+// reserved is a product whose stock an order reserved.
+type reserved struct {
+	name  string
+	price decimal.Decimal
+}
+
+// placeOrder does CreateOrder's work inside tx.
+func (h *Handler) placeOrder(ctx context.Context, tx *ent.Tx, callerID, userID int, userName string, items []domain.Item, key, hash string) (*oas.Order, error) {
+	now := h.now()
+	got, err := reserveStock(ctx, tx, items, now)
+	if err != nil {
+		return nil, err
+	}
+	lines := make([]domain.Line, len(items))
+	productIDs := make([]int64, len(items))
+	quantities := make([]int64, len(items))
+	prices := make([]string, len(items))
+	evItems := make([]events.Item, len(items))
+	for i, it := range items {
+		r := got[it.ProductID]
+		lines[i] = domain.Line{Price: r.price, Quantity: it.Quantity}
+		productIDs[i], quantities[i], prices[i] = int64(it.ProductID), int64(it.Quantity), r.price.String()
+		evItems[i] = events.Item{ProductID: it.ProductID, Quantity: it.Quantity, Price: events.NewMoney(r.price)}
+	}
+	total, err := domain.Total(lines)
+	if err != nil {
+		return nil, invalid("items", err.Error())
+	}
+
+	rows, err := tx.QueryContext(ctx, `
+		WITH o AS (
+			INSERT INTO orders (user_id, total, status, created_at, updated_at)
+			VALUES ($1, $2, 'pending', $3, $3) RETURNING id
+		)
+		INSERT INTO order_items (order_id, product_id, quantity, price)
+		SELECT o.id, r.product_id, r.quantity, r.price
+		FROM o, unnest($4::bigint[], $5::bigint[], $6::numeric[]) WITH ORDINALITY AS r(product_id, quantity, price, n)
+		ORDER BY r.n
+		RETURNING order_id, id, product_id`,
+		userID, total.String(), now, productIDs, quantities, prices)
+	if err != nil {
+		return nil, fmt.Errorf("insert order: %w", err)
+	}
+	itemIDs := make(map[int]int, len(items))
+	orderID := 0
+	for rows.Next() {
+		var itemID, productID int
+		if err := rows.Scan(&orderID, &itemID, &productID); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("insert order: %w", err)
+		}
+		itemIDs[productID] = itemID
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("insert order: %w", err)
+	}
+
+	ev := events.OrderCreated{OrderID: orderID, UserID: userID, Total: events.NewMoney(total), Items: evItems, CreatedAt: now}
+	if _, err := outbox.Write(ctx, tx, events.SourceAPI, ev, actorHeaders(callerID)); err != nil {
+		return nil, fmt.Errorf("write OrderCreated: %w", err)
+	}
+
+	if key != "" {
+		// A key older than the TTL is taken over; a live one (stored by a concurrent
+		// request) makes this transaction roll back.
+		var id int64
+		err := queryRow(ctx, tx, `
+			INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (user_id, key) DO UPDATE
+			SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
+			WHERE idempotency_keys.created_at <= $6
+			RETURNING id`,
+			callerID, key, hash, orderID, now, now.Add(-idempotencyKeyTTL)).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errIdempotencyConflict
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store idempotency key: %w", err)
+		}
+	}
+
+	o := &oas.Order{
+		ID:        orderID,
+		UserId:    userID,
+		UserName:  userName,
+		Total:     oas.Money(total),
+		Status:    oas.OrderStatusPending,
+		CreatedAt: now.Truncate(time.Microsecond),
+		UpdatedAt: now.Truncate(time.Microsecond),
+		Items:     make([]oas.OrderItem, len(items)),
+	}
+	for i, it := range items {
+		r := got[it.ProductID]
+		o.Items[i] = oas.OrderItem{
+			ID:          itemIDs[it.ProductID],
+			ProductId:   it.ProductID,
+			ProductName: r.name,
+			Quantity:    it.Quantity,
+			Price:       oas.Money(r.price),
+		}
+	}
+	// Items are listed in the order they were stored, as GET returns them.
+	slices.SortFunc(o.Items, func(a, b oas.OrderItem) int { return a.ID - b.ID })
+	return o, nil
+}
+
+// reserveStock takes each item's quantity from its product's stock, but only where enough is
+// left, and returns the reserved products' names and prices. A multi-item order first locks
+// its products in id order, so that two orders never wait for each other's rows.
+func reserveStock(ctx context.Context, tx *ent.Tx, items []domain.Item, now time.Time) (map[int]reserved, error) {
+	ids := make([]int64, len(items))
+	qty := make([]int64, len(items))
+	for i, it := range items {
+		ids[i], qty[i] = int64(it.ProductID), int64(it.Quantity)
+	}
+	if len(items) > 1 {
+		if _, err := tx.ExecContext(ctx,
+			`SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids); err != nil {
+			return nil, fmt.Errorf("lock products: %w", err)
+		}
+	}
+	rows, err := tx.QueryContext(ctx, `
+		UPDATE products p SET stock = p.stock - r.quantity, updated_at = $3
+		FROM unnest($1::bigint[], $2::bigint[]) AS r(product_id, quantity)
+		WHERE p.id = r.product_id AND p.stock >= r.quantity
+		RETURNING p.id, p.name, p.price`, ids, qty, now)
+	if err != nil {
+		return nil, fmt.Errorf("reserve stock: %w", err)
+	}
+	got := make(map[int]reserved, len(items))
+	for rows.Next() {
+		var (
+			id int
+			r  reserved
+		)
+		if err := rows.Scan(&id, &r.name, &r.price); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reserve stock: %w", err)
+		}
+		got[id] = r
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reserve stock: %w", err)
+	}
+	if len(got) == len(items) {
+		return got, nil
+	}
+	return nil, explainShortage(ctx, tx, items, got)
+}
+
+// explainShortage tells why some items could not be reserved: an unknown product (400) or
+// too little stock (409).
+func explainShortage(ctx context.Context, tx *ent.Tx, items []domain.Item, got map[int]reserved) error {
+	for i, it := range items {
+		if _, ok := got[it.ProductID]; ok {
+			continue
+		}
+		var stock int
+		err := queryRow(ctx, tx, `SELECT stock FROM products WHERE id = $1`, it.ProductID).Scan(&stock)
+		if errors.Is(err, sql.ErrNoRows) {
+			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
+		}
+		if err != nil {
+			return fmt.Errorf("check stock of product %d: %w", it.ProductID, err)
+		}
+		return fmt.Errorf("%w: product %d has %d left, %d requested", ErrInsufficientStock, it.ProductID, stock, it.Quantity)
+	}
+	return fmt.Errorf("%w: stock changed while ordering", ErrInsufficientStock)
+}
+
+// actorHeaders names the user who caused an event, for the audit trail.
+func actorHeaders(userID int) map[string]string {
+	return map[string]string{"actor-user-id": strconv.Itoa(userID)}
+}
+
+// pruneIdempotencyKeys deletes expired keys at most once a minute, in the background.
+func (h *Handler) pruneIdempotencyKeys() {
+	now := h.now()
+	last := h.lastPrune.Load()
+	if now.UnixNano()-last < int64(time.Minute) || !h.lastPrune.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := h.db.ExecContext(ctx,
+			`DELETE FROM idempotency_keys WHERE created_at <= $1`, now.Add(-idempotencyKeyTTL)); err != nil {
+			h.log.Warn("prune idempotency keys", "err", err)
+		}
+	}()
+}
+
+// UpdateOrderStatus changes an order's status along the state machine (admin). Completing
+// or expiring an order writes the matching event to the outbox in the same transaction;
+// expiring also releases the reserved stock.
+func (h *Handler) UpdateOrderStatus(ctx context.Context, req *oas.OrderStatusUpdate, params oas.UpdateOrderStatusParams) (*oas.Order, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !p.IsAdmin() {
+		return nil, errForbidden
+	}
+	to, err := domain.ParseStatus(string(req.Status))
+	if err != nil {
+		return nil, err
+	}
+	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
+		var (
+			from   domain.Status
+			userID int
+			total  decimal.Decimal
+		)
+		err := queryRow(ctx, tx,
+			`SELECT status, user_id, total FROM orders WHERE id = $1 FOR UPDATE`, params.ID).Scan(&from, &userID, &total)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("load order %d: %w", params.ID, err)
+		}
+		switch err := domain.CanTransition(from, to); {
+		case errors.Is(err, domain.ErrSameStatus):
+			return nil
+		case err != nil:
+			return err
+		}
+		now := h.now()
+		res, err := tx.ExecContext(ctx,
+			`UPDATE orders SET status = $2, updated_at = $3 WHERE id = $1 AND status = $4`,
+			params.ID, string(to), now, string(from))
+		if err != nil {
+			return fmt.Errorf("update order %d: %w", params.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("update order %d: status changed concurrently: %w", params.ID, domain.ErrTransitionNotAllowed)
+		}
+		var ev events.Event
+		switch to {
+		case domain.StatusCompleted:
+			ev = events.OrderCompleted{OrderID: params.ID, UserID: userID, Total: events.NewMoney(total), CompletedAt: now}
+		case domain.StatusExpired:
+			if err := releaseStock(ctx, tx, params.ID, now); err != nil {
+				return err
+			}
+			ev = events.OrderExpired{OrderID: params.ID, UserID: userID, Total: events.NewMoney(total), ExpiredAt: now,
+				ExpiredAfter: h.expireAfter.String()}
+		}
+		if ev != nil {
+			if _, err := outbox.Write(ctx, tx, events.SourceAPI, ev, actorHeaders(p.ID)); err != nil {
+				return fmt.Errorf("write %s: %w", ev.Name(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return loadOrder(ctx, h.db, params.ID)
+}
+
+// releaseStock gives an order's reserved quantities back to its products, locking them in
+// id order like reserveStock does.
+func releaseStock(ctx context.Context, tx *ent.Tx, orderID int, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `
+		SELECT p.id FROM products p
+		WHERE p.id IN (SELECT product_id FROM order_items WHERE order_id = $1)
+		ORDER BY p.id FOR UPDATE`, orderID); err != nil {
+		return fmt.Errorf("lock products of order %d: %w", orderID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE products p SET stock = p.stock + i.quantity, updated_at = $2
+		FROM (SELECT product_id, sum(quantity) AS quantity FROM order_items WHERE order_id = $1 GROUP BY product_id) i
+		WHERE p.id = i.product_id`, orderID, now); err != nil {
+		return fmt.Errorf("release stock of order %d: %w", orderID, err)
+	}
+	return nil
+}
+
+// DeleteOrder deletes an order (admin), releasing its stock if it still holds it.
+func (h *Handler) DeleteOrder(ctx context.Context, params oas.DeleteOrderParams) error {
+	if err := requireAdmin(ctx); err != nil {
+		return err
+	}
+	return db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
+		var status domain.Status
+		err := queryRow(ctx, tx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, params.ID).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("load order %d: %w", params.ID, err)
+		}
+		if status.HoldsStock() {
+			if err := releaseStock(ctx, tx, params.ID, h.now()); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM orders WHERE id = $1`, params.ID); err != nil {
+			return fmt.Errorf("delete order %d: %w", params.ID, err)
+		}
+		return nil
+	})
+}
+
+// row is the result of queryRow, like *sql.Row for a querier.
+type row struct {
+	rows *sql.Rows
+	err  error
+}
+
+// queryRow runs a query expected to return at most one row.
+func queryRow(ctx context.Context, q querier, query string, args ...any) row {
+	rows, err := q.QueryContext(ctx, query, args...)
+	return row{rows: rows, err: err}
+}
+
+// Scan copies the first row into dest, or returns sql.ErrNoRows.
+func (r row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		if err := r.rows.Err(); err != nil {
+			return err
+		}
+		return sql.ErrNoRows
+	}
+	if err := r.rows.Scan(dest...); err != nil {
+		return err
+	}
+	return r.rows.Close()
+}

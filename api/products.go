@@ -1,0 +1,151 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/shopspring/decimal"
+
+	"orderflow/api/oas"
+	"orderflow/domain"
+	"orderflow/ent"
+	"orderflow/ent/product"
+)
+
+func productOut(p *ent.Product) oas.Product {
+	out := oas.Product{
+		ID:        p.ID,
+		Name:      p.Name,
+		Price:     oas.Money(p.Price),
+		Stock:     p.Stock,
+		CreatedAt: p.CreatedAt.UTC(),
+		UpdatedAt: p.UpdatedAt.UTC(),
+	}
+	if p.Description != nil {
+		out.Description = oas.NewOptString(*p.Description)
+	}
+	return out
+}
+
+// ListProducts lists products, oldest first.
+func (h *Handler) ListProducts(ctx context.Context, params oas.ListProductsParams) (*oas.ListProductsOKHeaders, error) {
+	limit, offset := page(params.Limit, params.Offset)
+	total, err := h.client.Product.Query().Count(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("count products: %w", err)
+	}
+	products, err := h.client.Product.Query().Order(ent.Asc(product.FieldID)).Limit(limit).Offset(offset).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list products: %w", err)
+	}
+	out := make([]oas.Product, len(products))
+	for i, p := range products {
+		out[i] = productOut(p)
+	}
+	return &oas.ListProductsOKHeaders{XTotalCount: total, Response: out}, nil
+}
+
+// GetProduct reads a product.
+func (h *Handler) GetProduct(ctx context.Context, params oas.GetProductParams) (*oas.Product, error) {
+	p, err := h.client.Product.Get(ctx, params.ID)
+	if err != nil {
+		return nil, fmt.Errorf("get product %d: %w", params.ID, err)
+	}
+	out := productOut(p)
+	return &out, nil
+}
+
+// validateProduct checks what the contract's schema cannot express.
+func validateProduct(req *oas.ProductInput) error {
+	if err := domain.ValidateLength(req.Name, 1, domain.MaxNameLength); err != nil {
+		return invalid("name", err.Error())
+	}
+	if req.Description.Set {
+		if err := domain.ValidateLength(req.Description.Value, 0, domain.MaxDescriptionLength); err != nil {
+			return invalid("description", err.Error())
+		}
+	}
+	if err := domain.ValidatePrice(decimal.Decimal(req.Price)); err != nil {
+		return invalid("price", err.Error())
+	}
+	if req.Stock < 0 {
+		return invalid("stock", "must not be negative")
+	}
+	return nil
+}
+
+// CreateProduct creates a product (admin).
+func (h *Handler) CreateProduct(ctx context.Context, req *oas.ProductInput) (*oas.ProductHeaders, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if err := validateProduct(req); err != nil {
+		return nil, err
+	}
+	create := h.client.Product.Create().
+		SetName(req.Name).
+		SetPrice(decimal.Decimal(req.Price)).
+		SetStock(req.Stock)
+	if req.Description.Set {
+		create.SetDescription(req.Description.Value)
+	}
+	p, err := create.Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create product: %w", err)
+	}
+	return &oas.ProductHeaders{Location: "/api/products/" + strconv.Itoa(p.ID), Response: productOut(p)}, nil
+}
+
+// UpdateProduct replaces a product (admin); a description left out is removed.
+func (h *Handler) UpdateProduct(ctx context.Context, req *oas.ProductInput, params oas.UpdateProductParams) (*oas.Product, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if err := validateProduct(req); err != nil {
+		return nil, err
+	}
+	upd := h.client.Product.UpdateOneID(params.ID).
+		SetName(req.Name).
+		SetPrice(decimal.Decimal(req.Price)).
+		SetStock(req.Stock)
+	if req.Description.Set {
+		upd.SetDescription(req.Description.Value)
+	} else {
+		upd.ClearDescription()
+	}
+	p, err := upd.Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("update product %d: %w", params.ID, err)
+	}
+	out := productOut(p)
+	return &out, nil
+}
+
+// DeleteProduct deletes a product that no order contains (admin).
+func (h *Handler) DeleteProduct(ctx context.Context, params oas.DeleteProductParams) error {
+	if err := requireAdmin(ctx); err != nil {
+		return err
+	}
+	err := h.client.Product.DeleteOneID(params.ID).Exec(ctx)
+	if pgCode(err) == pgForeignKeyViolation {
+		return problem(http.StatusConflict, "The product is part of an order and cannot be deleted.")
+	}
+	if err != nil {
+		return fmt.Errorf("delete product %d: %w", params.ID, err)
+	}
+	return nil
+}
+
+// requireAdmin returns errForbidden unless the caller is an admin.
+func requireAdmin(ctx context.Context) error {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return err
+	}
+	if !p.IsAdmin() {
+		return errForbidden
+	}
+	return nil
+}
