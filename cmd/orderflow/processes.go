@@ -9,17 +9,19 @@ import (
 	"orderflow/platform/httpserver"
 	"orderflow/platform/log"
 	"orderflow/platform/metrics"
+	"orderflow/platform/tracing"
 )
 
 // processOptions is the whole fx application of one long-lived process: the platform
 // modules every process shares, then the process's own module.
 func processOptions(process string, cfg *configuration.Config) fx.Option {
 	return fx.Options(
-		fx.Supply(cfg, log.Process(process)),
+		fx.Supply(cfg, log.Process(process), tracing.ServiceName("orderflow-"+process)),
 		log.FxLogger,
 		// Stopping drains HTTP requests, consumers and the relay within one deadline.
 		fx.StopTimeout(cfg.HTTP.ShutdownTimeout.D()),
 		log.Module,
+		tracing.Module,
 		db.Module,
 		metrics.Module,
 		httpserver.Module,

@@ -18,6 +18,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/platform/log"
 	"orderflow/platform/metrics"
+	"orderflow/platform/tracing"
 )
 
 // Module provides the process's *http.ServeMux, on which other modules register their
@@ -39,7 +40,7 @@ type Server struct {
 func New(lc fx.Lifecycle, cfg *configuration.Config, mux *http.ServeMux, m *metrics.HTTP, log *slog.Logger) *Server {
 	s := &Server{
 		srv: &http.Server{
-			Handler:           WithRequestID(WithTimeout(m.Wrap(mux), cfg.HTTP.RequestTimeout.D())),
+			Handler:           WithRequestID(tracing.Middleware(WithTimeout(m.Wrap(mux), cfg.HTTP.RequestTimeout.D()))),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       cfg.HTTP.RequestTimeout.D(),
 			// Give a handler's own timeout the chance to answer before the write deadline.
