@@ -1,0 +1,389 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+const testKey = "order.created"
+
+func testQueues() []Queue { return []Queue{{Consumer: "c", RoutingKey: testKey}} }
+
+func TestTopologyNames(t *testing.T) {
+	t.Parallel()
+	top := NewTopology("orderflow.events", 0, nil)
+	if got := top.QueueName(ConsumerOrderCreated); got != "orderflow.events.order-created" {
+		t.Errorf("queue %s", got)
+	}
+	if got := top.DeadLetterExchange(); got != "orderflow.events.dlx" {
+		t.Errorf("dead-letter exchange %s", got)
+	}
+	if got := DeadLetterQueue(top.QueueName(ConsumerOrderExpired)); got != "orderflow.events.order-expired.dlq" {
+		t.Errorf("dead-letter queue %s", got)
+	}
+	if top.DeliveryLimit != DefaultDeliveryLimit || len(top.Queues) != 3 {
+		t.Errorf("defaults %+v", top)
+	}
+}
+
+func TestSplitPrefetch(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		prefetch, limit int
+		want            []int
+	}{
+		{0, 2000, []int{1}},
+		{1000, 2000, []int{1000}},
+		{2000, 2000, []int{2000}},
+		{2001, 2000, []int{1001, 1000}},
+		{5000, 2000, []int{1667, 1667, 1666}},
+	}
+	for _, tt := range tests {
+		if got := splitPrefetch(tt.prefetch, tt.limit); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("splitPrefetch(%d, %d) = %v, want %v", tt.prefetch, tt.limit, got, tt.want)
+		}
+	}
+}
+
+// TestTopologyIsIdempotent declares the system topology from two connections (as the API and
+// the worker do) and checks the queues' arguments.
+func TestTopologyIsIdempotent(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{})
+	startConn(t, cfg, Options{Name: cfg.Exchange + ".second"})
+	ch := adminChannel(t, cfg)
+	for _, q := range SystemQueues() {
+		name := c.Topology().QueueName(q.Consumer)
+		for _, n := range []string{name, DeadLetterQueue(name)} {
+			if _, err := ch.QueueDeclarePassive(n, true, false, false, false, nil); err != nil {
+				t.Fatalf("queue %s: %v", n, err)
+			}
+		}
+	}
+	// Redeclaring with the same arguments succeeds; with another delivery limit RabbitMQ
+	// refuses, which proves the arguments are set.
+	name := c.Topology().QueueName(ConsumerOrderCreated)
+	args := amqp.Table{"x-queue-type": "quorum", "x-delivery-limit": int32(DefaultDeliveryLimit + 1)}
+	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err == nil {
+		t.Error("queue accepted another x-delivery-limit")
+	}
+}
+
+// TestPublishProperties checks what a consumer sees of a published message.
+func TestPublishProperties(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	p := NewPublisher(c)
+	m := message(testKey, 1)
+	m.Headers = map[string]string{"x-request-id": "r-1"}
+	if err := p.Publish(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	ch := adminChannel(t, cfg)
+	d, ok, err := ch.Get(c.Topology().QueueName("c"), true)
+	if err != nil || !ok {
+		t.Fatalf("get: %v %v", ok, err)
+	}
+	if d.MessageId != m.ID || d.Type != m.Type || d.ContentType != m.ContentType || string(d.Body) != string(m.Body) ||
+		d.DeliveryMode != amqp.Persistent || !d.Timestamp.Equal(m.Time) || d.RoutingKey != testKey || d.Headers["x-request-id"] != "r-1" {
+		t.Errorf("delivery %+v", d)
+	}
+}
+
+func TestPublishBatch(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	p := NewPublisher(c)
+	msgs := make([]Message, 2000)
+	for i := range msgs {
+		msgs[i] = message(testKey, i)
+	}
+	for i, err := range p.PublishBatch(context.Background(), msgs) {
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	ch := adminChannel(t, cfg)
+	if n := queueLength(t, ch, c.Topology().QueueName("c")); n != len(msgs) {
+		t.Errorf("%d messages in the queue, want %d", n, len(msgs))
+	}
+}
+
+// TestPublishUnroutable checks that a returned message fails and the others of its batch
+// do not.
+func TestPublishUnroutable(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	p := NewPublisher(c)
+	msgs := []Message{message(testKey, 0), message("nowhere", 1), message(testKey, 2)}
+	errs := p.PublishBatch(context.Background(), msgs)
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], ErrReturned) {
+		t.Fatalf("errors %v", errs)
+	}
+	// The channel stays usable and its returns do not leak into the next batch.
+	if err := p.Publish(context.Background(), message(testKey, 3)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPublishConcurrently(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	p := NewPublisher(c)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				if err := p.Publish(context.Background(), message(testKey, g*1000+i)); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d publishes failed", failed.Load())
+	}
+	if n := queueLength(t, adminChannel(t, cfg), c.Topology().QueueName("c")); n != 400 {
+		t.Errorf("%d messages in the queue, want 400", n)
+	}
+}
+
+func TestPublishWaitIsBoundedByContext(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	cfg.Port = 1 // nothing listens: the connection never comes up
+	c := NewConn(cfg, testLogger(), Options{})
+	c.Start()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := NewPublisher(c).Publish(ctx, message(testKey, 1))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want a deadline error", err)
+	}
+	if c.Check(context.Background()) == nil {
+		t.Error("Check reports a connection that never came up as healthy")
+	}
+}
+
+func TestConsumeAcksAndStops(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	seen := newCounter()
+	var got Delivery
+	var mu sync.Mutex
+	cons := NewConsumer(c, "c", 10, func(ctx context.Context, d Delivery) error {
+		mu.Lock()
+		got = d
+		mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		seen.add(d.MessageID)
+		return nil
+	})
+	cons.Start()
+	p := NewPublisher(c)
+	for _, err := range p.PublishBatch(context.Background(), []Message{message(testKey, 1), message(testKey, 2)}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "two deliveries", func() bool { return seen.distinct() == 2 })
+	if err := cons.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if got.Type != "test.v1" || got.RoutingKey != testKey || got.Redelivered {
+		t.Errorf("delivery %+v", got)
+	}
+	mu.Unlock()
+	// Acked messages are gone; nothing is delivered after Stop.
+	if err := p.Publish(context.Background(), message(testKey, 3)); err != nil {
+		t.Fatal(err)
+	}
+	ch := adminChannel(t, cfg)
+	eventually(t, 5*time.Second, "the queue to hold only the message sent after Stop", func() bool {
+		q, err := ch.QueueDeclarePassive(c.Topology().QueueName("c"), true, false, false, false, nil)
+		return err == nil && q.Messages == 1 && q.Consumers == 0
+	})
+	if seen.get("m-3") != 0 || seen.get("m-1") != 1 {
+		t.Errorf("seen %v", seen.seen)
+	}
+}
+
+// TestStopWaitsForHandlers: Stop lets a handler in flight finish and ack; with an expired
+// deadline it cancels the handler's context instead.
+func TestStopWaitsForHandlers(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	started := make(chan struct{}, 2)
+	var finished, aborted atomic.Int64
+	cons := NewConsumer(c, "c", 10, func(ctx context.Context, d Delivery) error {
+		started <- struct{}{}
+		if d.MessageID == "m-2" {
+			<-ctx.Done()
+			aborted.Add(1)
+			return ctx.Err()
+		}
+		time.Sleep(300 * time.Millisecond)
+		finished.Add(1)
+		return nil
+	})
+	cons.Start()
+	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := cons.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if finished.Load() != 1 {
+		t.Fatal("Stop returned before the handler finished")
+	}
+
+	cons = NewConsumer(c, "c", 10, cons.handler)
+	cons.Start()
+	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 2)); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := cons.Stop(ctx); err == nil {
+		t.Error("Stop past its deadline reported no error")
+	}
+	if aborted.Load() != 1 {
+		t.Error("the handler's context was not cancelled")
+	}
+}
+
+// TestConsumerConcurrency: with prefetch N, N slow handlers run at once, and no more.
+func TestConsumerConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{10, 2500} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			t.Parallel()
+			cfg := rabbitConfig(t)
+			c := startConn(t, cfg, Options{Queues: testQueues()})
+			var active, peak atomic.Int64
+			release := make(chan struct{})
+			var once sync.Once
+			cons := NewConsumer(c, "c", n, func(ctx context.Context, d Delivery) error {
+				a := active.Add(1)
+				defer active.Add(-1)
+				for {
+					p := peak.Load()
+					if a <= p || peak.CompareAndSwap(p, a) {
+						break
+					}
+				}
+				if a == int64(n) {
+					once.Do(func() { close(release) })
+				}
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+				return nil
+			})
+			cons.Start()
+			defer cons.Stop(context.Background())
+			msgs := make([]Message, n+n/2)
+			for i := range msgs {
+				msgs[i] = message(testKey, i)
+			}
+			for _, err := range NewPublisher(c).PublishBatch(context.Background(), msgs) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-release:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("only %d handlers ran at once, want %d", peak.Load(), n)
+			}
+			eventually(t, 20*time.Second, "all messages handled", func() bool {
+				return queueLength(t, adminChannel(t, cfg), c.Topology().QueueName("c")) == 0 && active.Load() == 0
+			})
+			if p := peak.Load(); p != int64(n) {
+				t.Errorf("peak concurrency %d, want %d", p, n)
+			}
+		})
+	}
+}
+
+// TestPoisonMessage: a message whose handler always fails transiently is dead-lettered after
+// the delivery limit, a permanently failing one at once, and neither blocks the others.
+func TestPoisonMessage(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	const limit = 2
+	c := startConn(t, cfg, Options{Queues: testQueues(), DeliveryLimit: limit})
+	seen := newCounter()
+	cons := NewConsumer(c, "c", 5, func(ctx context.Context, d Delivery) error {
+		seen.add(d.MessageID)
+		switch string(d.Body) {
+		case "poison":
+			return errors.New("database unavailable")
+		case "malformed":
+			return Permanent(errors.New("not json"))
+		}
+		return nil
+	})
+	cons.requeueDelay = 50 * time.Millisecond
+	cons.Start()
+	defer cons.Stop(context.Background())
+
+	poison, malformed := message(testKey, 1000), message(testKey, 1001)
+	poison.ID, poison.Body = "poison", []byte("poison")
+	malformed.ID, malformed.Body = "malformed", []byte("malformed")
+	msgs := []Message{poison, malformed}
+	for i := range 50 {
+		msgs = append(msgs, message(testKey, i))
+	}
+	for _, err := range NewPublisher(c).PublishBatch(context.Background(), msgs) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "every good message handled", func() bool { return seen.distinct() == 52 })
+
+	dlq := DeadLetterQueue(c.Topology().QueueName("c"))
+	ch := adminChannel(t, cfg)
+	reasons := map[string]any{}
+	eventually(t, 20*time.Second, "two dead letters", func() bool {
+		d, ok, err := ch.Get(dlq, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			reasons[d.MessageId] = d.Headers["x-first-death-reason"]
+		}
+		return len(reasons) == 2
+	})
+	if reasons["poison"] != "delivery_limit" || reasons["malformed"] != "rejected" {
+		t.Errorf("dead-letter reasons %v", reasons)
+	}
+	if n := seen.get("poison"); n != limit+1 {
+		t.Errorf("poison message delivered %d times, want %d", n, limit+1)
+	}
+	if n := seen.get("malformed"); n != 1 {
+		t.Errorf("malformed message delivered %d times, want 1", n)
+	}
+}

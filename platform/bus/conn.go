@@ -1,0 +1,272 @@
+// Package bus is orderflow's RabbitMQ client: one connection per process that reconnects by
+// itself, the broker topology, a confirming publisher and concurrent consumers.
+//
+// Reconnection is this package's own loop rather than amqp091-go's opt-in Recovery: the
+// library's recovery retries at a fixed interval a bounded number of times (then the
+// connection stays dead for good), and it reopens the same *amqp.Channel values with delivery
+// tags restarting at 1, so a handler that acks a delivery received before the drop acks an
+// unrelated message on the recovered channel. Here every (re)connection gets new channels:
+// acks for deliveries of a dead channel fail harmlessly and the broker redelivers them.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"orderflow/configuration"
+)
+
+// ErrClosed is returned by operations on a Conn that has been closed.
+var ErrClosed = errors.New("bus: connection closed")
+
+// Back-off between connection attempts: doubled after each failure, capped.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// Options tune a Conn; the zero value means the defaults.
+type Options struct {
+	// Name is the connection name shown in the RabbitMQ management UI.
+	Name string
+	// DeliveryLimit is the x-delivery-limit of the queues (DefaultDeliveryLimit when 0).
+	// Every process must use the same value: RabbitMQ refuses to redeclare a queue with
+	// different arguments.
+	DeliveryLimit int
+	// Queues lists the consumer queues to declare (SystemQueues when nil).
+	Queues []Queue
+}
+
+// Conn is a process's single connection to RabbitMQ. It dials in the background, declares
+// the topology on every (re)connection, and reconnects with capped exponential back-off
+// after any drop until Close. Publishers and consumers open their channels on it.
+type Conn struct {
+	url      string
+	log      *slog.Logger
+	topology Topology
+	name     string
+
+	mu      sync.Mutex
+	conn    *amqp.Connection // nil while disconnected
+	changed chan struct{}    // closed and replaced whenever conn changes
+	lastErr error
+	started bool
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// NewConn returns an unstarted connection to the broker of cfg. Start begins dialling.
+func NewConn(cfg configuration.RabbitMQ, log *slog.Logger, opts Options) *Conn {
+	if opts.Name == "" {
+		opts.Name = "orderflow"
+	}
+	return &Conn{
+		url:      cfg.URL(),
+		log:      log.With("component", "bus"),
+		topology: NewTopology(cfg.Exchange, opts.DeliveryLimit, opts.Queues),
+		name:     opts.Name,
+		changed:  make(chan struct{}),
+		lastErr:  errors.New("not connected yet"),
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// Topology returns the exchanges and queues this connection declares.
+func (c *Conn) Topology() Topology { return c.topology }
+
+// Start begins connecting in the background and returns at once; it is safe to call more
+// than once.
+func (c *Conn) Start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started {
+		return
+	}
+	c.started = true
+	go c.run()
+}
+
+// Close stops reconnecting and closes the connection (and with it every channel). Stop
+// consumers before, so that their handlers can still ack.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if started {
+		<-c.done
+	}
+	return nil
+}
+
+// Check reports whether the connection is up, for /readyz.
+func (c *Conn) Check(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil || c.conn.IsClosed() {
+		return fmt.Errorf("rabbitmq: %w", c.lastErr)
+	}
+	return nil
+}
+
+// WaitReady blocks until the connection is up (and the topology declared), ctx ends, or the
+// Conn is closed.
+func (c *Conn) WaitReady(ctx context.Context) error {
+	for {
+		conn, changed := c.current()
+		if conn != nil {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for rabbitmq: %w (%v)", ctx.Err(), c.Check(ctx))
+		case <-c.closing:
+			return ErrClosed
+		}
+	}
+}
+
+// current returns the live connection (nil while disconnected) and a channel closed at the
+// next change.
+func (c *Conn) current() (*amqp.Connection, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn, c.changed
+}
+
+func (c *Conn) set(conn *amqp.Connection, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn = conn
+	if err != nil {
+		c.lastErr = err
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// channel opens a channel on the current connection, waiting for a connection while there is
+// none, until ctx ends or the Conn is closed.
+func (c *Conn) channel(ctx context.Context) (*amqp.Channel, error) {
+	for {
+		select {
+		case <-c.closing:
+			return nil, ErrClosed
+		default:
+		}
+		conn, changed := c.current()
+		if conn != nil {
+			ch, err := conn.Channel()
+			if err == nil {
+				return ch, nil
+			}
+			if !conn.IsClosed() {
+				return nil, fmt.Errorf("open channel: %w", err)
+			}
+			// The connection died and run has not noticed yet: wait for the change.
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for rabbitmq: %w (%v)", ctx.Err(), c.Check(ctx))
+		case <-c.closing:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// run dials, declares the topology, watches the connection and redials after a drop, until
+// Close.
+func (c *Conn) run() {
+	defer close(c.done)
+	backoff, connected := minBackoff, false
+	for attempt := 1; ; attempt++ {
+		conn, err := c.dial()
+		if err != nil {
+			c.set(nil, err)
+			c.log.Warn("rabbitmq unavailable", "attempt", attempt, "retry_in", backoff, "error", err)
+			select {
+			case <-time.After(backoff):
+			case <-c.closing:
+				return
+			}
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		// Both notify channels are buffered and drained below: an unread one would block
+		// the library's reader.
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+		c.set(conn, nil)
+		if connected {
+			c.log.Info("rabbitmq connection recovered", "attempts", attempt)
+		} else {
+			c.log.Info("rabbitmq connected", "attempts", attempt)
+		}
+		attempt, backoff, connected = 0, minBackoff, true
+		if !c.watch(conn, closed, blocked) {
+			return
+		}
+	}
+}
+
+// watch waits for conn to drop (true) or for Close (false).
+func (c *Conn) watch(conn *amqp.Connection, closed <-chan *amqp.Error, blocked <-chan amqp.Blocking) bool {
+	for {
+		select {
+		case b, ok := <-blocked:
+			if !ok {
+				blocked = nil
+				continue
+			}
+			if b.Active {
+				c.log.Warn("rabbitmq blocked publishing on this connection", "reason", b.Reason)
+			} else {
+				c.log.Info("rabbitmq unblocked publishing on this connection")
+			}
+		case amqpErr := <-closed:
+			err := errors.New("connection closed")
+			if amqpErr != nil {
+				err = amqpErr
+			}
+			c.set(nil, err)
+			c.log.Warn("rabbitmq connection lost, reconnecting", "error", err)
+			return true
+		case <-c.closing:
+			c.set(nil, ErrClosed)
+			if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
+				c.log.Warn("close rabbitmq connection", "error", err)
+			}
+			return false
+		}
+	}
+}
+
+// dial opens a connection and declares the topology on it.
+func (c *Conn) dial() (*amqp.Connection, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(c.name)
+	conn, err := amqp.DialConfig(c.url, amqp.Config{
+		Properties: props,
+		Heartbeat:  10 * time.Second,
+		Dial:       amqp.DefaultDial(5 * time.Second),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	if err := c.topology.declare(conn); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}

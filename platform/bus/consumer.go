@@ -1,0 +1,247 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ErrPermanent marks a handler error for a message that can never be handled (malformed,
+// unknown type): the message is rejected without requeue and goes to the dead-letter queue.
+var ErrPermanent = errors.New("permanent failure")
+
+// Permanent wraps err so that it matches ErrPermanent.
+func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
+
+// maxPrefetchPerChannel is the most a quorum queue delivers to one consumer at once; a larger
+// prefetch is spread over several consumer channels.
+const maxPrefetchPerChannel = 2000
+
+// requeueDelay is how long a delivery whose handler failed transiently waits before it goes
+// back to the queue, so that a failing dependency is not hammered.
+const requeueDelay = time.Second
+
+// Delivery is one message handed to a Handler.
+type Delivery struct {
+	Body        []byte
+	MessageID   string
+	Type        string
+	RoutingKey  string
+	Headers     amqp.Table
+	Timestamp   time.Time
+	Redelivered bool
+	// DeliveryCount is how often the queue delivered the message before (0 the first time).
+	DeliveryCount int64
+}
+
+// Handler handles one delivery. nil acks it; an error wrapping ErrPermanent rejects it to the
+// dead-letter queue; any other error requeues it after a short delay, up to the queue's
+// delivery limit. The context ends when the consumer's stop deadline passes.
+type Handler func(ctx context.Context, d Delivery) error
+
+// Consumer runs a Handler on every message of one queue, concurrently up to the prefetch,
+// and resubscribes by itself after a connection drop.
+type Consumer struct {
+	conn    *Conn
+	queue   string
+	handler Handler
+	log     *slog.Logger
+	// perChannel is the prefetch of each of the consumer's channels.
+	perChannel []int
+	// requeueDelay is how long a transiently failed delivery waits before it is requeued.
+	requeueDelay time.Duration
+
+	stopping   chan struct{}
+	stopOnce   sync.Once
+	handlerCtx context.Context
+	abort      context.CancelFunc
+	loops      sync.WaitGroup
+	inFlight   sync.WaitGroup
+}
+
+// NewConsumer returns a consumer of the queue of consumer (a Topology consumer name) with the
+// given prefetch; Start begins consuming.
+func NewConsumer(conn *Conn, consumer string, prefetch int, h Handler) *Consumer {
+	queue := conn.topology.QueueName(consumer)
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Consumer{
+		conn: conn, queue: queue, handler: h,
+		perChannel: splitPrefetch(prefetch, maxPrefetchPerChannel), requeueDelay: requeueDelay,
+		log:      conn.log.With("queue", queue),
+		stopping: make(chan struct{}), handlerCtx: ctx, abort: cancel,
+	}
+}
+
+// splitPrefetch spreads prefetch over as few channels as keep each at most limit.
+func splitPrefetch(prefetch, limit int) []int {
+	if prefetch < 1 {
+		prefetch = 1
+	}
+	n := (prefetch + limit - 1) / limit
+	per := make([]int, n)
+	for i := range per {
+		per[i] = prefetch / n
+		if i < prefetch%n {
+			per[i]++
+		}
+	}
+	return per
+}
+
+// Start begins consuming in the background and returns at once.
+func (c *Consumer) Start() {
+	for i, prefetch := range c.perChannel {
+		c.loops.Add(1)
+		go c.run(i, prefetch)
+	}
+}
+
+// Stop cancels the subscriptions, waits for the handlers in flight to finish until ctx ends
+// (then cancels their context and waits for them to return), and closes the channels.
+func (c *Consumer) Stop(ctx context.Context) error {
+	c.stopOnce.Do(func() { close(c.stopping) })
+	c.loops.Wait()
+	done := make(chan struct{})
+	go func() {
+		c.inFlight.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("stop consumer of %s: handlers still running: %w", c.queue, ctx.Err())
+		c.abort()
+		<-done
+	}
+	c.abort()
+	return err
+}
+
+// run subscribes on a channel of its own and hands deliveries to handlers, resubscribing on a
+// new channel after a drop, until Stop.
+func (c *Consumer) run(index, prefetch int) {
+	defer c.loops.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-c.stopping
+		cancel()
+	}()
+	backoff := minBackoff
+	for {
+		err := c.consume(ctx, index, prefetch)
+		select {
+		case <-c.stopping:
+			return
+		default:
+		}
+		if err != nil {
+			c.log.Warn("consumer interrupted, resubscribing", "retry_in", backoff, "error", err)
+			select {
+			case <-time.After(backoff):
+			case <-c.stopping:
+				return
+			}
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+	}
+}
+
+// consume runs one subscription until its channel closes or Stop. Handlers started here keep
+// running after it returns; their acks go to this channel, and fail harmlessly once it is
+// closed (the broker redelivers those messages).
+func (c *Consumer) consume(ctx context.Context, index, prefetch int) error {
+	ch, err := c.conn.channel(ctx)
+	if err != nil {
+		return err
+	}
+	// Closing the channel after Stop also returns the prefetched messages that no handler
+	// has started; handlers still running ack through it, so close only once they are done.
+	closeCh := true
+	defer func() {
+		if closeCh {
+			_ = ch.Close()
+		}
+	}()
+	if err := ch.Qos(prefetch, 0, false /* global: per consumer */); err != nil {
+		return fmt.Errorf("set prefetch: %w", err)
+	}
+	tag := fmt.Sprintf("%s-%d-%p", c.queue, index, ch)
+	deliveries, err := ch.Consume(c.queue, tag,
+		false, // auto-ack: handlers ack
+		false, // exclusive
+		false, // no-local
+		false, // no-wait
+		nil)
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", c.queue, err)
+	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	var channelHandlers sync.WaitGroup
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("delivery channel closed")
+			}
+			c.inFlight.Add(1)
+			channelHandlers.Add(1)
+			go func() {
+				defer c.inFlight.Done()
+				defer channelHandlers.Done()
+				c.handle(d)
+			}()
+		case amqpErr := <-closed:
+			if amqpErr == nil {
+				return errors.New("channel closed")
+			}
+			return amqpErr
+		case <-ctx.Done():
+			// No new deliveries; the ones in flight finish on this channel.
+			if err := ch.Cancel(tag, false /* no-wait */); err != nil {
+				c.log.Warn("cancel consumer", "error", err)
+			}
+			closeCh = false
+			go func() {
+				channelHandlers.Wait()
+				_ = ch.Close()
+			}()
+			return nil
+		}
+	}
+}
+
+func (c *Consumer) handle(d amqp.Delivery) {
+	count, _ := d.Headers["x-delivery-count"].(int64)
+	err := c.handler(c.handlerCtx, Delivery{
+		Body: d.Body, MessageID: d.MessageId, Type: d.Type, RoutingKey: d.RoutingKey,
+		Headers: d.Headers, Timestamp: d.Timestamp, Redelivered: d.Redelivered, DeliveryCount: count,
+	})
+	var ackErr error
+	switch {
+	case err == nil:
+		ackErr = d.Ack(false)
+	case errors.Is(err, ErrPermanent):
+		c.log.Error("message rejected to the dead-letter queue", "message_id", d.MessageId, "error", err)
+		ackErr = d.Reject(false /* requeue */)
+	default:
+		c.log.Warn("handler failed, message requeued", "message_id", d.MessageId, "delivery_count", count, "error", err)
+		select {
+		case <-time.After(c.requeueDelay):
+		case <-c.handlerCtx.Done():
+		}
+		// Reject, not Nack: newer RabbitMQ versions count only rejects toward the delivery
+		// limit.
+		ackErr = d.Reject(true /* requeue */)
+	}
+	if ackErr != nil {
+		c.log.Warn("settle delivery on a closed channel; the broker redelivers it", "message_id", d.MessageId, "error", ackErr)
+	}
+}

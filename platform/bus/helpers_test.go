@@ -1,0 +1,170 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"orderflow/configuration"
+	"orderflow/internal/testenv"
+)
+
+// testLogger discards logs unless ORDERFLOW_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("ORDERFLOW_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func rabbitConfig(t *testing.T) configuration.RabbitMQ {
+	t.Helper()
+	cfg := configuration.Defaults().RabbitMQ
+	cfg.Host = "127.0.0.1"
+	cfg.Exchange = testenv.Exchange(t)
+	return cfg
+}
+
+// startConn starts a Conn on its own exchange (named after cfg.Exchange, also the connection
+// name), waits until it is ready, and deletes its exchanges and queues when the test ends.
+func startConn(t *testing.T, cfg configuration.RabbitMQ, opts Options) *Conn {
+	t.Helper()
+	if opts.Name == "" {
+		opts.Name = cfg.Exchange
+	}
+	c := NewConn(cfg, testLogger(), opts)
+	c.Start()
+	t.Cleanup(func() { _ = c.Close() })
+	deleteAtCleanup(t, cfg, c.Topology())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// deleteAtCleanup deletes the topology's exchanges and queues when the test ends.
+func deleteAtCleanup(t *testing.T, cfg configuration.RabbitMQ, top Topology) {
+	t.Helper()
+	t.Cleanup(func() {
+		ch := adminChannel(t, cfg)
+		exchanges, queues := top.Names()
+		for _, q := range queues {
+			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+				t.Errorf("delete queue %s: %v", q, err)
+				return
+			}
+		}
+		for _, e := range exchanges {
+			if err := ch.ExchangeDelete(e, false, false); err != nil {
+				t.Errorf("delete exchange %s: %v", e, err)
+				return
+			}
+		}
+	})
+}
+
+// adminChannel opens a plain channel for inspecting the broker, closed when the test ends.
+func adminChannel(t *testing.T, cfg configuration.RabbitMQ) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(cfg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// queueLength returns the number of ready messages in queue.
+func queueLength(t *testing.T, ch *amqp.Channel, queue string) int {
+	t.Helper()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q.Messages
+}
+
+// eventually polls cond every 20ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func message(key string, i int) Message {
+	return Message{
+		ID: fmt.Sprintf("m-%d", i), Type: "test.v1", RoutingKey: key, ContentType: "application/json",
+		Body: fmt.Appendf(nil, `{"n":%d}`, i), Time: time.Now().Truncate(time.Second),
+	}
+}
+
+// closeConnections closes, on the broker, the connections whose client-provided name is
+// name, like `rabbitmqctl close_all_connections` does for all of them; it returns how many
+// it closed. Only the test's own connections are closed, so parallel tests of other packages
+// are not disturbed.
+func closeConnections(t *testing.T, name string) int {
+	t.Helper()
+	out, err := exec.Command("rabbitmqctl", "list_connections", "-q", "pid", "client_properties").CombinedOutput()
+	if err != nil {
+		t.Fatalf("rabbitmqctl list_connections: %v: %s", err, out)
+	}
+	closed := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		conn, props, ok := strings.Cut(line, "\t")
+		if !ok || !strings.Contains(props, `{"connection_name","`+name+`"}`) {
+			continue
+		}
+		if out, err := exec.Command("rabbitmqctl", "close_connection", conn, "test: connection closed").CombinedOutput(); err != nil {
+			t.Fatalf("rabbitmqctl close_connection: %v: %s", err, out)
+		}
+		closed++
+	}
+	return closed
+}
+
+// counter records how often each message id was seen.
+type counter struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func newCounter() *counter { return &counter{seen: map[string]int{}} }
+
+func (c *counter) add(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[id]++
+	return c.seen[id]
+}
+
+func (c *counter) distinct() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
+
+func (c *counter) get(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[id]
+}

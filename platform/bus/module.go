@@ -1,0 +1,63 @@
+package bus
+
+import (
+	"context"
+	"log/slog"
+
+	"go.uber.org/fx"
+
+	"orderflow/configuration"
+	"orderflow/platform/health"
+)
+
+// Module provides the process's *Conn (declaring the topology of every system queue on each
+// connection) and *Publisher, adds the broker to /readyz, and runs the consumers that the
+// process module contributes to the "bus.consumers" group with AsConsumer. Consumers stop
+// before the connection closes.
+var Module = fx.Module("bus",
+	fx.Provide(ProvideConn, NewPublisher, health.AsCheck(BrokerCheck)),
+	fx.Invoke(fx.Annotate(startConsumers, fx.ParamTags(``, ``, ``, `group:"bus.consumers"`))),
+)
+
+// Registration is a consumer for Module to run: the handler of one system queue.
+type Registration struct {
+	// Consumer is the queue's consumer name (ConsumerOrderCreated, ...).
+	Consumer string
+	Handler  Handler
+}
+
+// AsConsumer annotates a constructor returning a Registration so that it joins the
+// "bus.consumers" group that Module consumes:
+//
+//	fx.Provide(bus.AsConsumer(func(h *Handlers) bus.Registration {
+//		return bus.Registration{Consumer: bus.ConsumerOrderCreated, Handler: h.OrderCreated}
+//	}))
+func AsConsumer(f any) any {
+	return fx.Annotate(f, fx.ResultTags(`group:"bus.consumers"`))
+}
+
+// ProvideConn returns the process's connection; it starts dialling when the app starts
+// (start-up does not wait for the broker) and closes when the app stops.
+func ProvideConn(lc fx.Lifecycle, cfg *configuration.Config, log *slog.Logger) *Conn {
+	c := NewConn(cfg.RabbitMQ, log, Options{})
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error { c.Start(); return nil },
+		OnStop:  func(context.Context) error { return c.Close() },
+	})
+	return c
+}
+
+// BrokerCheck reports the broker connection on /readyz.
+func BrokerCheck(c *Conn) health.Check {
+	return health.Check{Name: "rabbitmq", Check: c.Check}
+}
+
+func startConsumers(lc fx.Lifecycle, cfg *configuration.Config, c *Conn, regs []Registration) {
+	for _, r := range regs {
+		consumer := NewConsumer(c, r.Consumer, cfg.RabbitMQ.Prefetch, r.Handler)
+		lc.Append(fx.Hook{
+			OnStart: func(context.Context) error { consumer.Start(); return nil },
+			OnStop:  consumer.Stop,
+		})
+	}
+}

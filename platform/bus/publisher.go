@@ -1,0 +1,237 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Publishing errors.
+var (
+	// ErrNacked: the broker refused the message (a publisher-confirm nack).
+	ErrNacked = errors.New("bus: message nacked by the broker")
+	// ErrReturned: the message matched no queue (a mandatory message returned).
+	ErrReturned = errors.New("bus: message returned unroutable")
+)
+
+// publisherChannels is how many channels publish at once; more concurrent publishers wait.
+const publisherChannels = 4
+
+// Message is one message to publish on the exchange.
+type Message struct {
+	// ID is the AMQP message_id: the event id.
+	ID string
+	// Type is the AMQP type: the CloudEvents type.
+	Type string
+	// RoutingKey routes the message on the topic exchange.
+	RoutingKey string
+	// ContentType is the AMQP content_type (events.ContentType for events).
+	ContentType string
+	// Body is the message body: the CloudEvents envelope.
+	Body []byte
+	// Time is the AMQP timestamp.
+	Time time.Time
+	// Headers become AMQP headers.
+	Headers map[string]string
+}
+
+// Publisher publishes persistent, mandatory messages on the topology's exchange with
+// publisher confirms. It is safe for concurrent use; a message counts as published only when
+// the broker confirmed it and did not return it. A message that failed may still have
+// reached a queue (the confirm was lost with the connection): consumers tolerate duplicates.
+type Publisher struct {
+	conn     *Conn
+	exchange string
+	slots    chan struct{}
+
+	mu   sync.Mutex
+	idle []*pubChannel
+}
+
+// NewPublisher returns a publisher on conn.
+func NewPublisher(conn *Conn) *Publisher {
+	return &Publisher{conn: conn, exchange: conn.topology.Exchange, slots: make(chan struct{}, publisherChannels)}
+}
+
+// Publish publishes one message and waits for its confirm, within ctx.
+func (p *Publisher) Publish(ctx context.Context, m Message) error {
+	return p.PublishBatch(ctx, []Message{m})[0]
+}
+
+// PublishBatch publishes msgs in order on one channel with all their confirms outstanding,
+// then waits for every confirm, within ctx. It returns one error per message, nil for each
+// one the broker confirmed; a message after one that failed to be sent fails too.
+func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	if len(msgs) == 0 {
+		return errs
+	}
+	// failFrom fails msgs[from:] that have no error yet; earlier ones were confirmed.
+	failFrom := func(from int, err error) []error {
+		for i := from; i < len(errs); i++ {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	fail := func(err error) []error { return failFrom(0, err) }
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fail(fmt.Errorf("publish: %w", ctx.Err()))
+	}
+	defer func() { <-p.slots }()
+	pc, err := p.acquire(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("publish: %w", err))
+	}
+	healthy := false
+	defer func() { p.release(pc, healthy) }()
+
+	confirms := make([]*amqp.DeferredConfirmation, len(msgs))
+	for i, m := range msgs {
+		confirms[i], err = pc.ch.PublishWithDeferredConfirmWithContext(ctx, p.exchange, m.RoutingKey,
+			true,  // mandatory: an unroutable message comes back as a return
+			false, // immediate
+			publishing(m))
+		if err != nil {
+			return fail(fmt.Errorf("publish %s: %w", m.ID, err))
+		}
+	}
+	for i, dc := range confirms {
+		ack, err := dc.WaitContext(ctx)
+		switch {
+		case err != nil:
+			return failFrom(i, fmt.Errorf("wait for confirm of %s: %w", msgs[i].ID, err))
+		case !ack && pc.ch.IsClosed():
+			return failFrom(i, fmt.Errorf("wait for confirm of %s: channel closed", msgs[i].ID))
+		case !ack:
+			errs[i] = fmt.Errorf("publish %s: %w", msgs[i].ID, ErrNacked)
+		}
+	}
+	// A return arrives before the confirm of its message, so every return of this batch has
+	// reached the drain goroutine by now.
+	returned := pc.takeReturns()
+	for i, m := range msgs {
+		if r, ok := returned[m.ID]; ok && errs[i] == nil {
+			errs[i] = fmt.Errorf("publish %s with key %s: %w (%d %s)", m.ID, m.RoutingKey, ErrReturned, r.ReplyCode, r.ReplyText)
+		}
+	}
+	healthy = true
+	return errs
+}
+
+func publishing(m Message) amqp.Publishing {
+	var headers amqp.Table
+	if len(m.Headers) > 0 {
+		headers = make(amqp.Table, len(m.Headers))
+		for k, v := range m.Headers {
+			headers[k] = v
+		}
+	}
+	return amqp.Publishing{
+		Headers:      headers,
+		ContentType:  m.ContentType,
+		DeliveryMode: amqp.Persistent,
+		MessageId:    m.ID,
+		Timestamp:    m.Time,
+		Type:         m.Type,
+		Body:         m.Body,
+	}
+}
+
+// acquire returns an idle open channel or opens a new one (waiting for the connection).
+func (p *Publisher) acquire(ctx context.Context) (*pubChannel, error) {
+	p.mu.Lock()
+	for len(p.idle) > 0 {
+		pc := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if !pc.ch.IsClosed() {
+			p.mu.Unlock()
+			return pc, nil
+		}
+		pc.close()
+	}
+	p.mu.Unlock()
+	ch, err := p.conn.channel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.Confirm(false /* no-wait */); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("enable publisher confirms: %w", err)
+	}
+	return newPubChannel(ch), nil
+}
+
+// release keeps a channel for reuse, or closes it after a failure: its confirms and returns
+// may be out of step with the next batch.
+func (p *Publisher) release(pc *pubChannel, healthy bool) {
+	if !healthy || pc.ch.IsClosed() {
+		pc.close()
+		return
+	}
+	p.mu.Lock()
+	p.idle = append(p.idle, pc)
+	p.mu.Unlock()
+}
+
+// pubChannel is a confirming channel with its returns drained into a map.
+type pubChannel struct {
+	ch      *amqp.Channel
+	takeReq chan chan map[string]amqp.Return
+	done    chan struct{}
+	final   map[string]amqp.Return // what drain held when the channel closed; read after done
+}
+
+func newPubChannel(ch *amqp.Channel) *pubChannel {
+	// Unbuffered: the library hands a return over before it processes the confirm that
+	// follows it, which is what lets takeReturns see every return of a confirmed batch.
+	returns := ch.NotifyReturn(make(chan amqp.Return))
+	pc := &pubChannel{ch: ch, takeReq: make(chan chan map[string]amqp.Return), done: make(chan struct{})}
+	go pc.drain(returns)
+	return pc
+}
+
+func (pc *pubChannel) drain(returns <-chan amqp.Return) {
+	got := map[string]amqp.Return{}
+	defer func() {
+		pc.final = got
+		close(pc.done)
+	}()
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				return
+			}
+			got[r.MessageId] = r
+		case reply := <-pc.takeReq:
+			reply <- got
+			got = map[string]amqp.Return{}
+		}
+	}
+}
+
+// takeReturns returns and forgets the returns received so far.
+func (pc *pubChannel) takeReturns() map[string]amqp.Return {
+	reply := make(chan map[string]amqp.Return, 1)
+	select {
+	case pc.takeReq <- reply:
+		return <-reply
+	case <-pc.done:
+		final := pc.final
+		pc.final = nil
+		return final
+	}
+}
+
+func (pc *pubChannel) close() {
+	_ = pc.ch.Close()
+	<-pc.done
+}
