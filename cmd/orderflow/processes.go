@@ -3,7 +3,9 @@ package main
 import (
 	"go.uber.org/fx"
 
+	"orderflow/api"
 	"orderflow/configuration"
+	"orderflow/platform/bus"
 	"orderflow/platform/db"
 	"orderflow/platform/health"
 	"orderflow/platform/httpserver"
@@ -33,7 +35,7 @@ func processOptions(process string, cfg *configuration.Config) fx.Option {
 
 // processModules lists what each process adds to the shared platform.
 var processModules = map[string][]fx.Option{
-	"api":     {},
-	"worker":  {},
-	"cronjob": {},
+	"api":     {bus.Module, api.Module},
+	"worker":  {bus.Module},
+	"cronjob": {bus.Module},
 }
