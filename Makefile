@@ -3,7 +3,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 # The one build command of the binary; the Dockerfile runs the same line.
 BUILD      = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/orderflow ./cmd/orderflow
 
-.PHONY: build run test generate migration vet
+.PHONY: build run test test-browser generate migration vet
 
 build:
 	$(BUILD)
@@ -16,6 +16,10 @@ run:
 test:
 	scripts/test-services.sh
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## test-browser: render /docs in headless Chromium (apt-get install chromium) and screenshot it
+test-browser:
+	$(GO) test -tags browser -count=1 -run Chromium ./api/docs
 
 generate:
 	$(GO) generate ./...
