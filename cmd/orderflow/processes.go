@@ -4,6 +4,7 @@ import (
 	"go.uber.org/fx"
 
 	"orderflow/api"
+	"orderflow/api/docs"
 	"orderflow/configuration"
 	"orderflow/platform/bus"
 	"orderflow/platform/db"
@@ -35,7 +36,7 @@ func processOptions(process string, cfg *configuration.Config) fx.Option {
 
 // processModules lists what each process adds to the shared platform.
 var processModules = map[string][]fx.Option{
-	"api":     {bus.Module, api.Module},
+	"api":     {bus.Module, api.Module, fx.Invoke(docs.Register)},
 	"worker":  {bus.Module},
 	"cronjob": {bus.Module},
 }
