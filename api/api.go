@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,9 @@ type Handler struct {
 	expireAfter time.Duration
 	bcryptCost  int
 	now         func() time.Time
+
+	dummyOnce sync.Once
+	dummy     []byte
 
 	// lastPrune is when expired idempotency keys were last deleted (Unix nanoseconds).
 	lastPrune atomic.Int64

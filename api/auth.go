@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -120,12 +119,14 @@ func (h *Handler) HandleBearerAuth(ctx context.Context, _ oas.OperationName, t o
 	return context.WithValue(ctx, principalKey{}, p), nil
 }
 
-// dummyHash is compared against when an e-mail address is unknown, so that the answer
-// takes as long as for a wrong password.
-var dummyHash = sync.OnceValue(func() []byte {
-	b, _ := bcrypt.GenerateFromPassword([]byte("orderflow-no-such-user"), bcrypt.DefaultCost)
-	return b
-})
+// dummyHash returns a hash that is compared against when an e-mail address is unknown, so
+// that the answer takes as long as for a wrong password.
+func (h *Handler) dummyHash() []byte {
+	h.dummyOnce.Do(func() {
+		h.dummy, _ = bcrypt.GenerateFromPassword([]byte("orderflow-no-such-user"), h.bcryptCost)
+	})
+	return h.dummy
+}
 
 // Login exchanges an e-mail address and password for a token.
 func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginResponse, error) {
@@ -138,7 +139,7 @@ func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginR
 	}
 	u, err := h.client.User.Query().Where(user.Email(email)).Only(ctx)
 	if ent.IsNotFound(err) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(req.Password))
+		_ = bcrypt.CompareHashAndPassword(h.dummyHash(), []byte(req.Password))
 		return nil, errBadCredentials
 	}
 	if err != nil {

@@ -1,0 +1,92 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"orderflow"
+)
+
+// problemBody reads a raw problem+json answer.
+func problemBody(t *testing.T, res *http.Response, status int) map[string]any {
+	t.Helper()
+	if res.StatusCode != status {
+		t.Fatalf("status %d, want %d", res.StatusCode, status)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("content type %q, want application/problem+json", ct)
+	}
+	var body map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if body["status"] != float64(status) || body["title"] == "" || body["type"] == "" {
+		t.Fatalf("problem body %v", body)
+	}
+	return body
+}
+
+func TestProtocol(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+
+	t.Run("unknown route", func(t *testing.T) {
+		problemBody(t, e.do(http.MethodGet, "/api/nothing-here", tok, "", ""), http.StatusNotFound)
+	})
+	t.Run("method not allowed", func(t *testing.T) {
+		res := e.do(http.MethodPatch, "/api/products", tok, "", "")
+		problemBody(t, res, http.StatusMethodNotAllowed)
+		if res.Header.Get("Allow") == "" {
+			t.Error("no Allow header")
+		}
+	})
+	t.Run("unknown field", func(t *testing.T) {
+		res := e.do(http.MethodPost, "/api/products", tok, "application/json",
+			`{"name":"x","price":1,"stock":1,"colour":"red"}`)
+		problemBody(t, res, http.StatusBadRequest)
+	})
+	t.Run("malformed JSON", func(t *testing.T) {
+		problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json", `{"name":`), http.StatusBadRequest)
+	})
+	t.Run("money as a string", func(t *testing.T) {
+		problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json",
+			`{"name":"x","price":"1.00","stock":1}`), http.StatusBadRequest)
+	})
+	t.Run("body over the limit", func(t *testing.T) {
+		big := `{"name":"x","price":1,"stock":1,"description":"` + strings.Repeat("a", int(e.cfg.HTTP.MaxBodyBytes)) + `"}`
+		problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json", big), http.StatusRequestEntityTooLarge)
+	})
+	t.Run("chunked body over the limit", func(t *testing.T) {
+		big := `{"name":"x","price":1,"stock":1,"description":"` + strings.Repeat("a", int(e.cfg.HTTP.MaxBodyBytes)) + `"}`
+		req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/api/products", io.MultiReader(strings.NewReader(big)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = -1
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		problemBody(t, res, http.StatusRequestEntityTooLarge)
+	})
+	t.Run("bad path parameter", func(t *testing.T) {
+		body := problemBody(t, e.do(http.MethodGet, "/api/products/abc", tok, "", ""), http.StatusBadRequest)
+		if errs, _ := body["errors"].([]any); len(errs) != 1 || errs[0].(map[string]any)["field"] != "id" {
+			t.Errorf("errors %v, want one for id", body["errors"])
+		}
+	})
+	t.Run("openapi.yaml", func(t *testing.T) {
+		res := e.do(http.MethodGet, "/openapi.yaml", "", "", "")
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK || string(b) != string(orderflow.OpenAPI) || !strings.HasPrefix(string(b), "openapi: 3") {
+			t.Errorf("GET /openapi.yaml: %d, %d bytes", res.StatusCode, len(b))
+		}
+	})
+}

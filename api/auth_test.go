@@ -1,0 +1,161 @@
+package api
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"orderflow/api/oas"
+)
+
+func TestLogin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	anon := e.clientWith("")
+
+	res, err := anon.Login(ctx, &oas.LoginRequest{Email: strings.ToUpper(e.cfg.Admin.Email), Password: e.cfg.Admin.Password})
+	if err != nil {
+		t.Fatalf("login with upper-case e-mail: %v", err)
+	}
+	if res.User.ID != e.adminID || res.User.Role != oas.RoleAdmin || res.User.Email != e.cfg.Admin.Email {
+		t.Errorf("login user = %+v", res.User)
+	}
+	if d := time.Until(res.ExpiresAt); d < e.cfg.Auth.TokenTTL.D()-time.Minute || d > e.cfg.Auth.TokenTTL.D()+time.Second {
+		t.Errorf("expiresAt %s is not one TTL (%s) away", res.ExpiresAt, e.cfg.Auth.TokenTTL)
+	}
+	if _, err := e.clientWith(res.Token).ListUsers(ctx, oas.ListUsersParams{}); err != nil {
+		t.Errorf("the token does not work: %v", err)
+	}
+
+	t.Run("bad e-mail format", func(t *testing.T) {
+		_, err := anon.Login(ctx, &oas.LoginRequest{Email: "not-an-address", Password: "secret1"})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "email")
+	})
+	t.Run("short password", func(t *testing.T) {
+		_, err := anon.Login(ctx, &oas.LoginRequest{Email: "a@example.com", Password: "12345"})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "password")
+	})
+	t.Run("unknown e-mail and wrong password answer alike", func(t *testing.T) {
+		_, err1 := anon.Login(ctx, &oas.LoginRequest{Email: "nobody@example.com", Password: e.cfg.Admin.Password})
+		p1 := wantStatus(t, err1, http.StatusUnauthorized)
+		_, err2 := anon.Login(ctx, &oas.LoginRequest{Email: e.cfg.Admin.Email, Password: "wrong-password"})
+		p2 := wantStatus(t, err2, http.StatusUnauthorized)
+		if p1.Detail != p2.Detail || p1.Title != p2.Title {
+			t.Errorf("bodies differ: %+v and %+v", p1, p2)
+		}
+	})
+}
+
+// sign makes a token with the given claims, signed with secret.
+func sign(t *testing.T, method jwt.SigningMethod, key any, c jwt.Claims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, c).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestTokens(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	secret := []byte(e.cfg.Auth.JWTSecret)
+	now := time.Now()
+	valid := func() claims {
+		return claims{Role: "admin", RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   strconv.Itoa(e.adminID),
+			Issuer:    e.cfg.Auth.Issuer,
+			IssuedAt:  jwt.NewNumericDate(now.Add(-time.Minute)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+		}}
+	}
+	good := sign(t, jwt.SigningMethodHS256, secret, valid())
+	if _, err := e.clientWith(good).ListUsers(ctx, oas.ListUsersParams{}); err != nil {
+		t.Fatalf("a well-formed token is refused: %v", err)
+	}
+
+	expired := valid()
+	expired.IssuedAt = jwt.NewNumericDate(now.Add(-2 * time.Hour))
+	expired.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Hour))
+	wrongIssuer := valid()
+	wrongIssuer.Issuer = "someone-else"
+	noExpiry := valid()
+	noExpiry.ExpiresAt = nil
+	unknownUser := valid()
+	unknownUser.Subject = "999999"
+
+	parts := strings.Split(good, ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	tamperedPayload := strings.Replace(string(payload), `"sub":"`+strconv.Itoa(e.adminID)+`"`, `"sub":"`+strconv.Itoa(e.adminID+1)+`"`, 1)
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(tamperedPayload)) + "." + parts[2]
+	none := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, valid())
+	hs512 := sign(t, jwt.SigningMethodHS512, secret, valid())
+
+	tests := map[string]string{
+		"expired":        sign(t, jwt.SigningMethodHS256, secret, expired),
+		"wrong issuer":   sign(t, jwt.SigningMethodHS256, secret, wrongIssuer),
+		"no expiry":      sign(t, jwt.SigningMethodHS256, secret, noExpiry),
+		"other secret":   sign(t, jwt.SigningMethodHS256, []byte("another-secret-of-sufficient-length!"), valid()),
+		"tampered":       tampered,
+		"alg none":       none,
+		"alg HS512":      hs512,
+		"unknown user":   sign(t, jwt.SigningMethodHS256, secret, unknownUser),
+		"garbage":        "not.a.token",
+		"signature only": parts[2],
+	}
+	for name, tok := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := e.clientWith(tok).ListUsers(ctx, oas.ListUsersParams{})
+			wantStatus(t, err, http.StatusUnauthorized)
+			res := e.do(http.MethodGet, "/api/users", tok, "", "")
+			if res.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("got %d with WWW-Authenticate %q", res.StatusCode, res.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+
+	t.Run("missing", func(t *testing.T) {
+		res := e.do(http.MethodGet, "/api/products", "", "", "")
+		if res.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("got %d with WWW-Authenticate %q", res.StatusCode, res.Header.Get("WWW-Authenticate"))
+		}
+		if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
+			t.Errorf("content type %q", ct)
+		}
+	})
+
+	t.Run("deleted user", func(t *testing.T) {
+		c, id := e.customer()
+		if _, err := c.GetUser(ctx, oas.GetUserParams{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.GetUser(ctx, oas.GetUserParams{ID: id})
+		wantStatus(t, err, http.StatusUnauthorized)
+	})
+
+	t.Run("demoted admin loses admin rights at once", func(t *testing.T) {
+		res, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: "Second Admin", Email: "admin2@example.com",
+			Password: "secret1", Role: oas.NewOptRole(oas.RoleAdmin)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := e.login("admin2@example.com", "secret1")
+		if _, err := c.ListUsers(ctx, oas.ListUsersParams{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Second Admin", Email: "admin2@example.com",
+			Role: oas.NewOptRole(oas.RoleCustomer)}, oas.UpdateUserParams{ID: res.Response.ID}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.ListUsers(ctx, oas.ListUsersParams{})
+		wantStatus(t, err, http.StatusForbidden)
+	})
+}

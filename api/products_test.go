@@ -1,0 +1,132 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"orderflow/api/oas"
+)
+
+func TestProducts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+
+	var id int
+	t.Run("create", func(t *testing.T) {
+		res, err := e.admin.CreateProduct(ctx, &oas.ProductInput{
+			Name: "Widget", Description: oas.NewOptString("A widget."), Price: money("19.99"), Stock: 7,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := res.Response
+		id = p.ID
+		if p.Name != "Widget" || p.Description.Value != "A widget." || !moneyEq(p.Price, "19.99") || p.Stock != 7 ||
+			p.CreatedAt.IsZero() || p.UpdatedAt.IsZero() {
+			t.Errorf("created %+v", p)
+		}
+		if res.Location != "/api/products/"+strconv.Itoa(p.ID) {
+			t.Errorf("Location %q", res.Location)
+		}
+		var price string
+		if err := e.db.QueryRow(`SELECT price::text FROM products WHERE id = $1`, id).Scan(&price); err != nil || price != "19.99" {
+			t.Errorf("stored price %q, %v", price, err)
+		}
+	})
+	t.Run("create: free product without description", func(t *testing.T) {
+		res, err := e.admin.CreateProduct(ctx, &oas.ProductInput{Name: "Free", Price: money("0"), Stock: 0})
+		if err != nil || res.Response.Description.Set {
+			t.Fatalf("%+v, %v", res, err)
+		}
+	})
+	t.Run("create: invalid", func(t *testing.T) {
+		tests := []struct {
+			field string
+			req   oas.ProductInput
+		}{
+			{"name", oas.ProductInput{Name: "", Price: money("1"), Stock: 1}},
+			{"name", oas.ProductInput{Name: strings.Repeat("n", 101), Price: money("1"), Stock: 1}},
+			{"description", oas.ProductInput{Name: "X", Description: oas.NewOptString(strings.Repeat("d", 501)), Price: money("1"), Stock: 1}},
+			{"price", oas.ProductInput{Name: "X", Price: money("-0.01"), Stock: 1}},
+			{"price", oas.ProductInput{Name: "X", Price: money("1.001"), Stock: 1}},
+			{"stock", oas.ProductInput{Name: "X", Price: money("1"), Stock: -1}},
+		}
+		for _, tt := range tests {
+			_, err := e.admin.CreateProduct(ctx, &tt.req)
+			wantField(t, wantStatus(t, err, http.StatusBadRequest), tt.field)
+		}
+		problemBody(t, e.do(http.MethodPost, "/api/products", e.adminToken(), "application/json",
+			`{"name":"X","price":1,"stock":1.5}`), http.StatusBadRequest)
+	})
+	t.Run("create: customer forbidden", func(t *testing.T) {
+		_, err := cust.CreateProduct(ctx, &oas.ProductInput{Name: "X", Price: money("1"), Stock: 1})
+		wantStatus(t, err, http.StatusForbidden)
+	})
+
+	t.Run("get and list as a customer", func(t *testing.T) {
+		p, err := cust.GetProduct(ctx, oas.GetProductParams{ID: id})
+		if err != nil || p.Name != "Widget" {
+			t.Fatalf("%+v, %v", p, err)
+		}
+		list, err := cust.ListProducts(ctx, oas.ListProductsParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total int
+		if err := e.db.QueryRow(`SELECT count(*) FROM products`).Scan(&total); err != nil {
+			t.Fatal(err)
+		}
+		if list.XTotalCount != total || len(list.Response) != total {
+			t.Errorf("total %d, %d listed, want %d", list.XTotalCount, len(list.Response), total)
+		}
+		page, err := cust.ListProducts(ctx, oas.ListProductsParams{Limit: oas.NewOptInt(1), Offset: oas.NewOptInt(total - 1)})
+		if err != nil || len(page.Response) != 1 || page.Response[0].ID != list.Response[total-1].ID || page.XTotalCount != total {
+			t.Errorf("last page %+v, %v", page, err)
+		}
+		past, err := cust.ListProducts(ctx, oas.ListProductsParams{Offset: oas.NewOptInt(total + 10)})
+		if err != nil || len(past.Response) != 0 || past.XTotalCount != total {
+			t.Errorf("page past the end %+v, %v", past, err)
+		}
+	})
+	t.Run("get: missing", func(t *testing.T) {
+		_, err := cust.GetProduct(ctx, oas.GetProductParams{ID: 999999})
+		wantStatus(t, err, http.StatusNotFound)
+	})
+
+	t.Run("update replaces the product", func(t *testing.T) {
+		p, err := e.admin.UpdateProduct(ctx, &oas.ProductInput{Name: "Widget 2", Price: money("20.5"), Stock: 3}, oas.UpdateProductParams{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Name != "Widget 2" || p.Description.Set || !moneyEq(p.Price, "20.50") || p.Stock != 3 || p.UpdatedAt.Before(p.CreatedAt) {
+			t.Errorf("updated %+v", p)
+		}
+	})
+	t.Run("update: invalid, missing, forbidden", func(t *testing.T) {
+		_, err := e.admin.UpdateProduct(ctx, &oas.ProductInput{Name: "X", Price: money("0.999"), Stock: 1}, oas.UpdateProductParams{ID: id})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "price")
+		_, err = e.admin.UpdateProduct(ctx, &oas.ProductInput{Name: "X", Price: money("1"), Stock: 1}, oas.UpdateProductParams{ID: 999999})
+		wantStatus(t, err, http.StatusNotFound)
+		_, err = cust.UpdateProduct(ctx, &oas.ProductInput{Name: "X", Price: money("1"), Stock: 1}, oas.UpdateProductParams{ID: id})
+		wantStatus(t, err, http.StatusForbidden)
+	})
+
+	t.Run("delete", func(t *testing.T) {
+		pid := e.product("1.00", 1)
+		wantStatus(t, cust.DeleteProduct(ctx, oas.DeleteProductParams{ID: pid}), http.StatusForbidden)
+		if err := e.admin.DeleteProduct(ctx, oas.DeleteProductParams{ID: pid}); err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, e.admin.DeleteProduct(ctx, oas.DeleteProductParams{ID: pid}), http.StatusNotFound)
+	})
+	t.Run("delete: ordered product", func(t *testing.T) {
+		pid := e.product("1.00", 5)
+		if _, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: []oas.OrderItemInput{{ProductId: pid, Quantity: 1}}}, oas.CreateOrderParams{}); err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, e.admin.DeleteProduct(ctx, oas.DeleteProductParams{ID: pid}), http.StatusConflict)
+	})
+}

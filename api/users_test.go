@@ -1,0 +1,195 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"orderflow/api/oas"
+)
+
+func TestUsers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, custID := e.customer()
+	_, otherID := e.customer()
+
+	t.Run("create defaults to customer and lower-cases the e-mail", func(t *testing.T) {
+		res, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: "Ann", Email: "Ann@Example.COM", Password: "secret1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := res.Response
+		if u.Role != oas.RoleCustomer || u.Email != "ann@example.com" || u.Name != "Ann" || u.CreatedAt.IsZero() {
+			t.Errorf("created %+v", u)
+		}
+		if res.Location != "/api/users/"+strconv.Itoa(u.ID) {
+			t.Errorf("Location %q", res.Location)
+		}
+		var hash string
+		if err := e.db.QueryRow(`SELECT password_hash FROM users WHERE id = $1`, u.ID).Scan(&hash); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(hash, "$2") {
+			t.Errorf("password stored as %q, want a bcrypt hash", hash)
+		}
+		e.login("ANN@example.com", "secret1")
+	})
+	t.Run("create admin", func(t *testing.T) {
+		res, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: "Boss", Email: "boss@example.com", Password: "secret1", Role: oas.NewOptRole(oas.RoleAdmin)})
+		if err != nil || res.Response.Role != oas.RoleAdmin {
+			t.Fatalf("%+v, %v", res, err)
+		}
+	})
+	t.Run("create: email taken in another case", func(t *testing.T) {
+		_, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: "Ann 2", Email: "ANN@example.com", Password: "secret1"})
+		wantStatus(t, err, http.StatusConflict)
+	})
+	t.Run("create: invalid", func(t *testing.T) {
+		tests := []struct {
+			field string
+			req   oas.UserCreate
+		}{
+			{"name", oas.UserCreate{Name: "", Email: "x1@example.com", Password: "secret1"}},
+			{"name", oas.UserCreate{Name: strings.Repeat("n", 101), Email: "x2@example.com", Password: "secret1"}},
+			{"email", oas.UserCreate{Name: "X", Email: "not-an-email", Password: "secret1"}},
+			{"email", oas.UserCreate{Name: "X", Email: strings.Repeat("e", 95) + "@example.com", Password: "secret1"}},
+			{"password", oas.UserCreate{Name: "X", Email: "x3@example.com", Password: "12345"}},
+		}
+		for _, tt := range tests {
+			_, err := e.admin.CreateUser(ctx, &tt.req)
+			wantField(t, wantStatus(t, err, http.StatusBadRequest), tt.field)
+		}
+		res := e.do(http.MethodPost, "/api/users", e.adminToken(), "application/json",
+			`{"name":"X","email":"x4@example.com","password":"secret1","role":"superuser"}`)
+		problemBody(t, res, http.StatusBadRequest)
+	})
+	t.Run("create: customer forbidden", func(t *testing.T) {
+		_, err := cust.CreateUser(ctx, &oas.UserCreate{Name: "X", Email: "x5@example.com", Password: "secret1"})
+		wantStatus(t, err, http.StatusForbidden)
+	})
+
+	t.Run("list: admin", func(t *testing.T) {
+		res, err := e.admin.ListUsers(ctx, oas.ListUsersParams{Limit: oas.NewOptInt(2), Offset: oas.NewOptInt(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total int
+		if err := e.db.QueryRow(`SELECT count(*) FROM users`).Scan(&total); err != nil {
+			t.Fatal(err)
+		}
+		if res.XTotalCount != total || len(res.Response) != 2 || res.Response[0].ID >= res.Response[1].ID {
+			t.Errorf("total %d (want %d), page %+v", res.XTotalCount, total, res.Response)
+		}
+		all, err := e.admin.ListUsers(ctx, oas.ListUsersParams{})
+		if err != nil || len(all.Response) != total || all.Response[0].ID != e.adminID {
+			t.Errorf("default page: %d users, %v", len(all.Response), err)
+		}
+	})
+	t.Run("list: bad limit", func(t *testing.T) {
+		for _, l := range []int{0, 1001} {
+			_, err := e.admin.ListUsers(ctx, oas.ListUsersParams{Limit: oas.NewOptInt(l)})
+			wantField(t, wantStatus(t, err, http.StatusBadRequest), "limit")
+		}
+		_, err := e.admin.ListUsers(ctx, oas.ListUsersParams{Offset: oas.NewOptInt(-1)})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "offset")
+	})
+	t.Run("list: customer forbidden", func(t *testing.T) {
+		_, err := cust.ListUsers(ctx, oas.ListUsersParams{})
+		wantStatus(t, err, http.StatusForbidden)
+	})
+
+	t.Run("get: self and admin", func(t *testing.T) {
+		for _, c := range []*oas.Client{cust, e.admin} {
+			u, err := c.GetUser(ctx, oas.GetUserParams{ID: custID})
+			if err != nil || u.ID != custID {
+				t.Fatalf("%+v, %v", u, err)
+			}
+		}
+	})
+	t.Run("get: another user is not found to a customer", func(t *testing.T) {
+		_, err := cust.GetUser(ctx, oas.GetUserParams{ID: otherID})
+		wantStatus(t, err, http.StatusNotFound)
+		_, err = cust.GetUser(ctx, oas.GetUserParams{ID: e.adminID})
+		wantStatus(t, err, http.StatusNotFound)
+	})
+	t.Run("get: missing", func(t *testing.T) {
+		_, err := e.admin.GetUser(ctx, oas.GetUserParams{ID: 999999})
+		wantStatus(t, err, http.StatusNotFound)
+	})
+
+	t.Run("update: self, with password", func(t *testing.T) {
+		c, id := e.customer()
+		u, err := c.UpdateUser(ctx, &oas.UserUpdate{Name: "Renamed", Email: "Renamed@Example.com",
+			Password: oas.NewOptString("newsecret")}, oas.UpdateUserParams{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Name != "Renamed" || u.Email != "renamed@example.com" || u.Role != oas.RoleCustomer {
+			t.Errorf("updated %+v", u)
+		}
+		e.login("renamed@example.com", "newsecret")
+	})
+	t.Run("update: customer may not set a role, even its own", func(t *testing.T) {
+		c, id := e.customer()
+		u, _ := c.GetUser(ctx, oas.GetUserParams{ID: id})
+		_, err := c.UpdateUser(ctx, &oas.UserUpdate{Name: u.Name, Email: u.Email, Role: oas.NewOptRole(oas.RoleAdmin)}, oas.UpdateUserParams{ID: id})
+		wantStatus(t, err, http.StatusForbidden)
+		_, err = c.UpdateUser(ctx, &oas.UserUpdate{Name: u.Name, Email: u.Email, Role: oas.NewOptRole(oas.RoleCustomer)}, oas.UpdateUserParams{ID: id})
+		wantStatus(t, err, http.StatusForbidden)
+	})
+	t.Run("update: admin sets a role", func(t *testing.T) {
+		_, id := e.customer()
+		u, err := e.admin.GetUser(ctx, oas.GetUserParams{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: u.Name, Email: u.Email, Role: oas.NewOptRole(oas.RoleAdmin)}, oas.UpdateUserParams{ID: id})
+		if err != nil || got.Role != oas.RoleAdmin {
+			t.Fatalf("%+v, %v", got, err)
+		}
+	})
+	t.Run("update: another user is not found to a customer", func(t *testing.T) {
+		_, err := cust.UpdateUser(ctx, &oas.UserUpdate{Name: "Hijack", Email: "hijack@example.com"}, oas.UpdateUserParams{ID: otherID})
+		wantStatus(t, err, http.StatusNotFound)
+		o, _ := e.admin.GetUser(ctx, oas.GetUserParams{ID: otherID})
+		if o.Name == "Hijack" {
+			t.Error("another customer's name was changed")
+		}
+	})
+	t.Run("update: invalid, missing, email taken", func(t *testing.T) {
+		_, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "", Email: "y@example.com"}, oas.UpdateUserParams{ID: custID})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "name")
+		_, err = e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Y", Email: "bad"}, oas.UpdateUserParams{ID: custID})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "email")
+		_, err = e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Y", Email: "y@example.com", Password: oas.NewOptString("123")}, oas.UpdateUserParams{ID: custID})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "password")
+		_, err = e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Y", Email: "y@example.com"}, oas.UpdateUserParams{ID: 999999})
+		wantStatus(t, err, http.StatusNotFound)
+		_, err = cust.UpdateUser(ctx, &oas.UserUpdate{Name: "Y", Email: strings.ToUpper(e.cfg.Admin.Email)}, oas.UpdateUserParams{ID: custID})
+		wantStatus(t, err, http.StatusConflict)
+	})
+
+	t.Run("delete", func(t *testing.T) {
+		c, id := e.customer()
+		err := c.DeleteUser(ctx, oas.DeleteUserParams{ID: id})
+		wantStatus(t, err, http.StatusForbidden)
+		if err := e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.admin.GetUser(ctx, oas.GetUserParams{ID: id})
+		wantStatus(t, err, http.StatusNotFound)
+		err = e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: id})
+		wantStatus(t, err, http.StatusNotFound)
+	})
+	t.Run("delete: user with orders", func(t *testing.T) {
+		c, id := e.customer()
+		pid := e.product("5.00", 10)
+		if _, err := c.CreateOrder(ctx, &oas.OrderCreate{Items: []oas.OrderItemInput{{ProductId: pid, Quantity: 1}}}, oas.CreateOrderParams{}); err != nil {
+			t.Fatal(err)
+		}
+		err := e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: id})
+		wantStatus(t, err, http.StatusConflict)
+	})
+}
