@@ -195,6 +195,17 @@ func (e *env) adminToken() string {
 	return res.Token
 }
 
+func decimalOf(t *testing.T, s string) decimal.Decimal {
+	t.Helper()
+	d, err := decimal.NewFromString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func decimalString(m oas.Money) string { return decimal.Decimal(m).String() }
+
 func money(s string) oas.Money { return oas.Money(decimal.RequireFromString(s)) }
 
 func moneyEq(m oas.Money, s string) bool {

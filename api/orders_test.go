@@ -1,0 +1,354 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+
+	"orderflow/api/oas"
+	"orderflow/events"
+)
+
+func items(pairs ...int) []oas.OrderItemInput {
+	out := make([]oas.OrderItemInput, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out = append(out, oas.OrderItemInput{ProductId: pairs[i], Quantity: pairs[i+1]})
+	}
+	return out
+}
+
+func TestCreateOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, custID := e.customer()
+	_, otherID := e.customer()
+	p1 := e.product("10.50", 10)
+	p2 := e.product("0.99", 5)
+
+	t.Run("created pending with copied prices, exact total and an outbox row", func(t *testing.T) {
+		res, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(p2, 3, p1, 2)}, oas.CreateOrderParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := res.Response
+		if res.Location != "/api/orders/"+strconv.Itoa(o.ID) {
+			t.Errorf("Location %q", res.Location)
+		}
+		if o.Status != oas.OrderStatusPending || o.UserId != custID || o.UserName == "" || !moneyEq(o.Total, "23.97") || len(o.Items) != 2 {
+			t.Fatalf("created %+v", o)
+		}
+		byProduct := map[int]oas.OrderItem{}
+		for _, it := range o.Items {
+			byProduct[it.ProductId] = it
+		}
+		if it := byProduct[p1]; it.Quantity != 2 || !moneyEq(it.Price, "10.50") || it.ProductName == "" || it.ID == 0 {
+			t.Errorf("item %+v", it)
+		}
+		if it := byProduct[p2]; it.Quantity != 3 || !moneyEq(it.Price, "0.99") {
+			t.Errorf("item %+v", it)
+		}
+		if e.stock(p1) != 8 || e.stock(p2) != 2 {
+			t.Errorf("stock %d and %d, want 8 and 2", e.stock(p1), e.stock(p2))
+		}
+		got, err := cust.GetOrder(ctx, oas.GetOrderParams{ID: o.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := json.Marshal(got)
+		b, _ := json.Marshal(&o)
+		if string(a) != string(b) {
+			t.Errorf("GET answers\n%s\nPOST answered\n%s", a, b)
+		}
+
+		var payload []byte
+		var source string
+		if err := e.db.QueryRow(`SELECT payload, payload->>'source' FROM outbox WHERE event_type = $1 AND (payload->'data'->>'orderId')::int = $2`,
+			events.TypeOrderCreated, o.ID).Scan(&payload, &source); err != nil {
+			t.Fatalf("no OrderCreated outbox row: %v", err)
+		}
+		_, decoded, err := events.Decode(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, ok := decoded.(events.OrderCreated)
+		if !ok || ev.OrderID != o.ID || ev.UserID != custID || !ev.Total.Equal(decimalOf(t, "23.97")) || len(ev.Items) != 2 || source != events.SourceAPI {
+			t.Errorf("OrderCreated %+v from %q", decoded, source)
+		}
+		// Repricing the product does not change the order.
+		if _, err := e.admin.UpdateProduct(ctx, &oas.ProductInput{Name: "Repriced", Price: money("99.00"), Stock: 8}, oas.UpdateProductParams{ID: p1}); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := cust.GetOrder(ctx, oas.GetOrderParams{ID: o.ID})
+		if !moneyEq(again.Total, "23.97") {
+			t.Errorf("total changed to %s", decimalString(again.Total))
+		}
+	})
+	t.Run("admin orders for a customer", func(t *testing.T) {
+		res, err := e.admin.CreateOrder(ctx, &oas.OrderCreate{UserId: oas.NewOptInt(otherID), Items: items(p1, 1)}, oas.CreateOrderParams{})
+		if err != nil || res.Response.UserId != otherID {
+			t.Fatalf("%+v, %v", res, err)
+		}
+	})
+	t.Run("customer names itself", func(t *testing.T) {
+		res, err := cust.CreateOrder(ctx, &oas.OrderCreate{UserId: oas.NewOptInt(custID), Items: items(p1, 1)}, oas.CreateOrderParams{})
+		if err != nil || res.Response.UserId != custID {
+			t.Fatalf("%+v, %v", res, err)
+		}
+	})
+	t.Run("customer orders for someone else", func(t *testing.T) {
+		_, err := cust.CreateOrder(ctx, &oas.OrderCreate{UserId: oas.NewOptInt(otherID), Items: items(p1, 1)}, oas.CreateOrderParams{})
+		wantStatus(t, err, http.StatusForbidden)
+	})
+	t.Run("invalid", func(t *testing.T) {
+		before := e.stock(p1)
+		tests := []struct {
+			name, field string
+			req         oas.OrderCreate
+		}{
+			{"no items", "items", oas.OrderCreate{Items: []oas.OrderItemInput{}}},
+			{"quantity zero", "items[0].quantity", oas.OrderCreate{Items: items(p1, 0)}},
+			{"negative quantity", "items[1].quantity", oas.OrderCreate{Items: items(p2, 1, p1, -1)}},
+			{"product twice", "items[1].productId", oas.OrderCreate{Items: items(p1, 1, p1, 2)}},
+			{"unknown product", "items[1].productId", oas.OrderCreate{Items: items(p1, 1, 999999, 1)}},
+			{"unknown user", "userId", oas.OrderCreate{UserId: oas.NewOptInt(999999), Items: items(p1, 1)}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				c := cust
+				if tt.name == "unknown user" {
+					c = e.admin
+				}
+				_, err := c.CreateOrder(ctx, &tt.req, oas.CreateOrderParams{})
+				wantField(t, wantStatus(t, err, http.StatusBadRequest), tt.field)
+			})
+		}
+		problemBody(t, e.do(http.MethodPost, "/api/orders", e.adminToken(), "application/json", `{"items":null}`), http.StatusBadRequest)
+		problemBody(t, e.do(http.MethodPost, "/api/orders", e.adminToken(), "application/json", `{}`), http.StatusBadRequest)
+		if e.stock(p1) != before {
+			t.Errorf("stock changed from %d to %d by refused orders", before, e.stock(p1))
+		}
+	})
+	t.Run("insufficient stock reserves nothing", func(t *testing.T) {
+		b1, b2 := e.stock(p1), e.stock(p2)
+		_, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(p1, 1, p2, b2+1)}, oas.CreateOrderParams{})
+		wantStatus(t, err, http.StatusConflict)
+		if e.stock(p1) != b1 || e.stock(p2) != b2 {
+			t.Errorf("stock moved: %d->%d, %d->%d", b1, e.stock(p1), b2, e.stock(p2))
+		}
+	})
+}
+
+func TestOrderMoney(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	tenth, fifth, third := e.product("0.10", 100), e.product("0.20", 100), e.product("33.33", 100)
+	tests := []struct {
+		items []oas.OrderItemInput
+		want  string
+	}{
+		{items(tenth, 1, fifth, 1), "0.30"},
+		{items(third, 3), "99.99"},
+		{items(tenth, 3), "0.30"},
+		{items(tenth, 7, fifth, 9, third, 11), "369.13"},
+	}
+	for _, tt := range tests {
+		res, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: tt.items}, oas.CreateOrderParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !moneyEq(res.Response.Total, tt.want) {
+			t.Errorf("total %s, want %s", decimalString(res.Response.Total), tt.want)
+		}
+		var stored string
+		if err := e.db.QueryRow(`SELECT total::text FROM orders WHERE id = $1`, res.Response.ID).Scan(&stored); err != nil || stored != tt.want {
+			t.Errorf("stored total %q, want %s (%v)", stored, tt.want, err)
+		}
+		// The JSON number is exact, not a float rendering.
+		raw := e.do(http.MethodGet, "/api/orders/"+strconv.Itoa(res.Response.ID), e.adminToken(), "", "")
+		var body map[string]json.RawMessage
+		if err := json.NewDecoder(raw.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		if got := decimalOf(t, string(body["total"])); !got.Equal(decimalOf(t, tt.want)) {
+			t.Errorf("JSON total %s, want %s", body["total"], tt.want)
+		}
+	}
+}
+
+func TestConcurrentOrdersNeverOversell(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	pid := e.product("1.00", 10)
+	const buyers = 50
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		ok, gone  int
+		otherErrs []error
+	)
+	for range buyers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(pid, 1)}, oas.CreateOrderParams{})
+			mu.Lock()
+			defer mu.Unlock()
+			var pe *oas.ErrorStatusCode
+			switch {
+			case err == nil:
+				ok++
+			case errors.As(err, &pe) && pe.StatusCode == http.StatusConflict:
+				gone++
+			default:
+				otherErrs = append(otherErrs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 10 || gone != buyers-10 || len(otherErrs) > 0 {
+		t.Fatalf("%d succeeded, %d refused with 409, other errors %v", ok, gone, otherErrs)
+	}
+	if s := e.stock(pid); s != 0 {
+		t.Errorf("stock %d, want 0", s)
+	}
+	var orders int
+	if err := e.db.QueryRow(`SELECT count(*) FROM order_items WHERE product_id = $1`, pid).Scan(&orders); err != nil || orders != 10 {
+		t.Errorf("%d order items, want 10 (%v)", orders, err)
+	}
+}
+
+func TestConcurrentMultiItemOrders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	a, b := e.product("1.00", 1000), e.product("2.00", 1000)
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Half list the products in one order, half in the other: locking in id order
+			// keeps them from deadlocking.
+			req := items(a, 1, b, 1)
+			if i%2 == 1 {
+				req = items(b, 1, a, 1)
+			}
+			_, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: req}, oas.CreateOrderParams{})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.stock(a) != 960 || e.stock(b) != 960 {
+		t.Errorf("stock %d and %d, want 960", e.stock(a), e.stock(b))
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	other, _ := e.customer()
+	pid := e.product("5.00", 100)
+	key := oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("order-123")}
+	req := &oas.OrderCreate{Items: items(pid, 2)}
+
+	first, err := cust.CreateOrder(ctx, req, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := cust.CreateOrder(ctx, req, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Response.ID != first.Response.ID || second.Location != first.Location {
+		t.Errorf("retry created order %d, first was %d", second.Response.ID, first.Response.ID)
+	}
+	if s := e.stock(pid); s != 98 {
+		t.Errorf("stock %d, want 98 (reserved once)", s)
+	}
+	if n := len(e.outboxTypes(first.Response.ID)); n != 1 {
+		t.Errorf("%d outbox rows, want 1", n)
+	}
+
+	t.Run("same key, another body", func(t *testing.T) {
+		_, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(pid, 3)}, key)
+		wantStatus(t, err, http.StatusUnprocessableEntity)
+		if s := e.stock(pid); s != 98 {
+			t.Errorf("stock %d, want 98", s)
+		}
+	})
+	t.Run("keys belong to one user", func(t *testing.T) {
+		res, err := other.CreateOrder(ctx, req, key)
+		if err != nil || res.Response.ID == first.Response.ID {
+			t.Fatalf("%+v, %v", res, err)
+		}
+	})
+	t.Run("without a key every request is a new order", func(t *testing.T) {
+		a, err1 := cust.CreateOrder(ctx, req, oas.CreateOrderParams{})
+		b, err2 := cust.CreateOrder(ctx, req, oas.CreateOrderParams{})
+		if err1 != nil || err2 != nil || a.Response.ID == b.Response.ID {
+			t.Fatalf("%v %v", err1, err2)
+		}
+	})
+	t.Run("concurrent retries create one order", func(t *testing.T) {
+		before := e.stock(pid)
+		k := oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("concurrent")}
+		ids := make(chan int, 10)
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := cust.CreateOrder(ctx, req, k)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- res.Response.ID
+			}()
+		}
+		wg.Wait()
+		close(ids)
+		seen := map[int]bool{}
+		for id := range ids {
+			seen[id] = true
+		}
+		if len(seen) != 1 || e.stock(pid) != before-2 {
+			t.Errorf("orders %v, stock %d (was %d)", seen, e.stock(pid), before)
+		}
+	})
+	t.Run("an expired key may be used again", func(t *testing.T) {
+		k := oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("old")}
+		a, err := cust.CreateOrder(ctx, req, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.db.Exec(`UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = 'old'`); err != nil {
+			t.Fatal(err)
+		}
+		b, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(pid, 1)}, k)
+		if err != nil || b.Response.ID == a.Response.ID {
+			t.Fatalf("%+v, %v", b, err)
+		}
+	})
+	t.Run("too long a key", func(t *testing.T) {
+		long := make([]byte, 256)
+		for i := range long {
+			long[i] = 'k'
+		}
+		_, err := cust.CreateOrder(ctx, req, oas.CreateOrderParams{IdempotencyKey: oas.NewOptString(string(long))})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "Idempotency-Key")
+	})
+}
