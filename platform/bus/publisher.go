@@ -57,6 +57,9 @@ func NewPublisher(conn *Conn) *Publisher {
 	return &Publisher{conn: conn, exchange: conn.topology.Exchange, slots: make(chan struct{}, publisherChannels)}
 }
 
+// WaitReady blocks until the connection is up, ctx ends, or the connection is closed.
+func (p *Publisher) WaitReady(ctx context.Context) error { return p.conn.WaitReady(ctx) }
+
 // Publish publishes one message and waits for its confirm, within ctx.
 func (p *Publisher) Publish(ctx context.Context, m Message) error {
 	return p.PublishBatch(ctx, []Message{m})[0]

@@ -1,0 +1,29 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+
+	"go.uber.org/fx"
+
+	"orderflow/configuration"
+	"orderflow/platform/bus"
+)
+
+// Module runs the relay in every process that writes events. It needs the *sql.DB of
+// db.Module, the *bus.Publisher of bus.Module, *configuration.Config and *slog.Logger. The
+// relay starts with the app and stops (finishing its round) before the bus connection closes.
+var Module = fx.Module("outbox",
+	fx.Invoke(RegisterRelay),
+)
+
+// RegisterRelay creates the relay and ties it to the app's lifecycle.
+func RegisterRelay(lc fx.Lifecycle, pool *sql.DB, cfg *configuration.Config, pub *bus.Publisher, log *slog.Logger) *Relay {
+	r := NewRelay(pool, cfg.Database.DSN(), pub, cfg.Outbox, log)
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error { r.Start(); return nil },
+		OnStop:  r.Stop,
+	})
+	return r
+}

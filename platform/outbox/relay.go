@@ -1,0 +1,353 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"orderflow/configuration"
+	"orderflow/events"
+	"orderflow/platform/bus"
+)
+
+// Timings of the relay that are not configurable.
+const (
+	// publishTimeout bounds publishing one batch and waiting for its confirms.
+	publishTimeout = 10 * time.Second
+	// maxBackoff caps the wait after a failed batch (it doubles from pollInterval).
+	maxBackoff = 10 * time.Second
+	// pruneInterval is how often published rows older than the retention are deleted.
+	pruneInterval = 10 * time.Minute
+	// pruneChunk is how many rows one prune statement deletes.
+	pruneChunk = 5000
+)
+
+// Publisher publishes a batch with confirms; *bus.Publisher implements it.
+type Publisher interface {
+	PublishBatch(ctx context.Context, msgs []bus.Message) []error
+	WaitReady(ctx context.Context) error
+}
+
+// Relay publishes the outbox's unpublished rows, oldest first. Each round claims a batch with
+// FOR UPDATE SKIP LOCKED, publishes it with all confirms outstanding, and marks the confirmed
+// rows published in the same transaction, so several relays never publish a row twice unless
+// one dies between publishing and committing (then at most that batch is published again).
+// A round starts when an insert notifies Channel, every pollInterval otherwise, and at once
+// after a full batch.
+type Relay struct {
+	pool      *sql.DB
+	dsn       string
+	pub       Publisher
+	log       *slog.Logger
+	batchSize int
+	poll      time.Duration
+	retention time.Duration
+	prune     time.Duration
+
+	// afterPublish, when set, runs after a batch is published and before it is marked; an
+	// error aborts the round as a crash would (tests).
+	afterPublish func() error
+
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped sync.Once
+	done    sync.WaitGroup
+}
+
+// NewRelay returns a relay over the outbox table of pool (dsn is the same database, for the
+// LISTEN connection), publishing with pub.
+func NewRelay(pool *sql.DB, dsn string, pub Publisher, cfg configuration.Outbox, log *slog.Logger) *Relay {
+	poll := cfg.PollInterval.D()
+	if poll <= 0 {
+		poll = time.Second
+	}
+	return &Relay{
+		pool: pool, dsn: dsn, pub: pub, log: log.With("component", "outbox-relay"),
+		batchSize: max(cfg.BatchSize, 1), poll: poll, retention: cfg.Retention.D(),
+		prune: pruneInterval,
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+	}
+}
+
+// Start runs the relay in the background and returns at once.
+func (r *Relay) Start() {
+	r.done.Add(2)
+	go r.listen()
+	go r.run()
+}
+
+// Stop lets the round in progress finish (its publishing is bounded by publishTimeout) and
+// stops, or gives up waiting when ctx ends.
+func (r *Relay) Stop(ctx context.Context) error {
+	r.stopped.Do(func() { close(r.stop) })
+	done := make(chan struct{})
+	go func() {
+		r.done.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop outbox relay: %w", ctx.Err())
+	}
+}
+
+// notify wakes the relay without blocking; one pending wake-up is enough.
+func (r *Relay) notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Relay) stopping() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// run is the relay loop.
+func (r *Relay) run() {
+	defer r.done.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	poll := time.NewTicker(r.poll)
+	defer poll.Stop()
+	lastPrune := time.Time{}
+	backoff := r.poll
+	for !r.stopping() {
+		if time.Since(lastPrune) >= r.prune {
+			r.pruneOld(ctx)
+			lastPrune = time.Now()
+		}
+		// Claiming rows while the broker is down would hold their locks for the publish
+		// timeout; wait for the connection instead (the rows keep accumulating).
+		if err := r.waitReady(); err != nil {
+			return
+		}
+		n, err := r.round(ctx)
+		switch {
+		case errors.Is(err, errCrash):
+			return
+		case err != nil:
+			r.log.Warn("outbox relay round failed", "retry_in", backoff, "error", err)
+			if !r.sleep(backoff) {
+				return
+			}
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		backoff = r.poll
+		if n == r.batchSize {
+			continue // more are probably waiting
+		}
+		select {
+		case <-r.wake:
+		case <-poll.C:
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+func (r *Relay) waitReady() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-r.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return r.pub.WaitReady(ctx)
+}
+
+// sleep waits d or until Stop; false means stopping.
+func (r *Relay) sleep(d time.Duration) bool {
+	select {
+	case <-time.After(d):
+		return true
+	case <-r.stop:
+		return false
+	}
+}
+
+// errCrash ends the relay after an afterPublish failure, as a crash would.
+var errCrash = errors.New("relay crashed")
+
+type row struct {
+	id         int64
+	eventID    uuid.UUID
+	eventType  string
+	routingKey string
+	payload    []byte
+	headers    []byte
+	createdAt  time.Time
+}
+
+// round claims, publishes and marks one batch in one transaction and returns how many rows
+// it claimed.
+func (r *Relay) round(ctx context.Context) (int, error) {
+	tx, err := r.pool.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	rows, err := claim(ctx, tx, r.batchSize)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	msgs := make([]bus.Message, len(rows))
+	for i, rw := range rows {
+		var headers map[string]string
+		if len(rw.headers) > 0 {
+			if err := json.Unmarshal(rw.headers, &headers); err != nil {
+				return 0, fmt.Errorf("outbox row %d: headers: %w", rw.id, err)
+			}
+		}
+		msgs[i] = bus.Message{
+			ID: rw.eventID.String(), Type: rw.eventType, RoutingKey: rw.routingKey,
+			ContentType: events.ContentType, Body: rw.payload, Time: rw.createdAt, Headers: headers,
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	errs := r.pub.PublishBatch(pctx, msgs)
+	cancel()
+	if r.afterPublish != nil {
+		if err := r.afterPublish(); err != nil {
+			return 0, errCrash
+		}
+	}
+	var done, failed []int64
+	var reasons []string
+	for i, err := range errs {
+		if err == nil {
+			done = append(done, rows[i].id)
+			continue
+		}
+		failed = append(failed, rows[i].id)
+		reasons = append(reasons, err.Error())
+	}
+	if len(done) > 0 {
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)`, done)
+		if err != nil {
+			return 0, fmt.Errorf("mark %d rows published: %w", len(done), err)
+		}
+	}
+	if len(failed) > 0 {
+		_, err := tx.ExecContext(ctx, `UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.reason
+			FROM unnest($1::bigint[], $2::text[]) AS f(id, reason) WHERE o.id = f.id`, failed, reasons)
+		if err != nil {
+			return 0, fmt.Errorf("record %d failures: %w", len(failed), err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	if len(failed) > 0 {
+		return len(rows), fmt.Errorf("%d of %d events not published, first: %s", len(failed), len(rows), reasons[0])
+	}
+	return len(rows), nil
+}
+
+func claim(ctx context.Context, tx *sql.Tx, limit int) ([]row, error) {
+	rs, err := tx.QueryContext(ctx, `SELECT id, event_id, event_type, routing_key, payload, headers, created_at
+		FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	defer rs.Close()
+	var rows []row
+	for rs.Next() {
+		var rw row
+		if err := rs.Scan(&rw.id, &rw.eventID, &rw.eventType, &rw.routingKey, &rw.payload, &rw.headers, &rw.createdAt); err != nil {
+			return nil, fmt.Errorf("claim outbox rows: %w", err)
+		}
+		rows = append(rows, rw)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	return rows, nil
+}
+
+// pruneOld deletes published rows older than the retention, in chunks.
+func (r *Relay) pruneOld(ctx context.Context) {
+	total := int64(0)
+	for !r.stopping() {
+		res, err := r.pool.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (
+			SELECT id FROM outbox WHERE published_at < now() - $1::interval
+			LIMIT $2 FOR UPDATE SKIP LOCKED)`, r.retention.String(), pruneChunk)
+		if err != nil {
+			r.log.Warn("prune outbox", "error", err)
+			return
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if n < pruneChunk {
+			break
+		}
+	}
+	if total > 0 {
+		r.log.Info("pruned published outbox rows", "rows", total, "retention", r.retention)
+	}
+}
+
+// listen holds a LISTEN connection and wakes the relay on every notification, reconnecting
+// after a failure (and waking the relay then, as notifications may have been missed).
+func (r *Relay) listen() {
+	defer r.done.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-r.stop
+		cancel()
+	}()
+	backoff := 100 * time.Millisecond
+	for !r.stopping() {
+		err := r.listenOnce(ctx)
+		if r.stopping() {
+			return
+		}
+		r.log.Warn("outbox LISTEN connection lost, polling until it is back", "retry_in", backoff, "error", err)
+		if !r.sleep(backoff) {
+			return
+		}
+		backoff = min(backoff*2, maxBackoff)
+		r.notify()
+	}
+}
+
+func (r *Relay) listenOnce(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, r.dsn)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel}.Sanitize()); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		r.notify()
+	}
+}

@@ -1,0 +1,407 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/shopspring/decimal"
+
+	"orderflow/configuration"
+	"orderflow/ent"
+	"orderflow/events"
+	"orderflow/internal/testenv"
+	"orderflow/platform/bus"
+	"orderflow/platform/db"
+)
+
+func testLogger() *slog.Logger {
+	if os.Getenv("ORDERFLOW_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// env is one test's database, exchange and bus connection.
+type env struct {
+	cfg    *configuration.Config
+	pool   *sql.DB
+	client *ent.Client
+	conn   *bus.Conn
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	cfg := testenv.Config(t)
+	pool, err := db.Open(context.Background(), cfg.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	e := &env{cfg: cfg, pool: pool, client: db.NewClient(pool)}
+	e.conn = e.newConn(t, cfg.RabbitMQ.Exchange)
+	t.Cleanup(func() {
+		ch := adminChannel(t, cfg.RabbitMQ)
+		exchanges, queues := e.conn.Topology().Names()
+		for _, q := range queues {
+			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+				t.Errorf("delete queue %s: %v", q, err)
+			}
+		}
+		for _, x := range exchanges {
+			if err := ch.ExchangeDelete(x, false, false); err != nil {
+				t.Errorf("delete exchange %s: %v", x, err)
+			}
+		}
+	})
+	return e
+}
+
+// newConn starts a bus connection named name (the name closeConnections looks for).
+func (e *env) newConn(t *testing.T, name string) *bus.Conn {
+	t.Helper()
+	c := bus.NewConn(e.cfg.RabbitMQ, testLogger(), bus.Options{Name: name})
+	c.Start()
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// startRelay starts a relay with its own publisher on conn, stopped when the test ends.
+func (e *env) startRelay(t *testing.T, conn *bus.Conn, tune func(*Relay)) *Relay {
+	t.Helper()
+	r := NewRelay(e.pool, e.cfg.Database.DSN(), bus.NewPublisher(conn), e.cfg.Outbox, testLogger())
+	if tune != nil {
+		tune(r)
+	}
+	r.Start()
+	t.Cleanup(func() {
+		if err := r.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return r
+}
+
+// write commits n OrderCompleted events, in transactions of up to 500.
+func (e *env) write(t *testing.T, n int) []uuid.UUID {
+	t.Helper()
+	var ids []uuid.UUID
+	for done := 0; done < n; {
+		batch := make([]events.Event, min(500, n-done))
+		for i := range batch {
+			batch[i] = completed(done + i + 1)
+		}
+		err := db.WithTx(context.Background(), e.client, func(tx *ent.Tx) error {
+			got, err := WriteBatch(context.Background(), tx, events.SourceWorker, batch, nil)
+			ids = append(ids, got...)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done += len(batch)
+	}
+	return ids
+}
+
+// count consumes the order-completed queue and counts deliveries per message id.
+func (e *env) count(t *testing.T) *counter {
+	t.Helper()
+	c := &counter{seen: map[string]int{}}
+	cons := bus.NewConsumer(e.conn, bus.ConsumerOrderCompleted, 1000, func(_ context.Context, d bus.Delivery) error {
+		c.add(d.MessageID)
+		return nil
+	})
+	cons.Start()
+	t.Cleanup(func() { _ = cons.Stop(context.Background()) })
+	return c
+}
+
+func completed(orderID int) events.OrderCompleted {
+	return events.OrderCompleted{OrderID: orderID, UserID: 2, Total: events.NewMoney(decimal.RequireFromString("12.30")), CompletedAt: time.Now()}
+}
+
+type counter struct {
+	mu   sync.Mutex
+	seen map[string]int
+	n    int
+}
+
+func (c *counter) add(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[id]++
+	c.n++
+}
+
+// snapshot returns the distinct ids seen and the total deliveries.
+func (c *counter) snapshot() (distinct, total int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen), c.n
+}
+
+func (c *counter) duplicates() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := 0
+	for _, n := range c.seen {
+		d += n - 1
+	}
+	return d
+}
+
+func adminChannel(t *testing.T, cfg configuration.RabbitMQ) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(cfg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func unpublished(t *testing.T, pool *sql.DB) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(`SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRelayRoundTrip: an event committed arrives once with the right properties and body; a
+// rolled-back one never arrives. The poll interval is long, so the notification wakes the
+// relay.
+func TestRelayRoundTrip(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.Outbox.PollInterval = configuration.Duration(time.Hour)
+	e.startRelay(t, e.conn, nil)
+	ctx := context.Background()
+
+	_ = db.WithTx(ctx, e.client, func(tx *ent.Tx) error {
+		if _, err := Write(ctx, tx, events.SourceAPI, completed(1), nil); err != nil {
+			t.Fatal(err)
+		}
+		return errors.New("roll back")
+	})
+	var id uuid.UUID
+	err := db.WithTx(ctx, e.client, func(tx *ent.Tx) error {
+		var err error
+		id, err = Write(ctx, tx, events.SourceAPI, completed(2), map[string]string{"x-request-id": "req-7"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the row marked published", func() bool { return unpublished(t, e.pool) == 0 })
+
+	ch := adminChannel(t, e.cfg.RabbitMQ)
+	queue := e.conn.Topology().QueueName(bus.ConsumerOrderCompleted)
+	var got []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got = append(got, d)
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d messages in the queue, want 1", len(got))
+	}
+	d := got[0]
+	if d.MessageId != id.String() || d.Type != events.TypeOrderCompleted || d.ContentType != events.ContentType ||
+		d.DeliveryMode != amqp.Persistent || d.Timestamp.IsZero() || d.RoutingKey != events.RoutingKeyOrderCompleted ||
+		d.Headers["x-request-id"] != "req-7" {
+		t.Errorf("delivery properties %+v", d)
+	}
+	envl, ev, err := events.Decode(d.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if envl.ID != id.String() || envl.Source != events.SourceAPI || ev.(events.OrderCompleted).OrderID != 2 {
+		t.Errorf("envelope %+v event %+v", envl, ev)
+	}
+	if !strings.Contains(string(d.Body), "12.30") {
+		t.Errorf("body %s does not carry 12.30", d.Body)
+	}
+	var attempts int
+	if err := e.pool.QueryRow(`SELECT attempts FROM outbox WHERE event_id = $1`, id).Scan(&attempts); err != nil || attempts != 1 {
+		t.Errorf("attempts %d (%v), want 1", attempts, err)
+	}
+}
+
+// TestRelayCrashBetweenPublishAndMark: a relay that dies after publishing a batch and before
+// marking it leaves that batch unpublished; the next relay publishes it again, and only it.
+func TestRelayCrashBetweenPublishAndMark(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.Outbox.BatchSize = 100
+	seen := e.count(t)
+	e.write(t, 250)
+
+	crashed := make(chan struct{})
+	crasher := NewRelay(e.pool, e.cfg.Database.DSN(), bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
+	crasher.afterPublish = func() error {
+		close(crashed)
+		return errors.New("killed")
+	}
+	crasher.Start()
+	<-crashed
+	if err := crasher.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := unpublished(t, e.pool); n != 250 {
+		t.Fatalf("%d rows unpublished after the crash, want 250", n)
+	}
+
+	e.startRelay(t, e.conn, nil)
+	eventually(t, 20*time.Second, "250 events delivered", func() bool { d, _ := seen.snapshot(); return d == 250 })
+	eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
+	// Wait for the redelivered batch to be counted before judging duplicates.
+	eventually(t, 10*time.Second, "the crashed batch delivered twice", func() bool { _, n := seen.snapshot(); return n >= 350 })
+	if d := seen.duplicates(); d != 100 {
+		t.Errorf("%d duplicates, want exactly the crashed batch of 100", d)
+	}
+}
+
+// TestTwoRelays: two relays (two processes) on one table publish 5,000 rows, each once.
+func TestTwoRelays(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	seen := e.count(t)
+	other := e.newConn(t, e.cfg.RabbitMQ.Exchange+".second")
+	e.write(t, 5000)
+	e.startRelay(t, e.conn, nil)
+	e.startRelay(t, other, nil)
+	eventually(t, 60*time.Second, "5,000 events delivered", func() bool { d, _ := seen.snapshot(); return d == 5000 })
+	eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
+	var maxAttempts int
+	if err := e.pool.QueryRow(`SELECT max(attempts) FROM outbox`).Scan(&maxAttempts); err != nil || maxAttempts != 1 {
+		t.Errorf("max attempts %d (%v), want 1", maxAttempts, err)
+	}
+	if d := seen.duplicates(); d != 0 {
+		t.Errorf("%d events published twice", d)
+	}
+}
+
+// TestRelayReconnects: the relay's broker connection is closed while events are written;
+// every committed event arrives.
+func TestRelayReconnects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	seen := e.count(t)
+	relayConn := e.newConn(t, e.cfg.RabbitMQ.Exchange+".relay")
+	e.startRelay(t, relayConn, nil)
+	e.write(t, 500)
+	closeConnections(t, e.cfg.RabbitMQ.Exchange+".relay")
+	e.write(t, 500)
+	eventually(t, 60*time.Second, "1,000 events delivered", func() bool { d, _ := seen.snapshot(); return d == 1000 })
+	eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
+}
+
+// TestRelayRecordsFailures: an event that cannot be routed stays unpublished with its error
+// recorded, and does not hold back the others.
+func TestRelayRecordsFailures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	e.write(t, 1)
+	if _, err := e.pool.Exec(`UPDATE outbox SET routing_key = 'nowhere'`); err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, 3)
+	seen := e.count(t)
+	e.startRelay(t, e.conn, nil)
+	eventually(t, 10*time.Second, "three events delivered", func() bool { d, _ := seen.snapshot(); return d == 3 })
+	var lastErr sql.NullString
+	var attempts int
+	eventually(t, 10*time.Second, "the failure recorded", func() bool {
+		err := e.pool.QueryRowContext(ctx, `SELECT attempts, last_error FROM outbox WHERE routing_key = 'nowhere' AND published_at IS NULL`).Scan(&attempts, &lastErr)
+		return err == nil && attempts >= 1
+	})
+	if !strings.Contains(lastErr.String, "unroutable") {
+		t.Errorf("last_error %q", lastErr.String)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.write(t, 3)
+	if _, err := e.pool.Exec(`UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id = (SELECT min(id) FROM outbox)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(`UPDATE outbox SET published_at = now() WHERE id = (SELECT max(id) FROM outbox)`); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Outbox.Retention = configuration.Duration(time.Hour)
+	r := NewRelay(e.pool, e.cfg.Database.DSN(), bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
+	r.pruneOld(context.Background())
+	var total, published int
+	if err := e.pool.QueryRow(`SELECT count(*), count(published_at) FROM outbox`).Scan(&total, &published); err != nil {
+		t.Fatal(err)
+	}
+	if total != 2 || published != 1 {
+		t.Errorf("%d rows (%d published) left, want the recent published one and the unpublished one", total, published)
+	}
+}
+
+// closeConnections closes on the broker the connections named name, as
+// `rabbitmqctl close_all_connections` does for all of them.
+func closeConnections(t *testing.T, name string) {
+	t.Helper()
+	out, err := exec.Command("rabbitmqctl", "list_connections", "-q", "pid", "client_properties").CombinedOutput()
+	if err != nil {
+		t.Fatalf("rabbitmqctl list_connections: %v: %s", err, out)
+	}
+	closed := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		pid, props, ok := strings.Cut(line, "\t")
+		if !ok || !strings.Contains(props, fmt.Sprintf(`{"connection_name","%s"}`, name)) {
+			continue
+		}
+		if out, err := exec.Command("rabbitmqctl", "close_connection", pid, "test").CombinedOutput(); err != nil {
+			t.Fatalf("rabbitmqctl close_connection: %v: %s", err, out)
+		}
+		closed++
+	}
+	if closed != 1 {
+		t.Fatalf("closed %d connections named %s, want 1", closed, name)
+	}
+}
