@@ -40,7 +40,8 @@ type Server struct {
 func New(lc fx.Lifecycle, cfg *configuration.Config, mux *http.ServeMux, m *metrics.HTTP, log *slog.Logger) *Server {
 	s := &Server{
 		srv: &http.Server{
-			Handler:           WithRequestID(tracing.Middleware(WithTimeout(m.Wrap(mux), cfg.HTTP.RequestTimeout.D()))),
+			Handler: WithRequestID(tracing.Middleware(AccessLog(log,
+				WithTimeout(m.Wrap(mux), cfg.HTTP.RequestTimeout.D())))),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       cfg.HTTP.RequestTimeout.D(),
 			// Give a handler's own timeout the chance to answer before the write deadline.
@@ -128,3 +129,44 @@ func newRequestID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// AccessLog logs one line per request, with its request id, once it is answered: probes
+// (/healthz, /readyz, /metrics) at debug level, everything else at info.
+func AccessLog(l *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		level := slog.LevelInfo
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			level = slog.LevelDebug
+		}
+		l.Log(r.Context(), level, "http request",
+			"method", r.Method, "path", r.URL.Path, "status", sw.code,
+			"duration_ms", float64(time.Since(start).Microseconds())/1000, "bytes", sw.bytes)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	bytes       int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wroteHeader = true
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,12 +1,14 @@
 package httpserver_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/platform/health"
 	"orderflow/platform/httpserver"
+	"orderflow/platform/log"
 	"orderflow/platform/metrics"
 )
 
@@ -148,5 +151,25 @@ func TestRequestID(t *testing.T) {
 	resp.Body.Close()
 	if got := resp.Header.Get(httpserver.RequestIDHeader); len(got) != 24 {
 		t.Errorf("unusable request id replaced by %q, want a generated one", got)
+	}
+}
+
+func TestAccessLogCarriesRequestID(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := log.New(&buf, configuration.Log{Level: "info", Format: "json"}, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := httpserver.WithRequestID(httpserver.AccessLog(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	})))
+	req := httptest.NewRequest(http.MethodGet, "/api/x", nil)
+	req.Header.Set(httpserver.RequestIDHeader, "trail-7")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	line := buf.String()
+	for _, want := range []string{`"request_id":"trail-7"`, `"status":418`, `"path":"/api/x"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access log %s lacks %s", line, want)
+		}
 	}
 }
