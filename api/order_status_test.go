@@ -1,0 +1,171 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"orderflow/api/oas"
+	"orderflow/domain"
+	"orderflow/events"
+)
+
+// orderIn creates an order of qty units of pid and moves it to status through the API.
+func (e *env) orderIn(c *oas.Client, pid, qty int, status oas.OrderStatus) oas.Order {
+	e.t.Helper()
+	res, err := c.CreateOrder(ctx, &oas.OrderCreate{Items: items(pid, qty)}, oas.CreateOrderParams{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	path := map[oas.OrderStatus][]oas.OrderStatus{
+		oas.OrderStatusPending:    nil,
+		oas.OrderStatusProcessing: {oas.OrderStatusProcessing},
+		oas.OrderStatusCompleted:  {oas.OrderStatusProcessing, oas.OrderStatusCompleted},
+		oas.OrderStatusExpired:    {oas.OrderStatusExpired},
+	}[status]
+	o := res.Response
+	for _, s := range path {
+		got, err := e.admin.UpdateOrderStatus(ctx, &oas.OrderStatusUpdate{Status: s}, oas.UpdateOrderStatusParams{ID: o.ID})
+		if err != nil {
+			e.t.Fatalf("move order to %s: %v", s, err)
+		}
+		o = *got
+	}
+	return o
+}
+
+func TestOrderStatusTransitions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	pid := e.product("2.50", 1000)
+
+	eventOf := map[oas.OrderStatus]string{
+		oas.OrderStatusCompleted: events.TypeOrderCompleted,
+		oas.OrderStatusExpired:   events.TypeOrderExpired,
+	}
+	for _, from := range domain.Statuses {
+		for _, to := range domain.Statuses {
+			t.Run(string(from)+" to "+string(to), func(t *testing.T) {
+				o := e.orderIn(cust, pid, 2, oas.OrderStatus(from))
+				before := e.outboxTypes(o.ID)
+				stockBefore := e.stock(pid)
+				updatedBefore := e.updatedAt(o.ID)
+
+				got, err := e.admin.UpdateOrderStatus(ctx, &oas.OrderStatusUpdate{Status: oas.OrderStatus(to)}, oas.UpdateOrderStatusParams{ID: o.ID})
+				after := e.outboxTypes(o.ID)
+				added := after[len(before):]
+				switch cerr := domain.CanTransition(from, to); {
+				case from == to:
+					if err != nil || got.Status != o.Status || !e.updatedAt(o.ID).Equal(updatedBefore) {
+						t.Fatalf("no-op: %+v, %v", got, err)
+					}
+					if len(added) != 0 {
+						t.Errorf("no-op wrote %v", added)
+					}
+				case cerr == nil:
+					if err != nil || got.Status != oas.OrderStatus(to) || !e.updatedAt(o.ID).After(updatedBefore) {
+						t.Fatalf("allowed: %+v, %v", got, err)
+					}
+					want := []string{}
+					if ev, ok := eventOf[oas.OrderStatus(to)]; ok {
+						want = []string{ev}
+					}
+					if !slices.Equal(added, want) {
+						t.Errorf("outbox rows written %v, want %v", added, want)
+					}
+					wantStock := stockBefore
+					if to == domain.StatusExpired {
+						wantStock += 2 // expiry releases the reservation
+					}
+					if s := e.stock(pid); s != wantStock {
+						t.Errorf("stock %d, want %d", s, wantStock)
+					}
+				default:
+					wantStatus(t, err, http.StatusConflict)
+					if len(added) != 0 {
+						t.Errorf("refused change wrote %v", added)
+					}
+					now, _ := e.admin.GetOrder(ctx, oas.GetOrderParams{ID: o.ID})
+					if now.Status != oas.OrderStatus(from) {
+						t.Errorf("status %s after a refused change", now.Status)
+					}
+				}
+			})
+		}
+	}
+
+	t.Run("audit headers name the admin", func(t *testing.T) {
+		o := e.orderIn(cust, pid, 1, oas.OrderStatusCompleted)
+		var actor string
+		if err := e.db.QueryRow(`SELECT headers->>'actor-user-id' FROM outbox WHERE event_type = $1 AND (payload->'data'->>'orderId')::int = $2`,
+			events.TypeOrderCompleted, o.ID).Scan(&actor); err != nil {
+			t.Fatal(err)
+		}
+		if actor != itoa(e.adminID) {
+			t.Errorf("actor %q, want %d", actor, e.adminID)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		o := e.orderIn(cust, pid, 1, oas.OrderStatusPending)
+		_, err := cust.UpdateOrderStatus(ctx, &oas.OrderStatusUpdate{Status: oas.OrderStatusProcessing}, oas.UpdateOrderStatusParams{ID: o.ID})
+		wantStatus(t, err, http.StatusForbidden)
+		_, err = e.admin.UpdateOrderStatus(ctx, &oas.OrderStatusUpdate{Status: oas.OrderStatusProcessing}, oas.UpdateOrderStatusParams{ID: 999999})
+		wantStatus(t, err, http.StatusNotFound)
+		res := e.do(http.MethodPut, "/api/orders/"+itoa(o.ID), e.adminToken(), "application/json", `{"status":"shipped"}`)
+		body := problemBody(t, res, http.StatusBadRequest)
+		if errs, _ := body["errors"].([]any); len(errs) == 0 || errs[0].(map[string]any)["field"] != "status" {
+			t.Errorf("errors %v, want one for status", body["errors"])
+		}
+	})
+}
+
+// updatedAt reads an order's updated_at from the database, with its full precision.
+func (e *env) updatedAt(id int) time.Time {
+	e.t.Helper()
+	var at time.Time
+	if err := e.db.QueryRow(`SELECT updated_at FROM orders WHERE id = $1`, id).Scan(&at); err != nil {
+		e.t.Fatal(err)
+	}
+	return at
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestDeleteOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	pid := e.product("1.00", 100)
+	tests := []struct {
+		status   oas.OrderStatus
+		released bool
+	}{
+		{oas.OrderStatusPending, true},
+		{oas.OrderStatusProcessing, true},
+		{oas.OrderStatusCompleted, false},
+		{oas.OrderStatusExpired, false}, // released when it expired
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.status), func(t *testing.T) {
+			o := e.orderIn(cust, pid, 3, tt.status)
+			before := e.stock(pid)
+			wantStatus(t, cust.DeleteOrder(ctx, oas.DeleteOrderParams{ID: o.ID}), http.StatusForbidden)
+			if err := e.admin.DeleteOrder(ctx, oas.DeleteOrderParams{ID: o.ID}); err != nil {
+				t.Fatal(err)
+			}
+			want := before
+			if tt.released {
+				want += 3
+			}
+			if s := e.stock(pid); s != want {
+				t.Errorf("stock %d, want %d", s, want)
+			}
+			_, err := e.admin.GetOrder(ctx, oas.GetOrderParams{ID: o.ID})
+			wantStatus(t, err, http.StatusNotFound)
+			wantStatus(t, e.admin.DeleteOrder(ctx, oas.DeleteOrderParams{ID: o.ID}), http.StatusNotFound)
+		})
+	}
+}
