@@ -41,7 +41,7 @@ type env struct {
 	conn   *bus.Conn
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	cfg := testenv.Config(t)
 	pool, err := db.Open(context.Background(), cfg.Database)
@@ -69,7 +69,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // newConn starts a bus connection named name (the name closeConnections looks for).
-func (e *env) newConn(t *testing.T, name string) *bus.Conn {
+func (e *env) newConn(t testing.TB, name string) *bus.Conn {
 	t.Helper()
 	c := bus.NewConn(e.cfg.RabbitMQ, testLogger(), bus.Options{Name: name})
 	c.Start()
@@ -83,7 +83,7 @@ func (e *env) newConn(t *testing.T, name string) *bus.Conn {
 }
 
 // startRelay starts a relay with its own publisher on conn, stopped when the test ends.
-func (e *env) startRelay(t *testing.T, conn *bus.Conn, tune func(*Relay)) *Relay {
+func (e *env) startRelay(t testing.TB, conn *bus.Conn, tune func(*Relay)) *Relay {
 	t.Helper()
 	r := NewRelay(e.pool, e.cfg.Database.DSN(), bus.NewPublisher(conn), e.cfg.Outbox, testLogger())
 	if tune != nil {
@@ -99,7 +99,7 @@ func (e *env) startRelay(t *testing.T, conn *bus.Conn, tune func(*Relay)) *Relay
 }
 
 // write commits n OrderCompleted events, in transactions of up to 500.
-func (e *env) write(t *testing.T, n int) []uuid.UUID {
+func (e *env) write(t testing.TB, n int) []uuid.UUID {
 	t.Helper()
 	var ids []uuid.UUID
 	for done := 0; done < n; {
@@ -167,7 +167,7 @@ func (c *counter) duplicates() int {
 	return d
 }
 
-func adminChannel(t *testing.T, cfg configuration.RabbitMQ) *amqp.Channel {
+func adminChannel(t testing.TB, cfg configuration.RabbitMQ) *amqp.Channel {
 	t.Helper()
 	conn, err := amqp.Dial(cfg.URL())
 	if err != nil {
@@ -181,7 +181,7 @@ func adminChannel(t *testing.T, cfg configuration.RabbitMQ) *amqp.Channel {
 	return ch
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -192,7 +192,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-func unpublished(t *testing.T, pool *sql.DB) int {
+func unpublished(t testing.TB, pool *sql.DB) int {
 	t.Helper()
 	var n int
 	if err := pool.QueryRow(`SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n); err != nil {
