@@ -10,6 +10,7 @@ import (
 	"orderflow/ent/notification"
 	"orderflow/ent/order"
 	"orderflow/events"
+	"orderflow/platform/bus"
 	"orderflow/worker"
 )
 
@@ -98,7 +99,7 @@ func TestOrderCreatedInterruptedPaymentIsNotAcknowledgedAndResumesOnRedelivery(t
 	waitFor(t, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
 	cancel()
 	err := <-errc
-	if err == nil || errors.Is(err, worker.ErrPermanent) || !errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, bus.ErrPermanent) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted payment returned %v, want a transient error wrapping context.Canceled", err)
 	}
 	mustEqual(t, "status after interruption", s.status(t, created.OrderID), order.StatusProcessing)
@@ -293,7 +294,7 @@ func TestOrderCompletedMailFailureRollsBackAndRetries(t *testing.T) {
 	})
 
 	err := w.Handle(context.Background(), worker.Delivery{Body: body})
-	if err == nil || errors.Is(err, worker.ErrPermanent) {
+	if err == nil || errors.Is(err, bus.ErrPermanent) {
 		t.Fatalf("handle with a failing mailer: %v, want a transient error", err)
 	}
 	mustEqual(t, "notifications after the failure", len(s.notifications(t, created.OrderID)), 0)
@@ -346,8 +347,8 @@ func TestUnhandleableMessagesArePermanentFailures(t *testing.T) {
 	}
 	for name, body := range bodies {
 		err := w.Handle(context.Background(), worker.Delivery{Body: []byte(body)})
-		if !errors.Is(err, worker.ErrPermanent) {
-			t.Errorf("%s: error %v, want one wrapping ErrPermanent", name, err)
+		if !errors.Is(err, bus.ErrPermanent) {
+			t.Errorf("%s: error %v, want one wrapping bus.ErrPermanent", name, err)
 		}
 	}
 }
@@ -373,7 +374,7 @@ func TestDatabaseOutageIsTransient(t *testing.T) {
 	})
 	for _, body := range [][]byte{createdBody, completedBody, expiredBody} {
 		err := broken.Handle(context.Background(), worker.Delivery{Body: body})
-		if err == nil || errors.Is(err, worker.ErrPermanent) {
+		if err == nil || errors.Is(err, bus.ErrPermanent) {
 			t.Fatalf("handle without a database: %v, want a transient error", err)
 		}
 	}

@@ -310,3 +310,34 @@ func openUnchecked(t testing.TB, cfg configuration.Database) *ent.Client {
 	t.Cleanup(func() { pool.Close() })
 	return db.NewClient(pool)
 }
+
+// newOrdersBulk inserts n pending orders and their OrderCreated outbox rows in one
+// transaction.
+func (s *store) newOrdersBulk(t testing.TB, n int) {
+	t.Helper()
+	ctx := context.Background()
+	user := s.newUser(t, "Dennis Ritchie")
+	price := decimal.RequireFromString("99.99")
+	err := db.WithTx(ctx, s.client, func(tx *ent.Tx) error {
+		builders := make([]*ent.OrderCreate, n)
+		for i := range builders {
+			builders[i] = tx.Order.Create().SetUserID(user.ID).SetTotal(price)
+		}
+		orders, err := tx.Order.CreateBulk(builders...).Save(ctx)
+		if err != nil {
+			return err
+		}
+		evs := make([]events.Event, n)
+		for i, o := range orders {
+			evs[i] = events.OrderCreated{
+				OrderID: o.ID, UserID: user.ID, Total: events.NewMoney(price), CreatedAt: o.CreatedAt,
+				Items: []events.Item{{ProductID: 1, Quantity: 1, Price: events.NewMoney(price)}},
+			}
+		}
+		_, err = pout.WriteBatch(ctx, tx, events.SourceAPI, evs, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("insert %d orders: %v", n, err)
+	}
+}

@@ -19,11 +19,8 @@ import (
 
 	"orderflow/ent"
 	"orderflow/events"
+	"orderflow/platform/bus"
 )
-
-// ErrPermanent marks a message that can never be handled (malformed body, unknown type);
-// the consumer rejects it to the dead-letter queue instead of requeueing it.
-var ErrPermanent = errors.New("permanent failure")
 
 // errOrderGone reports that the order an event is about no longer exists.
 var errOrderGone = errors.New("order no longer exists")
@@ -39,6 +36,9 @@ type Options struct {
 	Random RandomSource
 	// Mailer sends the customer e-mails. Nil means a LogMailer on the worker's logger.
 	Mailer Mailer
+	// MaxPaymentsInFlight is the prefetch of the OrderCreated consumer (Module), and so the
+	// most payments that run at once. Zero means DefaultMaxPaymentsInFlight.
+	MaxPaymentsInFlight int
 }
 
 // Worker handles the order events. Its methods are safe for concurrent use; many payments
@@ -54,6 +54,9 @@ type Worker struct {
 func New(client *ent.Client, log *slog.Logger, opts Options) *Worker {
 	if opts.Random == nil {
 		opts.Random = DefaultRandom
+	}
+	if opts.MaxPaymentsInFlight <= 0 {
+		opts.MaxPaymentsInFlight = DefaultMaxPaymentsInFlight
 	}
 	if opts.Mailer == nil {
 		opts.Mailer = LogMailer{Log: log}
@@ -73,12 +76,13 @@ type Delivery struct {
 
 // Handle decodes d and passes it to the handler of its type. It returns nil when the message
 // is done with (handled, a duplicate, or about an order that no longer exists), an error
-// wrapping ErrPermanent when it can never be handled, and any other error when it should be
-// delivered again later (a database outage, a shutdown during a payment).
+// wrapping bus.ErrPermanent when it can never be handled (the consumer dead-letters it), and
+// any other error when it should be delivered again later (a database outage, a shutdown
+// during a payment).
 func (w *Worker) Handle(ctx context.Context, d Delivery) error {
 	env, ev, err := events.Decode(d.Body)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPermanent, err)
+		return bus.Permanent(err)
 	}
 	switch e := ev.(type) {
 	case events.OrderCreated:
@@ -88,6 +92,6 @@ func (w *Worker) Handle(ctx context.Context, d Delivery) error {
 	case events.OrderExpired:
 		return w.HandleOrderExpired(ctx, env, e)
 	default:
-		return fmt.Errorf("%w: no handler for event type %s", ErrPermanent, env.Type)
+		return bus.Permanent(fmt.Errorf("no handler for event type %s", env.Type))
 	}
 }

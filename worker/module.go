@@ -1,0 +1,59 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+
+	"go.uber.org/fx"
+
+	"orderflow/configuration"
+	"orderflow/ent"
+	"orderflow/platform/bus"
+)
+
+// DefaultMaxPaymentsInFlight is how many OrderCreated deliveries, and so simulated payments,
+// one worker process handles at once. At the default 5 s payment that is 600 orders per
+// second; the consumer spreads it over channels of at most 2,000 (a quorum queue's cap).
+const DefaultMaxPaymentsInFlight = 3000
+
+// Module runs the worker in an fx app: a consumer on each of the three order event queues,
+// on the process's bus connection. It needs *configuration.Config, *ent.Client and
+// *slog.Logger, bus.Module for the connection, and the outbox relay to publish the
+// OrderCompleted events the worker writes. On stop the consumers take no new deliveries and
+// let the handlers in flight finish until the stop deadline; payments still running then
+// are interrupted and their messages delivered again.
+var Module = fx.Module("worker",
+	fx.Provide(NewFromConfig),
+	fx.Invoke(RegisterConsumers),
+)
+
+// NewFromConfig returns the worker configured by cfg.
+func NewFromConfig(cfg *configuration.Config, client *ent.Client, log *slog.Logger) *Worker {
+	return New(client, log.With("component", "worker"), Options{
+		PaymentDelay:          cfg.Orders.PaymentDelay.D(),
+		CompletionProbability: cfg.Orders.CompletionProbability,
+		MaxPaymentsInFlight:   DefaultMaxPaymentsInFlight,
+	})
+}
+
+// RegisterConsumers starts the worker's consumers with the app and stops them, before the
+// connection closes, when the app stops. The OrderCreated consumer's prefetch is
+// Options.MaxPaymentsInFlight; the other two use rabbitmq.prefetch.
+func RegisterConsumers(lc fx.Lifecycle, cfg *configuration.Config, conn *bus.Conn, w *Worker) {
+	consumers := []*bus.Consumer{
+		bus.NewConsumer(conn, bus.ConsumerOrderCreated, w.opts.MaxPaymentsInFlight, w.consume),
+		bus.NewConsumer(conn, bus.ConsumerOrderCompleted, cfg.RabbitMQ.Prefetch, w.consume),
+		bus.NewConsumer(conn, bus.ConsumerOrderExpired, cfg.RabbitMQ.Prefetch, w.consume),
+	}
+	for _, c := range consumers {
+		lc.Append(fx.Hook{
+			OnStart: func(context.Context) error { c.Start(); return nil },
+			OnStop:  c.Stop,
+		})
+	}
+}
+
+// consume is the bus handler of every queue.
+func (w *Worker) consume(ctx context.Context, d bus.Delivery) error {
+	return w.Handle(ctx, Delivery{Body: d.Body, Redelivered: d.Redelivered})
+}

@@ -1,0 +1,534 @@
+package worker_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+
+	"orderflow/configuration"
+	"orderflow/ent"
+	"orderflow/ent/notification"
+	"orderflow/ent/order"
+	entoutbox "orderflow/ent/outbox"
+	"orderflow/events"
+	"orderflow/internal/testenv"
+	"orderflow/platform/bus"
+	"orderflow/platform/db"
+	"orderflow/worker"
+)
+
+// Log messages the end-to-end tests count.
+const (
+	msgCompleted     = "payment succeeded: order completed"
+	msgDeclined      = "payment declined: the order stays processing until it expires"
+	msgResumed       = "resuming a payment interrupted before its outcome"
+	msgCreatedDup    = "order created event dropped: the order is no longer pending"
+	msgNotifiedTwice = "order completed event dropped: the customer was already notified"
+)
+
+// system is one isolated deployment for a test: its own database and exchange, an outbox
+// relay, and the worker processes the test starts, all logging into one buffer.
+type system struct {
+	t     *testing.T
+	cfg   *configuration.Config
+	store *store
+	log   *slog.Logger
+	logs  *logBuffer
+}
+
+func newSystem(t *testing.T) *system {
+	t.Helper()
+	cfg := testenv.Config(t)
+	log, logs := newLogger()
+	sys := &system{t: t, cfg: cfg, store: openStore(t, cfg.Database), log: log, logs: logs}
+	t.Cleanup(func() { deleteTopology(t, cfg.RabbitMQ) })
+	startRelay(t, cfg, sys.store.client, log)
+	return sys
+}
+
+// workerApp is one worker process.
+type workerApp struct {
+	app    *fxtest.App
+	worker *worker.Worker
+	conn   *bus.Conn
+	pool   *sql.DB
+}
+
+// startWorker starts a worker process, as `orderflow worker` wires it, with the given payment
+// delay, probability and random source (nil: the default).
+func (s *system) startWorker(delay time.Duration, probability float64, random worker.RandomSource) *workerApp {
+	s.t.Helper()
+	w := &workerApp{}
+	w.app = fxtest.New(s.t,
+		fx.NopLogger,
+		fx.Supply(s.cfg, s.log),
+		db.Module,
+		bus.Module,
+		worker.Module,
+		fx.Decorate(func(client *ent.Client, log *slog.Logger) *worker.Worker {
+			return worker.New(client, log, worker.Options{
+				PaymentDelay:          delay,
+				CompletionProbability: probability,
+				Random:                random,
+			})
+		}),
+		fx.Populate(&w.worker, &w.conn, &w.pool),
+	)
+	w.app.RequireStart()
+	return w
+}
+
+// stop stops the process gracefully.
+func (w *workerApp) stop() { w.app.RequireStop() }
+
+// kill stops the process with a deadline shorter than its payments, so that the payments in
+// flight are interrupted like a killed process's, then releases what the aborted stop left.
+func (w *workerApp) kill(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := w.app.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stop during payments: %v, want the deadline to pass", err)
+	}
+	_ = w.conn.Close()
+	_ = w.pool.Close()
+}
+
+// outcome is what happened to the orders of a run.
+type outcome struct {
+	completed, processing, other int
+	notifications, emailsSent    int
+	emailLines                   int
+	completedEvents              int
+}
+
+// settle waits until every one of ids has had its payment decided and every resulting
+// OrderCompleted has been notified, then checks each order's end and returns the counts.
+func (s *system) settle(ids []int, timeout time.Duration) outcome {
+	t := s.t
+	t.Helper()
+	waitForWithin(t, timeout, "every payment decided and notified", func() bool {
+		decided := len(s.logs.lines(t, msgCompleted)) + len(s.logs.lines(t, msgDeclined))
+		return decided >= len(ids) && len(s.logs.emails(t)) == len(s.logs.lines(t, msgCompleted))
+	})
+	return s.check(ids)
+}
+
+// check verifies every order's end: completed with exactly one OrderCompleted notification,
+// its e-mail marked sent, one e-mail log line and one OrderCompleted event; or processing
+// with none of them.
+func (s *system) check(ids []int) outcome {
+	t := s.t
+	t.Helper()
+	ctx := context.Background()
+	c := s.store.client
+	orders, err := c.Order.Query().Where(order.IDIn(ids...)).All(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes, err := c.Notification.Query().Where(notification.OrderIDIn(ids...)).All(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notesOf := map[int][]*ent.Notification{}
+	for _, n := range notes {
+		notesOf[n.OrderID] = append(notesOf[n.OrderID], n)
+	}
+	eventsOf := s.completedEventCounts()
+	emails := s.logs.emails(t)
+
+	var o outcome
+	for _, ord := range orders {
+		ns := notesOf[ord.ID]
+		switch ord.Status {
+		case order.StatusCompleted:
+			o.completed++
+			if len(ns) != 1 || ns[0].EventType != notification.EventTypeOrderCompleted || !ns[0].IsEmailSent {
+				t.Errorf("completed order %d: notifications %s, want one OrderCompleted with the e-mail sent", ord.ID, describe(ns))
+			}
+			if emails[ord.ID] != 1 || eventsOf[ord.ID] != 1 {
+				t.Errorf("completed order %d: %d e-mail log lines and %d OrderCompleted events, want 1 and 1", ord.ID, emails[ord.ID], eventsOf[ord.ID])
+			}
+		case order.StatusProcessing:
+			o.processing++
+			if len(ns) != 0 || emails[ord.ID] != 0 || eventsOf[ord.ID] != 0 {
+				t.Errorf("processing order %d: notifications %s, %d e-mails, %d OrderCompleted events, want none",
+					ord.ID, describe(ns), emails[ord.ID], eventsOf[ord.ID])
+			}
+		default:
+			o.other++
+			t.Errorf("order %d ended %s, want completed or processing", ord.ID, ord.Status)
+		}
+	}
+	mustEqual(t, "orders found", len(orders), len(ids))
+	for _, n := range notes {
+		o.notifications++
+		if n.IsEmailSent {
+			o.emailsSent++
+		}
+	}
+	for _, id := range ids {
+		o.emailLines += emails[id]
+		o.completedEvents += eventsOf[id]
+	}
+	return o
+}
+
+// completedEventCounts counts the OrderCompleted outbox rows per order.
+func (s *system) completedEventCounts() map[int]int {
+	s.t.Helper()
+	rows, err := s.store.client.Outbox.Query().
+		Where(entoutbox.EventType(events.TypeOrderCompleted)).
+		All(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	counts := map[int]int{}
+	for _, r := range rows {
+		_, ev, err := events.Decode(r.Payload)
+		if err != nil {
+			s.t.Fatalf("outbox row %d: %v", r.ID, err)
+		}
+		counts[ev.(events.OrderCompleted).OrderID]++
+	}
+	return counts
+}
+
+// snapshot renders every row a redelivery could change.
+func (s *system) snapshot() []string {
+	s.t.Helper()
+	ctx := context.Background()
+	c := s.store.client
+	var rows []string
+	orders, err := c.Order.Query().Order(ent.Asc(order.FieldID)).All(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, o := range orders {
+		rows = append(rows, fmt.Sprintf("order %d %s %s", o.ID, o.Status, o.UpdatedAt.Format(time.RFC3339Nano)))
+	}
+	notes, err := c.Notification.Query().Order(ent.Asc(notification.FieldID)).All(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, n := range notes {
+		rows = append(rows, fmt.Sprintf("notification %d %d %s %v %q", n.ID, n.OrderID, n.EventType, n.IsEmailSent, n.Message))
+	}
+	outboxRows, err := c.Outbox.Query().Order(ent.Asc(entoutbox.FieldID)).All(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, e := range outboxRows {
+		rows = append(rows, fmt.Sprintf("outbox %d %s %s", e.ID, e.EventID, e.EventType))
+	}
+	return rows
+}
+
+func TestSystemOrdersEndCompletedOrProcessingAndRepublishingChangesNothing(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	w := sys.startWorker(200*time.Millisecond, 0.5, nil)
+	defer w.stop()
+
+	ids := sys.store.newOrders(t, 200)
+	o := sys.settle(ids, 60*time.Second)
+	mustEqual(t, "orders that ended otherwise", o.other, 0)
+	mustEqual(t, "notifications", o.notifications, o.completed)
+	mustEqual(t, "e-mails marked sent", o.emailsSent, o.completed)
+	mustEqual(t, "e-mail log lines", o.emailLines, o.completed)
+	mustEqual(t, "OrderCompleted events", o.completedEvents, o.completed)
+	// Binomial(200, 0.5): 60-140 completions lie within 5.6 standard deviations.
+	if o.completed < 60 || o.completed > 140 {
+		t.Errorf("%d of 200 orders completed at probability 0.5, want 60-140", o.completed)
+	}
+	t.Logf("%d completed, %d processing", o.completed, o.processing)
+
+	// Every event published so far is published once more: nothing changes.
+	waitForWithin(t, 10*time.Second, "every event published", func() bool { return unpublished(t, sys.store.client) == 0 })
+	before := sys.snapshot()
+	republished := republishAll(t, sys)
+	mustEqual(t, "events published again", republished, len(ids)+o.completed)
+	waitForWithin(t, 20*time.Second, "every copy handled", func() bool {
+		return len(sys.logs.lines(t, msgCreatedDup)) >= len(ids) && len(sys.logs.lines(t, msgNotifiedTwice)) >= o.completed
+	})
+	if after := sys.snapshot(); !slices.Equal(before, after) {
+		t.Fatalf("rows changed after every event was delivered again:\nbefore %d rows, after %d rows", len(before), len(after))
+	}
+	if again := sys.check(ids); again != o {
+		t.Fatalf("outcome after the copies %+v, want %+v", again, o)
+	}
+}
+
+func TestSystemWorkerKilledDuringPaymentsResumesThemAfterRestart(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	// Every payment succeeds, so an order that does not end completed was lost.
+	first := sys.startWorker(time.Hour, 1, nil)
+	ids := sys.store.newOrders(t, 100)
+	waitForWithin(t, 30*time.Second, "every payment in flight", func() bool { return first.worker.PaymentsInFlight() == int64(len(ids)) })
+	first.kill(t)
+	mustEqual(t, "payments left running", first.worker.PaymentsInFlight(), int64(0))
+	var processing int
+	for _, id := range ids {
+		if sys.store.status(t, id) == order.StatusProcessing {
+			processing++
+		}
+	}
+	mustEqual(t, "orders processing after the kill", processing, len(ids))
+
+	second := sys.startWorker(200*time.Millisecond, 1, nil)
+	defer second.stop()
+	o := sys.settle(ids, 60*time.Second)
+	mustEqual(t, "completed", o.completed, len(ids))
+	mustEqual(t, "notifications", o.notifications, len(ids))
+	mustEqual(t, "e-mail log lines", o.emailLines, len(ids))
+	mustEqual(t, "OrderCompleted events", o.completedEvents, len(ids))
+	mustEqual(t, "payments resumed", len(sys.logs.lines(t, msgResumed)), len(ids))
+}
+
+func TestSystemGracefulStopFinishesPaymentsInFlight(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	first := sys.startWorker(time.Second, 1, nil)
+	ids := sys.store.newOrders(t, 50)
+	waitForWithin(t, 30*time.Second, "every payment in flight", func() bool { return first.worker.PaymentsInFlight() == int64(len(ids)) })
+	first.stop()
+	for _, id := range ids {
+		mustEqual(t, fmt.Sprintf("status of order %d after the stop", id), sys.store.status(t, id), order.StatusCompleted)
+	}
+
+	// The next worker sends the e-mails and has no payment to resume.
+	second := sys.startWorker(time.Second, 1, nil)
+	defer second.stop()
+	o := sys.settle(ids, 30*time.Second)
+	mustEqual(t, "completed", o.completed, len(ids))
+	mustEqual(t, "e-mail log lines", o.emailLines, len(ids))
+	mustEqual(t, "payments resumed", len(sys.logs.lines(t, msgResumed)), 0)
+}
+
+func TestSystemTwoWorkersGiveTheSameResultAsOne(t *testing.T) {
+	t.Parallel()
+	// Payments of even order ids succeed: the outcome of each order is known in advance.
+	even := func(id int) float64 {
+		if id%2 == 0 {
+			return 0
+		}
+		return 0.99
+	}
+	run := func(t *testing.T, workers int) outcome {
+		sys := newSystem(t)
+		for range workers {
+			w := sys.startWorker(200*time.Millisecond, 0.5, even)
+			defer w.stop()
+		}
+		ids := sys.store.newOrders(t, 200)
+		o := sys.settle(ids, 60*time.Second)
+		var wantCompleted int
+		for _, id := range ids {
+			if id%2 == 0 {
+				wantCompleted++
+			}
+			want := order.StatusProcessing
+			if id%2 == 0 {
+				want = order.StatusCompleted
+			}
+			mustEqual(t, fmt.Sprintf("status of order %d", id), sys.store.status(t, id), want)
+		}
+		mustEqual(t, "completed", o.completed, wantCompleted)
+		mustEqual(t, "processing", o.processing, len(ids)-wantCompleted)
+		mustEqual(t, "notifications", o.notifications, wantCompleted)
+		mustEqual(t, "e-mail log lines", o.emailLines, wantCompleted)
+		mustEqual(t, "OrderCompleted events", o.completedEvents, wantCompleted)
+		return o
+	}
+	results := make(chan outcome, 2)
+	t.Run("group", func(t *testing.T) {
+		for _, n := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%d workers", n), func(t *testing.T) {
+				t.Parallel()
+				results <- run(t, n)
+			})
+		}
+	})
+	close(results)
+	var got []outcome
+	for o := range results {
+		got = append(got, o)
+	}
+	if len(got) == 2 && got[0] != got[1] {
+		t.Fatalf("one worker and two workers differ: %+v and %+v", got[0], got[1])
+	}
+}
+
+func TestSystemPaymentsOverlap(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	// Payments that never end on their own: every delivery the worker accepts stays in
+	// flight, so the count shows how many payments the default wiring runs at once.
+	w := sys.startWorker(time.Hour, 0.5, nil)
+	const orders = 2600
+	sys.store.newOrdersBulk(t, orders)
+	waitForWithin(t, 60*time.Second, fmt.Sprintf("%d payments in flight at once", orders), func() bool {
+		return w.worker.PaymentsInFlight() == orders
+	})
+	w.kill(t)
+}
+
+func TestModuleWiring(t *testing.T) {
+	t.Parallel()
+	cfg := configuration.Defaults()
+	log, _ := newLogger()
+	if err := fx.ValidateApp(fx.NopLogger, fx.Supply(&cfg, log), db.Module, bus.Module, worker.Module); err != nil {
+		t.Fatalf("worker wiring: %v", err)
+	}
+	// Without the bus there is no connection to consume from: the wiring must say so.
+	if err := fx.ValidateApp(fx.NopLogger, fx.Supply(&cfg, log), db.Module, worker.Module); err == nil {
+		t.Fatal("worker wiring without bus.Module validated, want a missing *bus.Conn")
+	}
+}
+
+// startRelay publishes the outbox rows every 20 ms until the test ends, as the outbox relay
+// of the process that wrote them does.
+func startRelay(t *testing.T, cfg *configuration.Config, client *ent.Client, log *slog.Logger) {
+	t.Helper()
+	conn := bus.NewConn(cfg.RabbitMQ, log, bus.Options{Name: "worker-test-relay"})
+	conn.Start()
+	ready, cancelReady := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelReady()
+	if err := conn.WaitReady(ready); err != nil {
+		t.Fatal(err)
+	}
+	pub := bus.NewPublisher(conn)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if err := publishPending(ctx, client, pub); err != nil && ctx.Err() == nil {
+				log.Warn("test relay", "error", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = conn.Close()
+	})
+}
+
+func publishPending(ctx context.Context, client *ent.Client, pub *bus.Publisher) error {
+	rows, err := client.Outbox.Query().
+		Where(entoutbox.PublishedAtIsNil()).
+		Order(ent.Asc(entoutbox.FieldID)).
+		Limit(500).
+		All(ctx)
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	msgs := make([]bus.Message, len(rows))
+	for i, r := range rows {
+		msgs[i] = message(r)
+	}
+	var sent []int64
+	for i, err := range pub.PublishBatch(ctx, msgs) {
+		if err == nil {
+			sent = append(sent, rows[i].ID)
+		}
+	}
+	return client.Outbox.Update().Where(entoutbox.IDIn(sent...)).SetPublishedAt(time.Now()).Exec(ctx)
+}
+
+func message(r *ent.Outbox) bus.Message {
+	return bus.Message{
+		ID: r.EventID.String(), Type: r.EventType, RoutingKey: r.RoutingKey,
+		ContentType: events.ContentType, Body: r.Payload, Time: r.CreatedAt, Headers: r.Headers,
+	}
+}
+
+// republishAll publishes every event of the outbox once more and returns how many.
+func republishAll(t *testing.T, sys *system) int {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := sys.store.client.Outbox.Query().Order(ent.Asc(entoutbox.FieldID)).All(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := bus.NewConn(sys.cfg.RabbitMQ, sys.log, bus.Options{Name: "worker-test-republish"})
+	conn.Start()
+	defer conn.Close()
+	pub := bus.NewPublisher(conn)
+	msgs := make([]bus.Message, len(rows))
+	for i, r := range rows {
+		msgs[i] = message(r)
+	}
+	for i, err := range pub.PublishBatch(ctx, msgs) {
+		if err != nil {
+			t.Fatalf("publish event %s again: %v", msgs[i].ID, err)
+		}
+	}
+	return len(rows)
+}
+
+func unpublished(t *testing.T, client *ent.Client) int {
+	t.Helper()
+	n, err := client.Outbox.Query().Where(entoutbox.PublishedAtIsNil()).Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// deleteTopology removes the test's exchanges and queues from the broker.
+func deleteTopology(t *testing.T, cfg configuration.RabbitMQ) {
+	t.Helper()
+	conn, err := amqp.Dial(cfg.URL())
+	if err != nil {
+		t.Errorf("delete topology: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Errorf("delete topology: %v", err)
+		return
+	}
+	exchanges, queues := bus.NewTopology(cfg.Exchange, 0, nil).Names()
+	for _, q := range queues {
+		if _, err := ch.QueueDelete(q, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
+			t.Errorf("delete queue %s: %v", q, err)
+			return
+		}
+	}
+	for _, x := range exchanges {
+		if err := ch.ExchangeDelete(x, false /* if-unused */, false /* no-wait */); err != nil {
+			t.Errorf("delete exchange %s: %v", x, err)
+			return
+		}
+	}
+}
+
+// waitForWithin polls cond until it holds, failing t after timeout.
+func waitForWithin(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
