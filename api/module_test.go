@@ -1,0 +1,157 @@
+package api
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+	"golang.org/x/crypto/bcrypt"
+
+	"orderflow/api/oas"
+	"orderflow/configuration"
+	"orderflow/internal/testenv"
+	"orderflow/platform/db"
+)
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestModuleValidates(t *testing.T) {
+	t.Parallel()
+	cfg := configuration.Defaults()
+	err := fx.ValidateApp(
+		fx.Supply(&cfg, discard()),
+		db.Module,
+		fx.Provide(http.NewServeMux),
+		Module,
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestModuleStartsOnEmptyDatabase boots the module on a database without tables: it applies
+// the migrations, creates the admin and serves the API on the mux.
+func TestModuleStartsOnEmptyDatabase(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Config(t)
+	cfg.Database = testenv.EmptyDatabase(t)
+	var mux *http.ServeMux
+	app := fxtest.New(t,
+		fx.Supply(cfg, discard()),
+		db.Module,
+		fx.Provide(http.NewServeMux),
+		Module,
+		fx.Populate(&mux),
+	)
+	app.RequireStart()
+	defer app.RequireStop()
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	anon, err := oas.NewClient(srv.URL, token(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := anon.Login(ctx, &oas.LoginRequest{Email: cfg.Admin.Email, Password: cfg.Admin.Password})
+	if err != nil {
+		t.Fatalf("admin cannot sign in: %v", err)
+	}
+	c, _ := oas.NewClient(srv.URL, token(res.Token))
+	products, err := c.ListProducts(ctx, oas.ListProductsParams{})
+	if err != nil || products.XTotalCount == 0 {
+		t.Fatalf("seeded products: %+v, %v", products, err)
+	}
+	spec, err := http.Get(srv.URL + "/openapi.yaml")
+	if err != nil || spec.StatusCode != http.StatusOK {
+		t.Fatalf("GET /openapi.yaml: %v", err)
+	}
+	spec.Body.Close()
+}
+
+func TestEnsureAdmin(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Config(t)
+	pool, err := db.Open(ctx, cfg.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	client := db.NewClient(pool)
+	admin := configuration.Admin{Name: "Root", Email: "Root@Example.COM", Password: "first-password"}
+
+	read := func() (id int, name, email, role, hash string) {
+		t.Helper()
+		err := pool.QueryRow(`SELECT id, name, email, role, password_hash FROM users WHERE email = 'root@example.com'`).
+			Scan(&id, &name, &email, &role, &hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := EnsureAdmin(ctx, client, admin, bcrypt.MinCost, discard()); err != nil {
+		t.Fatal(err)
+	}
+	id, name, _, role, hash := read()
+	if name != "Root" || role != "admin" || bcrypt.CompareHashAndPassword([]byte(hash), []byte("first-password")) != nil {
+		t.Fatalf("created %s %s", name, role)
+	}
+
+	// Unchanged settings leave the row alone, hash included.
+	if err := EnsureAdmin(ctx, client, admin, bcrypt.MinCost, discard()); err != nil {
+		t.Fatal(err)
+	}
+	if id2, _, _, _, hash2 := read(); id2 != id || hash2 != hash {
+		t.Error("a second start-up rewrote the admin")
+	}
+
+	// A demoted admin with a new configured password and name is restored and rehashed.
+	if _, err := pool.Exec(`UPDATE users SET role = 'customer' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	admin.Password, admin.Name = "second-password", "Root 2"
+	if err := EnsureAdmin(ctx, client, admin, bcrypt.MinCost, discard()); err != nil {
+		t.Fatal(err)
+	}
+	id3, name, _, role, hash := read()
+	if id3 != id || name != "Root 2" || role != "admin" || bcrypt.CompareHashAndPassword([]byte(hash), []byte("second-password")) != nil {
+		t.Errorf("after update: %s %s", name, role)
+	}
+}
+
+// TestDatabaseUnavailable checks that requests answer 503, not 500, when PostgreSQL cannot be
+// reached.
+func TestDatabaseUnavailable(t *testing.T) {
+	t.Parallel()
+	cfg := configuration.Defaults()
+	cfg.Auth.JWTSecret = "orderflow-test-jwt-secret-0123456789abcdef"
+	cfg.Database.Host, cfg.Database.Port = "127.0.0.1", 1 // nothing listens there
+	pool, err := sql.Open("pgx", cfg.Database.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	h := NewHandler(db.NewClient(pool), pool, &cfg, discard())
+	api, err := NewServer(h, cfg.HTTP.MaxBodyBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+
+	tok, _, err := h.Tokens().Issue(1, "admin", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := oas.NewClient(srv.URL, token(tok))
+	_, err = c.ListProducts(context.Background(), oas.ListProductsParams{})
+	wantStatus(t, err, http.StatusServiceUnavailable)
+	_, err = c.Login(context.Background(), &oas.LoginRequest{Email: "a@example.com", Password: "secret1"})
+	wantStatus(t, err, http.StatusServiceUnavailable)
+}
