@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -73,4 +75,59 @@ func TestReconnectAfterConnectionsClosed(t *testing.T) {
 			t.Fatalf("closed %d connections named %s, want 1", n, c.name)
 		}
 	})
+}
+
+// TestAcksAfterReconnectAckNothingElse: handlers that were running when the connection
+// dropped finish afterwards. Their acks must not settle other messages on the new channel,
+// where delivery tags start again at 1 (amqp091-go's own recovery reuses the channel and
+// does exactly that, losing messages). Every message is handled and the queue ends empty.
+func TestAcksAfterReconnectAckNothingElse(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	handled := newCounter()
+	gate := make(chan struct{})
+	var blocked sync.WaitGroup
+	blocked.Add(10)
+	var holding atomic.Int64
+	cons := NewConsumer(c, "c", 10, func(ctx context.Context, d Delivery) error {
+		// The first ten deliveries (before the drop) wait for the gate.
+		if holding.Add(1) <= 10 {
+			blocked.Done()
+			<-gate
+		}
+		handled.add(d.MessageID)
+		return nil
+	})
+	cons.Start()
+	msgs := make([]Message, 20)
+	for i := range msgs {
+		msgs[i] = message(testKey, i)
+	}
+	for _, err := range NewPublisher(c).PublishBatch(context.Background(), msgs) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocked.Wait() // ten handlers hold the whole prefetch
+	if n := closeConnections(t, c.name); n != 1 {
+		t.Fatalf("closed %d connections, want 1", n)
+	}
+	// The new channel delivers the ten again and the other ten.
+	eventually(t, 30*time.Second, "all 20 handled on the new channel", func() bool { return handled.distinct() == 20 })
+	close(gate) // the old handlers finish now; their acks fail on the dead channel
+	eventually(t, 10*time.Second, "the old handlers done", func() bool {
+		handled.mu.Lock()
+		defer handled.mu.Unlock()
+		total := 0
+		for _, n := range handled.seen {
+			total += n
+		}
+		return total >= 30
+	})
+	if err := cons.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ch := adminChannel(t, cfg)
+	eventually(t, 10*time.Second, "an empty queue", func() bool { return queueLength(t, ch, c.Topology().QueueName("c")) == 0 })
 }
