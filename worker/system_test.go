@@ -23,6 +23,7 @@ import (
 	"orderflow/internal/testenv"
 	"orderflow/platform/bus"
 	"orderflow/platform/db"
+	"orderflow/platform/outbox"
 	"orderflow/worker"
 )
 
@@ -35,8 +36,8 @@ const (
 	msgNotifiedTwice = "order completed event dropped: the customer was already notified"
 )
 
-// system is one isolated deployment for a test: its own database and exchange, an outbox
-// relay, and the worker processes the test starts, all logging into one buffer.
+// system is one isolated deployment for a test: its own database and exchange, and the
+// worker processes the test starts, all logging into one buffer.
 type system struct {
 	t     *testing.T
 	cfg   *configuration.Config
@@ -51,7 +52,6 @@ func newSystem(t *testing.T) *system {
 	log, logs := newLogger()
 	sys := &system{t: t, cfg: cfg, store: openStore(t, cfg.Database), log: log, logs: logs}
 	t.Cleanup(func() { deleteTopology(t, cfg.RabbitMQ) })
-	startRelay(t, cfg, sys.store.client, log)
 	return sys
 }
 
@@ -61,10 +61,13 @@ type workerApp struct {
 	worker *worker.Worker
 	conn   *bus.Conn
 	pool   *sql.DB
+	relay  *outbox.Relay
 }
 
-// startWorker starts a worker process, as `orderflow worker` wires it, with the given payment
-// delay, probability and random source (nil: the default).
+// startWorker starts a worker process, wired as `orderflow worker` is (with the outbox relay
+// that publishes the events it writes, and here also the OrderCreated rows the test inserts
+// as the API would), with the given payment delay, probability and random source (nil: the
+// default).
 func (s *system) startWorker(delay time.Duration, probability float64, random worker.RandomSource) *workerApp {
 	s.t.Helper()
 	w := &workerApp{}
@@ -73,6 +76,10 @@ func (s *system) startWorker(delay time.Duration, probability float64, random wo
 		fx.Supply(s.cfg, s.log),
 		db.Module,
 		bus.Module,
+		// outbox.Module, keeping hold of the relay so that kill can stop it.
+		fx.Module("outbox", fx.Invoke(func(lc fx.Lifecycle, pool *sql.DB, cfg *configuration.Config, pub *bus.Publisher, log *slog.Logger) {
+			w.relay = outbox.RegisterRelay(lc, pool, cfg, pub, log)
+		})),
 		worker.Module,
 		fx.Decorate(func(client *ent.Client, log *slog.Logger) *worker.Worker {
 			return worker.New(client, log, worker.Options{
@@ -98,6 +105,11 @@ func (w *workerApp) kill(t *testing.T) {
 	defer cancel()
 	if err := w.app.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("stop during payments: %v, want the deadline to pass", err)
+	}
+	stop, cancelStop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelStop()
+	if err := w.relay.Stop(stop); err != nil {
+		t.Error(err)
 	}
 	_ = w.conn.Close()
 	_ = w.pool.Close()
@@ -387,7 +399,7 @@ func TestModuleWiring(t *testing.T) {
 	t.Parallel()
 	cfg := configuration.Defaults()
 	log, _ := newLogger()
-	if err := fx.ValidateApp(fx.NopLogger, fx.Supply(&cfg, log), db.Module, bus.Module, worker.Module); err != nil {
+	if err := fx.ValidateApp(fx.NopLogger, fx.Supply(&cfg, log), db.Module, bus.Module, outbox.Module, worker.Module); err != nil {
 		t.Fatalf("worker wiring: %v", err)
 	}
 	// Without the bus there is no connection to consume from: the wiring must say so.
@@ -396,62 +408,7 @@ func TestModuleWiring(t *testing.T) {
 	}
 }
 
-// startRelay publishes the outbox rows every 20 ms until the test ends, as the outbox relay
-// of the process that wrote them does.
-func startRelay(t *testing.T, cfg *configuration.Config, client *ent.Client, log *slog.Logger) {
-	t.Helper()
-	conn := bus.NewConn(cfg.RabbitMQ, log, bus.Options{Name: "worker-test-relay"})
-	conn.Start()
-	ready, cancelReady := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancelReady()
-	if err := conn.WaitReady(ready); err != nil {
-		t.Fatal(err)
-	}
-	pub := bus.NewPublisher(conn)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			if err := publishPending(ctx, client, pub); err != nil && ctx.Err() == nil {
-				log.Warn("test relay", "error", err)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = conn.Close()
-	})
-}
-
-func publishPending(ctx context.Context, client *ent.Client, pub *bus.Publisher) error {
-	rows, err := client.Outbox.Query().
-		Where(entoutbox.PublishedAtIsNil()).
-		Order(ent.Asc(entoutbox.FieldID)).
-		Limit(500).
-		All(ctx)
-	if err != nil || len(rows) == 0 {
-		return err
-	}
-	msgs := make([]bus.Message, len(rows))
-	for i, r := range rows {
-		msgs[i] = message(r)
-	}
-	var sent []int64
-	for i, err := range pub.PublishBatch(ctx, msgs) {
-		if err == nil {
-			sent = append(sent, rows[i].ID)
-		}
-	}
-	return client.Outbox.Update().Where(entoutbox.IDIn(sent...)).SetPublishedAt(time.Now()).Exec(ctx)
-}
-
+// message is the bus message of an outbox row, as the relay publishes it.
 func message(r *ent.Outbox) bus.Message {
 	return bus.Message{
 		ID: r.EventID.String(), Type: r.EventType, RoutingKey: r.RoutingKey,
