@@ -8,6 +8,7 @@ import (
 
 	"orderflow/configuration"
 	"orderflow/platform/health"
+	"orderflow/platform/log"
 )
 
 // Module provides the process's *Conn (declaring the topology of every system queue on each
@@ -36,10 +37,25 @@ func AsConsumer(f any) any {
 	return fx.Annotate(f, fx.ResultTags(`group:"bus.consumers"`))
 }
 
+// ConnParams are the dependencies of ProvideConn.
+type ConnParams struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+	Config    *configuration.Config
+	Log       *slog.Logger
+	// Process, when supplied, names the connection "orderflow-<process>" on the broker.
+	Process log.Process `optional:"true"`
+}
+
 // ProvideConn returns the process's connection; it starts dialling when the app starts
 // (start-up does not wait for the broker) and closes when the app stops.
-func ProvideConn(lc fx.Lifecycle, cfg *configuration.Config, log *slog.Logger) *Conn {
-	c := NewConn(cfg.RabbitMQ, log, Options{})
+func ProvideConn(p ConnParams) *Conn {
+	name := "orderflow"
+	if p.Process != "" {
+		name += "-" + string(p.Process)
+	}
+	c := NewConn(p.Config.RabbitMQ, p.Log, Options{Name: name})
+	lc := p.Lifecycle
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error { c.Start(); return nil },
 		OnStop:  func(context.Context) error { return c.Close() },
