@@ -387,3 +387,20 @@ func TestPoisonMessage(t *testing.T) {
 		t.Errorf("malformed message delivered %d times, want 1", n)
 	}
 }
+
+// TestPublishFailsWhileBlocked: while the broker blocks the connection, publishing fails at
+// once instead of hanging in a socket write.
+func TestPublishFailsWhileBlocked(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	p := NewPublisher(c)
+	c.blocked.Store(true) // as watch does on connection.blocked
+	if err := p.Publish(context.Background(), message(testKey, 1)); !errors.Is(err, ErrBlocked) {
+		t.Fatalf("got %v, want ErrBlocked", err)
+	}
+	c.blocked.Store(false)
+	if err := p.Publish(context.Background(), message(testKey, 2)); err != nil {
+		t.Fatal(err)
+	}
+}

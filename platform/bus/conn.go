@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -57,6 +58,8 @@ type Conn struct {
 	changed chan struct{}    // closed and replaced whenever conn changes
 	lastErr error
 	started bool
+	// blocked is set while the broker blocks publishing on the connection (a resource alarm).
+	blocked atomic.Bool
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -229,6 +232,7 @@ func (c *Conn) watch(conn *amqp.Connection, closed <-chan *amqp.Error, blocked <
 				blocked = nil
 				continue
 			}
+			c.blocked.Store(b.Active)
 			if b.Active {
 				c.log.Warn("rabbitmq blocked publishing on this connection", "reason", b.Reason)
 			} else {
@@ -240,6 +244,7 @@ func (c *Conn) watch(conn *amqp.Connection, closed <-chan *amqp.Error, blocked <
 				err = amqpErr
 			}
 			c.set(nil, err)
+			c.blocked.Store(false)
 			c.log.Warn("rabbitmq connection lost, reconnecting", "error", err)
 			return true
 		case <-c.closing:

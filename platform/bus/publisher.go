@@ -16,6 +16,9 @@ var (
 	ErrNacked = errors.New("bus: message nacked by the broker")
 	// ErrReturned: the message matched no queue (a mandatory message returned).
 	ErrReturned = errors.New("bus: message returned unroutable")
+	// ErrBlocked: the broker blocks publishing on the connection (a memory or disk alarm);
+	// publishing now would block the caller until the alarm clears.
+	ErrBlocked = errors.New("bus: publishing blocked by the broker")
 )
 
 // publisherChannels is how many channels publish at once; more concurrent publishers wait.
@@ -83,6 +86,9 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message) []error {
 		return errs
 	}
 	fail := func(err error) []error { return failFrom(0, err) }
+	if p.conn.blocked.Load() {
+		return fail(ErrBlocked)
+	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
