@@ -12,6 +12,7 @@ import (
 	"orderflow/platform/httpserver"
 	"orderflow/platform/log"
 	"orderflow/platform/metrics"
+	"orderflow/platform/outbox"
 	"orderflow/platform/tracing"
 )
 
@@ -34,9 +35,11 @@ func processOptions(process string, cfg *configuration.Config) fx.Option {
 	)
 }
 
-// processModules lists what each process adds to the shared platform.
+// processModules lists what each process adds to the shared platform. The outbox relay
+// comes before the process's own module so that it stops after it, publishing what the
+// process wrote while draining.
 var processModules = map[string][]fx.Option{
-	"api":     {bus.Module, api.Module, fx.Invoke(docs.Register)},
-	"worker":  {bus.Module},
-	"cronjob": {bus.Module},
+	"api":     {bus.Module, outbox.Module, api.Module, fx.Invoke(docs.Register)},
+	"worker":  {bus.Module, outbox.Module},
+	"cronjob": {bus.Module, outbox.Module},
 }

@@ -9,6 +9,11 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"orderflow/platform/log"
+	"orderflow/platform/tracing"
 )
 
 // ErrPermanent marks a handler error for a message that can never be handled (malformed,
@@ -47,10 +52,11 @@ type Handler func(ctx context.Context, d Delivery) error
 // Consumer runs a Handler on every message of one queue, concurrently up to the prefetch,
 // and resubscribes by itself after a connection drop.
 type Consumer struct {
-	conn    *Conn
-	queue   string
-	handler Handler
-	log     *slog.Logger
+	conn     *Conn
+	consumer string
+	queue    string
+	handler  Handler
+	log      *slog.Logger
 	// perChannel is the prefetch of each of the consumer's channels.
 	perChannel []int
 	// requeueDelay is how long a transiently failed delivery waits before it is requeued.
@@ -70,7 +76,7 @@ func NewConsumer(conn *Conn, consumer string, prefetch int, h Handler) *Consumer
 	queue := conn.topology.QueueName(consumer)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Consumer{
-		conn: conn, queue: queue, handler: h,
+		conn: conn, consumer: consumer, queue: queue, handler: h,
 		perChannel: splitPrefetch(prefetch, maxPrefetchPerChannel), requeueDelay: requeueDelay,
 		log:      conn.log.With("queue", queue),
 		stopping: make(chan struct{}), handlerCtx: ctx, abort: cancel,
@@ -219,20 +225,26 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) error {
 }
 
 func (c *Consumer) handle(d amqp.Delivery) {
+	start := time.Now()
 	count, _ := d.Headers["x-delivery-count"].(int64)
-	err := c.handler(c.handlerCtx, Delivery{
+	ctx, span := deliveryContext(c.handlerCtx, c.consumer, d)
+	defer span.End()
+	err := c.handler(ctx, Delivery{
 		Body: d.Body, MessageID: d.MessageId, Type: d.Type, RoutingKey: d.RoutingKey,
 		Headers: d.Headers, Timestamp: d.Timestamp, Redelivered: d.Redelivered, DeliveryCount: count,
 	})
 	var ackErr error
+	outcome := "ack"
 	switch {
 	case err == nil:
 		ackErr = d.Ack(false)
 	case errors.Is(err, ErrPermanent):
-		c.log.Error("message rejected to the dead-letter queue", "message_id", d.MessageId, "error", err)
+		outcome = "dead_letter"
+		c.log.ErrorContext(ctx, "message rejected to the dead-letter queue", "message_id", d.MessageId, "error", err)
 		ackErr = d.Reject(false /* requeue */)
 	default:
-		c.log.Warn("handler failed, message requeued", "message_id", d.MessageId, "delivery_count", count, "error", err)
+		outcome = "requeue"
+		c.log.WarnContext(ctx, "handler failed, message requeued", "message_id", d.MessageId, "delivery_count", count, "error", err)
 		select {
 		case <-time.After(c.requeueDelay):
 		case <-c.handlerCtx.Done():
@@ -241,7 +253,30 @@ func (c *Consumer) handle(d amqp.Delivery) {
 		// limit.
 		ackErr = d.Reject(true /* requeue */)
 	}
+	observeDelivery(c.consumer, d.Type, outcome, d.Redelivered || count > 0, time.Since(start))
 	if ackErr != nil {
-		c.log.Warn("settle delivery on a closed channel; the broker redelivers it", "message_id", d.MessageId, "error", ackErr)
+		c.log.WarnContext(ctx, "settle delivery on a closed channel; the broker redelivers it", "message_id", d.MessageId, "error", ackErr)
 	}
+}
+
+// deliveryContext continues the trace and the request id that the message carries, so the
+// handler's log lines and spans join those of the request that caused the event.
+func deliveryContext(parent context.Context, consumer string, d amqp.Delivery) (context.Context, trace.Span) {
+	headers := make(map[string]string, len(d.Headers))
+	for k, v := range d.Headers {
+		if s, ok := v.(string); ok {
+			headers[k] = s
+		}
+	}
+	ctx := parent
+	if id := headers[HeaderRequestID]; id != "" {
+		ctx = log.WithRequestID(ctx, id)
+	}
+	ctx = tracing.Extract(ctx, headers)
+	return tracing.Tracer().Start(ctx, "consume "+d.RoutingKey,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "rabbitmq"),
+			attribute.String("messaging.consumer.group.name", consumer),
+			attribute.String("messaging.message.id", d.MessageId)))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"orderflow/configuration"
@@ -18,6 +19,7 @@ import (
 var Module = fx.Module("bus",
 	fx.Provide(ProvideConn, NewPublisher, health.AsCheck(BrokerCheck)),
 	fx.Invoke(fx.Annotate(startConsumers, fx.ParamTags(``, ``, ``, `group:"bus.consumers"`))),
+	fx.Invoke(func(reg prometheus.Registerer) error { return registerAll(reg, Collectors()) }),
 )
 
 // Registration is a consumer for Module to run: the handler of one system queue.
@@ -76,4 +78,13 @@ func startConsumers(lc fx.Lifecycle, cfg *configuration.Config, c *Conn, regs []
 			OnStop:  consumer.Stop,
 		})
 	}
+}
+
+func registerAll(reg prometheus.Registerer, cs []prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }

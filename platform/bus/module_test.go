@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
@@ -21,13 +23,17 @@ func TestModule(t *testing.T) {
 	cfg.RabbitMQ = rabbitConfig(t)
 	deleteAtCleanup(t, cfg.RabbitMQ, NewTopology(cfg.RabbitMQ.Exchange, 0, nil))
 	got := make(chan Delivery, 1)
+	requestIDs := make(chan string, 1)
 	var conn *Conn
 	var pub *Publisher
+	reg := prometheus.NewRegistry()
 	app := fxtest.New(t,
 		fx.Supply(&cfg, testLogger(), log.Process("test")),
+		fx.Provide(func() prometheus.Registerer { return reg }),
 		Module,
 		fx.Provide(AsConsumer(func() Registration {
-			return Registration{Consumer: ConsumerOrderExpired, Handler: func(_ context.Context, d Delivery) error {
+			return Registration{Consumer: ConsumerOrderExpired, Handler: func(ctx context.Context, d Delivery) error {
+				requestIDs <- log.RequestID(ctx)
 				got <- d
 				return nil
 			}}
@@ -41,7 +47,9 @@ func TestModule(t *testing.T) {
 	if err := conn.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Publish(ctx, message("order.expired", 1)); err != nil {
+	m := message("order.expired", 1)
+	m.Headers = map[string]string{HeaderRequestID: "req-77"}
+	if err := pub.Publish(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -52,7 +60,28 @@ func TestModule(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the consumer received nothing")
 	}
+	if id := <-requestIDs; id != "req-77" {
+		t.Errorf("handler's context carries request id %q, want the message's", id)
+	}
 	if conn.name != "orderflow-test" {
 		t.Errorf("connection name %q", conn.name)
+	}
+	// The delivery is counted once acked, just after the handler returned.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := testutil.ToFloat64(consumed.WithLabelValues(ConsumerOrderExpired, "test.v1", "ack"))
+		if n >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the acked delivery was not counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(published.WithLabelValues("confirmed")); n < 1 {
+		t.Errorf("published confirmed = %v", n)
+	}
+	if count, err := testutil.GatherAndCount(reg, "orderflow_events_consumed_total"); err != nil || count == 0 {
+		t.Errorf("registry does not expose the consumer metrics: %d, %v", count, err)
 	}
 }

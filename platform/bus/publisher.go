@@ -72,6 +72,19 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 // then waits for every confirm, within ctx. It returns one error per message, nil for each
 // one the broker confirmed; a message after one that failed to be sent fails too.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []Message) []error {
+	errs := p.publishBatch(ctx, msgs)
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	published.WithLabelValues("confirmed").Add(float64(len(errs) - failed))
+	published.WithLabelValues("failed").Add(float64(failed))
+	return errs
+}
+
+func (p *Publisher) publishBatch(ctx context.Context, msgs []Message) []error {
 	errs := make([]error, len(msgs))
 	if len(msgs) == 0 {
 		return errs

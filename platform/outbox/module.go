@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"orderflow/configuration"
@@ -16,6 +17,9 @@ import (
 // relay starts with the app and stops (finishing its round) before the bus connection closes.
 var Module = fx.Module("outbox",
 	fx.Invoke(RegisterRelay),
+	fx.Invoke(func(reg prometheus.Registerer, pool *sql.DB) error {
+		return reg.Register(NewBacklogCollector(pool))
+	}),
 )
 
 // RegisterRelay creates the relay and ties it to the app's lifecycle.

@@ -17,6 +17,9 @@ import (
 
 	"orderflow/ent"
 	"orderflow/events"
+	"orderflow/platform/bus"
+	"orderflow/platform/log"
+	"orderflow/platform/tracing"
 )
 
 // Channel is the PostgreSQL notification channel that an insert into the outbox signals.
@@ -24,8 +27,9 @@ const Channel = "orderflow_outbox"
 
 // Write inserts e as an unpublished outbox row inside tx, the caller's transaction, and
 // returns the event id (also the AMQP message_id). source names the writing process
-// (events.SourceAPI, ...); headers (a request id, a traceparent) are sent as AMQP headers and
-// may be nil. The event is published only if tx commits.
+// (events.SourceAPI, ...); headers are sent as AMQP headers and may be nil. The request id
+// and the trace context of ctx are added to them, so the consumers' logs and spans join the
+// request's. The event is published only if tx commits.
 func Write(ctx context.Context, tx *ent.Tx, source string, e events.Event, headers map[string]string) (uuid.UUID, error) {
 	ids, err := WriteBatch(ctx, tx, source, []events.Event{e}, headers)
 	if err != nil {
@@ -40,6 +44,7 @@ func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Eve
 	if len(evs) == 0 {
 		return nil, nil
 	}
+	headers = withContext(ctx, headers)
 	now := time.Now().UTC()
 	ids := make([]uuid.UUID, len(evs))
 	builders := make([]*ent.OutboxCreate, len(evs))
@@ -72,4 +77,17 @@ func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Eve
 		return nil, fmt.Errorf("insert %d outbox events: %w", len(evs), err)
 	}
 	return ids, nil
+}
+
+// withContext returns headers plus the request id and W3C trace context of ctx.
+func withContext(ctx context.Context, headers map[string]string) map[string]string {
+	out := make(map[string]string, len(headers)+3)
+	tracing.Inject(ctx, out)
+	if id := log.RequestID(ctx); id != "" {
+		out[bus.HeaderRequestID] = id
+	}
+	for k, v := range headers {
+		out[k] = v
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -10,12 +11,16 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
+	"go.opentelemetry.io/otel/trace"
 
 	"orderflow/ent"
 	entoutbox "orderflow/ent/outbox"
 	"orderflow/events"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
+	"orderflow/platform/bus"
 	"orderflow/platform/db"
+	"orderflow/platform/log"
 	"orderflow/platform/outbox"
 )
 
@@ -170,5 +175,69 @@ func TestBatchNotifiesOnce(t *testing.T) {
 	}
 	if rowLevel {
 		t.Error("outbox_notify_insert is a row-level trigger")
+	}
+}
+
+func TestWriteCarriesRequestIDAndTrace(t *testing.T) {
+	t.Parallel()
+	client, _ := newClient(t)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: mustTraceID(t, traceID), SpanID: trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8}, TraceFlags: trace.FlagsSampled,
+	})
+	ctx := trace.ContextWithSpanContext(log.WithRequestID(context.Background(), "req-9"), sc)
+	var id uuid.UUID
+	err := db.WithTx(ctx, client, func(tx *ent.Tx) error {
+		var err error
+		id, err = outbox.Write(ctx, tx, events.SourceAPI, completed(7), map[string]string{"x-extra": "1"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := client.Outbox.Query().Where(entoutbox.EventID(id)).OnlyX(ctx)
+	if row.Headers[bus.HeaderRequestID] != "req-9" || row.Headers["x-extra"] != "1" ||
+		!strings.Contains(row.Headers["traceparent"], traceID) {
+		t.Errorf("headers %v lack the request id, the caller's header or the trace", row.Headers)
+	}
+}
+
+func mustTraceID(t *testing.T, s string) trace.TraceID {
+	t.Helper()
+	id, err := trace.TraceIDFromHex(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestBacklogCollector(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client, dsn := newClient(t)
+	pool, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	collector := outbox.NewBacklogCollector(pool)
+	if got := testutil.ToFloat64Metric(t, collector, "orderflow_outbox_backlog"); got != 0 {
+		t.Errorf("empty outbox backlog = %v", got)
+	}
+	err = db.WithTx(ctx, client, func(tx *ent.Tx) error {
+		_, err := outbox.WriteBatch(ctx, tx, events.SourceAPI, []events.Event{completed(1), completed(2), completed(3)}, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(`UPDATE outbox SET created_at = now() - interval '90 seconds'`); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64Metric(t, collector, "orderflow_outbox_backlog"); got != 3 {
+		t.Errorf("backlog = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64Metric(t, collector, "orderflow_outbox_oldest_unpublished_age_seconds"); got < 89 || got > 200 {
+		t.Errorf("oldest age = %v, want about 90 s", got)
 	}
 }
