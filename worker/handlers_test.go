@@ -372,12 +372,17 @@ func TestDatabaseOutageIsTransient(t *testing.T) {
 	_, expiredBody := envelope(t, events.SourceCronJob, events.OrderExpired{
 		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, ExpiredAt: time.Now(), ExpiredAfter: "10m0s",
 	})
+	// Handlers wait for the database, keeping their message, until they are stopped; then
+	// they fail without marking the message permanent, so it is requeued.
 	for _, body := range [][]byte{createdBody, completedBody, expiredBody} {
-		err := broken.Handle(context.Background(), worker.Delivery{Body: body})
+		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+		err := broken.Handle(ctx, worker.Delivery{Body: body})
+		cancel()
 		if err == nil || errors.Is(err, bus.ErrPermanent) {
 			t.Fatalf("handle without a database: %v, want a transient error", err)
 		}
 	}
+	mustEqual(t, "outage log lines", len(logs.lines(t, "database unavailable: handlers keep their messages and retry")), 1)
 	mustEqual(t, "status while the database is down", s.status(t, created.OrderID), order.StatusPending)
 
 	// The database is back: the redelivered events are handled as if nothing happened.

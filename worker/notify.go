@@ -61,36 +61,13 @@ func (m LogMailer) Send(ctx context.Context, e Email) error {
 func (w *Worker) HandleOrderCompleted(ctx context.Context, env events.Envelope, e events.OrderCompleted) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	var sent bool
-	err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
-		o, err := tx.Order.Query().Where(order.ID(e.OrderID)).WithUser().Only(ctx)
-		if ent.IsNotFound(err) {
-			return errOrderGone
-		}
-		if err != nil {
-			return fmt.Errorf("read order %d: %w", e.OrderID, err)
-		}
-		body := fmt.Sprintf("Your order #%d for %s has been completed. Thank you for your purchase!",
-			o.ID, o.Total.StringFixed(2))
-		id, inserted, err := insertNotification(ctx, tx, o.ID, notification.EventTypeOrderCompleted, body)
-		if err != nil || !inserted {
+	err := w.retry(ctx, func() error {
+		sent = false
+		return db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
+			var err error
+			sent, err = w.notifyCompleted(ctx, tx, e)
 			return err
-		}
-		mail := Email{
-			To:      o.Edges.User.Email,
-			Name:    o.Edges.User.Name,
-			Subject: fmt.Sprintf("Your order #%d has been completed", o.ID),
-			Body:    body,
-			OrderID: o.ID,
-			Total:   o.Total,
-		}
-		if err := w.opts.Mailer.Send(ctx, mail); err != nil {
-			return fmt.Errorf("send completion e-mail for order %d: %w", o.ID, err)
-		}
-		if err := tx.Notification.UpdateOneID(id).SetIsEmailSent(true).Exec(ctx); err != nil {
-			return fmt.Errorf("mark e-mail of order %d sent: %w", o.ID, err)
-		}
-		sent = true
-		return nil
+		})
 	})
 	switch {
 	case errors.Is(err, errOrderGone):
@@ -104,6 +81,39 @@ func (w *Worker) HandleOrderCompleted(ctx context.Context, env events.Envelope, 
 	return nil
 }
 
+// notifyCompleted records the OrderCompleted notification inside tx and sends its e-mail,
+// unless the order already has one; it reports whether it sent the e-mail.
+func (w *Worker) notifyCompleted(ctx context.Context, tx *ent.Tx, e events.OrderCompleted) (bool, error) {
+	o, err := tx.Order.Query().Where(order.ID(e.OrderID)).WithUser().Only(ctx)
+	if ent.IsNotFound(err) {
+		return false, errOrderGone
+	}
+	if err != nil {
+		return false, fmt.Errorf("read order %d: %w", e.OrderID, err)
+	}
+	body := fmt.Sprintf("Your order #%d for %s has been completed. Thank you for your purchase!",
+		o.ID, o.Total.StringFixed(2))
+	id, inserted, err := insertNotification(ctx, tx, o.ID, notification.EventTypeOrderCompleted, body)
+	if err != nil || !inserted {
+		return false, err
+	}
+	mail := Email{
+		To:      o.Edges.User.Email,
+		Name:    o.Edges.User.Name,
+		Subject: fmt.Sprintf("Your order #%d has been completed", o.ID),
+		Body:    body,
+		OrderID: o.ID,
+		Total:   o.Total,
+	}
+	if err := w.opts.Mailer.Send(ctx, mail); err != nil {
+		return false, fmt.Errorf("send completion e-mail for order %d: %w", o.ID, err)
+	}
+	if err := tx.Notification.UpdateOneID(id).SetIsEmailSent(true).Exec(ctx); err != nil {
+		return false, fmt.Errorf("mark e-mail of order %d sent: %w", o.ID, err)
+	}
+	return true, nil
+}
+
 // HandleOrderExpired records the OrderExpired notification of an order, once, as an audit
 // trail; no e-mail is sent.
 func (w *Worker) HandleOrderExpired(ctx context.Context, env events.Envelope, e events.OrderExpired) error {
@@ -111,10 +121,12 @@ func (w *Worker) HandleOrderExpired(ctx context.Context, env events.Envelope, e 
 	body := fmt.Sprintf("Your order #%d for %s has expired: its payment was not completed within %s, and the reserved items have been released.",
 		e.OrderID, e.Total.StringFixed(2), e.ExpiredAfter)
 	var inserted bool
-	err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
-		var err error
-		_, inserted, err = insertNotification(ctx, tx, e.OrderID, notification.EventTypeOrderExpired, body)
-		return err
+	err := w.retry(ctx, func() error {
+		return db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
+			var err error
+			_, inserted, err = insertNotification(ctx, tx, e.OrderID, notification.EventTypeOrderExpired, body)
+			return err
+		})
 	})
 	switch {
 	case errors.Is(err, errOrderGone):

@@ -37,19 +37,33 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // A payment interrupted by ctx returns an error, so the message is not acknowledged.
 func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
-	claimed, err := w.claim(ctx, e.OrderID)
+	// uncertain: an attempt to claim the order failed in a way that may have committed it
+	// (the connection dropped after the update), so processing may be this delivery's own
+	// doing.
+	var claimed, uncertain bool
+	err := w.retry(ctx, func() error {
+		var err error
+		claimed, err = w.claim(ctx, e.OrderID)
+		uncertain = uncertain || err != nil
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	if !claimed {
-		status, err := w.status(ctx, e.OrderID)
+		var status order.Status
+		err := w.retry(ctx, func() error {
+			var err error
+			status, err = w.status(ctx, e.OrderID)
+			return err
+		})
 		switch {
 		case errors.Is(err, errOrderGone):
 			log.Warn("order created event dropped: the order no longer exists")
 			return nil
 		case err != nil:
 			return err
-		case status == order.StatusProcessing && redelivered:
+		case status == order.StatusProcessing && (redelivered || uncertain):
 			log.Info("resuming a payment interrupted before its outcome")
 		default:
 			log.Info("order created event dropped: the order is no longer pending",
@@ -69,7 +83,12 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 		log.Info("payment declined: the order stays processing until it expires")
 		return nil
 	}
-	completed, err := w.complete(ctx, e)
+	var completed bool
+	err = w.retry(ctx, func() error {
+		var err error
+		completed, err = w.complete(ctx, e)
+		return err
+	})
 	if err != nil {
 		return err
 	}

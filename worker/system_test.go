@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
@@ -74,6 +75,7 @@ func (s *system) startWorker(delay time.Duration, probability float64, random wo
 	w.app = fxtest.New(s.t,
 		fx.NopLogger,
 		fx.Supply(s.cfg, s.log),
+		fx.Provide(newRegistry),
 		db.Module,
 		bus.Module,
 		// outbox.Module, keeping hold of the relay so that kill can stop it.
@@ -128,9 +130,23 @@ type outcome struct {
 func (s *system) settle(ids []int, timeout time.Duration) outcome {
 	t := s.t
 	t.Helper()
+	ctx := context.Background()
 	waitForWithin(t, timeout, "every payment decided and notified", func() bool {
 		decided := len(s.logs.lines(t, msgCompleted)) + len(s.logs.lines(t, msgDeclined))
-		return decided >= len(ids) && len(s.logs.emails(t)) == len(s.logs.lines(t, msgCompleted))
+		if decided < len(ids) {
+			return false
+		}
+		completed, err := s.store.client.Order.Query().
+			Where(order.IDIn(ids...), order.StatusEQ(order.StatusCompleted)).Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		notified, err := s.store.client.Notification.Query().
+			Where(notification.OrderIDIn(ids...), notification.IsEmailSent(true)).Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return notified == completed && len(s.logs.emails(t)) >= completed
 	})
 	return s.check(ids)
 }
@@ -327,6 +343,34 @@ func TestSystemGracefulStopFinishesPaymentsInFlight(t *testing.T) {
 	mustEqual(t, "payments resumed", len(sys.logs.lines(t, msgResumed)), 0)
 }
 
+func TestSystemDatabaseOutageLosesNothing(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	// The worker reaches the database through a proxy that the test cuts; the test itself
+	// connects directly.
+	px := startProxy(t, hostPort(sys.cfg.Database.Host, sys.cfg.Database.Port))
+	direct := *sys.cfg
+	sys.cfg.Database.Host, sys.cfg.Database.Port = "127.0.0.1", px.port()
+	w := sys.startWorker(time.Second, 1, nil)
+	defer w.stop()
+	sys.cfg = &direct
+
+	ids := sys.store.newOrders(t, 50)
+	waitForWithin(t, 30*time.Second, "every payment in flight", func() bool { return w.worker.PaymentsInFlight() == int64(len(ids)) })
+	// The database goes away while the payments run, for longer than the queue's delivery
+	// limit of requeues would last, and comes back.
+	px.cut()
+	time.Sleep(time.Duration(bus.DefaultDeliveryLimit+2) * time.Second)
+	px.restore()
+
+	o := sys.settle(ids, 60*time.Second)
+	mustEqual(t, "completed", o.completed, len(ids))
+	mustEqual(t, "e-mail log lines", o.emailLines, len(ids))
+	mustEqual(t, "outages logged", len(sys.logs.lines(t, "database unavailable: handlers keep their messages and retry")), 1)
+	mustEqual(t, "recoveries logged", len(sys.logs.lines(t, "database available again")), 1)
+	mustEqual(t, "dead letters", deadLetters(t, sys.cfg.RabbitMQ), 0)
+}
+
 func TestSystemTwoWorkersGiveTheSameResultAsOne(t *testing.T) {
 	t.Parallel()
 	// Payments of even order ids succeed: the outcome of each order is known in advance.
@@ -399,11 +443,11 @@ func TestModuleWiring(t *testing.T) {
 	t.Parallel()
 	cfg := configuration.Defaults()
 	log, _ := newLogger()
-	if err := fx.ValidateApp(fx.NopLogger, fx.Supply(&cfg, log), db.Module, bus.Module, outbox.Module, worker.Module); err != nil {
+	if err := fx.ValidateApp(fx.NopLogger, fx.Supply(&cfg, log), fx.Provide(newRegistry), db.Module, bus.Module, outbox.Module, worker.Module); err != nil {
 		t.Fatalf("worker wiring: %v", err)
 	}
 	// Without the bus there is no connection to consume from: the wiring must say so.
-	if err := fx.ValidateApp(fx.NopLogger, fx.Supply(&cfg, log), db.Module, worker.Module); err == nil {
+	if err := fx.ValidateApp(fx.NopLogger, fx.Supply(&cfg, log), fx.Provide(newRegistry), db.Module, worker.Module); err == nil {
 		t.Fatal("worker wiring without bus.Module validated, want a missing *bus.Conn")
 	}
 }
@@ -476,6 +520,37 @@ func deleteTopology(t *testing.T, cfg configuration.RabbitMQ) {
 			return
 		}
 	}
+}
+
+// newRegistry stands in for metrics.Module, which also serves /metrics on the HTTP server.
+func newRegistry() prometheus.Registerer { return prometheus.NewRegistry() }
+
+// deadLetters counts the messages in the dead-letter queues.
+func deadLetters(t *testing.T, cfg configuration.RabbitMQ) int {
+	t.Helper()
+	conn, err := amqp.Dial(cfg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, q := range bus.NewTopology(cfg.Exchange, 0, nil).Queues {
+		info, err := ch.QueueDeclarePassive(bus.DeadLetterQueue(cfg.Exchange+"."+q.Consumer),
+			true,  // durable
+			false, // auto-delete
+			false, // exclusive
+			false, // no-wait
+			nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += info.Messages
+	}
+	return n
 }
 
 // waitForWithin polls cond until it holds, failing t after timeout.

@@ -48,6 +48,7 @@ type Worker struct {
 	log      *slog.Logger
 	opts     Options
 	payments atomic.Int64 // simulated payments running now
+	outage   atomic.Bool  // the database was found unavailable and not reached since
 }
 
 // New returns a worker that keeps its state in client and logs to log.

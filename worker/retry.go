@@ -1,0 +1,85 @@
+package worker
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Back-off of a handler waiting for the database: doubled after each failed attempt, capped,
+// with jitter so that thousands of waiting handlers do not retry in step.
+const (
+	minRetryDelay = 100 * time.Millisecond
+	maxRetryDelay = 5 * time.Second
+)
+
+// retry runs op until it succeeds, fails with an error other than the database being
+// unavailable, or ctx ends (then it returns op's last error).
+//
+// A handler waits for the database here, keeping its message, instead of returning the
+// error for the message to be requeued: every requeue counts toward the queue's delivery
+// limit, so an outage of a few seconds would otherwise send the events in flight to the
+// dead-letter queue. When the worker stops during an outage, ctx ends and the message is
+// requeued once.
+func (w *Worker) retry(ctx context.Context, op func() error) error {
+	delay := minRetryDelay
+	for {
+		err := op()
+		if err == nil {
+			if w.outage.CompareAndSwap(true, false) {
+				w.log.Info("database available again")
+			}
+			return nil
+		}
+		if !unavailable(err) || ctx.Err() != nil {
+			return err
+		}
+		if w.outage.CompareAndSwap(false, true) {
+			w.log.Warn("database unavailable: handlers keep their messages and retry", slog.Any("error", err))
+		}
+		jitter := time.Duration(rand.Int64N(int64(delay) / 2))
+		if sleep(ctx, delay-delay/4+jitter) != nil {
+			return err
+		}
+		delay = min(2*delay, maxRetryDelay)
+	}
+}
+
+// unavailable reports an error that says the database could not be reached or dropped the
+// connection, rather than one about the statement: such an operation may succeed later.
+func unavailable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			strings.HasPrefix(pgErr.Code, "53"), // insufficient resources, such as too many connections
+			pgErr.Code == "57P01",               // admin shutdown
+			pgErr.Code == "57P02",               // crash shutdown
+			pgErr.Code == "57P03",               // cannot connect now (starting up)
+			pgErr.Code == "40001",               // serialization failure
+			pgErr.Code == "40P01":               // deadlock detected
+			return true
+		}
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) ||
+		errors.As(err, &netErr) ||
+		errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, pgconn.ErrConnClosed) ||
+		errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) ||
+		pgconn.SafeToRetry(err) ||
+		pgconn.Timeout(err)
+}
