@@ -25,7 +25,7 @@ import (
 
 // env is one API served by httptest on its own database.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	cfg     *configuration.Config
 	db      *sql.DB
 	client  *ent.Client
@@ -39,7 +39,7 @@ var seq atomic.Int64
 
 // newEnv serves the API on a fresh database whose admin is cfg.Admin, with cheap password
 // hashing.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	cfg := testenv.Config(t)
 	pool, err := db.Open(context.Background(), cfg.Database)
@@ -73,7 +73,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

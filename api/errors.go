@@ -267,4 +267,5 @@ const (
 	pgUniqueViolation     = "23505"
 	pgForeignKeyViolation = "23503"
 	pgCheckViolation      = "23514"
+	pgNumericOverflow     = "22003"
 )

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -139,20 +138,21 @@ func (h *Handler) ListOrders(ctx context.Context, params oas.ListOrdersParams) (
 	if len(where) > 0 {
 		cond = "WHERE " + strings.Join(where, " AND ")
 	}
-	// The window count gives the total in the same round trip, except for a page past the
-	// end, which needs a separate count.
-	query := `SELECT id, count(*) OVER () FROM orders ` + cond +
-		` ORDER BY created_at DESC, id DESC LIMIT ` + strconv.Itoa(limit) + ` OFFSET ` + strconv.Itoa(offset)
-	rows, err := h.db.QueryContext(ctx, query, args...)
+	var total int
+	if err := h.db.QueryRowContext(ctx, `SELECT count(*) FROM orders `+cond, args...).Scan(&total); err != nil {
+		return nil, fmt.Errorf("count orders: %w", err)
+	}
+	// Ids grow with creation time, and the primary key serves this order without a sort.
+	rows, err := h.db.QueryContext(ctx, `SELECT id FROM orders `+cond+
+		` ORDER BY id DESC LIMIT `+strconv.Itoa(limit)+` OFFSET `+strconv.Itoa(offset), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
 	}
 	defer rows.Close()
-	ids := make([]int, 0, limit)
-	total := 0
+	ids := make([]int, 0, min(limit, total))
 	for rows.Next() {
 		var id int
-		if err := rows.Scan(&id, &total); err != nil {
+		if err := rows.Scan(&id); err != nil {
 			return nil, fmt.Errorf("list orders: %w", err)
 		}
 		ids = append(ids, id)
@@ -161,11 +161,6 @@ func (h *Handler) ListOrders(ctx context.Context, params oas.ListOrdersParams) (
 		return nil, fmt.Errorf("list orders: %w", err)
 	}
 	rows.Close()
-	if len(ids) == 0 && offset > 0 {
-		if err := h.db.QueryRowContext(ctx, `SELECT count(*) FROM orders `+cond, args...).Scan(&total); err != nil {
-			return nil, fmt.Errorf("count orders: %w", err)
-		}
-	}
 	orders, err := loadOrders(ctx, h.db, ids)
 	if err != nil {
 		return nil, err
@@ -339,65 +334,21 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 	return loadOrder(ctx, h.db, orderID)
 }
 
-// reserved is a product whose stock an order reserved.
-type reserved struct {
-	name  string
-	price decimal.Decimal
-}
-
-// placeOrder does CreateOrder's work inside tx.
+// placeOrder does CreateOrder's work inside tx. The stock is reserved last, right before
+// the commit: many orders for one popular product queue on its row lock, and they hold it
+// for as short a time as possible.
 func (h *Handler) placeOrder(ctx context.Context, tx *ent.Tx, callerID, userID int, userName string, items []domain.Item, key, hash string) (*oas.Order, error) {
 	now := h.now()
-	got, err := reserveStock(ctx, tx, items, now)
+	o, err := insertOrder(ctx, tx, userID, userName, items, now)
 	if err != nil {
 		return nil, err
 	}
-	lines := make([]domain.Line, len(items))
-	productIDs := make([]int64, len(items))
-	quantities := make([]int64, len(items))
-	prices := make([]string, len(items))
-	evItems := make([]events.Item, len(items))
-	for i, it := range items {
-		r := got[it.ProductID]
-		lines[i] = domain.Line{Price: r.price, Quantity: it.Quantity}
-		productIDs[i], quantities[i], prices[i] = int64(it.ProductID), int64(it.Quantity), r.price.String()
-		evItems[i] = events.Item{ProductID: it.ProductID, Quantity: it.Quantity, Price: events.NewMoney(r.price)}
-	}
-	total, err := domain.Total(lines)
-	if err != nil {
-		return nil, invalid("items", err.Error())
-	}
 
-	rows, err := tx.QueryContext(ctx, `
-		WITH o AS (
-			INSERT INTO orders (user_id, total, status, created_at, updated_at)
-			VALUES ($1, $2, 'pending', $3, $3) RETURNING id
-		)
-		INSERT INTO order_items (order_id, product_id, quantity, price)
-		SELECT o.id, r.product_id, r.quantity, r.price
-		FROM o, unnest($4::bigint[], $5::bigint[], $6::numeric[]) WITH ORDINALITY AS r(product_id, quantity, price, n)
-		ORDER BY r.n
-		RETURNING order_id, id, product_id`,
-		userID, total.String(), now, productIDs, quantities, prices)
-	if err != nil {
-		return nil, fmt.Errorf("insert order: %w", err)
+	evItems := make([]events.Item, len(o.Items))
+	for i, it := range o.Items {
+		evItems[i] = events.Item{ProductID: it.ProductId, Quantity: it.Quantity, Price: events.NewMoney(decimal.Decimal(it.Price))}
 	}
-	itemIDs := make(map[int]int, len(items))
-	orderID := 0
-	for rows.Next() {
-		var itemID, productID int
-		if err := rows.Scan(&orderID, &itemID, &productID); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("insert order: %w", err)
-		}
-		itemIDs[productID] = itemID
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("insert order: %w", err)
-	}
-
-	ev := events.OrderCreated{OrderID: orderID, UserID: userID, Total: events.NewMoney(total), Items: evItems, CreatedAt: now}
+	ev := events.OrderCreated{OrderID: o.ID, UserID: userID, Total: events.NewMoney(decimal.Decimal(o.Total)), Items: evItems, CreatedAt: now}
 	if _, err := outbox.Write(ctx, tx, events.SourceAPI, ev, actorHeaders(callerID)); err != nil {
 		return nil, fmt.Errorf("write OrderCreated: %w", err)
 	}
@@ -413,7 +364,7 @@ func (h *Handler) placeOrder(ctx context.Context, tx *ent.Tx, callerID, userID i
 			SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
 			WHERE idempotency_keys.created_at <= $6
 			RETURNING id`,
-			callerID, key, hash, orderID, now, now.Add(-idempotencyKeyTTL)).Scan(&id)
+			callerID, key, hash, o.ID, now, now.Add(-idempotencyKeyTTL)).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, errIdempotencyConflict
 		}
@@ -422,89 +373,177 @@ func (h *Handler) placeOrder(ctx context.Context, tx *ent.Tx, callerID, userID i
 		}
 	}
 
-	o := &oas.Order{
-		ID:        orderID,
-		UserId:    userID,
-		UserName:  userName,
-		Total:     oas.Money(total),
-		Status:    oas.OrderStatusPending,
-		CreatedAt: now.Truncate(time.Microsecond),
-		UpdatedAt: now.Truncate(time.Microsecond),
-		Items:     make([]oas.OrderItem, len(items)),
+	if err := reserveStock(ctx, tx, items, now); err != nil {
+		return nil, err
 	}
-	for i, it := range items {
-		r := got[it.ProductID]
-		o.Items[i] = oas.OrderItem{
-			ID:          itemIDs[it.ProductID],
-			ProductId:   it.ProductID,
-			ProductName: r.name,
-			Quantity:    it.Quantity,
-			Price:       oas.Money(r.price),
-		}
-	}
-	// Items are listed in the order they were stored, as GET returns them.
-	slices.SortFunc(o.Items, func(a, b oas.OrderItem) int { return a.ID - b.ID })
 	return o, nil
 }
 
+// insertOrder inserts a pending order and its items, copying each product's current price
+// and name, in one statement, and returns the order as the API shows it. Prices are read
+// without a lock: the price an order pays is the one in force when it was placed.
+func insertOrder(ctx context.Context, tx *ent.Tx, userID int, userName string, items []domain.Item, now time.Time) (*oas.Order, error) {
+	productIDs := make([]int64, len(items))
+	quantities := make([]int64, len(items))
+	for i, it := range items {
+		productIDs[i], quantities[i] = int64(it.ProductID), int64(it.Quantity)
+	}
+	// The order row is inserted only if every product exists (HAVING), and its total is
+	// the exact numeric sum; the items follow in request order.
+	rows, err := tx.QueryContext(ctx, `
+		WITH req AS (
+			SELECT r.n, r.product_id, r.quantity, p.name, p.price
+			FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(product_id, quantity, n)
+			JOIN products p ON p.id = r.product_id
+		), o AS (
+			INSERT INTO orders (user_id, total, status, created_at, updated_at)
+			SELECT $1, sum(req.price * req.quantity), 'pending', $4, $4 FROM req
+			HAVING count(*) = $5
+			RETURNING id
+		), i AS (
+			INSERT INTO order_items (order_id, product_id, quantity, price)
+			SELECT o.id, req.product_id, req.quantity, req.price FROM o, req ORDER BY req.n
+			RETURNING order_id, id, product_id
+		)
+		SELECT i.order_id, i.id, req.product_id, req.name, req.quantity, req.price
+		FROM i JOIN req ON req.product_id = i.product_id
+		ORDER BY i.id`,
+		userID, productIDs, quantities, now, len(items))
+	if err != nil {
+		if pgCode(err) == pgNumericOverflow {
+			return nil, invalid("items", domain.ErrMoneyTooLarge.Error())
+		}
+		return nil, fmt.Errorf("insert order: %w", err)
+	}
+	defer rows.Close()
+	o := &oas.Order{
+		UserId:    userID,
+		UserName:  userName,
+		Status:    oas.OrderStatusPending,
+		CreatedAt: now.Truncate(time.Microsecond),
+		UpdatedAt: now.Truncate(time.Microsecond),
+		Items:     make([]oas.OrderItem, 0, len(items)),
+	}
+	lines := make([]domain.Line, 0, len(items))
+	for rows.Next() {
+		var (
+			it    oas.OrderItem
+			price decimal.Decimal
+		)
+		if err := rows.Scan(&o.ID, &it.ID, &it.ProductId, &it.ProductName, &it.Quantity, &price); err != nil {
+			return nil, fmt.Errorf("insert order: %w", err)
+		}
+		it.Price = oas.Money(price)
+		o.Items = append(o.Items, it)
+		lines = append(lines, domain.Line{Price: price, Quantity: it.Quantity})
+	}
+	if err := rows.Err(); err != nil {
+		if pgCode(err) == pgNumericOverflow {
+			return nil, invalid("items", domain.ErrMoneyTooLarge.Error())
+		}
+		return nil, fmt.Errorf("insert order: %w", err)
+	}
+	if len(o.Items) == 0 {
+		return nil, unknownProduct(ctx, tx, items)
+	}
+	total, err := domain.Total(lines)
+	if err != nil {
+		return nil, invalid("items", err.Error())
+	}
+	o.Total = oas.Money(total)
+	return o, nil
+}
+
+// unknownProduct names the first item whose product does not exist.
+func unknownProduct(ctx context.Context, tx *ent.Tx, items []domain.Item) error {
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = int64(it.ProductID)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM products WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return fmt.Errorf("check products: %w", err)
+	}
+	defer rows.Close()
+	found := make(map[int]bool, len(items))
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("check products: %w", err)
+		}
+		found[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("check products: %w", err)
+	}
+	for i, it := range items {
+		if !found[it.ProductID] {
+			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
+		}
+	}
+	return fmt.Errorf("insert order: products changed while ordering")
+}
+
 // reserveStock takes each item's quantity from its product's stock, but only where enough is
-// left, and returns the reserved products' names and prices. A multi-item order first locks
+// left; ErrInsufficientStock when a product has too little. A multi-item order first locks
 // its products in id order, so that two orders never wait for each other's rows.
-func reserveStock(ctx context.Context, tx *ent.Tx, items []domain.Item, now time.Time) (map[int]reserved, error) {
+func reserveStock(ctx context.Context, tx *ent.Tx, items []domain.Item, now time.Time) error {
+	if len(items) == 1 {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE products SET stock = stock - $2, updated_at = $3 WHERE id = $1 AND stock >= $2`,
+			items[0].ProductID, items[0].Quantity, now)
+		if err != nil {
+			return fmt.Errorf("reserve stock: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return explainShortage(ctx, tx, items, nil)
+		}
+		return nil
+	}
 	ids := make([]int64, len(items))
 	qty := make([]int64, len(items))
 	for i, it := range items {
 		ids[i], qty[i] = int64(it.ProductID), int64(it.Quantity)
 	}
-	if len(items) > 1 {
-		if _, err := tx.ExecContext(ctx,
-			`SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids); err != nil {
-			return nil, fmt.Errorf("lock products: %w", err)
-		}
+	if _, err := tx.ExecContext(ctx,
+		`SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, ids); err != nil {
+		return fmt.Errorf("lock products: %w", err)
 	}
 	rows, err := tx.QueryContext(ctx, `
 		UPDATE products p SET stock = p.stock - r.quantity, updated_at = $3
 		FROM unnest($1::bigint[], $2::bigint[]) AS r(product_id, quantity)
 		WHERE p.id = r.product_id AND p.stock >= r.quantity
-		RETURNING p.id, p.name, p.price`, ids, qty, now)
+		RETURNING p.id`, ids, qty, now)
 	if err != nil {
-		return nil, fmt.Errorf("reserve stock: %w", err)
+		return fmt.Errorf("reserve stock: %w", err)
 	}
-	got := make(map[int]reserved, len(items))
+	defer rows.Close()
+	got := make(map[int]bool, len(items))
 	for rows.Next() {
-		var (
-			id int
-			r  reserved
-		)
-		if err := rows.Scan(&id, &r.name, &r.price); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("reserve stock: %w", err)
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("reserve stock: %w", err)
 		}
-		got[id] = r
+		got[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reserve stock: %w", err)
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reserve stock: %w", err)
-	}
 	if len(got) == len(items) {
-		return got, nil
+		return nil
 	}
-	return nil, explainShortage(ctx, tx, items, got)
+	return explainShortage(ctx, tx, items, got)
 }
 
-// explainShortage tells why some items could not be reserved: an unknown product (400) or
-// too little stock (409).
-func explainShortage(ctx context.Context, tx *ent.Tx, items []domain.Item, got map[int]reserved) error {
-	for i, it := range items {
-		if _, ok := got[it.ProductID]; ok {
+// explainShortage names the first item whose product has too little stock.
+func explainShortage(ctx context.Context, tx *ent.Tx, items []domain.Item, reserved map[int]bool) error {
+	for _, it := range items {
+		if reserved[it.ProductID] {
 			continue
 		}
 		var stock int
-		err := queryRow(ctx, tx, `SELECT stock FROM products WHERE id = $1`, it.ProductID).Scan(&stock)
-		if errors.Is(err, sql.ErrNoRows) {
-			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
-		}
-		if err != nil {
+		if err := queryRow(ctx, tx, `SELECT stock FROM products WHERE id = $1`, it.ProductID).Scan(&stock); err != nil {
 			return fmt.Errorf("check stock of product %d: %w", it.ProductID, err)
 		}
 		return fmt.Errorf("%w: product %d has %d left, %d requested", ErrInsufficientStock, it.ProductID, stock, it.Quantity)
@@ -556,7 +595,7 @@ func (h *Handler) UpdateOrderStatus(ctx context.Context, req *oas.OrderStatusUpd
 			total  decimal.Decimal
 		)
 		err := queryRow(ctx, tx,
-			`SELECT status, user_id, total FROM orders WHERE id = $1 FOR UPDATE`, params.ID).Scan(&from, &userID, &total)
+			`SELECT status, user_id, total FROM orders WHERE id = $1 FOR NO KEY UPDATE`, params.ID).Scan(&from, &userID, &total)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errNotFound
 		}
@@ -609,7 +648,7 @@ func releaseStock(ctx context.Context, tx *ent.Tx, orderID int, now time.Time) e
 	if _, err := tx.ExecContext(ctx, `
 		SELECT p.id FROM products p
 		WHERE p.id IN (SELECT product_id FROM order_items WHERE order_id = $1)
-		ORDER BY p.id FOR UPDATE`, orderID); err != nil {
+		ORDER BY p.id FOR NO KEY UPDATE`, orderID); err != nil {
 		return fmt.Errorf("lock products of order %d: %w", orderID, err)
 	}
 	if _, err := tx.ExecContext(ctx, `
