@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -51,7 +52,21 @@ type Tokens struct {
 	issuer string
 	ttl    time.Duration
 	parser *jwt.Parser
+
+	// verified remembers tokens whose signature and claims were checked, until they
+	// expire, so that a client's every request does not pay for HMAC and JSON again.
+	mu       sync.RWMutex
+	verified map[string]verifiedToken
 }
+
+// verifiedToken is what a checked token says.
+type verifiedToken struct {
+	userID  int
+	expires time.Time
+}
+
+// maxVerified bounds the verified-token cache; it is emptied when full.
+const maxVerified = 10_000
 
 // NewTokens returns a token service signing with secret, naming issuer, valid for ttl.
 func NewTokens(secret, issuer string, ttl time.Duration) *Tokens {
@@ -59,12 +74,12 @@ func NewTokens(secret, issuer string, ttl time.Duration) *Tokens {
 		secret: []byte(secret),
 		issuer: issuer,
 		ttl:    ttl,
+		verified: make(map[string]verifiedToken),
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 			jwt.WithIssuer(issuer),
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
-			jwt.WithLeeway(5*time.Second),
 		),
 	}
 }
@@ -90,6 +105,12 @@ func (t *Tokens) Issue(userID int, role string, now time.Time) (string, time.Tim
 
 // Verify checks a token's algorithm, signature, issuer and expiry and returns its user id.
 func (t *Tokens) Verify(token string) (int, error) {
+	t.mu.RLock()
+	v, ok := t.verified[token]
+	t.mu.RUnlock()
+	if ok && time.Now().Before(v.expires) {
+		return v.userID, nil
+	}
 	var c claims
 	if _, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.secret, nil }); err != nil {
 		return 0, fmt.Errorf("verify token: %w", err)
@@ -98,6 +119,12 @@ func (t *Tokens) Verify(token string) (int, error) {
 	if err != nil || id <= 0 {
 		return 0, fmt.Errorf("verify token: bad subject %q", c.Subject)
 	}
+	t.mu.Lock()
+	if len(t.verified) >= maxVerified {
+		clear(t.verified)
+	}
+	t.verified[token] = verifiedToken{userID: id, expires: c.ExpiresAt.Time}
+	t.mu.Unlock()
 	return id, nil
 }
 

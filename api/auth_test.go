@@ -159,3 +159,21 @@ func TestTokens(t *testing.T) {
 		wantStatus(t, err, http.StatusForbidden)
 	})
 }
+
+func TestTokenExpiresWhileRemembered(t *testing.T) {
+	t.Parallel()
+	tokens := NewTokens("orderflow-test-jwt-secret-0123456789abcdef", "orderflow", 2*time.Second)
+	tok, exp, err := tokens.Issue(7, "customer", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second time from the cache
+		if id, err := tokens.Verify(tok); err != nil || id != 7 {
+			t.Fatalf("fresh token: %d, %v", id, err)
+		}
+	}
+	time.Sleep(time.Until(exp) + 50*time.Millisecond)
+	if _, err := tokens.Verify(tok); err == nil {
+		t.Fatal("an expired token is still accepted")
+	}
+}
