@@ -71,12 +71,12 @@ func (w *Worker) HandleOrderCompleted(ctx context.Context, env events.Envelope, 
 	})
 	switch {
 	case errors.Is(err, errOrderGone):
-		log.Warn("order completed event dropped: the order no longer exists")
+		log.WarnContext(ctx, "order completed event dropped: the order no longer exists")
 		return nil
 	case err != nil:
 		return err
 	case !sent:
-		log.Info("order completed event dropped: the customer was already notified")
+		log.InfoContext(ctx, "order completed event dropped: the customer was already notified")
 	}
 	return nil
 }
@@ -130,14 +130,14 @@ func (w *Worker) HandleOrderExpired(ctx context.Context, env events.Envelope, e 
 	})
 	switch {
 	case errors.Is(err, errOrderGone):
-		log.Warn("order expired event dropped: the order no longer exists")
+		log.WarnContext(ctx, "order expired event dropped: the order no longer exists")
 		return nil
 	case err != nil:
 		return err
 	case inserted:
-		log.Info("order expiry recorded")
+		log.InfoContext(ctx, "order expiry recorded")
 	default:
-		log.Info("order expired event dropped: the expiry was already recorded")
+		log.InfoContext(ctx, "order expired event dropped: the expiry was already recorded")
 	}
 	return nil
 }

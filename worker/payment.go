@@ -59,14 +59,14 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 		})
 		switch {
 		case errors.Is(err, errOrderGone):
-			log.Warn("order created event dropped: the order no longer exists")
+			log.WarnContext(ctx, "order created event dropped: the order no longer exists")
 			return nil
 		case err != nil:
 			return err
 		case status == order.StatusProcessing && (redelivered || uncertain):
-			log.Info("resuming a payment interrupted before its outcome")
+			log.InfoContext(ctx, "resuming a payment interrupted before its outcome")
 		default:
-			log.Info("order created event dropped: the order is no longer pending",
+			log.InfoContext(ctx, "order created event dropped: the order is no longer pending",
 				slog.String("status", string(status)), slog.Bool("redelivered", redelivered))
 			return nil
 		}
@@ -80,7 +80,7 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 	}
 
 	if !w.paymentSucceeds(e.OrderID) {
-		log.Info("payment declined: the order stays processing until it expires")
+		log.InfoContext(ctx, "payment declined: the order stays processing until it expires")
 		return nil
 	}
 	var completed bool
@@ -93,10 +93,10 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 		return err
 	}
 	if !completed {
-		log.Info("payment succeeded but the order is no longer processing: nothing to complete")
+		log.InfoContext(ctx, "payment succeeded but the order is no longer processing: nothing to complete")
 		return nil
 	}
-	log.Info("payment succeeded: order completed", slog.String("total", e.Total.StringFixed(2)))
+	log.InfoContext(ctx, "payment succeeded: order completed", slog.String("total", e.Total.StringFixed(2)))
 	return nil
 }
 

@@ -36,7 +36,7 @@ func (w *Worker) retry(ctx context.Context, op func() error) error {
 		err := op()
 		if err == nil {
 			if w.outage.CompareAndSwap(true, false) {
-				w.log.Info("database available again")
+				w.log.InfoContext(ctx, "database available again")
 			}
 			return nil
 		}
@@ -44,7 +44,7 @@ func (w *Worker) retry(ctx context.Context, op func() error) error {
 			return err
 		}
 		if w.outage.CompareAndSwap(false, true) {
-			w.log.Warn("database unavailable: handlers keep their messages and retry", slog.Any("error", err))
+			w.log.WarnContext(ctx, "database unavailable: handlers keep their messages and retry", slog.Any("error", err))
 		}
 		jitter := time.Duration(rand.Int64N(int64(delay) / 2))
 		if sleep(ctx, delay-delay/4+jitter) != nil {
