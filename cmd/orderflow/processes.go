@@ -14,6 +14,7 @@ import (
 	"orderflow/platform/metrics"
 	"orderflow/platform/outbox"
 	"orderflow/platform/tracing"
+	"orderflow/worker"
 )
 
 // processOptions is the whole fx application of one long-lived process: the platform
@@ -40,6 +41,6 @@ func processOptions(process string, cfg *configuration.Config) fx.Option {
 // process wrote while draining.
 var processModules = map[string][]fx.Option{
 	"api":     {bus.Module, outbox.Module, api.Module, fx.Invoke(docs.Register)},
-	"worker":  {bus.Module, outbox.Module},
+	"worker":  {bus.Module, outbox.Module, worker.Module},
 	"cronjob": {bus.Module, outbox.Module},
 }
