@@ -77,6 +77,8 @@ func (w *Worker) HandleOrderCompleted(ctx context.Context, env events.Envelope, 
 		return err
 	case !sent:
 		log.InfoContext(ctx, "order completed event dropped: the customer was already notified")
+	default:
+		notificationsTotal.WithLabelValues(string(notification.EventTypeOrderCompleted)).Inc()
 	}
 	return nil
 }
@@ -135,6 +137,7 @@ func (w *Worker) HandleOrderExpired(ctx context.Context, env events.Envelope, e 
 	case err != nil:
 		return err
 	case inserted:
+		notificationsTotal.WithLabelValues(string(notification.EventTypeOrderExpired)).Inc()
 		log.InfoContext(ctx, "order expiry recorded")
 	default:
 		log.InfoContext(ctx, "order expired event dropped: the expiry was already recorded")

@@ -73,13 +73,17 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 	}
 
 	w.payments.Add(1)
+	paymentsInFlight.Inc()
 	err = sleep(ctx, w.opts.PaymentDelay)
+	paymentsInFlight.Dec()
 	w.payments.Add(-1)
 	if err != nil {
+		payments.WithLabelValues("interrupted").Inc()
 		return fmt.Errorf("payment of order %d interrupted: %w", e.OrderID, err)
 	}
 
 	if !w.paymentSucceeds(e.OrderID) {
+		payments.WithLabelValues("declined").Inc()
 		log.InfoContext(ctx, "payment declined: the order stays processing until it expires")
 		return nil
 	}
@@ -93,9 +97,11 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 		return err
 	}
 	if !completed {
+		payments.WithLabelValues("too_late").Inc()
 		log.InfoContext(ctx, "payment succeeded but the order is no longer processing: nothing to complete")
 		return nil
 	}
+	payments.WithLabelValues("completed").Inc()
 	log.InfoContext(ctx, "payment succeeded: order completed", slog.String("total", e.Total.StringFixed(2)))
 	return nil
 }

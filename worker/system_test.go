@@ -63,6 +63,7 @@ type workerApp struct {
 	conn   *bus.Conn
 	pool   *sql.DB
 	relay  *outbox.Relay
+	reg    *prometheus.Registry
 }
 
 // startWorker starts a worker process, wired as `orderflow worker` is (with the outbox relay
@@ -71,11 +72,12 @@ type workerApp struct {
 // default).
 func (s *system) startWorker(delay time.Duration, probability float64, random worker.RandomSource) *workerApp {
 	s.t.Helper()
-	w := &workerApp{}
+	w := &workerApp{reg: prometheus.NewRegistry()}
 	w.app = fxtest.New(s.t,
 		fx.NopLogger,
 		fx.Supply(s.cfg, s.log),
-		fx.Provide(newRegistry),
+		// metrics.Module without its /metrics endpoint.
+		fx.Supply(fx.Annotate(w.reg, fx.As(new(prometheus.Registerer)))),
 		db.Module,
 		bus.Module,
 		// outbox.Module, keeping hold of the relay so that kill can stop it.
@@ -279,6 +281,13 @@ func TestSystemOrdersEndCompletedOrProcessingAndRepublishingChangesNothing(t *te
 		t.Errorf("%d of 200 orders completed at probability 0.5, want 60-140", o.completed)
 	}
 	t.Logf("%d completed, %d processing", o.completed, o.processing)
+	// The counters are process wide and tests run in parallel: at least this run's payments.
+	if n := counterValue(t, w.reg, "orderflow_worker_payments_total", "completed"); n < float64(o.completed) {
+		t.Errorf("completed payments metric %v, want at least %d", n, o.completed)
+	}
+	if n := counterValue(t, w.reg, "orderflow_worker_payments_total", "declined"); n < float64(o.processing) {
+		t.Errorf("declined payments metric %v, want at least %d", n, o.processing)
+	}
 
 	// Every event published so far is published once more: nothing changes.
 	waitForWithin(t, 10*time.Second, "every event published", func() bool { return unpublished(t, sys.store.client) == 0 })
@@ -524,6 +533,29 @@ func deleteTopology(t *testing.T, cfg configuration.RabbitMQ) {
 
 // newRegistry stands in for metrics.Module, which also serves /metrics on the HTTP server.
 func newRegistry() prometheus.Registerer { return prometheus.NewRegistry() }
+
+// counterValue returns the value of the counter name with the given label value in reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("metric %s{%s} not registered", name, label)
+	return 0
+}
 
 // deadLetters counts the messages in the dead-letter queues.
 func deadLetters(t *testing.T, cfg configuration.RabbitMQ) int {
