@@ -31,8 +31,9 @@ import (
 
 // logBuffer collects JSON log lines from concurrent goroutines.
 type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	parsed []map[string]any // records of the complete lines read from buf so far
 }
 
 func (b *logBuffer) Write(p []byte) (int, error) {
@@ -46,15 +47,25 @@ func (b *logBuffer) lines(t testing.TB, msg string) []map[string]any {
 	t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(b.buf.String(), "\n") {
-		if line == "" {
-			continue
+	// Parse only what was written since the last call: tests poll this while thousands of
+	// handlers log.
+	for {
+		line, err := b.buf.ReadBytes('\n')
+		if err != nil {
+			// An incomplete line stays for the next call.
+			rest := append([]byte(nil), line...)
+			b.buf.Reset()
+			b.buf.Write(rest)
+			break
 		}
 		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		if err := json.Unmarshal(line, &rec); err != nil {
 			t.Fatalf("log line is not JSON: %q: %v", line, err)
 		}
+		b.parsed = append(b.parsed, rec)
+	}
+	var out []map[string]any
+	for _, rec := range b.parsed {
 		if rec["msg"] == msg {
 			out = append(out, rec)
 		}

@@ -40,14 +40,14 @@ const (
 // system is one isolated deployment for a test: its own database and exchange, and the
 // worker processes the test starts, all logging into one buffer.
 type system struct {
-	t     *testing.T
+	t     testing.TB
 	cfg   *configuration.Config
 	store *store
 	log   *slog.Logger
 	logs  *logBuffer
 }
 
-func newSystem(t *testing.T) *system {
+func newSystem(t testing.TB) *system {
 	t.Helper()
 	cfg := testenv.Config(t)
 	log, logs := newLogger()
@@ -103,7 +103,7 @@ func (w *workerApp) stop() { w.app.RequireStop() }
 
 // kill stops the process with a deadline shorter than its payments, so that the payments in
 // flight are interrupted like a killed process's, then releases what the aborted stop left.
-func (w *workerApp) kill(t *testing.T) {
+func (w *workerApp) kill(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -448,6 +448,36 @@ func TestSystemPaymentsOverlap(t *testing.T) {
 	w.kill(t)
 }
 
+// BenchmarkOrdersThroughPayment measures how many orders per second pass the default
+// 5 s payment with the default wiring: 6,000 orders are inserted at once (as a burst of API
+// requests would), and the clock stops when every payment is decided. Run it with
+// go test -run '^$' -bench OrdersThroughPayment -benchtime 1x ./worker/
+func BenchmarkOrdersThroughPayment(b *testing.B) {
+	for b.Loop() {
+		sys := newSystem(b)
+		def := configuration.Defaults()
+		sys.cfg.Database.MaxConns = def.Database.MaxConns
+		w := sys.startWorker(def.Orders.PaymentDelay.D(), def.Orders.CompletionProbability, nil)
+		const orders = 6000
+		start := time.Now()
+		sys.store.newOrdersBulk(b, orders)
+		inserted := time.Since(start)
+		var peak int64
+		var atPeak time.Duration
+		waitForWithin(b, 5*time.Minute, "every payment decided", func() bool {
+			if n := w.worker.PaymentsInFlight(); n > peak {
+				peak, atPeak = n, time.Since(start)
+			}
+			return len(sys.logs.lines(b, msgCompleted))+len(sys.logs.lines(b, msgDeclined)) >= orders
+		})
+		took := time.Since(start)
+		b.ReportMetric(orders/took.Seconds(), "orders/s")
+		b.ReportMetric(float64(peak), "peak-payments-in-flight")
+		b.Logf("inserted after %s, peak %d at %s, all decided after %s", inserted, peak, atPeak, took)
+		w.stop()
+	}
+}
+
 func TestModuleWiring(t *testing.T) {
 	t.Parallel()
 	cfg := configuration.Defaults()
@@ -470,7 +500,7 @@ func message(r *ent.Outbox) bus.Message {
 }
 
 // republishAll publishes every event of the outbox once more and returns how many.
-func republishAll(t *testing.T, sys *system) int {
+func republishAll(t testing.TB, sys *system) int {
 	t.Helper()
 	ctx := context.Background()
 	rows, err := sys.store.client.Outbox.Query().Order(ent.Asc(entoutbox.FieldID)).All(ctx)
@@ -493,7 +523,7 @@ func republishAll(t *testing.T, sys *system) int {
 	return len(rows)
 }
 
-func unpublished(t *testing.T, client *ent.Client) int {
+func unpublished(t testing.TB, client *ent.Client) int {
 	t.Helper()
 	n, err := client.Outbox.Query().Where(entoutbox.PublishedAtIsNil()).Count(context.Background())
 	if err != nil {
@@ -503,7 +533,7 @@ func unpublished(t *testing.T, client *ent.Client) int {
 }
 
 // deleteTopology removes the test's exchanges and queues from the broker.
-func deleteTopology(t *testing.T, cfg configuration.RabbitMQ) {
+func deleteTopology(t testing.TB, cfg configuration.RabbitMQ) {
 	t.Helper()
 	conn, err := amqp.Dial(cfg.URL())
 	if err != nil {
@@ -535,7 +565,7 @@ func deleteTopology(t *testing.T, cfg configuration.RabbitMQ) {
 func newRegistry() prometheus.Registerer { return prometheus.NewRegistry() }
 
 // counterValue returns the value of the counter name with the given label value in reg.
-func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+func counterValue(t testing.TB, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
@@ -558,7 +588,7 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 }
 
 // deadLetters counts the messages in the dead-letter queues.
-func deadLetters(t *testing.T, cfg configuration.RabbitMQ) int {
+func deadLetters(t testing.TB, cfg configuration.RabbitMQ) int {
 	t.Helper()
 	conn, err := amqp.Dial(cfg.URL())
 	if err != nil {
