@@ -18,11 +18,11 @@ const DefaultMaxPaymentsInFlight = 3000
 
 // Module runs the worker in an fx app: a consumer on each of the three order event queues,
 // on the process's bus connection. It needs *configuration.Config, *ent.Client and
-// *slog.Logger, bus.Module for the connection, and the outbox relay to publish the
-// OrderCompleted events the worker writes; its metrics go to the prometheus.Registerer of
-// metrics.Module. On stop the consumers take no new deliveries and
-// let the handlers in flight finish until the stop deadline; payments still running then
-// are interrupted and their messages delivered again.
+// *slog.Logger, bus.Module for the connection, the outbox relay (outbox.Module) to publish
+// the OrderCompleted events the worker writes, and the prometheus.Registerer of
+// metrics.Module. On stop the consumers take no new deliveries and let the handlers in
+// flight finish until the stop deadline; payments still running then are interrupted and
+// their messages delivered again.
 var Module = fx.Module("worker",
 	fx.Provide(NewFromConfig),
 	fx.Invoke(registerMetrics, RegisterConsumers),
