@@ -1,0 +1,23 @@
+package worker
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"orderflow/configuration"
+)
+
+func TestNewFromConfigDefaults(t *testing.T) {
+	t.Parallel()
+	cfg := configuration.Defaults()
+	w := NewFromConfig(&cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if w.opts.PaymentDelay != 5*time.Second || w.opts.CompletionProbability != 0.5 {
+		t.Fatalf("payment %s at probability %v, want 5s at 0.5", w.opts.PaymentDelay, w.opts.CompletionProbability)
+	}
+	// At least 2,500 payments in flight, so that 500 orders per second pass a 5 s payment.
+	if w.opts.MaxPaymentsInFlight < 2500 {
+		t.Fatalf("%d payments in flight, want at least 2500", w.opts.MaxPaymentsInFlight)
+	}
+}
