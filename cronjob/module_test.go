@@ -1,0 +1,87 @@
+package cronjob_test
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+
+	"orderflow/configuration"
+	"orderflow/cronjob"
+	"orderflow/internal/testenv"
+	"orderflow/platform/db"
+)
+
+func TestModuleValidates(t *testing.T) {
+	t.Parallel()
+	cfg := configuration.Defaults()
+	err := fx.ValidateApp(
+		fx.Supply(&cfg, slog.New(slog.DiscardHandler)),
+		db.Module,
+		cronjob.Module,
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestModuleSweepsAtStartUp(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Config(t)
+	cfg.Orders.ExpiryInterval = configuration.Duration(time.Hour)
+	pool, err := db.Open(context.Background(), cfg.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	mustExec(t, pool, `
+		WITH u AS (
+			INSERT INTO users (created_at, updated_at, name, email, password_hash, role)
+			VALUES (now(), now(), 'Module Test', 'module@example.com', 'x', 'customer') RETURNING id
+		), o AS (
+			INSERT INTO orders (created_at, updated_at, total, status, user_id)
+			SELECT now() - interval '1 hour', now(), 99.99, 'processing', u.id FROM u, generate_series(1, 3)
+			RETURNING id
+		)
+		INSERT INTO order_items (order_id, product_id, quantity, price)
+		SELECT o.id, (SELECT min(id) FROM products), 1, 99.99 FROM o`)
+
+	app := fxtest.New(t,
+		fx.Supply(cfg, slog.New(slog.DiscardHandler)),
+		fx.NopLogger,
+		db.Module,
+		cronjob.Module,
+	)
+	app.RequireStart()
+	deadline := time.Now().Add(15 * time.Second)
+	for count(t, pool, `SELECT count(*) FROM orders WHERE status = 'expired'`) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the run at start-up did not expire the 3 stale orders")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	app.RequireStop()
+	if n := count(t, pool, `SELECT count(*) FROM outbox WHERE routing_key = 'order.expired'`); n != 3 {
+		t.Errorf("%d OrderExpired outbox rows, want 3", n)
+	}
+}
+
+func mustExec(t *testing.T, pool *sql.DB, query string) {
+	t.Helper()
+	if _, err := pool.ExecContext(context.Background(), query); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func count(t *testing.T, pool *sql.DB, query string) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRowContext(context.Background(), query).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,203 @@
+package cronjob
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// outcome is one run as the scheduler reported it.
+type outcome struct {
+	res Result
+	err error
+	at  time.Time
+}
+
+// watch makes s report every run on the returned channel.
+func watch(s *Scheduler) <-chan outcome {
+	ch := make(chan outcome, 100)
+	s.onRun = func(res Result, err error) { ch <- outcome{res, err, time.Now()} }
+	return ch
+}
+
+// start starts s and stops it when the test ends, however it ends.
+func start(t *testing.T, s *Scheduler) {
+	t.Helper()
+	s.Start()
+	t.Cleanup(func() { stop(t, s) })
+}
+
+func next(t *testing.T, ch <-chan outcome) outcome {
+	t.Helper()
+	select {
+	case o := <-ch:
+		return o
+	case <-time.After(15 * time.Second):
+		t.Fatal("no run within 15s")
+		return outcome{}
+	}
+}
+
+func stop(t *testing.T, s *Scheduler) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSchedulerRunsAtStartUpAndStopsPromptly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	stale := e.orders(t, 5, "processing", time.Hour, e.user(t), e.products(t, 2, 0))
+	var logs syncBuffer
+	// With an hour's interval, only the run at start-up can happen during the test.
+	s := NewScheduler(NewSweeper(e.pool, ordersConfig(time.Minute, 500)), time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
+	runs := watch(s)
+	start(t, s)
+
+	o := next(t, runs)
+	if o.err != nil || o.res.Expired != len(stale) {
+		t.Fatalf("first run: %+v, %v; want %d expired", o.res, o.err, len(stale))
+	}
+	if got := logs.String(); !strings.Contains(got, `msg="expiry sweep finished" expired=5 batches=1 duration=`) {
+		t.Errorf("log %q lacks the run's summary line", got)
+	}
+
+	// Stopping while the loop waits for the next tick returns at once.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("stop while idle: %v", err)
+	}
+	if n := strings.Count(logs.String(), "expiry sweep"); n != 1 {
+		t.Errorf("%d log lines about runs, want 1:\n%s", n, logs.String())
+	}
+}
+
+func TestSchedulerRunsEveryInterval(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	user, products := e.user(t), e.products(t, 2, 0)
+	first := e.orders(t, 4, "processing", time.Hour, user, products)
+	const interval = 300 * time.Millisecond
+	s := NewScheduler(NewSweeper(e.pool, ordersConfig(time.Minute, 500)), interval, slog.New(slog.DiscardHandler))
+	runs := watch(s)
+	start(t, s)
+
+	prev := next(t, runs)
+	if prev.err != nil || prev.res.Expired != len(first) {
+		t.Fatalf("run at start-up: %+v, %v; want %d expired", prev.res, prev.err, len(first))
+	}
+	later := e.orders(t, 3, "processing", time.Hour, user, products)
+	for {
+		o := next(t, runs)
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
+		// Run k+1 starts no earlier than run k started plus the interval.
+		if gap := o.at.Sub(prev.at); gap < interval-prev.res.Duration {
+			t.Errorf("runs %s apart, want at least the interval %s less the run's %s", gap, interval, prev.res.Duration)
+		}
+		prev = o
+		if o.res.Expired == len(later) {
+			break
+		}
+		if o.res.Expired != 0 {
+			t.Fatalf("a later run expired %d, want 0 or %d", o.res.Expired, len(later))
+		}
+	}
+	if got := e.statuses(t, later); got["expired"] != len(later) {
+		t.Errorf("later orders: %v", got)
+	}
+}
+
+func TestSchedulerRetriesAfterAFailedRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	stale := e.orders(t, 6, "processing", time.Hour, e.user(t), e.products(t, 2, 0))
+	// Without its order lines the sweep cannot release stock, so every run fails whole.
+	e.exec(t, `ALTER TABLE order_items RENAME TO order_items_away`)
+	var logs syncBuffer
+	s := NewScheduler(NewSweeper(e.pool, ordersConfig(time.Minute, 500)), 100*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
+	runs := watch(s)
+	start(t, s)
+
+	o := next(t, runs)
+	if o.err == nil || !strings.Contains(o.err.Error(), "order_items") {
+		t.Fatalf("run without order_items: %+v, %v; want an error naming the table", o.res, o.err)
+	}
+	if got := logs.String(); !strings.Contains(got, `level=ERROR msg="expiry sweep failed; the next run retries" expired=0 batches=0`) ||
+		!strings.Contains(got, `relation \"order_items\" does not exist`) {
+		t.Errorf("log %q lacks the failure line", got)
+	}
+	if got := e.statuses(t, stale); got["processing"] != len(stale) {
+		t.Errorf("after the failed run: %v, want all processing", got)
+	}
+
+	e.exec(t, `ALTER TABLE order_items_away RENAME TO order_items`)
+	for attempt := 0; ; attempt++ {
+		if attempt == 50 {
+			t.Fatal("no successful run after 50 attempts")
+		}
+		o := next(t, runs)
+		if o.err == nil {
+			if o.res.Expired != len(stale) {
+				t.Errorf("first good run expired %d, want %d", o.res.Expired, len(stale))
+			}
+			break
+		}
+	}
+}
+
+func TestSchedulerStopCancelsABlockedRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	products := e.products(t, 1, 0)
+	stale := e.orders(t, 3, "processing", time.Hour, e.user(t), products)
+
+	// Another transaction holds the product, so the sweep's batch waits for its lock.
+	ctx := context.Background()
+	holder, err := e.pool.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.ExecContext(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, products[0]); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	s := NewScheduler(NewSweeper(newPool(t, e), ordersConfig(time.Minute, 500)), time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
+	runs := watch(s)
+	start(t, s)
+	deadline := time.Now().Add(15 * time.Second)
+	for e.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep never waited for the product lock")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Stop(stopCtx); err != nil {
+		t.Fatalf("stop during a blocked run: %v", err)
+	}
+	select {
+	case o := <-runs:
+		t.Errorf("an interrupted run was reported as finished: %+v, %v", o.res, o.err)
+	default:
+	}
+	if !strings.Contains(logs.String(), "expiry sweep interrupted by shutdown") {
+		t.Errorf("log %q lacks the interruption line", logs.String())
+	}
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.statuses(t, stale); got["processing"] != len(stale) {
+		t.Errorf("after the interrupted run: %v, want all processing (the batch rolled back)", got)
+	}
+}

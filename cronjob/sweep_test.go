@@ -1,0 +1,335 @@
+package cronjob
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"orderflow/ent"
+	"orderflow/events"
+	"orderflow/platform/db"
+	"orderflow/platform/outbox"
+)
+
+func TestSweepExpiresOnlyStaleProcessingOrders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	user := e.user(t)
+	staleProducts := e.products(t, 2, 1000)
+	otherProducts := e.products(t, 3, 1000)
+
+	stale := e.orders(t, 7, "processing", time.Hour, user, staleProducts)
+	untouched := map[string][]int64{
+		"processing": e.orders(t, 4, "processing", 9*time.Minute, user, otherProducts),
+		"pending":    e.orders(t, 3, "pending", time.Hour, user, otherProducts),
+		"completed":  e.orders(t, 3, "completed", time.Hour, user, otherProducts),
+		"expired":    e.orders(t, 2, "expired", time.Hour, user, otherProducts),
+	}
+	before := e.stocks(t)
+
+	// A batch size of 3 makes the 7 stale orders take three batches.
+	s := NewSweeper(e.pool, ordersConfig(10*time.Minute, 3))
+	ctx := context.Background()
+	var dbStart, dbEnd time.Time
+	if err := e.pool.QueryRowContext(ctx, `SELECT now()`).Scan(&dbStart); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.pool.QueryRowContext(ctx, `SELECT now()`).Scan(&dbEnd); err != nil {
+		t.Fatal(err)
+	}
+	if res.Expired != 7 || res.Batches != 3 {
+		t.Errorf("result %+v, want 7 expired in 3 batches", res)
+	}
+	if got := e.statuses(t, stale); got["expired"] != 7 || len(got) != 1 {
+		t.Errorf("stale processing orders: %v, want all 7 expired", got)
+	}
+	for status, ids := range untouched {
+		if got := e.statuses(t, ids); got[status] != len(ids) || len(got) != 1 {
+			t.Errorf("%s orders: %v, want all %d still %s", status, got, len(ids), status)
+		}
+	}
+
+	after := e.stocks(t)
+	want := released(stale, staleProducts)
+	for id, stock := range after {
+		if diff := stock - before[id]; diff != want[id] {
+			t.Errorf("product %d: stock went from %d to %d, want %d released", id, before[id], stock, want[id])
+		}
+	}
+
+	rows := e.outbox(t)
+	if len(rows) != len(stale) {
+		t.Fatalf("%d outbox rows, want %d", len(rows), len(stale))
+	}
+	seen := map[int64]bool{}
+	for _, r := range rows {
+		ev, ok := r.event.(events.OrderExpired)
+		if !ok {
+			t.Fatalf("outbox row %s holds %T, want OrderExpired", r.eventID, r.event)
+		}
+		if r.eventType != events.TypeOrderExpired || r.routingKey != events.RoutingKeyOrderExpired {
+			t.Errorf("row %s: type %q key %q", r.eventID, r.eventType, r.routingKey)
+		}
+		if r.env.Source != events.SourceCronJob || r.env.ID != r.eventID {
+			t.Errorf("row %s: envelope source %q id %q", r.eventID, r.env.Source, r.env.ID)
+		}
+		id := int64(ev.OrderID)
+		if seen[id] {
+			t.Errorf("order %d has two events", id)
+		}
+		seen[id] = true
+		if int64(ev.UserID) != user {
+			t.Errorf("order %d: userId %d, want %d", id, ev.UserID, user)
+		}
+		if !ev.Total.Equal(total(id)) {
+			t.Errorf("order %d: total %s, want %s", id, ev.Total.StringFixed(2), total(id).StringFixed(2))
+		}
+		if ev.ExpiredAt.Before(dbStart) || ev.ExpiredAt.After(dbEnd) {
+			t.Errorf("order %d: expiredAt %s outside the run [%s, %s]", id, ev.ExpiredAt, dbStart, dbEnd)
+		}
+		if ev.ExpiredAfter != "10m0s" {
+			t.Errorf("order %d: expiredAfter %q, want 10m0s", id, ev.ExpiredAfter)
+		}
+	}
+	for _, id := range stale {
+		if !seen[id] {
+			t.Errorf("order %d has no event", id)
+		}
+	}
+
+	// A second run finds nothing and writes nothing.
+	res, err = s.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Expired != 0 || res.Batches != 0 {
+		t.Errorf("second run %+v, want nothing expired", res)
+	}
+	if n := e.count(t, `SELECT count(*) FROM outbox`); n != len(stale) {
+		t.Errorf("%d outbox rows after the second run, want %d", n, len(stale))
+	}
+}
+
+func TestSweepBatchIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	user := e.user(t)
+	products := e.products(t, 2, 50)
+	stale := e.orders(t, 10, "processing", time.Hour, user, products)
+	before := e.stocks(t)
+
+	// The outbox refuses expiry events, so the batch must roll back: no order expired and
+	// no stock released without its event.
+	e.exec(t, `ALTER TABLE outbox ADD CONSTRAINT reject_expired CHECK (event_type <> '`+events.TypeOrderExpired+`')`)
+	s := NewSweeper(e.pool, ordersConfig(time.Minute, 500))
+	res, err := s.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "reject_expired") {
+		t.Fatalf("run error %v, want the outbox constraint violation", err)
+	}
+	if res.Expired != 0 {
+		t.Errorf("failed run reports %d expired", res.Expired)
+	}
+	if got := e.statuses(t, stale); got["processing"] != len(stale) {
+		t.Errorf("after the failed run: %v, want all processing", got)
+	}
+	for id, stock := range e.stocks(t) {
+		if stock != before[id] {
+			t.Errorf("product %d: stock %d after the failed run, want %d", id, stock, before[id])
+		}
+	}
+
+	e.exec(t, `ALTER TABLE outbox DROP CONSTRAINT reject_expired`)
+	res, err = s.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Expired != len(stale) {
+		t.Errorf("retry expired %d, want %d", res.Expired, len(stale))
+	}
+	if n := e.count(t, `SELECT count(*) FROM outbox`); n != len(stale) {
+		t.Errorf("%d outbox rows, want %d", n, len(stale))
+	}
+}
+
+func TestSweepConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	user := e.user(t)
+	products := e.products(t, 5, 0)
+	const n = 10_000
+	stale := e.orders(t, n, "processing", time.Hour, user, products)
+	e.exec(t, `ANALYZE`)
+
+	const sweepers = 3
+	results := make([]Result, sweepers)
+	errs := make([]error, sweepers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range sweepers {
+		// Each sweeper has its own pool, as separate processes would.
+		other := e.pool
+		if i > 0 {
+			other = newPool(t, e)
+		}
+		s := NewSweeper(other, ordersConfig(time.Minute, 200))
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = s.Run(context.Background())
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	sum := 0
+	for i := range sweepers {
+		if errs[i] != nil {
+			t.Errorf("sweeper %d: %v", i, errs[i])
+		}
+		sum += results[i].Expired
+		t.Logf("sweeper %d: %+v", i, results[i])
+	}
+	if sum != n {
+		t.Errorf("sweepers expired %d orders together, want %d", sum, n)
+	}
+	if got := e.statuses(t, stale); got["expired"] != n {
+		t.Errorf("statuses %v, want %d expired", got, n)
+	}
+	if got := e.count(t, `SELECT count(*) FROM outbox`); got != n {
+		t.Errorf("%d outbox rows, want %d", got, n)
+	}
+	if got := e.count(t, `SELECT count(DISTINCT payload->'data'->'orderId') FROM outbox`); got != n {
+		t.Errorf("%d distinct orders in the outbox, want %d", got, n)
+	}
+	want := released(stale, products)
+	stocks := e.stocks(t)
+	for _, id := range products {
+		if stocks[id] != want[id] {
+			t.Errorf("product %d: stock %d, want %d", id, stocks[id], want[id])
+		}
+	}
+}
+
+func TestSweepClears100kOrdersInOneRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	user := e.user(t)
+	products := e.products(t, 20, 0)
+	const n = 100_000
+	stale := e.orders(t, n, "processing", time.Hour, user, products)
+	e.exec(t, `ANALYZE`)
+
+	res, err := NewSweeper(e.pool, ordersConfig(time.Minute, 500)).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("expired %d orders in %d batches in %s", res.Expired, res.Batches, res.Duration)
+	if res.Expired != n || res.Batches != n/500 {
+		t.Errorf("result %+v, want %d expired in %d batches", res, n, n/500)
+	}
+	if got := e.count(t, `SELECT count(*) FROM orders WHERE status = 'processing'`); got != 0 {
+		t.Errorf("%d orders still processing", got)
+	}
+	if got := e.count(t, `SELECT count(*) FROM outbox WHERE event_type = $1`, events.TypeOrderExpired); got != n {
+		t.Errorf("%d OrderExpired outbox rows, want %d", got, n)
+	}
+	units := 0
+	for _, q := range released(stale, products) {
+		units += q
+	}
+	if got := e.count(t, `SELECT sum(stock) FROM products WHERE id = ANY($1)`, products); got != units {
+		t.Errorf("%d units released, want %d", got, units)
+	}
+}
+
+// The sweep builds its outbox rows in SQL; they must be the rows outbox.WriteBatch would
+// have written for the same events.
+func TestSweepWritesTheRowsTheOutboxWriterWrites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.orders(t, 2, "processing", time.Hour, e.user(t), e.products(t, 2, 0))
+	if _, err := NewSweeper(e.pool, ordersConfig(time.Minute, 500)).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	swept := e.outbox(t)
+	if len(swept) != 2 {
+		t.Fatalf("%d outbox rows, want 2", len(swept))
+	}
+	evs := []events.Event{swept[0].event, swept[1].event}
+	err := db.WithTx(context.Background(), db.NewClient(e.pool), func(tx *ent.Tx) error {
+		_, err := outbox.WriteBatch(context.Background(), tx, events.SourceCronJob, evs, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := e.outbox(t)
+	if len(all) != 4 {
+		t.Fatalf("%d outbox rows, want 4", len(all))
+	}
+	for i, want := range all[2:] {
+		got := swept[i]
+		if got.eventType != want.eventType || got.routingKey != want.routingKey || got.noHeaders != want.noHeaders {
+			t.Errorf("row %d: type %q key %q no headers %v; writer: %q %q %v", i,
+				got.eventType, got.routingKey, got.noHeaders, want.eventType, want.routingKey, want.noHeaders)
+		}
+		ge, we := got.event.(events.OrderExpired), want.event.(events.OrderExpired)
+		if ge.OrderID != we.OrderID || ge.UserID != we.UserID || !ge.Total.Equal(we.Total.Decimal) ||
+			!ge.ExpiredAt.Equal(we.ExpiredAt) || ge.ExpiredAfter != we.ExpiredAfter {
+			t.Errorf("row %d: event %+v, writer's %+v", i, got.event, want.event)
+		}
+		g, w := got.env, want.env
+		if g.SpecVersion != w.SpecVersion || g.Source != w.Source || g.Type != w.Type || g.DataContentType != w.DataContentType {
+			t.Errorf("row %d: envelope %+v, writer's %+v", i, g, w)
+		}
+		for _, id := range []string{got.eventID, want.eventID} {
+			if u, err := uuid.Parse(id); err != nil || u.Version() != 7 || u.Variant() != uuid.RFC4122 {
+				t.Errorf("event id %s is not a version 7 UUID (%v)", id, err)
+			}
+		}
+		if d := w.Time.Sub(g.Time); d < 0 || d > time.Minute {
+			t.Errorf("row %d: envelope time %s, writer's %s", i, g.Time, w.Time)
+		}
+		// Same attributes and data fields, in the same JSON types.
+		if gs, ws := shape(t, got.payload), shape(t, want.payload); gs != ws {
+			t.Errorf("row %d: payload shape\n%s\nwriter's\n%s", i, gs, ws)
+		}
+	}
+}
+
+// shape describes a JSON document by its keys and value types, recursively.
+func shape(t *testing.T, b []byte) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	var describe func(v any) string
+	describe = func(v any) string {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Sprintf("%T", v)
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + ":" + describe(m[k])
+		}
+		return "{" + strings.Join(parts, " ") + "}"
+	}
+	return describe(v)
+}
