@@ -382,6 +382,33 @@ func TestSystemDatabaseOutageLosesNothing(t *testing.T) {
 	mustEqual(t, "dead letters", deadLetters(t, sys.cfg.RabbitMQ), 0)
 }
 
+func TestSystemMalformedEventsAreDeadLetteredWithoutBlocking(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	w := sys.startWorker(100*time.Millisecond, 1, nil)
+	defer w.stop()
+	conn := bus.NewConn(sys.cfg.RabbitMQ, sys.log, bus.Options{Name: "worker-test-poison"})
+	conn.Start()
+	defer conn.Close()
+	pub := bus.NewPublisher(conn)
+	poison := []bus.Message{
+		{ID: "not-json", Type: events.TypeOrderCreated, RoutingKey: events.RoutingKeyOrderCreated,
+			ContentType: events.ContentType, Body: []byte(`{"specversion":`), Time: time.Now()},
+		{ID: "unknown-type", Type: "orderflow.order.shipped.v1", RoutingKey: events.RoutingKeyOrderCompleted,
+			ContentType: events.ContentType, Time: time.Now(),
+			Body: []byte(`{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.shipped.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json","data":{}}`)},
+	}
+	for i, err := range pub.PublishBatch(context.Background(), poison) {
+		if err != nil {
+			t.Fatalf("publish %s: %v", poison[i].ID, err)
+		}
+	}
+	ids := sys.store.newOrders(t, 5)
+	o := sys.settle(ids, 30*time.Second)
+	mustEqual(t, "completed", o.completed, len(ids))
+	waitForWithin(t, 10*time.Second, "both poison messages dead-lettered", func() bool { return deadLetters(t, sys.cfg.RabbitMQ) == 2 })
+}
+
 func TestSystemTwoWorkersGiveTheSameResultAsOne(t *testing.T) {
 	t.Parallel()
 	// Payments of even order ids succeed: the outcome of each order is known in advance.
