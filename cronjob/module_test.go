@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,30 @@ func TestModuleValidates(t *testing.T) {
 	)
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestModuleRefusesNonPositiveDurations(t *testing.T) {
+	t.Parallel()
+	for key, set := range map[string]func(*configuration.Orders){
+		"orders.expiryInterval": func(o *configuration.Orders) { o.ExpiryInterval = 0 },
+		"orders.expireAfter":    func(o *configuration.Orders) { o.ExpireAfter = configuration.Duration(-time.Second) },
+	} {
+		cfg := configuration.Defaults()
+		set(&cfg.Orders)
+		app := fx.New(
+			fx.NopLogger,
+			fx.Supply(&cfg, slog.New(slog.DiscardHandler)),
+			fx.Provide(func() *sql.DB { return nil }),
+			cronjob.Module,
+		)
+		if err := app.Err(); err == nil || !strings.Contains(err.Error(), key+" must be positive") {
+			t.Errorf("%s not positive: start-up error %v, want one naming the key", key, err)
+		}
+	}
+	s := cronjob.NewSweeper(nil, configuration.Orders{ExpiryBatchSize: 10})
+	if _, err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "orders.expireAfter must be positive") {
+		t.Errorf("run with no threshold: %v, want an error naming orders.expireAfter", err)
 	}
 }
 

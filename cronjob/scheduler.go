@@ -21,8 +21,14 @@ var Module = fx.Module("cronjob",
 		func(pool *sql.DB, cfg *configuration.Config) *Sweeper {
 			return NewSweeper(pool, cfg.Orders)
 		},
-		func(s *Sweeper, cfg *configuration.Config, logger *slog.Logger) *Scheduler {
-			return NewScheduler(s, cfg.Orders.ExpiryInterval.D(), logger)
+		func(s *Sweeper, cfg *configuration.Config, logger *slog.Logger) (*Scheduler, error) {
+			if d := cfg.Orders.ExpiryInterval.D(); d <= 0 {
+				return nil, fmt.Errorf("orders.expiryInterval must be positive, got %s", d)
+			}
+			if d := cfg.Orders.ExpireAfter.D(); d <= 0 {
+				return nil, fmt.Errorf("orders.expireAfter must be positive, got %s", d)
+			}
+			return NewScheduler(s, cfg.Orders.ExpiryInterval.D(), logger), nil
 		},
 	),
 	fx.Invoke(func(lc fx.Lifecycle, s *Scheduler) {

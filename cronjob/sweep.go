@@ -26,8 +26,9 @@ type Result struct {
 	Duration time.Duration
 }
 
-// Sweeper expires stale orders, in batches of one statement and one transaction each. It is safe for concurrent use, and any number of sweepers, in
-// one process or many, may run at the same time over the same database.
+// Sweeper expires stale orders, in batches of one statement and one transaction each. It is
+// safe for concurrent use, and any number of sweepers, in one process or many, may run at the
+// same time over the same database.
 //
 // Concurrency: each batch claims its orders with SELECT ... FOR NO KEY UPDATE SKIP LOCKED and
 // updates them on the condition that they are still processing, in the same statement and
@@ -68,6 +69,10 @@ func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
 func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 	start := time.Now()
 	var res Result
+	if s.expireAfter <= 0 {
+		// Every processing order would expire at once, and the event contract rejects it.
+		return res, fmt.Errorf("orders.expireAfter must be positive, got %s", s.expiredAfter)
+	}
 	for {
 		n, err := s.batch(ctx)
 		if err != nil {
