@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// pgbenchScript is the order-intake transaction in plain SQL, as the API runs it: two
+// conditional stock updates (in product id order, as the API locks them), the order, its two
+// items, and the OrderCreated outbox row with an envelope of the API's size.
+const pgbenchScript = `\set uid random(:ufirst, :ufirst + :users - 1)
+\set a random(0, :products - 1)
+\set b (:a + random(1, :products - 1)) % :products
+\set p1 :pfirst + least(:a, :b)
+\set p2 :pfirst + greatest(:a, :b)
+BEGIN;
+INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload, headers) VALUES (now(), gen_random_uuid(), 'orderflow.order.created', 'order.created', '{"specversion":"1.0","id":"0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f","source":"orderflow/api","type":"orderflow.order.created","time":"2026-12-01T03:00:00.123456Z","datacontenttype":"application/json","data":{"orderId":1,"userId":1,"total":"20.00","items":[{"productId":1,"quantity":1,"price":"10.00"},{"productId":2,"quantity":1,"price":"10.00"}],"createdAt":"2026-12-01T03:00:00.123456Z"}}'::jsonb, '{"x-actor-id":"1","x-request-id":"0123456789abcdef"}'::jsonb);
+UPDATE products SET stock = stock - 1, updated_at = now() WHERE id = :p1 AND stock >= 1;
+UPDATE products SET stock = stock - 1, updated_at = now() WHERE id = :p2 AND stock >= 1;
+INSERT INTO orders (user_id, total, status, created_at, updated_at) VALUES (:uid, 20.00, 'pending', now(), now());
+INSERT INTO order_items (order_id, product_id, quantity, price) VALUES (currval(pg_get_serial_sequence('orders', 'id')), :p1, 1, 10.00);
+INSERT INTO order_items (order_id, product_id, quantity, price) VALUES (currval(pg_get_serial_sequence('orders', 'id')), :p2, 1, 10.00);
+END;
+`
+
+// runIntake measures POST /api/orders at rising concurrency, each level side by side with
+// pgbench running the same transaction on an identical database, then a fixed-rate phase
+// at half the API's peak. The worker does not run: intake is the API's work (the outbox
+// relay runs inside the API process and publishes every order's event).
+func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
+	res = newResult()
+	e, err := r.newEnv(ctx, "intake")
+	if err != nil {
+		return res, err
+	}
+	defer e.close()
+	cat, err := e.fixture(ctx, r.size.history)
+	if err != nil {
+		return res, err
+	}
+	refDB, err := e.copyDB(ctx, "pgbench")
+	if err != nil {
+		return res, err
+	}
+	script := filepath.Join(os.TempDir(), "orderflow-bench-intake-"+r.stamp+".sql")
+	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
+		return res, err
+	}
+	defer os.Remove(script)
+
+	api, err := e.start(ctx, "api", nil)
+	if err != nil {
+		return res, err
+	}
+	client, err := e.login(ctx, api)
+	if err != nil {
+		return res, err
+	}
+	res.setup("api process (bin/orderflow api, configuration defaults: database.maxConns %d, outbox.batchSize %d, log.level %s); worker not running",
+		e.cfg.Database.MaxConns, e.cfg.Outbox.BatchSize, e.cfg.Log.Level)
+	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
+		cat.products, cat.users, r.size.history)
+	res.setup("each order: 2 random products x 1, random customer, posted by the administrator; %s per phase", r.size.phase)
+
+	post := func(ctx context.Context, rng *rand.Rand) error { return client.create(ctx, cat.orderBody(rng)) }
+	// Warm up the API (connections, JIT-free plans, token cache) and pgbench's database.
+	warm := closedLoop(ctx, 4, r.size.phase/4, post)
+	if warm.Errors > 0 {
+		return res, fmt.Errorf("warm-up: %d failed orders, first: %s", warm.Errors, warm.FirstError)
+	}
+	if _, err := pgbench(ctx, refDB, script, cat, 4, r.size.phase/4); err != nil {
+		return res, err
+	}
+
+	t := Table{Title: "closed loop: clients posting back to back",
+		Header: []string{"clients", "api orders/s", "p50 ms", "p99 ms", "pgbench tx/s", "pgbench avg ms", "api/pgbench"}}
+	var (
+		apiPeak, pgPeak phase
+		flat            int
+	)
+	apiTotal := warm.Done
+	for _, c := range r.size.levels {
+		a := closedLoop(ctx, c, r.size.phase, post)
+		apiTotal += a.Done
+		if a.Errors > 0 {
+			return res, fmt.Errorf("%d clients: %d failed orders, first: %s", c, a.Errors, a.FirstError)
+		}
+		pg, err := pgbench(ctx, refDB, script, cat, c, r.size.phase)
+		if err != nil {
+			return res, err
+		}
+		ratio := a.Throughput / pg.Throughput
+		t.Rows = append(t.Rows, []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99),
+			num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio)})
+		t.Data = append(t.Data, map[string]any{"clients": c, "api": a, "pgbench": pg, "ratio": ratio})
+		r.log.Info("intake level", "clients", c, "api", a.Throughput, "pgbench", pg.Throughput)
+		grew := a.Throughput > 1.05*apiPeak.Throughput || pg.Throughput > 1.05*pgPeak.Throughput
+		if a.Throughput > apiPeak.Throughput {
+			apiPeak = a
+		}
+		if pg.Throughput > pgPeak.Throughput {
+			pgPeak = pg
+		}
+		if grew {
+			flat = 0
+		} else if flat++; flat == 2 {
+			break // two levels in a row without growth
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+	}
+	res.Tables = append(res.Tables, t)
+
+	half := apiPeak.Throughput / 2
+	fr := fixedRate(ctx, half, r.size.phase, 256, post)
+	apiTotal += fr.Done
+	if fr.Errors > 0 {
+		return res, fmt.Errorf("fixed rate: %d failed orders, first: %s", fr.Errors, fr.FirstError)
+	}
+	res.Tables = append(res.Tables, Table{
+		Title:  "fixed rate at half the API's peak (latency from the moment each request was due)",
+		Header: []string{"rate/s", "achieved/s", "p50 ms", "p99 ms"},
+		Rows:   [][]string{{num(half), num(fr.Throughput), num(fr.P50), num(fr.P99)}},
+		Data:   []map[string]any{{"fixedRate": fr}},
+	})
+
+	rss, err := api.peakRSS()
+	if err != nil {
+		return res, err
+	}
+	var stored int
+	if err := e.pool.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE status = 'pending'`).Scan(&stored); err != nil {
+		return res, fmt.Errorf("count orders: %w", err)
+	}
+	res.Tables = append(res.Tables, Table{
+		Title:  "api process",
+		Header: []string{"peak RSS MiB", "orders posted (incl. warm-up)", "pending orders stored"},
+		Rows:   [][]string{{num(rss), strconv.Itoa(apiTotal), strconv.Itoa(stored)}},
+		Data:   []map[string]any{{"peakRSSMiB": rss, "ordersPosted": apiTotal, "ordersStored": stored}},
+	})
+	peakRatio := apiPeak.Throughput / pgPeak.Throughput
+	res.target(fmt.Sprintf("api peak (%d clients) / pgbench peak (%d clients)", apiPeak.Clients, pgPeak.Clients), 100*peakRatio, "%", 70, true)
+	res.target(fmt.Sprintf("p99 at half the peak (%.0f orders/s)", half), fr.P99, "ms", 25, false)
+	res.target("api peak RSS under intake load", rss, "MiB", 150, false)
+	if stored < apiTotal {
+		return res, fmt.Errorf("%d orders answered 201 but only %d stored", apiTotal, stored)
+	}
+	return res, nil
+}
+
+var (
+	pgbenchTPS     = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
+	pgbenchLatency = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
+	pgbenchFailed  = regexp.MustCompile(`(?m)^number of failed transactions: ([0-9]+)`)
+	pgbenchDone    = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
+)
+
+// pgbench runs the intake script with clients connections (and as many threads) for d
+// against database name; P50 holds pgbench's average latency (it reports no percentiles
+// without per-transaction logs).
+func pgbench(ctx context.Context, name, script string, cat catalogue, clients int, d time.Duration) (phase, error) {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	cmd := exec.CommandContext(ctx, "pgbench", "-n", "-f", script, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(clients),
+		"-T", strconv.Itoa(secs), "-M", "prepared",
+		"-D", "ufirst="+strconv.Itoa(cat.firstUser), "-D", "users="+strconv.Itoa(cat.users),
+		"-D", "pfirst="+strconv.Itoa(cat.firstProduct), "-D", "products="+strconv.Itoa(cat.products),
+		"-h", "127.0.0.1", "-U", "postgres", name)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return phase{}, fmt.Errorf("pgbench with %d clients: %w\n%s", clients, err, out)
+	}
+	p := phase{Clients: clients, Elapsed: time.Duration(secs) * time.Second}
+	m := pgbenchTPS.FindSubmatch(out)
+	if m == nil {
+		return p, fmt.Errorf("pgbench: no tps in its output:\n%s", out)
+	}
+	p.Throughput, _ = strconv.ParseFloat(string(m[1]), 64)
+	if m := pgbenchLatency.FindSubmatch(out); m != nil {
+		p.P50, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	if m := pgbenchDone.FindSubmatch(out); m != nil {
+		p.Done, _ = strconv.Atoi(string(m[1]))
+	}
+	if m := pgbenchFailed.FindSubmatch(out); m != nil {
+		p.Errors, _ = strconv.Atoi(string(m[1]))
+	}
+	if p.Errors > 0 {
+		return p, fmt.Errorf("pgbench with %d clients: %d failed transactions", clients, p.Errors)
+	}
+	return p, nil
+}

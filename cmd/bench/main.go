@@ -1,0 +1,172 @@
+// Command bench measures orderflow against its performance targets, each benchmark side by
+// side with a reference for the same work measured in the same run, against the local
+// PostgreSQL and RabbitMQ. It builds bin/orderflow's processes from this checkout, runs them
+// as child processes (so that their peak memory can be read from /proc), prints one table
+// per benchmark and writes bench-results/<name>.json.
+//
+//	go run ./cmd/bench                      # every benchmark at full size (minutes)
+//	go run ./cmd/bench -size tiny           # seconds: proves that the benchmarks work
+//	go run ./cmd/bench -only intake,outbox  # some of them
+//
+// Every benchmark uses its own database (orderflow_bench_<timestamp>_<name>, dropped at the
+// end unless -keep) and its own exchange. The figures are not asserted: the process exits
+// non-zero only when the work itself failed (an error, a lost or undecided order).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"orderflow/configuration"
+)
+
+// benchmark is one named benchmark.
+type benchmark struct {
+	name string
+	what string
+	run  func(ctx context.Context, r *runner) (*Result, error)
+}
+
+var benchmarks = []benchmark{
+	{"intake", "order intake: POST /api/orders against pgbench running the same transaction", runIntake},
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		size    = flag.String("size", "full", "tiny (seconds, for CI) or full (minutes)")
+		only    = flag.String("only", "", "comma-separated benchmarks to run (default all): "+names())
+		out     = flag.String("out", "bench-results", "directory for the JSON results and process logs")
+		cfgDir  = flag.String("config", envOr("ORDERFLOW_CONFIG_DIR", "./configuration"), "configuration directory")
+		binary  = flag.String("bin", "", "orderflow binary to run (default: build ./cmd/orderflow into the output directory)")
+		keep    = flag.Bool("keep", false, "keep the benchmark databases and exchanges")
+		verbose = flag.Bool("v", false, "log progress")
+	)
+	flag.Parse()
+	sz, ok := sizes[*size]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "bench: -size must be tiny or full, not %q\n", *size)
+		return 2
+	}
+	selected, err := selectBenchmarks(*only)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 2
+	}
+	level := slog.LevelInfo
+	if !*verbose {
+		level = slog.LevelWarn
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := configuration.Load(*cfgDir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 2
+	}
+	cfgAbs, err := filepath.Abs(*cfgDir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 2
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	r := &runner{
+		size:   sz,
+		cfg:    cfg,
+		cfgDir: cfgAbs,
+		out:    *out,
+		keep:   *keep,
+		log:    logger,
+		stamp:  time.Now().UTC().Format("20060102_150405"),
+		binary: *binary,
+	}
+	if r.binary == "" {
+		fmt.Printf("building ./cmd/orderflow ...\n")
+		if r.binary, err = buildBinary(ctx, *out); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			return 1
+		}
+	}
+	fmt.Printf("orderflow benchmarks, size %s, %d CPUs; figures on a shared machine are noisy, ratios much less\n\n",
+		sz.name, numCPU())
+
+	failed := 0
+	for _, b := range selected {
+		fmt.Printf("== %s: %s\n", b.name, b.what)
+		start := time.Now()
+		res, err := b.run(ctx, r)
+		if res != nil {
+			res.Name, res.Size, res.Started, res.Seconds = b.name, sz.name, start.UTC(), time.Since(start).Seconds()
+			if err != nil {
+				res.Error = err.Error()
+			}
+			res.print(os.Stdout)
+			if werr := res.write(*out); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
+		if err != nil {
+			failed++
+			fmt.Printf("FAILED: %s: %v\n", b.name, err)
+		}
+		fmt.Println()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if failed > 0 {
+		fmt.Printf("%d benchmark(s) failed\n", failed)
+		return 1
+	}
+	return 0
+}
+
+func names() string {
+	var n []string
+	for _, b := range benchmarks {
+		n = append(n, b.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func selectBenchmarks(only string) ([]benchmark, error) {
+	if only == "" {
+		return benchmarks, nil
+	}
+	var out []benchmark
+	for _, name := range strings.Split(only, ",") {
+		name = strings.TrimSpace(name)
+		i := slices.IndexFunc(benchmarks, func(b benchmark) bool { return b.name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("-only: unknown benchmark %q (known: %s)", name, names())
+		}
+		out = append(out, benchmarks[i])
+	}
+	return out, nil
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
