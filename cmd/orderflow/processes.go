@@ -6,6 +6,7 @@ import (
 	"orderflow/api"
 	"orderflow/api/docs"
 	"orderflow/configuration"
+	"orderflow/cronjob"
 	"orderflow/platform/bus"
 	"orderflow/platform/db"
 	"orderflow/platform/health"
@@ -42,5 +43,5 @@ func processOptions(process string, cfg *configuration.Config) fx.Option {
 var processModules = map[string][]fx.Option{
 	"api":     {bus.Module, outbox.Module, api.Module, fx.Invoke(docs.Register)},
 	"worker":  {bus.Module, outbox.Module, worker.Module},
-	"cronjob": {bus.Module, outbox.Module},
+	"cronjob": {bus.Module, outbox.Module, cronjob.Module},
 }
