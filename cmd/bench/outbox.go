@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/shopspring/decimal"
+
+	"orderflow/ent"
+	"orderflow/events"
+	"orderflow/platform/db"
+	"orderflow/platform/outbox"
+)
+
+// runOutbox measures the delay from the commit of a transaction that wrote an event with
+// outbox.Write to its delivery from a queue bound to the exchange, at a steady rate of one
+// event per transaction. The relay is the API process's (the worker does not run).
+func runOutbox(ctx context.Context, r *runner) (res *Result, err error) {
+	res = newResult()
+	e, err := r.newEnv(ctx, "outbox")
+	if err != nil {
+		return res, err
+	}
+	defer e.close()
+	if _, err := e.fixture(ctx, 0); err != nil {
+		return res, err
+	}
+	if _, err := e.start(ctx, "api", nil); err != nil {
+		return res, err
+	}
+	rate, d := r.size.outboxRate, r.size.outboxFor
+	res.setup("api process (its outbox relay: outbox.batchSize %d, outbox.pollInterval %s); worker not running",
+		e.cfg.Outbox.BatchSize, e.cfg.Outbox.PollInterval)
+	res.setup("%d events/s for %s, one OrderCreated per transaction written with outbox.Write by 16 writers; a classic queue bound to order.created, auto-ack",
+		rate, d)
+
+	conn, err := amqp.Dial(e.cfg.RabbitMQ.URL())
+	if err != nil {
+		return res, fmt.Errorf("connect to the broker: %w", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return res, err
+	}
+	q, err := ch.QueueDeclare("", false /* durable */, true /* auto-delete */, true /* exclusive */, false /* no-wait */, nil)
+	if err != nil {
+		return res, fmt.Errorf("declare queue: %w", err)
+	}
+	if err := ch.QueueBind(q.Name, events.RoutingKeyOrderCreated, e.exchange, false /* no-wait */, nil); err != nil {
+		return res, fmt.Errorf("bind queue: %w", err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true /* auto-ack */, true /* exclusive */, false /* no-local */, false /* no-wait */, nil)
+	if err != nil {
+		return res, fmt.Errorf("consume: %w", err)
+	}
+
+	type times struct{ committed, received time.Time }
+	var (
+		mu   sync.Mutex
+		seen = map[string]*times{}
+	)
+	at := func(id string) *times {
+		t, ok := seen[id]
+		if !ok {
+			t = &times{}
+			seen[id] = t
+		}
+		return t
+	}
+	received := make(chan struct{}, rate*int(d.Seconds())+1)
+	go func() {
+		for m := range deliveries {
+			now := time.Now()
+			mu.Lock()
+			at(m.MessageId).received = now
+			mu.Unlock()
+			received <- struct{}{}
+		}
+	}()
+
+	client := db.NewClient(e.pool)
+	write := func(ctx context.Context, n int) error {
+		var id string
+		err := db.WithTx(ctx, client, func(tx *ent.Tx) error {
+			ev := events.OrderCreated{OrderID: n + 1, UserID: 1, Total: events.NewMoney(decimal.RequireFromString("20.00")),
+				Items: []events.Item{
+					{ProductID: 1, Quantity: 1, Price: events.NewMoney(decimal.RequireFromString("10.00"))},
+					{ProductID: 2, Quantity: 1, Price: events.NewMoney(decimal.RequireFromString("10.00"))},
+				}, CreatedAt: time.Now()}
+			uid, err := outbox.Write(ctx, tx, events.SourceAPI, ev, nil)
+			id = uid.String()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		mu.Lock()
+		at(id).committed = now
+		mu.Unlock()
+		return nil
+	}
+
+	// Pace the writes: event i is due at start + i/rate, and 16 writers take them in turn.
+	n := rate * int(d.Seconds())
+	due := make(chan int, n)
+	var (
+		wg   sync.WaitGroup
+		errs errorLog
+	)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range due {
+				if err := write(ctx, i); err != nil {
+					errs.add(err)
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := range n {
+		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
+			time.Sleep(w)
+		}
+		due <- i
+	}
+	close(due)
+	wg.Wait()
+	writeTime := time.Since(start)
+	var p phase
+	errs.into(&p)
+	if p.Errors > 0 {
+		return res, fmt.Errorf("%d outbox writes failed, first: %s", p.Errors, p.FirstError)
+	}
+	got := 0
+	timeout := time.After(30 * time.Second)
+wait:
+	for got < n {
+		select {
+		case <-received:
+			got++
+		case <-timeout:
+			break wait
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var lat latencies
+	for _, t := range seen {
+		if !t.committed.IsZero() && !t.received.IsZero() {
+			lat = append(lat, max(0, t.received.Sub(t.committed)))
+		}
+	}
+	p.Elapsed = writeTime
+	p.finish(lat)
+	res.Tables = append(res.Tables, Table{
+		Title:  "commit to delivery",
+		Header: []string{"events", "written/s", "delivered", "p50 ms", "p90 ms", "p99 ms", "max ms"},
+		Rows: [][]string{{strconv.Itoa(n), num(float64(n) / writeTime.Seconds()), strconv.Itoa(got),
+			num(p.P50), num(lat.quantile(0.9)), num(p.P99), num(lat.quantile(1))}},
+		Data: []map[string]any{{"events": n, "writeSeconds": writeTime.Seconds(), "delivered": got,
+			"p50Ms": p.P50, "p90Ms": lat.quantile(0.9), "p99Ms": p.P99, "maxMs": lat.quantile(1)}},
+	})
+	res.target("commit-to-publish p50", p.P50, "ms", 10, false)
+	res.target("commit-to-publish p99", p.P99, "ms", 50, false)
+	if got < n || len(lat) < n {
+		return res, fmt.Errorf("%d events committed, %d delivered within 30 s", n, len(lat))
+	}
+	return res, nil
+}
