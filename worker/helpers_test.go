@@ -323,12 +323,13 @@ func openUnchecked(t testing.TB, cfg configuration.Database) *ent.Client {
 }
 
 // newOrdersBulk inserts n pending orders and their OrderCreated outbox rows in one
-// transaction.
-func (s *store) newOrdersBulk(t testing.TB, n int) {
+// transaction, so that they are published together, and returns their ids.
+func (s *store) newOrdersBulk(t testing.TB, n int) []int {
 	t.Helper()
 	ctx := context.Background()
 	user := s.newUser(t, "Dennis Ritchie")
 	price := decimal.RequireFromString("99.99")
+	var ids []int
 	err := db.WithTx(ctx, s.client, func(tx *ent.Tx) error {
 		builders := make([]*ent.OrderCreate, n)
 		for i := range builders {
@@ -346,9 +347,13 @@ func (s *store) newOrdersBulk(t testing.TB, n int) {
 			}
 		}
 		_, err = pout.WriteBatch(ctx, tx, events.SourceAPI, evs, nil)
+		for _, o := range orders {
+			ids = append(ids, o.ID)
+		}
 		return err
 	})
 	if err != nil {
 		t.Fatalf("insert %d orders: %v", n, err)
 	}
+	return ids
 }

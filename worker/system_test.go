@@ -312,7 +312,7 @@ func TestSystemWorkerKilledDuringPaymentsResumesThemAfterRestart(t *testing.T) {
 	sys := newSystem(t)
 	// Every payment succeeds, so an order that does not end completed was lost.
 	first := sys.startWorker(time.Hour, 1, nil)
-	ids := sys.store.newOrders(t, 100)
+	ids := sys.store.newOrdersBulk(t, 100)
 	waitForWithin(t, 30*time.Second, "every payment in flight", func() bool { return first.worker.PaymentsInFlight() == int64(len(ids)) })
 	first.kill(t)
 	mustEqual(t, "payments left running", first.worker.PaymentsInFlight(), int64(0))
@@ -337,8 +337,8 @@ func TestSystemWorkerKilledDuringPaymentsResumesThemAfterRestart(t *testing.T) {
 func TestSystemGracefulStopFinishesPaymentsInFlight(t *testing.T) {
 	t.Parallel()
 	sys := newSystem(t)
-	first := sys.startWorker(time.Second, 1, nil)
-	ids := sys.store.newOrders(t, 50)
+	first := sys.startWorker(3*time.Second, 1, nil)
+	ids := sys.store.newOrdersBulk(t, 50)
 	waitForWithin(t, 30*time.Second, "every payment in flight", func() bool { return first.worker.PaymentsInFlight() == int64(len(ids)) })
 	first.stop()
 	for _, id := range ids {
@@ -362,11 +362,11 @@ func TestSystemDatabaseOutageLosesNothing(t *testing.T) {
 	px := startProxy(t, hostPort(sys.cfg.Database.Host, sys.cfg.Database.Port))
 	direct := *sys.cfg
 	sys.cfg.Database.Host, sys.cfg.Database.Port = "127.0.0.1", px.port()
-	w := sys.startWorker(time.Second, 1, nil)
+	w := sys.startWorker(3*time.Second, 1, nil)
 	defer w.stop()
 	sys.cfg = &direct
 
-	ids := sys.store.newOrders(t, 50)
+	ids := sys.store.newOrdersBulk(t, 50)
 	waitForWithin(t, 30*time.Second, "every payment in flight", func() bool { return w.worker.PaymentsInFlight() == int64(len(ids)) })
 	// The database goes away while the payments run, for longer than the queue's delivery
 	// limit of requeues would last, and comes back.
