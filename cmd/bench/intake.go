@@ -21,7 +21,7 @@ const pgbenchScript = `\set uid random(:ufirst, :ufirst + :users - 1)
 \set p1 :pfirst + least(:a, :b)
 \set p2 :pfirst + greatest(:a, :b)
 BEGIN;
-INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload, headers) VALUES (now(), gen_random_uuid(), 'orderflow.order.created', 'order.created', '{"specversion":"1.0","id":"0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f","source":"orderflow/api","type":"orderflow.order.created","time":"2026-12-01T03:00:00.123456Z","datacontenttype":"application/json","data":{"orderId":1,"userId":1,"total":"20.00","items":[{"productId":1,"quantity":1,"price":"10.00"},{"productId":2,"quantity":1,"price":"10.00"}],"createdAt":"2026-12-01T03:00:00.123456Z"}}'::jsonb, '{"x-actor-id":"1","x-request-id":"0123456789abcdef"}'::jsonb);
+INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload, headers) VALUES (now(), gen_random_uuid(), 'orderflow.order.created.v1', 'order.created', '{"specversion":"1.0","id":"0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f","source":"orderflow/api","type":"orderflow.order.created.v1","time":"2026-12-01T03:00:00.123456Z","datacontenttype":"application/json","data":{"orderId":1,"userId":1,"total":"20.00","items":[{"productId":1,"quantity":1,"price":"10.00"},{"productId":2,"quantity":1,"price":"10.00"}],"createdAt":"2026-12-01T03:00:00.123456Z"}}'::jsonb, '{"x-actor-id":"1","x-request-id":"0123456789abcdef"}'::jsonb);
 UPDATE products SET stock = stock - 1, updated_at = now() WHERE id = :p1 AND stock >= 1;
 UPDATE products SET stock = stock - 1, updated_at = now() WHERE id = :p2 AND stock >= 1;
 INSERT INTO orders (user_id, total, status, created_at, updated_at) VALUES (:uid, 20.00, 'pending', now(), now());

@@ -39,6 +39,7 @@ type benchmark struct {
 
 var benchmarks = []benchmark{
 	{"intake", "order intake: POST /api/orders against pgbench running the same transaction", runIntake},
+	{"pipeline", "event pipeline: orders posted until every one is decided, against the same writes in SQL", runPipeline},
 	{"outbox", "outbox latency: commit-to-publish delay at a steady event rate", runOutbox},
 }
 
