@@ -42,6 +42,7 @@ var benchmarks = []benchmark{
 	{"pipeline", "event pipeline: orders posted until every one is decided, against the same writes in SQL", runPipeline},
 	{"sweep", "expiry sweep: one cron run over stale orders, against one SQL statement", runSweep},
 	{"outbox", "outbox latency: commit-to-publish delay at a steady event rate", runOutbox},
+	{"memory", "memory: peak RSS of the api under intake load and of the worker with a burst of payments in flight", runMemory},
 }
 
 func main() {

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"orderflow/ent"
+	"orderflow/events"
+	"orderflow/platform/db"
+	"orderflow/platform/outbox"
+)
+
+// runMemory reads the peak resident set (VmHWM) of the api after intake load at 16 clients
+// and of the worker after a burst of orders whose payments all run at once: the orders and
+// their OrderCreated events are written directly (one transaction), so the burst does not
+// depend on how fast the API takes orders, and the payment delay is long enough for every
+// one of them to be in flight together.
+func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
+	res = newResult()
+	e, err := r.newEnv(ctx, "memory")
+	if err != nil {
+		return res, err
+	}
+	defer e.close()
+	cat, err := e.fixture(ctx, r.size.history)
+	if err != nil {
+		return res, err
+	}
+	burst, delay := 5_000, 15*time.Second
+	if r.size.name == "tiny" {
+		burst, delay = 500, 2*time.Second
+	}
+	overrides := map[string]string{"ORDERFLOW_ORDERS_PAYMENTDELAY": delay.String()}
+	worker, err := e.start(ctx, "worker", overrides)
+	if err != nil {
+		return res, err
+	}
+	api, err := e.start(ctx, "api", overrides)
+	if err != nil {
+		return res, err
+	}
+	client, err := e.login(ctx, api)
+	if err != nil {
+		return res, err
+	}
+	res.setup("api and worker processes, configuration defaults but orders.paymentDelay %s (rabbitmq.prefetch %d, database.maxConns %d)",
+		delay, e.cfg.RabbitMQ.Prefetch, e.cfg.Database.MaxConns)
+	res.setup("api: 16 clients posting orders for %s; worker: then %d orders with their OrderCreated events written in one transaction",
+		r.size.phase, burst)
+
+	load := closedLoop(ctx, 16, r.size.phase, func(ctx context.Context, rng *rand.Rand) error {
+		return client.create(ctx, cat.orderBody(rng))
+	})
+	if load.Errors > 0 {
+		return res, fmt.Errorf("%d orders failed, first: %s", load.Errors, load.FirstError)
+	}
+	apiRSS, err := api.peakRSS()
+	if err != nil {
+		return res, err
+	}
+	if err := writeOrders(ctx, e, cat, burst); err != nil {
+		return res, err
+	}
+	var posted int
+	if err := e.pool.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE created_at > now() - interval '1 day'`).Scan(&posted); err != nil {
+		return res, fmt.Errorf("count orders: %w", err)
+	}
+	readings, err := follow(ctx, worker, 5*time.Minute, func(p progress) bool { return p.decided() >= posted })
+	if err != nil {
+		return res, fmt.Errorf("payments: %w", err)
+	}
+	peak := 0
+	for _, p := range readings {
+		peak = max(peak, p.inFlight)
+	}
+	workerRSS, err := worker.peakRSS()
+	if err != nil {
+		return res, err
+	}
+	res.Tables = append(res.Tables, Table{
+		Title:  "peak resident set (VmHWM)",
+		Header: []string{"api MiB", "api orders/s under load", "worker MiB", "worker peak payments in flight"},
+		Rows:   [][]string{{num(apiRSS), num(load.Throughput), num(workerRSS), strconv.Itoa(peak)}},
+		Data: []map[string]any{{"apiPeakRSSMiB": apiRSS, "apiLoad": load, "workerPeakRSSMiB": workerRSS,
+			"workerPeakInFlight": peak}},
+	})
+	res.target("api peak RSS under intake load", apiRSS, "MiB", 150, false)
+	res.target(fmt.Sprintf("worker peak RSS (%d payments in flight at most)", peak), workerRSS, "MiB", 200, false)
+	return res, nil
+}
+
+// writeOrders writes n pending orders of two items, with their OrderCreated events, in one
+// transaction, as if the API had taken them all at once.
+func writeOrders(ctx context.Context, e *env, cat catalogue, n int) error {
+	client := db.NewClient(e.pool)
+	return db.WithTx(ctx, client, func(tx *ent.Tx) error {
+		rows, err := tx.QueryContext(ctx, `
+			WITH o AS (
+				INSERT INTO orders (user_id, total, status, created_at, updated_at)
+				SELECT $1 + g % $2, 20.00, 'pending', now(), now() FROM generate_series(1, $3) g
+				RETURNING id, user_id, created_at
+			), i AS (
+				INSERT INTO order_items (order_id, product_id, quantity, price)
+				SELECT o.id, $4 + (o.id * 7 + k) % $5, 1, 10.00 FROM o, generate_series(0, 1) k
+				RETURNING order_id, product_id
+			)
+			SELECT o.id, o.user_id, o.created_at, array_agg(i.product_id ORDER BY i.product_id)::text
+			FROM o JOIN i ON i.order_id = o.id GROUP BY o.id, o.user_id, o.created_at`,
+			cat.firstUser, cat.users, n, cat.firstProduct, cat.products)
+		if err != nil {
+			return fmt.Errorf("insert orders: %w", err)
+		}
+		defer rows.Close()
+		ten := events.NewMoney(decimal.RequireFromString("10.00"))
+		evs := make([]events.Event, 0, n)
+		for rows.Next() {
+			var (
+				id, user int
+				created  time.Time
+				products string
+			)
+			if err := rows.Scan(&id, &user, &created, &products); err != nil {
+				return fmt.Errorf("insert orders: %w", err)
+			}
+			var p1, p2 int
+			if _, err := fmt.Sscanf(products, "{%d,%d}", &p1, &p2); err != nil {
+				return fmt.Errorf("items of order %d: %q: %w", id, products, err)
+			}
+			evs = append(evs, events.OrderCreated{OrderID: id, UserID: user, Total: events.NewMoney(decimal.RequireFromString("20.00")),
+				Items: []events.Item{{ProductID: p1, Quantity: 1, Price: ten}, {ProductID: p2, Quantity: 1, Price: ten}}, CreatedAt: created})
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("insert orders: %w", err)
+		}
+		rows.Close()
+		if len(evs) != n {
+			return fmt.Errorf("inserted %d orders, want %d", len(evs), n)
+		}
+		_, err = outbox.WriteBatch(ctx, tx, events.SourceAPI, evs, nil)
+		return err
+	})
+}
