@@ -3,7 +3,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 # The one build command of the binary; the Dockerfile runs the same line.
 BUILD      = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/orderflow ./cmd/orderflow
 
-.PHONY: build run test test-browser generate migration vet
+.PHONY: build run test test-browser generate migration vet bench
 
 build:
 	$(BUILD)
@@ -31,3 +31,8 @@ migration:
 
 vet:
 	$(GO) vet ./...
+
+## bench: every benchmark at full size (minutes); tables on stdout, JSON in bench-results/
+bench:
+	scripts/test-services.sh
+	$(GO) run ./cmd/bench -size full

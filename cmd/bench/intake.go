@@ -36,6 +36,9 @@ END;
 // relay runs inside the API process and publishes every order's event).
 func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res = newResult()
+	if _, err := exec.LookPath("pgbench"); err != nil {
+		return res, fmt.Errorf("the reference needs pgbench (Debian: apt-get install postgresql-client): %w", err)
+	}
 	e, err := r.newEnv(ctx, "intake")
 	if err != nil {
 		return res, err
