@@ -96,6 +96,7 @@ type Orders struct {
 	ExpireAfter           Duration `json:"expireAfter"`
 	ExpiryInterval        Duration `json:"expiryInterval"`
 	ExpiryBatchSize       int      `json:"expiryBatchSize"`
+	MaxPaymentsInFlight   int      `json:"maxPaymentsInFlight"`
 }
 
 // Outbox configures the transactional outbox relay.
@@ -158,6 +159,7 @@ func Defaults() Config {
 			ExpireAfter:           Duration(10 * time.Minute),
 			ExpiryInterval:        Duration(60 * time.Second),
 			ExpiryBatchSize:       500,
+			MaxPaymentsInFlight:   3000,
 		},
 		Outbox: Outbox{PollInterval: Duration(time.Second), BatchSize: 100, Retention: Duration(168 * time.Hour)},
 		Log:    Log{Level: "info", Format: "json"},

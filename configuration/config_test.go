@@ -267,6 +267,7 @@ func TestValidate(t *testing.T) {
 		{"prefetch 0", func(c *Config) { c.RabbitMQ.Prefetch = 0 }, "configuration: rabbitmq.prefetch: must be between 1 and 65535, got 0"},
 		{"prefetch too large", func(c *Config) { c.RabbitMQ.Prefetch = 70000 }, "configuration: rabbitmq.prefetch: must be between 1 and 65535, got 70000"},
 		{"expiry batch size", func(c *Config) { c.Orders.ExpiryBatchSize = 0 }, "configuration: orders.expiryBatchSize: must be at least 1, got 0"},
+		{"payments in flight", func(c *Config) { c.Orders.MaxPaymentsInFlight = 0 }, "configuration: orders.maxPaymentsInFlight: must be at least 1, got 0"},
 		{"outbox batch size", func(c *Config) { c.Outbox.BatchSize = -1 }, "configuration: outbox.batchSize: must be at least 1, got -1"},
 		{"maxBodyBytes", func(c *Config) { c.HTTP.MaxBodyBytes = 0 }, "configuration: http.maxBodyBytes: must be at least 1, got 0"},
 		{"short JWT secret", func(c *Config) { c.Auth.JWTSecret = strings.Repeat("s", 31) },
@@ -498,8 +499,8 @@ func TestKeyTable(t *testing.T) {
 			t.Errorf("secret key %s is not a key of secrets.json: %+v", path, k)
 		}
 	}
-	if got := len(keys); got != 34 {
-		t.Errorf("got %d keys, want 34: %q", got, slices.Collect(maps.Keys(byPath)))
+	if got := len(keys); got != 35 {
+		t.Errorf("got %d keys, want 35: %q", got, slices.Collect(maps.Keys(byPath)))
 	}
 	for path, want := range map[string]Key{
 		"orders.paymentDelay":   {Env: "ORDERFLOW_ORDERS_PAYMENTDELAY", File: InstanceFile, Default: "5s"},

@@ -65,6 +65,7 @@ func (c *Config) Validate() error {
 		v.add("orders.completionProbability", "must be between 0 and 1, got %g", p)
 	}
 	v.atLeast("orders.expiryBatchSize", int64(c.Orders.ExpiryBatchSize), 1)
+	v.atLeast("orders.maxPaymentsInFlight", int64(c.Orders.MaxPaymentsInFlight), 1)
 	v.atLeast("outbox.batchSize", int64(c.Outbox.BatchSize), 1)
 
 	v.oneOf("log.level", c.Log.Level, logLevels)

@@ -12,8 +12,9 @@ import (
 )
 
 // DefaultMaxPaymentsInFlight is how many OrderCreated deliveries, and so simulated payments,
-// one worker process handles at once. At the default 5 s payment that is 600 orders per
-// second; the consumer spreads it over channels of at most 2,000 (a quorum queue's cap).
+// one worker handles at once when Options leave it out; processes take
+// orders.maxPaymentsInFlight. At the default 5 s payment, 3,000 is 600 orders per second;
+// the consumer spreads it over channels of at most 2,000 (a quorum queue's cap).
 const DefaultMaxPaymentsInFlight = 3000
 
 // Module runs the worker in an fx app: a consumer on each of the three order event queues,
@@ -33,7 +34,7 @@ func NewFromConfig(cfg *configuration.Config, client *ent.Client, log *slog.Logg
 	return New(client, log.With("component", "worker"), Options{
 		PaymentDelay:          cfg.Orders.PaymentDelay.D(),
 		CompletionProbability: cfg.Orders.CompletionProbability,
-		MaxPaymentsInFlight:   DefaultMaxPaymentsInFlight,
+		MaxPaymentsInFlight:   cfg.Orders.MaxPaymentsInFlight,
 	})
 }
 
