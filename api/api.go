@@ -34,6 +34,7 @@ type Handler struct {
 	bcryptCost  int
 	now         func() time.Time
 
+	stock     *stockLocks
 	dummyOnce sync.Once
 	dummy     []byte
 
@@ -51,6 +52,7 @@ func NewHandler(client *ent.Client, db *sql.DB, cfg *configuration.Config, log *
 		tokens:      NewTokens(cfg.Auth.JWTSecret, cfg.Auth.Issuer, cfg.Auth.TokenTTL.D()),
 		expireAfter: cfg.Orders.ExpireAfter.D(),
 		bcryptCost:  bcrypt.DefaultCost,
+		stock:       newStockLocks(),
 		now:         func() time.Time { return time.Now().UTC() },
 	}
 }

@@ -71,9 +71,9 @@ const maxVerified = 10_000
 // NewTokens returns a token service signing with secret, naming issuer, valid for ttl.
 func NewTokens(secret, issuer string, ttl time.Duration) *Tokens {
 	return &Tokens{
-		secret: []byte(secret),
-		issuer: issuer,
-		ttl:    ttl,
+		secret:   []byte(secret),
+		issuer:   issuer,
+		ttl:      ttl,
 		verified: make(map[string]verifiedToken),
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),

@@ -78,10 +78,18 @@ func BenchmarkPlaceOrderSQL(b *testing.B) {
 				its = append(its, domain.Item{ProductID: p2, Quantity: 2})
 			}
 			i++
-			err := db.WithTx(ctx, e.client, func(tx *ent.Tx) error {
-				_, err := e.h.placeOrder(ctx, tx, custID, custID, "Customer", its, "", "")
-				return err
+			o, err := e.h.draftOrder(ctx, custID, its)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			var unlock func()
+			err = db.WithTx(ctx, e.client, func(tx *ent.Tx) error {
+				return e.h.placeOrder(ctx, tx, custID, o, "", "", &unlock)
 			})
+			if unlock != nil {
+				unlock()
+			}
 			if err != nil {
 				b.Error(err)
 				return

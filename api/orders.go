@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -255,23 +256,17 @@ func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params 
 		}
 	}
 
-	userName := p.Name
-	if userID != p.ID {
-		err := h.db.QueryRowContext(ctx, `SELECT name FROM users WHERE id = $1`, userID).Scan(&userName)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, invalid("userId", "no such user")
-		}
-		if err != nil {
-			return nil, fmt.Errorf("load user %d: %w", userID, err)
-		}
+	draft, err := h.draftOrder(ctx, userID, items)
+	if err != nil {
+		return nil, err
 	}
-
-	var o *oas.Order
+	var unlock func()
 	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
-		var err error
-		o, err = h.placeOrder(ctx, tx, p.ID, userID, userName, items, key, hash)
-		return err
+		return h.placeOrder(ctx, tx, p.ID, draft, key, hash, &unlock)
 	})
+	if unlock != nil {
+		unlock() // after the commit, which releases the rows in PostgreSQL
+	}
 	if errors.Is(err, errIdempotencyConflict) {
 		o, err := h.replay(ctx, p.ID, key, hash)
 		if o == nil && err == nil {
@@ -289,7 +284,7 @@ func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params 
 	if key != "" {
 		h.pruneIdempotencyKeys()
 	}
-	return created(o), nil
+	return created(draft), nil
 }
 
 func created(o *oas.Order) *oas.OrderHeaders {
@@ -334,23 +329,110 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 	return loadOrder(ctx, h.db, orderID)
 }
 
-// placeOrder does CreateOrder's work inside tx. The stock is reserved last, right before
-// the commit: many orders for one popular product queue on its row lock, and they hold it
-// for as short a time as possible.
-func (h *Handler) placeOrder(ctx context.Context, tx *ent.Tx, callerID, userID int, userName string, items []domain.Item, key, hash string) (*oas.Order, error) {
-	now := h.now()
-	o, err := insertOrder(ctx, tx, userID, userName, items, now)
-	if err != nil {
-		return nil, err
+// draftOrder prepares an order outside any transaction: it takes the next order id and
+// reads the user's name and the products' names and current prices, which the order copies
+// (the price an order pays is the one in force when it was placed). Unknown users and
+// products are refused here.
+func (h *Handler) draftOrder(ctx context.Context, userID int, items []domain.Item) (*oas.Order, error) {
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = int64(it.ProductID)
 	}
+	rows, err := h.db.QueryContext(ctx, `
+		WITH seq AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id)
+		SELECT seq.id, u.name, p.id, p.name, p.price
+		FROM seq
+		LEFT JOIN users u ON u.id = $1
+		LEFT JOIN products p ON p.id = ANY($2)`, userID, ids)
+	if err != nil {
+		return nil, fmt.Errorf("draft order: %w", err)
+	}
+	defer rows.Close()
+	type product struct {
+		name  string
+		price decimal.Decimal
+	}
+	var (
+		orderID  int
+		userName sql.NullString
+		products = make(map[int]product, len(items))
+	)
+	for rows.Next() {
+		var (
+			id    sql.NullInt64
+			name  sql.NullString
+			price decimal.NullDecimal
+		)
+		if err := rows.Scan(&orderID, &userName, &id, &name, &price); err != nil {
+			return nil, fmt.Errorf("draft order: %w", err)
+		}
+		if id.Valid {
+			products[int(id.Int64)] = product{name: name.String, price: price.Decimal}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("draft order: %w", err)
+	}
+	if !userName.Valid {
+		return nil, invalid("userId", "no such user")
+	}
+	o := &oas.Order{
+		ID:       orderID,
+		UserId:   userID,
+		UserName: userName.String,
+		Status:   oas.OrderStatusPending,
+		Items:    make([]oas.OrderItem, len(items)),
+	}
+	lines := make([]domain.Line, len(items))
+	for i, it := range items {
+		pr, ok := products[it.ProductID]
+		if !ok {
+			return nil, invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
+		}
+		o.Items[i] = oas.OrderItem{ProductId: it.ProductID, ProductName: pr.name, Quantity: it.Quantity, Price: oas.Money(pr.price)}
+		lines[i] = domain.Line{Price: pr.price, Quantity: it.Quantity}
+	}
+	total, err := domain.Total(lines)
+	if err != nil {
+		return nil, invalid("items", err.Error())
+	}
+	o.Total = oas.Money(total)
+	return o, nil
+}
+
+// placeOrder stores a drafted order inside tx and completes o with its item ids and
+// timestamps. The OrderCreated event goes first; the stock is reserved and the order
+// inserted last, in one statement right before the commit, so that orders for one popular
+// product hold its row lock as briefly as possible. Inserting the items while holding that
+// lock also spares PostgreSQL a shared (multixact) lock for each foreign-key check.
+//
+// Right before the stock is reserved, placeOrder takes this process's locks on the
+// products and stores their release function in unlock, for the caller to call once the
+// transaction has ended.
+func (h *Handler) placeOrder(ctx context.Context, tx *ent.Tx, callerID int, o *oas.Order, key, hash string, unlock *func()) error {
+	now := h.now()
+	o.CreatedAt, o.UpdatedAt = now.Truncate(time.Microsecond), now.Truncate(time.Microsecond)
 
 	evItems := make([]events.Item, len(o.Items))
 	for i, it := range o.Items {
 		evItems[i] = events.Item{ProductID: it.ProductId, Quantity: it.Quantity, Price: events.NewMoney(decimal.Decimal(it.Price))}
 	}
-	ev := events.OrderCreated{OrderID: o.ID, UserID: userID, Total: events.NewMoney(decimal.Decimal(o.Total)), Items: evItems, CreatedAt: now}
+	ev := events.OrderCreated{OrderID: o.ID, UserID: o.UserId, Total: events.NewMoney(decimal.Decimal(o.Total)), Items: evItems, CreatedAt: now}
 	if _, err := outbox.Write(ctx, tx, events.SourceAPI, ev, actorHeaders(callerID)); err != nil {
-		return nil, fmt.Errorf("write OrderCreated: %w", err)
+		return fmt.Errorf("write OrderCreated: %w", err)
+	}
+
+	ids := make([]int, len(o.Items))
+	for i, it := range o.Items {
+		ids[i] = it.ProductId
+	}
+	release, err := h.stock.lock(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("wait for stock: %w", err)
+	}
+	*unlock = release
+	if err := insertOrder(ctx, tx, o, now); err != nil {
+		return err
 	}
 
 	if key != "" {
@@ -366,187 +448,150 @@ func (h *Handler) placeOrder(ctx context.Context, tx *ent.Tx, callerID, userID i
 			RETURNING id`,
 			callerID, key, hash, o.ID, now, now.Add(-idempotencyKeyTTL)).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, errIdempotencyConflict
+			return errIdempotencyConflict
 		}
 		if err != nil {
-			return nil, fmt.Errorf("store idempotency key: %w", err)
+			return fmt.Errorf("store idempotency key: %w", err)
 		}
 	}
-
-	if err := reserveStock(ctx, tx, items, now); err != nil {
-		return nil, err
-	}
-	return o, nil
+	return nil
 }
 
-// insertOrder inserts a pending order and its items, copying each product's current price
-// and name, in one statement, and returns the order as the API shows it. Prices are read
-// without a lock: the price an order pays is the one in force when it was placed.
-func insertOrder(ctx context.Context, tx *ent.Tx, userID int, userName string, items []domain.Item, now time.Time) (*oas.Order, error) {
-	productIDs := make([]int64, len(items))
-	quantities := make([]int64, len(items))
-	for i, it := range items {
-		productIDs[i], quantities[i] = int64(it.ProductID), int64(it.Quantity)
+// insertOrder reserves the stock of every item with a conditional update (only where
+// enough is left) and, if every item could be reserved, inserts the order and its items,
+// all in one statement. A multi-item order first locks its products in id order, so that
+// two orders never wait for each other's rows.
+func insertOrder(ctx context.Context, tx *ent.Tx, o *oas.Order, now time.Time) error {
+	ids := make([]int64, len(o.Items))
+	qty := make([]int64, len(o.Items))
+	prices := make([]string, len(o.Items))
+	for i, it := range o.Items {
+		ids[i], qty[i], prices[i] = int64(it.ProductId), int64(it.Quantity), decimal.Decimal(it.Price).String()
 	}
-	// The order row is inserted only if every product exists (HAVING), and its total is
-	// the exact numeric sum; the items follow in request order.
-	rows, err := tx.QueryContext(ctx, `
-		WITH req AS (
-			SELECT r.n, r.product_id, r.quantity, p.name, p.price
-			FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(product_id, quantity, n)
-			JOIN products p ON p.id = r.product_id
-		), o AS (
-			INSERT INTO orders (user_id, total, status, created_at, updated_at)
-			SELECT $1, sum(req.price * req.quantity), 'pending', $4, $4 FROM req
-			HAVING count(*) = $5
-			RETURNING id
-		), i AS (
-			INSERT INTO order_items (order_id, product_id, quantity, price)
-			SELECT o.id, req.product_id, req.quantity, req.price FROM o, req ORDER BY req.n
-			RETURNING order_id, id, product_id
-		)
-		SELECT i.order_id, i.id, req.product_id, req.name, req.quantity, req.price
-		FROM i JOIN req ON req.product_id = i.product_id
-		ORDER BY i.id`,
-		userID, productIDs, quantities, now, len(items))
-	if err != nil {
-		if pgCode(err) == pgNumericOverflow {
-			return nil, invalid("items", domain.ErrMoneyTooLarge.Error())
+	if len(o.Items) > 1 {
+		// With every row locked, the conditional update below either reserves all items
+		// or, had the stock changed, none; a shortage is found here first.
+		if err := lockProducts(ctx, tx, o.Items, ids); err != nil {
+			return err
 		}
-		return nil, fmt.Errorf("insert order: %w", err)
+	}
+	query, args := insertManyItems, []any{o.ID, o.UserId, ids, qty, prices, now, decimal.Decimal(o.Total).String(), len(o.Items)}
+	if len(o.Items) == 1 {
+		// Scalar parameters let PostgreSQL reuse one generic plan for the common case
+		// instead of planning the array form on every execution.
+		query, args = insertOneItem, []any{o.ID, o.UserId, ids[0], qty[0], prices[0], now, decimal.Decimal(o.Total).String()}
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("insert order: %w", err)
 	}
 	defer rows.Close()
-	o := &oas.Order{
-		UserId:    userID,
-		UserName:  userName,
-		Status:    oas.OrderStatusPending,
-		CreatedAt: now.Truncate(time.Microsecond),
-		UpdatedAt: now.Truncate(time.Microsecond),
-		Items:     make([]oas.OrderItem, 0, len(items)),
-	}
-	lines := make([]domain.Line, 0, len(items))
+	itemIDs := make(map[int]int, len(o.Items))
 	for rows.Next() {
-		var (
-			it    oas.OrderItem
-			price decimal.Decimal
-		)
-		if err := rows.Scan(&o.ID, &it.ID, &it.ProductId, &it.ProductName, &it.Quantity, &price); err != nil {
-			return nil, fmt.Errorf("insert order: %w", err)
+		var itemID, productID int
+		if err := rows.Scan(&itemID, &productID); err != nil {
+			return fmt.Errorf("insert order: %w", err)
 		}
-		it.Price = oas.Money(price)
-		o.Items = append(o.Items, it)
-		lines = append(lines, domain.Line{Price: price, Quantity: it.Quantity})
+		itemIDs[productID] = itemID
 	}
 	if err := rows.Err(); err != nil {
-		if pgCode(err) == pgNumericOverflow {
-			return nil, invalid("items", domain.ErrMoneyTooLarge.Error())
-		}
-		return nil, fmt.Errorf("insert order: %w", err)
-	}
-	if len(o.Items) == 0 {
-		return nil, unknownProduct(ctx, tx, items)
-	}
-	total, err := domain.Total(lines)
-	if err != nil {
-		return nil, invalid("items", err.Error())
-	}
-	o.Total = oas.Money(total)
-	return o, nil
-}
-
-// unknownProduct names the first item whose product does not exist.
-func unknownProduct(ctx context.Context, tx *ent.Tx, items []domain.Item) error {
-	ids := make([]int64, len(items))
-	for i, it := range items {
-		ids[i] = int64(it.ProductID)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM products WHERE id = ANY($1)`, ids)
-	if err != nil {
-		return fmt.Errorf("check products: %w", err)
-	}
-	defer rows.Close()
-	found := make(map[int]bool, len(items))
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			return fmt.Errorf("check products: %w", err)
-		}
-		found[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("check products: %w", err)
-	}
-	for i, it := range items {
-		if !found[it.ProductID] {
-			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
-		}
-	}
-	return fmt.Errorf("insert order: products changed while ordering")
-}
-
-// reserveStock takes each item's quantity from its product's stock, but only where enough is
-// left; ErrInsufficientStock when a product has too little. A multi-item order first locks
-// its products in id order, so that two orders never wait for each other's rows.
-func reserveStock(ctx context.Context, tx *ent.Tx, items []domain.Item, now time.Time) error {
-	if len(items) == 1 {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE products SET stock = stock - $2, updated_at = $3 WHERE id = $1 AND stock >= $2`,
-			items[0].ProductID, items[0].Quantity, now)
-		if err != nil {
-			return fmt.Errorf("reserve stock: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return explainShortage(ctx, tx, items, nil)
-		}
-		return nil
-	}
-	ids := make([]int64, len(items))
-	qty := make([]int64, len(items))
-	for i, it := range items {
-		ids[i], qty[i] = int64(it.ProductID), int64(it.Quantity)
-	}
-	if _, err := tx.ExecContext(ctx,
-		`SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, ids); err != nil {
-		return fmt.Errorf("lock products: %w", err)
-	}
-	rows, err := tx.QueryContext(ctx, `
-		UPDATE products p SET stock = p.stock - r.quantity, updated_at = $3
-		FROM unnest($1::bigint[], $2::bigint[]) AS r(product_id, quantity)
-		WHERE p.id = r.product_id AND p.stock >= r.quantity
-		RETURNING p.id`, ids, qty, now)
-	if err != nil {
-		return fmt.Errorf("reserve stock: %w", err)
-	}
-	defer rows.Close()
-	got := make(map[int]bool, len(items))
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			return fmt.Errorf("reserve stock: %w", err)
-		}
-		got[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reserve stock: %w", err)
+		return fmt.Errorf("insert order: %w", err)
 	}
 	rows.Close()
-	if len(got) == len(items) {
-		return nil
+	if len(itemIDs) == 0 {
+		return explainShortage(ctx, tx, o.Items)
 	}
-	return explainShortage(ctx, tx, items, got)
+	for i := range o.Items {
+		o.Items[i].ID = itemIDs[o.Items[i].ProductId]
+	}
+	// Items are listed in the order they were stored, as GET returns them.
+	slices.SortFunc(o.Items, func(a, b oas.OrderItem) int { return a.ID - b.ID })
+	return nil
 }
 
-// explainShortage names the first item whose product has too little stock.
-func explainShortage(ctx context.Context, tx *ent.Tx, items []domain.Item, reserved map[int]bool) error {
-	for _, it := range items {
-		if reserved[it.ProductID] {
-			continue
+// insertManyItems reserves stock for several items ($3 product ids, $4 quantities, $5 unit
+// prices) and, only if every item was reserved, inserts order $1 of user $2 with total $7
+// and its items, returning the items' ids.
+const insertManyItems = `
+	WITH req AS (
+		SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::numeric[]) WITH ORDINALITY AS r(product_id, quantity, price, n)
+	), reserved AS (
+		UPDATE products p SET stock = p.stock - req.quantity, updated_at = $6
+		FROM req WHERE p.id = req.product_id AND p.stock >= req.quantity
+		RETURNING p.id
+	), o AS (
+		INSERT INTO orders (id, user_id, total, status, created_at, updated_at)
+		SELECT $1, $2, $7, 'pending', $6, $6 FROM reserved
+		HAVING count(*) = $8
+		RETURNING id
+	)
+	INSERT INTO order_items (order_id, product_id, quantity, price)
+	SELECT o.id, req.product_id, req.quantity, req.price FROM o, req ORDER BY req.n
+	RETURNING id, product_id`
+
+// insertOneItem is insertManyItems for an order of one item: product $3, quantity $4,
+// unit price $5.
+const insertOneItem = `
+	WITH reserved AS (
+		UPDATE products SET stock = stock - $4, updated_at = $6
+		WHERE id = $3 AND stock >= $4
+		RETURNING id
+	), o AS (
+		INSERT INTO orders (id, user_id, total, status, created_at, updated_at)
+		SELECT $1::bigint, $2::bigint, $7::numeric, 'pending', $6, $6 FROM reserved
+		RETURNING id
+	)
+	INSERT INTO order_items (order_id, product_id, quantity, price)
+	SELECT o.id, $3, $4, $5::numeric FROM o
+	RETURNING id, product_id`
+
+// lockProducts locks the products of a multi-item order in id order and checks that each
+// has enough stock.
+func lockProducts(ctx context.Context, tx *ent.Tx, items []oas.OrderItem, ids []int64) error {
+	rows, err := tx.QueryContext(ctx,
+		`SELECT id, stock FROM products WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, ids)
+	if err != nil {
+		return fmt.Errorf("lock products: %w", err)
+	}
+	defer rows.Close()
+	stock := make(map[int]int, len(items))
+	for rows.Next() {
+		var id, n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return fmt.Errorf("lock products: %w", err)
 		}
+		stock[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("lock products: %w", err)
+	}
+	for i, it := range items {
+		n, ok := stock[it.ProductId]
+		if !ok {
+			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
+		}
+		if n < it.Quantity {
+			return fmt.Errorf("%w: product %d has %d left, %d requested", ErrInsufficientStock, it.ProductId, n, it.Quantity)
+		}
+	}
+	return nil
+}
+
+// explainShortage names the first item whose product has too little stock (409), or no
+// longer exists (400), after the conditional update reserved nothing.
+func explainShortage(ctx context.Context, tx *ent.Tx, items []oas.OrderItem) error {
+	for i, it := range items {
 		var stock int
-		if err := queryRow(ctx, tx, `SELECT stock FROM products WHERE id = $1`, it.ProductID).Scan(&stock); err != nil {
-			return fmt.Errorf("check stock of product %d: %w", it.ProductID, err)
+		err := queryRow(ctx, tx, `SELECT stock FROM products WHERE id = $1`, it.ProductId).Scan(&stock)
+		if errors.Is(err, sql.ErrNoRows) {
+			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
 		}
-		return fmt.Errorf("%w: product %d has %d left, %d requested", ErrInsufficientStock, it.ProductID, stock, it.Quantity)
+		if err != nil {
+			return fmt.Errorf("check stock of product %d: %w", it.ProductId, err)
+		}
+		if stock < it.Quantity {
+			return fmt.Errorf("%w: product %d has %d left, %d requested", ErrInsufficientStock, it.ProductId, stock, it.Quantity)
+		}
 	}
 	return fmt.Errorf("%w: stock changed while ordering", ErrInsufficientStock)
 }

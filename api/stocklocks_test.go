@@ -1,0 +1,57 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestStockLocks(t *testing.T) {
+	t.Parallel()
+	l := newStockLocks()
+
+	// Products on one stripe (1 and 1+stockStripes) share a lock, taken once.
+	unlock, err := l.lock(context.Background(), []int{1, 1 + stockStripes, 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := l.lock(ctx, []int{7}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a held product was locked again: %v", err)
+	}
+	other, err := l.lock(context.Background(), []int{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other()
+	unlock()
+
+	// Orders listing the same products in opposite order do not deadlock.
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids := []int{3, 4, 5}
+			if i%2 == 1 {
+				ids = []int{5, 4, 3}
+			}
+			u, err := l.lock(context.Background(), ids)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			u()
+		}()
+	}
+	wg.Wait()
+	// A failed attempt leaves nothing held.
+	u, err := l.lock(context.Background(), []int{1, 3, 4, 5, 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u()
+}
