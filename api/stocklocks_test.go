@@ -48,10 +48,23 @@ func TestStockLocks(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	// A failed attempt leaves nothing held.
-	u, err := l.lock(context.Background(), []int{1, 3, 4, 5, 7})
+
+	// An attempt that gives up releases what it took.
+	held, err := l.lock(context.Background(), []int{7})
 	if err != nil {
 		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, err := l.lock(ctx2, []int{3, 7}); err == nil {
+		t.Fatal("locked a held product")
+	}
+	held()
+	ctx3, cancel3 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel3()
+	u, err := l.lock(ctx3, []int{1, 3, 4, 5, 7})
+	if err != nil {
+		t.Fatalf("locks left held: %v", err)
 	}
 	u()
 }
