@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -199,5 +200,66 @@ func TestSchedulerStopCancelsABlockedRun(t *testing.T) {
 	}
 	if got := e.statuses(t, stale); got["processing"] != len(stale) {
 		t.Errorf("after the interrupted run: %v, want all processing (the batch rolled back)", got)
+	}
+}
+
+// slowRunner's runs take the durations in took, in turn, and it records how they overlap.
+type slowRunner struct {
+	mu       sync.Mutex
+	took     []time.Duration
+	inFlight int
+	overlap  bool
+	spans    [][2]time.Time
+}
+
+func (r *slowRunner) Run(ctx context.Context) (Result, error) {
+	r.mu.Lock()
+	r.inFlight++
+	r.overlap = r.overlap || r.inFlight > 1
+	start := time.Now()
+	took := r.took[min(len(r.spans), len(r.took)-1)]
+	r.mu.Unlock()
+	select {
+	case <-time.After(took):
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inFlight--
+	r.spans = append(r.spans, [2]time.Time{start, time.Now()})
+	return Result{Duration: time.Since(start)}, ctx.Err()
+}
+
+func TestSchedulerNeverOverlapsRunsAndDropsMissedTicks(t *testing.T) {
+	t.Parallel()
+	const interval = 50 * time.Millisecond
+	// The first run lasts eight intervals, the others a moment.
+	r := &slowRunner{took: []time.Duration{8 * interval, time.Millisecond}}
+	s := newScheduler(r, interval, slog.New(slog.DiscardHandler))
+	runs := watch(s)
+	start(t, s)
+	for range 4 {
+		if o := next(t, runs); o.err != nil {
+			t.Fatal(o.err)
+		}
+	}
+	stop(t, s)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.overlap {
+		t.Error("two runs were in flight at once")
+	}
+	for i := 1; i < len(r.spans); i++ {
+		if r.spans[i][0].Before(r.spans[i-1][1]) {
+			t.Errorf("run %d started at %s, before run %d ended at %s", i, r.spans[i][0], i-1, r.spans[i-1][1])
+		}
+	}
+	// The second run follows the long first one at once; the ticks it missed are dropped,
+	// not made up for, so the runs after it keep to the interval.
+	for i := 2; i < len(r.spans); i++ {
+		if gap := r.spans[i][0].Sub(r.spans[i-1][0]); gap < interval {
+			t.Errorf("run %d started %s after run %d, less than the interval %s", i, gap, i-1, interval)
+		}
 	}
 }
