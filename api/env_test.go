@@ -80,6 +80,24 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// secondInstance serves the API a second time on the same database, as another process
+// would, and returns a client for it that sends tok.
+func (e *env) secondInstance(tok string) *oas.Client {
+	e.t.Helper()
+	h := NewHandler(e.client, e.db, e.cfg, e.h.log)
+	srv, err := NewServer(h, e.cfg.HTTP.MaxBodyBytes)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	e.t.Cleanup(ts.Close)
+	client, err := oas.NewClient(ts.URL, token(tok), oas.WithClient(ts.Client()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return client
+}
+
 // token is a fixed bearer token as a SecuritySource.
 type token string
 
@@ -100,15 +118,28 @@ func (e *env) clientWith(tok string) *oas.Client {
 // login signs in and returns a client that sends the token.
 func (e *env) login(email, password string) *oas.Client {
 	e.t.Helper()
+	return e.clientWith(e.loginToken(email, password))
+}
+
+// loginToken signs in and returns the token.
+func (e *env) loginToken(email, password string) string {
+	e.t.Helper()
 	res, err := e.clientWith("").Login(context.Background(), &oas.LoginRequest{Email: email, Password: password})
 	if err != nil {
 		e.t.Fatalf("login %s: %v", email, err)
 	}
-	return e.clientWith(res.Token)
+	return res.Token
 }
 
 // customer creates a customer through the API and signs in as it.
 func (e *env) customer() (*oas.Client, int) {
+	e.t.Helper()
+	tok, id := e.customerToken()
+	return e.clientWith(tok), id
+}
+
+// customerToken creates a customer through the API and returns its token.
+func (e *env) customerToken() (string, int) {
 	e.t.Helper()
 	n := seq.Add(1)
 	email := fmt.Sprintf("customer%d@example.com", n)
@@ -118,7 +149,7 @@ func (e *env) customer() (*oas.Client, int) {
 	if err != nil {
 		e.t.Fatalf("create customer: %v", err)
 	}
-	return e.login(email, "secret1"), res.Response.ID
+	return e.loginToken(email, "secret1"), res.Response.ID
 }
 
 // product creates a product through the API.

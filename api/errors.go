@@ -266,6 +266,4 @@ func pgCode(err error) string {
 const (
 	pgUniqueViolation     = "23505"
 	pgForeignKeyViolation = "23503"
-	pgCheckViolation      = "23514"
-	pgNumericOverflow     = "22003"
 )

@@ -282,7 +282,7 @@ func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params 
 		return nil, err
 	}
 	if key != "" {
-		h.pruneIdempotencyKeys()
+		h.pruneIdempotencyKeys(ctx)
 	}
 	return created(draft), nil
 }
@@ -601,21 +601,17 @@ func actorHeaders(userID int) map[string]string {
 	return map[string]string{"actor-user-id": strconv.Itoa(userID)}
 }
 
-// pruneIdempotencyKeys deletes expired keys at most once a minute, in the background.
-func (h *Handler) pruneIdempotencyKeys() {
+// pruneIdempotencyKeys deletes expired keys, at most once a minute per process.
+func (h *Handler) pruneIdempotencyKeys(ctx context.Context) {
 	now := h.now()
 	last := h.lastPrune.Load()
 	if now.UnixNano()-last < int64(time.Minute) || !h.lastPrune.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := h.db.ExecContext(ctx,
-			`DELETE FROM idempotency_keys WHERE created_at <= $1`, now.Add(-idempotencyKeyTTL)); err != nil {
-			h.log.Warn("prune idempotency keys", "err", err)
-		}
-	}()
+	if _, err := h.db.ExecContext(ctx,
+		`DELETE FROM idempotency_keys WHERE created_at <= $1`, now.Add(-idempotencyKeyTTL)); err != nil {
+		h.log.WarnContext(ctx, "prune idempotency keys", "err", err)
+	}
 }
 
 // UpdateOrderStatus changes an order's status along the state machine (admin). Completing

@@ -182,7 +182,11 @@ func TestOrderMoney(t *testing.T) {
 func TestConcurrentOrdersNeverOversell(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	cust, _ := e.customer()
+	tok, _ := e.customerToken()
+	cust := e.clientWith(tok)
+	// A second API instance on the same database: its orders meet the first's only in
+	// PostgreSQL, where the conditional update must keep the stock from going negative.
+	second := e.secondInstance(tok)
 	pid := e.product("1.00", 10)
 	const buyers = 50
 	var (
@@ -191,11 +195,15 @@ func TestConcurrentOrdersNeverOversell(t *testing.T) {
 		ok, gone  int
 		otherErrs []error
 	)
-	for range buyers {
+	for i := range buyers {
 		wg.Add(1)
+		c := cust
+		if i%2 == 1 {
+			c = second
+		}
 		go func() {
 			defer wg.Done()
-			_, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(pid, 1)}, oas.CreateOrderParams{})
+			_, err := c.CreateOrder(ctx, &oas.OrderCreate{Items: items(pid, 1)}, oas.CreateOrderParams{})
 			mu.Lock()
 			defer mu.Unlock()
 			var pe *oas.ErrorStatusCode
@@ -341,6 +349,22 @@ func TestIdempotencyKey(t *testing.T) {
 		b, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(pid, 1)}, k)
 		if err != nil || b.Response.ID == a.Response.ID {
 			t.Fatalf("%+v, %v", b, err)
+		}
+	})
+	t.Run("keys older than a day are pruned", func(t *testing.T) {
+		if _, err := cust.CreateOrder(ctx, req, oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("to-prune")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.db.Exec(`UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = 'to-prune'`); err != nil {
+			t.Fatal(err)
+		}
+		e.h.lastPrune.Store(0)
+		if _, err := cust.CreateOrder(ctx, req, oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("fresh")}); err != nil {
+			t.Fatal(err)
+		}
+		var left int
+		if err := e.db.QueryRow(`SELECT count(*) FROM idempotency_keys WHERE key IN ('to-prune', 'fresh')`).Scan(&left); err != nil || left != 1 {
+			t.Errorf("%d keys left, want only the fresh one (%v)", left, err)
 		}
 	})
 	t.Run("too long a key", func(t *testing.T) {
