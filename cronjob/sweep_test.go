@@ -2,6 +2,7 @@ package cronjob
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -162,20 +163,25 @@ func TestSweepBatchIsAllOrNothing(t *testing.T) {
 	}
 }
 
+// Three sweepers share a backlog while orders keep being taken, the way the API takes them
+// (products locked in id order, stock reserved, order and lines inserted): every stale order
+// is expired once, with one event, and no transaction deadlocks.
 func TestSweepConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	user := e.user(t)
-	products := e.products(t, 5, 0)
+	const initialStock = 1_000_000
+	products := e.products(t, 5, initialStock)
 	const n = 10_000
 	stale := e.orders(t, n, "processing", time.Hour, user, products)
 	e.exec(t, `ANALYZE`)
 
-	const sweepers = 3
+	const sweepers, takers = 3, 2
 	results := make([]Result, sweepers)
-	errs := make([]error, sweepers)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
+	errs := make([]error, sweepers+takers)
+	reserved := make([]map[int64]int, takers)
+	start, swept := make(chan struct{}), make(chan struct{})
+	var sweeping, taking sync.WaitGroup
 	for i := range sweepers {
 		// Each sweeper has its own pool, as separate processes would.
 		other := e.pool
@@ -183,19 +189,48 @@ func TestSweepConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
 			other = newPool(t, e)
 		}
 		s := NewSweeper(other, ordersConfig(time.Minute, 200))
-		wg.Go(func() {
+		sweeping.Go(func() {
 			<-start
 			results[i], errs[i] = s.Run(context.Background())
 		})
 	}
+	for i := range takers {
+		pool := newPool(t, e)
+		reserved[i] = map[int64]int{}
+		taking.Go(func() {
+			<-start
+			for k := i; ; k++ {
+				select {
+				case <-swept:
+					return
+				default:
+				}
+				pair := []int64{products[k%len(products)], products[(k+1+i)%len(products)]}
+				if pair[0] == pair[1] {
+					pair = pair[:1]
+				}
+				if err := takeOrder(pool, user, pair); err != nil {
+					errs[sweepers+i] = err
+					return
+				}
+				for _, p := range pair {
+					reserved[i][p]++
+				}
+			}
+		})
+	}
 	close(start)
-	wg.Wait()
+	sweeping.Wait()
+	close(swept)
+	taking.Wait()
 
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("transaction %d: %v", i, err)
+		}
+	}
 	sum := 0
 	for i := range sweepers {
-		if errs[i] != nil {
-			t.Errorf("sweeper %d: %v", i, errs[i])
-		}
 		sum += results[i].Expired
 		t.Logf("sweeper %d: %+v", i, results[i])
 	}
@@ -211,13 +246,47 @@ func TestSweepConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
 	if got := e.count(t, `SELECT count(DISTINCT payload->'data'->'orderId') FROM outbox`); got != n {
 		t.Errorf("%d distinct orders in the outbox, want %d", got, n)
 	}
+	taken := e.count(t, `SELECT count(*) FROM orders WHERE status = 'pending'`)
+	t.Logf("%d orders taken meanwhile", taken)
 	want := released(stale, products)
 	stocks := e.stocks(t)
 	for _, id := range products {
-		if stocks[id] != want[id] {
-			t.Errorf("product %d: stock %d, want %d", id, stocks[id], want[id])
+		w := initialStock + want[id] - reserved[0][id] - reserved[1][id]
+		if stocks[id] != w {
+			t.Errorf("product %d: stock %d, want %d", id, stocks[id], w)
 		}
 	}
+}
+
+// takeOrder places a pending order for one unit of each product as the API does: products
+// locked in id order, stock reserved on condition, order and lines inserted, one transaction.
+func takeOrder(pool *sql.DB, user int64, products []int64) error {
+	ctx := context.Background()
+	tx, err := pool.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE`, products); err != nil {
+		return fmt.Errorf("lock products: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE products SET stock = stock - 1, updated_at = now() WHERE id = ANY($1) AND stock >= 1`, products)
+	if err != nil {
+		return fmt.Errorf("reserve stock: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != int64(len(products)) {
+		return fmt.Errorf("reserved %d of %d products", n, len(products))
+	}
+	if _, err := tx.ExecContext(ctx, `
+		WITH o AS (
+			INSERT INTO orders (created_at, updated_at, total, status, user_id)
+			VALUES (now(), now(), $3::numeric * cardinality($2::bigint[]), 'pending', $1) RETURNING id
+		)
+		INSERT INTO order_items (order_id, product_id, quantity, price)
+		SELECT o.id, p, 1, $3::numeric FROM o, unnest($2::bigint[]) p`, user, products, itemPrice); err != nil {
+		return fmt.Errorf("insert order: %w", err)
+	}
+	return tx.Commit()
 }
 
 func TestSweepClears100kOrdersInOneRun(t *testing.T) {
