@@ -155,3 +155,23 @@ func TestDatabaseUnavailable(t *testing.T) {
 	_, err = c.Login(context.Background(), &oas.LoginRequest{Email: "a@example.com", Password: "secret1"})
 	wantStatus(t, err, http.StatusServiceUnavailable)
 }
+
+// TestRequestTimeout checks that a request that runs out of time answers 503.
+func TestRequestTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+	srv, err := NewServer(e.h, e.cfg.HTTP.MaxBodyBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 0)
+		defer cancel()
+		srv.ServeHTTP(w, r.WithContext(ctx))
+	}))
+	defer expired.Close()
+	c, _ := oas.NewClient(expired.URL, token(tok))
+	_, err = c.ListProducts(ctx, oas.ListProductsParams{})
+	wantStatus(t, err, http.StatusServiceUnavailable)
+}
