@@ -63,9 +63,6 @@ var ErrInsufficientStock = errors.New("insufficient stock")
 // ErrIdempotencyKeyReused is returned when an Idempotency-Key comes back with another request.
 var ErrIdempotencyKeyReused = errors.New("idempotency key was used with a different request")
 
-// errDatabaseUnavailable marks failures to reach PostgreSQL, answered with 503.
-var errDatabaseUnavailable = errors.New("database unavailable")
-
 // NewError turns any error that a handler or the security handler returned into a problem
 // response. Unknown errors are logged and become 500 without detail.
 func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode {
@@ -75,11 +72,11 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 		itE  *domain.ItemError
 	)
 	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return problemResponse(http.StatusServiceUnavailable, "The request took too long; try again later.", nil)
 	case unavailable(err):
 		h.log.WarnContext(ctx, "database unavailable", "err", err)
 		return problemResponse(http.StatusServiceUnavailable, "The database is unavailable; try again later.", nil)
-	case errors.Is(err, context.DeadlineExceeded):
-		return problemResponse(http.StatusServiceUnavailable, "The request took too long; try again later.", nil)
 	case errors.As(err, &p):
 		return problemResponse(p.Status, p.Detail, p.Fields)
 	case errors.As(err, &secE):
@@ -229,7 +226,7 @@ func fieldMessage(err error) string {
 // unavailable reports whether err means that PostgreSQL could not be reached or refused
 // work for a reason that a retry may fix.
 func unavailable(err error) bool {
-	if errors.Is(err, errDatabaseUnavailable) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
 		return true
 	}
 	var connErr *pgconn.ConnectError
