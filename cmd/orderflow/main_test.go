@@ -108,10 +108,21 @@ func TestProcessesStartAndStop(t *testing.T) {
 				t.Fatalf("%s not ready after 60s", process)
 			}
 
-			health := exec.Command(binary, "health")
-			health.Env = append(env(t), "ORDERFLOW_HTTP_ADDRESS="+addr)
-			if out, err := health.CombinedOutput(); err != nil {
-				t.Errorf("orderflow health: %v: %s", err, out)
+			// The broker connection comes up in the background: ready soon, not at once.
+			var out []byte
+			for deadline := time.Now().Add(20 * time.Second); ; {
+				health := exec.Command(binary, "health")
+				health.Env = append(env(t), "ORDERFLOW_HTTP_ADDRESS="+addr)
+				if out, err = health.CombinedOutput(); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("orderflow health: %v: %s", err, out)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if !strings.Contains(string(out), `"database":"ok"`) || !strings.Contains(string(out), `"rabbitmq":"ok"`) {
+				t.Errorf("orderflow health printed %s", out)
 			}
 
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
