@@ -90,15 +90,28 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	)
 	apiTotal := warm.Done
 	for _, c := range r.size.levels {
-		a := closedLoop(ctx, c, r.size.phase, post)
-		apiTotal += a.Done
-		if a.Errors > 0 {
-			return res, fmt.Errorf("%d clients: %d failed orders, first: %s", c, a.Errors, a.FirstError)
+		// Two rounds of half a phase each, API first then pgbench first, so that a change
+		// in the machine's speed (other work on the host) weighs on both alike.
+		var as, pgs []phase
+		for round := range 2 {
+			for _, apiTurn := range []bool{round == 0, round != 0} {
+				if apiTurn {
+					a := closedLoop(ctx, c, r.size.phase/2, post)
+					apiTotal += a.Done
+					if a.Errors > 0 {
+						return res, fmt.Errorf("%d clients: %d failed orders, first: %s", c, a.Errors, a.FirstError)
+					}
+					as = append(as, a)
+					continue
+				}
+				pg, err := pgbench(ctx, refDB, script, cat, c, r.size.phase/2)
+				if err != nil {
+					return res, err
+				}
+				pgs = append(pgs, pg)
+			}
 		}
-		pg, err := pgbench(ctx, refDB, script, cat, c, r.size.phase)
-		if err != nil {
-			return res, err
-		}
+		a, pg := merge(as), merge(pgs)
 		ratio := a.Throughput / pg.Throughput
 		t.Rows = append(t.Rows, []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99),
 			num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio)})
@@ -165,6 +178,27 @@ var (
 	pgbenchFailed  = regexp.MustCompile(`(?m)^number of failed transactions: ([0-9]+)`)
 	pgbenchDone    = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
 )
+
+// merge sums phases of the same load into one.
+func merge(ps []phase) phase {
+	var m phase
+	var lat latencies
+	var avg float64
+	for _, p := range ps {
+		m.Clients, m.Errors, m.Elapsed = p.Clients, m.Errors+p.Errors, m.Elapsed+p.Elapsed
+		lat = append(lat, p.lat...)
+		m.Done += p.Done
+		avg += p.P50 * float64(p.Done)
+	}
+	if len(lat) > 0 {
+		m.finish(lat)
+		return m
+	}
+	// pgbench phases: no latencies of their own, an average weighted by transactions.
+	m.Throughput = float64(m.Done) / m.Elapsed.Seconds()
+	m.P50 = avg / float64(max(m.Done, 1))
+	return m
+}
 
 // pgbench runs the intake script with clients connections (and as many threads) for d
 // against database name; P50 holds pgbench's average latency (it reports no percentiles

@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -58,12 +59,28 @@ func run() int {
 		binary  = flag.String("bin", "", "orderflow binary to run (default: build ./cmd/orderflow into the output directory)")
 		keep    = flag.Bool("keep", false, "keep the benchmark databases and exchanges")
 		verbose = flag.Bool("v", false, "log progress")
+		levels  = flag.String("levels", "", "intake concurrency levels, comma-separated (default: the size's)")
+		phase   = flag.Duration("phase", 0, "length of one intake phase (default: the size's)")
 	)
 	flag.Parse()
 	sz, ok := sizes[*size]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "bench: -size must be tiny or full, not %q\n", *size)
 		return 2
+	}
+	if *levels != "" {
+		sz.levels = nil
+		for _, l := range strings.Split(*levels, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(l))
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "bench: -levels: %q is not a positive number\n", l)
+				return 2
+			}
+			sz.levels = append(sz.levels, n)
+		}
+	}
+	if *phase > 0 {
+		sz.phase = *phase
 	}
 	selected, err := selectBenchmarks(*only)
 	if err != nil {
