@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
 	"orderflow/configuration"
 	"orderflow/cronjob"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/db"
 )
 
@@ -22,6 +24,7 @@ func TestModuleValidates(t *testing.T) {
 	cfg := configuration.Defaults()
 	err := fx.ValidateApp(
 		fx.Supply(&cfg, slog.New(slog.DiscardHandler)),
+		fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
 		db.Module,
 		cronjob.Module,
 	)
@@ -30,24 +33,8 @@ func TestModuleValidates(t *testing.T) {
 	}
 }
 
-func TestModuleRefusesNonPositiveDurations(t *testing.T) {
+func TestSweeperRefusesNoThreshold(t *testing.T) {
 	t.Parallel()
-	for key, set := range map[string]func(*configuration.Orders){
-		"orders.expiryInterval": func(o *configuration.Orders) { o.ExpiryInterval = 0 },
-		"orders.expireAfter":    func(o *configuration.Orders) { o.ExpireAfter = configuration.Duration(-time.Second) },
-	} {
-		cfg := configuration.Defaults()
-		set(&cfg.Orders)
-		app := fx.New(
-			fx.NopLogger,
-			fx.Supply(&cfg, slog.New(slog.DiscardHandler)),
-			fx.Provide(func() *sql.DB { return nil }),
-			cronjob.Module,
-		)
-		if err := app.Err(); err == nil || !strings.Contains(err.Error(), key+" must be positive") {
-			t.Errorf("%s not positive: start-up error %v, want one naming the key", key, err)
-		}
-	}
 	s := cronjob.NewSweeper(nil, configuration.Orders{ExpiryBatchSize: 10})
 	if _, err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "orders.expireAfter must be positive") {
 		t.Errorf("run with no threshold: %v, want an error naming orders.expireAfter", err)
@@ -75,8 +62,10 @@ func TestModuleSweepsAtStartUp(t *testing.T) {
 		INSERT INTO order_items (order_id, product_id, quantity, price)
 		SELECT o.id, (SELECT min(id) FROM products), 1, 99.99 FROM o`)
 
+	reg := prometheus.NewRegistry()
 	app := fxtest.New(t,
 		fx.Supply(cfg, slog.New(slog.DiscardHandler)),
+		fx.Supply(fx.Annotate(reg, fx.As(new(prometheus.Registerer)))),
 		fx.NopLogger,
 		db.Module,
 		cronjob.Module,
@@ -92,6 +81,13 @@ func TestModuleSweepsAtStartUp(t *testing.T) {
 	app.RequireStop()
 	if n := count(t, pool, `SELECT count(*) FROM outbox WHERE routing_key = 'order.expired'`); n != 3 {
 		t.Errorf("%d OrderExpired outbox rows, want 3", n)
+	}
+	// Other tests of this package sweep at the same time, so the counters are at least ours.
+	if n := testutil.Gathered(t, reg, "orderflow_orders_expired_total"); n < 3 {
+		t.Errorf("orders expired metric = %v, want at least 3", n)
+	}
+	if n := testutil.Gathered(t, reg, "orderflow_expiry_runs_total"); n < 1 {
+		t.Errorf("expiry runs metric = %v, want at least 1", n)
 	}
 }
 

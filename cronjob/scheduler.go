@@ -13,24 +13,20 @@ import (
 )
 
 // Module runs the expiry sweep at start-up and then every orders.expiryInterval until the
-// app stops. It needs the *sql.DB pool (db.Module), the *configuration.Config and a
-// *slog.Logger. The process must also run the outbox relay, which publishes the events.
+// app stops. It needs the *sql.DB pool (db.Module), the validated *configuration.Config, a
+// *slog.Logger and the prometheus.Registerer of metrics.Module. The process must also run
+// the outbox relay, which publishes the events.
 var Module = fx.Module("cronjob",
 	fx.Provide(
 		fx.Private,
 		func(pool *sql.DB, cfg *configuration.Config) *Sweeper {
 			return NewSweeper(pool, cfg.Orders)
 		},
-		func(s *Sweeper, cfg *configuration.Config, logger *slog.Logger) (*Scheduler, error) {
-			if d := cfg.Orders.ExpiryInterval.D(); d <= 0 {
-				return nil, fmt.Errorf("orders.expiryInterval must be positive, got %s", d)
-			}
-			if d := cfg.Orders.ExpireAfter.D(); d <= 0 {
-				return nil, fmt.Errorf("orders.expireAfter must be positive, got %s", d)
-			}
-			return NewScheduler(s, cfg.Orders.ExpiryInterval.D(), logger), nil
+		func(s *Sweeper, cfg *configuration.Config, logger *slog.Logger) *Scheduler {
+			return NewScheduler(s, cfg.Orders.ExpiryInterval.D(), logger)
 		},
 	),
+	fx.Invoke(registerMetrics),
 	fx.Invoke(func(lc fx.Lifecycle, s *Scheduler) {
 		lc.Append(fx.Hook{
 			OnStart: func(context.Context) error { s.Start(); return nil },
@@ -110,6 +106,7 @@ func (s *Scheduler) loop(ctx context.Context) {
 			return
 		}
 		logResult(s.logger, res, err)
+		observeRun(res, err)
 		if s.onRun != nil {
 			s.onRun(res, err)
 		}
