@@ -3,7 +3,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 # The one build command of the binary; the Dockerfile runs the same line.
 BUILD      = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/orderflow ./cmd/orderflow
 
-.PHONY: build run test test-browser generate migration vet bench
+.PHONY: build run test test-browser test-faults generate migration vet bench
 
 build:
 	$(BUILD)
@@ -20,6 +20,13 @@ test:
 ## test-browser: render /docs in headless Chromium (apt-get install chromium) and screenshot it
 test-browser:
 	$(GO) test -tags browser -count=1 -run Chromium ./api/docs
+
+## test-faults: the fault and soak suite of every package with `//go:build faults` tests,
+## serially: it stops and starts the local PostgreSQL and RabbitMQ (see faults/README.md)
+test-faults:
+	scripts/test-services.sh
+	$(GO) test -tags faults -p 1 -count=1 -timeout 30m -v -run Fault \
+		$$(grep -rl --include='*_test.go' '^//go:build faults' . | xargs -n1 dirname | sort -u)
 
 generate:
 	$(GO) generate ./...
