@@ -17,6 +17,7 @@ import (
 	"orderflow/api/oas"
 	"orderflow/configuration"
 	"orderflow/ent"
+	"orderflow/platform/metrics"
 )
 
 var (
@@ -84,6 +85,10 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		if route, ok := srv.FindPath(r.Method, r.URL); ok {
+			// Metrics and spans name the operation, not the /api/ prefix.
+			metrics.SetRoute(r.Context(), route.OperationID())
+		}
 		srv.ServeHTTP(&challengeWriter{ResponseWriter: w}, r)
 	}), nil
 }

@@ -23,7 +23,7 @@ import (
 // /openapi.yaml on the process's *http.ServeMux.
 var Module = fx.Module("api",
 	fx.Provide(NewHandler),
-	fx.Invoke(Prepare, Register),
+	fx.Invoke(Prepare, Register, registerMetrics),
 )
 
 // Prepare applies pending migrations and ensures the admin account, before the server

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"golang.org/x/crypto/bcrypt"
@@ -26,6 +27,7 @@ func TestModuleValidates(t *testing.T) {
 	t.Parallel()
 	cfg := configuration.Defaults()
 	err := fx.ValidateApp(
+		fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
 		fx.Supply(&cfg, discard()),
 		db.Module,
 		fx.Provide(http.NewServeMux),
@@ -45,6 +47,7 @@ func TestModuleStartsOnEmptyDatabase(t *testing.T) {
 	var mux *http.ServeMux
 	app := fxtest.New(t,
 		fx.Supply(cfg, discard()),
+		fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
 		db.Module,
 		fx.Provide(http.NewServeMux),
 		Module,

@@ -232,6 +232,12 @@ var errIdempotencyConflict = errors.New("idempotency key stored concurrently")
 // conditional update, inserts the order and its items with the current unit prices, writes
 // the OrderCreated event to the outbox, and remembers the Idempotency-Key if one was sent.
 func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
+	o, err := h.createOrder(ctx, req, params)
+	ordersCreated.WithLabelValues(orderOutcome(err)).Inc()
+	return o, err
+}
+
+func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
 	p, err := principalFrom(ctx)
 	if err != nil {
 		return nil, err

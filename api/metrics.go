@@ -1,0 +1,42 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"orderflow/domain"
+)
+
+// ordersCreated counts POST /api/orders by outcome: created (including idempotent
+// replays), insufficient_stock, rejected (invalid or forbidden), idempotency_conflict,
+// unavailable (database down or request timed out) and error.
+var ordersCreated = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "orderflow_orders_created_total",
+	Help: "Order requests by outcome.",
+}, []string{"outcome"})
+
+func registerMetrics(reg prometheus.Registerer) error {
+	return reg.Register(ordersCreated)
+}
+
+func orderOutcome(err error) string {
+	var (
+		p   *Problem
+		itE *domain.ItemError
+	)
+	switch {
+	case err == nil:
+		return "created"
+	case errors.Is(err, ErrInsufficientStock):
+		return "insufficient_stock"
+	case errors.Is(err, ErrIdempotencyKeyReused):
+		return "idempotency_conflict"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), unavailable(err):
+		return "unavailable"
+	case errors.As(err, &p), errors.As(err, &itE), errors.Is(err, domain.ErrEmptyOrder):
+		return "rejected"
+	}
+	return "error"
+}
