@@ -32,7 +32,8 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // When the order is not pending, the event is a duplicate or stale and is dropped, with
 // one exception: an order found processing on a redelivery (redelivered is the broker's
 // flag) had its payment interrupted before a decision, so the payment runs again. The
-// conditional completion keeps a second completion impossible. See REDELIVERY.md.
+// conditional completion keeps a second completion impossible. See the README, "An order found
+// in processing on redelivery".
 //
 // A payment interrupted by ctx returns an error, so the message is not acknowledged.
 func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
