@@ -5,8 +5,8 @@
 // RabbitMQ delivers every event at least once, so every handler is idempotent: state changes
 // are conditional updates on the expected previous status, events are written to the outbox
 // in the same transaction as the change they announce, and notifications are unique per
-// order and event type. See the README ("An order found in processing on redelivery") for what happens to an order whose payment was
-// interrupted.
+// order and event type. The README ("An order found in processing on redelivery") says
+// what happens to an order whose payment was interrupted.
 package worker
 
 import (
