@@ -87,6 +87,11 @@ type Auth struct {
 	TokenTTL  Duration `json:"tokenTtl"`
 	Issuer    string   `json:"issuer"`
 	JWTSecret string   `json:"jwtSecret"`
+	// LoginAttemptsPerMinute is how many failed logins one e-mail address may have per
+	// minute (as a burst, refilled evenly) before the API answers 429.
+	LoginAttemptsPerMinute int `json:"loginAttemptsPerMinute"`
+	// LoginAttemptsPerAddressPerMinute is the same limit per client IP address.
+	LoginAttemptsPerAddressPerMinute int `json:"loginAttemptsPerAddressPerMinute"`
 }
 
 // Orders holds the tunables of order processing and expiry.
@@ -152,7 +157,8 @@ func Defaults() Config {
 		},
 		Database: Database{Host: "localhost", Port: 5432, Name: "orderflow", SSLMode: "disable", MaxConns: 20, User: "postgres"},
 		RabbitMQ: RabbitMQ{Host: "localhost", Port: 5672, VHost: "/", Exchange: "orderflow.events", Prefetch: 1000, User: "guest", Password: "guest"},
-		Auth:     Auth{TokenTTL: Duration(time.Hour), Issuer: "orderflow"},
+		Auth: Auth{TokenTTL: Duration(time.Hour), Issuer: "orderflow",
+			LoginAttemptsPerMinute: 10, LoginAttemptsPerAddressPerMinute: 100},
 		Orders: Orders{
 			PaymentDelay:          Duration(5 * time.Second),
 			CompletionProbability: 0.5,

@@ -499,8 +499,8 @@ func TestKeyTable(t *testing.T) {
 			t.Errorf("secret key %s is not a key of secrets.json: %+v", path, k)
 		}
 	}
-	if got := len(keys); got != 35 {
-		t.Errorf("got %d keys, want 35: %q", got, slices.Collect(maps.Keys(byPath)))
+	if got := len(keys); got != 37 {
+		t.Errorf("got %d keys, want 37: %q", got, slices.Collect(maps.Keys(byPath)))
 	}
 	for path, want := range map[string]Key{
 		"orders.paymentDelay":   {Env: "ORDERFLOW_ORDERS_PAYMENTDELAY", File: InstanceFile, Default: "5s"},

@@ -59,6 +59,8 @@ func (c *Config) Validate() error {
 	if n := len(c.Auth.JWTSecret); n < minJWTSecretBytes {
 		v.add("auth.jwtSecret", "must be at least %d bytes, got %d", minJWTSecretBytes, n)
 	}
+	v.atLeast("auth.loginAttemptsPerMinute", int64(c.Auth.LoginAttemptsPerMinute), 1)
+	v.atLeast("auth.loginAttemptsPerAddressPerMinute", int64(c.Auth.LoginAttemptsPerAddressPerMinute), 1)
 
 	// NaN fails both comparisons, so it is rejected too.
 	if p := c.Orders.CompletionProbability; !(p >= 0 && p <= 1) {
