@@ -102,6 +102,9 @@ func Decode(body []byte) (Envelope, Event, error) {
 		return env, nil, fmt.Errorf("%w: empty id, source or type", ErrMalformed)
 	case env.DataContentType != DataContentType:
 		return env, nil, fmt.Errorf("%w: datacontenttype %q, want %q", ErrMalformed, env.DataContentType, DataContentType)
+	case env.Time.UTC().Year() < 0 || env.Time.UTC().Year() > 9999:
+		// An envelope carries its time in UTC, which JSON can only write for these years.
+		return env, nil, fmt.Errorf("%w: time %s is out of range", ErrMalformed, env.Time.Format(time.RFC3339))
 	}
 	var ev Event
 	var err error

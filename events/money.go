@@ -11,6 +11,10 @@ import (
 // exactly two decimals (99.99, 10.00), never a string, as in the HTTP API.
 type Money struct{ decimal.Decimal }
 
+// maxExponent bounds the decimal exponent of an amount in JSON (1e40, 1e-40); every real
+// amount is far inside it.
+const maxExponent = 40
+
 // NewMoney wraps d as Money.
 func NewMoney(d decimal.Decimal) Money { return Money{d} }
 
@@ -33,6 +37,11 @@ func (m *Money) UnmarshalJSON(b []byte) error {
 	d, err := decimal.NewFromString(string(b))
 	if err != nil {
 		return fmt.Errorf("money: %w", err)
+	}
+	// Checked before any arithmetic: rounding 1e999999999 computes a power of ten with a
+	// billion digits.
+	if e := d.Exponent(); e > maxExponent || e < -maxExponent {
+		return fmt.Errorf("money %s is out of range", b)
 	}
 	if !d.Equal(d.Round(2)) {
 		return fmt.Errorf("money %s has more than two decimals", b)
