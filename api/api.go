@@ -36,6 +36,7 @@ type Handler struct {
 	now         func() time.Time
 
 	stock     *stockLocks
+	logins    *loginLimiter
 	dummyOnce sync.Once
 	dummy     []byte
 
@@ -54,6 +55,7 @@ func NewHandler(client *ent.Client, db *sql.DB, cfg *configuration.Config, log *
 		expireAfter: cfg.Orders.ExpireAfter.D(),
 		bcryptCost:  bcrypt.DefaultCost,
 		stock:       newStockLocks(),
+		logins:      newLoginLimiter(cfg.Auth.LoginAttemptsPerMinute, cfg.Auth.LoginAttemptsPerAddressPerMinute, time.Now),
 		now:         func() time.Time { return time.Now().UTC() },
 	}
 }
@@ -89,19 +91,25 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 			// Metrics and spans name the operation, not the /api/ prefix.
 			metrics.SetRoute(r.Context(), route.OperationID())
 		}
-		srv.ServeHTTP(&challengeWriter{ResponseWriter: w}, r)
+		r, info := withRequestInfo(r)
+		srv.ServeHTTP(&challengeWriter{ResponseWriter: w, info: info}, r)
 	}), nil
 }
 
-// challengeWriter adds the bearer challenge to 401 answers.
+// challengeWriter adds the bearer challenge to 401 answers, and Retry-After to 429 answers
+// when the handler set it.
 type challengeWriter struct {
 	http.ResponseWriter
+	info *requestInfo
 }
 
 // WriteHeader implements http.ResponseWriter.
 func (w *challengeWriter) WriteHeader(code int) {
-	if code == http.StatusUnauthorized {
+	switch {
+	case code == http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="orderflow"`)
+	case code == http.StatusTooManyRequests && w.info.retryAfter != "":
+		w.Header().Set("Retry-After", w.info.retryAfter)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

@@ -161,8 +161,18 @@ func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginR
 	if err := domain.ValidateEmail(email); err != nil {
 		return nil, invalid("email", err.Error())
 	}
+	if err := validateText(email, 1, domain.MaxEmailLength); err != nil {
+		return nil, invalid("email", err.Error())
+	}
 	if err := domain.ValidatePassword(req.Password); err != nil {
 		return nil, invalid("password", err.Error())
+	}
+	// Known and unknown addresses take from the budget alike, so a 429 says nothing about
+	// whether an account exists.
+	info := requestInfoFrom(ctx)
+	if ok, wait := h.logins.take(email, info.clientAddr); !ok {
+		info.retryAfter = retryAfter(wait)
+		return nil, errTooManyLogins
 	}
 	u, err := h.client.User.Query().Where(user.Email(email)).Only(ctx)
 	if ent.IsNotFound(err) {
@@ -179,10 +189,14 @@ func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginR
 	if err != nil {
 		return nil, err
 	}
+	h.logins.refund(email, info.clientAddr)
 	return &oas.LoginResponse{Token: token, ExpiresAt: exp, User: userOut(u)}, nil
 }
 
-var errBadCredentials = problem(http.StatusUnauthorized, "The e-mail address or the password is wrong.")
+var (
+	errBadCredentials = problem(http.StatusUnauthorized, "The e-mail address or the password is wrong.")
+	errTooManyLogins  = problem(http.StatusTooManyRequests, "Too many failed logins; try again later.")
+)
 
 // hashPassword returns the bcrypt hash of password.
 func (h *Handler) hashPassword(password string) (string, error) {

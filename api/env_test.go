@@ -41,7 +41,17 @@ var seq atomic.Int64
 // hashing.
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvWith(t, nil, bcrypt.MinCost)
+}
+
+// newEnvWith is newEnv with the configuration changed by adjust (if not nil) and passwords
+// hashed at the given bcrypt cost.
+func newEnvWith(t testing.TB, adjust func(*configuration.Config), cost int) *env {
+	t.Helper()
 	cfg := testenv.Config(t)
+	if adjust != nil {
+		adjust(cfg)
+	}
 	pool, err := db.Open(context.Background(), cfg.Database)
 	if err != nil {
 		t.Fatal(err)
@@ -52,11 +62,11 @@ func newEnv(t testing.TB) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
-	if err := EnsureAdmin(context.Background(), client, cfg.Admin, bcrypt.MinCost, log); err != nil {
+	if err := EnsureAdmin(context.Background(), client, cfg.Admin, cost, log); err != nil {
 		t.Fatal(err)
 	}
 	h := NewHandler(client, pool, cfg, log)
-	h.bcryptCost = bcrypt.MinCost
+	h.bcryptCost = cost
 	mux := http.NewServeMux()
 	if err := Register(mux, h, cfg); err != nil {
 		t.Fatal(err)

@@ -256,6 +256,9 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 
 	key, hash := "", ""
 	if params.IdempotencyKey.Set {
+		if !printableASCII(params.IdempotencyKey.Value) {
+			return nil, invalid("Idempotency-Key", "must be printable ASCII")
+		}
 		key, hash = params.IdempotencyKey.Value, requestHash(userID, items)
 		if o, err := h.replay(ctx, p.ID, key, hash); o != nil || err != nil {
 			return created(o), err

@@ -59,19 +59,40 @@ func (h *Handler) GetProduct(ctx context.Context, params oas.GetProductParams) (
 
 // validateProduct checks what the contract's schema cannot express.
 func validateProduct(req *oas.ProductInput) error {
-	if err := domain.ValidateLength(req.Name, 1, domain.MaxNameLength); err != nil {
+	if err := validateText(req.Name, 1, domain.MaxNameLength); err != nil {
 		return invalid("name", err.Error())
 	}
 	if req.Description.Set {
-		if err := domain.ValidateLength(req.Description.Value, 0, domain.MaxDescriptionLength); err != nil {
+		if err := validateText(req.Description.Value, 0, domain.MaxDescriptionLength); err != nil {
 			return invalid("description", err.Error())
 		}
+	}
+	if err := checkExponent(decimal.Decimal(req.Price)); err != nil {
+		return invalid("price", err.Error())
 	}
 	if err := domain.ValidatePrice(decimal.Decimal(req.Price)); err != nil {
 		return invalid("price", err.Error())
 	}
 	if req.Stock < 0 {
 		return invalid("stock", "must not be negative")
+	}
+	return nil
+}
+
+// maxMoneyExponent bounds the decimal exponent of an amount in a request. Without it,
+// valid JSON numbers such as 1e999999999 or 1e-999999999 would make the exact comparisons
+// of ValidatePrice compute a power of ten with a billion digits, keeping a core busy for
+// minutes. Every storable amount has an exponent far inside the bound.
+const maxMoneyExponent = 40
+
+// checkExponent refuses an amount whose exponent is out of bounds, with the error that
+// ValidatePrice would give it: too large, or too many decimals.
+func checkExponent(d decimal.Decimal) error {
+	switch e := d.Exponent(); {
+	case e > maxMoneyExponent:
+		return domain.ErrMoneyTooLarge
+	case e < -maxMoneyExponent:
+		return domain.ErrMoneyPrecision
 	}
 	return nil
 }

@@ -2,9 +2,12 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"orderflow/api/oas"
 	"orderflow/domain"
@@ -67,14 +70,41 @@ func (h *Handler) GetUser(ctx context.Context, params oas.GetUserParams) (*oas.U
 // validateUser checks the fields that the contract's schema cannot express and returns the
 // normalized e-mail address.
 func validateUser(name, email string) (string, error) {
-	if err := domain.ValidateLength(name, 1, domain.MaxNameLength); err != nil {
+	if err := validateText(name, 1, domain.MaxNameLength); err != nil {
 		return "", invalid("name", err.Error())
 	}
 	email = domain.NormalizeEmail(email)
 	if err := domain.ValidateEmail(email); err != nil {
 		return "", invalid("email", err.Error())
 	}
+	if !printableASCII(email) {
+		return "", invalid("email", "must be written in ASCII (an internationalized domain in its xn-- form)")
+	}
 	return email, nil
+}
+
+// errNotText is the answer for strings that PostgreSQL cannot store as text.
+var errNotText = errors.New("must be valid UTF-8 without NUL characters")
+
+// validateText checks a string that is stored as text: valid UTF-8, no NUL (which
+// PostgreSQL's text type cannot hold), and between min and max characters.
+func validateText(s string, min, max int) error {
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return errNotText
+	}
+	return domain.ValidateLength(s, min, max)
+}
+
+// printableASCII reports whether s holds only printable ASCII characters. Stored e-mail
+// addresses are kept to them, so that no account can be created whose address looks like
+// another's (a Cyrillic "а" for a Latin "a", invisible direction marks, NUL).
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 var errEmailTaken = problem(http.StatusConflict, "The e-mail address belongs to another user.")

@@ -1,0 +1,162 @@
+package api
+
+import (
+	"context"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// maxLimiterKeys bounds the number of e-mail addresses (and, separately, of client
+// addresses) whose login budget is remembered. When a map reaches it, buckets that have
+// refilled are forgotten first; if that frees nothing, the map is emptied.
+const maxLimiterKeys = 100_000
+
+// loginLimiter slows down password guessing: a token bucket per lower-cased e-mail address
+// and one per client IP address, each holding up to perMinute tokens and refilled evenly
+// over a minute. Every login attempt takes a token from both buckets before the password is
+// checked; a successful login gives them back, so only failed attempts count.
+//
+// The client address is the connection's peer (http.Request.RemoteAddr). Behind a reverse
+// proxy every request would come from the proxy; X-Forwarded-For is deliberately not read,
+// because without a configured list of trusted proxies any client could set it to escape the
+// limit.
+type loginLimiter struct {
+	now func() time.Time
+
+	mu        sync.Mutex
+	accounts  bucketSet
+	addresses bucketSet
+}
+
+// bucketSet is one family of buckets sharing a rate.
+type bucketSet struct {
+	capacity float64
+	perSec   float64
+	buckets  map[string]*bucket
+}
+
+// bucket is a token bucket: tokens available at time at.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// newLoginLimiter allows perAccount failed attempts per minute per e-mail address and
+// perAddress per client address.
+func newLoginLimiter(perAccount, perAddress int, now func() time.Time) *loginLimiter {
+	return &loginLimiter{
+		now:       now,
+		accounts:  newBucketSet(perAccount),
+		addresses: newBucketSet(perAddress),
+	}
+}
+
+func newBucketSet(perMinute int) bucketSet {
+	n := float64(max(perMinute, 1))
+	return bucketSet{capacity: n, perSec: n / 60, buckets: make(map[string]*bucket)}
+}
+
+// take takes one token from the bucket of account and of address, or from neither. When
+// either is empty it reports false and how long until both hold a token again.
+func (l *loginLimiter) take(account, address string) (bool, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.accounts.get(account, now)
+	b := l.addresses.get(address, now)
+	if a.tokens >= 1 && b.tokens >= 1 {
+		a.tokens--
+		b.tokens--
+		return true, 0
+	}
+	return false, max(l.accounts.wait(a), l.addresses.wait(b))
+}
+
+// refund gives back the tokens that take took for a login that succeeded.
+func (l *loginLimiter) refund(account, address string) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, x := range []struct {
+		set *bucketSet
+		key string
+	}{{&l.accounts, account}, {&l.addresses, address}} {
+		b := x.set.get(x.key, now)
+		b.tokens = min(b.tokens+1, x.set.capacity)
+	}
+}
+
+// get returns key's bucket, refilled up to now.
+func (s *bucketSet) get(key string, now time.Time) *bucket {
+	b, ok := s.buckets[key]
+	if !ok {
+		if len(s.buckets) >= maxLimiterKeys {
+			s.prune(now)
+		}
+		b = &bucket{tokens: s.capacity, at: now}
+		s.buckets[key] = b
+		return b
+	}
+	if elapsed := now.Sub(b.at).Seconds(); elapsed > 0 {
+		b.tokens = min(s.capacity, b.tokens+elapsed*s.perSec)
+		b.at = now
+	}
+	return b
+}
+
+// prune forgets the buckets that have refilled completely, or every bucket if none has.
+func (s *bucketSet) prune(now time.Time) {
+	for k, b := range s.buckets {
+		if b.tokens+now.Sub(b.at).Seconds()*s.perSec >= s.capacity {
+			delete(s.buckets, k)
+		}
+	}
+	if len(s.buckets) >= maxLimiterKeys {
+		clear(s.buckets)
+	}
+}
+
+// wait is how long b needs to hold one token.
+func (s *bucketSet) wait(b *bucket) time.Duration {
+	if b.tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - b.tokens) / s.perSec * float64(time.Second))
+}
+
+// retryAfter formats d as the whole seconds of a Retry-After header, at least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
+}
+
+// requestInfo carries what handlers need to know about the HTTP exchange that ogen does not
+// pass them: the client address, and headers to add to an error answer.
+type requestInfo struct {
+	clientAddr string
+	// retryAfter, when set by a handler, is sent as Retry-After with a 429 answer.
+	retryAfter string
+}
+
+type requestInfoKey struct{}
+
+// withRequestInfo stores the client's IP address (from RemoteAddr) in the request context.
+func withRequestInfo(r *http.Request) (*http.Request, *requestInfo) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	info := &requestInfo{clientAddr: host}
+	return r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)), info
+}
+
+// requestInfoFrom returns the request's info, or an empty one outside an HTTP request.
+func requestInfoFrom(ctx context.Context) *requestInfo {
+	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		return info
+	}
+	return &requestInfo{}
+}
