@@ -31,6 +31,8 @@ type runner struct {
 	log    *slog.Logger
 	stamp  string
 	binary string
+	// set overrides settings of every process started (ORDERFLOW_* variables).
+	set map[string]string
 }
 
 // buildBinary builds ./cmd/orderflow into dir, as the Makefile's build target does.

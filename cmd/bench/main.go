@@ -61,7 +61,9 @@ func run() int {
 		verbose = flag.Bool("v", false, "log progress")
 		levels  = flag.String("levels", "", "intake concurrency levels, comma-separated (default: the size's)")
 		phase   = flag.Duration("phase", 0, "length of one intake phase (default: the size's)")
+		set     = overrides{}
 	)
+	flag.Var(set, "set", "ORDERFLOW_KEY=value for every process started (repeatable), to measure a setting")
 	flag.Parse()
 	sz, ok := sizes[*size]
 	if !ok {
@@ -96,7 +98,14 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cfg, err := configuration.Load(*cfgDir)
+	// The benchmark's own view of the configuration is the processes': files, environment,
+	// then -set.
+	cfg, err := configuration.LoadWithEnv(*cfgDir, func(k string) (string, bool) {
+		if v, ok := set[k]; ok {
+			return v, true
+		}
+		return os.LookupEnv(k)
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 2
@@ -119,6 +128,7 @@ func run() int {
 		log:    logger,
 		stamp:  time.Now().UTC().Format("20060102_150405"),
 		binary: *binary,
+		set:    set,
 	}
 	if r.binary == "" {
 		fmt.Printf("building ./cmd/orderflow ...\n")
@@ -127,8 +137,12 @@ func run() int {
 			return 1
 		}
 	}
-	fmt.Printf("orderflow benchmarks, size %s, %d CPUs; figures on a shared machine are noisy, ratios much less\n\n",
+	fmt.Printf("orderflow benchmarks, size %s, %d CPUs; figures on a shared machine are noisy, ratios much less\n",
 		sz.name, numCPU())
+	if len(set) > 0 {
+		fmt.Printf("every process started with %v\n", set)
+	}
+	fmt.Println()
 
 	failed := 0
 	for _, b := range selected {
@@ -159,6 +173,20 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// overrides are -set KEY=value flags.
+type overrides map[string]string
+
+func (o overrides) String() string { return fmt.Sprint(map[string]string(o)) }
+
+func (o overrides) Set(kv string) error {
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok || !strings.HasPrefix(k, "ORDERFLOW_") {
+		return fmt.Errorf("want ORDERFLOW_KEY=value, got %q", kv)
+	}
+	o[k] = v
+	return nil
 }
 
 func names() string {

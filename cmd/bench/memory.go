@@ -63,9 +63,18 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
+	// Let the load's own payments finish, so that the burst starts from an idle worker.
+	if _, err := follow(ctx, worker, 5*time.Minute, func(p progress) bool { return p.inFlight == 0 }); err != nil {
+		return res, fmt.Errorf("payments of the intake load: %w", err)
+	}
+	before, err := readProgress(ctx, worker)
+	if err != nil {
+		return res, err
+	}
 	if err := writeOrders(ctx, e, cat, burst); err != nil {
 		return res, err
 	}
+	written := time.Now()
 	var posted int
 	if err := e.pool.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE created_at > now() - interval '1 day'`).Scan(&posted); err != nil {
 		return res, fmt.Errorf("count orders: %w", err)
@@ -75,20 +84,27 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, fmt.Errorf("payments: %w", err)
 	}
 	peak := 0
+	var allBegun time.Time
 	for _, p := range readings {
 		peak = max(peak, p.inFlight)
+		if allBegun.IsZero() && p.started()-before.started() >= burst {
+			allBegun = p.at
+		}
 	}
+	// How fast the worker takes up a backlog: the burst's payments begun per second.
+	begunRate := float64(burst) / allBegun.Sub(written).Seconds()
 	workerRSS, err := worker.peakRSS()
 	if err != nil {
 		return res, err
 	}
 	res.Tables = append(res.Tables, Table{
 		Title:  "peak resident set (VmHWM)",
-		Header: []string{"api MiB", "api orders/s under load", "worker MiB", "worker peak payments in flight"},
-		Rows:   [][]string{{num(apiRSS), num(load.Throughput), num(workerRSS), strconv.Itoa(peak)}},
+		Header: []string{"api MiB", "api orders/s under load", "worker MiB", "worker peak payments in flight", "burst payments begun/s"},
+		Rows:   [][]string{{num(apiRSS), num(load.Throughput), num(workerRSS), strconv.Itoa(peak), num(begunRate)}},
 		Data: []map[string]any{{"apiPeakRSSMiB": apiRSS, "apiLoad": load, "workerPeakRSSMiB": workerRSS,
-			"workerPeakInFlight": peak}},
+			"workerPeakInFlight": peak, "burstPaymentsBegunPerSecond": begunRate}},
 	})
+	res.target(fmt.Sprintf("worker takes up a burst of %d orders (payments begun per second)", burst), begunRate, "orders/s", 500, true)
 	res.target("api peak RSS under intake load", apiRSS, "MiB", 150, false)
 	res.target(fmt.Sprintf("worker peak RSS (%d payments in flight at most)", peak), workerRSS, "MiB", 200, false)
 	return res, nil

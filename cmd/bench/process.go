@@ -51,15 +51,13 @@ func (e *env) start(ctx context.Context, kind string, overrides map[string]strin
 		"ORDERFLOW_RABBITMQ_EXCHANGE": e.exchange,
 		"ORDERFLOW_HTTP_ADDRESS":      addr,
 	}
-	for k, v := range overrides {
-		vars[k] = v
-	}
-	for _, kv := range os.Environ() {
-		// The benchmark decides every orderflow setting it changes.
-		if !strings.HasPrefix(kv, "ORDERFLOW_") {
-			cmd.Env = append(cmd.Env, kv)
+	for _, o := range []map[string]string{overrides, e.r.set} {
+		for k, v := range o {
+			vars[k] = v
 		}
 	}
+	// Later entries win: the benchmark's settings over the inherited environment.
+	cmd.Env = os.Environ()
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
