@@ -61,7 +61,16 @@ func TestFaultWorkerKilled(t *testing.T) {
 	l := e.startLoad(api, rate, loadWorkers)
 	for range 2 {
 		time.Sleep(4 * time.Second)
-		inFlight := worker.metrics(t)["orderflow_worker_payments_in_flight"]
+		// Kill it while it holds payments (at 30 orders/s and 200ms each, about six).
+		var inFlight float64
+		for deadline := time.Now().Add(10 * time.Second); inFlight == 0 && time.Now().Before(deadline); {
+			if inFlight = worker.metrics(t)["orderflow_worker_payments_in_flight"]; inFlight == 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if inFlight == 0 {
+			t.Fatalf("%s never had a payment in flight", worker.name)
+		}
 		worker.kill()
 		t.Logf("killed %s with %.0f payments in flight", worker.name, inFlight)
 		time.Sleep(2 * time.Second)
