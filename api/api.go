@@ -4,8 +4,11 @@
 package api
 
 import (
+	"bytes"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -65,7 +68,8 @@ func (h *Handler) Tokens() *Tokens { return h.tokens }
 
 // NewServer returns the http.Handler serving the API's operations under /api/: ogen's
 // router with problem+json answers for unknown routes and undecodable requests, request
-// bodies limited to maxBodyBytes, and WWW-Authenticate on every 401.
+// bodies limited to maxBodyBytes and refused when an object repeats a key,
+// WWW-Authenticate on every 401, and Retry-After on a 429 that sets it.
 func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 	srv, err := oas.NewServer(h, h,
 		oas.WithErrorHandler(h.handleRequestError),
@@ -86,7 +90,23 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 				fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		var maxErr *http.MaxBytesError
+		switch {
+		case errors.As(err, &maxErr):
+			writeProblem(w, problemResponse(http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil))
+			return
+		case err != nil:
+			writeProblem(w, problemResponse(http.StatusBadRequest, "The request body could not be read.", nil))
+			return
+		}
+		if key := duplicateKey(body); key != "" {
+			writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.",
+				[]oas.FieldError{{Field: key, Message: "appears more than once in one object"}}))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		if route, ok := srv.FindPath(r.Method, r.URL); ok {
 			// Metrics and spans name the operation, not the /api/ prefix.
 			metrics.SetRoute(r.Context(), route.OperationID())

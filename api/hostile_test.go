@@ -161,6 +161,9 @@ func TestHostileRequests(t *testing.T) {
 		// Structure.
 		{"unknown field", "POST", "/api/products", productBody(`"colour":"red"`), 400},
 		{"unknown field in an item", "POST", "/api/orders", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1,"discount":100}]}`, product), 400},
+		{"duplicate key", "POST", "/api/products", `{"name":"x","price":1,"stock":1,"stock":2}`, 400},
+		{"duplicate key in an item", "POST", "/api/orders", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1,"quantity":-1}]}`, product), 400},
+		{"duplicate role", "POST", "/api/users", `{"name":"x","email":"dup@example.com","password":"secret1","role":"customer","role":"admin"}`, 400},
 		{"unknown field in a login", "POST", "/api/auth/login", `{"email":"a@example.com","password":"secret1","admin":true}`, 400},
 		{"price nested 10000 deep", "POST", "/api/products", `{"name":"x","stock":1,"price":` + deep(10000) + `}`, 400},
 		{"arrays nested 100000 deep", "POST", "/api/orders", `{"items":` + deepArray(100000) + `}`, 400},
