@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -70,7 +72,9 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		e.cfg.Database.MaxConns, e.cfg.Outbox.BatchSize, e.cfg.Log.Level)
 	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
 		cat.products, cat.users, r.size.history)
-	res.setup("each order: 2 random products x 1, random customer, posted by the administrator; %s per phase", r.size.phase)
+	res.setup("each order: 2 random products x 1, random customer, posted by the administrator; per level API and pgbench alternate twice, %s each",
+		r.size.phase/2)
+	res.setup("pgbench reports no percentiles: its p50Ms in the JSON is its average latency")
 
 	post := func(ctx context.Context, rng *rand.Rand) error { return client.create(ctx, cat.orderBody(rng)) }
 	// Warm up the API (connections, JIT-free plans, token cache) and pgbench's database.
@@ -89,6 +93,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		flat            int
 	)
 	apiTotal := warm.Done
+levels:
 	for _, c := range r.size.levels {
 		// Two rounds of half a phase each, API first then pgbench first, so that a change
 		// in the machine's speed (other work on the host) weighs on both alike.
@@ -105,6 +110,12 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 					continue
 				}
 				pg, err := pgbench(ctx, refDB, script, cat, c, r.size.phase/2)
+				if errors.Is(err, errTooManyClients) {
+					// The server (shared with whatever else runs) takes no more
+					// connections: the rise ends at the previous level.
+					res.setup("stopped before %d clients: %v", c, err)
+					break levels
+				}
 				if err != nil {
 					return res, err
 				}
@@ -116,6 +127,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		t.Rows = append(t.Rows, []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99),
 			num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio)})
 		t.Data = append(t.Data, map[string]any{"clients": c, "api": a, "pgbench": pg, "ratio": ratio})
+		res.Tables = []Table{t}
 		r.log.Info("intake level", "clients", c, "api", a.Throughput, "pgbench", pg.Throughput)
 		grew := a.Throughput > 1.05*apiPeak.Throughput || pg.Throughput > 1.05*pgPeak.Throughput
 		if a.Throughput > apiPeak.Throughput {
@@ -133,7 +145,9 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 			return res, ctx.Err()
 		}
 	}
-	res.Tables = append(res.Tables, t)
+	if apiPeak.Done == 0 || pgPeak.Done == 0 {
+		return res, fmt.Errorf("no level measured")
+	}
 
 	half := apiPeak.Throughput / 2
 	fr := fixedRate(ctx, half, r.size.phase, 256, post)
@@ -171,6 +185,9 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	}
 	return res, nil
 }
+
+// errTooManyClients means that PostgreSQL refused a connection: max_connections reached.
+var errTooManyClients = errors.New("PostgreSQL refused a connection: too many clients")
 
 var (
 	pgbenchTPS     = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
@@ -211,6 +228,9 @@ func pgbench(ctx context.Context, name, script string, cat catalogue, clients in
 		"-D", "pfirst="+strconv.Itoa(cat.firstProduct), "-D", "products="+strconv.Itoa(cat.products),
 		"-h", "127.0.0.1", "-U", "postgres", name)
 	out, err := cmd.CombinedOutput()
+	if err != nil && bytes.Contains(out, []byte("too many clients")) {
+		return phase{}, fmt.Errorf("pgbench with %d clients: %w", clients, errTooManyClients)
+	}
 	if err != nil {
 		return phase{}, fmt.Errorf("pgbench with %d clients: %w\n%s", clients, err, out)
 	}

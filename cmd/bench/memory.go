@@ -16,10 +16,10 @@ import (
 )
 
 // runMemory reads the peak resident set (VmHWM) of the api after intake load at 16 clients
-// and of the worker after a burst of orders whose payments all run at once: the orders and
-// their OrderCreated events are written directly (one transaction), so the burst does not
-// depend on how fast the API takes orders, and the payment delay is long enough for every
-// one of them to be in flight together.
+// and of the worker after a burst of orders: the orders and their OrderCreated events are
+// written directly (one transaction), so the burst does not depend on how fast the API takes
+// orders. How many of the burst's payments run at once, and how fast the worker begins
+// them, is then up to the worker's limits.
 func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 	res = newResult()
 	e, err := r.newEnv(ctx, "memory")
@@ -31,10 +31,9 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	burst, delay := 5_000, 15*time.Second
-	if r.size.name == "tiny" {
-		burst, delay = 500, 2*time.Second
-	}
+	// The configured payment delay: how many payments are in flight at once is then up to
+	// the worker's own limits, as in production.
+	burst, delay := 5_000, r.size.paymentDelay
 	overrides := map[string]string{"ORDERFLOW_ORDERS_PAYMENTDELAY": delay.String()}
 	worker, err := e.start(ctx, "worker", overrides)
 	if err != nil {

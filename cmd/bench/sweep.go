@@ -37,9 +37,10 @@ WITH expired AS (
 SELECT count(*) FROM expired`
 
 // runSweep expires stale processing orders with one run of the cron job's sweep
-// (cronjob.Sweeper, in this process) while the worker runs (its outbox relay publishes the
-// OrderExpired events, its consumer stores the notifications), and times the sweep and
-// the time until every notification is stored. The reference is oneStatement on an
+// (cronjob.Sweeper, in this process), alone on the machine as the reference is, then starts
+// the worker (its outbox relay publishes the OrderExpired events, its consumer stores the
+// notifications) and times the sweep and the time from its start until every notification
+// is stored. The reference is oneStatement on an
 // identical database.
 func runSweep(ctx context.Context, r *runner) (res *Result, err error) {
 	res = newResult()
@@ -73,13 +74,11 @@ func runSweep(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	worker, err := e.start(ctx, "worker", nil)
-	if err != nil {
-		return res, err
-	}
 	orders := e.cfg.Orders
-	res.setup("cronjob.Sweeper run in the benchmark process (orders.expiryBatchSize %d, orders.expireAfter %s); worker process running (relay and notifications; rabbitmq.prefetch %d)",
-		orders.ExpiryBatchSize, orders.ExpireAfter, e.cfg.RabbitMQ.Prefetch)
+	res.setup("cronjob.Sweeper run in the benchmark process (orders.expiryBatchSize %d, orders.expireAfter %s), alone like the statement;",
+		orders.ExpiryBatchSize, orders.ExpireAfter)
+	res.setup("then the worker process starts (its relay publishes, its consumer stores the notifications; rabbitmq.prefetch %d): all notified counts from the sweep's start",
+		e.cfg.RabbitMQ.Prefetch)
 	res.setup("fixture: %d stale processing orders (2 items each, 1 hour old) besides %d old completed ones; the one statement runs on a copy", n, r.size.history)
 
 	// The reference first, on its own database.
@@ -107,6 +106,10 @@ func runSweep(ctx context.Context, r *runner) (res *Result, err error) {
 	}
 	if sweep.Expired != n {
 		return res, fmt.Errorf("sweep expired %d orders, want %d", sweep.Expired, n)
+	}
+	worker, err := e.start(ctx, "worker", nil)
+	if err != nil {
+		return res, err
 	}
 	readings, err := follow(ctx, worker, 5*time.Minute, func(p progress) bool { return p.notifiedEx >= n })
 	if err != nil {
