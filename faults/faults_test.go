@@ -277,12 +277,20 @@ func TestFaultSoak(t *testing.T) {
 }
 
 // restartBroker makes sure, whatever the test did, that RabbitMQ runs when it ends.
-func restartBroker(t *testing.T) {
+func restartBroker(t *testing.T, e *env) {
 	t.Cleanup(func() {
 		_ = exec.Command("rabbitmqctl", "start_app").Run()
 		if out, err := exec.Command("rabbitmqctl", "await_startup").CombinedOutput(); err != nil {
 			t.Errorf("rabbitmqctl await_startup: %v: %s", err, out)
 		}
+		// A running broker can still refuse every connection, for one when it has run out
+		// of file handles (see faults/README.md).
+		conn, err := amqp.DialConfig(e.cfg.RabbitMQ.URL(), amqp.Config{Dial: amqp.DefaultDial(30 * time.Second)})
+		if err != nil {
+			t.Errorf("RabbitMQ accepts no connection after its restart: %v", err)
+			return
+		}
+		conn.Close()
 	})
 }
 
@@ -291,7 +299,7 @@ func restartBroker(t *testing.T) {
 func TestFaultBrokerConnectionsClosed(t *testing.T) {
 	r := record(t)
 	e := newEnv(t)
-	restartBroker(t)
+	restartBroker(t, e)
 	api, _, _ := e.system()
 	l := e.startLoad(api, rate, loadWorkers)
 	for range 2 {
@@ -312,7 +320,7 @@ func TestFaultBrokerConnectionsClosed(t *testing.T) {
 func TestFaultBrokerStopped(t *testing.T) {
 	r := record(t)
 	e := newEnv(t)
-	restartBroker(t)
+	restartBroker(t, e)
 	api, worker, cron := e.system()
 	l := e.startLoad(api, rate, loadWorkers)
 	time.Sleep(5 * time.Second)

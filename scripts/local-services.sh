@@ -26,7 +26,10 @@ psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null
 echo "postgresql: up"
 
 if ! rabbit_up; then
-  rabbitmq-server -detached
+  # RabbitMQ counts sockets and queue files against this limit; at the usual soft limit of
+  # 1024, a broker holding a few hundred quorum queues stops accepting connections after a
+  # restart of its application.
+  (ulimit -n "$(ulimit -Hn)" && rabbitmq-server -detached)
 fi
 rabbitmqctl await_startup >/dev/null
 echo "rabbitmq: up"
