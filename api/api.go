@@ -85,6 +85,10 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		return nil, fmt.Errorf("new api server: %w", err)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if route, ok := srv.FindPath(r.Method, r.URL); ok {
+			// Metrics and spans name the operation, not the /api/ prefix.
+			metrics.SetRoute(r.Context(), route.OperationID())
+		}
 		if r.ContentLength > maxBodyBytes {
 			writeProblem(w, problemResponse(http.StatusRequestEntityTooLarge,
 				fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil))
@@ -107,10 +111,6 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if route, ok := srv.FindPath(r.Method, r.URL); ok {
-			// Metrics and spans name the operation, not the /api/ prefix.
-			metrics.SetRoute(r.Context(), route.OperationID())
-		}
 		r, info := withRequestInfo(r)
 		srv.ServeHTTP(&challengeWriter{ResponseWriter: w, info: info}, r)
 	}), nil
