@@ -132,6 +132,7 @@ func Config(t testing.TB) *configuration.Config {
 	cfg.RabbitMQ.User = "guest"
 	cfg.RabbitMQ.Password = "guest"
 	cfg.RabbitMQ.Exchange = Exchange(t)
+	deleteBrokerNames(t, cfg.RabbitMQ)
 
 	cfg.Auth.JWTSecret = "orderflow-test-jwt-secret-0123456789abcdef"
 	cfg.Admin = configuration.Admin{

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -167,4 +168,18 @@ func (c *counter) get(id string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.seen[id]
+}
+
+// TestTestenvDeletesWhatProcessesDeclare keeps testenv's clean-up list equal to the
+// topology the processes declare, so tests leave no queues behind.
+func TestTestenvDeletesWhatProcessesDeclare(t *testing.T) {
+	exchanges, queues := NewTopology("x.events", DefaultDeliveryLimit, SystemQueues()).Names()
+	gotExchanges, gotQueues := testenv.BrokerNames("x.events")
+	slices.Sort(exchanges)
+	slices.Sort(queues)
+	slices.Sort(gotExchanges)
+	slices.Sort(gotQueues)
+	if !slices.Equal(exchanges, gotExchanges) || !slices.Equal(queues, gotQueues) {
+		t.Errorf("testenv deletes %v %v, processes declare %v %v", gotExchanges, gotQueues, exchanges, queues)
+	}
 }
