@@ -25,11 +25,21 @@ fi
 psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null
 echo "postgresql: up"
 
+# RabbitMQ counts sockets and queue files against its open-files limit; at the usual soft
+# limit of 1024, a broker holding a few hundred quorum queues stops accepting connections
+# after its application restarts (the fault tests restart it). A running broker with such a
+# limit is restarted with the hard limit.
+broker_pid() { pgrep -f 'beam.smp.*-s rabbit boot' | head -n 1; }
+if rabbit_up && pid=$(broker_pid) && [ -n "$pid" ]; then
+  soft=$(awk '/Max open files/ {print $4}' "/proc/$pid/limits")
+  if [ "$soft" != unlimited ] && [ "$soft" -lt 10000 ] && [ "$(ulimit -Hn)" != "$soft" ]; then
+    echo "rabbitmq: restarting with more open files than $soft"
+    timeout 120 rabbitmqctl shutdown >/dev/null || kill "$pid"
+    for _ in $(seq 1 60); do rabbit_up || break; sleep 1; done
+  fi
+fi
 if ! rabbit_up; then
-  # RabbitMQ counts sockets and queue files against this limit; at the usual soft limit of
-  # 1024, a broker holding a few hundred quorum queues stops accepting connections after a
-  # restart of its application.
   (ulimit -n "$(ulimit -Hn)" && rabbitmq-server -detached)
 fi
-rabbitmqctl await_startup >/dev/null
+timeout 120 rabbitmqctl await_startup >/dev/null
 echo "rabbitmq: up"
