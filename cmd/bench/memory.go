@@ -34,6 +34,9 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 	// The configured payment delay: how many payments are in flight at once is then up to
 	// the worker's own limits, as in production.
 	burst, delay := 5_000, r.size.paymentDelay
+	if r.size.name == "tiny" {
+		burst = 500
+	}
 	overrides := map[string]string{"ORDERFLOW_ORDERS_PAYMENTDELAY": delay.String()}
 	worker, err := e.start(ctx, "worker", overrides)
 	if err != nil {
