@@ -39,7 +39,16 @@ if rabbit_up && pid=$(broker_pid) && [ -n "$pid" ]; then
   fi
 fi
 if ! rabbit_up; then
-  (ulimit -n "$(ulimit -Hn)" && rabbitmq-server -detached)
+  # As root, rabbitmq-server switches to its user with su, whose PAM session resets the
+  # limit to 1024; setpriv switches without a session, so the raised limit stays.
+  (ulimit -n "$(ulimit -Hn)" && cd /var/lib/rabbitmq &&
+    setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
+      env HOME=/var/lib/rabbitmq rabbitmq-server -detached)
+  # -detached returns before the node is known to the CLI tools.
+  for _ in $(seq 1 60); do
+    timeout 5 rabbitmq-diagnostics -q ping >/dev/null 2>&1 && break
+    sleep 1
+  done
 fi
 timeout 120 rabbitmqctl await_startup >/dev/null
 echo "rabbitmq: up"
