@@ -207,7 +207,8 @@ func envelope(t *testing.T, ev events.Event) string {
 }
 
 // TestFaultSoak places orders at a steady rate for ORDERFLOW_SOAK (default 30s) at
-// ORDERFLOW_SOAK_RATE orders per second (default 40): no error response, no growth of any
+// ORDERFLOW_SOAK_RATE orders per second (default 300, about half the intake peak that
+// `make bench` measures on a 2-core machine): no error response, no growth of any
 // process's goroutines or memory beyond a bound, and an empty outbox at the end.
 func TestFaultSoak(t *testing.T) {
 	duration := 30 * time.Second
@@ -218,7 +219,7 @@ func TestFaultSoak(t *testing.T) {
 		}
 		duration = d
 	}
-	soakRate := 40
+	soakRate := 300
 	if v := os.Getenv("ORDERFLOW_SOAK_RATE"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
