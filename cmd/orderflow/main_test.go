@@ -174,12 +174,17 @@ func TestMigrateCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
 	empty := fmt.Sprintf("orderflow_cmd_migrate_%d", time.Now().UnixNano())
 	if _, err := admin.Exec("CREATE DATABASE " + empty); err != nil {
+		admin.Close()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = admin.Exec("DROP DATABASE IF EXISTS " + empty + " WITH (FORCE)") })
+	t.Cleanup(func() {
+		defer admin.Close()
+		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + empty + " WITH (FORCE)"); err != nil {
+			t.Errorf("drop %s: %v", empty, err)
+		}
+	})
 
 	files, _ := filepath.Glob("../../migrations/*.sql")
 	for _, want := range []string{fmt.Sprintf("applied %d migration(s)", len(files)), "applied 0 migration(s)"} {
