@@ -2,6 +2,8 @@ package cronjob
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"orderflow/platform/metrics"
 )
 
 // The sweep's metrics, registered on the process's registry by Module.
@@ -22,12 +24,7 @@ var (
 )
 
 func registerMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{runs, expired, runDuration} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return metrics.Register(reg, runs, expired, runDuration)
 }
 
 // observeRun records one finished run; a failed run's committed batches still count.

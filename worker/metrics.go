@@ -1,6 +1,10 @@
 package worker
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"orderflow/platform/metrics"
+)
 
 // The worker's metrics, registered on the process's registry by Module. Values are process
 // wide: the sum over every Worker of the process.
@@ -25,10 +29,5 @@ func Collectors() []prometheus.Collector {
 }
 
 func registerMetrics(reg prometheus.Registerer) error {
-	for _, c := range Collectors() {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return metrics.Register(reg, Collectors()...)
 }

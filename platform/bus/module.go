@@ -10,6 +10,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/platform/health"
 	"orderflow/platform/log"
+	"orderflow/platform/metrics"
 )
 
 // Module provides the process's *Conn (declaring the topology of every system queue on each
@@ -19,7 +20,7 @@ import (
 var Module = fx.Module("bus",
 	fx.Provide(ProvideConn, NewPublisher, health.AsCheck(BrokerCheck)),
 	fx.Invoke(fx.Annotate(startConsumers, fx.ParamTags(``, ``, ``, `group:"bus.consumers"`))),
-	fx.Invoke(func(reg prometheus.Registerer) error { return registerAll(reg, Collectors()) }),
+	fx.Invoke(func(reg prometheus.Registerer) error { return metrics.Register(reg, Collectors()...) }),
 )
 
 // Registration is a consumer for Module to run: the handler of one system queue.
@@ -78,13 +79,4 @@ func startConsumers(lc fx.Lifecycle, cfg *configuration.Config, c *Conn, regs []
 			OnStop:  consumer.Stop,
 		})
 	}
-}
-
-func registerAll(reg prometheus.Registerer, cs []prometheus.Collector) error {
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -34,6 +34,17 @@ func NewRegistry() *prometheus.Registry {
 	return r
 }
 
+// Register registers every collector with reg, stopping at the first failure (a name
+// registered twice is a wiring mistake worth failing start-up for).
+func Register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // HTTP counts and times the requests of the process's HTTP server.
 type HTTP struct {
 	requests *prometheus.CounterVec
