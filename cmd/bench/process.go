@@ -202,25 +202,3 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-// countLines counts the lines of the process's log that contain every one of substrs.
-func (p *process) countLines(substrs ...string) (int, error) {
-	f, err := os.Open(p.logPath)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
-	n := 0
-next:
-	for s.Scan() {
-		for _, sub := range substrs {
-			if !strings.Contains(s.Text(), sub) {
-				continue next
-			}
-		}
-		n++
-	}
-	return n, s.Err()
-}
