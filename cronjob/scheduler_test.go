@@ -195,6 +195,16 @@ func TestSchedulerStopCancelsABlockedRun(t *testing.T) {
 	if !strings.Contains(logs.String(), "expiry sweep interrupted by shutdown") {
 		t.Errorf("log %q lacks the interruption line", logs.String())
 	}
+	// Stop returns once the client gave up the statement; the server ends it when the
+	// cancel request arrives. Release the lock only then, or the statement could still
+	// go through (as a whole batch, which would be correct, but not what is tested here).
+	deadline = time.Now().Add(15 * time.Second)
+	for e.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the interrupted sweep still waits for the product lock")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := holder.Rollback(); err != nil {
 		t.Fatal(err)
 	}
