@@ -28,6 +28,7 @@ type HTTP struct {
 	ShutdownTimeout Duration `json:"shutdownTimeout"`
 	RequestTimeout  Duration `json:"requestTimeout"`
 	MaxBodyBytes    int64    `json:"maxBodyBytes"`
+	PprofAddress    string   `json:"pprofAddress"`
 }
 
 // Database configures the PostgreSQL connection pool.

@@ -297,6 +297,8 @@ func TestValidate(t *testing.T) {
 			`configuration: http.address: must have a numeric port between 0 and 65535, got ":http"`},
 		{"address port too large", func(c *Config) { c.HTTP.Address = "127.0.0.1:70000" },
 			`configuration: http.address: must have a numeric port between 0 and 65535, got "127.0.0.1:70000"`},
+		{"pprof address without port", func(c *Config) { c.HTTP.PprofAddress = "localhost" },
+			`configuration: http.pprofAddress: must be host:port such as ":8080" or "127.0.0.1:8080", got "localhost"`},
 		{"empty exchange", func(c *Config) { c.RabbitMQ.Exchange = "" }, "configuration: rabbitmq.exchange: must not be empty"},
 		{"empty rabbitmq host", func(c *Config) { c.RabbitMQ.Host = "" }, "configuration: rabbitmq.host: must not be empty"},
 		{"empty database host", func(c *Config) { c.Database.Host = " " }, "configuration: database.host: must not be empty"},
@@ -499,8 +501,8 @@ func TestKeyTable(t *testing.T) {
 			t.Errorf("secret key %s is not a key of secrets.json: %+v", path, k)
 		}
 	}
-	if got := len(keys); got != 37 {
-		t.Errorf("got %d keys, want 37: %q", got, slices.Collect(maps.Keys(byPath)))
+	if got := len(keys); got != 38 {
+		t.Errorf("got %d keys, want 38: %q", got, slices.Collect(maps.Keys(byPath)))
 	}
 	for path, want := range map[string]Key{
 		"orders.paymentDelay":   {Env: "ORDERFLOW_ORDERS_PAYMENTDELAY", File: InstanceFile, Default: "5s"},

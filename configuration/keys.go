@@ -39,6 +39,7 @@ var meanings = map[string]string{
 	"http.shutdownTimeout":                  "how long a stopping process waits for in-flight requests",
 	"http.requestTimeout":                   "deadline of one API request",
 	"http.maxBodyBytes":                     "largest accepted request body, in bytes",
+	"http.pprofAddress":                     "host:port of a separate listener serving Go's profiles under /debug/pprof/; empty serves none",
 	"database.host":                         "PostgreSQL host",
 	"database.port":                         "PostgreSQL port",
 	"database.name":                         "PostgreSQL database name",

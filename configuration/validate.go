@@ -38,6 +38,9 @@ func (c *Config) Validate() error {
 
 	v.address("http.address", c.HTTP.Address)
 	v.atLeast("http.maxBodyBytes", c.HTTP.MaxBodyBytes, 1)
+	if c.HTTP.PprofAddress != "" {
+		v.address("http.pprofAddress", c.HTTP.PprofAddress)
+	}
 
 	v.nonEmpty("database.host", c.Database.Host)
 	v.port("database.port", c.Database.Port)

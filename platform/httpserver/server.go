@@ -22,10 +22,11 @@ import (
 )
 
 // Module provides the process's *http.ServeMux, on which other modules register their
-// routes, and serves it on http.address from start to stop. It needs metrics.Module.
+// routes, and serves it on http.address from start to stop; with http.pprofAddress set it
+// also serves Go's profiles there. It needs metrics.Module.
 var Module = fx.Module("httpserver",
 	fx.Provide(http.NewServeMux, New),
-	fx.Invoke(func(*Server) {}),
+	fx.Invoke(func(*Server) {}, servePprof),
 )
 
 // Server serves a handler on the configured address.

@@ -173,3 +173,38 @@ func TestAccessLogCarriesRequestID(t *testing.T) {
 		}
 	}
 }
+
+func TestPprofOnlyOnItsOwnAddress(t *testing.T) {
+	off := start(t, testConfig())
+	if code, _ := get(t, off.URL()+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("profiles without http.pprofAddress: status %d, want 404", code)
+	}
+
+	// A free port, released for the server to take.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := testConfig()
+	cfg.HTTP.PprofAddress = addr
+	on := start(t, cfg)
+	if code, body := get(t, "http://"+addr+"/debug/pprof/heap?debug=1"); code != http.StatusOK || !strings.Contains(body, "heap profile") {
+		t.Errorf("heap profile on http.pprofAddress: status %d, body %.80q", code, body)
+	}
+	if code, _ := get(t, on.URL()+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("profiles on http.address: status %d, want 404", code)
+	}
+
+	// A pprof address in use fails start-up, naming the key.
+	cfg = testConfig()
+	cfg.HTTP.PprofAddress = addr
+	app := fx.New(fx.NopLogger,
+		fx.Supply(cfg, slog.New(slog.DiscardHandler)),
+		metrics.Module, httpserver.Module)
+	err = app.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "http.pprofAddress") {
+		t.Fatalf("start with a used pprof port: err = %v, want one naming http.pprofAddress", err)
+	}
+}
