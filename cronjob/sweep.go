@@ -14,6 +14,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/domain"
 	"orderflow/events"
+	"orderflow/platform/outbox"
 )
 
 // Result summarises one run of the sweep.
@@ -173,6 +174,9 @@ func (s *Sweeper) batch(ctx context.Context) (int, error) {
 	).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("expire orders: %w", err)
+	}
+	if n > 0 {
+		outbox.Wake() // the statement committed its outbox rows
 	}
 	return n, nil
 }

@@ -18,6 +18,7 @@ import (
 	"orderflow/platform/bus"
 	"orderflow/platform/db"
 	"orderflow/platform/migrate"
+	"orderflow/platform/outbox"
 )
 
 // runner holds what every benchmark shares: the size, the base configuration, where to
@@ -124,6 +125,26 @@ func (e *env) copyDB(ctx context.Context, suffix string) (string, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return "", fmt.Errorf("copy database: %w", err)
+}
+
+// startRelay runs an outbox relay in the benchmark process, as every orderflow process that
+// writes events runs one: the commits of the benchmark's own outbox writes wake it. It stops
+// when ctx ends or the returned function is called.
+func (e *env) startRelay(ctx context.Context) (stop func(), err error) {
+	conn := bus.NewConn(e.cfg.RabbitMQ, e.r.log, bus.Options{Name: "bench-relay"})
+	conn.Start()
+	if err := conn.WaitReady(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("connect to the broker: %w", err)
+	}
+	relay := outbox.NewRelay(e.pool, bus.NewPublisher(conn), e.cfg.Outbox, e.r.log)
+	relay.Start()
+	return func() {
+		if err := relay.Stop(context.Background()); err != nil {
+			e.r.log.Warn("stop the benchmark's outbox relay", "err", err)
+		}
+		conn.Close()
+	}, nil
 }
 
 // openDB opens a pool on another database of the same server.

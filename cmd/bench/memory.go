@@ -73,6 +73,13 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
+	// The API's relay would publish its own orders' events as soon as they commit; the
+	// benchmark's relay does that for the burst it writes.
+	stopRelay, err := e.startRelay(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer stopRelay()
 	if err := writeOrders(ctx, e, cat, burst); err != nil {
 		return res, err
 	}

@@ -18,7 +18,8 @@ import (
 
 // runOutbox measures the delay from the commit of a transaction that wrote an event with
 // outbox.Write to its delivery from a queue bound to the exchange, at a steady rate of one
-// event per transaction. The relay is the API process's (the worker does not run).
+// event per transaction. The relay runs in the benchmark process, as in every process that
+// writes events, so that the writers' commits wake it.
 func runOutbox(ctx context.Context, r *runner) (res *Result, err error) {
 	res = newResult()
 	e, err := r.newEnv(ctx, "outbox")
@@ -29,11 +30,13 @@ func runOutbox(ctx context.Context, r *runner) (res *Result, err error) {
 	if _, err := e.fixture(ctx, 0); err != nil {
 		return res, err
 	}
-	if _, err := e.start(ctx, "api", nil); err != nil {
+	stopRelay, err := e.startRelay(ctx) // it also declares the exchange bound below
+	if err != nil {
 		return res, err
 	}
+	defer stopRelay()
 	rate, d := r.size.outboxRate, r.size.outboxFor
-	res.setup("api process (its outbox relay: outbox.batchSize %d, outbox.pollInterval %s); worker not running",
+	res.setup("an outbox relay (outbox.batchSize %d, outbox.pollInterval %s) in the benchmark process, which writes the events; no orderflow process",
 		e.cfg.Outbox.BatchSize, e.cfg.Outbox.PollInterval)
 	res.setup("%d events/s for %s, one OrderCreated per transaction written with outbox.Write by 16 writers; a classic queue bound to order.created, auto-ack",
 		rate, d)

@@ -24,7 +24,7 @@ var Module = fx.Module("outbox",
 
 // RegisterRelay creates the relay and ties it to the app's lifecycle.
 func RegisterRelay(lc fx.Lifecycle, pool *sql.DB, cfg *configuration.Config, pub *bus.Publisher, log *slog.Logger) *Relay {
-	r := NewRelay(pool, cfg.Database.DSN(), pub, cfg.Outbox, log)
+	r := NewRelay(pool, pub, cfg.Outbox, log)
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error { r.Start(); return nil },
 		OnStop:  r.Stop,

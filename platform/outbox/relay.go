@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"orderflow/configuration"
 	"orderflow/events"
@@ -40,11 +39,10 @@ type Publisher interface {
 // FOR UPDATE SKIP LOCKED, publishes it with all confirms outstanding, and marks the confirmed
 // rows published in the same transaction, so several relays never publish a row twice unless
 // one dies between publishing and committing (then at most that batch is published again).
-// A round starts when an insert notifies Channel, every pollInterval otherwise, and at once
-// after a full batch.
+// A round starts when a transaction of this process that wrote events commits (Wake), every
+// pollInterval otherwise, and at once after a full batch.
 type Relay struct {
 	pool      *sql.DB
-	dsn       string
 	pub       Publisher
 	log       *slog.Logger
 	batchSize int
@@ -62,15 +60,14 @@ type Relay struct {
 	done    sync.WaitGroup
 }
 
-// NewRelay returns a relay over the outbox table of pool (dsn is the same database, for the
-// LISTEN connection), publishing with pub.
-func NewRelay(pool *sql.DB, dsn string, pub Publisher, cfg configuration.Outbox, log *slog.Logger) *Relay {
+// NewRelay returns a relay over the outbox table of pool, publishing with pub.
+func NewRelay(pool *sql.DB, pub Publisher, cfg configuration.Outbox, log *slog.Logger) *Relay {
 	poll := cfg.PollInterval.D()
 	if poll <= 0 {
 		poll = time.Second
 	}
 	return &Relay{
-		pool: pool, dsn: dsn, pub: pub, log: log.With("component", "outbox-relay"),
+		pool: pool, pub: pub, log: log.With("component", "outbox-relay"),
 		batchSize: max(cfg.BatchSize, 1), poll: poll, retention: cfg.Retention.D(),
 		prune: pruneInterval,
 		wake:  make(chan struct{}, 1),
@@ -80,9 +77,13 @@ func NewRelay(pool *sql.DB, dsn string, pub Publisher, cfg configuration.Outbox,
 
 // Start runs the relay in the background and returns at once.
 func (r *Relay) Start() {
-	r.done.Add(2)
-	go r.listen()
-	go r.run()
+	unsubscribe := subscribe(r.wake)
+	r.done.Add(1)
+	go func() {
+		defer r.done.Done()
+		defer unsubscribe()
+		r.run()
+	}()
 }
 
 // Stop lets the round in progress finish (its publishing is bounded by publishTimeout) and
@@ -102,14 +103,6 @@ func (r *Relay) Stop(ctx context.Context) error {
 	}
 }
 
-// notify wakes the relay without blocking; one pending wake-up is enough.
-func (r *Relay) notify() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
-
 func (r *Relay) stopping() bool {
 	select {
 	case <-r.stop:
@@ -121,7 +114,6 @@ func (r *Relay) stopping() bool {
 
 // run is the relay loop.
 func (r *Relay) run() {
-	defer r.done.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	poll := time.NewTicker(r.poll)
@@ -304,50 +296,5 @@ func (r *Relay) pruneOld(ctx context.Context) {
 	}
 	if total > 0 {
 		r.log.Info("pruned published outbox rows", "rows", total, "retention", r.retention)
-	}
-}
-
-// listen holds a LISTEN connection and wakes the relay on every notification, reconnecting
-// after a failure (and waking the relay then, as notifications may have been missed).
-func (r *Relay) listen() {
-	defer r.done.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-r.stop
-		cancel()
-	}()
-	backoff := 100 * time.Millisecond
-	for !r.stopping() {
-		err := r.listenOnce(ctx)
-		if r.stopping() {
-			return
-		}
-		r.log.Warn("outbox LISTEN connection lost, polling until it is back", "retry_in", backoff, "error", err)
-		if !r.sleep(backoff) {
-			return
-		}
-		backoff = min(backoff*2, maxBackoff)
-		r.notify()
-	}
-}
-
-func (r *Relay) listenOnce(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, r.dsn)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel}.Sanitize()); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("wait for notification: %w", err)
-		}
-		r.notify()
 	}
 }

@@ -85,7 +85,7 @@ func (e *env) newConn(t testing.TB, name string) *bus.Conn {
 // startRelay starts a relay with its own publisher on conn, stopped when the test ends.
 func (e *env) startRelay(t testing.TB, conn *bus.Conn, tune func(*Relay)) *Relay {
 	t.Helper()
-	r := NewRelay(e.pool, e.cfg.Database.DSN(), bus.NewPublisher(conn), e.cfg.Outbox, testLogger())
+	r := NewRelay(e.pool, bus.NewPublisher(conn), e.cfg.Outbox, testLogger())
 	if tune != nil {
 		tune(r)
 	}
@@ -202,8 +202,7 @@ func unpublished(t testing.TB, pool *sql.DB) int {
 }
 
 // TestRelayRoundTrip: an event committed arrives once with the right properties and body; a
-// rolled-back one never arrives. The poll interval is long, so the notification wakes the
-// relay.
+// rolled-back one never arrives. The poll interval is long, so the commit wakes the relay.
 func TestRelayRoundTrip(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -276,7 +275,7 @@ func TestRelayCrashBetweenPublishAndMark(t *testing.T) {
 	e.write(t, 250)
 
 	crashed := make(chan struct{})
-	crasher := NewRelay(e.pool, e.cfg.Database.DSN(), bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
+	crasher := NewRelay(e.pool, bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
 	crasher.afterPublish = func() error {
 		close(crashed)
 		return errors.New("killed")
@@ -371,7 +370,7 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.cfg.Outbox.Retention = configuration.Duration(time.Hour)
-	r := NewRelay(e.pool, e.cfg.Database.DSN(), bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
+	r := NewRelay(e.pool, bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
 	r.pruneOld(context.Background())
 	var total, published int
 	if err := e.pool.QueryRow(`SELECT count(*), count(published_at) FROM outbox`).Scan(&total, &published); err != nil {
@@ -403,5 +402,56 @@ func closeConnections(t *testing.T, name string) {
 	}
 	if closed != 1 {
 		t.Fatalf("closed %d connections named %s, want 1", closed, name)
+	}
+}
+
+// TestCommitWakesRelays: a transaction that wrote events wakes the relays of the process when
+// it commits, and only then; a stopped relay is no longer woken. Not parallel, so that no
+// other test's commit wakes the relays meanwhile.
+func TestCommitWakesRelays(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ch := make(chan struct{}, 1)
+	unsubscribe := subscribe(ch)
+	defer unsubscribe()
+
+	_ = db.WithTx(ctx, e.client, func(tx *ent.Tx) error {
+		if _, err := Write(ctx, tx, events.SourceAPI, completed(1), nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(ch) != 0 {
+			t.Error("woken before the commit")
+		}
+		return errors.New("roll back")
+	})
+	if len(ch) != 0 {
+		t.Error("a rolled-back write woke the relays")
+	}
+	err := db.WithTx(ctx, e.client, func(tx *ent.Tx) error {
+		_, err := WriteBatch(ctx, tx, events.SourceAPI, []events.Event{completed(2), completed(3)}, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch) != 1 {
+		t.Error("a committed write did not wake the relays")
+	}
+
+	r := e.startRelay(t, e.conn, nil)
+	relays.Lock()
+	_, running := relays.wake[r.wake]
+	relays.Unlock()
+	if !running {
+		t.Error("a started relay is not woken by commits")
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	relays.Lock()
+	_, running = relays.wake[r.wake]
+	relays.Unlock()
+	if running {
+		t.Error("a stopped relay is still woken by commits")
 	}
 }

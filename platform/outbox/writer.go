@@ -4,8 +4,10 @@
 //
 // A row's payload is the complete CloudEvents envelope (the message body), event_type its
 // CloudEvents type and routing_key the key it is published with; headers become AMQP headers.
-// Inserting into the outbox table fires NOTIFY on Channel once per statement, which wakes
-// the relays.
+//
+// A transaction that wrote with Write wakes the relays of its own process when it commits
+// (every process that writes events runs a relay); rows written any other way are found by
+// the relays' polling, or at once after a call to Wake.
 package outbox
 
 import (
@@ -22,9 +24,6 @@ import (
 	"orderflow/platform/tracing"
 )
 
-// Channel is the PostgreSQL notification channel that an insert into the outbox signals.
-const Channel = "orderflow_outbox"
-
 // Write inserts e as an unpublished outbox row inside tx, the caller's transaction, and
 // returns the event id (also the AMQP message_id). source names the writing process
 // (events.SourceAPI, ...); headers are sent as AMQP headers and may be nil. The request id
@@ -38,8 +37,8 @@ func Write(ctx context.Context, tx *ent.Tx, source string, e events.Event, heade
 	return ids[0], nil
 }
 
-// WriteBatch inserts evs in one statement inside tx (one notification for the whole batch)
-// and returns their event ids in the same order. headers apply to every event.
+// WriteBatch inserts evs in one statement inside tx and returns their event ids in the same
+// order. headers apply to every event.
 func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Event, headers map[string]string) ([]uuid.UUID, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -76,7 +75,21 @@ func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Eve
 	if err := tx.Outbox.CreateBulk(builders...).Exec(ctx); err != nil {
 		return nil, fmt.Errorf("insert %d outbox events: %w", len(evs), err)
 	}
+	wakeOnCommit(tx)
 	return ids, nil
+}
+
+// wakeOnCommit wakes this process's relays once tx has committed.
+func wakeOnCommit(tx *ent.Tx) {
+	tx.OnCommit(func(next ent.Committer) ent.Committer {
+		return ent.CommitFunc(func(ctx context.Context, tx *ent.Tx) error {
+			err := next.Commit(ctx, tx)
+			if err == nil {
+				Wake()
+			}
+			return err
+		})
+	})
 }
 
 // withContext returns headers plus the request id and W3C trace context of ctx.

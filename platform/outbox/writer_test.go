@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 	"go.opentelemetry.io/otel/trace"
 
@@ -108,73 +107,6 @@ func TestWriteRejectsInvalidEvent(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("invalid event written")
-	}
-}
-
-// TestBatchNotifiesOnce checks the statement-level trigger: a committed batch insert wakes
-// listeners with one notification, a rolled-back insert with none.
-func TestBatchNotifiesOnce(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	client, dsn := newClient(t)
-	listener, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer listener.Close(context.Background())
-	if _, err := listener.Exec(ctx, "LISTEN "+outbox.Channel); err != nil {
-		t.Fatal(err)
-	}
-
-	_ = db.WithTx(ctx, client, func(tx *ent.Tx) error {
-		if _, err := outbox.Write(ctx, tx, events.SourceAPI, completed(1), nil); err != nil {
-			t.Fatal(err)
-		}
-		return errors.New("roll back")
-	})
-	batch := make([]events.Event, 500)
-	for i := range batch {
-		batch[i] = completed(i + 1)
-	}
-	var ids []uuid.UUID
-	err = db.WithTx(ctx, client, func(tx *ent.Tx) error {
-		ids, err = outbox.WriteBatch(ctx, tx, events.SourceCronJob, batch, nil)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ids) != 500 || client.Outbox.Query().CountX(ctx) != 500 {
-		t.Fatalf("%d ids, want 500 rows", len(ids))
-	}
-	// A sentinel notification sent after the batch commit marks the end: everything the
-	// trigger sent arrives before it.
-	if _, err := client.ExecContext(ctx, "NOTIFY "+outbox.Channel+", 'end'"); err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for {
-		n, err := listener.WaitForNotification(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n.Payload == "end" {
-			break
-		}
-		got = append(got, n.Payload)
-	}
-	if len(got) != 1 {
-		t.Errorf("%d notifications for one committed batch and one rollback, want 1", len(got))
-	}
-	// PostgreSQL folds identical notifications of one transaction, so the count alone does
-	// not show that the trigger runs once per statement rather than once per row.
-	var rowLevel bool
-	if err := listener.QueryRow(ctx, `SELECT tgtype & 1 = 1 FROM pg_trigger WHERE tgname = 'outbox_notify_insert'`).Scan(&rowLevel); err != nil {
-		t.Fatal(err)
-	}
-	if rowLevel {
-		t.Error("outbox_notify_insert is a row-level trigger")
 	}
 }
 
