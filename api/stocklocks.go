@@ -5,8 +5,10 @@ import (
 	"slices"
 )
 
-// stockStripes is the number of in-process locks that products are spread over.
-const stockStripes = 256
+// stockStripes is the number of in-process locks that products are spread over: enough that
+// orders in flight rarely share a stripe without sharing a product (with 256 stripes, a
+// fifth of the orders for a 1,000-product catalogue waited behind an unrelated one).
+const stockStripes = 4096
 
 // stockLocks queue this process's orders for the same product in Go, one at a time, before
 // they reach PostgreSQL. A popular product's row lock is then waited for by at most one

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -155,11 +156,20 @@ levels:
 	if fr.Errors > 0 {
 		return res, fmt.Errorf("fixed rate: %d failed orders, first: %s", fr.Errors, fr.FirstError)
 	}
+	// The same rate of the same transaction through pgbench shows what the database and the
+	// disk alone contribute to the tail (a slow WAL flush delays every commit behind it).
+	pgfr, err := pgbenchAtRate(ctx, refDB, script, cat, fixedRateClients, half, r.size.phase)
+	if err != nil {
+		return res, err
+	}
 	res.Tables = append(res.Tables, Table{
 		Title:  "fixed rate at half the API's peak (latency from the moment each request was due)",
-		Header: []string{"rate/s", "achieved/s", "p50 ms", "p99 ms"},
-		Rows:   [][]string{{num(half), num(fr.Throughput), num(fr.P50), num(fr.P99)}},
-		Data:   []map[string]any{{"fixedRate": fr}},
+		Header: []string{"", "rate/s", "achieved/s", "p50 ms", "p99 ms"},
+		Rows: [][]string{
+			{"api", num(half), num(fr.Throughput), num(fr.P50), num(fr.P99)},
+			{fmt.Sprintf("pgbench -R, %d clients", fixedRateClients), num(half), num(pgfr.Throughput), num(pgfr.P50), num(pgfr.P99)},
+		},
+		Data: []map[string]any{{"fixedRate": fr, "pgbenchFixedRate": pgfr}},
 	})
 
 	rss, err := api.peakRSS()
@@ -217,16 +227,65 @@ func merge(ps []phase) phase {
 	return m
 }
 
+// fixedRateClients is pgbench's connections in the fixed-rate phase: enough that a stall
+// of a few of them does not hold back the schedule.
+const fixedRateClients = 32
+
+// pgbenchAtRate runs the intake script at rate transactions per second for d (pgbench -R)
+// and measures each transaction from its scheduled start, as fixedRate measures requests,
+// from pgbench's per-transaction log.
+func pgbenchAtRate(ctx context.Context, name, script string, cat catalogue, clients int, rate float64, d time.Duration) (phase, error) {
+	dir, err := os.MkdirTemp("", "orderflow-bench-pgbench-")
+	if err != nil {
+		return phase{}, err
+	}
+	defer os.RemoveAll(dir)
+	p, err := pgbench(ctx, name, script, cat, clients, d,
+		"-R", strconv.FormatFloat(rate, 'f', 1, 64), "-l", "--log-prefix", filepath.Join(dir, "log"))
+	if err != nil {
+		return p, err
+	}
+	logs, err := filepath.Glob(filepath.Join(dir, "log.*"))
+	if err != nil || len(logs) == 0 {
+		return p, fmt.Errorf("pgbench -R: no transaction log in %s", dir)
+	}
+	var lat latencies
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return p, err
+		}
+		// client_id transaction_no time script_no time_epoch time_us schedule_lag, where
+		// time (µs) counts from the scheduled start under -R.
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 3 {
+				continue
+			}
+			us, err := strconv.ParseInt(fields[2], 10, 64)
+			if err != nil {
+				return p, fmt.Errorf("pgbench log %s: %q: %w", f, line, err)
+			}
+			lat = append(lat, time.Duration(us)*time.Microsecond)
+		}
+	}
+	p.Rate = rate
+	p.finish(lat)
+	p.Throughput = float64(p.Done) / p.Elapsed.Seconds()
+	return p, nil
+}
+
 // pgbench runs the intake script with clients connections (and as many threads) for d
 // against database name; P50 holds pgbench's average latency (it reports no percentiles
 // without per-transaction logs).
-func pgbench(ctx context.Context, name, script string, cat catalogue, clients int, d time.Duration) (phase, error) {
+func pgbench(ctx context.Context, name, script string, cat catalogue, clients int, d time.Duration, extra ...string) (phase, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	cmd := exec.CommandContext(ctx, "pgbench", "-n", "-f", script, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(clients),
+	args := []string{"-n", "-f", script, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(clients),
 		"-T", strconv.Itoa(secs), "-M", "prepared",
-		"-D", "ufirst="+strconv.Itoa(cat.firstUser), "-D", "users="+strconv.Itoa(cat.users),
-		"-D", "pfirst="+strconv.Itoa(cat.firstProduct), "-D", "products="+strconv.Itoa(cat.products),
-		"-h", "127.0.0.1", "-U", "postgres", name)
+		"-D", "ufirst=" + strconv.Itoa(cat.firstUser), "-D", "users=" + strconv.Itoa(cat.users),
+		"-D", "pfirst=" + strconv.Itoa(cat.firstProduct), "-D", "products=" + strconv.Itoa(cat.products),
+		"-h", "127.0.0.1", "-U", "postgres"}
+	cmd := exec.CommandContext(ctx, "pgbench", append(append(args, extra...), name)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil && bytes.Contains(out, []byte("too many clients")) {
 		return phase{}, fmt.Errorf("pgbench with %d clients: %w", clients, errTooManyClients)

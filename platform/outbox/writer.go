@@ -12,6 +12,7 @@ package outbox
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -44,9 +45,18 @@ func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Eve
 		return nil, nil
 	}
 	headers = withContext(ctx, headers)
+	var hdr []byte
+	if len(headers) > 0 {
+		var err error
+		if hdr, err = json.Marshal(headers); err != nil {
+			return nil, fmt.Errorf("write outbox event: headers: %w", err)
+		}
+	}
 	now := time.Now().UTC()
 	ids := make([]uuid.UUID, len(evs))
-	builders := make([]*ent.OutboxCreate, len(evs))
+	types := make([]string, len(evs))
+	keys := make([]string, len(evs))
+	bodies := make([]string, len(evs))
 	for i, e := range evs {
 		// Version 7 ids grow with time, which keeps the unique index compact.
 		id, err := uuid.NewV7()
@@ -61,18 +71,15 @@ func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Eve
 		if err != nil {
 			return nil, fmt.Errorf("write outbox event: %w", err)
 		}
-		b := tx.Outbox.Create().
-			SetEventID(id).
-			SetEventType(env.Type).
-			SetRoutingKey(e.RoutingKey()).
-			SetPayload(body).
-			SetCreatedAt(now)
-		if len(headers) > 0 {
-			b.SetHeaders(headers)
-		}
-		ids[i], builders[i] = id, b
+		ids[i], types[i], keys[i], bodies[i] = id, env.Type, e.RoutingKey(), string(body)
 	}
-	if err := tx.Outbox.CreateBulk(builders...).Exec(ctx); err != nil {
+	// One statement for the batch; plain SQL, as the relay's claim is, because this runs in
+	// every order's transaction and ent's bulk insert costs several times the encoding.
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload, headers)
+		SELECT $1, e.id, e.type, e.key, e.body::jsonb, $6::jsonb
+		FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS e(id, type, key, body)`,
+		now, ids, types, keys, bodies, hdr); err != nil {
 		return nil, fmt.Errorf("insert %d outbox events: %w", len(evs), err)
 	}
 	wakeOnCommit(tx)
