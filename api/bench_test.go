@@ -11,8 +11,6 @@ import (
 
 	"orderflow/api/oas"
 	"orderflow/domain"
-	"orderflow/ent"
-	"orderflow/platform/db"
 )
 
 // BenchmarkCreateOrder measures order intake through HTTP with concurrent clients, on a
@@ -108,14 +106,7 @@ func BenchmarkPlaceOrderSQL(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			var unlock func()
-			err = db.WithTx(ctx, e.client, func(tx *ent.Tx) error {
-				return e.h.placeOrder(ctx, tx, custID, o, "", "", &unlock)
-			})
-			if unlock != nil {
-				unlock()
-			}
-			if err != nil {
+			if err := e.h.storeOrder(ctx, custID, o, "", ""); err != nil {
 				b.Error(err)
 				return
 			}

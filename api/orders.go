@@ -269,13 +269,7 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 	if err != nil {
 		return nil, err
 	}
-	var unlock func()
-	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
-		return h.placeOrder(ctx, tx, p.ID, draft, key, hash, &unlock)
-	})
-	if unlock != nil {
-		unlock() // after the commit, which releases the rows in PostgreSQL
-	}
+	err = h.storeOrder(ctx, p.ID, draft, key, hash)
 	if errors.Is(err, errIdempotencyConflict) {
 		o, err := h.replay(ctx, p.ID, key, hash)
 		if o == nil && err == nil {
@@ -409,88 +403,95 @@ func (h *Handler) draftOrder(ctx context.Context, userID int, items []domain.Ite
 	return o, nil
 }
 
-// placeOrder stores a drafted order inside tx and completes o with its item ids and
-// timestamps. The OrderCreated event goes first; the stock is reserved and the order
-// inserted last, in one statement right before the commit, so that orders for one popular
-// product hold its row lock as briefly as possible. Inserting the items while holding that
-// lock also spares PostgreSQL a shared (multixact) lock for each foreign-key check.
+// storeOrder stores a drafted order and completes o with its item ids and timestamps: one
+// statement reserves the stock, inserts the order and its items, and writes the
+// OrderCreated event to the outbox, so that an order costs one round trip to PostgreSQL and
+// its products' rows stay locked for no longer than that statement. With an Idempotency-Key
+// the statement runs in a transaction that also stores the key.
 //
-// Right before the stock is reserved, placeOrder takes this process's locks on the
-// products and stores their release function in unlock, for the caller to call once the
-// transaction has ended.
-func (h *Handler) placeOrder(ctx context.Context, tx *ent.Tx, callerID int, o *oas.Order, key, hash string, unlock *func()) error {
+// Before the statement, storeOrder takes this process's locks on the products, and releases
+// them once the rows are released in PostgreSQL.
+func (h *Handler) storeOrder(ctx context.Context, callerID int, o *oas.Order, key, hash string) error {
 	now := h.now()
 	o.CreatedAt, o.UpdatedAt = now.Truncate(time.Microsecond), now.Truncate(time.Microsecond)
-
 	evItems := make([]events.Item, len(o.Items))
+	ids := make([]int, len(o.Items))
 	for i, it := range o.Items {
 		evItems[i] = events.Item{ProductID: it.ProductId, Quantity: it.Quantity, Price: events.NewMoney(decimal.Decimal(it.Price))}
+		ids[i] = it.ProductId
 	}
 	ev := events.OrderCreated{OrderID: o.ID, UserID: o.UserId, Total: events.NewMoney(decimal.Decimal(o.Total)), Items: evItems, CreatedAt: now}
-	if _, err := outbox.Write(ctx, tx, events.SourceAPI, ev, actorHeaders(callerID)); err != nil {
+	row, err := outbox.NewRow(ctx, events.SourceAPI, ev, actorHeaders(callerID))
+	if err != nil {
 		return fmt.Errorf("write OrderCreated: %w", err)
 	}
 
-	ids := make([]int, len(o.Items))
-	for i, it := range o.Items {
-		ids[i] = it.ProductId
-	}
-	release, err := h.stock.lock(ctx, ids)
+	unlock, err := h.stock.lock(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("wait for stock: %w", err)
 	}
-	*unlock = release
-	if err := insertOrder(ctx, tx, o, now); err != nil {
+	defer unlock()
+	if key == "" {
+		err = insertOrder(ctx, h.db, o, now, row)
+	} else {
+		err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
+			if err := insertOrder(ctx, tx, o, now, row); err != nil {
+				return err
+			}
+			return storeIdempotencyKey(ctx, tx, callerID, key, hash, o.ID, now)
+		})
+	}
+	if err != nil {
 		return err
 	}
+	outbox.Wake()
+	return nil
+}
 
-	if key != "" {
-		// A key older than the TTL is taken over; a live one (stored by a concurrent
-		// request) makes this transaction roll back.
-		var id int64
-		err := queryRow(ctx, tx, `
-			INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)
-			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (user_id, key) DO UPDATE
-			SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
-			WHERE idempotency_keys.created_at <= $6
-			RETURNING id`,
-			callerID, key, hash, o.ID, now, now.Add(-idempotencyKeyTTL)).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errIdempotencyConflict
-		}
-		if err != nil {
-			return fmt.Errorf("store idempotency key: %w", err)
-		}
+// storeIdempotencyKey remembers key for the order inside tx. A key older than the TTL is
+// taken over; a live one (stored by a concurrent request) is errIdempotencyConflict.
+func storeIdempotencyKey(ctx context.Context, tx *ent.Tx, callerID int, key, hash string, orderID int, now time.Time) error {
+	var id int64
+	err := queryRow(ctx, tx, `
+		INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id, key) DO UPDATE
+		SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
+		WHERE idempotency_keys.created_at <= $6
+		RETURNING id`,
+		callerID, key, hash, orderID, now, now.Add(-idempotencyKeyTTL)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errIdempotencyConflict
+	}
+	if err != nil {
+		return fmt.Errorf("store idempotency key: %w", err)
 	}
 	return nil
 }
 
-// insertOrder reserves the stock of every item with a conditional update (only where
-// enough is left) and, if every item could be reserved, inserts the order and its items,
-// all in one statement. A multi-item order first locks its products in id order, so that
-// two orders never wait for each other's rows.
-func insertOrder(ctx context.Context, tx *ent.Tx, o *oas.Order, now time.Time) error {
+// insertOrder runs OrderStatement (or insertOneItem) for o on q and sets the item ids, or
+// explains why nothing was inserted.
+func insertOrder(ctx context.Context, q querier, o *oas.Order, now time.Time, ev outbox.Row) error {
 	ids := make([]int64, len(o.Items))
 	qty := make([]int64, len(o.Items))
 	prices := make([]string, len(o.Items))
 	for i, it := range o.Items {
 		ids[i], qty[i], prices[i] = int64(it.ProductId), int64(it.Quantity), decimal.Decimal(it.Price).String()
 	}
-	if len(o.Items) > 1 {
-		// With every row locked, the conditional update below either reserves all items
-		// or, had the stock changed, none; a shortage is found here first.
-		if err := lockProducts(ctx, tx, o.Items, ids); err != nil {
-			return err
-		}
+	var headers any // SQL NULL for no headers
+	if ev.Headers != nil {
+		headers = string(ev.Headers)
 	}
-	query, args := insertManyItems, []any{o.ID, o.UserId, ids, qty, prices, now, decimal.Decimal(o.Total).String(), len(o.Items)}
+	event := []any{ev.EventID, ev.EventType, ev.RoutingKey, string(ev.Payload), headers, ev.CreatedAt}
+	query := OrderStatement
+	args := append([]any{o.ID, o.UserId, ids, qty, prices, now, decimal.Decimal(o.Total).String(), len(o.Items)}, event...)
 	if len(o.Items) == 1 {
 		// Scalar parameters let PostgreSQL reuse one generic plan for the common case
 		// instead of planning the array form on every execution.
-		query, args = insertOneItem, []any{o.ID, o.UserId, ids[0], qty[0], prices[0], now, decimal.Decimal(o.Total).String()}
+		query = insertOneItem
+		args = append([]any{o.ID, o.UserId, ids[0], qty[0], prices[0], now, decimal.Decimal(o.Total).String()}, event...)
 	}
-	rows, err := tx.QueryContext(ctx, query, args...)
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("insert order: %w", err)
 	}
@@ -508,7 +509,7 @@ func insertOrder(ctx context.Context, tx *ent.Tx, o *oas.Order, now time.Time) e
 	}
 	rows.Close()
 	if len(itemIDs) == 0 {
-		return explainShortage(ctx, tx, o.Items)
+		return explainShortage(ctx, q, o.Items)
 	}
 	for i := range o.Items {
 		o.Items[i].ID = itemIDs[o.Items[i].ProductId]
@@ -518,28 +519,44 @@ func insertOrder(ctx context.Context, tx *ent.Tx, o *oas.Order, now time.Time) e
 	return nil
 }
 
-// insertManyItems reserves stock for several items ($3 product ids, $4 quantities, $5 unit
-// prices) and, only if every item was reserved, inserts order $1 of user $2 with total $7
-// and its items, returning the items' ids.
-const insertManyItems = `
+// OrderStatement is the statement that stores an order of several items (cmd/bench runs it
+// through pgbench as the reference for order intake). It places order $1 of user $2 for products $3 in quantities $4 at unit
+// prices $5 ($8 items, total $7, at $6), with its outbox row (event id $9, type $10,
+// routing key $11, envelope $12, headers $13, created at $14), and returns the items' ids;
+// it inserts nothing, and returns no row, unless every product has enough stock.
+//
+// The products are locked in id order first, so that two orders never wait for each other,
+// and the stock of all of them is checked under the locks before any is reserved. The
+// locking CTE is not inlined (it has FOR NO KEY UPDATE), and the reservation's condition
+// needs its whole result, so every lock is taken before the first row is updated.
+// Inserting the items while holding the products' locks spares PostgreSQL a shared
+// (multixact) lock for each foreign-key check.
+const OrderStatement = `
 	WITH req AS (
 		SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::numeric[]) WITH ORDINALITY AS r(product_id, quantity, price, n)
+	), locked AS (
+		SELECT id, stock FROM products WHERE id = ANY($3::bigint[]) ORDER BY id FOR NO KEY UPDATE
+	), enough AS (
+		SELECT count(*) = $8 AS ok FROM locked JOIN req ON req.product_id = locked.id WHERE locked.stock >= req.quantity
 	), reserved AS (
 		UPDATE products p SET stock = p.stock - req.quantity, updated_at = $6
-		FROM req WHERE p.id = req.product_id AND p.stock >= req.quantity
+		FROM req WHERE p.id = req.product_id AND p.stock >= req.quantity AND (SELECT ok FROM enough)
 		RETURNING p.id
 	), o AS (
 		INSERT INTO orders (id, user_id, total, status, created_at, updated_at)
 		SELECT $1, $2, $7, 'pending', $6, $6 FROM reserved
 		HAVING count(*) = $8
 		RETURNING id
+	), ev AS (
+		INSERT INTO outbox (event_id, event_type, routing_key, payload, headers, created_at)
+		SELECT $9, $10, $11, $12::jsonb, $13::jsonb, $14 FROM o
 	)
 	INSERT INTO order_items (order_id, product_id, quantity, price)
 	SELECT o.id, req.product_id, req.quantity, req.price FROM o, req ORDER BY req.n
 	RETURNING id, product_id`
 
-// insertOneItem is insertManyItems for an order of one item: product $3, quantity $4,
-// unit price $5.
+// insertOneItem is OrderStatement for an order of one item: product $3, quantity $4, unit
+// price $5, and the outbox row in $8 to $13. The conditional update alone decides.
 const insertOneItem = `
 	WITH reserved AS (
 		UPDATE products SET stock = stock - $4, updated_at = $6
@@ -549,49 +566,20 @@ const insertOneItem = `
 		INSERT INTO orders (id, user_id, total, status, created_at, updated_at)
 		SELECT $1::bigint, $2::bigint, $7::numeric, 'pending', $6, $6 FROM reserved
 		RETURNING id
+	), ev AS (
+		INSERT INTO outbox (event_id, event_type, routing_key, payload, headers, created_at)
+		SELECT $8, $9, $10, $11::jsonb, $12::jsonb, $13 FROM o
 	)
 	INSERT INTO order_items (order_id, product_id, quantity, price)
 	SELECT o.id, $3, $4, $5::numeric FROM o
 	RETURNING id, product_id`
 
-// lockProducts locks the products of a multi-item order in id order and checks that each
-// has enough stock.
-func lockProducts(ctx context.Context, tx *ent.Tx, items []oas.OrderItem, ids []int64) error {
-	rows, err := tx.QueryContext(ctx,
-		`SELECT id, stock FROM products WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, ids)
-	if err != nil {
-		return fmt.Errorf("lock products: %w", err)
-	}
-	defer rows.Close()
-	stock := make(map[int]int, len(items))
-	for rows.Next() {
-		var id, n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return fmt.Errorf("lock products: %w", err)
-		}
-		stock[id] = n
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("lock products: %w", err)
-	}
-	for i, it := range items {
-		n, ok := stock[it.ProductId]
-		if !ok {
-			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
-		}
-		if n < it.Quantity {
-			return fmt.Errorf("%w: product %d has %d left, %d requested", ErrInsufficientStock, it.ProductId, n, it.Quantity)
-		}
-	}
-	return nil
-}
-
 // explainShortage names the first item whose product has too little stock (409), or no
-// longer exists (400), after the conditional update reserved nothing.
-func explainShortage(ctx context.Context, tx *ent.Tx, items []oas.OrderItem) error {
+// longer exists (400), after the order statement reserved nothing.
+func explainShortage(ctx context.Context, q querier, items []oas.OrderItem) error {
 	for i, it := range items {
 		var stock int
-		err := queryRow(ctx, tx, `SELECT stock FROM products WHERE id = $1`, it.ProductId).Scan(&stock)
+		err := queryRow(ctx, q, `SELECT stock FROM products WHERE id = $1`, it.ProductId).Scan(&stock)
 		if errors.Is(err, sql.ErrNoRows) {
 			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
 		}

@@ -13,25 +13,49 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"orderflow/api"
+	"orderflow/events"
 )
 
-// pgbenchScript is the order-intake transaction in plain SQL, as the API runs it: two
-// conditional stock updates (in product id order, as the API locks them), the order, its two
-// items, and the OrderCreated outbox row with an envelope of the API's size.
-const pgbenchScript = `\set uid random(:ufirst, :ufirst + :users - 1)
+// pgbenchScript is the API's order statement (api.OrderStatement) as a pgbench script, for
+// 2 random products x 1 at 10.00 (in product id order, as the API sends them) and a random
+// customer, with an OrderCreated envelope and headers of the API's size. The order id that
+// the API draws beforehand with nextval is drawn inside the statement.
+func pgbenchScript() string {
+	const envelope = `{"specversion":"1.0","id":"0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f","source":"orderflow/api",` +
+		`"type":"orderflow.order.created.v1","time":"2026-12-01T03:00:00.123456Z","datacontenttype":"application/json",` +
+		`"data":{"orderId":1,"userId":1,"total":"20.00","items":[{"productId":1,"quantity":1,"price":"10.00"},` +
+		`{"productId":2,"quantity":1,"price":"10.00"}],"createdAt":"2026-12-01T03:00:00.123456Z"}}`
+	const headers = `{"actor-user-id":"1","x-request-id":"0123456789abcdef0123456789abcdef",` +
+		`"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`
+	params := []string{
+		"nextval(pg_get_serial_sequence('orders', 'id'))", // $1 order id
+		":uid",                      // $2 user
+		"ARRAY[:p1, :p2]::bigint[]", // $3 products
+		"'{1,1}'",                   // $4 quantities
+		"'{10.00,10.00}'",           // $5 prices
+		"now()",                     // $6
+		"20.00",                     // $7 total
+		"2",                         // $8 items
+		"gen_random_uuid()",         // $9 event id
+		"'" + events.TypeOrderCreated + "'",
+		"'" + events.RoutingKeyOrderCreated + "'",
+		"'" + envelope + "'",
+		"'" + headers + "'",
+		"now()", // $14 created at
+	}
+	stmt := api.OrderStatement
+	for n := len(params); n >= 1; n-- { // $14 before $1
+		stmt = strings.ReplaceAll(stmt, "$"+strconv.Itoa(n), params[n-1])
+	}
+	return `\set uid random(:ufirst, :ufirst + :users - 1)
 \set a random(0, :products - 1)
 \set b (:a + random(1, :products - 1)) % :products
 \set p1 :pfirst + least(:a, :b)
 \set p2 :pfirst + greatest(:a, :b)
-BEGIN;
-INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload, headers) VALUES (now(), gen_random_uuid(), 'orderflow.order.created.v1', 'order.created', '{"specversion":"1.0","id":"0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f","source":"orderflow/api","type":"orderflow.order.created.v1","time":"2026-12-01T03:00:00.123456Z","datacontenttype":"application/json","data":{"orderId":1,"userId":1,"total":"20.00","items":[{"productId":1,"quantity":1,"price":"10.00"},{"productId":2,"quantity":1,"price":"10.00"}],"createdAt":"2026-12-01T03:00:00.123456Z"}}'::jsonb, '{"x-actor-id":"1","x-request-id":"0123456789abcdef"}'::jsonb);
-UPDATE products SET stock = stock - 1, updated_at = now() WHERE id = :p1 AND stock >= 1;
-UPDATE products SET stock = stock - 1, updated_at = now() WHERE id = :p2 AND stock >= 1;
-INSERT INTO orders (user_id, total, status, created_at, updated_at) VALUES (:uid, 20.00, 'pending', now(), now());
-INSERT INTO order_items (order_id, product_id, quantity, price) VALUES (currval(pg_get_serial_sequence('orders', 'id')), :p1, 1, 10.00);
-INSERT INTO order_items (order_id, product_id, quantity, price) VALUES (currval(pg_get_serial_sequence('orders', 'id')), :p2, 1, 10.00);
-END;
-`
+` + strings.Join(strings.Fields(stmt), " ") + ";\n"
+}
 
 // runIntake measures POST /api/orders at rising concurrency, each level side by side with
 // pgbench running the same transaction on an identical database, then a fixed-rate phase
@@ -56,7 +80,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, err
 	}
 	script := filepath.Join(os.TempDir(), "orderflow-bench-intake-"+r.stamp+".sql")
-	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(pgbenchScript()), 0o644); err != nil {
 		return res, err
 	}
 	defer os.Remove(script)

@@ -38,12 +38,30 @@ func Write(ctx context.Context, tx *ent.Tx, source string, e events.Event, heade
 	return ids[0], nil
 }
 
-// WriteBatch inserts evs in one statement inside tx and returns their event ids in the same
-// order. headers apply to every event.
-func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Event, headers map[string]string) ([]uuid.UUID, error) {
-	if len(evs) == 0 {
-		return nil, nil
+// Row is one outbox row as Write stores it, for a writer that inserts it with a statement
+// of its own (together with the change it announces) and calls Wake once that commits.
+type Row struct {
+	EventID    uuid.UUID
+	EventType  string
+	RoutingKey string
+	// Payload is the CloudEvents envelope, the message body.
+	Payload []byte
+	// Headers is the JSON object of the AMQP headers, nil for none.
+	Headers   []byte
+	CreatedAt time.Time
+}
+
+// NewRow returns the row that Write would insert for e: a new event id, the envelope, and
+// headers plus the request id and trace context of ctx.
+func NewRow(ctx context.Context, source string, e events.Event, headers map[string]string) (Row, error) {
+	rows, err := newRows(ctx, source, []events.Event{e}, headers)
+	if err != nil {
+		return Row{}, err
 	}
+	return rows[0], nil
+}
+
+func newRows(ctx context.Context, source string, evs []events.Event, headers map[string]string) ([]Row, error) {
 	headers = withContext(ctx, headers)
 	var hdr []byte
 	if len(headers) > 0 {
@@ -53,10 +71,7 @@ func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Eve
 		}
 	}
 	now := time.Now().UTC()
-	ids := make([]uuid.UUID, len(evs))
-	types := make([]string, len(evs))
-	keys := make([]string, len(evs))
-	bodies := make([]string, len(evs))
+	rows := make([]Row, len(evs))
 	for i, e := range evs {
 		// Version 7 ids grow with time, which keeps the unique index compact.
 		id, err := uuid.NewV7()
@@ -71,15 +86,35 @@ func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Eve
 		if err != nil {
 			return nil, fmt.Errorf("write outbox event: %w", err)
 		}
-		ids[i], types[i], keys[i], bodies[i] = id, env.Type, e.RoutingKey(), string(body)
+		rows[i] = Row{EventID: id, EventType: env.Type, RoutingKey: e.RoutingKey(), Payload: body, Headers: hdr, CreatedAt: now}
+	}
+	return rows, nil
+}
+
+// WriteBatch inserts evs in one statement inside tx and returns their event ids in the same
+// order. headers apply to every event.
+func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Event, headers map[string]string) ([]uuid.UUID, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	rows, err := newRows(ctx, source, evs, headers)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]uuid.UUID, len(rows))
+	types := make([]string, len(rows))
+	keys := make([]string, len(rows))
+	bodies := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i], types[i], keys[i], bodies[i] = r.EventID, r.EventType, r.RoutingKey, string(r.Payload)
 	}
 	// One statement for the batch; plain SQL, as the relay's claim is, because this runs in
-	// every order's transaction and ent's bulk insert costs several times the encoding.
+	// many transactions and ent's bulk insert costs several times the encoding.
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload, headers)
 		SELECT $1, e.id, e.type, e.key, e.body::jsonb, $6::jsonb
 		FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS e(id, type, key, body)`,
-		now, ids, types, keys, bodies, hdr); err != nil {
+		rows[0].CreatedAt, ids, types, keys, bodies, rows[0].Headers); err != nil {
 		return nil, fmt.Errorf("insert %d outbox events: %w", len(evs), err)
 	}
 	wakeOnCommit(tx)

@@ -1,0 +1,86 @@
+package api
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"orderflow/domain"
+	"orderflow/events"
+	"orderflow/platform/outbox"
+)
+
+// TestInsertOrderLocksInDatabase runs the order statement concurrently without this
+// process's stock locks, as two API processes would: orders for the same two products,
+// listed in either order, never deadlock, reserve exactly the stock there is, and write
+// one outbox row per stored order and none for a refused one.
+func TestInsertOrderLocksInDatabase(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, custID := e.customer()
+	a, b := e.product("1.00", 30), e.product("2.50", 30)
+
+	const orders = 40
+	var (
+		wg              sync.WaitGroup
+		mu              sync.Mutex
+		stored, refused int
+		failures        []error
+	)
+	for i := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			its := []domain.Item{{ProductID: a, Quantity: 1}, {ProductID: b, Quantity: 1}}
+			if i%2 == 1 {
+				its[0], its[1] = its[1], its[0]
+			}
+			o, err := e.h.draftOrder(ctx, custID, its)
+			if err == nil {
+				var row outbox.Row
+				row, err = outbox.NewRow(ctx, events.SourceAPI, events.OrderCreated{OrderID: o.ID, UserID: custID,
+					Total: events.NewMoney(decimal.RequireFromString("3.50")), Items: []events.Item{
+						{ProductID: a, Quantity: 1, Price: events.NewMoney(decimal.RequireFromString("1.00"))},
+						{ProductID: b, Quantity: 1, Price: events.NewMoney(decimal.RequireFromString("2.50"))},
+					}, CreatedAt: e.h.now()}, nil)
+				if err == nil {
+					err = insertOrder(ctx, e.db, o, e.h.now(), row)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				stored++
+			case errors.Is(err, ErrInsufficientStock):
+				refused++
+			default:
+				failures = append(failures, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d orders failed otherwise, first: %v", len(failures), failures[0])
+	}
+	if stored != 30 || refused != orders-30 {
+		t.Errorf("%d stored and %d refused, want 30 and %d", stored, refused, orders-30)
+	}
+	if e.stock(a) != 0 || e.stock(b) != 0 {
+		t.Errorf("stock left %d and %d, want 0", e.stock(a), e.stock(b))
+	}
+	var rows, items, created int
+	if err := e.db.QueryRow(`SELECT count(*), (SELECT count(*) FROM order_items WHERE product_id IN ($2, $3))
+		FROM orders WHERE user_id = $1`, custID, a, b).Scan(&rows, &items); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.QueryRow(`SELECT count(*) FROM outbox
+		WHERE event_type = $1 AND (payload->'data'->>'userId')::int = $2`, events.TypeOrderCreated, custID).Scan(&created); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 30 || items != 60 || created != 30 {
+		t.Errorf("%d orders, %d items, %d OrderCreated rows stored; want 30, 60, 30", rows, items, created)
+	}
+}
