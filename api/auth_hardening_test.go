@@ -265,8 +265,13 @@ func TestRememberedTokensFollowTheUser(t *testing.T) {
 		Role: oas.NewOptRole(oas.RoleCustomer)}, oas.UpdateUserParams{ID: id}); err != nil {
 		t.Fatal(err)
 	}
+	product := e.product("1.00", 10)
 	for _, client := range []*oas.Client{c, other} {
 		_, err := client.ListUsers(ctx, oas.ListUsersParams{})
+		wantStatus(t, err, http.StatusForbidden)
+		// CreateOrder reads the caller with its draft, not in the security handler.
+		_, err = client.CreateOrder(ctx, &oas.OrderCreate{UserId: oas.NewOptInt(e.adminID), Items: items(product, 1)},
+			oas.CreateOrderParams{})
 		wantStatus(t, err, http.StatusForbidden)
 	}
 	if err := e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: id}); err != nil {
@@ -275,6 +280,13 @@ func TestRememberedTokensFollowTheUser(t *testing.T) {
 	for _, client := range []*oas.Client{c, other} {
 		_, err := client.ListProducts(ctx, oas.ListProductsParams{})
 		wantStatus(t, err, http.StatusUnauthorized)
+		for _, params := range []oas.CreateOrderParams{{}, {IdempotencyKey: oas.NewOptString("after-delete")}} {
+			_, err = client.CreateOrder(ctx, &oas.OrderCreate{Items: items(product, 1)}, params)
+			wantStatus(t, err, http.StatusUnauthorized)
+		}
+	}
+	if e.stock(product) != 10 {
+		t.Errorf("refused orders moved the stock to %d", e.stock(product))
 	}
 }
 

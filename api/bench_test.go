@@ -101,7 +101,7 @@ func BenchmarkPlaceOrderSQL(b *testing.B) {
 				its = append(its, domain.Item{ProductID: p2, Quantity: 2})
 			}
 			i++
-			o, err := e.h.draftOrder(ctx, custID, its)
+			o, err := e.h.draftOrder(ctx, custID, custID, its)
 			if err != nil {
 				b.Error(err)
 				return

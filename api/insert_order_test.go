@@ -37,7 +37,7 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 			if i%2 == 1 {
 				its[0], its[1] = its[1], its[0]
 			}
-			o, err := e.h.draftOrder(ctx, custID, its)
+			o, err := e.h.draftOrder(ctx, custID, custID, its)
 			if err == nil {
 				var row outbox.Row
 				row, err = outbox.NewRow(ctx, events.SourceAPI, events.OrderCreated{OrderID: o.ID, UserID: custID,

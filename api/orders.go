@@ -238,14 +238,12 @@ func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params 
 }
 
 func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
-	p, err := principalFrom(ctx)
+	// The caller's user is read with the draft's query, below.
+	callerID, err := callerID(ctx)
 	if err != nil {
 		return nil, err
 	}
-	userID := req.UserId.Or(p.ID)
-	if userID != p.ID && !p.IsAdmin() {
-		return nil, problem(http.StatusForbidden, "A customer may only order for itself.")
-	}
+	userID := req.UserId.Or(callerID)
 	items := make([]domain.Item, len(req.Items))
 	for i, it := range req.Items {
 		items[i] = domain.Item{ProductID: it.ProductId, Quantity: it.Quantity}
@@ -256,22 +254,26 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 
 	key, hash := "", ""
 	if params.IdempotencyKey.Set {
+		// A replay answers before the draft, which would refuse a deleted caller.
+		if _, err := principalFrom(ctx); err != nil {
+			return nil, err
+		}
 		if !printableASCII(params.IdempotencyKey.Value) {
 			return nil, invalid("Idempotency-Key", "must be printable ASCII")
 		}
 		key, hash = params.IdempotencyKey.Value, requestHash(userID, items)
-		if o, err := h.replay(ctx, p.ID, key, hash); o != nil || err != nil {
+		if o, err := h.replay(ctx, callerID, key, hash); o != nil || err != nil {
 			return created(o), err
 		}
 	}
 
-	draft, err := h.draftOrder(ctx, userID, items)
+	draft, err := h.draftOrder(ctx, callerID, userID, items)
 	if err != nil {
 		return nil, err
 	}
-	err = h.storeOrder(ctx, p.ID, draft, key, hash)
+	err = h.storeOrder(ctx, callerID, draft, key, hash)
 	if errors.Is(err, errIdempotencyConflict) {
-		o, err := h.replay(ctx, p.ID, key, hash)
+		o, err := h.replay(ctx, callerID, key, hash)
 		if o == nil && err == nil {
 			err = fmt.Errorf("replay idempotency key: %w", errIdempotencyConflict)
 		}
@@ -333,20 +335,22 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 }
 
 // draftOrder prepares an order outside any transaction: it takes the next order id and
-// reads the user's name and the products' names and current prices, which the order copies
-// (the price an order pays is the one in force when it was placed). Unknown users and
-// products are refused here.
-func (h *Handler) draftOrder(ctx context.Context, userID int, items []domain.Item) (*oas.Order, error) {
+// reads the caller (who must still exist, and be an admin to order for another user), the
+// user's name, and the products' names and current prices, which the order copies (the
+// price an order pays is the one in force when it was placed). Unknown users and products
+// are refused here.
+func (h *Handler) draftOrder(ctx context.Context, callerID, userID int, items []domain.Item) (*oas.Order, error) {
 	ids := make([]int64, len(items))
 	for i, it := range items {
 		ids[i] = int64(it.ProductID)
 	}
 	rows, err := h.db.QueryContext(ctx, `
 		WITH seq AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id)
-		SELECT seq.id, u.name, p.id, p.name, p.price
+		SELECT seq.id, c.name, c.role, u.name, p.id, p.name, p.price
 		FROM seq
+		LEFT JOIN users c ON c.id = $3
 		LEFT JOIN users u ON u.id = $1
-		LEFT JOIN products p ON p.id = ANY($2)`, userID, ids)
+		LEFT JOIN products p ON p.id = ANY($2)`, userID, ids, callerID)
 	if err != nil {
 		return nil, fmt.Errorf("draft order: %w", err)
 	}
@@ -356,9 +360,9 @@ func (h *Handler) draftOrder(ctx context.Context, userID int, items []domain.Ite
 		price decimal.Decimal
 	}
 	var (
-		orderID  int
-		userName sql.NullString
-		products = make(map[int]product, len(items))
+		orderID                          int
+		callerName, callerRole, userName sql.NullString
+		products                         = make(map[int]product, len(items))
 	)
 	for rows.Next() {
 		var (
@@ -366,7 +370,7 @@ func (h *Handler) draftOrder(ctx context.Context, userID int, items []domain.Ite
 			name  sql.NullString
 			price decimal.NullDecimal
 		)
-		if err := rows.Scan(&orderID, &userName, &id, &name, &price); err != nil {
+		if err := rows.Scan(&orderID, &callerName, &callerRole, &userName, &id, &name, &price); err != nil {
 			return nil, fmt.Errorf("draft order: %w", err)
 		}
 		if id.Valid {
@@ -375,6 +379,13 @@ func (h *Handler) draftOrder(ctx context.Context, userID int, items []domain.Ite
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("draft order: %w", err)
+	}
+	if !callerName.Valid {
+		return nil, errTokenUserGone
+	}
+	p := Principal{ID: callerID, Name: callerName.String, Role: callerRole.String}
+	if userID != p.ID && !p.IsAdmin() {
+		return nil, problem(http.StatusForbidden, "A customer may only order for itself.")
 	}
 	if !userName.Valid {
 		return nil, invalid("userId", "no such user")
