@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,25 @@ import (
 	"orderflow/api"
 	"orderflow/events"
 )
+
+// plainScript is the same order written statement by statement, as a transaction of the
+// parts the intake is made of: the outbox row, two conditional stock updates (in product id
+// order, as the API locks them), the order and its two items. It is the second reference:
+// what the API's one statement saves.
+const plainScript = `\set uid random(:ufirst, :ufirst + :users - 1)
+\set a random(0, :products - 1)
+\set b (:a + random(1, :products - 1)) % :products
+\set p1 :pfirst + least(:a, :b)
+\set p2 :pfirst + greatest(:a, :b)
+BEGIN;
+INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload, headers) VALUES (now(), gen_random_uuid(), 'orderflow.order.created.v1', 'order.created', '{"specversion":"1.0","id":"0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f","source":"orderflow/api","type":"orderflow.order.created.v1","time":"2026-12-01T03:00:00.123456Z","datacontenttype":"application/json","data":{"orderId":1,"userId":1,"total":"20.00","items":[{"productId":1,"quantity":1,"price":"10.00"},{"productId":2,"quantity":1,"price":"10.00"}],"createdAt":"2026-12-01T03:00:00.123456Z"}}'::jsonb, '{"actor-user-id":"1","x-request-id":"0123456789abcdef0123456789abcdef","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}'::jsonb);
+UPDATE products SET stock = stock - 1, updated_at = now() WHERE id = :p1 AND stock >= 1;
+UPDATE products SET stock = stock - 1, updated_at = now() WHERE id = :p2 AND stock >= 1;
+INSERT INTO orders (user_id, total, status, created_at, updated_at) VALUES (:uid, 20.00, 'pending', now(), now());
+INSERT INTO order_items (order_id, product_id, quantity, price) VALUES (currval(pg_get_serial_sequence('orders', 'id')), :p1, 1, 10.00);
+INSERT INTO order_items (order_id, product_id, quantity, price) VALUES (currval(pg_get_serial_sequence('orders', 'id')), :p2, 1, 10.00);
+END;
+`
 
 // pgbenchScript is the API's order statement (api.OrderStatement) as a pgbench script, for
 // 2 random products x 1 at 10.00 (in product id order, as the API sends them) and a random
@@ -80,10 +100,13 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, err
 	}
 	script := filepath.Join(os.TempDir(), "orderflow-bench-intake-"+r.stamp+".sql")
-	if err := os.WriteFile(script, []byte(pgbenchScript()), 0o644); err != nil {
-		return res, err
+	plain := filepath.Join(os.TempDir(), "orderflow-bench-intake-plain-"+r.stamp+".sql")
+	for file, text := range map[string]string{script: pgbenchScript(), plain: plainScript} {
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			return res, err
+		}
+		defer os.Remove(file)
 	}
-	defer os.Remove(script)
 
 	api, err := e.start(ctx, "api", nil)
 	if err != nil {
@@ -97,11 +120,13 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		e.cfg.Database.MaxConns, e.cfg.Outbox.BatchSize, e.cfg.Log.Level)
 	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
 		cat.products, cat.users, r.size.history)
-	res.setup("each order: 2 random products x 1, random customer, posted by the administrator; per level API and pgbench alternate twice, %s each",
+	res.setup("each order: 2 random products x 1, random customer, posted by the administrator; per level the API, pgbench with the API's statement and pgbench with the plain transaction take turns twice, %s each",
 		r.size.phase/2)
 	res.setup("pgbench reports no percentiles: its p50Ms in the JSON is its average latency")
+	res.setup("CPU per order: busy time of every core (/proc/stat) during the phase, divided by the orders; of it, the api process's and the load generator's (this process)")
 
 	post := func(ctx context.Context, rng *rand.Rand) error { return client.create(ctx, cat.orderBody(rng)) }
+	apiPid := api.cmd.Process.Pid
 	// Warm up the API (connections, JIT-free plans, token cache) and pgbench's database.
 	warm := closedLoop(ctx, 4, r.size.phase/4, post)
 	if warm.Errors > 0 {
@@ -112,21 +137,36 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	}
 
 	t := Table{Title: "closed loop: clients posting back to back",
-		Header: []string{"clients", "api orders/s", "p50 ms", "p99 ms", "pgbench tx/s", "pgbench avg ms", "api/pgbench"}}
+		Header: []string{"clients", "api orders/s", "p50 ms", "p99 ms", "pgbench tx/s", "avg ms", "api/pgbench",
+			"plain tx/s", "avg ms", "api/plain"}}
+	cpuTable := Table{Title: "CPU time per order, ms (2 cores: 1,000 orders/s at 2 ms each is the whole machine)",
+		Header: []string{"clients", "api: machine", "api process", "load generator", "PostgreSQL", "RabbitMQ", "rest",
+			"pgbench: machine", "plain: machine"}}
 	var (
-		apiPeak, pgPeak phase
-		flat            int
+		apiPeak, pgPeak, plainPeak phase
+		flat                       int
 	)
 	apiTotal := warm.Done
+	// measure runs one phase and records the CPU the machine spent on it.
+	measure := func(run func() (phase, error)) (phase, error) {
+		before := readCPU(apiPid)
+		p, err := run()
+		p.cpu = readCPU(apiPid).sub(before)
+		return p, err
+	}
 levels:
 	for _, c := range r.size.levels {
-		// Two rounds of half a phase each, API first then pgbench first, so that a change
-		// in the machine's speed (other work on the host) weighs on both alike.
-		var as, pgs []phase
+		// Two rounds of half a phase each, the second in reverse order, so that a change in
+		// the machine's speed (other work on the host) weighs on all three alike.
+		var as, pgs, plains []phase
 		for round := range 2 {
-			for _, apiTurn := range []bool{round == 0, round != 0} {
-				if apiTurn {
-					a := closedLoop(ctx, c, r.size.phase/2, post)
+			turns := []string{"api", "pgbench", "plain"}
+			if round == 1 {
+				slices.Reverse(turns)
+			}
+			for _, turn := range turns {
+				if turn == "api" {
+					a, _ := measure(func() (phase, error) { return closedLoop(ctx, c, r.size.phase/2, post), nil })
 					apiTotal += a.Done
 					if a.Errors > 0 {
 						return res, fmt.Errorf("%d clients: %d failed orders, first: %s", c, a.Errors, a.FirstError)
@@ -134,7 +174,11 @@ levels:
 					as = append(as, a)
 					continue
 				}
-				pg, err := pgbench(ctx, refDB, script, cat, c, r.size.phase/2)
+				file := script
+				if turn == "plain" {
+					file = plain
+				}
+				pg, err := measure(func() (phase, error) { return pgbench(ctx, refDB, file, cat, c, r.size.phase/2) })
 				if errors.Is(err, errTooManyClients) {
 					// The server (shared with whatever else runs) takes no more
 					// connections: the rise ends at the previous level.
@@ -144,22 +188,37 @@ levels:
 				if err != nil {
 					return res, err
 				}
-				pgs = append(pgs, pg)
+				if turn == "plain" {
+					plains = append(plains, pg)
+				} else {
+					pgs = append(pgs, pg)
+				}
 			}
 		}
-		a, pg := merge(as), merge(pgs)
-		ratio := a.Throughput / pg.Throughput
+		a, pg, pl := merge(as), merge(pgs), merge(plains)
+		ratio, plainRatio := a.Throughput/pg.Throughput, a.Throughput/pl.Throughput
 		t.Rows = append(t.Rows, []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99),
-			num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio)})
-		t.Data = append(t.Data, map[string]any{"clients": c, "api": a, "pgbench": pg, "ratio": ratio})
-		res.Tables = []Table{t}
-		r.log.Info("intake level", "clients", c, "api", a.Throughput, "pgbench", pg.Throughput)
+			num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio),
+			num(pl.Throughput), num(pl.P50), fmt.Sprintf("%.0f%%", 100*plainRatio)})
+		t.Data = append(t.Data, map[string]any{"clients": c, "api": a, "pgbench": pg, "ratio": ratio,
+			"plain": pl, "plainRatio": plainRatio})
+		if a.CPU != nil && pg.CPU != nil && pl.CPU != nil {
+			cpuTable.Rows = append(cpuTable.Rows, []string{strconv.Itoa(c), num(a.CPU.Machine), num(a.CPU.API),
+				num(a.CPU.LoadGenerator), num(a.CPU.PostgreSQL), num(a.CPU.RabbitMQ), num(a.CPU.Rest),
+				num(pg.CPU.Machine), num(pl.CPU.Machine)})
+			cpuTable.Data = append(cpuTable.Data, map[string]any{"clients": c, "api": a.CPU, "pgbench": pg.CPU, "plain": pl.CPU})
+		}
+		res.Tables = []Table{t, cpuTable}
+		r.log.Info("intake level", "clients", c, "api", a.Throughput, "pgbench", pg.Throughput, "plain", pl.Throughput)
 		grew := a.Throughput > 1.05*apiPeak.Throughput || pg.Throughput > 1.05*pgPeak.Throughput
 		if a.Throughput > apiPeak.Throughput {
 			apiPeak = a
 		}
 		if pg.Throughput > pgPeak.Throughput {
 			pgPeak = pg
+		}
+		if pl.Throughput > plainPeak.Throughput {
+			plainPeak = pl
 		}
 		if grew {
 			flat = 0
@@ -174,6 +233,14 @@ levels:
 		return res, fmt.Errorf("no level measured")
 	}
 
+	res.Tables = append(res.Tables, Table{
+		Title:  "peaks",
+		Header: []string{"api orders/s", "pgbench tx/s", "api/pgbench", "plain tx/s", "api/plain"},
+		Rows: [][]string{{fmt.Sprintf("%s (%d clients)", num(apiPeak.Throughput), apiPeak.Clients),
+			fmt.Sprintf("%s (%d)", num(pgPeak.Throughput), pgPeak.Clients), fmt.Sprintf("%.0f%%", 100*apiPeak.Throughput/pgPeak.Throughput),
+			fmt.Sprintf("%s (%d)", num(plainPeak.Throughput), plainPeak.Clients), fmt.Sprintf("%.0f%%", 100*apiPeak.Throughput/plainPeak.Throughput)}},
+		Data: []map[string]any{{"api": apiPeak.Throughput, "pgbench": pgPeak.Throughput, "plain": plainPeak.Throughput}},
+	})
 	half := apiPeak.Throughput / 2
 	fr := fixedRate(ctx, half, r.size.phase, 256, post)
 	apiTotal += fr.Done
@@ -211,7 +278,8 @@ levels:
 		Data:   []map[string]any{{"peakRSSMiB": rss, "ordersPosted": apiTotal, "ordersStored": stored}},
 	})
 	peakRatio := apiPeak.Throughput / pgPeak.Throughput
-	res.target(fmt.Sprintf("api peak (%d clients) / pgbench peak (%d clients)", apiPeak.Clients, pgPeak.Clients), 100*peakRatio, "%", 70, true)
+	res.target(fmt.Sprintf("api peak (%d clients) / pgbench peak with the API's statement (%d clients)", apiPeak.Clients, pgPeak.Clients), 100*peakRatio, "%", 70, true)
+
 	res.target(fmt.Sprintf("p99 at half the peak (%.0f orders/s)", half), fr.P99, "ms", 25, false)
 	res.target("api peak RSS under intake load", rss, "MiB", 150, false)
 	if stored < apiTotal {
@@ -237,17 +305,20 @@ func merge(ps []phase) phase {
 	var avg float64
 	for _, p := range ps {
 		m.Clients, m.Errors, m.Elapsed = p.Clients, m.Errors+p.Errors, m.Elapsed+p.Elapsed
+		m.cpu = m.cpu.add(p.cpu)
 		lat = append(lat, p.lat...)
 		m.Done += p.Done
 		avg += p.P50 * float64(p.Done)
 	}
 	if len(lat) > 0 {
 		m.finish(lat)
+		m.CPU = m.cpu.perOp(m.Done)
 		return m
 	}
 	// pgbench phases: no latencies of their own, an average weighted by transactions.
 	m.Throughput = float64(m.Done) / m.Elapsed.Seconds()
 	m.P50 = avg / float64(max(m.Done, 1))
+	m.CPU = m.cpu.perOp(m.Done)
 	return m
 }
 

@@ -19,7 +19,10 @@ type phase struct {
 	P50        float64       `json:"p50Ms"`
 	P99        float64       `json:"p99Ms"`
 	FirstError string        `json:"firstError,omitempty"`
-	lat        latencies
+	// CPU is the CPU time per operation, where the phase was measured with readCPU.
+	CPU *cpuPerOp `json:"cpuMsPerOp,omitempty"`
+	lat latencies
+	cpu cpuTimes
 }
 
 func (p *phase) finish(lat latencies) {
