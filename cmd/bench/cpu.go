@@ -9,19 +9,19 @@ import (
 
 // cpuTimes are CPU times consumed so far, summed over the cores: by the whole machine
 // (every process, /proc/stat), by the api process, by this benchmark process (the load
-// generator), and by the live PostgreSQL and RabbitMQ processes (a process that exits
-// within a phase, such as a pgbench connection's backend, takes its time with it, so these
-// two are only read for the API's phases, whose pool keeps its connections). They read
+// generator) and by its ended children (pgbench), and by PostgreSQL and RabbitMQ (their
+// processes, and the ended ones they reaped: a backend whose connection closed). They read
 // zero where /proc does not exist.
 type cpuTimes struct {
-	machine, api, self, postgres, rabbitmq time.Duration
+	machine, api, self, children, postgres, rabbitmq time.Duration
 }
 
 // clockTick is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
 const clockTick = 10 * time.Millisecond
 
 func readCPU(apiPid int) cpuTimes {
-	c := cpuTimes{machine: machineCPU(), api: processCPU(strconv.Itoa(apiPid)), self: processCPU("self")}
+	c := cpuTimes{machine: machineCPU(), api: processCPU(strconv.Itoa(apiPid))}
+	c.self, c.children = processCPU("self"), reapedCPU("self")
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
 		if p.Name()[0] < '0' || p.Name()[0] > '9' {
@@ -33,9 +33,9 @@ func readCPU(apiPid int) cpuTimes {
 		}
 		switch strings.TrimSpace(string(comm)) {
 		case "postgres":
-			c.postgres += processCPU(p.Name())
+			c.postgres += processCPU(p.Name()) + reapedCPU(p.Name())
 		case "beam.smp":
-			c.rabbitmq += processCPU(p.Name())
+			c.rabbitmq += processCPU(p.Name()) + reapedCPU(p.Name())
 		}
 	}
 	return c
@@ -43,20 +43,19 @@ func readCPU(apiPid int) cpuTimes {
 
 func (c cpuTimes) sub(d cpuTimes) cpuTimes {
 	return cpuTimes{machine: c.machine - d.machine, api: c.api - d.api, self: c.self - d.self,
-		postgres: c.postgres - d.postgres, rabbitmq: c.rabbitmq - d.rabbitmq}
+		children: c.children - d.children, postgres: c.postgres - d.postgres, rabbitmq: c.rabbitmq - d.rabbitmq}
 }
 
 func (c cpuTimes) add(d cpuTimes) cpuTimes {
 	return cpuTimes{machine: c.machine + d.machine, api: c.api + d.api, self: c.self + d.self,
-		postgres: c.postgres + d.postgres, rabbitmq: c.rabbitmq + d.rabbitmq}
+		children: c.children + d.children, postgres: c.postgres + d.postgres, rabbitmq: c.rabbitmq + d.rabbitmq}
 }
 
 // cpuPerOp is the CPU time of one order (or one pgbench transaction), in milliseconds.
 type cpuPerOp struct {
 	Machine float64 `json:"machine"`
-	// The parts of Machine: the api process, the load generator, the PostgreSQL and
-	// RabbitMQ processes, and the rest (the kernel's own work, other processes, pgbench's
-	// client). For pgbench, whose backends exit with their CPU time, all is in Rest.
+	// The parts of Machine: the api process, the load generator (this process, or pgbench),
+	// PostgreSQL, RabbitMQ, and the rest (the kernel's own work, other processes).
 	API           float64 `json:"api"`
 	LoadGenerator float64 `json:"loadGenerator"`
 	PostgreSQL    float64 `json:"postgresql"`
@@ -69,12 +68,10 @@ func (c cpuTimes) perOp(ops int) *cpuPerOp {
 		return nil
 	}
 	per := func(d time.Duration) float64 { return ms(d) / float64(ops) }
-	if c.api == 0 { // a pgbench phase
-		return &cpuPerOp{Machine: per(c.machine), Rest: per(c.machine)}
-	}
-	return &cpuPerOp{Machine: per(c.machine), API: per(c.api), LoadGenerator: per(c.self),
+	gen := c.self + c.children
+	return &cpuPerOp{Machine: per(c.machine), API: per(c.api), LoadGenerator: per(gen),
 		PostgreSQL: per(c.postgres), RabbitMQ: per(c.rabbitmq),
-		Rest: per(c.machine - c.api - c.self - c.postgres - c.rabbitmq)}
+		Rest: per(c.machine - c.api - gen - c.postgres - c.rabbitmq)}
 }
 
 // machineCPU is the busy time of every core: user, nice, system, irq, softirq and steal.
@@ -97,7 +94,14 @@ func machineCPU() time.Duration {
 }
 
 // processCPU is the user and system time of a process (all its threads).
-func processCPU(pid string) time.Duration {
+func processCPU(pid string) time.Duration { return statTimes(pid, 11) }
+
+// reapedCPU is the user and system time of a process's ended and reaped children.
+func reapedCPU(pid string) time.Duration { return statTimes(pid, 13) }
+
+// statTimes adds two consecutive clock-tick fields of /proc/<pid>/stat, counted from the
+// field after the command name (11 and 12: utime, stime; 13 and 14: cutime, cstime).
+func statTimes(pid string, i int) time.Duration {
 	data, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return 0
@@ -105,10 +109,10 @@ func processCPU(pid string) time.Duration {
 	// The command name may contain spaces; the fields after it are fixed.
 	s := string(data)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
+	if len(fields) <= i+1 {
 		return 0
 	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * clockTick
+	a, _ := strconv.ParseInt(fields[i], 10, 64)
+	b, _ := strconv.ParseInt(fields[i+1], 10, 64)
+	return time.Duration(a+b) * clockTick
 }

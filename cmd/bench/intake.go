@@ -123,7 +123,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res.setup("each order: 2 random products x 1, random customer, posted by the administrator; per level the API, pgbench with the API's statement and pgbench with the plain transaction take turns twice, %s each",
 		r.size.phase/2)
 	res.setup("pgbench reports no percentiles: its p50Ms in the JSON is its average latency")
-	res.setup("CPU per order: busy time of every core (/proc/stat) during the phase, divided by the orders; of it, the api process's and the load generator's (this process)")
+	res.setup("CPU per order: busy time of every core (/proc/stat) during the phase, divided by the orders; of it, the api process, the load generator (this process, or pgbench's client), PostgreSQL's and RabbitMQ's processes (with their ended backends)")
 
 	post := func(ctx context.Context, rng *rand.Rand) error { return client.create(ctx, cat.orderBody(rng)) }
 	apiPid := api.cmd.Process.Pid
@@ -141,7 +141,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 			"plain tx/s", "avg ms", "api/plain"}}
 	cpuTable := Table{Title: "CPU time per order, ms (2 cores: 1,000 orders/s at 2 ms each is the whole machine)",
 		Header: []string{"clients", "api: machine", "api process", "load generator", "PostgreSQL", "RabbitMQ", "rest",
-			"pgbench: machine", "plain: machine"}}
+			"pgbench: machine", "PostgreSQL", "plain: machine", "PostgreSQL"}}
 	var (
 		apiPeak, pgPeak, plainPeak phase
 		flat                       int
@@ -205,7 +205,7 @@ levels:
 		if a.CPU != nil && pg.CPU != nil && pl.CPU != nil {
 			cpuTable.Rows = append(cpuTable.Rows, []string{strconv.Itoa(c), num(a.CPU.Machine), num(a.CPU.API),
 				num(a.CPU.LoadGenerator), num(a.CPU.PostgreSQL), num(a.CPU.RabbitMQ), num(a.CPU.Rest),
-				num(pg.CPU.Machine), num(pl.CPU.Machine)})
+				num(pg.CPU.Machine), num(pg.CPU.PostgreSQL), num(pl.CPU.Machine), num(pl.CPU.PostgreSQL)})
 			cpuTable.Data = append(cpuTable.Data, map[string]any{"clients": c, "api": a.CPU, "pgbench": pg.CPU, "plain": pl.CPU})
 		}
 		res.Tables = []Table{t, cpuTable}
