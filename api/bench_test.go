@@ -82,8 +82,8 @@ func (e *env) history(n, pid int) {
 	}
 }
 
-// BenchmarkPlaceOrderSQL measures the order transaction alone, without HTTP, JSON or
-// authentication, for comparison with BenchmarkCreateOrder.
+// BenchmarkPlaceOrderSQL measures drafting and storing an order alone, without HTTP, JSON
+// or authentication, for comparison with BenchmarkCreateOrder.
 func BenchmarkPlaceOrderSQL(b *testing.B) {
 	e := newEnv(b)
 	_, custID := e.customer()

@@ -228,9 +228,10 @@ func (h *Handler) ListOrderNotifications(ctx context.Context, params oas.ListOrd
 // first; the transaction is rolled back and that request's order is answered instead.
 var errIdempotencyConflict = errors.New("idempotency key stored concurrently")
 
-// CreateOrder places an order: in one transaction it reserves the stock of every item with a
-// conditional update, inserts the order and its items with the current unit prices, writes
-// the OrderCreated event to the outbox, and remembers the Idempotency-Key if one was sent.
+// CreateOrder places an order: in one statement it reserves the stock of every item with a
+// conditional update, inserts the order and its items with the current unit prices and
+// writes the OrderCreated event to the outbox; an Idempotency-Key is stored in the same
+// transaction.
 func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
 	o, err := h.createOrder(ctx, req, params)
 	ordersCreated.WithLabelValues(orderOutcome(err)).Inc()

@@ -78,8 +78,9 @@ func pgbenchScript() string {
 }
 
 // runIntake measures POST /api/orders at rising concurrency, each level side by side with
-// pgbench running the same transaction on an identical database, then a fixed-rate phase
-// at half the API's peak. The worker does not run: intake is the API's work (the outbox
+// pgbench on an identical database running the API's own statement (the target's reference)
+// and the same order as a plain transaction, then a fixed-rate phase at half the API's peak
+// next to pgbench at the same rate. The worker does not run: intake is the API's work (the outbox
 // relay runs inside the API process and publishes every order's event).
 func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res = newResult()

@@ -39,7 +39,7 @@ type benchmark struct {
 }
 
 var benchmarks = []benchmark{
-	{"intake", "order intake: POST /api/orders against pgbench running the same transaction", runIntake},
+	{"intake", "order intake: POST /api/orders against pgbench running the API's statement and the plain transaction", runIntake},
 	{"pipeline", "event pipeline: orders posted until every one is decided, against the same writes in SQL", runPipeline},
 	{"sweep", "expiry sweep: one cron run over stale orders, against one SQL statement", runSweep},
 	{"outbox", "outbox latency: commit-to-publish delay at a steady event rate", runOutbox},
