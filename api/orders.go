@@ -532,10 +532,11 @@ func insertOrder(ctx context.Context, q querier, o *oas.Order, now time.Time, ev
 }
 
 // OrderStatement is the statement that stores an order of several items (cmd/bench runs it
-// through pgbench as the reference for order intake). It places order $1 of user $2 for products $3 in quantities $4 at unit
-// prices $5 ($8 items, total $7, at $6), with its outbox row (event id $9, type $10,
-// routing key $11, envelope $12, headers $13, created at $14), and returns the items' ids;
-// it inserts nothing, and returns no row, unless every product has enough stock.
+// through pgbench as the reference for order intake). It places order $1 of user $2 for
+// products $3 in quantities $4 at unit prices $5 ($8 items, total $7, at $6), with its
+// outbox row (event id $9, type $10, routing key $11, envelope $12, headers $13, created at
+// $14), and returns the items' ids; it inserts nothing, and returns no row, unless every
+// product has enough stock.
 //
 // The products are locked in id order first, so that two orders never wait for each other,
 // and the stock of all of them is checked under the locks before any is reserved. The
