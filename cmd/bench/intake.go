@@ -124,7 +124,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res.setup("each order: 2 random products x 1, random customer, posted by the administrator; per level the API, pgbench with the API's statement and pgbench with the plain transaction take turns twice, %s each",
 		r.size.phase/2)
 	res.setup("pgbench reports no percentiles: its p50Ms in the JSON is its average latency")
-	res.setup("CPU per order: busy time of every core (/proc/stat) during the phase, divided by the orders; of it, the api process, the load generator (this process, or pgbench's client), PostgreSQL's and RabbitMQ's processes (with their ended backends)")
+	res.setup("CPU per order: busy time of every core (/proc/stat) during the phase, divided by the orders; of it, the api process, the load generator (this process, or pgbench's client), PostgreSQL's and RabbitMQ's processes (with their ended backends); /proc counts in 10 ms ticks, so rest, the difference, may read slightly negative")
 
 	post := func(ctx context.Context, rng *rand.Rand) error { return client.create(ctx, cat.orderBody(rng)) }
 	apiPid := api.cmd.Process.Pid
