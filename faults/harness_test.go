@@ -432,6 +432,7 @@ type load struct {
 	codes   map[int]int
 	created []int
 	stop    chan struct{}
+	stopped sync.Once
 	wg      sync.WaitGroup
 }
 
@@ -523,10 +524,26 @@ func (e *env) randomOrder(rng *rand.Rand) *oas.OrderCreate {
 	return &oas.OrderCreate{UserId: oas.NewOptInt(e.users[rng.IntN(len(e.users))]), Items: items}
 }
 
-// finish stops the stream and waits for the requests in flight.
+// finish stops the stream and waits for the requests in flight; later calls do nothing.
 func (l *load) finish() {
-	close(l.stop)
+	l.stopped.Do(func() { close(l.stop) })
 	l.wg.Wait()
+}
+
+// conclude ends the load, waits for the system to settle, accounts for every order, and
+// checks that every request was answered with one of the accepted statuses (0 for none).
+func (e *env) conclude(l *load, r *row, accepted ...int) {
+	e.t.Helper()
+	l.finish()
+	e.settle(settleTime)
+	e.account(l, r)
+	answered := 0
+	for _, code := range accepted {
+		answered += l.count(code)
+	}
+	if answered != l.sent {
+		e.t.Errorf("%d of %d requests got a status other than %v (%s)", l.sent-answered, l.sent, accepted, l.codesText())
+	}
 }
 
 // codesText lists the status codes counted, such as "201×512 503×7 none×3".
