@@ -52,20 +52,8 @@ func (e *env) fixture(ctx context.Context, history int) (catalogue, error) {
 	if err != nil {
 		return c, fmt.Errorf("insert users: %w", err)
 	}
-	if history > 0 {
-		_, err = e.pool.ExecContext(ctx, `
-			WITH o AS (
-				INSERT INTO orders (user_id, total, status, created_at, updated_at)
-				SELECT $1 + g % $2, 20.00, 'completed', now() - interval '2 days', now() - interval '2 days'
-				FROM generate_series(1, $3) g
-				RETURNING id
-			)
-			INSERT INTO order_items (order_id, product_id, quantity, price)
-			SELECT o.id, $4 + (o.id * 7 + k) % $5, 1, 10.00 FROM o, generate_series(0, 1) k`,
-			c.firstUser, c.users, history, c.firstProduct, c.products)
-		if err != nil {
-			return c, fmt.Errorf("insert order history: %w", err)
-		}
+	if err := e.insertOrders(ctx, c, history, "completed", 48*time.Hour); err != nil {
+		return c, fmt.Errorf("insert order history: %w", err)
 	}
 	if _, err := e.pool.ExecContext(ctx, `VACUUM ANALYZE`); err != nil {
 		return c, fmt.Errorf("analyze: %w", err)
@@ -95,6 +83,33 @@ type orderClient struct {
 	url   string
 	token string
 	http  *http.Client
+}
+
+// insertOrders inserts n orders of two items each for the catalogue's customers in turn,
+// with the given status, created age ago.
+func (e *env) insertOrders(ctx context.Context, c catalogue, n int, status string, age time.Duration) error {
+	_, err := e.pool.ExecContext(ctx, `
+		WITH o AS (
+			INSERT INTO orders (user_id, total, status, created_at, updated_at)
+			SELECT $1 + g % $2, 20.00, $6, now() - $7 * interval '1 microsecond', now() - $7 * interval '1 microsecond'
+			FROM generate_series(1, $3) g
+			RETURNING id
+		)
+		INSERT INTO order_items (order_id, product_id, quantity, price)
+		SELECT o.id, $4 + (o.id * 7 + k) % $5, 1, 10.00 FROM o, generate_series(0, 1) k`,
+		c.firstUser, c.users, n, c.firstProduct, c.products, status, age.Microseconds())
+	return err
+}
+
+// startAPI starts `orderflow api` with the given overrides and signs the administrator in
+// through the generated client.
+func (e *env) startAPI(ctx context.Context, overrides map[string]string) (*process, *orderClient, error) {
+	api, err := e.start(ctx, "api", overrides)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := e.login(ctx, api)
+	return api, client, err
 }
 
 // login signs the administrator in through the generated client.

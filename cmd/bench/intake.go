@@ -109,11 +109,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		defer os.Remove(file)
 	}
 
-	api, err := e.start(ctx, "api", nil)
-	if err != nil {
-		return res, err
-	}
-	client, err := e.login(ctx, api)
+	api, client, err := e.startAPI(ctx, nil)
 	if err != nil {
 		return res, err
 	}

@@ -51,40 +51,69 @@ func (l *errorLog) into(p *phase) {
 	}
 }
 
-// closedLoop runs clients workers that each call do back to back for d, and measures
-// every successful call.
-func closedLoop(ctx context.Context, clients int, d time.Duration, do func(ctx context.Context, rng *rand.Rand) error) phase {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
+// call is one request of a load: do it with the worker's own random source.
+type call func(ctx context.Context, rng *rand.Rand) error
+
+// startWorkers runs n goroutines, each with its own random source, and work appends the
+// latencies it measures to the slice it is given. The returned function waits for every
+// goroutine and returns all the latencies.
+func startWorkers(n int, seed time.Time, work func(rng *rand.Rand, lat *latencies)) (wait func() latencies) {
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		all  latencies
-		errs errorLog
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		all latencies
 	)
-	start := time.Now()
-	for i := range clients {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(i)))
 			var lat latencies
-			for ctx.Err() == nil {
-				t := time.Now()
-				if err := do(ctx, rng); err != nil {
-					if ctx.Err() == nil {
-						errs.add(err)
-					}
-					continue
-				}
-				lat = append(lat, time.Since(t))
-			}
+			work(rand.New(rand.NewPCG(uint64(seed.UnixNano()), uint64(i))), &lat)
 			mu.Lock()
 			all = append(all, lat...)
 			mu.Unlock()
 		}()
 	}
-	wg.Wait()
+	return func() latencies {
+		wg.Wait()
+		return all
+	}
+}
+
+// closedLoop runs clients workers that each call do back to back for d, and measures
+// every successful call.
+func closedLoop(ctx context.Context, clients int, d time.Duration, do call) phase {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return backToBack(ctx, clients, -1, do)
+}
+
+// countLoop has clients workers call do back to back until n calls were made in all.
+func countLoop(ctx context.Context, clients, n int, do call) phase {
+	return backToBack(ctx, clients, n, do)
+}
+
+// backToBack runs clients workers that call do back to back until n calls were made (no
+// limit when n < 0) or ctx ends; failures after ctx ended are not counted.
+func backToBack(ctx context.Context, clients, n int, do call) phase {
+	var (
+		next atomic.Int64
+		errs errorLog
+	)
+	start := time.Now()
+	wait := startWorkers(clients, start, func(rng *rand.Rand, lat *latencies) {
+		for (n < 0 || next.Add(1) <= int64(n)) && ctx.Err() == nil {
+			t := time.Now()
+			if err := do(ctx, rng); err != nil {
+				if ctx.Err() == nil {
+					errs.add(err)
+				}
+				continue
+			}
+			*lat = append(*lat, time.Since(t))
+		}
+	})
+	all := wait()
 	p := phase{Clients: clients, Elapsed: time.Since(start)}
 	errs.into(&p)
 	p.finish(all)
@@ -94,51 +123,36 @@ func closedLoop(ctx context.Context, clients int, d time.Duration, do func(ctx c
 // fixedRate starts calls of do at rate per second for d, whether or not earlier ones have
 // finished (up to maxInFlight at once), and measures each from the moment it was due, so
 // that a stall counts against every call it delays.
-func fixedRate(ctx context.Context, rate float64, d time.Duration, maxInFlight int, do func(ctx context.Context, rng *rand.Rand) error) phase {
-	type job struct{ due time.Time }
-	jobs := make(chan job, int(rate*d.Seconds())+1)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		all  latencies
-		errs errorLog
-	)
-	start := time.Now()
-	for i := range maxInFlight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(i)))
-			var lat latencies
-			for j := range jobs {
-				if ctx.Err() != nil {
-					continue
-				}
-				if err := do(ctx, rng); err != nil {
-					errs.add(err)
-					continue
-				}
-				lat = append(lat, time.Since(j.due))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			mu.Unlock()
-		}()
-	}
+func fixedRate(ctx context.Context, rate float64, d time.Duration, maxInFlight int, do call) phase {
 	n := int(rate * d.Seconds())
+	due := make(chan time.Time, n+1)
+	var errs errorLog
+	start := time.Now()
+	wait := startWorkers(maxInFlight, start, func(rng *rand.Rand, lat *latencies) {
+		for at := range due {
+			if ctx.Err() != nil {
+				continue
+			}
+			if err := do(ctx, rng); err != nil {
+				errs.add(err)
+				continue
+			}
+			*lat = append(*lat, time.Since(at))
+		}
+	})
 	interval := time.Duration(float64(time.Second) / rate)
 	for i := range n {
-		due := start.Add(time.Duration(i) * interval)
-		if w := time.Until(due); w > 0 {
+		at := start.Add(time.Duration(i) * interval)
+		if w := time.Until(at); w > 0 {
 			time.Sleep(w)
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		jobs <- job{due: due}
+		due <- at
 	}
-	close(jobs)
-	wg.Wait()
+	close(due)
+	all := wait()
 	p := phase{Rate: rate, Elapsed: time.Since(start)}
 	errs.into(&p)
 	p.finish(all)

@@ -42,11 +42,7 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	api, err := e.start(ctx, "api", overrides)
-	if err != nil {
-		return res, err
-	}
-	client, err := e.login(ctx, api)
+	api, client, err := e.startAPI(ctx, overrides)
 	if err != nil {
 		return res, err
 	}

@@ -75,43 +75,6 @@ func follow(ctx context.Context, worker *process, timeout time.Duration, done fu
 	}
 }
 
-// countLoop has clients workers call do until n calls succeeded in all, and returns the
-// phase measured.
-func countLoop(ctx context.Context, clients, n int, do func(ctx context.Context, rng *rand.Rand) error) phase {
-	var (
-		next atomic.Int64
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		all  latencies
-		errs errorLog
-	)
-	start := time.Now()
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(i)))
-			var lat latencies
-			for next.Add(1) <= int64(n) && ctx.Err() == nil {
-				t := time.Now()
-				if err := do(ctx, rng); err != nil {
-					errs.add(err)
-					continue
-				}
-				lat = append(lat, time.Since(t))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	p := phase{Clients: clients, Elapsed: time.Since(start)}
-	errs.into(&p)
-	p.finish(all)
-	return p
-}
-
 // runPipeline posts the orders through the API with the worker running, and measures the
 // time from the first POST until every order is decided: its payment has an outcome, and
 // every completed order has its notification with the e-mail sent. The reference does the
@@ -142,11 +105,7 @@ func runPipeline(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	api, err := e.start(ctx, "api", overrides)
-	if err != nil {
-		return res, err
-	}
-	client, err := e.login(ctx, api)
+	_, client, err := e.startAPI(ctx, overrides)
 	if err != nil {
 		return res, err
 	}

@@ -54,17 +54,7 @@ func runSweep(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, err
 	}
 	n := r.size.stale
-	_, err = e.pool.ExecContext(ctx, `
-		WITH o AS (
-			INSERT INTO orders (user_id, total, status, created_at, updated_at)
-			SELECT $1 + g % $2, 20.00, 'processing', now() - interval '1 hour', now() - interval '1 hour'
-			FROM generate_series(1, $3) g
-			RETURNING id
-		)
-		INSERT INTO order_items (order_id, product_id, quantity, price)
-		SELECT o.id, $4 + (o.id * 7 + k) % $5, 1, 10.00 FROM o, generate_series(0, 1) k`,
-		cat.firstUser, cat.users, n, cat.firstProduct, cat.products)
-	if err != nil {
+	if err := e.insertOrders(ctx, cat, n, "processing", time.Hour); err != nil {
 		return res, fmt.Errorf("insert stale orders: %w", err)
 	}
 	if _, err := e.pool.ExecContext(ctx, `VACUUM ANALYZE`); err != nil {
