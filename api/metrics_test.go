@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"orderflow/domain"
+	"orderflow/platform/httpserver"
 	"orderflow/platform/metrics"
 )
 
@@ -44,7 +46,7 @@ func TestRequestsAreLabelledByOperation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(m.Wrap(srv))
+	ts := httptest.NewServer(httpserver.Observe(slog.New(slog.DiscardHandler), m, srv))
 	defer ts.Close()
 	resp, err := http.Get(ts.URL + "/api/products/12")
 	if err != nil {

@@ -41,8 +41,9 @@ type Server struct {
 func New(lc fx.Lifecycle, cfg *configuration.Config, mux *http.ServeMux, m *metrics.HTTP, log *slog.Logger) *Server {
 	s := &Server{
 		srv: &http.Server{
-			Handler: WithRequestID(tracing.Middleware(AccessLog(log,
-				WithTimeout(m.Wrap(mux), cfg.HTTP.RequestTimeout.D())))),
+			// Observe wraps the mux directly, so that it sees the pattern the mux matched.
+			Handler: WithRequestID(tracing.Middleware(WithTimeout(Observe(log, m, mux),
+				cfg.HTTP.RequestTimeout.D()))),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       cfg.HTTP.RequestTimeout.D(),
 			// Give a handler's own timeout the chance to answer before the write deadline.
@@ -131,13 +132,16 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// AccessLog logs one line per request, with its request id, once it is answered: probes
-// (/healthz, /readyz, /metrics) at debug level, everything else at info.
-func AccessLog(l *slog.Logger, next http.Handler) http.Handler {
+// Observe counts every request in the HTTP metrics and logs one line per request, with its
+// request id, once it is answered: probes (/healthz, /readyz, /metrics) at debug level,
+// everything else at info.
+func Observe(l *slog.Logger, m *metrics.HTTP, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		r, done := m.Track(r)
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r)
+		done(sw.code)
 		level := slog.LevelInfo
 		switch r.URL.Path {
 		case "/healthz", "/readyz", "/metrics":

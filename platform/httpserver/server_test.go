@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
@@ -160,7 +161,8 @@ func TestAccessLogCarriesRequestID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := httpserver.WithRequestID(httpserver.AccessLog(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m := metrics.NewHTTP(prometheus.NewRegistry())
+	h := httpserver.WithRequestID(httpserver.Observe(l, m, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 	})))
 	req := httptest.NewRequest(http.MethodGet, "/api/x", nil)

@@ -78,37 +78,23 @@ func SetRoute(ctx context.Context, route string) {
 	}
 }
 
-// Wrap instruments next. The route label is the one set with SetRoute, else the mux
-// pattern that matched, else "unmatched", so unknown paths cannot grow the label set.
-func (h *HTTP) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		route := ""
-		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, &route))
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		next.ServeHTTP(sw, r)
-		if route == "" {
-			route = r.Pattern
+// Track prepares r to be counted: the returned request carries the route holder that
+// SetRoute fills, and done records the request once it has been answered with code. The
+// route label is the one set with SetRoute, else the mux pattern that matched the returned
+// request, else "unmatched", so unknown paths cannot grow the label set.
+func (h *HTTP) Track(r *http.Request) (tracked *http.Request, done func(code int)) {
+	start := time.Now()
+	route := new(string)
+	tracked = r.WithContext(context.WithValue(r.Context(), routeKey{}, route))
+	return tracked, func(code int) {
+		name := *route
+		if name == "" {
+			name = tracked.Pattern
 		}
-		if route == "" {
-			route = "unmatched"
+		if name == "" {
+			name = "unmatched"
 		}
-		h.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Inc()
-		h.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
-	})
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code        int
-	wroteHeader bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wroteHeader {
-		w.code, w.wroteHeader = code, true
+		h.requests.WithLabelValues(name, tracked.Method, strconv.Itoa(code)).Inc()
+		h.duration.WithLabelValues(name, tracked.Method).Observe(time.Since(start).Seconds())
 	}
-	w.ResponseWriter.WriteHeader(code)
 }
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
