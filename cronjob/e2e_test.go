@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
@@ -26,24 +25,13 @@ func TestExpiredOrdersReachTheWorker(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
 	cfg.Orders.ExpiryInterval = configuration.Duration(200 * time.Millisecond)
-	t.Cleanup(func() { deleteTopology(t, cfg.RabbitMQ) })
 	pool, err := db.Open(context.Background(), cfg.Database)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
 	const n = 40
-	mustExec(t, pool, `
-		WITH u AS (
-			INSERT INTO users (created_at, updated_at, name, email, password_hash, role)
-			VALUES (now(), now(), 'E2E Test', 'e2e@example.com', 'x', 'customer') RETURNING id
-		), o AS (
-			INSERT INTO orders (created_at, updated_at, total, status, user_id)
-			SELECT now() - interval '1 hour', now(), 19.99, 'processing', u.id FROM u, generate_series(1, 40)
-			RETURNING id
-		)
-		INSERT INTO order_items (order_id, product_id, quantity, price)
-		SELECT o.id, (SELECT min(id) FROM products), 1, 19.99 FROM o`)
+	insertStaleOrders(t, pool, "e2e@example.com", n)
 
 	logger := slog.New(slog.DiscardHandler)
 	process := func(module fx.Option) *fxtest.App {
@@ -86,35 +74,6 @@ func TestExpiredOrdersReachTheWorker(t *testing.T) {
 	for query, want := range checks {
 		if got := count(t, pool, query); got != want {
 			t.Errorf("%s: %d, want %d", query, got, want)
-		}
-	}
-}
-
-// deleteTopology removes the test's exchanges and queues from the broker.
-func deleteTopology(t testing.TB, cfg configuration.RabbitMQ) {
-	t.Helper()
-	conn, err := amqp.Dial(cfg.URL())
-	if err != nil {
-		t.Errorf("delete topology: %v", err)
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Errorf("delete topology: %v", err)
-		return
-	}
-	exchanges, queues := bus.NewTopology(cfg.Exchange, 0, nil).Names()
-	for _, q := range queues {
-		if _, err := ch.QueueDelete(q, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
-			t.Errorf("delete queue %s: %v", q, err)
-			return
-		}
-	}
-	for _, x := range exchanges {
-		if err := ch.ExchangeDelete(x, false /* if-unused */, false /* no-wait */); err != nil {
-			t.Errorf("delete exchange %s: %v", x, err)
-			return
 		}
 	}
 }

@@ -50,17 +50,7 @@ func TestModuleSweepsAtStartUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	mustExec(t, pool, `
-		WITH u AS (
-			INSERT INTO users (created_at, updated_at, name, email, password_hash, role)
-			VALUES (now(), now(), 'Module Test', 'module@example.com', 'x', 'customer') RETURNING id
-		), o AS (
-			INSERT INTO orders (created_at, updated_at, total, status, user_id)
-			SELECT now() - interval '1 hour', now(), 99.99, 'processing', u.id FROM u, generate_series(1, 3)
-			RETURNING id
-		)
-		INSERT INTO order_items (order_id, product_id, quantity, price)
-		SELECT o.id, (SELECT min(id) FROM products), 1, 99.99 FROM o`)
+	insertStaleOrders(t, pool, "module@example.com", 3)
 
 	reg := prometheus.NewRegistry()
 	app := fxtest.New(t,
@@ -91,9 +81,22 @@ func TestModuleSweepsAtStartUp(t *testing.T) {
 	}
 }
 
-func mustExec(t *testing.T, pool *sql.DB, query string) {
+// insertStaleOrders inserts n one-item processing orders, an hour old, of a new customer
+// with the given e-mail address.
+func insertStaleOrders(t *testing.T, pool *sql.DB, email string, n int) {
 	t.Helper()
-	if _, err := pool.ExecContext(context.Background(), query); err != nil {
+	_, err := pool.ExecContext(context.Background(), `
+		WITH u AS (
+			INSERT INTO users (created_at, updated_at, name, email, password_hash, role)
+			VALUES (now(), now(), 'Stale Orders', $1, 'x', 'customer') RETURNING id
+		), o AS (
+			INSERT INTO orders (created_at, updated_at, total, status, user_id)
+			SELECT now() - interval '1 hour', now(), 19.99, 'processing', u.id FROM u, generate_series(1, $2)
+			RETURNING id
+		)
+		INSERT INTO order_items (order_id, product_id, quantity, price)
+		SELECT o.id, (SELECT min(id) FROM products), 1, 19.99 FROM o`, email, n)
+	if err != nil {
 		t.Fatal(err)
 	}
 }
