@@ -23,12 +23,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"orderflow/api/oas"
 	"orderflow/configuration"
 	"orderflow/internal/testenv"
-	"orderflow/platform/bus"
 	"orderflow/platform/db"
 )
 
@@ -172,10 +169,8 @@ func newEnv(t *testing.T) *env {
 			p.kill()
 		}
 		pool.Close()
-		// The broker is shared: leave no queue behind (quorum queues cost it file handles).
-		if err := deleteTopology(cfg.RabbitMQ); err != nil {
-			t.Errorf("delete the exchange and queues of %s: %v", cfg.RabbitMQ.Exchange, err)
-		}
+		// testenv.Config's own clean-up, which runs after this one, deletes the exchange's
+		// queues: the broker is shared, and quorum queues cost it file handles.
 		if t.Failed() {
 			for _, p := range e.procs {
 				t.Logf("last lines of %s:\n%s", p.name, tail(p.logPath, 15))
@@ -184,33 +179,6 @@ func newEnv(t *testing.T) *env {
 	})
 	e.seed(ctx)
 	return e
-}
-
-// deleteTopology deletes the queues and exchanges that the processes declared for the
-// scenario's exchange.
-func deleteTopology(cfg configuration.RabbitMQ) error {
-	conn, err := amqp.Dial(cfg.URL())
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	exchanges, queues := bus.NewTopology(cfg.Exchange, 0, nil).Names()
-	for _, q := range queues {
-		if _, err := ch.QueueDelete(q, false /* if unused */, false /* if empty */, false /* no-wait */); err != nil {
-			return err
-		}
-	}
-	for _, x := range exchanges {
-		if err := ch.ExchangeDelete(x, false /* if unused */, false /* no-wait */); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // seed inserts the products and customers.

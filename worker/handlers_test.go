@@ -10,6 +10,7 @@ import (
 	"orderflow/ent/notification"
 	"orderflow/ent/order"
 	"orderflow/events"
+	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
 	"orderflow/worker"
 )
@@ -96,7 +97,7 @@ func TestOrderCreatedInterruptedPaymentIsNotAcknowledgedAndResumesOnRedelivery(t
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- w.Handle(ctx, worker.Delivery{Body: body}) }()
-	waitFor(t, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
+	testutil.Eventually(t, 10*time.Second, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
 	cancel()
 	err := <-errc
 	if err == nil || errors.Is(err, bus.ErrPermanent) || !errors.Is(err, context.Canceled) {
@@ -179,7 +180,7 @@ func TestOrderExpiredDuringPaymentIsNotCompleted(t *testing.T) {
 	_, body := envelope(t, events.SourceAPI, created)
 	errc := make(chan error, 1)
 	go func() { errc <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
-	waitFor(t, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
+	testutil.Eventually(t, 10*time.Second, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
 	// The cron job expires the order while its payment runs; the payment then succeeds.
 	s.setStatus(t, created.OrderID, order.StatusExpired)
 	if err := <-errc; err != nil {
@@ -403,16 +404,4 @@ func money(s string) events.Money {
 		panic(err)
 	}
 	return m
-}
-
-// waitFor polls cond until it holds, failing t after 10 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -22,6 +22,7 @@ import (
 	entoutbox "orderflow/ent/outbox"
 	"orderflow/events"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
 	"orderflow/platform/db"
 	"orderflow/platform/outbox"
@@ -52,9 +53,8 @@ func newSystem(t testing.TB) *system {
 	t.Helper()
 	cfg := testenv.Config(t)
 	log, logs := newLogger()
-	sys := &system{t: t, cfg: cfg, store: openStore(t, cfg.Database), log: log, logs: logs}
-	t.Cleanup(func() { deleteTopology(t, cfg.RabbitMQ) })
-	return sys
+	// testenv.Config deletes the exchange's queues when the test ends.
+	return &system{t: t, cfg: cfg, store: openStore(t, cfg.Database), log: log, logs: logs}
 }
 
 // workerApp is one worker process.
@@ -134,7 +134,7 @@ func (s *system) settle(ids []int, timeout time.Duration) outcome {
 	t := s.t
 	t.Helper()
 	ctx := context.Background()
-	waitForWithin(t, timeout, "every payment decided and notified", func() bool {
+	testutil.Eventually(t, timeout, "every payment decided and notified", func() bool {
 		// A completion whose commit was reported lost is retried and finds nothing to do.
 		decided := len(s.logs.lines(t, msgCompleted)) + len(s.logs.lines(t, msgDeclined)) + len(s.logs.lines(t, msgTooLate))
 		if decided < len(ids) {
@@ -292,11 +292,11 @@ func TestSystemOrdersEndCompletedOrProcessingAndRepublishingChangesNothing(t *te
 	}
 
 	// Every event published so far is published once more: nothing changes.
-	waitForWithin(t, 10*time.Second, "every event published", func() bool { return unpublished(t, sys.store.client) == 0 })
+	testutil.Eventually(t, 10*time.Second, "every event published", func() bool { return unpublished(t, sys.store.client) == 0 })
 	before := sys.snapshot()
 	republished := republishAll(t, sys)
 	mustEqual(t, "events published again", republished, len(ids)+o.completed)
-	waitForWithin(t, 20*time.Second, "every copy handled", func() bool {
+	testutil.Eventually(t, 20*time.Second, "every copy handled", func() bool {
 		return len(sys.logs.lines(t, msgCreatedDup)) >= len(ids) && len(sys.logs.lines(t, msgNotifiedTwice)) >= o.completed
 	})
 	if after := sys.snapshot(); !slices.Equal(before, after) {
@@ -313,11 +313,11 @@ func TestSystemWorkerKilledDuringPaymentsResumesThemAfterRestart(t *testing.T) {
 	// Every payment succeeds, so an order that does not end completed was lost.
 	first := sys.startWorker(time.Hour, 1, nil)
 	ids := sys.store.newOrdersBulk(t, 100)
-	waitForWithin(t, 30*time.Second, "every payment in flight", func() bool { return first.worker.PaymentsInFlight() == int64(len(ids)) })
+	testutil.Eventually(t, 30*time.Second, "every payment in flight", func() bool { return first.worker.PaymentsInFlight() == int64(len(ids)) })
 	first.kill(t)
 	// fx gives up on the stop at its deadline while the consumer, still stopping, cancels
 	// the payments and waits for their handlers to return.
-	waitForWithin(t, 10*time.Second, "no payment left running", func() bool { return first.worker.PaymentsInFlight() == 0 })
+	testutil.Eventually(t, 10*time.Second, "no payment left running", func() bool { return first.worker.PaymentsInFlight() == 0 })
 	var processing int
 	for _, id := range ids {
 		if sys.store.status(t, id) == order.StatusProcessing {
@@ -341,7 +341,7 @@ func TestSystemGracefulStopFinishesPaymentsInFlight(t *testing.T) {
 	sys := newSystem(t)
 	first := sys.startWorker(3*time.Second, 1, nil)
 	ids := sys.store.newOrdersBulk(t, 50)
-	waitForWithin(t, 30*time.Second, "every payment in flight", func() bool { return first.worker.PaymentsInFlight() == int64(len(ids)) })
+	testutil.Eventually(t, 30*time.Second, "every payment in flight", func() bool { return first.worker.PaymentsInFlight() == int64(len(ids)) })
 	first.stop()
 	for _, id := range ids {
 		mustEqual(t, fmt.Sprintf("status of order %d after the stop", id), sys.store.status(t, id), order.StatusCompleted)
@@ -369,7 +369,7 @@ func TestSystemDatabaseOutageLosesNothing(t *testing.T) {
 	sys.cfg = &direct
 
 	ids := sys.store.newOrdersBulk(t, 50)
-	waitForWithin(t, 30*time.Second, "every payment in flight", func() bool { return w.worker.PaymentsInFlight() == int64(len(ids)) })
+	testutil.Eventually(t, 30*time.Second, "every payment in flight", func() bool { return w.worker.PaymentsInFlight() == int64(len(ids)) })
 	// The database goes away while the payments run, for longer than the queue's delivery
 	// limit of requeues would last, and comes back.
 	px.cut()
@@ -408,7 +408,7 @@ func TestSystemMalformedEventsAreDeadLetteredWithoutBlocking(t *testing.T) {
 	ids := sys.store.newOrders(t, 5)
 	o := sys.settle(ids, 30*time.Second)
 	mustEqual(t, "completed", o.completed, len(ids))
-	waitForWithin(t, 10*time.Second, "both poison messages dead-lettered", func() bool { return deadLetters(t, sys.cfg.RabbitMQ) == 2 })
+	testutil.Eventually(t, 10*time.Second, "both poison messages dead-lettered", func() bool { return deadLetters(t, sys.cfg.RabbitMQ) == 2 })
 }
 
 func TestSystemTwoWorkersGiveTheSameResultAsOne(t *testing.T) {
@@ -473,7 +473,7 @@ func TestSystemPaymentsOverlap(t *testing.T) {
 	w := sys.startWorker(time.Hour, 0.5, nil)
 	const orders = 2600
 	sys.store.newOrdersBulk(t, orders)
-	waitForWithin(t, 60*time.Second, fmt.Sprintf("%d payments in flight at once", orders), func() bool {
+	testutil.Eventually(t, 60*time.Second, fmt.Sprintf("%d payments in flight at once", orders), func() bool {
 		return w.worker.PaymentsInFlight() == orders
 	})
 	w.kill(t)
@@ -495,7 +495,7 @@ func BenchmarkOrdersThroughPayment(b *testing.B) {
 		inserted := time.Since(start)
 		var peak int64
 		var atPeak time.Duration
-		waitForWithin(b, 5*time.Minute, "every payment decided", func() bool {
+		testutil.Eventually(b, 5*time.Minute, "every payment decided", func() bool {
 			if n := w.worker.PaymentsInFlight(); n > peak {
 				peak, atPeak = n, time.Since(start)
 			}
@@ -563,35 +563,6 @@ func unpublished(t testing.TB, client *ent.Client) int {
 	return n
 }
 
-// deleteTopology removes the test's exchanges and queues from the broker.
-func deleteTopology(t testing.TB, cfg configuration.RabbitMQ) {
-	t.Helper()
-	conn, err := amqp.Dial(cfg.URL())
-	if err != nil {
-		t.Errorf("delete topology: %v", err)
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Errorf("delete topology: %v", err)
-		return
-	}
-	exchanges, queues := bus.NewTopology(cfg.Exchange, 0, nil).Names()
-	for _, q := range queues {
-		if _, err := ch.QueueDelete(q, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
-			t.Errorf("delete queue %s: %v", q, err)
-			return
-		}
-	}
-	for _, x := range exchanges {
-		if err := ch.ExchangeDelete(x, false /* if-unused */, false /* no-wait */); err != nil {
-			t.Errorf("delete exchange %s: %v", x, err)
-			return
-		}
-	}
-}
-
 // newRegistry stands in for metrics.Module, which also serves /metrics on the HTTP server.
 func newRegistry() prometheus.Registerer { return prometheus.NewRegistry() }
 
@@ -644,16 +615,4 @@ func deadLetters(t testing.TB, cfg configuration.RabbitMQ) int {
 		n += info.Messages
 	}
 	return n
-}
-
-// waitForWithin polls cond until it holds, failing t after timeout.
-func waitForWithin(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -54,3 +54,19 @@ func deleteBrokerNames(t testing.TB, cfg configuration.RabbitMQ) {
 		}
 	})
 }
+
+// AdminChannel opens a plain channel on the broker of cfg for a test to inspect or publish
+// with; its connection closes when the test ends.
+func AdminChannel(t testing.TB, cfg configuration.RabbitMQ) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(cfg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}

@@ -7,6 +7,7 @@ package bus
 
 import (
 	"context"
+	"orderflow/internal/testutil"
 	"os/exec"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestFaultBrokerStopped(t *testing.T) {
 	})
 	runThroughDisruption(t, func(c *Conn) {
 		rabbitmqctl(t, "stop_app")
-		eventually(t, 10*time.Second, "Check to report the outage", func() bool { return c.Check(context.Background()) != nil })
+		testutil.Eventually(t, 10*time.Second, "Check to report the outage", func() bool { return c.Check(context.Background()) != nil })
 		go func() {
 			time.Sleep(5 * time.Second)
 			// t.Fatal is not allowed off the test goroutine; a failed start shows up as

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -60,7 +62,7 @@ func TestTopologyIsIdempotent(t *testing.T) {
 	cfg := rabbitConfig(t)
 	c := startConn(t, cfg, Options{})
 	startConn(t, cfg, Options{Name: cfg.Exchange + ".second"})
-	ch := adminChannel(t, cfg)
+	ch := testenv.AdminChannel(t, cfg)
 	for _, q := range SystemQueues() {
 		name := c.Topology().QueueName(q.Consumer)
 		for _, n := range []string{name, DeadLetterQueue(name)} {
@@ -89,7 +91,7 @@ func TestPublishProperties(t *testing.T) {
 	if err := p.Publish(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	ch := adminChannel(t, cfg)
+	ch := testenv.AdminChannel(t, cfg)
 	d, ok, err := ch.Get(c.Topology().QueueName("c"), true)
 	if err != nil || !ok {
 		t.Fatalf("get: %v %v", ok, err)
@@ -114,7 +116,7 @@ func TestPublishBatch(t *testing.T) {
 			t.Fatalf("message %d: %v", i, err)
 		}
 	}
-	ch := adminChannel(t, cfg)
+	ch := testenv.AdminChannel(t, cfg)
 	if n := queueLength(t, ch, c.Topology().QueueName("c")); n != len(msgs) {
 		t.Errorf("%d messages in the queue, want %d", n, len(msgs))
 	}
@@ -158,7 +160,7 @@ func TestPublishConcurrently(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d publishes failed", failed.Load())
 	}
-	if n := queueLength(t, adminChannel(t, cfg), c.Topology().QueueName("c")); n != 400 {
+	if n := queueLength(t, testenv.AdminChannel(t, cfg), c.Topology().QueueName("c")); n != 400 {
 		t.Errorf("%d messages in the queue, want 400", n)
 	}
 }
@@ -203,7 +205,7 @@ func TestConsumeAcksAndStops(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "two deliveries", func() bool { return seen.distinct() == 2 })
+	testutil.Eventually(t, 10*time.Second, "two deliveries", func() bool { return seen.distinct() == 2 })
 	if err := cons.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -216,8 +218,8 @@ func TestConsumeAcksAndStops(t *testing.T) {
 	if err := p.Publish(context.Background(), message(testKey, 3)); err != nil {
 		t.Fatal(err)
 	}
-	ch := adminChannel(t, cfg)
-	eventually(t, 5*time.Second, "the queue to hold only the message sent after Stop", func() bool {
+	ch := testenv.AdminChannel(t, cfg)
+	testutil.Eventually(t, 5*time.Second, "the queue to hold only the message sent after Stop", func() bool {
 		q, err := ch.QueueDeclarePassive(c.Topology().QueueName("c"), true, false, false, false, nil)
 		return err == nil && q.Messages == 1 && q.Consumers == 0
 	})
@@ -318,8 +320,8 @@ func TestConsumerConcurrency(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatalf("only %d handlers ran at once, want %d", peak.Load(), n)
 			}
-			eventually(t, 20*time.Second, "all messages handled", func() bool {
-				return queueLength(t, adminChannel(t, cfg), c.Topology().QueueName("c")) == 0 && active.Load() == 0
+			testutil.Eventually(t, 20*time.Second, "all messages handled", func() bool {
+				return queueLength(t, testenv.AdminChannel(t, cfg), c.Topology().QueueName("c")) == 0 && active.Load() == 0
 			})
 			if p := peak.Load(); p != int64(n) {
 				t.Errorf("peak concurrency %d, want %d", p, n)
@@ -362,12 +364,12 @@ func TestPoisonMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 20*time.Second, "every good message handled", func() bool { return seen.distinct() == 52 })
+	testutil.Eventually(t, 20*time.Second, "every good message handled", func() bool { return seen.distinct() == 52 })
 
 	dlq := DeadLetterQueue(c.Topology().QueueName("c"))
-	ch := adminChannel(t, cfg)
+	ch := testenv.AdminChannel(t, cfg)
 	reasons := map[string]any{}
-	eventually(t, 20*time.Second, "two dead letters", func() bool {
+	testutil.Eventually(t, 20*time.Second, "two dead letters", func() bool {
 		d, ok, err := ch.Get(dlq, true)
 		if err != nil {
 			t.Fatal(err)

@@ -58,7 +58,7 @@ func startConn(t *testing.T, cfg configuration.RabbitMQ, opts Options) *Conn {
 func deleteAtCleanup(t *testing.T, cfg configuration.RabbitMQ, top Topology) {
 	t.Helper()
 	t.Cleanup(func() {
-		ch := adminChannel(t, cfg)
+		ch := testenv.AdminChannel(t, cfg)
 		exchanges, queues := top.Names()
 		for _, q := range queues {
 			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
@@ -75,21 +75,6 @@ func deleteAtCleanup(t *testing.T, cfg configuration.RabbitMQ, top Topology) {
 	})
 }
 
-// adminChannel opens a plain channel for inspecting the broker, closed when the test ends.
-func adminChannel(t *testing.T, cfg configuration.RabbitMQ) *amqp.Channel {
-	t.Helper()
-	conn, err := amqp.Dial(cfg.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
-}
-
 // queueLength returns the number of ready messages in queue.
 func queueLength(t *testing.T, ch *amqp.Channel, queue string) int {
 	t.Helper()
@@ -98,18 +83,6 @@ func queueLength(t *testing.T, ch *amqp.Channel, queue string) int {
 		t.Fatal(err)
 	}
 	return q.Messages
-}
-
-// eventually polls cond every 20ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func message(key string, i int) Message {

@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,9 +57,9 @@ func runThroughDisruption(t *testing.T, disrupt func(c *Conn)) {
 		msgs[i] = message(testKey, i)
 	}
 	publishAll(t, NewPublisher(c), msgs, 200, func() { disrupt(c) })
-	eventually(t, 60*time.Second, "every confirmed message consumed", func() bool { return seen.distinct() == len(msgs) })
-	ch := adminChannel(t, cfg)
-	eventually(t, 30*time.Second, "an empty queue", func() bool {
+	testutil.Eventually(t, 60*time.Second, "every confirmed message consumed", func() bool { return seen.distinct() == len(msgs) })
+	ch := testenv.AdminChannel(t, cfg)
+	testutil.Eventually(t, 30*time.Second, "an empty queue", func() bool {
 		q, err := ch.QueueDeclarePassive(c.Topology().QueueName("c"), true, false, false, false, nil)
 		return err == nil && q.Messages == 0
 	})
@@ -114,9 +116,9 @@ func TestAcksAfterReconnectAckNothingElse(t *testing.T) {
 		t.Fatalf("closed %d connections, want 1", n)
 	}
 	// The new channel delivers the ten again and the other ten.
-	eventually(t, 30*time.Second, "all 20 handled on the new channel", func() bool { return handled.distinct() == 20 })
+	testutil.Eventually(t, 30*time.Second, "all 20 handled on the new channel", func() bool { return handled.distinct() == 20 })
 	close(gate) // the old handlers finish now; their acks fail on the dead channel
-	eventually(t, 10*time.Second, "the old handlers done", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the old handlers done", func() bool {
 		handled.mu.Lock()
 		defer handled.mu.Unlock()
 		total := 0
@@ -128,6 +130,6 @@ func TestAcksAfterReconnectAckNothingElse(t *testing.T) {
 	if err := cons.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ch := adminChannel(t, cfg)
-	eventually(t, 10*time.Second, "an empty queue", func() bool { return queueLength(t, ch, c.Topology().QueueName("c")) == 0 })
+	ch := testenv.AdminChannel(t, cfg)
+	testutil.Eventually(t, 10*time.Second, "an empty queue", func() bool { return queueLength(t, ch, c.Topology().QueueName("c")) == 0 })
 }

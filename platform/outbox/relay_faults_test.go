@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
 )
 
@@ -26,7 +28,7 @@ func TestFaultBrokerStoppedRowsAccumulate(t *testing.T) {
 	if out, err := exec.Command("rabbitmqctl", "stop_app").CombinedOutput(); err != nil {
 		t.Fatalf("stop_app: %v: %s", err, out)
 	}
-	eventually(t, 10*time.Second, "the outage noticed", func() bool { return e.conn.Check(context.Background()) != nil })
+	testutil.Eventually(t, 10*time.Second, "the outage noticed", func() bool { return e.conn.Check(context.Background()) != nil })
 	ids := e.write(t, 300)
 	time.Sleep(3 * time.Second)
 	if n := unpublished(t, e.pool); n != 300 {
@@ -35,10 +37,10 @@ func TestFaultBrokerStoppedRowsAccumulate(t *testing.T) {
 	if out, err := exec.Command("rabbitmqctl", "start_app").CombinedOutput(); err != nil {
 		t.Fatalf("start_app: %v: %s", err, out)
 	}
-	eventually(t, 60*time.Second, "every row published", func() bool { return unpublished(t, e.pool) == 0 })
+	testutil.Eventually(t, 60*time.Second, "every row published", func() bool { return unpublished(t, e.pool) == 0 })
 
 	// One relay publishes in id order, so the queue holds the events oldest first.
-	ch := adminChannel(t, e.cfg.RabbitMQ)
+	ch := testenv.AdminChannel(t, e.cfg.RabbitMQ)
 	queue := e.conn.Topology().QueueName(bus.ConsumerOrderCompleted)
 	for i, id := range ids {
 		d, ok, err := ch.Get(queue, true)

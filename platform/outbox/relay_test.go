@@ -22,6 +22,7 @@ import (
 	"orderflow/ent"
 	"orderflow/events"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
 	"orderflow/platform/db"
 )
@@ -50,21 +51,8 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { pool.Close() })
 	e := &env{cfg: cfg, pool: pool, client: db.NewClient(pool)}
+	// testenv.Config deletes the exchange's queues when the test ends.
 	e.conn = e.newConn(t, cfg.RabbitMQ.Exchange)
-	t.Cleanup(func() {
-		ch := adminChannel(t, cfg.RabbitMQ)
-		exchanges, queues := e.conn.Topology().Names()
-		for _, q := range queues {
-			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-				t.Errorf("delete queue %s: %v", q, err)
-			}
-		}
-		for _, x := range exchanges {
-			if err := ch.ExchangeDelete(x, false, false); err != nil {
-				t.Errorf("delete exchange %s: %v", x, err)
-			}
-		}
-	})
 	return e
 }
 
@@ -167,31 +155,6 @@ func (c *counter) duplicates() int {
 	return d
 }
 
-func adminChannel(t testing.TB, cfg configuration.RabbitMQ) *amqp.Channel {
-	t.Helper()
-	conn, err := amqp.Dial(cfg.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
-}
-
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func unpublished(t testing.TB, pool *sql.DB) int {
 	t.Helper()
 	var n int
@@ -225,9 +188,9 @@ func TestRelayRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the row marked published", func() bool { return unpublished(t, e.pool) == 0 })
+	testutil.Eventually(t, 10*time.Second, "the row marked published", func() bool { return unpublished(t, e.pool) == 0 })
 
-	ch := adminChannel(t, e.cfg.RabbitMQ)
+	ch := testenv.AdminChannel(t, e.cfg.RabbitMQ)
 	queue := e.conn.Topology().QueueName(bus.ConsumerOrderCompleted)
 	var got []amqp.Delivery
 	for {
@@ -290,10 +253,10 @@ func TestRelayCrashBetweenPublishAndMark(t *testing.T) {
 	}
 
 	e.startRelay(t, e.conn, nil)
-	eventually(t, 20*time.Second, "250 events delivered", func() bool { d, _ := seen.snapshot(); return d == 250 })
-	eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
+	testutil.Eventually(t, 20*time.Second, "250 events delivered", func() bool { d, _ := seen.snapshot(); return d == 250 })
+	testutil.Eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
 	// Wait for the redelivered batch to be counted before judging duplicates.
-	eventually(t, 10*time.Second, "the crashed batch delivered twice", func() bool { _, n := seen.snapshot(); return n >= 350 })
+	testutil.Eventually(t, 10*time.Second, "the crashed batch delivered twice", func() bool { _, n := seen.snapshot(); return n >= 350 })
 	if d := seen.duplicates(); d != 100 {
 		t.Errorf("%d duplicates, want exactly the crashed batch of 100", d)
 	}
@@ -308,8 +271,8 @@ func TestTwoRelays(t *testing.T) {
 	e.write(t, 5000)
 	e.startRelay(t, e.conn, nil)
 	e.startRelay(t, other, nil)
-	eventually(t, 60*time.Second, "5,000 events delivered", func() bool { d, _ := seen.snapshot(); return d == 5000 })
-	eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
+	testutil.Eventually(t, 60*time.Second, "5,000 events delivered", func() bool { d, _ := seen.snapshot(); return d == 5000 })
+	testutil.Eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
 	var maxAttempts int
 	if err := e.pool.QueryRow(`SELECT max(attempts) FROM outbox`).Scan(&maxAttempts); err != nil || maxAttempts != 1 {
 		t.Errorf("max attempts %d (%v), want 1", maxAttempts, err)
@@ -330,8 +293,8 @@ func TestRelayReconnects(t *testing.T) {
 	e.write(t, 500)
 	closeConnections(t, e.cfg.RabbitMQ.Exchange+".relay")
 	e.write(t, 500)
-	eventually(t, 60*time.Second, "1,000 events delivered", func() bool { d, _ := seen.snapshot(); return d == 1000 })
-	eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
+	testutil.Eventually(t, 60*time.Second, "1,000 events delivered", func() bool { d, _ := seen.snapshot(); return d == 1000 })
+	testutil.Eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
 }
 
 // TestRelayRecordsFailures: an event that cannot be routed stays unpublished with its error
@@ -347,10 +310,10 @@ func TestRelayRecordsFailures(t *testing.T) {
 	e.write(t, 3)
 	seen := e.count(t)
 	e.startRelay(t, e.conn, nil)
-	eventually(t, 10*time.Second, "three events delivered", func() bool { d, _ := seen.snapshot(); return d == 3 })
+	testutil.Eventually(t, 10*time.Second, "three events delivered", func() bool { d, _ := seen.snapshot(); return d == 3 })
 	var lastErr sql.NullString
 	var attempts int
-	eventually(t, 10*time.Second, "the failure recorded", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the failure recorded", func() bool {
 		err := e.pool.QueryRowContext(ctx, `SELECT attempts, last_error FROM outbox WHERE routing_key = 'nowhere' AND published_at IS NULL`).Scan(&attempts, &lastErr)
 		return err == nil && attempts >= 1
 	})
