@@ -33,7 +33,7 @@ type principalKey struct{}
 
 // caller is the signed-in user of a request. HandleBearerAuth stores the verified token's
 // user id, and reads the user's row at once for every operation but CreateOrder, whose own
-// first query reads it too (draftOrder): one round trip for both.
+// statement reads it too (OrderStatement): one round trip for both.
 type caller struct {
 	id   int
 	load func(ctx context.Context) (Principal, error)
@@ -155,7 +155,7 @@ func (t *Tokens) Verify(token string) (int, error) {
 
 // HandleBearerAuth verifies the bearer token and reads its user, so that the token of a
 // deleted user stops working at once and a changed role applies at once. CreateOrder reads
-// the user with its own first query instead (draftOrder).
+// the user with its own statement instead (OrderStatement).
 func (h *Handler) HandleBearerAuth(ctx context.Context, op oas.OperationName, t oas.BearerAuth) (context.Context, error) {
 	id, err := h.tokens.Verify(t.Token)
 	if err != nil {

@@ -269,7 +269,7 @@ func TestRememberedTokensFollowTheUser(t *testing.T) {
 	for _, client := range []*oas.Client{c, other} {
 		_, err := client.ListUsers(ctx, oas.ListUsersParams{})
 		wantStatus(t, err, http.StatusForbidden)
-		// CreateOrder reads the caller with its draft, not in the security handler.
+		// CreateOrder reads the caller with its order statement, not in the security handler.
 		_, err = client.CreateOrder(ctx, &oas.OrderCreate{UserId: oas.NewOptInt(e.adminID), Items: items(product, 1)},
 			oas.CreateOrderParams{})
 		wantStatus(t, err, http.StatusForbidden)

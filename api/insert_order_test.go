@@ -5,8 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/shopspring/decimal"
-
+	"orderflow/api/oas"
 	"orderflow/domain"
 	"orderflow/events"
 	"orderflow/platform/outbox"
@@ -37,16 +36,11 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 			if i%2 == 1 {
 				its[0], its[1] = its[1], its[0]
 			}
-			o, err := e.h.draftOrder(ctx, custID, custID, its)
+			ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, nil)
 			if err == nil {
-				var row outbox.Row
-				row, err = outbox.NewRow(ctx, events.SourceAPI, events.OrderCreated{OrderID: o.ID, UserID: custID,
-					Total: events.NewMoney(decimal.RequireFromString("3.50")), Items: []events.Item{
-						{ProductID: a, Quantity: 1, Price: events.NewMoney(decimal.RequireFromString("1.00"))},
-						{ProductID: b, Quantity: 1, Price: events.NewMoney(decimal.RequireFromString("2.50"))},
-					}, CreatedAt: e.h.now()}, nil)
-				if err == nil {
-					err = insertOrder(ctx, e.db, o, e.h.now(), row)
+				var o *oas.Order
+				if o, err = insertOrder(ctx, e.db, custID, custID, its, e.h.now(), ev); err == nil && o == nil {
+					err = explainRefusal(ctx, e.db, custID, custID, its)
 				}
 			}
 			mu.Lock()

@@ -239,7 +239,7 @@ func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params 
 }
 
 func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
-	// The caller's user is read with the draft's query, below.
+	// The caller's user is read by the order statement (or, with an Idempotency-Key, below).
 	callerID, err := callerID(ctx)
 	if err != nil {
 		return nil, err
@@ -255,7 +255,7 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 
 	key, hash := "", ""
 	if params.IdempotencyKey.Set {
-		// A replay answers before the draft, which would refuse a deleted caller.
+		// A replay answers before the order statement, which would refuse a deleted caller.
 		if _, err := principalFrom(ctx); err != nil {
 			return nil, err
 		}
@@ -268,11 +268,7 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 		}
 	}
 
-	draft, err := h.draftOrder(ctx, callerID, userID, items)
-	if err != nil {
-		return nil, err
-	}
-	err = h.storeOrder(ctx, callerID, draft, key, hash)
+	o, err := h.storeOrder(ctx, callerID, userID, items, key, hash)
 	if errors.Is(err, errIdempotencyConflict) {
 		o, err := h.replay(ctx, callerID, key, hash)
 		if o == nil && err == nil {
@@ -290,7 +286,7 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 	if key != "" {
 		h.pruneIdempotencyKeys(ctx)
 	}
-	return created(draft), nil
+	return created(o), nil
 }
 
 func created(o *oas.Order) *oas.OrderHeaders {
@@ -335,129 +331,53 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 	return loadOrder(ctx, h.db, orderID)
 }
 
-// draftOrder prepares an order outside any transaction: it takes the next order id and
-// reads the caller (who must still exist, and be an admin to order for another user), the
-// user's name, and the products' names and current prices, which the order copies (the
-// price an order pays is the one in force when it was placed). Unknown users and products
-// are refused here.
-func (h *Handler) draftOrder(ctx context.Context, callerID, userID int, items []domain.Item) (*oas.Order, error) {
-	ids := make([]int64, len(items))
-	for i, it := range items {
-		ids[i] = int64(it.ProductID)
-	}
-	rows, err := h.db.QueryContext(ctx, `
-		WITH seq AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id)
-		SELECT seq.id, c.name, c.role, u.name, p.id, p.name, p.price
-		FROM seq
-		LEFT JOIN users c ON c.id = $3
-		LEFT JOIN users u ON u.id = $1
-		LEFT JOIN products p ON p.id = ANY($2)`, userID, ids, callerID)
-	if err != nil {
-		return nil, fmt.Errorf("draft order: %w", err)
-	}
-	defer rows.Close()
-	type product struct {
-		name  string
-		price decimal.Decimal
-	}
-	var (
-		orderID                          int
-		callerName, callerRole, userName sql.NullString
-		products                         = make(map[int]product, len(items))
-	)
-	for rows.Next() {
-		var (
-			id    sql.NullInt64
-			name  sql.NullString
-			price decimal.NullDecimal
-		)
-		if err := rows.Scan(&orderID, &callerName, &callerRole, &userName, &id, &name, &price); err != nil {
-			return nil, fmt.Errorf("draft order: %w", err)
-		}
-		if id.Valid {
-			products[int(id.Int64)] = product{name: name.String, price: price.Decimal}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("draft order: %w", err)
-	}
-	if !callerName.Valid {
-		return nil, errTokenUserGone
-	}
-	p := Principal{ID: callerID, Name: callerName.String, Role: callerRole.String}
-	if userID != p.ID && !p.IsAdmin() {
-		return nil, problem(http.StatusForbidden, "A customer may only order for itself.")
-	}
-	if !userName.Valid {
-		return nil, invalid("userId", "no such user")
-	}
-	o := &oas.Order{
-		ID:       orderID,
-		UserId:   userID,
-		UserName: userName.String,
-		Status:   oas.OrderStatusPending,
-		Items:    make([]oas.OrderItem, len(items)),
-	}
-	lines := make([]domain.Line, len(items))
-	for i, it := range items {
-		pr, ok := products[it.ProductID]
-		if !ok {
-			return nil, invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
-		}
-		o.Items[i] = oas.OrderItem{ProductId: it.ProductID, ProductName: pr.name, Quantity: it.Quantity, Price: oas.Money(pr.price)}
-		lines[i] = domain.Line{Price: pr.price, Quantity: it.Quantity}
-	}
-	total, err := domain.Total(lines)
-	if err != nil {
-		return nil, invalid("items", err.Error())
-	}
-	o.Total = oas.Money(total)
-	return o, nil
-}
-
-// storeOrder stores a drafted order and completes o with its item ids and timestamps: one
-// statement reserves the stock, inserts the order and its items, and writes the
-// OrderCreated event to the outbox, so that an order costs one round trip to PostgreSQL and
-// its products' rows stay locked for no longer than that statement. With an Idempotency-Key
-// the statement runs in a transaction that also stores the key.
+// storeOrder places the order of userID for items, made by callerID: one statement
+// (OrderStatement) checks the caller and the user, reserves the stock, inserts the order and
+// its items at the products' current prices and writes the OrderCreated event to the
+// outbox, so that an order costs one round trip to PostgreSQL and its products' rows stay
+// locked for no longer than that statement. With an Idempotency-Key the statement runs in a
+// transaction that also stores the key. When the statement stores nothing, a second query
+// says why.
 //
 // Before the statement, storeOrder takes this process's locks on the products, and releases
 // them once the rows are released in PostgreSQL.
-func (h *Handler) storeOrder(ctx context.Context, callerID int, o *oas.Order, key, hash string) error {
+func (h *Handler) storeOrder(ctx context.Context, callerID, userID int, items []domain.Item, key, hash string) (*oas.Order, error) {
 	now := h.now()
-	o.CreatedAt, o.UpdatedAt = now.Truncate(time.Microsecond), now.Truncate(time.Microsecond)
-	evItems := make([]events.Item, len(o.Items))
-	ids := make([]int, len(o.Items))
-	for i, it := range o.Items {
-		evItems[i] = events.Item{ProductID: it.ProductId, Quantity: it.Quantity, Price: events.NewMoney(decimal.Decimal(it.Price))}
-		ids[i] = it.ProductId
-	}
-	ev := events.OrderCreated{OrderID: o.ID, UserID: o.UserId, Total: events.NewMoney(decimal.Decimal(o.Total)), Items: evItems, CreatedAt: now}
-	row, err := outbox.NewRow(ctx, events.SourceAPI, ev, actorHeaders(callerID))
+	ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(callerID))
 	if err != nil {
-		return fmt.Errorf("write OrderCreated: %w", err)
+		return nil, fmt.Errorf("write OrderCreated: %w", err)
 	}
-
-	unlock, err := h.stock.lock(ctx, ids)
-	if err != nil {
-		return fmt.Errorf("wait for stock: %w", err)
+	ids := make([]int, len(items))
+	for i, it := range items {
+		ids[i] = it.ProductID
 	}
-	defer unlock()
-	if key == "" {
-		err = insertOrder(ctx, h.db, o, now, row)
-	} else {
+	o, err := func() (*oas.Order, error) {
+		unlock, err := h.stock.lock(ctx, ids)
+		if err != nil {
+			return nil, fmt.Errorf("wait for stock: %w", err)
+		}
+		defer unlock()
+		if key == "" {
+			return insertOrder(ctx, h.db, callerID, userID, items, now, ev)
+		}
+		var o *oas.Order
 		err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
-			if err := insertOrder(ctx, tx, o, now, row); err != nil {
+			var err error
+			if o, err = insertOrder(ctx, tx, callerID, userID, items, now, ev); err != nil || o == nil {
 				return err
 			}
 			return storeIdempotencyKey(ctx, tx, callerID, key, hash, o.ID, now)
 		})
-	}
+		return o, err
+	}()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if o == nil {
+		return nil, explainRefusal(ctx, h.db, callerID, userID, items)
 	}
 	outbox.Wake()
-	return nil
+	return o, nil
 }
 
 // storeIdempotencyKey remembers key for the order inside tx. A key older than the TTL is
@@ -481,126 +401,178 @@ func storeIdempotencyKey(ctx context.Context, tx *ent.Tx, callerID int, key, has
 	return nil
 }
 
-// insertOrder runs OrderStatement (or insertOneItem) for o on q and sets the item ids, or
-// explains why nothing was inserted.
-func insertOrder(ctx context.Context, q querier, o *oas.Order, now time.Time, ev outbox.Row) error {
-	ids := make([]int64, len(o.Items))
-	qty := make([]int64, len(o.Items))
-	prices := make([]string, len(o.Items))
-	for i, it := range o.Items {
-		ids[i], qty[i], prices[i] = int64(it.ProductId), int64(it.Quantity), decimal.Decimal(it.Price).String()
+// insertOrder runs OrderStatement on q and returns the stored order, or nil when the
+// statement stored nothing. ev is the OrderCreated row without its data, which the
+// statement fills in.
+func insertOrder(ctx context.Context, q querier, callerID, userID int, items []domain.Item, now time.Time, ev outbox.Row) (*oas.Order, error) {
+	ids := make([]int64, len(items))
+	qty := make([]int64, len(items))
+	for i, it := range items {
+		ids[i], qty[i] = int64(it.ProductID), int64(it.Quantity)
 	}
 	var headers any // SQL NULL for no headers
 	if ev.Headers != nil {
 		headers = string(ev.Headers)
 	}
-	event := []any{ev.EventID, ev.EventType, ev.RoutingKey, string(ev.Payload), headers, ev.CreatedAt}
-	query := OrderStatement
-	args := append([]any{o.ID, o.UserId, ids, qty, prices, now, decimal.Decimal(o.Total).String(), len(o.Items)}, event...)
-	if len(o.Items) == 1 {
-		// Scalar parameters let PostgreSQL reuse one generic plan for the common case
-		// instead of planning the array form on every execution.
-		query = insertOneItem
-		args = append([]any{o.ID, o.UserId, ids[0], qty[0], prices[0], now, decimal.Decimal(o.Total).String()}, event...)
-	}
-	rows, err := q.QueryContext(ctx, query, args...)
+	rows, err := q.QueryContext(ctx, OrderStatement, callerID, userID, ids, qty, now, domain.MaxMoney.String(),
+		ev.EventID, ev.EventType, ev.RoutingKey, string(ev.Payload), headers, now.Format(time.RFC3339Nano))
 	if err != nil {
-		return fmt.Errorf("insert order: %w", err)
+		return nil, fmt.Errorf("insert order: %w", err)
 	}
 	defer rows.Close()
-	itemIDs := make(map[int]int, len(o.Items))
+	o := &oas.Order{
+		UserId:    userID,
+		Status:    oas.OrderStatusPending,
+		CreatedAt: now.Truncate(time.Microsecond),
+		UpdatedAt: now.Truncate(time.Microsecond),
+	}
 	for rows.Next() {
-		var itemID, productID int
-		if err := rows.Scan(&itemID, &productID); err != nil {
-			return fmt.Errorf("insert order: %w", err)
+		var (
+			it           oas.OrderItem
+			total, price decimal.Decimal
+		)
+		if err := rows.Scan(&o.ID, &total, &o.UserName, &it.ID, &it.ProductId, &it.ProductName, &it.Quantity, &price); err != nil {
+			return nil, fmt.Errorf("insert order: %w", err)
 		}
-		itemIDs[productID] = itemID
+		o.Total, it.Price = oas.Money(total), oas.Money(price)
+		o.Items = append(o.Items, it)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("insert order: %w", err)
+		return nil, fmt.Errorf("insert order: %w", err)
 	}
-	rows.Close()
-	if len(itemIDs) == 0 {
-		return explainShortage(ctx, q, o.Items)
-	}
-	for i := range o.Items {
-		o.Items[i].ID = itemIDs[o.Items[i].ProductId]
+	if len(o.Items) == 0 {
+		return nil, nil
 	}
 	// Items are listed in the order they were stored, as GET returns them.
 	slices.SortFunc(o.Items, func(a, b oas.OrderItem) int { return a.ID - b.ID })
-	return nil
+	return o, nil
 }
 
-// OrderStatement is the statement that stores an order of several items (cmd/bench runs it
-// through pgbench as the reference for order intake). It places order $1 of user $2 for
-// products $3 in quantities $4 at unit prices $5 ($8 items, total $7, at $6), with its
-// outbox row (event id $9, type $10, routing key $11, envelope $12, headers $13, created at
-// $14), and returns the items' ids; it inserts nothing, and returns no row, unless every
-// product has enough stock.
+// OrderStatement is the statement that stores an order (cmd/bench runs it through pgbench
+// as the reference for order intake). Caller $1 places an order for user $2 of products $3
+// in quantities $4 at $5; $6 is the largest total. The OrderCreated outbox row has event id
+// $7, type $8, routing key $9, headers $11 and envelope $10, whose data the statement builds
+// with the event's createdAt $12. One row is returned per item: the order's id, total and
+// user name, and the item's id, product id, product name, quantity and unit price.
+//
+// It stores nothing, and returns no row, unless the caller exists and is the user or an
+// admin, the user and every product exist, every product has enough stock and the total is
+// at most $6; explainRefusal then says which failed.
 //
 // The products are locked in id order first, so that two orders never wait for each other,
 // and the stock of all of them is checked under the locks before any is reserved. The
-// locking CTE is not inlined (it has FOR NO KEY UPDATE), and the reservation's condition
-// needs its whole result, so every lock is taken before the first row is updated.
-// Inserting the items while holding the products' locks spares PostgreSQL a shared
-// (multixact) lock for each foreign-key check.
+// locking CTE is not inlined (it has FOR NO KEY UPDATE), and the reservation joins the
+// draft, which needs its whole result, so every lock is taken before the first row is
+// updated. The order copies the prices read under the locks: an order pays the price in
+// force when it was placed. Inserting the items while holding the products' locks spares
+// PostgreSQL a shared (multixact) lock for each foreign-key check.
 const OrderStatement = `
 	WITH req AS (
-		SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::numeric[]) WITH ORDINALITY AS r(product_id, quantity, price, n)
+		SELECT * FROM unnest($3::bigint[], $4::bigint[]) WITH ORDINALITY AS r(product_id, quantity, n)
+	), buyer AS (
+		SELECT u.name FROM users u JOIN users c ON c.id = $1
+		WHERE u.id = $2 AND (c.id = u.id OR c.role = 'admin')
 	), locked AS (
-		SELECT id, stock FROM products WHERE id = ANY($3::bigint[]) ORDER BY id FOR NO KEY UPDATE
-	), enough AS (
-		SELECT count(*) = $8 AS ok FROM locked JOIN req ON req.product_id = locked.id WHERE locked.stock >= req.quantity
+		SELECT id, stock, name, price FROM products WHERE id = ANY($3::bigint[]) ORDER BY id FOR NO KEY UPDATE
+	), priced AS (
+		SELECT req.n, req.product_id, req.quantity, locked.name, locked.price
+		FROM req JOIN locked ON locked.id = req.product_id AND locked.stock >= req.quantity
+	), draft AS (
+		SELECT sum(price * quantity) AS total FROM priced
+		HAVING count(*) = cardinality($3::bigint[]) AND sum(price * quantity) <= $6::numeric AND EXISTS (SELECT FROM buyer)
 	), reserved AS (
-		UPDATE products p SET stock = p.stock - req.quantity, updated_at = $6
-		FROM req WHERE p.id = req.product_id AND p.stock >= req.quantity AND (SELECT ok FROM enough)
+		UPDATE products p SET stock = p.stock - priced.quantity, updated_at = $5
+		FROM priced, draft WHERE p.id = priced.product_id AND p.stock >= priced.quantity
 		RETURNING p.id
 	), o AS (
-		INSERT INTO orders (id, user_id, total, status, created_at, updated_at)
-		SELECT $1, $2, $7, 'pending', $6, $6 FROM reserved
-		HAVING count(*) = $8
-		RETURNING id
+		INSERT INTO orders (user_id, total, status, created_at, updated_at)
+		SELECT $2, draft.total, 'pending', $5, $5 FROM draft
+		WHERE (SELECT count(*) FROM reserved) = cardinality($3::bigint[])
+		RETURNING id, total
+	), items AS (
+		INSERT INTO order_items (order_id, product_id, quantity, price)
+		SELECT o.id, priced.product_id, priced.quantity, priced.price FROM o, priced ORDER BY priced.n
+		RETURNING id, product_id
 	), ev AS (
 		INSERT INTO outbox (event_id, event_type, routing_key, payload, headers, created_at)
-		SELECT $9, $10, $11, $12::jsonb, $13::jsonb, $14 FROM o
+		SELECT $7, $8, $9, jsonb_set($10::jsonb, '{data}', jsonb_build_object(
+			'orderId', o.id,
+			'userId', $2::bigint,
+			'total', o.total,
+			'items', (SELECT jsonb_agg(jsonb_build_object('productId', product_id, 'quantity', quantity, 'price', price) ORDER BY n) FROM priced),
+			'createdAt', $12::text)), $11::jsonb, $5
+		FROM o
 	)
-	INSERT INTO order_items (order_id, product_id, quantity, price)
-	SELECT o.id, req.product_id, req.quantity, req.price FROM o, req ORDER BY req.n
-	RETURNING id, product_id`
+	SELECT o.id, o.total, buyer.name, items.id, items.product_id, priced.name, priced.quantity, priced.price
+	FROM o, buyer, items JOIN priced ON priced.product_id = items.product_id`
 
-// insertOneItem is OrderStatement for an order of one item: product $3, quantity $4, unit
-// price $5, and the outbox row in $8 to $13. The conditional update alone decides.
-const insertOneItem = `
-	WITH reserved AS (
-		UPDATE products SET stock = stock - $4, updated_at = $6
-		WHERE id = $3 AND stock >= $4
-		RETURNING id
-	), o AS (
-		INSERT INTO orders (id, user_id, total, status, created_at, updated_at)
-		SELECT $1::bigint, $2::bigint, $7::numeric, 'pending', $6, $6 FROM reserved
-		RETURNING id
-	), ev AS (
-		INSERT INTO outbox (event_id, event_type, routing_key, payload, headers, created_at)
-		SELECT $8, $9, $10, $11::jsonb, $12::jsonb, $13 FROM o
-	)
-	INSERT INTO order_items (order_id, product_id, quantity, price)
-	SELECT o.id, $3, $4, $5::numeric FROM o
-	RETURNING id, product_id`
-
-// explainShortage names the first item whose product has too little stock (409), or no
-// longer exists (400), after the order statement reserved nothing.
-func explainShortage(ctx context.Context, q querier, items []oas.OrderItem) error {
+// explainRefusal says why OrderStatement stored nothing, checking what it checked in the
+// order the answers take precedence: the caller is gone (401) or a customer ordering for
+// someone else (403), the user or a product does not exist or the total is too large
+// (400), a product has too little stock (409). A refusal that no longer shows (the stock
+// came back meanwhile) is a 409 too.
+func explainRefusal(ctx context.Context, q querier, callerID, userID int, items []domain.Item) error {
+	ids := make([]int64, len(items))
 	for i, it := range items {
-		var stock int
-		err := queryRow(ctx, q, `SELECT stock FROM products WHERE id = $1`, it.ProductId).Scan(&stock)
-		if errors.Is(err, sql.ErrNoRows) {
+		ids[i] = int64(it.ProductID)
+	}
+	rows, err := q.QueryContext(ctx, `
+		SELECT c.role, u.id, p.id, p.price, p.stock
+		FROM (SELECT) one
+		LEFT JOIN users c ON c.id = $1
+		LEFT JOIN users u ON u.id = $2
+		LEFT JOIN products p ON p.id = ANY($3)`, callerID, userID, ids)
+	if err != nil {
+		return fmt.Errorf("check refused order: %w", err)
+	}
+	defer rows.Close()
+	type product struct {
+		price decimal.Decimal
+		stock int
+	}
+	var (
+		role     sql.NullString
+		user     sql.NullInt64
+		products = make(map[int]product, len(items))
+	)
+	for rows.Next() {
+		var (
+			id    sql.NullInt64
+			price decimal.NullDecimal
+			stock sql.NullInt64
+		)
+		if err := rows.Scan(&role, &user, &id, &price, &stock); err != nil {
+			return fmt.Errorf("check refused order: %w", err)
+		}
+		if id.Valid {
+			products[int(id.Int64)] = product{price: price.Decimal, stock: int(stock.Int64)}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("check refused order: %w", err)
+	}
+	switch {
+	case !role.Valid:
+		return errTokenUserGone
+	case userID != callerID && role.String != domain.RoleAdmin:
+		return problem(http.StatusForbidden, "A customer may only order for itself.")
+	case !user.Valid:
+		return invalid("userId", "no such user")
+	}
+	lines := make([]domain.Line, len(items))
+	for i, it := range items {
+		p, ok := products[it.ProductID]
+		if !ok {
 			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
 		}
-		if err != nil {
-			return fmt.Errorf("check stock of product %d: %w", it.ProductId, err)
-		}
-		if stock < it.Quantity {
-			return fmt.Errorf("%w: product %d has %d left, %d requested", ErrInsufficientStock, it.ProductId, stock, it.Quantity)
+		lines[i] = domain.Line{Price: p.price, Quantity: it.Quantity}
+	}
+	if _, err := domain.Total(lines); err != nil {
+		return invalid("items", err.Error())
+	}
+	for _, it := range items {
+		if p := products[it.ProductID]; p.stock < it.Quantity {
+			return fmt.Errorf("%w: product %d has %d left, %d requested", ErrInsufficientStock, it.ProductID, p.stock, it.Quantity)
 		}
 	}
 	return fmt.Errorf("%w: stock changed while ordering", ErrInsufficientStock)

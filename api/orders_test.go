@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"orderflow/api/oas"
 	"orderflow/events"
@@ -73,9 +74,24 @@ func TestCreateOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var createdAt time.Time
+		if err := e.db.QueryRow(`SELECT created_at FROM orders WHERE id = $1`, o.ID).Scan(&createdAt); err != nil {
+			t.Fatal(err)
+		}
 		ev, ok := decoded.(events.OrderCreated)
-		if !ok || ev.OrderID != o.ID || ev.UserID != custID || !ev.Total.Equal(decimalOf(t, "23.97")) || len(ev.Items) != 2 || source != events.SourceAPI {
-			t.Errorf("OrderCreated %+v from %q", decoded, source)
+		if !ok || ev.OrderID != o.ID || ev.UserID != custID || !ev.Total.Equal(decimalOf(t, "23.97")) || len(ev.Items) != 2 || source != events.SourceAPI ||
+			ev.CreatedAt.Sub(createdAt).Abs() >= time.Microsecond {
+			t.Fatalf("OrderCreated %+v from %q, order created at %s", decoded, source, createdAt)
+		}
+		// The items in the order of the request, at the prices the order copied.
+		want := []events.Item{
+			{ProductID: p2, Quantity: 3, Price: events.NewMoney(decimalOf(t, "0.99"))},
+			{ProductID: p1, Quantity: 2, Price: events.NewMoney(decimalOf(t, "10.50"))},
+		}
+		for i, it := range ev.Items {
+			if it.ProductID != want[i].ProductID || it.Quantity != want[i].Quantity || !it.Price.Equal(want[i].Price.Decimal) {
+				t.Errorf("OrderCreated item %d is %+v, want %+v", i, it, want[i])
+			}
 		}
 		// Repricing the product does not change the order.
 		if _, err := e.admin.UpdateProduct(ctx, &oas.ProductInput{Name: "Repriced", Price: money("99.00"), Stock: 8}, oas.UpdateProductParams{ID: p1}); err != nil {

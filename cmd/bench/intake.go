@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"orderflow/api"
+	"orderflow/domain"
 	"orderflow/events"
 )
 
@@ -39,34 +40,29 @@ END;
 `
 
 // pgbenchScript is the API's order statement (api.OrderStatement) as a pgbench script, for
-// 2 random products x 1 at 10.00 (in product id order, as the API sends them) and a random
-// customer, with an OrderCreated envelope and headers of the API's size. The order id that
-// the API draws beforehand with nextval is drawn inside the statement.
+// 2 random products x 1 (in product id order, as the API sends them) placed by a random
+// customer, with an OrderCreated envelope and headers of the API's size.
 func pgbenchScript() string {
 	const envelope = `{"specversion":"1.0","id":"0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f","source":"orderflow/api",` +
-		`"type":"orderflow.order.created.v1","time":"2026-12-01T03:00:00.123456Z","datacontenttype":"application/json",` +
-		`"data":{"orderId":1,"userId":1,"total":"20.00","items":[{"productId":1,"quantity":1,"price":"10.00"},` +
-		`{"productId":2,"quantity":1,"price":"10.00"}],"createdAt":"2026-12-01T03:00:00.123456Z"}}`
+		`"type":"orderflow.order.created.v1","time":"2026-12-01T03:00:00.123456789Z","datacontenttype":"application/json","data":{}}`
 	const headers = `{"actor-user-id":"1","x-request-id":"0123456789abcdef0123456789abcdef",` +
 		`"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`
 	params := []string{
-		"nextval(pg_get_serial_sequence('orders', 'id'))", // $1 order id
+		":uid",                      // $1 caller
 		":uid",                      // $2 user
 		"ARRAY[:p1, :p2]::bigint[]", // $3 products
 		"'{1,1}'",                   // $4 quantities
-		"'{10.00,10.00}'",           // $5 prices
-		"now()",                     // $6
-		"20.00",                     // $7 total
-		"2",                         // $8 items
-		"gen_random_uuid()",         // $9 event id
+		"now()",                     // $5
+		"'" + domain.MaxMoney.String() + "'",
+		"gen_random_uuid()", // $7 event id
 		"'" + events.TypeOrderCreated + "'",
 		"'" + events.RoutingKeyOrderCreated + "'",
 		"'" + envelope + "'",
 		"'" + headers + "'",
-		"now()", // $14 created at
+		"'2026-12-01T03:00:00.123456789Z'", // $12 createdAt
 	}
 	stmt := api.OrderStatement
-	for n := len(params); n >= 1; n-- { // $14 before $1
+	for n := len(params); n >= 1; n-- { // $12 before $1
 		stmt = strings.ReplaceAll(stmt, "$"+strconv.Itoa(n), params[n-1])
 	}
 	return `\set uid random(:ufirst, :ufirst + :users - 1)
