@@ -81,28 +81,32 @@ func startWorkers(n int, seed time.Time, work func(rng *rand.Rand, lat *latencie
 }
 
 // closedLoop runs clients workers that each call do back to back for d, and measures
-// every successful call.
+// every successful call. Calls still running after d are waited for, not cancelled, as
+// pgbench -T waits for its transactions: a cancelled request would cost the api a database
+// connection and load the phase that follows.
 func closedLoop(ctx context.Context, clients int, d time.Duration, do call) phase {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	return backToBack(ctx, clients, -1, do)
+	return backToBack(ctx, clients, -1, time.Now().Add(d), do)
 }
 
 // countLoop has clients workers call do back to back until n calls were made in all.
 func countLoop(ctx context.Context, clients, n int, do call) phase {
-	return backToBack(ctx, clients, n, do)
+	return backToBack(ctx, clients, n, time.Time{}, do)
 }
 
 // backToBack runs clients workers that call do back to back until n calls were made (no
-// limit when n < 0) or ctx ends; failures after ctx ended are not counted.
-func backToBack(ctx context.Context, clients, n int, do call) phase {
+// limit when n < 0), until is reached (none when zero) or ctx ends; failures after ctx
+// ended are not counted.
+func backToBack(ctx context.Context, clients, n int, until time.Time, do call) phase {
 	var (
 		next atomic.Int64
 		errs errorLog
 	)
+	more := func() bool {
+		return (n < 0 || next.Add(1) <= int64(n)) && (until.IsZero() || time.Now().Before(until)) && ctx.Err() == nil
+	}
 	start := time.Now()
 	wait := startWorkers(clients, start, func(rng *rand.Rand, lat *latencies) {
-		for (n < 0 || next.Add(1) <= int64(n)) && ctx.Err() == nil {
+		for more() {
 			t := time.Now()
 			if err := do(ctx, rng); err != nil {
 				if ctx.Err() == nil {
