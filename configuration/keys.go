@@ -37,7 +37,7 @@ var secretKeys = map[string]bool{
 var meanings = map[string]string{
 	"http.address":                          "host:port the process's HTTP server listens on (port 0 picks a free port)",
 	"http.shutdownTimeout":                  "how long a stopping process waits for in-flight requests",
-	"http.requestTimeout":                   "deadline of one API request",
+	"http.requestTimeout":                   "deadline of one API request (a request whose client leaves still runs to its answer or this deadline)",
 	"http.maxBodyBytes":                     "largest accepted request body, in bytes",
 	"http.pprofAddress":                     "host:port of a separate listener serving Go's profiles under /debug/pprof/; empty serves none",
 	"database.host":                         "PostgreSQL host",

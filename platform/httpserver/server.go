@@ -87,10 +87,13 @@ func (s *Server) Addr() string {
 func (s *Server) URL() string { return "http://" + s.Addr() }
 
 // WithTimeout gives every request a context that ends after d, so that database calls and
-// other work stop when a request has run out of time.
+// other work stop when a request has run out of time. It does not end when the client goes
+// away: the request runs to its answer, as it would have for a client that stayed, instead
+// of being cut off in a database call, which costs the pool its connection (pgx closes a
+// connection whose query is cancelled) just when clients give up under load.
 func WithTimeout(next http.Handler, d time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), d)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})

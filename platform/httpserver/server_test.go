@@ -24,6 +24,9 @@ import (
 	"orderflow/platform/metrics"
 )
 
+// outcomes receives what the context of GET /outlive's handler ended with, 100 ms in.
+var outcomes = make(chan error, 1)
+
 func start(t *testing.T, cfg *configuration.Config, checks ...health.Check) *httpserver.Server {
 	t.Helper()
 	var srv *httpserver.Server
@@ -33,6 +36,13 @@ func start(t *testing.T, cfg *configuration.Config, checks ...health.Check) *htt
 		httpserver.Module,
 		fx.Invoke(func(mux *http.ServeMux) {
 			health.Register(mux, checks)
+			mux.HandleFunc("GET /outlive", func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+				outcomes <- r.Context().Err()
+			})
 			mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
 				select {
 				case <-r.Context().Done():
@@ -94,6 +104,28 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	if elapsed := time.Since(begin); elapsed > 3*time.Second {
 		t.Errorf("slow request took %v despite a 200ms timeout", elapsed)
+	}
+}
+
+func TestDepartedClientDoesNotCancelTheRequest(t *testing.T) {
+	srv := start(t, testConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL()+"/outlive", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("the client got an answer before it gave up")
+	}
+	select {
+	case err := <-outcomes:
+		if err != nil {
+			t.Errorf("the request's context ended (%v) when its client went away", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler did not finish")
 	}
 }
 
