@@ -147,6 +147,14 @@ func TestCreateOrder(t *testing.T) {
 			t.Errorf("stock changed from %d to %d by refused orders", before, e.stock(p1))
 		}
 	})
+	t.Run("a total beyond the largest amount reserves nothing", func(t *testing.T) {
+		dear := e.product("9999999999.99", 5)
+		_, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(p1, 1, dear, 2)}, oas.CreateOrderParams{})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "items")
+		if e.stock(dear) != 5 {
+			t.Errorf("stock moved from 5 to %d", e.stock(dear))
+		}
+	})
 	t.Run("insufficient stock reserves nothing", func(t *testing.T) {
 		b1, b2 := e.stock(p1), e.stock(p2)
 		_, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(p1, 1, p2, b2+1)}, oas.CreateOrderParams{})
