@@ -52,27 +52,18 @@ type Row struct {
 }
 
 // NewEnvelopeRow returns the row that Write would insert for an event of eventType published
-// with routingKey, except that the envelope's data is an empty object: for a writer that
-// builds the data in its own statement from the rows that statement writes, as
-// jsonb_set(payload, '{data}', ...). Nothing here checks that data against the event's
-// contract; the writer's tests decode what it stored.
+// with routingKey, except that the envelope's data is an empty object
+// (events.NewEnvelopeWithoutData): for a writer that builds the data in its own statement
+// from the rows that statement writes, as jsonb_set(payload, '{data}', ...).
 func NewEnvelopeRow(ctx context.Context, source, eventType, routingKey string, headers map[string]string) (Row, error) {
 	hdr, err := encodeHeaders(ctx, headers)
 	if err != nil {
 		return Row{}, err
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return Row{}, fmt.Errorf("new event id: %w", err)
-	}
 	now := time.Now().UTC()
-	env := events.Envelope{SpecVersion: events.SpecVersion, ID: id.String(), Source: source, Type: eventType,
-		Time: now, DataContentType: events.DataContentType, Data: json.RawMessage(`{}`)}
-	body, err := env.Encode()
-	if err != nil {
-		return Row{}, fmt.Errorf("write outbox event: %w", err)
-	}
-	return Row{EventID: id, EventType: eventType, RoutingKey: routingKey, Payload: body, Headers: hdr, CreatedAt: now}, nil
+	return newRow(hdr, routingKey, now, func(id string) (events.Envelope, error) {
+		return events.NewEnvelopeWithoutData(id, source, eventType, now)
+	})
 }
 
 func newRows(ctx context.Context, source string, evs []events.Event, headers map[string]string) ([]Row, error) {
@@ -83,22 +74,32 @@ func newRows(ctx context.Context, source string, evs []events.Event, headers map
 	now := time.Now().UTC()
 	rows := make([]Row, len(evs))
 	for i, e := range evs {
-		// Version 7 ids grow with time, which keeps the unique index compact.
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, fmt.Errorf("new event id: %w", err)
+		if rows[i], err = newRow(hdr, e.RoutingKey(), now, func(id string) (events.Envelope, error) {
+			return events.NewEnvelope(id, source, now, e)
+		}); err != nil {
+			return nil, err
 		}
-		env, err := events.NewEnvelope(id.String(), source, now, e)
-		if err != nil {
-			return nil, fmt.Errorf("write outbox event: %w", err)
-		}
-		body, err := env.Encode()
-		if err != nil {
-			return nil, fmt.Errorf("write outbox event: %w", err)
-		}
-		rows[i] = Row{EventID: id, EventType: env.Type, RoutingKey: e.RoutingKey(), Payload: body, Headers: hdr, CreatedAt: now}
 	}
 	return rows, nil
+}
+
+// newRow gives an event a new id and returns its row, created at now, with the envelope that
+// envelope makes for that id.
+func newRow(hdr []byte, routingKey string, now time.Time, envelope func(id string) (events.Envelope, error)) (Row, error) {
+	// Version 7 ids grow with time, which keeps the unique index compact.
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Row{}, fmt.Errorf("new event id: %w", err)
+	}
+	env, err := envelope(id.String())
+	if err != nil {
+		return Row{}, fmt.Errorf("write outbox event: %w", err)
+	}
+	body, err := env.Encode()
+	if err != nil {
+		return Row{}, fmt.Errorf("write outbox event: %w", err)
+	}
+	return Row{EventID: id, EventType: env.Type, RoutingKey: routingKey, Payload: body, Headers: hdr, CreatedAt: now}, nil
 }
 
 // encodeHeaders returns headers plus the request id and trace context of ctx as a JSON

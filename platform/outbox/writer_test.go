@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -131,6 +132,30 @@ func TestWriteCarriesRequestIDAndTrace(t *testing.T) {
 	if row.Headers[bus.HeaderRequestID] != "req-9" || row.Headers["x-extra"] != "1" ||
 		!strings.Contains(row.Headers["traceparent"], traceID) {
 		t.Errorf("headers %v lack the request id, the caller's header or the trace", row.Headers)
+	}
+}
+
+func TestNewEnvelopeRowLeavesOnlyTheData(t *testing.T) {
+	ctx := log.WithRequestID(context.Background(), "req-10")
+	row, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, map[string]string{"x-extra": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env events.Envelope
+	if err := json.Unmarshal(row.Payload, &env); err != nil {
+		t.Fatal(err)
+	}
+	if env.SpecVersion != events.SpecVersion || env.ID != row.EventID.String() || env.Source != events.SourceAPI ||
+		env.Type != events.TypeOrderCreated || env.DataContentType != events.DataContentType ||
+		!env.Time.Equal(row.CreatedAt) || string(env.Data) != "{}" {
+		t.Errorf("envelope %+v for row %+v", env, row)
+	}
+	if row.EventType != events.TypeOrderCreated || row.RoutingKey != events.RoutingKeyOrderCreated {
+		t.Errorf("row type %q, routing key %q", row.EventType, row.RoutingKey)
+	}
+	var headers map[string]string
+	if err := json.Unmarshal(row.Headers, &headers); err != nil || headers[bus.HeaderRequestID] != "req-10" || headers["x-extra"] != "1" {
+		t.Errorf("headers %s (%v)", row.Headers, err)
 	}
 }
 
