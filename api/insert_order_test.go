@@ -39,8 +39,9 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 			ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, nil)
 			if err == nil {
 				var o *oas.Order
-				if o, err = insertOrder(ctx, e.db, custID, custID, its, e.h.now(), ev); err == nil && o == nil {
-					err = explainRefusal(ctx, e.db, custID, custID, its)
+				ids := productIDs(its)
+				if o, err = insertOrder(ctx, e.db, custID, custID, its, ids, e.h.now(), ev); err == nil && o == nil {
+					err = explainRefusal(ctx, e.db, custID, custID, its, ids)
 				}
 			}
 			mu.Lock()

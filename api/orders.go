@@ -342,42 +342,52 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 // Before the statement, storeOrder takes this process's locks on the products, and releases
 // them once the rows are released in PostgreSQL.
 func (h *Handler) storeOrder(ctx context.Context, callerID, userID int, items []domain.Item, key, hash string) (*oas.Order, error) {
-	now := h.now()
 	ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(callerID))
 	if err != nil {
 		return nil, fmt.Errorf("write OrderCreated: %w", err)
 	}
-	ids := make([]int, len(items))
-	for i, it := range items {
-		ids[i] = it.ProductID
-	}
-	o, err := func() (*oas.Order, error) {
-		unlock, err := h.stock.lock(ctx, ids)
-		if err != nil {
-			return nil, fmt.Errorf("wait for stock: %w", err)
-		}
-		defer unlock()
-		if key == "" {
-			return insertOrder(ctx, h.db, callerID, userID, items, now, ev)
-		}
-		var o *oas.Order
-		err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
-			var err error
-			if o, err = insertOrder(ctx, tx, callerID, userID, items, now, ev); err != nil || o == nil {
-				return err
-			}
-			return storeIdempotencyKey(ctx, tx, callerID, key, hash, o.ID, now)
-		})
-		return o, err
-	}()
+	ids := productIDs(items)
+	o, err := h.insertUnderStockLocks(ctx, callerID, userID, items, ids, ev, key, hash)
 	if err != nil {
 		return nil, err
 	}
 	if o == nil {
-		return nil, explainRefusal(ctx, h.db, callerID, userID, items)
+		return nil, explainRefusal(ctx, h.db, callerID, userID, items, ids)
 	}
 	outbox.Wake()
 	return o, nil
+}
+
+// insertUnderStockLocks runs insertOrder, and stores the Idempotency-Key with it when there
+// is one, while holding this process's locks on the products.
+func (h *Handler) insertUnderStockLocks(ctx context.Context, callerID, userID int, items []domain.Item, ids []int64,
+	ev outbox.Row, key, hash string) (*oas.Order, error) {
+	unlock, err := h.stock.lock(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("wait for stock: %w", err)
+	}
+	defer unlock()
+	now := h.now()
+	if key == "" {
+		return insertOrder(ctx, h.db, callerID, userID, items, ids, now, ev)
+	}
+	var o *oas.Order
+	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
+		if o, err = insertOrder(ctx, tx, callerID, userID, items, ids, now, ev); err != nil || o == nil {
+			return err
+		}
+		return storeIdempotencyKey(ctx, tx, callerID, key, hash, o.ID, now)
+	})
+	return o, err
+}
+
+// productIDs lists the products of items, in their order.
+func productIDs(items []domain.Item) []int64 {
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = int64(it.ProductID)
+	}
+	return ids
 }
 
 // storeIdempotencyKey remembers key for the order inside tx. A key older than the TTL is
@@ -401,21 +411,20 @@ func storeIdempotencyKey(ctx context.Context, tx *ent.Tx, callerID int, key, has
 	return nil
 }
 
-// insertOrder runs OrderStatement on q and returns the stored order, or nil when the
-// statement stored nothing. ev is the OrderCreated row without its data, which the
-// statement fills in.
-func insertOrder(ctx context.Context, q querier, callerID, userID int, items []domain.Item, now time.Time, ev outbox.Row) (*oas.Order, error) {
-	ids := make([]int64, len(items))
+// insertOrder runs OrderStatement on q for items (of products ids) and returns the stored
+// order, or nil when the statement stored nothing. ev is the OrderCreated row without its
+// data, which the statement fills in.
+func insertOrder(ctx context.Context, q querier, callerID, userID int, items []domain.Item, ids []int64, now time.Time, ev outbox.Row) (*oas.Order, error) {
 	qty := make([]int64, len(items))
 	for i, it := range items {
-		ids[i], qty[i] = int64(it.ProductID), int64(it.Quantity)
+		qty[i] = int64(it.Quantity)
 	}
 	var headers any // SQL NULL for no headers
 	if ev.Headers != nil {
 		headers = string(ev.Headers)
 	}
-	rows, err := q.QueryContext(ctx, OrderStatement, callerID, userID, ids, qty, now, domain.MaxMoney.String(),
-		ev.EventID, ev.EventType, ev.RoutingKey, string(ev.Payload), headers, now.Format(time.RFC3339Nano))
+	rows, err := q.QueryContext(ctx, OrderStatement, callerID, userID, ids, qty, now, maxTotal,
+		ev.EventID, ev.EventType, ev.RoutingKey, string(ev.Payload), headers, now.Format(time.RFC3339Nano), domain.RoleAdmin)
 	if err != nil {
 		return nil, fmt.Errorf("insert order: %w", err)
 	}
@@ -448,11 +457,14 @@ func insertOrder(ctx context.Context, q querier, callerID, userID int, items []d
 	return o, nil
 }
 
+// maxTotal is OrderStatement's $6.
+var maxTotal = domain.MaxMoney.String()
+
 // OrderStatement is the statement that stores an order (cmd/bench runs it through pgbench
 // as the reference for order intake). Caller $1 places an order for user $2 of products $3
 // in quantities $4 at $5; $6 is the largest total. The OrderCreated outbox row has event id
 // $7, type $8, routing key $9, headers $11 and envelope $10, whose data the statement builds
-// with the event's createdAt $12. One row is returned per item: the order's id, total and
+// with the event's createdAt $12. $13 is the admin role. One row is returned per item: the order's id, total and
 // user name, and the item's id, product id, product name, quantity and unit price.
 //
 // It stores nothing, and returns no row, unless the caller exists and is the user or an
@@ -471,7 +483,7 @@ const OrderStatement = `
 		SELECT * FROM unnest($3::bigint[], $4::bigint[]) WITH ORDINALITY AS r(product_id, quantity, n)
 	), buyer AS (
 		SELECT u.name FROM users u JOIN users c ON c.id = $1
-		WHERE u.id = $2 AND (c.id = u.id OR c.role = 'admin')
+		WHERE u.id = $2 AND (c.id = u.id OR c.role = $13)
 	), locked AS (
 		SELECT id, stock, name, price FROM products WHERE id = ANY($3::bigint[]) ORDER BY id FOR NO KEY UPDATE
 	), priced AS (
@@ -511,11 +523,7 @@ const OrderStatement = `
 // someone else (403), the user or a product does not exist or the total is too large
 // (400), a product has too little stock (409). A refusal that no longer shows (the stock
 // came back meanwhile) is a 409 too.
-func explainRefusal(ctx context.Context, q querier, callerID, userID int, items []domain.Item) error {
-	ids := make([]int64, len(items))
-	for i, it := range items {
-		ids[i] = int64(it.ProductID)
-	}
+func explainRefusal(ctx context.Context, q querier, callerID, userID int, items []domain.Item, ids []int64) error {
 	rows, err := q.QueryContext(ctx, `
 		SELECT c.role, u.id, p.id, p.price, p.stock
 		FROM (SELECT) one
@@ -554,7 +562,7 @@ func explainRefusal(ctx context.Context, q querier, callerID, userID int, items 
 	switch {
 	case !role.Valid:
 		return errTokenUserGone
-	case userID != callerID && role.String != domain.RoleAdmin:
+	case userID != callerID && !(Principal{Role: role.String}).IsAdmin():
 		return problem(http.StatusForbidden, "A customer may only order for itself.")
 	case !user.Valid:
 		return invalid("userId", "no such user")

@@ -29,10 +29,10 @@ func newStockLocks() *stockLocks {
 
 // lock takes the locks of the given products in stripe order (so two orders never wait for
 // each other) and returns the function that releases them. It gives up when ctx ends.
-func (l *stockLocks) lock(ctx context.Context, productIDs []int) (func(), error) {
+func (l *stockLocks) lock(ctx context.Context, productIDs []int64) (func(), error) {
 	idx := make([]int, 0, len(productIDs))
 	for _, id := range productIDs {
-		idx = append(idx, int(uint(id)%stockStripes))
+		idx = append(idx, int(uint64(id)%stockStripes))
 	}
 	slices.Sort(idx)
 	idx = slices.Compact(idx)

@@ -42,27 +42,35 @@ END;
 // pgbenchScript is the API's order statement (api.OrderStatement) as a pgbench script, for
 // 2 random products x 1 (in product id order, as the API sends them) placed by a random
 // customer, with an OrderCreated envelope and headers of the API's size.
-func pgbenchScript() string {
-	const envelope = `{"specversion":"1.0","id":"0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f","source":"orderflow/api",` +
-		`"type":"orderflow.order.created.v1","time":"2026-12-01T03:00:00.123456789Z","datacontenttype":"application/json","data":{}}`
+func pgbenchScript() (string, error) {
+	at := time.Date(2026, 12, 1, 3, 0, 0, 123456789, time.UTC)
+	env, err := events.NewEnvelopeWithoutData("0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f", events.SourceAPI, events.TypeOrderCreated, at)
+	if err != nil {
+		return "", err
+	}
+	envelope, err := env.Encode()
+	if err != nil {
+		return "", err
+	}
 	const headers = `{"actor-user-id":"1","x-request-id":"0123456789abcdef0123456789abcdef",` +
 		`"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`
 	params := []string{
-		":uid",                      // $1 caller
-		":uid",                      // $2 user
-		"ARRAY[:p1, :p2]::bigint[]", // $3 products
-		"'{1,1}'",                   // $4 quantities
-		"now()",                     // $5
-		"'" + domain.MaxMoney.String() + "'",
-		"gen_random_uuid()", // $7 event id
+		":uid",                               // $1 caller
+		":uid",                               // $2 user
+		"ARRAY[:p1, :p2]::bigint[]",          // $3 products
+		"'{1,1}'",                            // $4 quantities
+		"now()",                              // $5
+		"'" + domain.MaxMoney.String() + "'", // $6 largest total
+		"gen_random_uuid()",                  // $7 event id
 		"'" + events.TypeOrderCreated + "'",
 		"'" + events.RoutingKeyOrderCreated + "'",
-		"'" + envelope + "'",
+		"'" + string(envelope) + "'",
 		"'" + headers + "'",
-		"'2026-12-01T03:00:00.123456789Z'", // $12 createdAt
+		"'" + at.Format(time.RFC3339Nano) + "'", // $12 createdAt
+		"'" + domain.RoleAdmin + "'",            // $13
 	}
 	stmt := api.OrderStatement
-	for n := len(params); n >= 1; n-- { // $12 before $1
+	for n := len(params); n >= 1; n-- { // $13 before $1
 		stmt = strings.ReplaceAll(stmt, "$"+strconv.Itoa(n), params[n-1])
 	}
 	return `\set uid random(:ufirst, :ufirst + :users - 1)
@@ -70,7 +78,7 @@ func pgbenchScript() string {
 \set b (:a + random(1, :products - 1)) % :products
 \set p1 :pfirst + least(:a, :b)
 \set p2 :pfirst + greatest(:a, :b)
-` + strings.Join(strings.Fields(stmt), " ") + ";\n"
+` + strings.Join(strings.Fields(stmt), " ") + ";\n", nil
 }
 
 // runIntake measures POST /api/orders at rising concurrency, each level side by side with
@@ -98,7 +106,11 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	}
 	script := filepath.Join(os.TempDir(), "orderflow-bench-intake-"+r.stamp+".sql")
 	plain := filepath.Join(os.TempDir(), "orderflow-bench-intake-plain-"+r.stamp+".sql")
-	for file, text := range map[string]string{script: pgbenchScript(), plain: plainScript} {
+	text, err := pgbenchScript()
+	if err != nil {
+		return res, fmt.Errorf("pgbench script: %w", err)
+	}
+	for file, text := range map[string]string{script: text, plain: plainScript} {
 		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 			return res, err
 		}
