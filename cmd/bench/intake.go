@@ -81,6 +81,37 @@ func pgbenchScript() (string, error) {
 ` + strings.Join(strings.Fields(stmt), " ") + ";\n", nil
 }
 
+// checkReference warms pgbench's database up with the API's statement and checks that every
+// transaction pgbench counted stored an order: the statement stores nothing, without an
+// error, when one of its checks fails, and pgbench would count that as done.
+func checkReference(ctx context.Context, e *env, refDB, script string, cat catalogue, d time.Duration) error {
+	pool, err := e.openDB(ctx, refDB, 1)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	count := func() (n int, err error) {
+		err = pool.QueryRowContext(ctx, `SELECT count(*) FROM orders`).Scan(&n)
+		return n, err
+	}
+	before, err := count()
+	if err != nil {
+		return err
+	}
+	p, err := pgbench(ctx, refDB, script, cat, 4, d)
+	if err != nil {
+		return err
+	}
+	after, err := count()
+	if err != nil {
+		return err
+	}
+	if after-before != p.Done || p.Done == 0 {
+		return fmt.Errorf("pgbench ran the API's statement %d times but stored %d orders", p.Done, after-before)
+	}
+	return nil
+}
+
 // runIntake measures POST /api/orders at rising concurrency, each level side by side with
 // pgbench on an identical database running the API's own statement (the target's reference)
 // and the same order as a plain transaction, then a fixed-rate phase at half the API's peak
@@ -137,7 +168,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	if warm.Errors > 0 {
 		return res, fmt.Errorf("warm-up: %d failed orders, first: %s", warm.Errors, warm.FirstError)
 	}
-	if _, err := pgbench(ctx, refDB, script, cat, 4, r.size.phase/4); err != nil {
+	if err := checkReference(ctx, e, refDB, script, cat, r.size.phase/4); err != nil {
 		return res, err
 	}
 
