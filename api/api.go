@@ -39,6 +39,7 @@ type Handler struct {
 	now         func() time.Time
 
 	stock     *stockLocks
+	intake    *intake
 	logins    *loginLimiter
 	dummyOnce sync.Once
 	dummy     []byte
@@ -58,6 +59,7 @@ func NewHandler(client *ent.Client, db *sql.DB, cfg *configuration.Config, log *
 		expireAfter: cfg.Orders.ExpireAfter.D(),
 		bcryptCost:  bcrypt.DefaultCost,
 		stock:       newStockLocks(),
+		intake:      newIntake(db, log, cfg.Orders.IntakeConnections, cfg.Orders.IntakeGroupSize),
 		logins:      newLoginLimiter(cfg.Auth.LoginAttemptsPerMinute, cfg.Auth.LoginAttemptsPerAddressPerMinute, time.Now),
 		now:         func() time.Time { return time.Now().UTC() },
 	}

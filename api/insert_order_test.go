@@ -11,10 +11,11 @@ import (
 	"orderflow/platform/outbox"
 )
 
-// TestInsertOrderLocksInDatabase runs the order statement concurrently without this
-// process's stock locks, as two API processes would: orders for the same two products,
-// listed in either order, never deadlock, reserve exactly the stock there is, and write
-// one outbox row per stored order and none for a refused one.
+// TestInsertOrderLocksInDatabase places orders concurrently through two intakes and
+// without this process's stock locks, as two API processes would, so that groups share
+// products with each other and within themselves: orders for the same two products, listed
+// in either order, never deadlock, reserve exactly the stock there is, and write one outbox
+// row per stored order and none for a refused one.
 func TestInsertOrderLocksInDatabase(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -22,6 +23,7 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 	a, b := e.product("1.00", 30), e.product("2.50", 30)
 
 	const orders = 40
+	intakes := []*intake{newIntake(e.db, e.h.log, 2, 8), newIntake(e.db, e.h.log, 2, 8)}
 	var (
 		wg              sync.WaitGroup
 		mu              sync.Mutex
@@ -40,7 +42,8 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 			if err == nil {
 				var o *oas.Order
 				ids := productIDs(its)
-				if o, err = insertOrder(ctx, e.db, custID, custID, its, ids, e.h.now(), ev); err == nil && o == nil {
+				job := &orderJob{ctx: ctx, callerID: custID, userID: custID, items: its, ids: ids, now: e.h.now(), ev: ev}
+				if o, err = intakes[i/2%2].store(job); err == nil && o == nil {
 					err = explainRefusal(ctx, e.db, custID, custID, its, ids)
 				}
 			}

@@ -17,8 +17,15 @@ var ordersCreated = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Order requests by outcome.",
 }, []string{"outcome"})
 
+// intakeGroupOrders is the number of orders in each transaction that stored new orders.
+var intakeGroupOrders = prometheus.NewHistogram(prometheus.HistogramOpts{
+	Name:    "orderflow_order_intake_group_orders",
+	Help:    "Orders stored per transaction by the order intake.",
+	Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+})
+
 func registerMetrics(reg prometheus.Registerer) error {
-	return reg.Register(ordersCreated)
+	return errors.Join(reg.Register(ordersCreated), reg.Register(intakeGroupOrders))
 }
 
 func orderOutcome(err error) string {

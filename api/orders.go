@@ -334,10 +334,9 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 // storeOrder places the order of userID for items, made by callerID: one statement
 // (OrderStatement) checks the caller and the user, reserves the stock, inserts the order and
 // its items at the products' current prices and writes the OrderCreated event to the
-// outbox, so that an order costs one round trip to PostgreSQL and its products' rows stay
-// locked for no longer than that statement. With an Idempotency-Key the statement runs in a
-// transaction that also stores the key. When the statement stores nothing, a second query
-// says why.
+// outbox. The intake runs it, for several orders that wait together in one transaction.
+// With an Idempotency-Key the statement runs in a transaction of its own that also stores
+// the key. When the statement stores nothing, a second query says why.
 //
 // Before the statement, storeOrder takes this process's locks on the products, and releases
 // them once the rows are released in PostgreSQL.
@@ -369,7 +368,7 @@ func (h *Handler) insertUnderStockLocks(ctx context.Context, callerID, userID in
 	defer unlock()
 	now := h.now()
 	if key == "" {
-		return insertOrder(ctx, h.db, callerID, userID, items, ids, now, ev)
+		return h.intake.store(&orderJob{ctx: ctx, callerID: callerID, userID: userID, items: items, ids: ids, now: now, ev: ev})
 	}
 	var o *oas.Order
 	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
@@ -415,6 +414,16 @@ func storeIdempotencyKey(ctx context.Context, tx *ent.Tx, callerID int, key, has
 // order, or nil when the statement stored nothing. ev is the OrderCreated row without its
 // data, which the statement fills in.
 func insertOrder(ctx context.Context, q querier, callerID, userID int, items []domain.Item, ids []int64, now time.Time, ev outbox.Row) (*oas.Order, error) {
+	rows, err := q.QueryContext(ctx, OrderStatement, orderArgs(callerID, userID, items, ids, now, ev)...)
+	if err != nil {
+		return nil, fmt.Errorf("insert order: %w", err)
+	}
+	defer rows.Close()
+	return scanOrder(rows, userID, now)
+}
+
+// orderArgs are OrderStatement's parameters.
+func orderArgs(callerID, userID int, items []domain.Item, ids []int64, now time.Time, ev outbox.Row) []any {
 	qty := make([]int64, len(items))
 	for i, it := range items {
 		qty[i] = int64(it.Quantity)
@@ -423,12 +432,20 @@ func insertOrder(ctx context.Context, q querier, callerID, userID int, items []d
 	if ev.Headers != nil {
 		headers = string(ev.Headers)
 	}
-	rows, err := q.QueryContext(ctx, OrderStatement, callerID, userID, ids, qty, now, maxTotal,
-		ev.EventID, ev.EventType, ev.RoutingKey, string(ev.Payload), headers, now.Format(time.RFC3339Nano), domain.RoleAdmin)
-	if err != nil {
-		return nil, fmt.Errorf("insert order: %w", err)
-	}
-	defer rows.Close()
+	return []any{callerID, userID, ids, qty, now, maxTotal,
+		ev.EventID, ev.EventType, ev.RoutingKey, string(ev.Payload), headers, now.Format(time.RFC3339Nano), domain.RoleAdmin}
+}
+
+// resultRows are the rows of a query, from database/sql or pgx.
+type resultRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanOrder reads the order of userID placed at now from OrderStatement's rows, or returns
+// nil when there are none.
+func scanOrder(rows resultRows, userID int, now time.Time) (*oas.Order, error) {
 	o := &oas.Order{
 		UserId:    userID,
 		Status:    oas.OrderStatusPending,

@@ -103,6 +103,8 @@ type Orders struct {
 	ExpiryInterval        Duration `json:"expiryInterval"`
 	ExpiryBatchSize       int      `json:"expiryBatchSize"`
 	MaxPaymentsInFlight   int      `json:"maxPaymentsInFlight"`
+	IntakeConnections     int      `json:"intakeConnections"`
+	IntakeGroupSize       int      `json:"intakeGroupSize"`
 }
 
 // Outbox configures the transactional outbox relay.
@@ -167,6 +169,8 @@ func Defaults() Config {
 			ExpiryInterval:        Duration(60 * time.Second),
 			ExpiryBatchSize:       500,
 			MaxPaymentsInFlight:   3000,
+			IntakeConnections:     4,
+			IntakeGroupSize:       32,
 		},
 		Outbox: Outbox{PollInterval: Duration(time.Second), BatchSize: 100, Retention: Duration(168 * time.Hour)},
 		Log:    Log{Level: "info", Format: "json"},

@@ -268,6 +268,8 @@ func TestValidate(t *testing.T) {
 		{"prefetch too large", func(c *Config) { c.RabbitMQ.Prefetch = 70000 }, "configuration: rabbitmq.prefetch: must be between 1 and 65535, got 70000"},
 		{"expiry batch size", func(c *Config) { c.Orders.ExpiryBatchSize = 0 }, "configuration: orders.expiryBatchSize: must be at least 1, got 0"},
 		{"payments in flight", func(c *Config) { c.Orders.MaxPaymentsInFlight = 0 }, "configuration: orders.maxPaymentsInFlight: must be at least 1, got 0"},
+		{"intake connections", func(c *Config) { c.Orders.IntakeConnections = 0 }, "configuration: orders.intakeConnections: must be at least 1, got 0"},
+		{"intake group size", func(c *Config) { c.Orders.IntakeGroupSize = 0 }, "configuration: orders.intakeGroupSize: must be at least 1, got 0"},
 		{"outbox batch size", func(c *Config) { c.Outbox.BatchSize = -1 }, "configuration: outbox.batchSize: must be at least 1, got -1"},
 		{"maxBodyBytes", func(c *Config) { c.HTTP.MaxBodyBytes = 0 }, "configuration: http.maxBodyBytes: must be at least 1, got 0"},
 		{"short JWT secret", func(c *Config) { c.Auth.JWTSecret = strings.Repeat("s", 31) },
@@ -501,8 +503,8 @@ func TestKeyTable(t *testing.T) {
 			t.Errorf("secret key %s is not a key of secrets.json: %+v", path, k)
 		}
 	}
-	if got := len(keys); got != 38 {
-		t.Errorf("got %d keys, want 38: %q", got, slices.Collect(maps.Keys(byPath)))
+	if got := len(keys); got != 40 {
+		t.Errorf("got %d keys, want 40: %q", got, slices.Collect(maps.Keys(byPath)))
 	}
 	for path, want := range map[string]Key{
 		"orders.paymentDelay":   {Env: "ORDERFLOW_ORDERS_PAYMENTDELAY", File: InstanceFile, Default: "5s"},

@@ -71,6 +71,8 @@ func (c *Config) Validate() error {
 	}
 	v.atLeast("orders.expiryBatchSize", int64(c.Orders.ExpiryBatchSize), 1)
 	v.atLeast("orders.maxPaymentsInFlight", int64(c.Orders.MaxPaymentsInFlight), 1)
+	v.atLeast("orders.intakeConnections", int64(c.Orders.IntakeConnections), 1)
+	v.atLeast("orders.intakeGroupSize", int64(c.Orders.IntakeGroupSize), 1)
 	v.atLeast("outbox.batchSize", int64(c.Outbox.BatchSize), 1)
 
 	v.oneOf("log.level", c.Log.Level, logLevels)

@@ -152,8 +152,8 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	res.setup("api process (bin/orderflow api, configuration defaults: database.maxConns %d, outbox.batchSize %d, log.level %s); worker not running",
-		e.cfg.Database.MaxConns, e.cfg.Outbox.BatchSize, e.cfg.Log.Level)
+	res.setup("api process (bin/orderflow api, configuration defaults: database.maxConns %d, orders.intakeConnections %d, orders.intakeGroupSize %d, outbox.batchSize %d, log.level %s); worker not running",
+		e.cfg.Database.MaxConns, e.cfg.Orders.IntakeConnections, e.cfg.Orders.IntakeGroupSize, e.cfg.Outbox.BatchSize, e.cfg.Log.Level)
 	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
 		cat.products, cat.users, r.size.history)
 	res.setup("each order: 2 random products x 1, random customer, posted by the administrator; per level the API, pgbench with the API's statement and pgbench with the plain transaction take turns twice, %s each",

@@ -1,0 +1,195 @@
+package api
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"orderflow/api/oas"
+	"orderflow/domain"
+	"orderflow/platform/outbox"
+)
+
+// intake stores new orders, and stores the orders that are waiting together in one round
+// trip and one transaction: PostgreSQL then flushes its log once for all of them, and each
+// order costs the API and the database one statement instead of a round trip and a commit.
+//
+// No goroutine of its own does the writing. An order waits in the queue until it is stored,
+// or until one of at most writers requests at a time may write: that request stores what
+// is queued, a group of at most maxGroup orders at a time, until its own order is stored.
+// An order that waits alone is stored by itself, as without the queue; a group forms only
+// when orders arrive while the writers are busy.
+type intake struct {
+	db       *sql.DB
+	log      *slog.Logger
+	writers  chan struct{}
+	maxGroup int
+
+	mu    sync.Mutex
+	queue []*orderJob
+}
+
+// orderJob is one order in the intake: OrderStatement's input, and its result.
+type orderJob struct {
+	ctx              context.Context
+	callerID, userID int
+	items            []domain.Item
+	ids              []int64
+	now              time.Time
+	ev               outbox.Row
+
+	done  chan struct{} // closed once order and err are set
+	order *oas.Order
+	err   error
+	// alone is set when the job's group failed as a whole: nothing of it was stored, and
+	// the job's request stores its order by itself, so that one order's error is its own.
+	alone bool
+}
+
+func newIntake(db *sql.DB, log *slog.Logger, writers, maxGroup int) *intake {
+	return &intake{db: db, log: log, writers: make(chan struct{}, writers), maxGroup: maxGroup}
+}
+
+// store stores job's order and returns it, or nil when OrderStatement stored nothing.
+func (in *intake) store(job *orderJob) (*oas.Order, error) {
+	job.done = make(chan struct{})
+	in.mu.Lock()
+	in.queue = append(in.queue, job)
+	in.mu.Unlock()
+	select {
+	case <-job.done:
+	case in.writers <- struct{}{}:
+		in.write(job)
+		<-in.writers
+		<-job.done // stored by this request, or by the writer that took it from the queue
+	}
+	if job.alone {
+		o, err := insertOrder(job.ctx, in.db, job.callerID, job.userID, job.items, job.ids, job.now, job.ev)
+		if err == nil {
+			intakeGroupOrders.Observe(1)
+		}
+		return o, err
+	}
+	return job.order, job.err
+}
+
+// write stores groups from the queue until job is stored or the queue is empty (another
+// writer has taken job's group).
+func (in *intake) write(job *orderJob) {
+	for {
+		select {
+		case <-job.done:
+			return
+		default:
+		}
+		group := in.take()
+		if len(group) == 0 {
+			return
+		}
+		in.storeGroup(job.ctx, group)
+	}
+}
+
+// take removes the oldest maxGroup orders from the queue, and answers those whose request
+// has ended meanwhile.
+func (in *intake) take() []*orderJob {
+	in.mu.Lock()
+	n := min(len(in.queue), in.maxGroup)
+	group := slices.Clone(in.queue[:n])
+	in.queue = slices.Delete(in.queue, 0, n)
+	in.mu.Unlock()
+	live := group[:0]
+	for _, j := range group {
+		if err := j.ctx.Err(); err != nil {
+			j.err = err
+			close(j.done)
+			continue
+		}
+		live = append(live, j)
+	}
+	return live
+}
+
+// storeGroup stores the orders of group and answers them: one order by itself, several in
+// one transaction, or, when that fails, each by its own request.
+func (in *intake) storeGroup(ctx context.Context, group []*orderJob) {
+	defer func() {
+		for _, j := range group {
+			close(j.done)
+		}
+	}()
+	if len(group) == 1 {
+		j := group[0]
+		j.order, j.err = insertOrder(j.ctx, in.db, j.callerID, j.userID, j.items, j.ids, j.now, j.ev)
+		if j.err == nil {
+			intakeGroupOrders.Observe(1)
+		}
+		return
+	}
+	if err := in.insertGroup(ctx, group); err != nil {
+		in.log.Warn("storing orders together failed, each is stored by itself", "orders", len(group), "error", err)
+		for _, j := range group {
+			j.order, j.alone = nil, true
+		}
+		return
+	}
+	intakeGroupOrders.Observe(float64(len(group)))
+}
+
+// lockProducts locks products $1 in id order, as OrderStatement does for one order: a group
+// takes the locks of all its orders' products first, so that two transactions never wait
+// for each other.
+const lockProducts = `SELECT FROM products WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`
+
+// insertGroup runs OrderStatement for every order of group in one pipeline, which
+// PostgreSQL runs as one transaction: all of them are stored, or none.
+func (in *intake) insertGroup(ctx context.Context, group []*orderJob) error {
+	var ids []int64
+	for _, j := range group {
+		ids = append(ids, j.ids...)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+
+	conn, err := in.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("insert orders: %w", err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(driverConn any) error {
+		c := driverConn.(*stdlib.Conn).Conn()
+		b := &pgx.Batch{}
+		b.Queue(lockProducts, ids)
+		for _, j := range group {
+			b.Queue(OrderStatement, orderArgs(j.callerID, j.userID, j.items, j.ids, j.now, j.ev)...)
+		}
+		res := c.SendBatch(ctx, b)
+		defer res.Close()
+		if _, err := res.Exec(); err != nil {
+			return fmt.Errorf("insert orders: lock products: %w", err)
+		}
+		for _, j := range group {
+			rows, err := res.Query()
+			if err != nil {
+				return fmt.Errorf("insert orders: %w", err)
+			}
+			j.order, err = scanOrder(rows, j.userID, j.now)
+			rows.Close()
+			if err != nil {
+				return err
+			}
+		}
+		// The transaction commits at the end of the pipeline, which Close reads.
+		if err := res.Close(); err != nil {
+			return fmt.Errorf("insert orders: %w", err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,199 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"orderflow/domain"
+	"orderflow/events"
+	"orderflow/platform/outbox"
+)
+
+// job is an order of userID placed by callerID, ready for the intake.
+func (e *env) job(ctx context.Context, callerID, userID int, items ...domain.Item) *orderJob {
+	e.t.Helper()
+	ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(callerID))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &orderJob{ctx: ctx, callerID: callerID, userID: userID, items: items, ids: productIDs(items),
+		now: e.h.now(), ev: ev, done: make(chan struct{})}
+}
+
+// queued puts jobs in the intake's queue, as requests waiting for a writer would.
+func (in *intake) queued(jobs ...*orderJob) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.queue = append(in.queue, jobs...)
+}
+
+// TestIntakeStoresAGroupInOneTransaction stores four orders as one group: those that can be
+// placed are, in one transaction, including two for the same products; the one without
+// enough stock stores nothing and does not keep the next order for its product from
+// being placed.
+func TestIntakeStoresAGroupInOneTransaction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, cust := e.customer()
+	a, b, c := e.product("1.00", 5), e.product("2.00", 1), e.product("3.00", 5)
+
+	j1 := e.job(ctx, cust, cust, domain.Item{ProductID: c, Quantity: 1}, domain.Item{ProductID: a, Quantity: 1})
+	j2 := e.job(ctx, cust, cust, domain.Item{ProductID: b, Quantity: 2})
+	j3 := e.job(ctx, e.adminID, cust, domain.Item{ProductID: a, Quantity: 1}, domain.Item{ProductID: c, Quantity: 2})
+	j4 := e.job(ctx, cust, cust, domain.Item{ProductID: b, Quantity: 1})
+	group := []*orderJob{j1, j2, j3, j4}
+	e.h.intake.storeGroup(ctx, group)
+
+	for i, j := range group {
+		select {
+		case <-j.done:
+		default:
+			t.Fatalf("order %d not answered", i+1)
+		}
+		if j.err != nil || j.alone {
+			t.Fatalf("order %d: error %v, alone %v", i+1, j.err, j.alone)
+		}
+	}
+	if j2.order != nil {
+		t.Errorf("an order beyond the stock was stored: %+v", j2.order)
+	}
+	var ids []int
+	for i, j := range []*orderJob{j1, j3, j4} {
+		if j.order == nil {
+			t.Fatalf("order %d was not stored", []int{1, 3, 4}[i])
+		}
+		ids = append(ids, j.order.ID)
+	}
+	if got := j3.order.Items; len(got) != 2 || got[0].ProductId != a || got[1].ProductId != c || got[1].Quantity != 2 ||
+		!moneyEq(j3.order.Total, "7.00") || j3.order.UserId != cust {
+		t.Errorf("order 3 as stored: %+v", j3.order)
+	}
+	if e.stock(a) != 3 || e.stock(b) != 0 || e.stock(c) != 2 {
+		t.Errorf("stock left %d, %d, %d; want 3, 0, 2", e.stock(a), e.stock(b), e.stock(c))
+	}
+	var orders, created, transactions int
+	if err := e.db.QueryRow(`SELECT count(*), count(DISTINCT xmin::text) FROM orders WHERE id = ANY($1)`, ids).
+		Scan(&orders, &transactions); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.QueryRow(`SELECT count(*) FROM outbox WHERE event_type = $1 AND (payload->'data'->>'orderId')::int = ANY($2)`,
+		events.TypeOrderCreated, ids).Scan(&created); err != nil {
+		t.Fatal(err)
+	}
+	if orders != 3 || transactions != 1 || created != 3 {
+		t.Errorf("%d orders in %d transactions with %d OrderCreated rows; want 3 in 1 with 3", orders, transactions, created)
+	}
+}
+
+// TestIntakeFailedGroupStoresEachOrderAlone queues two orders, one of which makes
+// PostgreSQL fail (its event headers are not JSON), behind a third: the request of the
+// third stores the group, which fails whole; its own order is then stored by itself, and
+// the two others are handed back to their requests to do the same.
+func TestIntakeFailedGroupStoresEachOrderAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, cust := e.customer()
+	a := e.product("1.00", 10)
+
+	in := newIntake(e.db, e.h.log, 1, 8)
+	good := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1})
+	bad := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 2})
+	bad.ev.Headers = []byte("{not json")
+	in.queued(good, bad)
+
+	o, err := in.store(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 3}))
+	if err != nil || o == nil {
+		t.Fatalf("the writing request's order: %+v, %v", o, err)
+	}
+	if !good.alone || !bad.alone || good.order != nil || bad.order != nil {
+		t.Errorf("queued orders after their group failed: alone %v and %v, orders %+v and %+v", good.alone, bad.alone, good.order, bad.order)
+	}
+	if e.stock(a) != 7 {
+		t.Errorf("stock left %d, want 7: only the order stored by itself", e.stock(a))
+	}
+
+	// What the requests of the queued orders then do.
+	if o, err := insertOrder(ctx, e.db, cust, cust, good.items, good.ids, good.now, good.ev); err != nil || o == nil {
+		t.Errorf("good order stored alone: %+v, %v", o, err)
+	}
+	if _, err := insertOrder(ctx, e.db, cust, cust, bad.items, bad.ids, bad.now, bad.ev); err == nil {
+		t.Error("the order with broken headers was stored")
+	}
+	if e.stock(a) != 6 {
+		t.Errorf("stock left %d, want 6", e.stock(a))
+	}
+}
+
+// TestIntakeAnswersEndedRequests: an order whose request ended while it waited is answered
+// with the request's error and not stored.
+func TestIntakeAnswersEndedRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, cust := e.customer()
+	a := e.product("1.00", 10)
+
+	in := newIntake(e.db, e.h.log, 1, 8)
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	gone := e.job(ended, cust, cust, domain.Item{ProductID: a, Quantity: 1})
+	in.queued(gone)
+	if o, err := in.store(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 2})); err != nil || o == nil {
+		t.Fatalf("the waiting order: %+v, %v", o, err)
+	}
+	if !errors.Is(gone.err, context.Canceled) || gone.order != nil {
+		t.Errorf("the ended request's order: %+v, %v", gone.order, gone.err)
+	}
+	if e.stock(a) != 8 {
+		t.Errorf("stock left %d, want 8", e.stock(a))
+	}
+}
+
+// TestIntakeGroupsNeverWaitForEachOther stores groups concurrently whose orders name the
+// same products in opposite orders, as two API processes could: every group commits,
+// none is chosen as a deadlock's victim.
+func TestIntakeGroupsNeverWaitForEachOther(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, cust := e.customer()
+	a, b := e.product("1.00", 1000), e.product("1.00", 1000)
+
+	in := newIntake(e.db, e.h.log, 4, 8)
+	const writers, groups = 4, 25
+	errs := make(chan error, writers*groups)
+	jobs := make(chan []*orderJob, writers*groups)
+	for w := range writers {
+		for range groups {
+			first, second := a, b
+			if w%2 == 1 {
+				first, second = b, a
+			}
+			jobs <- []*orderJob{
+				e.job(ctx, cust, cust, domain.Item{ProductID: first, Quantity: 1}),
+				e.job(ctx, cust, cust, domain.Item{ProductID: second, Quantity: 1}),
+			}
+		}
+	}
+	close(jobs)
+	done := make(chan struct{})
+	for range writers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for group := range jobs {
+				errs <- in.insertGroup(ctx, group)
+			}
+		}()
+	}
+	for range writers {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a group failed: %v", err)
+		}
+	}
+	if e.stock(a) != 1000-writers*groups || e.stock(b) != 1000-writers*groups {
+		t.Errorf("stock left %d and %d, want %d", e.stock(a), e.stock(b), 1000-writers*groups)
+	}
+}
