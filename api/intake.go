@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"orderflow/api/oas"
@@ -48,10 +50,13 @@ type orderJob struct {
 	done  chan struct{} // closed once order and err are set
 	order *oas.Order
 	err   error
-	// alone is set when the job's group failed as a whole: nothing of it was stored, and
-	// the job's request stores its order by itself, so that one order's error is its own.
+	// alone is set when the job's group failed as a whole and stored nothing: the job's
+	// request stores its order by itself, so that one order's error is its own.
 	alone bool
 }
+
+// errGroupNotSent marks a group's failure before any of it reached PostgreSQL.
+var errGroupNotSent = errors.New("group not sent")
 
 func newIntake(db *sql.DB, log *slog.Logger, writers, maxGroup int) *intake {
 	return &intake{db: db, log: log, writers: make(chan struct{}, writers), maxGroup: maxGroup}
@@ -93,7 +98,7 @@ func (in *intake) write(job *orderJob) {
 		if len(group) == 0 {
 			return
 		}
-		in.storeGroup(job.ctx, group)
+		in.storeGroup(group)
 	}
 }
 
@@ -118,8 +123,12 @@ func (in *intake) take() []*orderJob {
 }
 
 // storeGroup stores the orders of group and answers them: one order by itself, several in
-// one transaction, or, when that fails, each by its own request.
-func (in *intake) storeGroup(ctx context.Context, group []*orderJob) {
+// one transaction. When the transaction fails and surely stored nothing (PostgreSQL reported
+// the error, which rolls it back), each order is stored by its own request. When the outcome
+// is unknown (the connection broke, or the time ran out, after the commit may have been
+// sent), every order of the group gets the error, as a single order would: storing them
+// again could store them twice.
+func (in *intake) storeGroup(group []*orderJob) {
 	defer func() {
 		for _, j := range group {
 			close(j.done)
@@ -133,14 +142,45 @@ func (in *intake) storeGroup(ctx context.Context, group []*orderJob) {
 		}
 		return
 	}
-	if err := in.insertGroup(ctx, group); err != nil {
+	ctx, cancel := groupContext(group)
+	defer cancel()
+	err := in.insertGroup(ctx, group)
+	switch {
+	case err == nil:
+		intakeGroupOrders.Observe(float64(len(group)))
+	case storedNothing(err):
 		in.log.Warn("storing orders together failed, each is stored by itself", "orders", len(group), "error", err)
 		for _, j := range group {
 			j.order, j.alone = nil, true
 		}
-		return
+	default:
+		for _, j := range group {
+			j.order, j.err = nil, err
+		}
 	}
-	intakeGroupOrders.Observe(float64(len(group)))
+}
+
+// storedNothing tells whether a group's err means that none of it was stored.
+func storedNothing(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.Is(err, errGroupNotSent) || errors.As(err, &pgErr)
+}
+
+// groupContext is a group's context: it ends when the last of the group's requests would
+// end, not when the request that writes it ends.
+func groupContext(group []*orderJob) (context.Context, context.CancelFunc) {
+	ctx := context.WithoutCancel(group[0].ctx)
+	var last time.Time
+	for _, j := range group {
+		d, ok := j.ctx.Deadline()
+		if !ok {
+			return context.WithCancel(ctx)
+		}
+		if d.After(last) {
+			last = d
+		}
+	}
+	return context.WithDeadline(ctx, last)
 }
 
 // lockProducts locks products $1 in id order, as OrderStatement does for one order: a group
@@ -160,7 +200,7 @@ func (in *intake) insertGroup(ctx context.Context, group []*orderJob) error {
 
 	conn, err := in.db.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("insert orders: %w", err)
+		return fmt.Errorf("insert orders: %w: %w", errGroupNotSent, err)
 	}
 	defer conn.Close()
 	return conn.Raw(func(driverConn any) error {

@@ -2,8 +2,14 @@ package api
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
+	"io"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"orderflow/domain"
 	"orderflow/events"
@@ -43,7 +49,7 @@ func TestIntakeStoresAGroupInOneTransaction(t *testing.T) {
 	j3 := e.job(ctx, e.adminID, cust, domain.Item{ProductID: a, Quantity: 1}, domain.Item{ProductID: c, Quantity: 2})
 	j4 := e.job(ctx, cust, cust, domain.Item{ProductID: b, Quantity: 1})
 	group := []*orderJob{j1, j2, j3, j4}
-	e.h.intake.storeGroup(ctx, group)
+	e.h.intake.storeGroup(group)
 
 	for i, j := range group {
 		select {
@@ -195,5 +201,42 @@ func TestIntakeGroupsNeverWaitForEachOther(t *testing.T) {
 	}
 	if e.stock(a) != 1000-writers*groups || e.stock(b) != 1000-writers*groups {
 		t.Errorf("stock left %d and %d, want %d", e.stock(a), e.stock(b), 1000-writers*groups)
+	}
+}
+
+// TestStoredNothing: only a failure PostgreSQL reported, or one before the group was sent,
+// lets the group's orders be stored again one by one.
+func TestStoredNothing(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("insert orders: %w", &pgconn.PgError{Code: "22P02"}), true},
+		{fmt.Errorf("insert orders: %w: %w", errGroupNotSent, sql.ErrConnDone), true},
+		{fmt.Errorf("insert orders: %w", context.DeadlineExceeded), false},
+		{fmt.Errorf("insert orders: %w", io.ErrUnexpectedEOF), false},
+	} {
+		if got := storedNothing(tc.err); got != tc.want {
+			t.Errorf("storedNothing(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestGroupContextOutlivesTheWriter: a group's statement may run until its last request's
+// deadline, whoever writes it.
+func TestGroupContextOutlivesTheWriter(t *testing.T) {
+	soon, cancelSoon := context.WithTimeout(ctx, time.Millisecond)
+	defer cancelSoon()
+	later, cancelLater := context.WithTimeout(ctx, time.Hour)
+	defer cancelLater()
+	gctx, cancel := groupContext([]*orderJob{{ctx: soon}, {ctx: later}})
+	defer cancel()
+	<-soon.Done()
+	if gctx.Err() != nil {
+		t.Fatalf("the group's context ended with its first request's: %v", gctx.Err())
+	}
+	want, _ := later.Deadline()
+	if got, _ := gctx.Deadline(); !got.Equal(want) {
+		t.Errorf("deadline %v, want the last request's %v", got, want)
 	}
 }
