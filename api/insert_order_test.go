@@ -41,10 +41,9 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 			ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, nil)
 			if err == nil {
 				var o *oas.Order
-				ids := productIDs(its)
-				job := &orderJob{ctx: ctx, callerID: custID, userID: custID, items: its, ids: ids, now: e.h.now(), ev: ev}
-				if o, err = intakes[i/2%2].store(job); err == nil && o == nil {
-					err = explainRefusal(ctx, e.db, custID, custID, its, ids)
+				in := orderInput{callerID: custID, userID: custID, items: its, ids: productIDs(its), now: e.h.now(), ev: ev}
+				if o, err = intakes[i/2%2].store(&orderJob{ctx: ctx, orderInput: in}); err == nil && o == nil {
+					err = explainRefusal(ctx, e.db, in)
 				}
 			}
 			mu.Lock()

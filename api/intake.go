@@ -11,12 +11,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"orderflow/api/oas"
-	"orderflow/domain"
-	"orderflow/platform/outbox"
 )
 
 // intake stores new orders, and stores the orders that are waiting together in one round
@@ -38,14 +35,11 @@ type intake struct {
 	queue []*orderJob
 }
 
-// orderJob is one order in the intake: OrderStatement's input, and its result.
+// orderJob is one order in the intake: its request's context, OrderStatement's input, and
+// the result.
 type orderJob struct {
-	ctx              context.Context
-	callerID, userID int
-	items            []domain.Item
-	ids              []int64
-	now              time.Time
-	ev               outbox.Row
+	ctx context.Context
+	orderInput
 
 	done  chan struct{} // closed once order and err are set
 	order *oas.Order
@@ -76,13 +70,18 @@ func (in *intake) store(job *orderJob) (*oas.Order, error) {
 		<-job.done // stored by this request, or by the writer that took it from the queue
 	}
 	if job.alone {
-		o, err := insertOrder(job.ctx, in.db, job.callerID, job.userID, job.items, job.ids, job.now, job.ev)
-		if err == nil {
-			intakeGroupOrders.Observe(1)
-		}
-		return o, err
+		return in.storeAlone(job)
 	}
 	return job.order, job.err
+}
+
+// storeAlone stores job's order by itself.
+func (in *intake) storeAlone(job *orderJob) (*oas.Order, error) {
+	o, err := insertOrder(job.ctx, in.db, job.orderInput)
+	if err == nil {
+		intakeGroupOrders.Observe(1)
+	}
+	return o, err
 }
 
 // write stores groups from the queue until job is stored or the queue is empty (another
@@ -135,11 +134,7 @@ func (in *intake) storeGroup(group []*orderJob) {
 		}
 	}()
 	if len(group) == 1 {
-		j := group[0]
-		j.order, j.err = insertOrder(j.ctx, in.db, j.callerID, j.userID, j.items, j.ids, j.now, j.ev)
-		if j.err == nil {
-			intakeGroupOrders.Observe(1)
-		}
+		group[0].order, group[0].err = in.storeAlone(group[0])
 		return
 	}
 	ctx, cancel := groupContext(group)
@@ -162,8 +157,7 @@ func (in *intake) storeGroup(group []*orderJob) {
 
 // storedNothing tells whether a group's err means that none of it was stored.
 func storedNothing(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.Is(err, errGroupNotSent) || errors.As(err, &pgErr)
+	return errors.Is(err, errGroupNotSent) || pgCode(err) != ""
 }
 
 // groupContext is a group's context: it ends when the last of the group's requests would
@@ -208,7 +202,7 @@ func (in *intake) insertGroup(ctx context.Context, group []*orderJob) error {
 		b := &pgx.Batch{}
 		b.Queue(lockProducts, ids)
 		for _, j := range group {
-			b.Queue(OrderStatement, orderArgs(j.callerID, j.userID, j.items, j.ids, j.now, j.ev)...)
+			b.Queue(OrderStatement, j.args()...)
 		}
 		res := c.SendBatch(ctx, b)
 		defer res.Close()
@@ -220,7 +214,7 @@ func (in *intake) insertGroup(ctx context.Context, group []*orderJob) error {
 			if err != nil {
 				return fmt.Errorf("insert orders: %w", err)
 			}
-			j.order, err = scanOrder(rows, j.userID, j.now)
+			j.order, err = scanOrder(rows, j.orderInput)
 			rows.Close()
 			if err != nil {
 				return err

@@ -23,8 +23,16 @@ func (e *env) job(ctx context.Context, callerID, userID int, items ...domain.Ite
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return &orderJob{ctx: ctx, callerID: callerID, userID: userID, items: items, ids: productIDs(items),
-		now: e.h.now(), ev: ev, done: make(chan struct{})}
+	in := orderInput{callerID: callerID, userID: userID, items: items, ids: productIDs(items), now: e.h.now(), ev: ev}
+	return &orderJob{ctx: ctx, orderInput: in, done: make(chan struct{})}
+}
+
+// newQueueEnv is an API with a customer and a product with 10 in stock, and an intake of
+// its own with one writer, whose queue a test fills by hand.
+func newQueueEnv(t *testing.T) (e *env, cust, product int, in *intake) {
+	e = newEnv(t)
+	_, cust = e.customer()
+	return e, cust, e.product("1.00", 10), newIntake(e.db, e.h.log, 1, 8)
 }
 
 // queued puts jobs in the intake's queue, as requests waiting for a writer would.
@@ -98,11 +106,7 @@ func TestIntakeStoresAGroupInOneTransaction(t *testing.T) {
 // the two others are handed back to their requests to do the same.
 func TestIntakeFailedGroupStoresEachOrderAlone(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	_, cust := e.customer()
-	a := e.product("1.00", 10)
-
-	in := newIntake(e.db, e.h.log, 1, 8)
+	e, cust, a, in := newQueueEnv(t)
 	good := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1})
 	bad := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 2})
 	bad.ev.Headers = []byte("{not json")
@@ -120,10 +124,10 @@ func TestIntakeFailedGroupStoresEachOrderAlone(t *testing.T) {
 	}
 
 	// What the requests of the queued orders then do.
-	if o, err := insertOrder(ctx, e.db, cust, cust, good.items, good.ids, good.now, good.ev); err != nil || o == nil {
+	if o, err := insertOrder(ctx, e.db, good.orderInput); err != nil || o == nil {
 		t.Errorf("good order stored alone: %+v, %v", o, err)
 	}
-	if _, err := insertOrder(ctx, e.db, cust, cust, bad.items, bad.ids, bad.now, bad.ev); err == nil {
+	if _, err := insertOrder(ctx, e.db, bad.orderInput); err == nil {
 		t.Error("the order with broken headers was stored")
 	}
 	if e.stock(a) != 6 {
@@ -135,11 +139,7 @@ func TestIntakeFailedGroupStoresEachOrderAlone(t *testing.T) {
 // with the request's error and not stored.
 func TestIntakeAnswersEndedRequests(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	_, cust := e.customer()
-	a := e.product("1.00", 10)
-
-	in := newIntake(e.db, e.h.log, 1, 8)
+	e, cust, a, in := newQueueEnv(t)
 	ended, cancel := context.WithCancel(ctx)
 	cancel()
 	gone := e.job(ended, cust, cust, domain.Item{ProductID: a, Quantity: 1})

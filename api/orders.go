@@ -345,37 +345,36 @@ func (h *Handler) storeOrder(ctx context.Context, callerID, userID int, items []
 	if err != nil {
 		return nil, fmt.Errorf("write OrderCreated: %w", err)
 	}
-	ids := productIDs(items)
-	o, err := h.insertUnderStockLocks(ctx, callerID, userID, items, ids, ev, key, hash)
+	in := orderInput{callerID: callerID, userID: userID, items: items, ids: productIDs(items), ev: ev}
+	o, err := h.insertUnderStockLocks(ctx, in, key, hash)
 	if err != nil {
 		return nil, err
 	}
 	if o == nil {
-		return nil, explainRefusal(ctx, h.db, callerID, userID, items, ids)
+		return nil, explainRefusal(ctx, h.db, in)
 	}
 	outbox.Wake()
 	return o, nil
 }
 
-// insertUnderStockLocks runs insertOrder, and stores the Idempotency-Key with it when there
-// is one, while holding this process's locks on the products.
-func (h *Handler) insertUnderStockLocks(ctx context.Context, callerID, userID int, items []domain.Item, ids []int64,
-	ev outbox.Row, key, hash string) (*oas.Order, error) {
-	unlock, err := h.stock.lock(ctx, ids)
+// insertUnderStockLocks runs insertOrder for in placed now, and stores the Idempotency-Key
+// with it when there is one, while holding this process's locks on the products.
+func (h *Handler) insertUnderStockLocks(ctx context.Context, in orderInput, key, hash string) (*oas.Order, error) {
+	unlock, err := h.stock.lock(ctx, in.ids)
 	if err != nil {
 		return nil, fmt.Errorf("wait for stock: %w", err)
 	}
 	defer unlock()
-	now := h.now()
+	in.now = h.now()
 	if key == "" {
-		return h.intake.store(&orderJob{ctx: ctx, callerID: callerID, userID: userID, items: items, ids: ids, now: now, ev: ev})
+		return h.intake.store(&orderJob{ctx: ctx, orderInput: in})
 	}
 	var o *oas.Order
 	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
-		if o, err = insertOrder(ctx, tx, callerID, userID, items, ids, now, ev); err != nil || o == nil {
+		if o, err = insertOrder(ctx, tx, in); err != nil || o == nil {
 			return err
 		}
-		return storeIdempotencyKey(ctx, tx, callerID, key, hash, o.ID, now)
+		return storeIdempotencyKey(ctx, tx, in.callerID, key, hash, o.ID, in.now)
 	})
 	return o, err
 }
@@ -410,30 +409,40 @@ func storeIdempotencyKey(ctx context.Context, tx *ent.Tx, callerID int, key, has
 	return nil
 }
 
-// insertOrder runs OrderStatement on q for items (of products ids) and returns the stored
-// order, or nil when the statement stored nothing. ev is the OrderCreated row without its
-// data, which the statement fills in.
-func insertOrder(ctx context.Context, q querier, callerID, userID int, items []domain.Item, ids []int64, now time.Time, ev outbox.Row) (*oas.Order, error) {
-	rows, err := q.QueryContext(ctx, OrderStatement, orderArgs(callerID, userID, items, ids, now, ev)...)
+// orderInput is one order as OrderStatement stores it: callerID places the order of userID
+// for items (of products ids, in the items' order) at now. ev is its OrderCreated row without
+// the data, which the statement fills in.
+type orderInput struct {
+	callerID, userID int
+	items            []domain.Item
+	ids              []int64
+	now              time.Time
+	ev               outbox.Row
+}
+
+// insertOrder runs OrderStatement for in on q and returns the stored order, or nil when the
+// statement stored nothing.
+func insertOrder(ctx context.Context, q querier, in orderInput) (*oas.Order, error) {
+	rows, err := q.QueryContext(ctx, OrderStatement, in.args()...)
 	if err != nil {
 		return nil, fmt.Errorf("insert order: %w", err)
 	}
 	defer rows.Close()
-	return scanOrder(rows, userID, now)
+	return scanOrder(rows, in)
 }
 
-// orderArgs are OrderStatement's parameters.
-func orderArgs(callerID, userID int, items []domain.Item, ids []int64, now time.Time, ev outbox.Row) []any {
-	qty := make([]int64, len(items))
-	for i, it := range items {
+// args are OrderStatement's parameters for in.
+func (in orderInput) args() []any {
+	qty := make([]int64, len(in.items))
+	for i, it := range in.items {
 		qty[i] = int64(it.Quantity)
 	}
 	var headers any // SQL NULL for no headers
-	if ev.Headers != nil {
-		headers = string(ev.Headers)
+	if in.ev.Headers != nil {
+		headers = string(in.ev.Headers)
 	}
-	return []any{callerID, userID, ids, qty, now, maxTotal,
-		ev.EventID, ev.EventType, ev.RoutingKey, string(ev.Payload), headers, now.Format(time.RFC3339Nano), domain.RoleAdmin}
+	return []any{in.callerID, in.userID, in.ids, qty, in.now, maxTotal, in.ev.EventID, in.ev.EventType, in.ev.RoutingKey,
+		string(in.ev.Payload), headers, in.now.Format(time.RFC3339Nano), domain.RoleAdmin}
 }
 
 // resultRows are the rows of a query, from database/sql or pgx.
@@ -443,14 +452,14 @@ type resultRows interface {
 	Err() error
 }
 
-// scanOrder reads the order of userID placed at now from OrderStatement's rows, or returns
-// nil when there are none.
-func scanOrder(rows resultRows, userID int, now time.Time) (*oas.Order, error) {
+// scanOrder reads the order stored for in from OrderStatement's rows, or returns nil when
+// there are none.
+func scanOrder(rows resultRows, in orderInput) (*oas.Order, error) {
 	o := &oas.Order{
-		UserId:    userID,
+		UserId:    in.userID,
 		Status:    oas.OrderStatusPending,
-		CreatedAt: now.Truncate(time.Microsecond),
-		UpdatedAt: now.Truncate(time.Microsecond),
+		CreatedAt: in.now.Truncate(time.Microsecond),
+		UpdatedAt: in.now.Truncate(time.Microsecond),
 	}
 	for rows.Next() {
 		var (
@@ -540,13 +549,14 @@ const OrderStatement = `
 // someone else (403), the user or a product does not exist or the total is too large
 // (400), a product has too little stock (409). A refusal that no longer shows (the stock
 // came back meanwhile) is a 409 too.
-func explainRefusal(ctx context.Context, q querier, callerID, userID int, items []domain.Item, ids []int64) error {
+func explainRefusal(ctx context.Context, q querier, in orderInput) error {
+	callerID, userID, items := in.callerID, in.userID, in.items
 	rows, err := q.QueryContext(ctx, `
 		SELECT c.role, u.id, p.id, p.price, p.stock
 		FROM (SELECT) one
 		LEFT JOIN users c ON c.id = $1
 		LEFT JOIN users u ON u.id = $2
-		LEFT JOIN products p ON p.id = ANY($3)`, callerID, userID, ids)
+		LEFT JOIN products p ON p.id = ANY($3)`, callerID, userID, in.ids)
 	if err != nil {
 		return fmt.Errorf("check refused order: %w", err)
 	}

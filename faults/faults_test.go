@@ -236,15 +236,16 @@ func TestFaultSoak(t *testing.T) {
 	// its prefetch of deliveries in flight and lets them go once it has caught up. Memory is
 	// compared under load; the pools and buffers of a steady load vary far less than a
 	// leak per order would.
-	drained := take()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); drained = take() {
-		settled := true
+	settled := func(s []sample) bool {
 		for i := range procs {
-			settled = settled && drained[i].goroutines <= first[i].goroutines+100
+			if s[i].goroutines > first[i].goroutines+100 {
+				return false
+			}
 		}
-		if settled {
-			break
-		}
+		return true
+	}
+	drained := take()
+	for deadline := time.Now().Add(10 * time.Second); !settled(drained) && time.Now().Before(deadline); drained = take() {
 		time.Sleep(200 * time.Millisecond)
 	}
 	var growth []string
