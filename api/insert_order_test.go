@@ -2,6 +2,8 @@ package api
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -79,5 +81,60 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 	}
 	if rows != 30 || items != 60 || created != 30 {
 		t.Errorf("%d orders, %d items, %d OrderCreated rows stored; want 30, 60, 30", rows, items, created)
+	}
+}
+
+// TestOrderStatementReadsOnlyItsProducts checks OrderStatement's plans on a catalogue of a
+// thousand products, the size at which PostgreSQL would rather read the whole table than
+// its index: neither the generic plan, which a prepared statement settles on, nor a custom
+// plan reads all the products.
+func TestOrderStatementReadsOnlyItsProducts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, cust := e.customer()
+	if _, err := e.db.Exec(`INSERT INTO products (name, price, stock, created_at, updated_at)
+		SELECT 'product ' || i, 1.00, 100, now(), now() FROM generate_series(1, 1000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec(`VACUUM ANALYZE products`); err != nil {
+		t.Fatal(err)
+	}
+	var a, b int
+	if err := e.db.QueryRow(`SELECT min(id), max(id) FROM products`).Scan(&a, &b); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PREPARE order_statement(bigint, bigint, bigint[], bigint[], timestamptz,
+		numeric, uuid, text, text, jsonb, jsonb, text, text) AS `+OrderStatement); err != nil {
+		t.Fatal(err)
+	}
+	explain := fmt.Sprintf(`EXPLAIN EXECUTE order_statement(%d, %d, '{%d,%d}', '{1,1}', now(), %s,
+		gen_random_uuid(), 'OrderCreated', 'order.created', '{"data": null}', NULL, '', 'admin')`, cust, cust, a, b, maxTotal)
+	for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
+		if _, err := conn.ExecContext(ctx, `SET plan_cache_mode = `+mode); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.QueryContext(ctx, explain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if text := strings.Join(plan, "\n"); strings.Contains(text, "Seq Scan on products") {
+			t.Errorf("%s: the plan reads every product:\n%s", mode, text)
+		}
 	}
 }

@@ -490,8 +490,9 @@ var maxTotal = domain.MaxMoney.String()
 // as the reference for order intake). Caller $1 places an order for user $2 of products $3
 // in quantities $4 at $5; $6 is the largest total. The OrderCreated outbox row has event id
 // $7, type $8, routing key $9, headers $11 and envelope $10, whose data the statement builds
-// with the event's createdAt $12. $13 is the admin role. One row is returned per item: the order's id, total and
-// user name, and the item's id, product id, product name, quantity and unit price.
+// with the event's createdAt $12. $13 is the admin role. One row is returned per item: the
+// order's id, total and user name, and the item's id, product id, product name, quantity
+// and unit price.
 //
 // It stores nothing, and returns no row, unless the caller exists and is the user or an
 // admin, the user and every product exist, every product has enough stock and the total is
@@ -503,7 +504,10 @@ var maxTotal = domain.MaxMoney.String()
 // draft, which needs its whole result, so every lock is taken before the first row is
 // updated. The order copies the prices read under the locks: an order pays the price in
 // force when it was placed. Inserting the items while holding the products' locks spares
-// PostgreSQL a shared (multixact) lock for each foreign-key check.
+// PostgreSQL a shared (multixact) lock for each foreign-key check. The reservation names
+// its products by $3 as well as through the join: without that, a catalogue of a thousand
+// products is small enough for PostgreSQL to read all of it, with every row version that
+// recent orders left, for each order.
 const OrderStatement = `
 	WITH req AS (
 		SELECT * FROM unnest($3::bigint[], $4::bigint[]) WITH ORDINALITY AS r(product_id, quantity, n)
@@ -520,7 +524,7 @@ const OrderStatement = `
 		HAVING count(*) = cardinality($3::bigint[]) AND sum(price * quantity) <= $6::numeric AND EXISTS (SELECT FROM buyer)
 	), reserved AS (
 		UPDATE products p SET stock = p.stock - priced.quantity, updated_at = $5
-		FROM priced, draft WHERE p.id = priced.product_id AND p.stock >= priced.quantity
+		FROM priced, draft WHERE p.id = ANY($3::bigint[]) AND p.id = priced.product_id AND p.stock >= priced.quantity
 		RETURNING p.id
 	), o AS (
 		INSERT INTO orders (user_id, total, status, created_at, updated_at)
