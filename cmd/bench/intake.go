@@ -190,7 +190,10 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		p.cpu = readCPU(apiPid).sub(before)
 		return p, err
 	}
-levels:
+	// refs is whether pgbench still runs beside the API: it stops at the first level whose
+	// connections the server refuses, and the API rises alone from there, since its own
+	// connections to PostgreSQL do not grow with its clients.
+	refs := true
 	for _, c := range r.size.levels {
 		// Two rounds of half a phase each, the second in reverse order, so that a change in
 		// the machine's speed (other work on the host) weighs on all three alike.
@@ -210,16 +213,18 @@ levels:
 					as = append(as, a)
 					continue
 				}
+				if !refs {
+					continue
+				}
 				file := script
 				if turn == "plain" {
 					file = plain
 				}
 				pg, err := measure(func() (phase, error) { return pgbench(ctx, refDB, file, cat, c, r.size.phase/2) })
 				if errors.Is(err, errTooManyClients) {
-					// The server (shared with whatever else runs) takes no more
-					// connections: the rise ends at the previous level.
-					res.setup("stopped before %d clients: %v", c, err)
-					break levels
+					res.setup("pgbench stopped before %d clients: %v; the API rises alone from there", c, err)
+					refs = false
+					continue
 				}
 				if err != nil {
 					return res, err
@@ -231,18 +236,33 @@ levels:
 				}
 			}
 		}
-		a, pg, pl := merge(as), merge(pgs), merge(plains)
-		ratio, plainRatio := a.Throughput/pg.Throughput, a.Throughput/pl.Throughput
-		t.Rows = append(t.Rows, []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99),
-			num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio),
-			num(pl.Throughput), num(pl.P50), fmt.Sprintf("%.0f%%", 100*plainRatio)})
-		t.Data = append(t.Data, map[string]any{"clients": c, "api": a, "pgbench": pg, "ratio": ratio,
-			"plain": pl, "plainRatio": plainRatio})
-		if a.CPU != nil && pg.CPU != nil && pl.CPU != nil {
-			cpuTable.Rows = append(cpuTable.Rows, []string{strconv.Itoa(c), num(a.CPU.Machine), num(a.CPU.API),
-				num(a.CPU.LoadGenerator), num(a.CPU.PostgreSQL), num(a.CPU.RabbitMQ), num(a.CPU.Rest),
-				num(pg.CPU.Machine), num(pg.CPU.PostgreSQL), num(pl.CPU.Machine), num(pl.CPU.PostgreSQL)})
-			cpuTable.Data = append(cpuTable.Data, map[string]any{"clients": c, "api": a.CPU, "pgbench": pg.CPU, "plain": pl.CPU})
+		a := merge(as)
+		var pg, pl phase
+		if refs {
+			pg, pl = merge(pgs), merge(plains)
+			ratio, plainRatio := a.Throughput/pg.Throughput, a.Throughput/pl.Throughput
+			t.Rows = append(t.Rows, []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99),
+				num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio),
+				num(pl.Throughput), num(pl.P50), fmt.Sprintf("%.0f%%", 100*plainRatio)})
+			t.Data = append(t.Data, map[string]any{"clients": c, "api": a, "pgbench": pg, "ratio": ratio,
+				"plain": pl, "plainRatio": plainRatio})
+		} else {
+			t.Rows = append(t.Rows, []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99),
+				"-", "-", "-", "-", "-", "-"})
+			t.Data = append(t.Data, map[string]any{"clients": c, "api": a})
+		}
+		if a.CPU != nil && (!refs || pg.CPU != nil && pl.CPU != nil) {
+			row := []string{strconv.Itoa(c), num(a.CPU.Machine), num(a.CPU.API),
+				num(a.CPU.LoadGenerator), num(a.CPU.PostgreSQL), num(a.CPU.RabbitMQ), num(a.CPU.Rest)}
+			data := map[string]any{"clients": c, "api": a.CPU}
+			if refs {
+				row = append(row, num(pg.CPU.Machine), num(pg.CPU.PostgreSQL), num(pl.CPU.Machine), num(pl.CPU.PostgreSQL))
+				data["pgbench"], data["plain"] = pg.CPU, pl.CPU
+			} else {
+				row = append(row, "-", "-", "-", "-")
+			}
+			cpuTable.Rows = append(cpuTable.Rows, row)
+			cpuTable.Data = append(cpuTable.Data, data)
 		}
 		res.Tables = []Table{t, cpuTable}
 		r.log.Info("intake level", "clients", c, "api", a.Throughput, "pgbench", pg.Throughput, "plain", pl.Throughput)
