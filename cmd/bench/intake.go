@@ -298,19 +298,19 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		Data: []map[string]any{{"api": apiPeak.Throughput, "pgbench": pgPeak.Throughput, "plain": plainPeak.Throughput}},
 	})
 	half := apiPeak.Throughput / 2
-	fr := fixedRate(ctx, half, r.size.phase, 256, post)
+	fr := fixedRate(ctx, half, r.size.fixedRate, 256, post)
 	apiTotal += fr.Done
 	if fr.Errors > 0 {
 		return res, fmt.Errorf("fixed rate: %d failed orders, first: %s", fr.Errors, fr.FirstError)
 	}
 	// The same rate of the same transaction through pgbench shows what the database and the
 	// disk alone contribute to the tail (a slow WAL flush delays every commit behind it).
-	pgfr, err := pgbenchAtRate(ctx, refDB, script, cat, fixedRateClients, half, r.size.phase)
+	pgfr, err := pgbenchAtRate(ctx, refDB, script, cat, fixedRateClients, half, r.size.fixedRate)
 	if err != nil {
 		return res, err
 	}
 	res.Tables = append(res.Tables, Table{
-		Title:  "fixed rate at half the API's peak (latency from the moment each request was due)",
+		Title:  fmt.Sprintf("fixed rate at half the API's peak for %s (latency from the moment each request was due)", r.size.fixedRate),
 		Header: []string{"", "rate/s", "achieved/s", "p50 ms", "p99 ms"},
 		Rows: [][]string{
 			{"api", num(half), num(fr.Throughput), num(fr.P50), num(fr.P99)},
