@@ -21,6 +21,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"orderflow/events"
+	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
 )
 
@@ -262,14 +263,9 @@ func TestFaultSoak(t *testing.T) {
 	}
 	t.Log(strings.Join(growth, "; "))
 	// The api reads the backlog at most once a second: give the last events that long.
-	backlog := api.metrics(t)["orderflow_outbox_backlog"]
-	for deadline := time.Now().Add(5 * time.Second); backlog != 0 && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond)
-		backlog = api.metrics(t)["orderflow_outbox_backlog"]
-	}
-	if backlog != 0 {
-		t.Errorf("orderflow_outbox_backlog = %v at the end, want 0", backlog)
-	}
+	testutil.Eventually(t, 5*time.Second, "orderflow_outbox_backlog to read 0 at the end", func() bool {
+		return api.metrics(t)["orderflow_outbox_backlog"] == 0
+	})
 }
 
 // restartBroker makes sure, whatever the test did, that RabbitMQ runs when it ends.

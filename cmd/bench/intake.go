@@ -237,34 +237,27 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 				}
 			}
 		}
+		// The API's columns, then the references' or, once pgbench has stopped, dashes.
 		a := merge(as)
+		row := []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99)}
+		data := map[string]any{"clients": c, "api": a}
+		cpuRow := append([]string{strconv.Itoa(c)}, apiCPUCells(a.CPU)...)
+		cpuData := map[string]any{"clients": c, "api": a.CPU}
 		var pg, pl phase
 		if refs {
 			pg, pl = merge(pgs), merge(plains)
 			ratio, plainRatio := a.Throughput/pg.Throughput, a.Throughput/pl.Throughput
-			t.Rows = append(t.Rows, []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99),
-				num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio),
-				num(pl.Throughput), num(pl.P50), fmt.Sprintf("%.0f%%", 100*plainRatio)})
-			t.Data = append(t.Data, map[string]any{"clients": c, "api": a, "pgbench": pg, "ratio": ratio,
-				"plain": pl, "plainRatio": plainRatio})
+			row = append(row, num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio),
+				num(pl.Throughput), num(pl.P50), fmt.Sprintf("%.0f%%", 100*plainRatio))
+			data["pgbench"], data["ratio"], data["plain"], data["plainRatio"] = pg, ratio, pl, plainRatio
+			cpuRow = append(append(cpuRow, refCPUCells(pg.CPU)...), refCPUCells(pl.CPU)...)
+			cpuData["pgbench"], cpuData["plain"] = pg.CPU, pl.CPU
 		} else {
-			t.Rows = append(t.Rows, []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99),
-				"-", "-", "-", "-", "-", "-"})
-			t.Data = append(t.Data, map[string]any{"clients": c, "api": a})
+			row = append(row, dashes(6)...)
+			cpuRow = append(cpuRow, dashes(4)...)
 		}
-		if a.CPU != nil && (!refs || pg.CPU != nil && pl.CPU != nil) {
-			row := []string{strconv.Itoa(c), num(a.CPU.Machine), num(a.CPU.API),
-				num(a.CPU.LoadGenerator), num(a.CPU.PostgreSQL), num(a.CPU.RabbitMQ), num(a.CPU.Rest)}
-			data := map[string]any{"clients": c, "api": a.CPU}
-			if refs {
-				row = append(row, num(pg.CPU.Machine), num(pg.CPU.PostgreSQL), num(pl.CPU.Machine), num(pl.CPU.PostgreSQL))
-				data["pgbench"], data["plain"] = pg.CPU, pl.CPU
-			} else {
-				row = append(row, "-", "-", "-", "-")
-			}
-			cpuTable.Rows = append(cpuTable.Rows, row)
-			cpuTable.Data = append(cpuTable.Data, data)
-		}
+		t.Rows, t.Data = append(t.Rows, row), append(t.Data, data)
+		cpuTable.Rows, cpuTable.Data = append(cpuTable.Rows, cpuRow), append(cpuTable.Data, cpuData)
 		res.Tables = []Table{t, cpuTable}
 		r.log.Info("intake level", "clients", c, "api", a.Throughput, "pgbench", pg.Throughput, "plain", pl.Throughput)
 		grew := a.Throughput > 1.05*apiPeak.Throughput || pg.Throughput > 1.05*pgPeak.Throughput
@@ -352,7 +345,32 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	return res, nil
 }
 
-// drainOutbox waits until the outbox of pool's database holds no unpublished event, at most
+// apiCPUCells are the intake's CPU columns of the API's phase: the machine and its parts.
+func apiCPUCells(c *cpuPerOp) []string {
+	if c == nil {
+		return dashes(6)
+	}
+	return []string{num(c.Machine), num(c.API), num(c.LoadGenerator), num(c.PostgreSQL), num(c.RabbitMQ), num(c.Rest)}
+}
+
+// refCPUCells are the intake's CPU columns of a pgbench phase: the machine and PostgreSQL.
+func refCPUCells(c *cpuPerOp) []string {
+	if c == nil {
+		return dashes(2)
+	}
+	return []string{num(c.Machine), num(c.PostgreSQL)}
+}
+
+// dashes are n cells with no figure.
+func dashes(n int) []string {
+	d := make([]string, n)
+	for i := range d {
+		d[i] = "-"
+	}
+	return d
+}
+
+// drainOutbox waits// drainOutbox waits until the outbox of pool's database holds no unpublished event, at most
 // limit, and returns how long it waited.
 func drainOutbox(ctx context.Context, pool *sql.DB, limit time.Duration) (time.Duration, error) {
 	start := time.Now()

@@ -66,7 +66,7 @@ func (b *backlog) Collect(ch chan<- prometheus.Metric) {
 func (b *backlog) read() backlogReading {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.last.at.IsZero() && time.Since(b.last.at) < backlogReadInterval {
+	if time.Since(b.last.at) < backlogReadInterval { // never, before the first reading
 		return b.last
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
