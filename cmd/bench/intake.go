@@ -117,7 +117,8 @@ func checkReference(ctx context.Context, e *env, refDB, script string, cat catal
 // pgbench on an identical database running the API's own statement (the target's reference)
 // and the same order as a plain transaction, then a fixed-rate phase at half the API's peak
 // next to pgbench at the same rate. The worker does not run: intake is the API's work (the outbox
-// relay runs inside the API process and publishes every order's event).
+// relay runs inside the API process and publishes every order's event). With -rate, only the
+// fixed-rate phase runs, at that rate.
 func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res = newResult()
 	if _, err := exec.LookPath("pgbench"); err != nil {
@@ -157,15 +158,15 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		e.cfg.Database.MaxConns, e.cfg.Orders.IntakeConnections, e.cfg.Orders.IntakeGroupSize, e.cfg.Outbox.BatchSize, e.cfg.Log.Level)
 	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
 		cat.products, cat.users, r.size.history)
-	res.setup("each order: 2 random products x 1, random customer, posted by the administrator; per level the API, pgbench with the API's statement and pgbench with the plain transaction take turns twice, %s each",
-		r.size.phase/2)
-	res.setup("pgbench reports no percentiles: its p50Ms in the JSON is its average latency")
-	res.setup("CPU per order: busy time of every core (/proc/stat) during the phase, divided by the orders; of it, the api process, the load generator (this process, or pgbench's client), PostgreSQL's and RabbitMQ's processes (with their ended backends); /proc counts in 10 ms ticks, so rest, the difference, may read slightly negative")
+	res.setup("each order: 2 random products x 1, random customer, posted by the administrator")
 
-	post := func(ctx context.Context, rng *rand.Rand) error { return client.create(ctx, cat.orderBody(rng)) }
-	apiPid := api.cmd.Process.Pid
+	in := &intakeRun{
+		r: r, e: e, res: res, cat: cat, refDB: refDB, script: script, plain: plain, apiPid: api.cmd.Process.Pid,
+		post: func(ctx context.Context, rng *rand.Rand) error { return client.create(ctx, cat.orderBody(rng)) },
+	}
 	// Warm up the API (connections, JIT-free plans, token cache) and pgbench's database.
-	warm := closedLoop(ctx, 4, r.size.phase/4, post)
+	warm := closedLoop(ctx, 4, r.size.phase/4, in.post)
+	in.posted += warm.Done
 	if warm.Errors > 0 {
 		return res, fmt.Errorf("warm-up: %d failed orders, first: %s", warm.Errors, warm.FirstError)
 	}
@@ -173,6 +174,74 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, err
 	}
 
+	rate := r.size.rate
+	if rate == 0 {
+		apiPeak, pgPeak, err := in.ladder(ctx)
+		if err != nil {
+			return res, err
+		}
+		rate = apiPeak.Throughput / 2
+		res.target(fmt.Sprintf("api peak (%d clients) / pgbench peak with the API's statement (%d clients)", apiPeak.Clients, pgPeak.Clients),
+			100*apiPeak.Throughput/pgPeak.Throughput, "%", 70, true)
+	}
+	fr, err := in.fixedRate(ctx, rate)
+	if err != nil {
+		return res, err
+	}
+	if r.size.rate == 0 {
+		res.target(fmt.Sprintf("p99 at half the peak (%.0f orders/s)", rate), fr.P99, "ms", 25, false)
+	}
+
+	rss, err := api.peakRSS()
+	if err != nil {
+		return res, err
+	}
+	var stored int
+	if err := e.pool.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE status = 'pending'`).Scan(&stored); err != nil {
+		return res, fmt.Errorf("count orders: %w", err)
+	}
+	res.Tables = append(res.Tables, Table{
+		Title:  "api process",
+		Header: []string{"peak RSS MiB", "orders posted (incl. warm-up)", "pending orders stored"},
+		Rows:   [][]string{{num(rss), strconv.Itoa(in.posted), strconv.Itoa(stored)}},
+		Data:   []map[string]any{{"peakRSSMiB": rss, "ordersPosted": in.posted, "ordersStored": stored}},
+	})
+	res.target("api peak RSS under intake load", rss, "MiB", 150, false)
+	if stored < in.posted {
+		return res, fmt.Errorf("%d orders answered 201 but only %d stored", in.posted, stored)
+	}
+	return res, nil
+}
+
+// intakeRun is one run of the intake benchmark: the api process, pgbench's database and
+// scripts, and what was posted so far.
+type intakeRun struct {
+	r             *runner
+	e             *env
+	res           *Result
+	cat           catalogue
+	refDB         string
+	script, plain string // pgbench scripts: the API's statement, the plain transaction
+	apiPid        int
+	post          call
+	posted        int // orders the API answered with 201
+}
+
+// measure runs one phase and records the CPU the machine spent on it.
+func (in *intakeRun) measure(run func() (phase, error)) (phase, error) {
+	before := readCPU(in.apiPid)
+	p, err := run()
+	p.cpu = readCPU(in.apiPid).sub(before)
+	return p, err
+}
+
+// ladder runs the closed loops at rising concurrency until neither the API nor pgbench
+// grows, and returns the peaks of the API and of pgbench with the API's statement.
+func (in *intakeRun) ladder(ctx context.Context) (apiPeak, pgPeak phase, err error) {
+	r, res := in.r, in.res
+	res.setup("per level the API, pgbench with the API's statement and pgbench with the plain transaction take turns twice, %s each", r.size.phase/2)
+	res.setup("pgbench reports no percentiles: its p50Ms in the JSON is its average latency")
+	res.setup("CPU per order: busy time of every core (/proc/stat) during the phase, divided by the orders; of it, the api process, the load generator (this process, or pgbench's client), PostgreSQL's and RabbitMQ's processes (with their ended backends); /proc counts in 10 ms ticks, so rest, the difference, may read slightly negative")
 	t := Table{Title: "closed loop: clients posting back to back",
 		Header: []string{"clients", "api orders/s", "p50 ms", "p99 ms", "pgbench tx/s", "avg ms", "api/pgbench",
 			"plain tx/s", "avg ms", "api/plain"}}
@@ -180,17 +249,9 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		Header: []string{"clients", "api: machine", "api process", "load generator", "PostgreSQL", "RabbitMQ", "rest",
 			"pgbench: machine", "PostgreSQL", "plain: machine", "PostgreSQL"}}
 	var (
-		apiPeak, pgPeak, plainPeak phase
-		flat                       int
+		plainPeak phase
+		flat      int
 	)
-	apiTotal := warm.Done
-	// measure runs one phase and records the CPU the machine spent on it.
-	measure := func(run func() (phase, error)) (phase, error) {
-		before := readCPU(apiPid)
-		p, err := run()
-		p.cpu = readCPU(apiPid).sub(before)
-		return p, err
-	}
 	// refs is whether pgbench still runs beside the API: it stops at the first level whose
 	// connections the server refuses, and the API rises alone from there, since its own
 	// connections to PostgreSQL do not grow with its clients.
@@ -206,10 +267,10 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 			}
 			for _, turn := range turns {
 				if turn == "api" {
-					a, _ := measure(func() (phase, error) { return closedLoop(ctx, c, r.size.phase/2, post), nil })
-					apiTotal += a.Done
+					a, _ := in.measure(func() (phase, error) { return closedLoop(ctx, c, r.size.phase/2, in.post), nil })
+					in.posted += a.Done
 					if a.Errors > 0 {
-						return res, fmt.Errorf("%d clients: %d failed orders, first: %s", c, a.Errors, a.FirstError)
+						return apiPeak, pgPeak, fmt.Errorf("%d clients: %d failed orders, first: %s", c, a.Errors, a.FirstError)
 					}
 					as = append(as, a)
 					continue
@@ -217,18 +278,18 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 				if !refs {
 					continue
 				}
-				file := script
+				file := in.script
 				if turn == "plain" {
-					file = plain
+					file = in.plain
 				}
-				pg, err := measure(func() (phase, error) { return pgbench(ctx, refDB, file, cat, c, r.size.phase/2) })
+				pg, err := in.measure(func() (phase, error) { return pgbench(ctx, in.refDB, file, in.cat, c, r.size.phase/2) })
 				if errors.Is(err, errTooManyClients) {
 					res.setup("pgbench stopped before %d clients: %v; the API rises alone from there", c, err)
 					refs = false
 					continue
 				}
 				if err != nil {
-					return res, err
+					return apiPeak, pgPeak, err
 				}
 				if turn == "plain" {
 					plains = append(plains, pg)
@@ -276,13 +337,12 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 			break // two levels in a row without growth
 		}
 		if ctx.Err() != nil {
-			return res, ctx.Err()
+			return apiPeak, pgPeak, ctx.Err()
 		}
 	}
 	if apiPeak.Done == 0 || pgPeak.Done == 0 {
-		return res, fmt.Errorf("no level measured")
+		return apiPeak, pgPeak, fmt.Errorf("no level measured")
 	}
-
 	res.Tables = append(res.Tables, Table{
 		Title:  "peaks",
 		Header: []string{"api orders/s", "pgbench tx/s", "api/pgbench", "plain tx/s", "api/plain"},
@@ -291,58 +351,79 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 			fmt.Sprintf("%s (%d)", num(plainPeak.Throughput), plainPeak.Clients), fmt.Sprintf("%.0f%%", 100*apiPeak.Throughput/plainPeak.Throughput)}},
 		Data: []map[string]any{{"api": apiPeak.Throughput, "pgbench": pgPeak.Throughput, "plain": plainPeak.Throughput}},
 	})
-	half := apiPeak.Throughput / 2
+	return apiPeak, pgPeak, nil
+}
+
+// fixedRate posts orders at rate per second, then runs pgbench with the API's statement at
+// the same rate, and adds their table. It returns the API's phase.
+func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error) {
+	r, e, res := in.r, in.e, in.res
 	// The fixed rate measures the API in a steady state, not its recovery from the last closed
 	// loop: at its peak the api's relay falls behind the orders, and publishes the rest here.
 	drained, err := drainOutbox(ctx, e.pool, time.Minute)
 	if err != nil {
-		return res, err
+		return phase{}, err
 	}
 	res.setup("the fixed-rate phase began once the api's relay had published what the closed loops left (%s)", drained.Round(100*time.Millisecond))
-	fr := fixedRate(ctx, half, r.size.fixedRate, 256, post)
-	apiTotal += fr.Done
+	res.setup("fixed rate: a second's p99 groups the calls by the second in which they were due; CPU per order as in the closed loops, and how busy that kept the machine's cores; WAL per order is what the server wrote during the phase (for the API, its relay's marks included), divided by the orders")
+	// run measures one load at the fixed rate: its latencies, its CPU and its WAL.
+	run := func(load func() (phase, error)) (phase, error) {
+		var p phase
+		wal, err := walBytes(ctx, e.pool, func() (err error) {
+			p, err = in.measure(load)
+			return err
+		})
+		p.CPU = p.cpu.perOp(p.Done)
+		p.WALPerOp = wal / float64(max(p.Done, 1))
+		return p, err
+	}
+	fr, err := run(func() (phase, error) { return fixedRate(ctx, rate, r.size.fixedRate, 256, in.post), nil })
+	if err != nil {
+		return fr, err
+	}
+	in.posted += fr.Done
 	if fr.Errors > 0 {
-		return res, fmt.Errorf("fixed rate: %d failed orders, first: %s", fr.Errors, fr.FirstError)
+		return fr, fmt.Errorf("fixed rate: %d failed orders, first: %s", fr.Errors, fr.FirstError)
 	}
 	// The same rate of the same transaction through pgbench shows what the database and the
 	// disk alone contribute to the tail (a slow WAL flush delays every commit behind it).
-	pgfr, err := pgbenchAtRate(ctx, refDB, script, cat, fixedRateClients, half, r.size.fixedRate)
+	pgfr, err := run(func() (phase, error) {
+		return pgbenchAtRate(ctx, in.refDB, in.script, in.cat, fixedRateClients, rate, r.size.fixedRate)
+	})
 	if err != nil {
-		return res, err
+		return fr, err
+	}
+	row := func(name string, p phase) []string {
+		worst, over := p.secondsOver(25)
+		busy := p.CPU.Machine * p.Throughput / (10 * float64(numCPU())) // ms per second per core, in %
+		return []string{name, num(rate), num(p.Throughput), num(p.P50), num(p.P99), num(worst),
+			fmt.Sprintf("%d of %d", over, len(p.SecondP99)), num(p.CPU.Machine), fmt.Sprintf("%.0f%%", busy),
+			num(p.CPU.PostgreSQL), num(p.WALPerOp / 1024)}
 	}
 	res.Tables = append(res.Tables, Table{
-		Title:  fmt.Sprintf("fixed rate at half the API's peak for %s (latency from the moment each request was due)", r.size.fixedRate),
-		Header: []string{"", "rate/s", "achieved/s", "p50 ms", "p99 ms"},
-		Rows: [][]string{
-			{"api", num(half), num(fr.Throughput), num(fr.P50), num(fr.P99)},
-			{fmt.Sprintf("pgbench -R, %d clients", fixedRateClients), num(half), num(pgfr.Throughput), num(pgfr.P50), num(pgfr.P99)},
-		},
+		Title: fmt.Sprintf("fixed rate for %s (latency from the moment each request was due)", r.size.fixedRate),
+		Header: []string{"", "rate/s", "achieved/s", "p50 ms", "p99 ms", "worst second's p99", "seconds with p99 > 25 ms",
+			"CPU ms/order", "machine busy", "PostgreSQL ms/order", "WAL KiB/order"},
+		Rows: [][]string{row("api", fr), row(fmt.Sprintf("pgbench -R, %d clients", fixedRateClients), pgfr)},
 		Data: []map[string]any{{"fixedRate": fr, "pgbenchFixedRate": pgfr}},
 	})
+	return fr, nil
+}
 
-	rss, err := api.peakRSS()
-	if err != nil {
-		return res, err
+// walBytes runs run and returns the bytes of WAL the server wrote meanwhile.
+func walBytes(ctx context.Context, pool *sql.DB, run func() error) (float64, error) {
+	var start string
+	if err := pool.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&start); err != nil {
+		return 0, fmt.Errorf("read WAL position: %w", err)
 	}
-	var stored int
-	if err := e.pool.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE status = 'pending'`).Scan(&stored); err != nil {
-		return res, fmt.Errorf("count orders: %w", err)
+	if err := run(); err != nil {
+		return 0, err
 	}
-	res.Tables = append(res.Tables, Table{
-		Title:  "api process",
-		Header: []string{"peak RSS MiB", "orders posted (incl. warm-up)", "pending orders stored"},
-		Rows:   [][]string{{num(rss), strconv.Itoa(apiTotal), strconv.Itoa(stored)}},
-		Data:   []map[string]any{{"peakRSSMiB": rss, "ordersPosted": apiTotal, "ordersStored": stored}},
-	})
-	peakRatio := apiPeak.Throughput / pgPeak.Throughput
-	res.target(fmt.Sprintf("api peak (%d clients) / pgbench peak with the API's statement (%d clients)", apiPeak.Clients, pgPeak.Clients), 100*peakRatio, "%", 70, true)
-
-	res.target(fmt.Sprintf("p99 at half the peak (%.0f orders/s)", half), fr.P99, "ms", 25, false)
-	res.target("api peak RSS under intake load", rss, "MiB", 150, false)
-	if stored < apiTotal {
-		return res, fmt.Errorf("%d orders answered 201 but only %d stored", apiTotal, stored)
+	var n float64
+	if err := pool.QueryRowContext(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)`, start).Scan(&n); err != nil {
+		return 0, fmt.Errorf("read WAL position: %w", err)
 	}
-	return res, nil
+	return n, nil
 }
 
 // apiCPUCells are the intake's CPU columns of the API's phase: the machine and its parts.
@@ -450,28 +531,51 @@ func pgbenchAtRate(ctx context.Context, name, script string, cat catalogue, clie
 	if err != nil || len(logs) == 0 {
 		return p, fmt.Errorf("pgbench -R: no transaction log in %s", dir)
 	}
-	var lat latencies
+	type tx struct {
+		due time.Time
+		lat time.Duration
+	}
+	var txs []tx
 	for _, f := range logs {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return p, err
 		}
 		// client_id transaction_no time script_no time_epoch time_us schedule_lag, where
-		// time (µs) counts from the scheduled start under -R.
+		// time (µs) counts from the scheduled start under -R, and time_epoch and time_us
+		// give the moment the transaction ended.
 		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			fields := strings.Fields(line)
-			if len(fields) < 3 {
+			if len(fields) < 6 {
 				continue
 			}
-			us, err := strconv.ParseInt(fields[2], 10, 64)
-			if err != nil {
-				return p, fmt.Errorf("pgbench log %s: %q: %w", f, line, err)
+			var n [3]int64
+			for i, field := range []string{fields[2], fields[4], fields[5]} {
+				if n[i], err = strconv.ParseInt(field, 10, 64); err != nil {
+					return p, fmt.Errorf("pgbench log %s: %q: %w", f, line, err)
+				}
 			}
-			lat = append(lat, time.Duration(us)*time.Microsecond)
+			lat := time.Duration(n[0]) * time.Microsecond
+			txs = append(txs, tx{due: time.Unix(n[1], n[2]*1000).Add(-lat), lat: lat})
 		}
+	}
+	var (
+		lat     latencies
+		seconds bySecond
+		start   time.Time
+	)
+	for _, t := range txs {
+		if start.IsZero() || t.due.Before(start) {
+			start = t.due
+		}
+	}
+	for _, t := range txs {
+		lat = append(lat, t.lat)
+		seconds.add(int(t.due.Sub(start)/time.Second), t.lat)
 	}
 	p.Rate = rate
 	p.finish(lat)
+	p.SecondP99 = seconds.p99s()
 	p.Throughput = float64(p.Done) / p.Elapsed.Seconds()
 	return p, nil
 }

@@ -21,8 +21,14 @@ type phase struct {
 	FirstError string        `json:"firstError,omitempty"`
 	// CPU is the CPU time per operation, where the phase was measured with readCPU.
 	CPU *cpuPerOp `json:"cpuMsPerOp,omitempty"`
-	lat latencies
-	cpu cpuTimes
+	// SecondP99 is the p99 of each second of a fixed-rate phase, the calls grouped by the
+	// second in which they were due: it shows whether the tail is spread or a few stalls.
+	SecondP99 []float64 `json:"secondP99Ms,omitempty"`
+	// WALPerOp is the WAL the server wrote per operation during the phase, in bytes, where
+	// the phase was measured with walBytes.
+	WALPerOp float64 `json:"walBytesPerOp,omitempty"`
+	lat      latencies
+	cpu      cpuTimes
 }
 
 func (p *phase) finish(lat latencies) {
@@ -37,6 +43,43 @@ type errorLog struct {
 	n     atomic.Int64
 	once  sync.Once
 	first error
+}
+
+// bySecond collects latencies by the second of the phase in which each call was due.
+type bySecond struct {
+	mu      sync.Mutex
+	seconds []latencies
+}
+
+func (b *bySecond) add(second int, d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.seconds) <= second {
+		b.seconds = append(b.seconds, nil)
+	}
+	b.seconds[second] = append(b.seconds[second], d)
+}
+
+// p99s is the p99 of each second, NaN for a second without calls.
+func (b *bySecond) p99s() []float64 {
+	out := make([]float64, len(b.seconds))
+	for i, l := range b.seconds {
+		out[i] = l.quantile(0.99)
+	}
+	return out
+}
+
+// secondsOver returns the worst of a phase's per-second p99s and the number above limit ms.
+func (p phase) secondsOver(limit float64) (worst float64, over int) {
+	for _, v := range p.SecondP99 {
+		if v > limit {
+			over++
+		}
+		if v > worst { // false for NaN, a second without calls
+			worst = v
+		}
+	}
+	return worst, over
 }
 
 func (l *errorLog) add(err error) {
@@ -130,7 +173,10 @@ func backToBack(ctx context.Context, clients, n int, until time.Time, do call) p
 func fixedRate(ctx context.Context, rate float64, d time.Duration, maxInFlight int, do call) phase {
 	n := int(rate * d.Seconds())
 	due := make(chan time.Time, n+1)
-	var errs errorLog
+	var (
+		errs    errorLog
+		seconds bySecond
+	)
 	start := time.Now()
 	wait := startWorkers(maxInFlight, start, func(rng *rand.Rand, lat *latencies) {
 		for at := range due {
@@ -141,7 +187,9 @@ func fixedRate(ctx context.Context, rate float64, d time.Duration, maxInFlight i
 				errs.add(err)
 				continue
 			}
-			*lat = append(*lat, time.Since(at))
+			d := time.Since(at)
+			*lat = append(*lat, d)
+			seconds.add(int(at.Sub(start)/time.Second), d)
 		}
 	})
 	interval := time.Duration(float64(time.Second) / rate)
@@ -160,6 +208,7 @@ func fixedRate(ctx context.Context, rate float64, d time.Duration, maxInFlight i
 	p := phase{Rate: rate, Elapsed: time.Since(start)}
 	errs.into(&p)
 	p.finish(all)
+	p.SecondP99 = seconds.p99s()
 	// Throughput over the scheduled window, not the drain after it.
 	p.Throughput = float64(p.Done) / max(d.Seconds(), p.Elapsed.Seconds())
 	return p

@@ -61,6 +61,8 @@ func run() int {
 		verbose = flag.Bool("v", false, "log progress")
 		levels  = flag.String("levels", "", "intake concurrency levels, comma-separated (default: the size's)")
 		phase   = flag.Duration("phase", 0, "length of one intake phase (default: the size's)")
+		rate    = flag.Float64("rate", 0, "intake: post at this many orders/s (and pgbench at the same rate) without the closed loops (default: half the closed loops' peak)")
+		fixed   = flag.Duration("fixed", 0, "length of the intake's fixed-rate phase (default: the size's)")
 		set     = overrides{}
 	)
 	flag.Var(set, "set", "ORDERFLOW_KEY=value for every process started (repeatable), to measure a setting")
@@ -84,6 +86,14 @@ func run() int {
 	if *phase > 0 {
 		sz.phase = *phase
 	}
+	if *fixed > 0 {
+		sz.fixedRate = *fixed
+	}
+	if *rate < 0 {
+		fmt.Fprintf(os.Stderr, "bench: -rate must not be negative\n")
+		return 2
+	}
+	sz.rate = *rate
 	selected, err := selectBenchmarks(*only)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)

@@ -25,6 +25,8 @@ type size struct {
 	// longer than a phase: the checkpointer's sync (every 5 minutes; about 100 ms here)
 	// stalls every commit, and in a 10 s window one such stall alone made up the 1% tail.
 	fixedRate time.Duration
+	// rate, when set, is the intake's fixed rate: the closed loops do not run.
+	rate float64
 	// history is the number of old orders loaded before measuring intake.
 	history int
 	// orders is the number of orders of the event pipeline.
