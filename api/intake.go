@@ -21,14 +21,21 @@ import (
 // order costs the API and the database one statement instead of a round trip and a commit.
 //
 // No goroutine of its own does the writing. An order waits in the queue until it is stored,
-// or until one of at most writers requests at a time may write: that request stores what
-// is queued, a group of at most maxGroup orders at a time, until its own order is stored.
-// An order that waits alone is stored by itself, as without the queue; a group forms only
-// when orders arrive while the writers are busy.
+// or until its request may write: that request stores what is queued, a group of at most
+// maxGroup orders at a time, until its own order is stored. An order that waits alone is
+// stored by itself, as without the queue; a group forms when orders arrive while a writer
+// is busy.
+//
+// One request may write at a time, and more (up to writers in all) only while a whole group
+// is waiting. Under a moderate load the one writer's next transaction takes what arrived
+// during its last, and the database commits once for several orders instead of once for
+// each, which leaves more of the machine to answer them; under a heavy load, or while a
+// commit is slow, every writer works.
 type intake struct {
 	db       *sql.DB
 	log      *slog.Logger
-	writers  chan struct{}
+	first    chan struct{} // the writer an order may always become
+	extra    chan struct{} // the others, for an order that finds a whole group waiting
 	maxGroup int
 
 	mu    sync.Mutex
@@ -53,7 +60,11 @@ type orderJob struct {
 var errGroupNotSent = errors.New("group not sent")
 
 func newIntake(db *sql.DB, log *slog.Logger, writers, maxGroup int) *intake {
-	return &intake{db: db, log: log, writers: make(chan struct{}, writers), maxGroup: maxGroup}
+	in := &intake{db: db, log: log, first: make(chan struct{}, 1), maxGroup: maxGroup}
+	if writers > 1 {
+		in.extra = make(chan struct{}, writers-1)
+	}
+	return in
 }
 
 // store stores job's order and returns it, or nil when OrderStatement stored nothing.
@@ -61,12 +72,23 @@ func (in *intake) store(job *orderJob) (*oas.Order, error) {
 	job.done = make(chan struct{})
 	in.mu.Lock()
 	in.queue = append(in.queue, job)
+	full := len(in.queue) >= in.maxGroup
 	in.mu.Unlock()
+	var extra chan struct{} // nil, which never takes a send, unless a whole group is waiting
+	if full {
+		extra = in.extra
+	}
+	var slot chan struct{}
 	select {
 	case <-job.done:
-	case in.writers <- struct{}{}:
+	case in.first <- struct{}{}:
+		slot = in.first
+	case extra <- struct{}{}:
+		slot = in.extra
+	}
+	if slot != nil {
 		in.write(job)
-		<-in.writers
+		<-slot
 		<-job.done // stored by this request, or by the writer that took it from the queue
 	}
 	if job.alone {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"orderflow/api/oas"
 	"orderflow/domain"
 	"orderflow/events"
 	"orderflow/platform/outbox"
@@ -97,6 +98,60 @@ func TestIntakeStoresAGroupInOneTransaction(t *testing.T) {
 	}
 	if orders != 3 || transactions != 1 || created != 3 {
 		t.Errorf("%d orders in %d transactions with %d OrderCreated rows; want 3 in 1 with 3", orders, transactions, created)
+	}
+}
+
+// TestIntakeWritesOnMoreConnectionsOnlyForAWholeGroup: while the first writer is busy, an
+// order that finds a short queue waits for it; the order that makes the queue a whole group
+// writes on another connection, and stores the waiting orders with its own.
+func TestIntakeWritesOnMoreConnectionsOnlyForAWholeGroup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, cust := e.customer()
+	a := e.product("1.00", 10)
+	in := newIntake(e.db, e.h.log, 2, 4)
+	in.first <- struct{}{} // the first writer is busy
+	defer func() { <-in.first }()
+
+	type result struct {
+		o   *oas.Order
+		err error
+	}
+	store := func(j *orderJob) <-chan result {
+		c := make(chan result, 1)
+		go func() {
+			o, err := in.store(j)
+			c <- result{o, err}
+		}()
+		return c
+	}
+	waiting := store(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1}))
+	select {
+	case r := <-waiting:
+		t.Fatalf("an order behind a busy writer was stored on another connection with 1 waiting: %+v, %v", r.o, r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	in.queued(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1}), e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1}))
+	last := store(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1})) // the fourth: a whole group
+	var ids []int
+	for _, c := range []<-chan result{last, waiting} {
+		select {
+		case r := <-c:
+			if r.err != nil || r.o == nil {
+				t.Fatalf("order of the group: %+v, %v", r.o, r.err)
+			}
+			ids = append(ids, r.o.ID)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a whole group waited for the busy writer")
+		}
+	}
+	var orders, transactions int
+	if err := e.db.QueryRow(`SELECT count(*), count(DISTINCT xmin::text) FROM orders WHERE user_id = $1`, cust).
+		Scan(&orders, &transactions); err != nil {
+		t.Fatal(err)
+	}
+	if orders != 4 || transactions != 1 || e.stock(a) != 6 {
+		t.Errorf("%d orders in %d transactions, stock %d; want 4 in 1, stock 6", orders, transactions, e.stock(a))
 	}
 }
 
