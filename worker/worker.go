@@ -47,6 +47,7 @@ type Worker struct {
 	client   *ent.Client
 	log      *slog.Logger
 	opts     Options
+	expiries *expiryNotes
 	payments atomic.Int64 // simulated payments running now
 	outage   atomic.Bool  // the database was found unavailable and not reached since
 }
@@ -62,7 +63,7 @@ func New(client *ent.Client, log *slog.Logger, opts Options) *Worker {
 	if opts.Mailer == nil {
 		opts.Mailer = LogMailer{Log: log}
 	}
-	return &Worker{client: client, log: log, opts: opts}
+	return &Worker{client: client, log: log, opts: opts, expiries: newExpiryNotes(client)}
 }
 
 // Delivery is one message as the worker sees it.

@@ -1,0 +1,93 @@
+package worker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"orderflow/events"
+	"orderflow/internal/testutil"
+	"orderflow/worker"
+)
+
+// expireAll delivers an OrderExpired event for each of orderIDs at once, while the
+// notifications' writer is held, then lets the writer go, and returns each handler's error.
+func expireAll(t *testing.T, w *worker.Worker, orderIDs ...int) []error {
+	t.Helper()
+	waiting, release := w.HoldExpiryWriter()
+	errs := make(chan error, len(orderIDs))
+	for i, id := range orderIDs {
+		_, body := envelope(t, events.SourceCronJob, events.OrderExpired{
+			OrderID: id, UserID: 1, Total: money("99.99"), ExpiredAt: time.Now(), ExpiredAfter: "10m0s",
+		})
+		go func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: i > 0}) }()
+	}
+	testutil.Eventually(t, 5*time.Second, "every notification waiting", func() bool { return waiting() == len(orderIDs) })
+	release()
+	var out []error
+	for range orderIDs {
+		out = append(out, <-errs)
+	}
+	return out
+}
+
+// transactions counts the transactions that inserted the notifications of orderIDs.
+func (s *store) transactions(t *testing.T, orderIDs []int) (notes, transactions int) {
+	t.Helper()
+	rows, err := s.client.QueryContext(context.Background(),
+		`SELECT count(*), count(DISTINCT xmin::text) FROM notifications WHERE order_id = ANY($1)`, orderIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		t.Fatal("no count")
+	}
+	if err := rows.Scan(&notes, &transactions); err != nil {
+		t.Fatal(err)
+	}
+	return notes, transactions
+}
+
+// TestOrderExpiredNotificationsOfConcurrentDeliveriesShareAStatement: the notifications of
+// events handled at once are inserted in one statement, each once, even when an event is
+// delivered twice at the same time.
+func TestOrderExpiredNotificationsOfConcurrentDeliveriesShareAStatement(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, logs := newWorker(s, always(0))
+	ids := s.newOrders(t, 5)
+	for i, err := range expireAll(t, w, append(ids, ids[2])...) {
+		if err != nil {
+			t.Fatalf("handler %d: %v", i, err)
+		}
+	}
+	notes, transactions := s.transactions(t, ids)
+	if notes != 5 || transactions != 1 {
+		t.Fatalf("%d notifications in %d transactions, want 5 in 1", notes, transactions)
+	}
+	mustEqual(t, "recorded log lines", len(logs.lines(t, "order expiry recorded")), 5)
+	mustEqual(t, "duplicate log lines", len(logs.lines(t, "order expired event dropped: the expiry was already recorded")), 1)
+}
+
+// TestOrderExpiredNotificationsFallBackToOneEach: an order that no longer exists fails the
+// statement of the notifications handled with it; each handler then inserts its own, and
+// the missing order's event is dropped alone.
+func TestOrderExpiredNotificationsFallBackToOneEach(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, logs := newWorker(s, always(0))
+	ids := s.newOrders(t, 4)
+	const missing = 987654
+	for i, err := range expireAll(t, w, append(ids, missing)...) {
+		if err != nil {
+			t.Fatalf("handler %d: %v", i, err)
+		}
+	}
+	notes, transactions := s.transactions(t, ids)
+	if notes != 4 || transactions != 4 {
+		t.Fatalf("%d notifications in %d transactions, want 4 in 4 (each by itself)", notes, transactions)
+	}
+	mustEqual(t, "recorded log lines", len(logs.lines(t, "order expiry recorded")), 4)
+	mustEqual(t, "dropped log lines", len(logs.lines(t, "order expired event dropped: the order no longer exists")), 1)
+}
