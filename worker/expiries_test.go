@@ -11,8 +11,8 @@ import (
 )
 
 // expireAll delivers an OrderExpired event for each of orderIDs at once, while the
-// notifications' writer is held, then lets the writer go, and returns each handler's error.
-func expireAll(t *testing.T, w *worker.Worker, orderIDs ...int) []error {
+// notifications' writer is held, then lets the writer go; every handler must succeed.
+func expireAll(t *testing.T, w *worker.Worker, orderIDs ...int) {
 	t.Helper()
 	waiting, release := w.HoldExpiryWriter()
 	errs := make(chan error, len(orderIDs))
@@ -24,11 +24,11 @@ func expireAll(t *testing.T, w *worker.Worker, orderIDs ...int) []error {
 	}
 	testutil.Eventually(t, 5*time.Second, "every notification waiting", func() bool { return waiting() == len(orderIDs) })
 	release()
-	var out []error
 	for range orderIDs {
-		out = append(out, <-errs)
+		if err := <-errs; err != nil {
+			t.Fatalf("handler: %v", err)
+		}
 	}
-	return out
 }
 
 // transactions counts the transactions that inserted the notifications of orderIDs.
@@ -57,11 +57,7 @@ func TestOrderExpiredNotificationsOfConcurrentDeliveriesShareAStatement(t *testi
 	s := newStore(t)
 	w, logs := newWorker(s, always(0))
 	ids := s.newOrders(t, 5)
-	for i, err := range expireAll(t, w, append(ids, ids[2])...) {
-		if err != nil {
-			t.Fatalf("handler %d: %v", i, err)
-		}
-	}
+	expireAll(t, w, append(ids, ids[2])...)
 	notes, transactions := s.transactions(t, ids)
 	if notes != 5 || transactions != 1 {
 		t.Fatalf("%d notifications in %d transactions, want 5 in 1", notes, transactions)
@@ -79,11 +75,7 @@ func TestOrderExpiredNotificationsFallBackToOneEach(t *testing.T) {
 	w, logs := newWorker(s, always(0))
 	ids := s.newOrders(t, 4)
 	const missing = 987654
-	for i, err := range expireAll(t, w, append(ids, missing)...) {
-		if err != nil {
-			t.Fatalf("handler %d: %v", i, err)
-		}
-	}
+	expireAll(t, w, append(ids, missing)...)
 	notes, transactions := s.transactions(t, ids)
 	if notes != 4 || transactions != 4 {
 		t.Fatalf("%d notifications in %d transactions, want 4 in 4 (each by itself)", notes, transactions)
