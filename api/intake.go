@@ -7,39 +7,26 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"orderflow/api/oas"
+	"orderflow/internal/group"
 )
 
 // intake stores new orders, and stores the orders that are waiting together in one round
 // trip and one transaction: PostgreSQL then flushes its log once for all of them, and each
 // order costs the API and the database one statement instead of a round trip and a commit.
 //
-// No goroutine of its own does the writing. An order waits in the queue until it is stored,
-// or until its request may write: that request stores what is queued, a group of at most
-// maxGroup orders at a time, until its own order is stored. An order that waits alone is
-// stored by itself, as without the queue; a group forms when orders arrive while a writer
-// is busy.
-//
-// One request may write at a time, and more (up to writers in all) only while a whole group
-// is waiting. Under a moderate load the one writer's next transaction takes what arrived
-// during its last, and the database commits once for several orders instead of once for
-// each, which leaves more of the machine to answer them; under a heavy load, or while a
-// commit is slow, every writer works.
+// The orders waiting together are written by one of their requests (group.Writer): one
+// writer at a time under a moderate load, up to writers while a whole group of maxGroup
+// waits.
 type intake struct {
-	db       *sql.DB
-	log      *slog.Logger
-	first    chan struct{} // the writer an order may always become
-	extra    chan struct{} // the others, for an order that finds a whole group waiting
-	maxGroup int
-
-	mu    sync.Mutex
-	queue []*orderJob
+	db     *sql.DB
+	log    *slog.Logger
+	groups *group.Writer[*orderJob]
 }
 
 // orderJob is one order in the intake: its request's context, OrderStatement's input, and
@@ -60,37 +47,13 @@ type orderJob struct {
 var errGroupNotSent = errors.New("group not sent")
 
 func newIntake(db *sql.DB, log *slog.Logger, writers, maxGroup int) *intake {
-	in := &intake{db: db, log: log, first: make(chan struct{}, 1), maxGroup: maxGroup}
-	if writers > 1 {
-		in.extra = make(chan struct{}, writers-1)
-	}
-	return in
+	return &intake{db: db, log: log, groups: group.NewWriter[*orderJob](writers, maxGroup)}
 }
 
 // store stores job's order and returns it, or nil when OrderStatement stored nothing.
 func (in *intake) store(job *orderJob) (*oas.Order, error) {
 	job.done = make(chan struct{})
-	in.mu.Lock()
-	in.queue = append(in.queue, job)
-	full := len(in.queue) >= in.maxGroup
-	in.mu.Unlock()
-	var extra chan struct{} // nil, which never takes a send, unless a whole group is waiting
-	if full {
-		extra = in.extra
-	}
-	var slot chan struct{}
-	select {
-	case <-job.done:
-	case in.first <- struct{}{}:
-		slot = in.first
-	case extra <- struct{}{}:
-		slot = in.extra
-	}
-	if slot != nil {
-		in.write(job)
-		<-slot
-		<-job.done // stored by this request, or by the writer that took it from the queue
-	}
+	in.groups.Write(job, job.done, in.storeGroup)
 	if job.alone {
 		return in.storeAlone(job)
 	}
@@ -106,32 +69,10 @@ func (in *intake) storeAlone(job *orderJob) (*oas.Order, error) {
 	return o, err
 }
 
-// write stores groups from the queue until job is stored or the queue is empty (another
-// writer has taken job's group).
-func (in *intake) write(job *orderJob) {
-	for {
-		select {
-		case <-job.done:
-			return
-		default:
-		}
-		group := in.take()
-		if len(group) == 0 {
-			return
-		}
-		in.storeGroup(group)
-	}
-}
-
-// take removes the oldest maxGroup orders from the queue, and answers those whose request
-// has ended meanwhile.
-func (in *intake) take() []*orderJob {
-	in.mu.Lock()
-	n := min(len(in.queue), in.maxGroup)
-	group := slices.Clone(in.queue[:n])
-	in.queue = slices.Delete(in.queue, 0, n)
-	in.mu.Unlock()
-	live := group[:0]
+// answerEnded answers the orders of group whose request has ended while they waited, and
+// returns the others.
+func answerEnded(group []*orderJob) []*orderJob {
+	live := group[:0] // a group is the writer's own copy
 	for _, j := range group {
 		if err := j.ctx.Err(); err != nil {
 			j.err = err
@@ -150,13 +91,16 @@ func (in *intake) take() []*orderJob {
 // sent), every order of the group gets the error, as a single order would: storing them
 // again could store them twice.
 func (in *intake) storeGroup(group []*orderJob) {
+	group = answerEnded(group)
 	defer func() {
 		for _, j := range group {
 			close(j.done)
 		}
 	}()
-	if len(group) == 1 {
-		group[0].order, group[0].err = in.storeAlone(group[0])
+	if len(group) < 2 { // one order, or none whose request is still there
+		for _, j := range group {
+			j.order, j.err = in.storeAlone(j)
+		}
 		return
 	}
 	ctx, cancel := groupContext(group)

@@ -14,6 +14,7 @@ import (
 	"orderflow/api/oas"
 	"orderflow/domain"
 	"orderflow/events"
+	"orderflow/internal/testutil"
 	"orderflow/platform/outbox"
 )
 
@@ -29,18 +30,50 @@ func (e *env) job(ctx context.Context, callerID, userID int, items ...domain.Ite
 }
 
 // newQueueEnv is an API with a customer and a product with 10 in stock, and an intake of
-// its own with one writer, whose queue a test fills by hand.
+// its own with one writer.
 func newQueueEnv(t *testing.T) (e *env, cust, product int, in *intake) {
 	e = newEnv(t)
 	_, cust = e.customer()
 	return e, cust, e.product("1.00", 10), newIntake(e.db, e.h.log, 1, 8)
 }
 
-// queued puts jobs in the intake's queue, as requests waiting for a writer would.
-func (in *intake) queued(jobs ...*orderJob) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	in.queue = append(in.queue, jobs...)
+// hold keeps the intake's writer busy until release is called: orders stored meanwhile
+// wait in its queue, as requests do behind a slow transaction.
+func (in *intake) hold() (release func()) {
+	busy, free := make(chan struct{}), make(chan struct{})
+	blocker := &orderJob{done: make(chan struct{})}
+	go in.groups.Write(blocker, blocker.done, func(group []*orderJob) {
+		close(busy)
+		<-free
+		for _, j := range group {
+			close(j.done)
+		}
+	})
+	<-busy
+	return func() { close(free) }
+}
+
+// stored is what intake.store returned.
+type stored struct {
+	order *oas.Order
+	err   error
+}
+
+// storeQueued stores each job from a request of its own, in turn once the one before waits
+// in the queue, and returns their results' channels.
+func (in *intake) storeQueued(t *testing.T, jobs ...*orderJob) []chan stored {
+	t.Helper()
+	var out []chan stored
+	for _, j := range jobs {
+		c := make(chan stored, 1)
+		go func() {
+			o, err := in.store(j)
+			c <- stored{o, err}
+		}()
+		out = append(out, c)
+		testutil.Eventually(t, 5*time.Second, "the order to wait in the queue", func() bool { return in.groups.Waiting() == len(out) })
+	}
+	return out
 }
 
 // TestIntakeStoresAGroupInOneTransaction stores four orders as one group: those that can be
@@ -101,92 +134,31 @@ func TestIntakeStoresAGroupInOneTransaction(t *testing.T) {
 	}
 }
 
-// TestIntakeWritesOnMoreConnectionsOnlyForAWholeGroup: while the first writer is busy, an
-// order that finds a short queue waits for it; the order that makes the queue a whole group
-// writes on another connection, and stores the waiting orders with its own.
-func TestIntakeWritesOnMoreConnectionsOnlyForAWholeGroup(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	_, cust := e.customer()
-	a := e.product("1.00", 10)
-	in := newIntake(e.db, e.h.log, 2, 4)
-	in.first <- struct{}{} // the first writer is busy
-	defer func() { <-in.first }()
-
-	type result struct {
-		o   *oas.Order
-		err error
-	}
-	store := func(j *orderJob) <-chan result {
-		c := make(chan result, 1)
-		go func() {
-			o, err := in.store(j)
-			c <- result{o, err}
-		}()
-		return c
-	}
-	waiting := store(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1}))
-	select {
-	case r := <-waiting:
-		t.Fatalf("an order behind a busy writer was stored on another connection with 1 waiting: %+v, %v", r.o, r.err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	in.queued(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1}), e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1}))
-	last := store(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1})) // the fourth: a whole group
-	var ids []int
-	for _, c := range []<-chan result{last, waiting} {
-		select {
-		case r := <-c:
-			if r.err != nil || r.o == nil {
-				t.Fatalf("order of the group: %+v, %v", r.o, r.err)
-			}
-			ids = append(ids, r.o.ID)
-		case <-time.After(10 * time.Second):
-			t.Fatal("a whole group waited for the busy writer")
-		}
-	}
-	var orders, transactions int
-	if err := e.db.QueryRow(`SELECT count(*), count(DISTINCT xmin::text) FROM orders WHERE user_id = $1`, cust).
-		Scan(&orders, &transactions); err != nil {
-		t.Fatal(err)
-	}
-	if orders != 4 || transactions != 1 || e.stock(a) != 6 {
-		t.Errorf("%d orders in %d transactions, stock %d; want 4 in 1, stock 6", orders, transactions, e.stock(a))
-	}
-}
-
-// TestIntakeFailedGroupStoresEachOrderAlone queues two orders, one of which makes
-// PostgreSQL fail (its event headers are not JSON), behind a third: the request of the
-// third stores the group, which fails whole; its own order is then stored by itself, and
-// the two others are handed back to their requests to do the same.
+// TestIntakeFailedGroupStoresEachOrderAlone queues three orders, one of which makes
+// PostgreSQL fail (its event headers are not JSON): their group fails whole, and each
+// request then stores its order by itself, so that only the broken one fails.
 func TestIntakeFailedGroupStoresEachOrderAlone(t *testing.T) {
 	t.Parallel()
 	e, cust, a, in := newQueueEnv(t)
 	good := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1})
 	bad := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 2})
 	bad.ev.Headers = []byte("{not json")
-	in.queued(good, bad)
+	third := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 3})
+	release := in.hold()
+	results := in.storeQueued(t, good, bad, third)
+	release()
 
-	o, err := in.store(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 3}))
-	if err != nil || o == nil {
-		t.Fatalf("the writing request's order: %+v, %v", o, err)
+	for i, want := range []bool{true, false, true} {
+		r := <-results[i]
+		if stored := r.err == nil && r.order != nil; stored != want {
+			t.Errorf("order %d: %+v, %v; stored %v, want %v", i+1, r.order, r.err, stored, want)
+		}
 	}
-	if !good.alone || !bad.alone || good.order != nil || bad.order != nil {
-		t.Errorf("queued orders after their group failed: alone %v and %v, orders %+v and %+v", good.alone, bad.alone, good.order, bad.order)
-	}
-	if e.stock(a) != 7 {
-		t.Errorf("stock left %d, want 7: only the order stored by itself", e.stock(a))
-	}
-
-	// What the requests of the queued orders then do.
-	if o, err := insertOrder(ctx, e.db, good.orderInput); err != nil || o == nil {
-		t.Errorf("good order stored alone: %+v, %v", o, err)
-	}
-	if _, err := insertOrder(ctx, e.db, bad.orderInput); err == nil {
-		t.Error("the order with broken headers was stored")
+	if !good.alone || !bad.alone || !third.alone {
+		t.Errorf("after their group failed, stored alone: %v, %v, %v; want all", good.alone, bad.alone, third.alone)
 	}
 	if e.stock(a) != 6 {
-		t.Errorf("stock left %d, want 6", e.stock(a))
+		t.Errorf("stock left %d, want 6: the two good orders", e.stock(a))
 	}
 }
 
@@ -198,12 +170,16 @@ func TestIntakeAnswersEndedRequests(t *testing.T) {
 	ended, cancel := context.WithCancel(ctx)
 	cancel()
 	gone := e.job(ended, cust, cust, domain.Item{ProductID: a, Quantity: 1})
-	in.queued(gone)
-	if o, err := in.store(e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 2})); err != nil || o == nil {
-		t.Fatalf("the waiting order: %+v, %v", o, err)
+	waiting := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 2})
+	release := in.hold()
+	results := in.storeQueued(t, gone, waiting)
+	release()
+
+	if r := <-results[0]; !errors.Is(r.err, context.Canceled) || r.order != nil {
+		t.Errorf("the ended request's order: %+v, %v", r.order, r.err)
 	}
-	if !errors.Is(gone.err, context.Canceled) || gone.order != nil {
-		t.Errorf("the ended request's order: %+v, %v", gone.order, gone.err)
+	if r := <-results[1]; r.err != nil || r.order == nil {
+		t.Fatalf("the waiting order: %+v, %v", r.order, r.err)
 	}
 	if e.stock(a) != 8 {
 		t.Errorf("stock left %d, want 8", e.stock(a))

@@ -3,31 +3,27 @@ package worker
 import (
 	"context"
 	"fmt"
-	"slices"
-	"sync"
 
 	"orderflow/ent"
 	"orderflow/ent/notification"
+	"orderflow/internal/group"
 )
 
 // maxExpiryNotes is the most OrderExpired notifications one statement inserts.
 const maxExpiryNotes = 500
 
 // expiryNotes inserts the OrderExpired notifications of the handlers that run at once
-// together. One handler at a time writes: it inserts every notification waiting, up to
-// maxExpiryNotes, in one statement, until its own is in. A sweep publishes thousands of
-// OrderExpired events at once, and their notifications then cost a statement and a commit
-// for many instead of one each.
+// together: the notifications waiting together are inserted by one of their handlers
+// (group.Writer, one writer), up to maxExpiryNotes in one statement. A sweep publishes
+// thousands of OrderExpired events at once, and their notifications then cost a statement
+// and a commit for many instead of one each.
 //
 // The insert skips a notification that is already there, so a notification handed back
 // after a failed statement can be inserted again by its own handler without ever being
 // stored twice.
 type expiryNotes struct {
 	client *ent.Client
-	writer chan struct{}
-
-	mu    sync.Mutex
-	queue []*expiryNote
+	groups *group.Writer[*expiryNote]
 }
 
 // expiryNote is one waiting notification and, once done is closed, its outcome.
@@ -43,7 +39,7 @@ type expiryNote struct {
 }
 
 func newExpiryNotes(client *ent.Client) *expiryNotes {
-	return &expiryNotes{client: client, writer: make(chan struct{}, 1)}
+	return &expiryNotes{client: client, groups: group.NewWriter[*expiryNote](1, maxExpiryNotes)}
 }
 
 // insert inserts the OrderExpired notification of orderID with message, unless the order
@@ -51,38 +47,8 @@ func newExpiryNotes(client *ent.Client) *expiryNotes {
 // by itself.
 func (x *expiryNotes) insert(ctx context.Context, orderID int, message string) (inserted, alone bool) {
 	n := &expiryNote{orderID: orderID, message: message, done: make(chan struct{})}
-	x.mu.Lock()
-	x.queue = append(x.queue, n)
-	x.mu.Unlock()
-	select {
-	case <-n.done:
-	case x.writer <- struct{}{}:
-		x.write(ctx, n)
-		<-x.writer
-		<-n.done // inserted by this handler, or by the writer that took it from the queue
-	}
+	x.groups.Write(n, n.done, func(group []*expiryNote) { x.insertGroup(ctx, group) })
 	return n.inserted, n.alone
-}
-
-// write inserts groups from the queue until n is done or the queue is empty (another writer
-// has taken n's group).
-func (x *expiryNotes) write(ctx context.Context, n *expiryNote) {
-	for {
-		select {
-		case <-n.done:
-			return
-		default:
-		}
-		x.mu.Lock()
-		k := min(len(x.queue), maxExpiryNotes)
-		group := slices.Clone(x.queue[:k])
-		x.queue = slices.Delete(x.queue, 0, k)
-		x.mu.Unlock()
-		if len(group) == 0 {
-			return
-		}
-		x.insertGroup(ctx, group)
-	}
 }
 
 // insertGroup inserts the notifications of group in one statement and answers them. When the
