@@ -178,7 +178,13 @@ func runPipeline(ctx context.Context, r *runner) (res *Result, err error) {
 		Rows:   [][]string{{num(rss), strconv.Itoa(peakInFlight)}},
 	})
 	res.target(fmt.Sprintf("all %d orders decided", n), total.Seconds(), "s", 30, false)
-	res.target("payments begun per second (bounded by intake)", startRate, "orders/s", 500, true)
+	// The payments cannot begin faster than the orders arrive: below 500 orders/s posted, the
+	// in-flight payments limit nothing when the last payment began within a second of the
+	// last order (the memory benchmark's burst, stored before the worker starts, measures
+	// the 500 itself).
+	keepUp := min(500, float64(n)/(posted.Elapsed+time.Second).Seconds())
+	res.target(fmt.Sprintf("payments begun per second (500, or the %s orders/s posted, the last payment within 1 s of the last order)", num(posted.Throughput)),
+		startRate, "orders/s", keepUp, true)
 	return res, nil
 }
 
