@@ -159,6 +159,11 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
 		cat.products, cat.users, r.size.history)
 	res.setup("each order: 2 random products x 1, random customer, posted by the administrator")
+	var autovacuum string
+	if err := e.pool.QueryRowContext(ctx, `SHOW autovacuum`).Scan(&autovacuum); err != nil {
+		return res, fmt.Errorf("read autovacuum: %w", err)
+	}
+	res.setup("this server's autovacuum is %s: the benchmark runs VACUUM between its phases, as autovacuum would within a minute (every order updates two products' stock and its event's outbox row)", autovacuum)
 
 	in := &intakeRun{
 		r: r, e: e, res: res, cat: cat, refDB: refDB, script: script, plain: plain, apiPid: api.cmd.Process.Pid,
@@ -239,7 +244,7 @@ func (in *intakeRun) measure(run func() (phase, error)) (phase, error) {
 // grows, and returns the peaks of the API and of pgbench with the API's statement.
 func (in *intakeRun) ladder(ctx context.Context) (apiPeak, pgPeak phase, err error) {
 	r, res := in.r, in.res
-	res.setup("per level the API, pgbench with the API's statement and pgbench with the plain transaction take turns twice, %s each", r.size.phase/2)
+	res.setup("per level the API, pgbench with the API's statement and pgbench with the plain transaction take turns twice, %s each; each level starts with VACUUM of the API's database and pgbench's", r.size.phase/2)
 	res.setup("pgbench reports no percentiles: its p50Ms in the JSON is its average latency")
 	res.setup("CPU per order: busy time of every core (/proc/stat) during the phase, divided by the orders; of it, the api process, the load generator (this process, or pgbench's client), PostgreSQL's and RabbitMQ's processes (with their ended backends); /proc counts in 10 ms ticks, so rest, the difference, may read slightly negative")
 	t := Table{Title: "closed loop: clients posting back to back",
@@ -259,6 +264,9 @@ func (in *intakeRun) ladder(ctx context.Context) (apiPeak, pgPeak phase, err err
 	for _, c := range r.size.levels {
 		// Two rounds of half a phase each, the second in reverse order, so that a change in
 		// the machine's speed (other work on the host) weighs on all three alike.
+		if _, err := vacuum(ctx, in.e, in.e.dbName, in.refDB); err != nil {
+			return apiPeak, pgPeak, err
+		}
 		var as, pgs, plains []phase
 		for round := range 2 {
 			turns := []string{"api", "pgbench", "plain"}
@@ -366,17 +374,12 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	}
 	res.setup("the fixed-rate phase began once the api's relay had published what the closed loops left (%s)", drained.Round(100*time.Millisecond))
 	// Nor does it measure the row versions the closed loops left behind, which autovacuum
-	// would have removed meanwhile on a server that runs it: VACUUM both databases, as the
-	// fixture was.
-	var autovacuum string
-	if err := e.pool.QueryRowContext(ctx, `SHOW autovacuum`).Scan(&autovacuum); err != nil {
-		return phase{}, fmt.Errorf("read autovacuum: %w", err)
-	}
+	// removes within a minute on a server that runs it.
 	took, err := vacuum(ctx, e, e.dbName, in.refDB)
 	if err != nil {
 		return phase{}, err
 	}
-	res.setup("then the API's database and pgbench's were vacuumed (%s; autovacuum is %s on this server)", took.Round(100*time.Millisecond), autovacuum)
+	res.setup("then the API's database and pgbench's were vacuumed (%s)", took.Round(100*time.Millisecond))
 	res.setup("fixed rate: a second's p99 groups the calls by the second in which they were due; CPU per order as in the closed loops, and how busy that kept the machine's cores; WAL per order is what the server wrote during the phase (for the API, its relay's marks included), divided by the orders")
 	// run measures one load at the fixed rate: its latencies, its CPU and its WAL.
 	run := func(load func() (phase, error)) (phase, error) {
@@ -422,7 +425,9 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	return fr, nil
 }
 
-// vacuum runs VACUUM in each of the databases dbs and returns how long it took.
+// vacuum runs VACUUM in each of the databases dbs and returns how long it took: the intake
+// updates a few product rows thousands of times a second, and the phases that follow one
+// another would otherwise pay for the row versions of the ones before.
 func vacuum(ctx context.Context, e *env, dbs ...string) (time.Duration, error) {
 	start := time.Now()
 	for _, name := range dbs {
