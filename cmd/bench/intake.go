@@ -262,11 +262,11 @@ func (in *intakeRun) ladder(ctx context.Context) (apiPeak, pgPeak phase, err err
 	// connections to PostgreSQL do not grow with its clients.
 	refs := true
 	for _, c := range r.size.levels {
-		// Two rounds of half a phase each, the second in reverse order, so that a change in
-		// the machine's speed (other work on the host) weighs on all three alike.
 		if _, err := vacuum(ctx, in.e, in.e.dbName, in.refDB); err != nil {
 			return apiPeak, pgPeak, err
 		}
+		// Two rounds of half a phase each, the second in reverse order, so that a change in
+		// the machine's speed (other work on the host) weighs on all three alike.
 		var as, pgs, plains []phase
 		for round := range 2 {
 			turns := []string{"api", "pgbench", "plain"}
@@ -426,8 +426,8 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 }
 
 // vacuum runs VACUUM in each of the databases dbs and returns how long it took: the intake
-// updates a few product rows thousands of times a second, and the phases that follow one
-// another would otherwise pay for the row versions of the ones before.
+// updates the catalogue's rows thousands of times a second, and on a server without
+// autovacuum each phase would pay for the row versions of the ones before.
 func vacuum(ctx context.Context, e *env, dbs ...string) (time.Duration, error) {
 	start := time.Now()
 	for _, name := range dbs {
