@@ -422,6 +422,13 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 		Rows: [][]string{row("api", fr), row(fmt.Sprintf("pgbench -R, %d clients", fixedRateClients), pgfr)},
 		Data: []map[string]any{{"fixedRate": fr, "pgbenchFixedRate": pgfr}},
 	})
+	// Where the CPU per order goes at the fixed rate, as at each level of the closed loops.
+	res.Tables = append(res.Tables, Table{
+		Title:  "CPU time per order at the fixed rate, ms",
+		Header: []string{"", "machine", "api process", "load generator", "PostgreSQL", "RabbitMQ", "rest"},
+		Rows: [][]string{append([]string{"api"}, apiCPUCells(fr.CPU)...),
+			append([]string{"pgbench -R"}, apiCPUCells(pgfr.CPU)...)},
+	})
 	return fr, nil
 }
 
