@@ -14,6 +14,7 @@ import (
 	"orderflow/api/oas"
 	"orderflow/domain"
 	"orderflow/events"
+	"orderflow/internal/group/grouptest"
 	"orderflow/internal/testutil"
 	"orderflow/platform/outbox"
 )
@@ -40,17 +41,12 @@ func newQueueEnv(t *testing.T) (e *env, cust, product int, in *intake) {
 // hold keeps the intake's writer busy until release is called: orders stored meanwhile
 // wait in its queue, as requests do behind a slow transaction.
 func (in *intake) hold() (release func()) {
-	busy, free := make(chan struct{}), make(chan struct{})
 	blocker := &orderJob{done: make(chan struct{})}
-	go in.groups.Write(blocker, blocker.done, func(group []*orderJob) {
-		close(busy)
-		<-free
+	return grouptest.Hold(in.groups, blocker, blocker.done, func(group []*orderJob) {
 		for _, j := range group {
 			close(j.done)
 		}
 	})
-	<-busy
-	return func() { close(free) }
 }
 
 // stored is what intake.store returned.

@@ -1,10 +1,14 @@
-package group
+package group_test
 
 import (
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"orderflow/internal/group"
+	"orderflow/internal/group/grouptest"
+	"orderflow/internal/testutil"
 )
 
 // item is a test item: its value and the channel its write closes.
@@ -35,23 +39,18 @@ func (r *recorder) write(group []item) {
 }
 
 // hold makes a writer of w busy until release is called.
-func hold(w *Writer[item]) (release func()) {
-	busy, free := make(chan struct{}), make(chan struct{})
+func hold(w *group.Writer[item]) (release func()) {
 	it := newItem(0)
-	go w.Write(it, it.done, func(group []item) {
-		close(busy)
-		<-free
+	return grouptest.Hold(w, it, it.done, func(group []item) {
 		for _, it := range group {
 			close(it.done)
 		}
 	})
-	<-busy
-	return func() { close(free) }
 }
 
 // write calls w.Write for a new item of value v in the background; the returned channel is
 // closed when Write returns.
-func write(w *Writer[item], r *recorder, v int) <-chan struct{} {
+func write(w *group.Writer[item], r *recorder, v int) <-chan struct{} {
 	returned := make(chan struct{})
 	go func() {
 		it := newItem(v)
@@ -61,30 +60,20 @@ func write(w *Writer[item], r *recorder, v int) <-chan struct{} {
 	return returned
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestMoreWritersOnlyForAWholeGroup: while the first writer is busy, items behind a short
 // queue wait for it; the item that makes the queue a whole group is written by a second
 // writer, with the waiting ones, in one group.
 func TestMoreWritersOnlyForAWholeGroup(t *testing.T) {
 	t.Parallel()
-	w, r := NewWriter[item](2, 4), &recorder{}
+	w, r := group.NewWriter[item](2, 4), &recorder{}
 	release := hold(w)
 	defer release()
 	first := write(w, r, 1)
-	waitFor(t, "the first item to queue", func() bool { return w.Waiting() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the first item to queue", func() bool { return w.Waiting() == 1 })
 	second := write(w, r, 2)
-	waitFor(t, "two items to queue", func() bool { return w.Waiting() == 2 })
+	testutil.Eventually(t, 5*time.Second, "two items to queue", func() bool { return w.Waiting() == 2 })
 	third := write(w, r, 3)
-	waitFor(t, "three items to queue", func() bool { return w.Waiting() == 3 })
+	testutil.Eventually(t, 5*time.Second, "three items to queue", func() bool { return w.Waiting() == 3 })
 	select {
 	case <-first:
 		t.Fatal("an item behind a busy writer was written with 3 waiting, fewer than a group of 4")
@@ -109,12 +98,12 @@ func TestMoreWritersOnlyForAWholeGroup(t *testing.T) {
 // waiting item, in groups of at most max, oldest first.
 func TestOneWriterTakesWhatWaits(t *testing.T) {
 	t.Parallel()
-	w, r := NewWriter[item](1, 2), &recorder{}
+	w, r := group.NewWriter[item](1, 2), &recorder{}
 	release := hold(w)
 	var returned []<-chan struct{}
 	for v := 1; v <= 3; v++ {
 		returned = append(returned, write(w, r, v))
-		waitFor(t, "the item to queue", func() bool { return w.Waiting() == v })
+		testutil.Eventually(t, 5*time.Second, "the item to queue", func() bool { return w.Waiting() == v })
 	}
 	release()
 	for _, c := range returned {
