@@ -43,9 +43,8 @@ func runOutbox(ctx context.Context, r *runner) (res *Result, err error) {
 	rate, d := r.size.outboxRate, r.size.outboxFor
 	res.setup("an outbox relay (outbox.batchSize %d, outbox.pollInterval %s) in the benchmark process, which writes the events; no orderflow process",
 		e.cfg.Outbox.BatchSize, e.cfg.Outbox.PollInterval)
-	warm := outboxWarmUp
 	res.setup("%d events/s for %s, measured after a warm-up of %s at the same rate (the writers open their connections there); one OrderCreated per transaction written with outbox.Write by 16 writers; a classic queue bound to order.created, auto-ack",
-		rate, d, warm)
+		rate, d, outboxWarmUp)
 
 	conn, err := amqp.Dial(e.cfg.RabbitMQ.URL())
 	if err != nil {
@@ -81,7 +80,7 @@ func runOutbox(ctx context.Context, r *runner) (res *Result, err error) {
 		}
 		return t
 	}
-	warmN, n := rate*int(warm.Seconds()), rate*int(d.Seconds())
+	warmN, n := rate*int(outboxWarmUp.Seconds()), rate*int(d.Seconds())
 	received := make(chan struct{}, warmN+n+1)
 	go func() {
 		for m := range deliveries {
