@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"orderflow/api"
@@ -386,29 +387,23 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	}
 	res.setup("then the API's database and pgbench's were vacuumed (%s)", took.Round(100*time.Millisecond))
 	res.setup("fixed rate: a second's p99 groups the calls by the second in which they were due; CPU per order as in the closed loops, and how busy that kept the machine's cores; WAL per order is what the server wrote during the phase (for the API, its relay's marks included), divided by the orders")
-	// run measures one load at the fixed rate: its latencies, its CPU and its WAL.
-	run := func(load func() (phase, error)) (phase, error) {
-		var p phase
-		wal, err := walBytes(ctx, e.pool, func() (err error) {
-			p, err = in.measure(load)
-			return err
-		})
-		p.CPU = p.cpu.perOp(p.Done)
-		p.WALPerOp = wal / float64(max(p.Done, 1))
-		return p, err
-	}
 	// Nor the step from idle to the rate: each load runs at the rate before it is measured.
-	warmUp := min(fixedRateWarmUp, r.size.fixedRate/4)
-	res.setup("each load ran at the rate for %s before it was measured", warmUp)
-	post := func(d time.Duration) phase {
-		p := fixedRate(ctx, rate, d, 256, in.post)
-		in.posted += p.Done
-		return p
+	warm := r.size.fixedRateWarmUp
+	res.setup("each load ran at the rate for %s before it was measured", warm)
+	// run runs one load at the fixed rate and measures its CPU and WAL from the moment its
+	// warm-up ends.
+	run := func(load func(measuring func()) (phase, error)) (phase, error) {
+		m := in.newMeter(ctx)
+		p, err := load(m.start)
+		if err != nil {
+			return p, err
+		}
+		return p, m.stop(&p)
 	}
-	if warm := post(warmUp); warm.Errors > 0 {
-		return warm, fmt.Errorf("fixed rate, warm-up: %d failed orders, first: %s", warm.Errors, warm.FirstError)
-	}
-	fr, err := run(func() (phase, error) { return post(r.size.fixedRate), nil })
+	fr, err := run(func(measuring func()) (phase, error) {
+		return fixedRate(ctx, rate, warm, r.size.fixedRate, 256, in.post, measuring), nil
+	})
+	in.posted += fr.Warm + fr.Done
 	if err != nil {
 		return fr, err
 	}
@@ -417,11 +412,8 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	}
 	// The same rate of the same transaction through pgbench shows what the database and the
 	// disk alone contribute to the tail (a slow WAL flush delays every commit behind it).
-	if _, err := pgbenchAtRate(ctx, in.refDB, in.script, in.cat, fixedRateClients, rate, warmUp); err != nil {
-		return fr, fmt.Errorf("pgbench -R, warm-up: %w", err)
-	}
-	pgfr, err := run(func() (phase, error) {
-		return pgbenchAtRate(ctx, in.refDB, in.script, in.cat, fixedRateClients, rate, r.size.fixedRate)
+	pgfr, err := run(func(measuring func()) (phase, error) {
+		return pgbenchAtRate(ctx, in.refDB, in.script, in.cat, fixedRateClients, rate, warm, r.size.fixedRate, measuring)
 	})
 	if err != nil {
 		return fr, err
@@ -469,20 +461,50 @@ func vacuum(ctx context.Context, e *env, dbs ...string) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// walBytes runs run and returns the bytes of WAL the server wrote meanwhile.
-func walBytes(ctx context.Context, pool *sql.DB, run func() error) (float64, error) {
-	var start string
-	if err := pool.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&start); err != nil {
-		return 0, fmt.Errorf("read WAL position: %w", err)
+// meter measures the machine's CPU time (as intakeRun.measure does) and the WAL the API's
+// server wrote, from start to stop.
+type meter struct {
+	in      *intakeRun
+	ctx     context.Context
+	once    sync.Once
+	started chan struct{} // closed once the readings at the start are taken
+	cpu     cpuTimes
+	lsn     string
+	err     error
+}
+
+func (in *intakeRun) newMeter(ctx context.Context) *meter {
+	return &meter{in: in, ctx: ctx, started: make(chan struct{})}
+}
+
+// start takes the readings at the start, in the background: it is called on a load's
+// schedule. Calls after the first do nothing.
+func (m *meter) start() {
+	m.once.Do(func() {
+		go func() {
+			defer close(m.started)
+			m.cpu = readCPU(m.in.apiPid)
+			m.err = m.in.e.pool.QueryRowContext(m.ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&m.lsn)
+		}()
+	})
+}
+
+// stop sets p's CPU and WAL per operation from start until now (from now, when start was not
+// called).
+func (m *meter) stop(p *phase) error {
+	m.start()
+	<-m.started
+	if m.err != nil {
+		return fmt.Errorf("read WAL position: %w", m.err)
 	}
-	if err := run(); err != nil {
-		return 0, err
+	p.cpu = readCPU(m.in.apiPid).sub(m.cpu)
+	p.CPU = p.cpu.perOp(p.Done)
+	var wal float64
+	if err := m.in.e.pool.QueryRowContext(m.ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)`, m.lsn).Scan(&wal); err != nil {
+		return fmt.Errorf("read WAL position: %w", err)
 	}
-	var n float64
-	if err := pool.QueryRowContext(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)`, start).Scan(&n); err != nil {
-		return 0, fmt.Errorf("read WAL position: %w", err)
-	}
-	return n, nil
+	p.WALPerOp = wal / float64(max(p.Done, 1))
+	return nil
 }
 
 // apiCPUCells are the intake's CPU columns of the API's phase: the machine and its parts.
@@ -568,26 +590,25 @@ func merge(ps []phase) phase {
 	return m
 }
 
-// fixedRateWarmUp is how long each load of the fixed-rate phase runs at its rate before it is
-// measured (a quarter of the phase at most): in the step from idle to 1,000 orders/s, the
-// first second's p99 was 387 ms for the API and 515 ms for pgbench, and 39 ms by the fourth,
-// and the target is for a steady rate.
-const fixedRateWarmUp = 5 * time.Second
-
 // fixedRateClients is pgbench's connections in the fixed-rate phase: enough that a stall
 // of a few of them does not hold back the schedule.
 const fixedRateClients = 32
 
-// pgbenchAtRate runs the intake script at rate transactions per second for d (pgbench -R)
-// and measures each transaction from its scheduled start, as fixedRate measures requests,
-// from pgbench's per-transaction log.
-func pgbenchAtRate(ctx context.Context, name, script string, cat catalogue, clients int, rate float64, d time.Duration) (phase, error) {
+// pgbenchAtRate runs the intake script at rate transactions per second for warm and then d
+// (pgbench -R), and measures each transaction due in d from its scheduled start, as
+// fixedRate measures requests, from pgbench's per-transaction log. measuring is called when
+// warm has passed since pgbench started; its schedule begins once its connections are open,
+// about half a second later with 32 clients here, so a measurement from then on takes in
+// that much of the warm-up too (2% of a 30 s phase).
+func pgbenchAtRate(ctx context.Context, name, script string, cat catalogue, clients int, rate float64, warm, d time.Duration, measuring func()) (phase, error) {
 	dir, err := os.MkdirTemp("", "orderflow-bench-pgbench-")
 	if err != nil {
 		return phase{}, err
 	}
 	defer os.RemoveAll(dir)
-	p, err := pgbench(ctx, name, script, cat, clients, d,
+	timer := time.AfterFunc(warm, measuring)
+	defer timer.Stop()
+	p, err := pgbench(ctx, name, script, cat, clients, warm+d,
 		"-R", strconv.FormatFloat(rate, 'f', 1, 64), "-l", "--log-prefix", filepath.Join(dir, "log"))
 	if err != nil {
 		return p, err
@@ -634,14 +655,18 @@ func pgbenchAtRate(ctx context.Context, name, script string, cat catalogue, clie
 			start = t.due
 		}
 	}
+	from := start.Add(warm)
 	for _, t := range txs {
+		if t.due.Before(from) {
+			p.Warm++
+			continue
+		}
 		lat = append(lat, t.lat)
-		seconds.add(int(t.due.Sub(start)/time.Second), t.lat)
+		seconds.add(int(t.due.Sub(from)/time.Second), t.lat)
 	}
-	p.Rate = rate
+	p.Rate, p.Elapsed = rate, d
 	p.finish(lat)
 	p.SecondP99 = seconds.p99s()
-	p.Throughput = float64(p.Done) / p.Elapsed.Seconds()
 	return p, nil
 }
 

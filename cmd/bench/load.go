@@ -10,9 +10,11 @@ import (
 
 // phase is what one load phase measured.
 type phase struct {
-	Clients    int           `json:"clients,omitempty"`
-	Rate       float64       `json:"rate,omitempty"`
-	Done       int           `json:"done"`
+	Clients int     `json:"clients,omitempty"`
+	Rate    float64 `json:"rate,omitempty"`
+	Done    int     `json:"done"`
+	// Warm is the calls of a fixed-rate phase's warm-up, made but not measured.
+	Warm       int           `json:"warmUpDone,omitempty"`
 	Errors     int           `json:"errors"`
 	Elapsed    time.Duration `json:"elapsed"`
 	Throughput float64       `json:"throughput"`
@@ -25,7 +27,7 @@ type phase struct {
 	// second in which they were due: it shows whether the tail is spread or a few stalls.
 	SecondP99 []float64 `json:"secondP99Ms,omitempty"`
 	// WALPerOp is the WAL the server wrote per operation during the phase, in bytes, where
-	// the phase was measured with walBytes.
+	// the phase was measured with a meter.
 	WALPerOp float64 `json:"walBytesPerOp,omitempty"`
 	lat      latencies
 	cpu      cpuTimes
@@ -167,17 +169,22 @@ func backToBack(ctx context.Context, clients, n int, until time.Time, do call) p
 	return p
 }
 
-// fixedRate starts calls of do at rate per second for d, whether or not earlier ones have
-// finished (up to maxInFlight at once), and measures each from the moment it was due, so
-// that a stall counts against every call it delays.
-func fixedRate(ctx context.Context, rate float64, d time.Duration, maxInFlight int, do call) phase {
-	n := int(rate * d.Seconds())
-	due := make(chan time.Time, n+1)
+// fixedRate starts calls of do at rate per second for warm and then d, whether or not earlier
+// ones have finished (up to maxInFlight at once), and measures each call due in d from the
+// moment it was due, so that a stall counts against every call it delays. The calls of warm
+// bring the system from idle to the rate on the same schedule; they are counted in Warm and
+// their errors in Errors, but not measured. measuring is called as the first measured call
+// is due.
+func fixedRate(ctx context.Context, rate float64, warm, d time.Duration, maxInFlight int, do call, measuring func()) phase {
+	warmN, n := int(rate*warm.Seconds()), int(rate*d.Seconds())
+	due := make(chan time.Time, warmN+n+1)
 	var (
 		errs    errorLog
 		seconds bySecond
+		warmed  atomic.Int64
 	)
 	start := time.Now()
+	from := start.Add(warm) // the first measured call is due then
 	wait := startWorkers(maxInFlight, start, func(rng *rand.Rand, lat *latencies) {
 		for at := range due {
 			if ctx.Err() != nil {
@@ -187,13 +194,17 @@ func fixedRate(ctx context.Context, rate float64, d time.Duration, maxInFlight i
 				errs.add(err)
 				continue
 			}
+			if at.Before(from) {
+				warmed.Add(1)
+				continue
+			}
 			d := time.Since(at)
 			*lat = append(*lat, d)
-			seconds.add(int(at.Sub(start)/time.Second), d)
+			seconds.add(int(at.Sub(from)/time.Second), d)
 		}
 	})
 	interval := time.Duration(float64(time.Second) / rate)
-	for i := range n {
+	for i := range warmN + n {
 		at := start.Add(time.Duration(i) * interval)
 		if w := time.Until(at); w > 0 {
 			time.Sleep(w)
@@ -201,11 +212,14 @@ func fixedRate(ctx context.Context, rate float64, d time.Duration, maxInFlight i
 		if ctx.Err() != nil {
 			break
 		}
+		if i == warmN {
+			measuring()
+		}
 		due <- at
 	}
 	close(due)
 	all := wait()
-	p := phase{Rate: rate, Elapsed: time.Since(start)}
+	p := phase{Rate: rate, Elapsed: time.Since(from), Warm: int(warmed.Load())}
 	errs.into(&p)
 	p.finish(all)
 	p.SecondP99 = seconds.p99s()
