@@ -9,16 +9,19 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/shopspring/decimal"
 
 	"orderflow/api/oas"
+	"orderflow/domain"
 	"orderflow/internal/group"
 )
 
 // intake stores new orders, and stores the orders that are waiting together in one round
-// trip and one transaction: PostgreSQL then flushes its log once for all of them, and each
-// order costs the API and the database one statement instead of a round trip and a commit.
+// trip and one transaction: PostgreSQL then flushes its log once for all of them, and,
+// when every one of them can be placed, runs one statement for all of them.
 //
 // The orders waiting together are written by one of their requests (group.Writer): one
 // writer at a time under a moderate load, up to writers while a whole group of maxGroup
@@ -148,16 +151,11 @@ func groupContext(group []*orderJob) (context.Context, context.CancelFunc) {
 // for each other.
 const lockProducts = `SELECT FROM products WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`
 
-// insertGroup runs OrderStatement for every order of group in one pipeline, which
-// PostgreSQL runs as one transaction: all of them are stored, or none.
+// insertGroup stores the orders of group in one transaction: all of them at once with
+// GroupStatement, or, when that stores nothing because one of them cannot be placed, each
+// with OrderStatement in one pipeline, in the group's order, so that an order that cannot be
+// placed keeps no other from being placed.
 func (in *intake) insertGroup(ctx context.Context, group []*orderJob) error {
-	var ids []int64
-	for _, j := range group {
-		ids = append(ids, j.ids...)
-	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-
 	conn, err := in.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("insert orders: %w: %w", errGroupNotSent, err)
@@ -165,31 +163,194 @@ func (in *intake) insertGroup(ctx context.Context, group []*orderJob) error {
 	defer conn.Close()
 	return conn.Raw(func(driverConn any) error {
 		c := driverConn.(*stdlib.Conn).Conn()
-		b := &pgx.Batch{}
-		b.Queue(lockProducts, ids)
-		for _, j := range group {
-			b.Queue(OrderStatement, j.args()...)
+		stored, err := insertTogether(ctx, c, group)
+		if err != nil || stored {
+			return err
 		}
-		res := c.SendBatch(ctx, b)
-		defer res.Close()
-		if _, err := res.Exec(); err != nil {
-			return fmt.Errorf("insert orders: lock products: %w", err)
-		}
-		for _, j := range group {
-			rows, err := res.Query()
-			if err != nil {
-				return fmt.Errorf("insert orders: %w", err)
-			}
-			j.order, err = scanOrder(rows, j.orderInput)
-			rows.Close()
-			if err != nil {
-				return err
-			}
-		}
-		// The transaction commits at the end of the pipeline, which Close reads.
-		if err := res.Close(); err != nil {
-			return fmt.Errorf("insert orders: %w", err)
-		}
-		return nil
+		return insertEach(ctx, c, group)
 	})
 }
+
+// insertTogether runs GroupStatement for group and tells whether it stored the orders.
+func insertTogether(ctx context.Context, c *pgx.Conn, group []*orderJob) (bool, error) {
+	rows, err := c.Query(ctx, GroupStatement, groupArgs(group)...)
+	if err != nil {
+		return false, fmt.Errorf("insert orders: %w", err)
+	}
+	defer rows.Close()
+	orders := make([]*oas.Order, len(group))
+	for rows.Next() {
+		var (
+			k            int
+			id           int
+			name         string
+			it           oas.OrderItem
+			total, price decimal.Decimal
+		)
+		if err := rows.Scan(&k, &id, &total, &name, &it.ID, &it.ProductId, &it.ProductName, &it.Quantity, &price); err != nil {
+			return false, fmt.Errorf("insert orders: %w", err)
+		}
+		o := orders[k-1]
+		if o == nil {
+			o = newOrder(group[k-1].orderInput)
+			o.ID, o.Total, o.UserName = id, oas.Money(total), name
+			orders[k-1] = o
+		}
+		it.Price = oas.Money(price)
+		o.Items = append(o.Items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("insert orders: %w", err)
+	}
+	if orders[0] == nil {
+		return false, nil
+	}
+	for i, j := range group {
+		if orders[i] == nil {
+			return false, fmt.Errorf("insert orders: order %d of %d missing from the stored group", i+1, len(group))
+		}
+		sortItems(orders[i])
+		j.order = orders[i]
+	}
+	return true, nil
+}
+
+// groupArgs are GroupStatement's parameters for group.
+func groupArgs(group []*orderJob) []any {
+	n := len(group)
+	var (
+		callers, users        = make([]int64, n), make([]int64, n)
+		nows                  = make([]time.Time, n)
+		eventIDs              = make([]uuid.UUID, n)
+		types, keys, payloads = make([]string, n), make([]string, n), make([]string, n)
+		headers               = make([]*string, n)
+		createdAt             = make([]string, n)
+		lineOrder, products   []int64
+		quantities            []int64
+	)
+	for i, j := range group {
+		callers[i], users[i], nows[i] = int64(j.callerID), int64(j.userID), j.now
+		eventIDs[i], types[i], keys[i], payloads[i] = j.ev.EventID, j.ev.EventType, j.ev.RoutingKey, string(j.ev.Payload)
+		if j.ev.Headers != nil {
+			h := string(j.ev.Headers)
+			headers[i] = &h
+		}
+		createdAt[i] = j.now.Format(time.RFC3339Nano)
+		for _, it := range j.items {
+			lineOrder = append(lineOrder, int64(i+1))
+			products = append(products, int64(it.ProductID))
+			quantities = append(quantities, int64(it.Quantity))
+		}
+	}
+	return []any{callers, users, nows, eventIDs, types, keys, payloads, headers, createdAt,
+		lineOrder, products, quantities, maxTotal, domain.RoleAdmin}
+}
+
+// insertEach runs OrderStatement for every order of group in one pipeline, which PostgreSQL
+// runs as one transaction: all of them are stored, or none.
+func insertEach(ctx context.Context, c *pgx.Conn, group []*orderJob) error {
+	var ids []int64
+	for _, j := range group {
+		ids = append(ids, j.ids...)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+
+	b := &pgx.Batch{}
+	b.Queue(lockProducts, ids)
+	for _, j := range group {
+		b.Queue(OrderStatement, j.args()...)
+	}
+	res := c.SendBatch(ctx, b)
+	defer res.Close()
+	if _, err := res.Exec(); err != nil {
+		return fmt.Errorf("insert orders: lock products: %w", err)
+	}
+	for _, j := range group {
+		rows, err := res.Query()
+		if err != nil {
+			return fmt.Errorf("insert orders: %w", err)
+		}
+		j.order, err = scanOrder(rows, j.orderInput)
+		rows.Close()
+		if err != nil {
+			return err
+		}
+	}
+	// The transaction commits at the end of the pipeline, which Close reads.
+	if err := res.Close(); err != nil {
+		return fmt.Errorf("insert orders: %w", err)
+	}
+	return nil
+}
+
+// GroupStatement stores several orders at once, as OrderStatement would store each of them
+// in turn when every one of them can be placed: it stores all of them, or nothing (and
+// returns no row) when any one of them could not be placed after the ones before it.
+//
+// Its parameters list the orders, one element per order: callers $1, users $2, times $3,
+// OrderCreated event ids $4, types $5, routing keys $6, envelopes $7, headers $8 (NULL for
+// none) and the events' createdAt $9. The items follow, one element per item: the order's
+// place in the lists above (from 1) $10, product $11, quantity $12. $13 is the largest
+// total and $14 the admin role. One row is returned per item: the order's place, then what
+// OrderStatement returns.
+//
+// It checks, locks and reserves as OrderStatement does, but once for every product that
+// the orders share: a product's stock must cover the quantity of all the orders, and it is
+// reserved in one update. The orders' ids are drawn in the orders' order, and their events
+// are written in it.
+const GroupStatement = `
+	WITH ord AS (
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+			WITH ORDINALITY AS o(caller_id, user_id, at, event_id, event_type, routing_key, payload, headers, created_text, k)
+	), req AS (
+		SELECT * FROM unnest($10::bigint[], $11::bigint[], $12::bigint[]) WITH ORDINALITY AS r(k, product_id, quantity, n)
+	), buyer AS (
+		SELECT ord.k, u.name FROM ord JOIN users u ON u.id = ord.user_id JOIN users c ON c.id = ord.caller_id
+		WHERE c.id = u.id OR c.role = $14
+	), locked AS (
+		SELECT id, stock, name, price FROM products WHERE id = ANY($11::bigint[]) ORDER BY id FOR NO KEY UPDATE
+	), priced AS (
+		SELECT req.k, req.n, req.product_id, req.quantity, locked.name, locked.price
+		FROM req JOIN locked ON locked.id = req.product_id
+	), demand AS (
+		SELECT priced.product_id, sum(priced.quantity) AS quantity, max(ord.at) AS at
+		FROM priced JOIN ord ON ord.k = priced.k GROUP BY priced.product_id
+	), totals AS (
+		SELECT k, sum(price * quantity) AS total FROM priced GROUP BY k
+	), draft AS (
+		SELECT WHERE (SELECT count(*) FROM buyer) = cardinality($1::bigint[])
+			AND (SELECT count(*) FROM priced) = cardinality($11::bigint[])
+			AND (SELECT count(*) FROM totals WHERE total <= $13::numeric) = cardinality($1::bigint[])
+			AND NOT EXISTS (SELECT FROM demand JOIN locked ON locked.id = demand.product_id WHERE locked.stock < demand.quantity)
+	), reserved AS (
+		UPDATE products p SET stock = p.stock - demand.quantity, updated_at = demand.at
+		FROM demand, draft WHERE p.id = ANY($11::bigint[]) AND p.id = demand.product_id AND p.stock >= demand.quantity
+		RETURNING p.id
+	), ids AS (
+		SELECT ord.k, nextval('orders_id_seq') AS id FROM ord, draft
+		WHERE (SELECT count(*) FROM reserved) = (SELECT count(*) FROM demand)
+	), o AS (
+		INSERT INTO orders (id, user_id, total, status, created_at, updated_at)
+		SELECT ids.id, ord.user_id, totals.total, 'pending', ord.at, ord.at
+		FROM ids JOIN ord ON ord.k = ids.k JOIN totals ON totals.k = ids.k ORDER BY ids.k
+		RETURNING id, total
+	), items AS (
+		INSERT INTO order_items (order_id, product_id, quantity, price)
+		SELECT o.id, priced.product_id, priced.quantity, priced.price
+		FROM o JOIN ids ON ids.id = o.id JOIN priced ON priced.k = ids.k ORDER BY priced.n
+		RETURNING id, order_id, product_id
+	), ev AS (
+		INSERT INTO outbox (event_id, event_type, routing_key, payload, headers, created_at)
+		SELECT ord.event_id, ord.event_type, ord.routing_key, jsonb_set(ord.payload::jsonb, '{data}', jsonb_build_object(
+			'orderId', o.id,
+			'userId', ord.user_id,
+			'total', o.total,
+			'items', (SELECT jsonb_agg(jsonb_build_object('productId', product_id, 'quantity', quantity, 'price', price) ORDER BY n) FROM priced WHERE priced.k = ord.k),
+			'createdAt', ord.created_text)), ord.headers::jsonb, ord.at
+		FROM o JOIN ids ON ids.id = o.id JOIN ord ON ord.k = ids.k ORDER BY ord.k
+	)
+	SELECT ids.k, o.id, o.total, buyer.name, items.id, items.product_id, priced.name, priced.quantity, priced.price
+	FROM o JOIN ids ON ids.id = o.id JOIN buyer ON buyer.k = ids.k
+	JOIN items ON items.order_id = o.id JOIN priced ON priced.k = ids.k AND priced.product_id = items.product_id
+`

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"orderflow/api/oas"
 	"orderflow/domain"
@@ -127,6 +129,128 @@ func TestIntakeStoresAGroupInOneTransaction(t *testing.T) {
 	}
 	if orders != 3 || transactions != 1 || created != 3 {
 		t.Errorf("%d orders in %d transactions with %d OrderCreated rows; want 3 in 1 with 3", orders, transactions, created)
+	}
+}
+
+// together runs insertTogether for group on one of e's connections.
+func (e *env) together(group []*orderJob) (bool, error) {
+	e.t.Helper()
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	var stored bool
+	err = conn.Raw(func(driverConn any) error {
+		var err error
+		stored, err = insertTogether(ctx, driverConn.(*stdlib.Conn).Conn(), group)
+		return err
+	})
+	return stored, err
+}
+
+// TestIntakeStoresPlaceableOrdersInOneStatement stores three orders that share products and
+// together take all of their stock with GroupStatement: each is stored as OrderStatement
+// would store it, with ids and events in the group's order. A group with one order that
+// cannot be placed stores nothing that way, and the intake then places the others in turn.
+func TestIntakeStoresPlaceableOrdersInOneStatement(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, cust := e.customer()
+	a, b := e.product("1.00", 5), e.product("2.50", 3)
+
+	group := []*orderJob{
+		e.job(ctx, cust, cust, domain.Item{ProductID: b, Quantity: 1}, domain.Item{ProductID: a, Quantity: 2}),
+		e.job(ctx, e.adminID, cust, domain.Item{ProductID: b, Quantity: 2}),
+		e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 3}),
+	}
+	if stored, err := e.together(group); !stored || err != nil {
+		t.Fatalf("stored %v, %v; want the group stored", stored, err)
+	}
+	if e.stock(a) != 0 || e.stock(b) != 0 {
+		t.Errorf("stock left %d and %d, want 0 and 0", e.stock(a), e.stock(b))
+	}
+	wantTotals := []string{"4.50", "5.00", "3.00"}
+	for i, j := range group {
+		got, err := loadOrder(ctx, e.db, j.order.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, _ := json.Marshal(got)
+		answered, _ := json.Marshal(j.order)
+		if string(stored) != string(answered) || !moneyEq(got.Total, wantTotals[i]) || len(got.Items) != len(j.items) {
+			t.Errorf("order %d: stored\n%s\nanswered\n%s", i+1, stored, answered)
+		}
+		if i > 0 && j.order.ID <= group[i-1].order.ID {
+			t.Errorf("order %d has id %d after %d", i+1, j.order.ID, group[i-1].order.ID)
+		}
+
+		var (
+			payload     []byte
+			sameHeaders bool
+			headers     any // SQL NULL for none
+		)
+		if j.ev.Headers != nil {
+			headers = string(j.ev.Headers)
+		}
+		if err := e.db.QueryRow(`SELECT payload, headers IS NOT DISTINCT FROM $2::jsonb FROM outbox WHERE event_id = $1`,
+			j.ev.EventID, headers).Scan(&payload, &sameHeaders); err != nil {
+			t.Fatalf("order %d's event: %v", i+1, err)
+		}
+		if !sameHeaders {
+			t.Errorf("order %d's event has other headers than %s", i+1, j.ev.Headers)
+		}
+		env, decoded, err := events.Decode(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, ok := decoded.(events.OrderCreated)
+		if !ok || env.ID != j.ev.EventID.String() || ev.OrderID != j.order.ID || ev.UserID != cust ||
+			!ev.Total.Equal(decimalOf(t, wantTotals[i])) || len(ev.Items) != len(j.items) || !ev.CreatedAt.Equal(j.now) {
+			t.Errorf("order %d's event %+v: %+v", i+1, env, decoded)
+		}
+		for n, it := range ev.Items {
+			if it.ProductID != j.items[n].ProductID || it.Quantity != j.items[n].Quantity {
+				t.Errorf("order %d's event item %d is %+v, want %+v", i+1, n, it, j.items[n])
+			}
+		}
+	}
+	var outboxOrder []int
+	rows, err := e.db.Query(`SELECT (payload->'data'->>'orderId')::int FROM outbox WHERE event_id = ANY($1) ORDER BY id`,
+		[]string{group[0].ev.EventID.String(), group[1].ev.EventID.String(), group[2].ev.EventID.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		outboxOrder = append(outboxOrder, id)
+	}
+	if want := []int{group[0].order.ID, group[1].order.ID, group[2].order.ID}; fmt.Sprint(outboxOrder) != fmt.Sprint(want) {
+		t.Errorf("events written for orders %v, want %v", outboxOrder, want)
+	}
+
+	// Each order of the next group fits in the stock alone, but not both.
+	c := e.product("1.00", 5)
+	first := e.job(ctx, cust, cust, domain.Item{ProductID: c, Quantity: 3})
+	second := e.job(ctx, cust, cust, domain.Item{ProductID: c, Quantity: 3})
+	third := e.job(ctx, cust, cust, domain.Item{ProductID: c, Quantity: 2})
+	if stored, err := e.together([]*orderJob{first, second, third}); stored || err != nil {
+		t.Fatalf("stored %v, %v; want nothing stored", stored, err)
+	}
+	if e.stock(c) != 5 || first.order != nil {
+		t.Fatalf("stock left %d, order %+v; want nothing stored", e.stock(c), first.order)
+	}
+	e.h.intake.storeGroup([]*orderJob{first, second, third})
+	if first.err != nil || second.err != nil || third.err != nil {
+		t.Fatalf("errors %v, %v, %v", first.err, second.err, third.err)
+	}
+	if first.order == nil || second.order != nil || third.order == nil || e.stock(c) != 0 {
+		t.Errorf("stored %v, %v, %v with %d left; want the first and the third, none left",
+			first.order != nil, second.order != nil, third.order != nil, e.stock(c))
 	}
 }
 

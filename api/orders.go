@@ -455,12 +455,7 @@ type resultRows interface {
 // scanOrder reads the order stored for in from OrderStatement's rows, or returns nil when
 // there are none.
 func scanOrder(rows resultRows, in orderInput) (*oas.Order, error) {
-	o := &oas.Order{
-		UserId:    in.userID,
-		Status:    oas.OrderStatusPending,
-		CreatedAt: in.now.Truncate(time.Microsecond),
-		UpdatedAt: in.now.Truncate(time.Microsecond),
-	}
+	o := newOrder(in)
 	for rows.Next() {
 		var (
 			it           oas.OrderItem
@@ -478,9 +473,23 @@ func scanOrder(rows resultRows, in orderInput) (*oas.Order, error) {
 	if len(o.Items) == 0 {
 		return nil, nil
 	}
-	// Items are listed in the order they were stored, as GET returns them.
-	slices.SortFunc(o.Items, func(a, b oas.OrderItem) int { return a.ID - b.ID })
+	sortItems(o)
 	return o, nil
+}
+
+// newOrder is in's order as stored, without its id, total, user name and items.
+func newOrder(in orderInput) *oas.Order {
+	return &oas.Order{
+		UserId:    in.userID,
+		Status:    oas.OrderStatusPending,
+		CreatedAt: in.now.Truncate(time.Microsecond),
+		UpdatedAt: in.now.Truncate(time.Microsecond),
+	}
+}
+
+// sortItems lists o's items in the order they were stored, as GET returns them.
+func sortItems(o *oas.Order) {
+	slices.SortFunc(o.Items, func(a, b oas.OrderItem) int { return a.ID - b.ID })
 }
 
 // maxTotal is OrderStatement's $6.
