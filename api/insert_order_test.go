@@ -84,10 +84,10 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 	}
 }
 
-// TestOrderStatementReadsOnlyItsProducts checks OrderStatement's plans on a catalogue of a
-// thousand products, the size at which PostgreSQL would rather read the whole table than
-// its index: neither the generic plan, which a prepared statement settles on, nor a custom
-// plan reads all the products.
+// TestOrderStatementReadsOnlyItsProducts checks the plans of OrderStatement and
+// GroupStatement on a catalogue of a thousand products, the size at which PostgreSQL would
+// rather read the whole table than its index: neither the generic plan, which a prepared
+// statement settles on, nor a custom plan reads all the products.
 func TestOrderStatementReadsOnlyItsProducts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -108,33 +108,49 @@ func TestOrderStatementReadsOnlyItsProducts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PREPARE order_statement(bigint, bigint, bigint[], bigint[], timestamptz,
-		numeric, uuid, text, text, jsonb, jsonb, text, text) AS `+OrderStatement); err != nil {
-		t.Fatal(err)
-	}
-	explain := fmt.Sprintf(`EXPLAIN EXECUTE order_statement(%d, %d, '{%d,%d}', '{1,1}', now(), %s,
-		gen_random_uuid(), 'OrderCreated', 'order.created', '{"data": null}', NULL, '', 'admin')`, cust, cust, a, b, maxTotal)
-	for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
-		if _, err := conn.ExecContext(ctx, `SET plan_cache_mode = `+mode); err != nil {
+	for _, st := range []struct{ name, prepare, explain string }{
+		{
+			"OrderStatement",
+			`PREPARE order_statement(bigint, bigint, bigint[], bigint[], timestamptz, numeric, uuid, text, text,
+				jsonb, jsonb, text, text) AS ` + OrderStatement,
+			fmt.Sprintf(`EXPLAIN EXECUTE order_statement(%d, %d, '{%d,%d}', '{1,1}', now(), %s,
+				gen_random_uuid(), 'OrderCreated', 'order.created', '{"data": null}', NULL, '', 'admin')`, cust, cust, a, b, maxTotal),
+		},
+		{
+			"GroupStatement",
+			`PREPARE group_statement(bigint[], bigint[], timestamptz[], uuid[], text[], text[], text[], text[], text[],
+				bigint[], bigint[], bigint[], numeric, text) AS ` + GroupStatement,
+			fmt.Sprintf(`EXPLAIN EXECUTE group_statement('{%[1]d,%[1]d}', '{%[1]d,%[1]d}', ARRAY[now(), now()],
+				ARRAY[gen_random_uuid(), gen_random_uuid()], '{OrderCreated,OrderCreated}', '{order.created,order.created}',
+				ARRAY['{"data": null}', '{"data": null}'], '{NULL,NULL}', '{"",""}', '{1,1,2}', '{%[2]d,%[3]d,%[2]d}', '{1,1,1}',
+				%[4]s, 'admin')`, cust, a, b, maxTotal),
+		},
+	} {
+		if _, err := conn.ExecContext(ctx, st.prepare); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := conn.QueryContext(ctx, explain)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
+		for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
+			if _, err := conn.ExecContext(ctx, `SET plan_cache_mode = `+mode); err != nil {
 				t.Fatal(err)
 			}
-			plan = append(plan, line)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		if text := strings.Join(plan, "\n"); strings.Contains(text, "Seq Scan on products") {
-			t.Errorf("%s: the plan reads every product:\n%s", mode, text)
+			rows, err := conn.QueryContext(ctx, st.explain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, line)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if text := strings.Join(plan, "\n"); strings.Contains(text, "Seq Scan on products") {
+				t.Errorf("%s, %s: the plan reads every product:\n%s", st.name, mode, text)
+			}
 		}
 	}
 }

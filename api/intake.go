@@ -297,8 +297,9 @@ func insertEach(ctx context.Context, c *pgx.Conn, group []*orderJob) error {
 //
 // It checks, locks and reserves as OrderStatement does, but once for every product that
 // the orders share: a product's stock must cover the quantity of all the orders, and it is
-// reserved in one update. The orders' ids are drawn in the orders' order, and their events
-// are written in it.
+// reserved in one update, which names the products by $11 as well as through the join, for
+// the reason OrderStatement's does. The orders' ids are drawn in the orders' order, and their
+// events are written in it.
 const GroupStatement = `
 	WITH ord AS (
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
