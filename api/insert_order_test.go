@@ -85,9 +85,9 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 }
 
 // TestOrderStatementReadsOnlyItsProducts checks the plans of OrderStatement and
-// GroupStatement on a catalogue of a thousand products, the size at which PostgreSQL would
-// rather read the whole table than its index: neither the generic plan, which a prepared
-// statement settles on, nor a custom plan reads all the products.
+// GroupStatement on a thousand products and a thousand users, the size at which PostgreSQL
+// would rather read a whole table than its index: neither the generic plan, which a
+// prepared statement settles on, nor a custom plan reads all the products or all the users.
 func TestOrderStatementReadsOnlyItsProducts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -96,7 +96,11 @@ func TestOrderStatementReadsOnlyItsProducts(t *testing.T) {
 		SELECT 'product ' || i, 1.00, 100, now(), now() FROM generate_series(1, 1000) AS i`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.db.Exec(`VACUUM ANALYZE products`); err != nil {
+	if _, err := e.db.Exec(`INSERT INTO users (name, email, password_hash, role, created_at, updated_at)
+		SELECT 'user ' || i, 'user' || i || '@example.com', 'x', 'customer', now(), now() FROM generate_series(1, 1000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec(`VACUUM ANALYZE products, users`); err != nil {
 		t.Fatal(err)
 	}
 	var a, b int
@@ -148,8 +152,11 @@ func TestOrderStatementReadsOnlyItsProducts(t *testing.T) {
 			if err := rows.Err(); err != nil {
 				t.Fatal(err)
 			}
-			if text := strings.Join(plan, "\n"); strings.Contains(text, "Seq Scan on products") {
-				t.Errorf("%s, %s: the plan reads every product:\n%s", st.name, mode, text)
+			text := strings.Join(plan, "\n")
+			for _, table := range []string{"products", "users"} {
+				if strings.Contains(text, "Seq Scan on "+table) {
+					t.Errorf("%s, %s: the plan reads all the %s:\n%s", st.name, mode, table, text)
+				}
 			}
 		}
 	}

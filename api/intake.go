@@ -297,8 +297,8 @@ func insertEach(ctx context.Context, c *pgx.Conn, group []*orderJob) error {
 //
 // It checks, locks and reserves as OrderStatement does, but once for every product that
 // the orders share: a product's stock must cover the quantity of all the orders, and it is
-// reserved in one update, which names the products by $11 as well as through the join, for
-// the reason OrderStatement's does. The orders' ids are drawn in the orders' order, and their
+// reserved in one update. The users and the products are named by $1, $2 and $11 as well as
+// through the joins, for the reason OrderStatement's reservation names its products. The orders' ids are drawn in the orders' order, and their
 // events are written in it.
 const GroupStatement = `
 	WITH ord AS (
@@ -307,7 +307,9 @@ const GroupStatement = `
 	), req AS (
 		SELECT * FROM unnest($10::bigint[], $11::bigint[], $12::bigint[]) WITH ORDINALITY AS r(k, product_id, quantity, n)
 	), buyer AS (
-		SELECT ord.k, u.name FROM ord JOIN users u ON u.id = ord.user_id JOIN users c ON c.id = ord.caller_id
+		SELECT ord.k, u.name FROM ord
+		JOIN users u ON u.id = ord.user_id AND u.id = ANY($2::bigint[])
+		JOIN users c ON c.id = ord.caller_id AND c.id = ANY($1::bigint[])
 		WHERE c.id = u.id OR c.role = $14
 	), locked AS (
 		SELECT id, stock, name, price FROM products WHERE id = ANY($11::bigint[]) ORDER BY id FOR NO KEY UPDATE
