@@ -19,6 +19,7 @@ import (
 
 	"orderflow/api/oas"
 	"orderflow/configuration"
+	"orderflow/internal/testutil"
 )
 
 // loginRaw posts a login and returns the answer.
@@ -320,15 +321,7 @@ func TestCustomerCannotReachOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var others []int
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		others = append(others, id)
-	}
-	rows.Close()
+	others := testutil.Column[int](t, rows)
 	if len(others) != 4 {
 		t.Fatalf("other orders %v", others)
 	}

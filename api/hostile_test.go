@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"orderflow/api/oas"
+	"orderflow/internal/testutil"
 )
 
 // rowCounts returns the number of rows of every table of the test database.
@@ -19,15 +20,7 @@ func (e *env) rowCounts(t *testing.T) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tables []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, name)
-	}
-	rows.Close()
+	tables := testutil.Column[string](t, rows)
 	if len(tables) < 6 {
 		t.Fatalf("only tables %v", tables)
 	}

@@ -10,6 +10,7 @@ import (
 	"orderflow/api/oas"
 	"orderflow/domain"
 	"orderflow/events"
+	"orderflow/internal/testutil"
 	"orderflow/platform/outbox"
 )
 
@@ -141,18 +142,7 @@ func TestOrderStatementReadsOnlyItsProducts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var plan []string
-			for rows.Next() {
-				var line string
-				if err := rows.Scan(&line); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, line)
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			text := strings.Join(plan, "\n")
+			text := strings.Join(testutil.Column[string](t, rows), "\n")
 			for _, table := range []string{"products", "users"} {
 				if strings.Contains(text, "Seq Scan on "+table) {
 					t.Errorf("%s, %s: the plan reads all the %s:\n%s", st.name, mode, table, text)

@@ -231,11 +231,7 @@ func groupArgs(group []*orderJob) []any {
 	for i, j := range group {
 		callers[i], users[i], nows[i] = int64(j.callerID), int64(j.userID), j.now
 		eventIDs[i], types[i], keys[i], payloads[i] = j.ev.EventID, j.ev.EventType, j.ev.RoutingKey, string(j.ev.Payload)
-		if j.ev.Headers != nil {
-			h := string(j.ev.Headers)
-			headers[i] = &h
-		}
-		createdAt[i] = j.now.Format(time.RFC3339Nano)
+		headers[i], createdAt[i] = j.eventHeaders(), j.eventCreatedAt()
 		for _, it := range j.items {
 			lineOrder = append(lineOrder, int64(i+1))
 			products = append(products, int64(it.ProductID))
@@ -298,8 +294,8 @@ func insertEach(ctx context.Context, c *pgx.Conn, group []*orderJob) error {
 // It checks, locks and reserves as OrderStatement does, but once for every product that
 // the orders share: a product's stock must cover the quantity of all the orders, and it is
 // reserved in one update. The users and the products are named by $1, $2 and $11 as well as
-// through the joins, for the reason OrderStatement's reservation names its products. The orders' ids are drawn in the orders' order, and their
-// events are written in it.
+// through the joins, for the reason OrderStatement's reservation names its products. The
+// orders' ids are drawn in the orders' order, and their events are written in it.
 const GroupStatement = `
 	WITH ord AS (
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])

@@ -215,20 +215,12 @@ func TestIntakeStoresPlaceableOrdersInOneStatement(t *testing.T) {
 			}
 		}
 	}
-	var outboxOrder []int
 	rows, err := e.db.Query(`SELECT (payload->'data'->>'orderId')::int FROM outbox WHERE event_id = ANY($1) ORDER BY id`,
 		[]string{group[0].ev.EventID.String(), group[1].ev.EventID.String(), group[2].ev.EventID.String()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		outboxOrder = append(outboxOrder, id)
-	}
+	outboxOrder := testutil.Column[int](t, rows)
 	if want := []int{group[0].order.ID, group[1].order.ID, group[2].order.ID}; fmt.Sprint(outboxOrder) != fmt.Sprint(want) {
 		t.Errorf("events written for orders %v, want %v", outboxOrder, want)
 	}

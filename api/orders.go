@@ -437,12 +437,23 @@ func (in orderInput) args() []any {
 	for i, it := range in.items {
 		qty[i] = int64(it.Quantity)
 	}
-	var headers any // SQL NULL for no headers
-	if in.ev.Headers != nil {
-		headers = string(in.ev.Headers)
-	}
 	return []any{in.callerID, in.userID, in.ids, qty, in.now, maxTotal, in.ev.EventID, in.ev.EventType, in.ev.RoutingKey,
-		string(in.ev.Payload), headers, in.now.Format(time.RFC3339Nano), domain.RoleAdmin}
+		string(in.ev.Payload), in.eventHeaders(), in.eventCreatedAt(), domain.RoleAdmin}
+}
+
+// eventHeaders are the headers of in's OrderCreated row as a parameter: nil (SQL NULL) for
+// none.
+func (in orderInput) eventHeaders() *string {
+	if in.ev.Headers == nil {
+		return nil
+	}
+	h := string(in.ev.Headers)
+	return &h
+}
+
+// eventCreatedAt is the createdAt of in's OrderCreated event.
+func (in orderInput) eventCreatedAt() string {
+	return in.now.Format(time.RFC3339Nano)
 }
 
 // resultRows are the rows of a query, from database/sql or pgx.

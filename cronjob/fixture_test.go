@@ -13,6 +13,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/events"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/db"
 )
 
@@ -86,7 +87,7 @@ func (e env) products(t testing.TB, n, stock int) []int64 {
 	if err != nil {
 		t.Fatalf("insert products: %v", err)
 	}
-	return scanIDs(t, rows)
+	return testutil.Column[int64](t, rows)
 }
 
 // orders inserts n orders of user in status, created age ago by the database clock, and
@@ -112,24 +113,7 @@ func (e env) orders(t testing.TB, n int, status string, age time.Duration, user 
 	if err != nil {
 		t.Fatalf("insert orders: %v", err)
 	}
-	return scanIDs(t, rows)
-}
-
-func scanIDs(t testing.TB, rows *sql.Rows) []int64 {
-	t.Helper()
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return ids
+	return testutil.Column[int64](t, rows)
 }
 
 // released returns, per product, the quantity that expiring the orders ids gives back,

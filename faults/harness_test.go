@@ -26,6 +26,7 @@ import (
 	"orderflow/api/oas"
 	"orderflow/configuration"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/db"
 )
 
@@ -191,7 +192,7 @@ func (e *env) seed(ctx context.Context) {
 	if err != nil {
 		e.t.Fatalf("insert products: %v", err)
 	}
-	e.products = scanIDs(e.t, rows)
+	e.products = testutil.Column[int](e.t, rows)
 	rows, err = e.pool.QueryContext(ctx, `
 		INSERT INTO users (name, email, password_hash, role, created_at, updated_at)
 		SELECT 'Fault customer ' || g, 'fault' || g || '@example.com', 'not-a-hash', 'customer', now(), now()
@@ -200,27 +201,10 @@ func (e *env) seed(ctx context.Context) {
 	if err != nil {
 		e.t.Fatalf("insert users: %v", err)
 	}
-	e.users = scanIDs(e.t, rows)
+	e.users = testutil.Column[int](e.t, rows)
 	if err := e.pool.QueryRowContext(ctx, `SELECT sum(stock) FROM products`).Scan(&e.stock); err != nil {
 		e.t.Fatalf("sum stock: %v", err)
 	}
-}
-
-func scanIDs(t *testing.T, rows *sql.Rows) []int {
-	t.Helper()
-	defer rows.Close()
-	var ids []int
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return ids
 }
 
 // process is one orderflow process (api, worker or cronjob) run from the binary.
