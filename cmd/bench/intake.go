@@ -390,9 +390,24 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	// Nor the step from idle to the rate: each load runs at the rate before it is measured.
 	warm := r.size.fixedRateWarmUp
 	res.setup("each load ran at the rate for %s before it was measured", warm)
+	// Nor a server that has not written at this rate lately: each load starts with WAL files
+	// ready to reuse.
+	walBytes := rate * (warm + r.size.fixedRate).Seconds() * walPerOrderBound
+	var ready []string
+	var need, fileMiB int64
 	// run runs one load at the fixed rate and measures its CPU and WAL from the moment its
 	// warm-up ends.
-	run := func(load func(measuring func()) (phase, error)) (phase, error) {
+	run := func(name string, load func(measuring func()) (phase, error)) (phase, error) {
+		w, err := prepareWAL(ctx, e.pool, walBytes)
+		if err != nil {
+			return phase{}, err
+		}
+		prepared := ""
+		if w.prepared {
+			prepared = " (prepared)"
+		}
+		ready = append(ready, fmt.Sprintf("%s %d%s", name, w.ahead, prepared))
+		need, fileMiB = w.need, w.fileSize>>20
 		m := in.newMeter(ctx)
 		p, err := load(m.start)
 		if err != nil {
@@ -400,7 +415,7 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 		}
 		return p, m.stop(&p)
 	}
-	fr, err := run(func(measuring func()) (phase, error) {
+	fr, err := run("api", func(measuring func()) (phase, error) {
 		return fixedRate(ctx, rate, warm, r.size.fixedRate, 256, in.post, measuring), nil
 	})
 	in.posted += fr.Warm + fr.Done
@@ -412,12 +427,17 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	}
 	// The same rate of the same transaction through pgbench shows what the database and the
 	// disk alone contribute to the tail (a slow WAL flush delays every commit behind it).
-	pgfr, err := run(func(measuring func()) (phase, error) {
+	pgfr, err := run("pgbench", func(measuring func()) (phase, error) {
 		return pgbenchAtRate(ctx, in.refDB, in.script, in.cat, fixedRateClients, rate, warm, r.size.fixedRate, measuring)
 	})
 	if err != nil {
 		return fr, err
 	}
+	res.setup("WAL files ready ahead of the server's write position as each load began, for the %d or so it writes: %s; "+
+		"a server that has none creates each file as it reaches it, writing %d MiB of zeros and syncing them while every commit waits, "+
+		"so where fewer were ready the benchmark wrote WAL and checkpointed first (prepared); "+
+		"checkpoints begun while a load was measured: api %d, pgbench %d",
+		need, strings.Join(ready, ", "), fileMiB, *fr.Checkpoints, *pgfr.Checkpoints)
 	row := func(name string, p phase) []string {
 		worst, over := p.secondsOver(25)
 		busy := p.CPU.Machine * p.Throughput / (10 * float64(numCPU())) // ms per second per core, in %
@@ -442,6 +462,56 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	return fr, nil
 }
 
+// walPerOrderBound bounds the WAL an order writes at the fixed rate, in bytes: the API's
+// statement and its relay's mark wrote about 3.5 KiB, pgbench's statement 2.5 KiB, and the
+// first change to a page after a checkpoint writes the whole page.
+const walPerOrderBound = 6 << 10
+
+// walFiles is the WAL files ready for a load, ahead of the server's write position, the
+// files the load needs, and whether prepareWAL had to make them ready.
+type walFiles struct {
+	ahead, need, fileSize int64
+	prepared              bool
+}
+
+// prepareWAL makes sure that the server has WAL files ready for bytes of WAL. PostgreSQL
+// creates a WAL file where it finds none to reuse by writing the whole file with zeros and
+// syncing it, and every commit waits for that; at a checkpoint it keeps the files before
+// the checkpoint for reuse, as many as its recent checkpoints' distance calls for, within
+// max_wal_size. A server that has been writing at the rate has them; an idle or new one
+// does not, and the load would measure that instead of its own work. Where fewer files are
+// ahead than the load needs, prepareWAL writes logical messages (WAL only, no table) to
+// fill as many and checkpoints, so that the server keeps them.
+func prepareWAL(ctx context.Context, pool *sql.DB, bytes float64) (walFiles, error) {
+	var w walFiles
+	if err := pool.QueryRowContext(ctx, `SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'`).Scan(&w.fileSize); err != nil {
+		return w, fmt.Errorf("read wal_segment_size: %w", err)
+	}
+	w.need = int64(bytes)/w.fileSize + 1
+	ahead := func() error {
+		err := pool.QueryRowContext(ctx, `SELECT count(*) FROM pg_ls_waldir()
+			WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_insert_lsn())`).Scan(&w.ahead)
+		if err != nil {
+			return fmt.Errorf("count the WAL files ahead: %w", err)
+		}
+		return nil
+	}
+	if err := ahead(); err != nil || w.ahead >= w.need {
+		return w, err
+	}
+	const chunk = 1 << 20
+	_, err := pool.ExecContext(ctx, `SELECT count(pg_logical_emit_message(false, 'orderflow-bench', repeat('x', $1)))
+		FROM generate_series(1, $2)`, chunk, (w.need-w.ahead)*w.fileSize/chunk)
+	if err != nil {
+		return w, fmt.Errorf("write WAL: %w", err)
+	}
+	if _, err := pool.ExecContext(ctx, `CHECKPOINT`); err != nil {
+		return w, fmt.Errorf("checkpoint: %w", err)
+	}
+	w.prepared = true
+	return w, ahead()
+}
+
 // vacuum runs VACUUM in each of the databases dbs and returns how long it took: the intake
 // updates the catalogue's rows thousands of times a second, and on a server without
 // autovacuum each phase would pay for the row versions of the ones before.
@@ -461,8 +531,8 @@ func vacuum(ctx context.Context, e *env, dbs ...string) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// meter measures the machine's CPU time (as intakeRun.measure does) and the WAL the API's
-// server wrote, from start to stop.
+// meter measures the machine's CPU time (as intakeRun.measure does), the WAL the API's
+// server wrote and the checkpoints it began, from start to stop.
 type meter struct {
 	in      *intakeRun
 	ctx     context.Context
@@ -470,6 +540,7 @@ type meter struct {
 	started chan struct{} // closed once the readings at the start are taken
 	cpu     cpuTimes
 	lsn     string
+	ckpts   int
 	err     error
 }
 
@@ -484,7 +555,7 @@ func (m *meter) start() {
 		go func() {
 			defer close(m.started)
 			m.cpu = readCPU(m.in.apiPid)
-			m.err = m.in.e.pool.QueryRowContext(m.ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&m.lsn)
+			m.err = m.in.e.pool.QueryRowContext(m.ctx, `SELECT pg_current_wal_insert_lsn()::text, `+checkpointsBegun+` FROM pg_stat_bgwriter`).Scan(&m.lsn, &m.ckpts)
 		}()
 	})
 }
@@ -500,12 +571,19 @@ func (m *meter) stop(p *phase) error {
 	p.cpu = readCPU(m.in.apiPid).sub(m.cpu)
 	p.CPU = p.cpu.perOp(p.Done)
 	var wal float64
-	if err := m.in.e.pool.QueryRowContext(m.ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)`, m.lsn).Scan(&wal); err != nil {
+	var ckpts int
+	err := m.in.e.pool.QueryRowContext(m.ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn), `+checkpointsBegun+` FROM pg_stat_bgwriter`, m.lsn).Scan(&wal, &ckpts)
+	if err != nil {
 		return fmt.Errorf("read WAL position: %w", err)
 	}
 	p.WALPerOp = wal / float64(max(p.Done, 1))
+	ckpts -= m.ckpts
+	p.Checkpoints = &ckpts
 	return nil
 }
+
+// checkpointsBegun is the server's count of checkpoints begun, a column of pg_stat_bgwriter.
+const checkpointsBegun = `checkpoints_timed + checkpoints_req`
 
 // apiCPUCells are the intake's CPU columns of the API's phase: the machine and its parts.
 func apiCPUCells(c *cpuPerOp) []string {
@@ -532,7 +610,7 @@ func dashes(n int) []string {
 	return d
 }
 
-// drainOutbox waits// drainOutbox waits until the outbox of pool's database holds no unpublished event, at most
+// drainOutbox waits until the outbox of pool's database holds no unpublished event, at most
 // limit, and returns how long it waited.
 func drainOutbox(ctx context.Context, pool *sql.DB, limit time.Duration) (time.Duration, error) {
 	start := time.Now()

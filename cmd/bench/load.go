@@ -29,8 +29,11 @@ type phase struct {
 	// WALPerOp is the WAL the server wrote per operation during the phase, in bytes, where
 	// the phase was measured with a meter.
 	WALPerOp float64 `json:"walBytesPerOp,omitempty"`
-	lat      latencies
-	cpu      cpuTimes
+	// Checkpoints is the checkpoints the server began during the phase, where the phase was
+	// measured with a meter.
+	Checkpoints *int `json:"checkpointsBegun,omitempty"`
+	lat         latencies
+	cpu         cpuTimes
 }
 
 func (p *phase) finish(lat latencies) {
