@@ -433,11 +433,11 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	if err != nil {
 		return fr, err
 	}
-	res.setup("WAL files ready ahead of the server's write position as each load began, for the %d or so it writes: %s; "+
+	res.setup("WAL files ready ahead of the server's write position as each load began, of the %d at most that it fills (at %d KiB per order): %s; "+
 		"a server that has none creates each file as it reaches it, writing %d MiB of zeros and syncing them while every commit waits, "+
 		"so where fewer were ready the benchmark wrote WAL and checkpointed first (prepared); "+
 		"checkpoints begun while a load was measured: api %d, pgbench %d",
-		need, strings.Join(ready, ", "), fileMiB, *fr.Checkpoints, *pgfr.Checkpoints)
+		need, walPerOrderBound>>10, strings.Join(ready, ", "), fileMiB, *fr.Checkpoints, *pgfr.Checkpoints)
 	row := func(name string, p phase) []string {
 		worst, over := p.secondsOver(25)
 		busy := p.CPU.Machine * p.Throughput / (10 * float64(numCPU())) // ms per second per core, in %
