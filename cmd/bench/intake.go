@@ -21,6 +21,7 @@ import (
 	"orderflow/api"
 	"orderflow/domain"
 	"orderflow/events"
+	"orderflow/platform/bus"
 )
 
 // plainScript is the same order written statement by statement, as a transaction of the
@@ -160,8 +161,14 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
+	stopDrain, err := e.drain(bus.ConsumerOrderCreated)
+	if err != nil {
+		return res, err
+	}
+	defer stopDrain()
 	res.setup("api process (bin/orderflow api, configuration defaults: database.maxConns %d, orders.intakeConnections %d, orders.intakeGroupSize %d, outbox.batchSize %d, log.level %s); worker not running",
 		e.cfg.Database.MaxConns, e.cfg.Orders.IntakeConnections, e.cfg.Orders.IntakeGroupSize, e.cfg.Outbox.BatchSize, e.cfg.Log.Level)
+	res.setup("the benchmark process takes the events from the worker's %s queue and drops them (auto-ack), as a running worker keeps that queue short; its CPU counts in the load generator's", bus.ConsumerOrderCreated)
 	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
 		cat.products, cat.users, r.size.history)
 	res.setup("each order: 2 random products x 1, random customer, posted by the administrator")
