@@ -399,22 +399,24 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	res.setup("each load ran at the rate for %s before it was measured", warm)
 	// Nor a server that has not written at this rate lately: each load starts with WAL files
 	// ready to reuse.
-	walBytes := rate * (warm + r.size.fixedRate).Seconds() * walPerOrderBound
+	var fileSize int64
+	if err := e.pool.QueryRowContext(ctx, `SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'`).Scan(&fileSize); err != nil {
+		return phase{}, fmt.Errorf("read wal_segment_size: %w", err)
+	}
+	need := int64(rate*(warm+r.size.fixedRate).Seconds()*walPerOrderBound)/fileSize + 1
 	var ready []string
-	var need, fileMiB int64
 	// run runs one load at the fixed rate and measures its CPU and WAL from the moment its
 	// warm-up ends.
 	run := func(name string, load func(measuring func()) (phase, error)) (phase, error) {
-		w, err := prepareWAL(ctx, e.pool, walBytes)
+		ahead, prepared, err := prepareWAL(ctx, e.pool, need, fileSize)
 		if err != nil {
 			return phase{}, err
 		}
-		prepared := ""
-		if w.prepared {
-			prepared = " (prepared)"
+		if prepared {
+			ready = append(ready, fmt.Sprintf("%s %d (prepared)", name, ahead))
+		} else {
+			ready = append(ready, fmt.Sprintf("%s %d", name, ahead))
 		}
-		ready = append(ready, fmt.Sprintf("%s %d%s", name, w.ahead, prepared))
-		need, fileMiB = w.need, w.fileSize>>20
 		m := in.newMeter(ctx)
 		p, err := load(m.start)
 		if err != nil {
@@ -444,7 +446,7 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 		"a server that has none creates each file as it reaches it, writing %d MiB of zeros and syncing them while every commit waits, "+
 		"so where fewer were ready the benchmark wrote WAL and checkpointed first (prepared); "+
 		"checkpoints begun while a load was measured: api %d, pgbench %d",
-		need, walPerOrderBound>>10, strings.Join(ready, ", "), fileMiB, *fr.Checkpoints, *pgfr.Checkpoints)
+		need, walPerOrderBound>>10, strings.Join(ready, ", "), fileSize>>20, *fr.Checkpoints, *pgfr.Checkpoints)
 	row := func(name string, p phase) []string {
 		worst, over := p.secondsOver(25)
 		busy := p.CPU.Machine * p.Throughput / (10 * float64(numCPU())) // ms per second per core, in %
@@ -474,49 +476,43 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 // first change to a page after a checkpoint writes the whole page.
 const walPerOrderBound = 6 << 10
 
-// walFiles is the WAL files ready for a load, ahead of the server's write position, the
-// files the load needs, and whether prepareWAL had to make them ready.
-type walFiles struct {
-	ahead, need, fileSize int64
-	prepared              bool
-}
-
-// prepareWAL makes sure that the server has WAL files ready for bytes of WAL. PostgreSQL
-// creates a WAL file where it finds none to reuse by writing the whole file with zeros and
-// syncing it, and every commit waits for that; at a checkpoint it keeps the files before
-// the checkpoint for reuse, as many as its recent checkpoints' distance calls for, within
-// max_wal_size. A server that has been writing at the rate has them; an idle or new one
-// does not, and the load would measure that instead of its own work. Where fewer files are
-// ahead than the load needs, prepareWAL writes logical messages (WAL only, no table) to
-// fill as many and checkpoints, so that the server keeps them.
-func prepareWAL(ctx context.Context, pool *sql.DB, bytes float64) (walFiles, error) {
-	var w walFiles
-	if err := pool.QueryRowContext(ctx, `SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'`).Scan(&w.fileSize); err != nil {
-		return w, fmt.Errorf("read wal_segment_size: %w", err)
-	}
-	w.need = int64(bytes)/w.fileSize + 1
-	ahead := func() error {
+// prepareWAL makes sure that the server has need WAL files of fileSize bytes ready, and
+// returns how many are ready ahead of its write position and whether it had to make them.
+// PostgreSQL creates a WAL file where it finds none to reuse by writing the whole file with
+// zeros and syncing it, and every commit waits for that; at a checkpoint it keeps the files
+// before the checkpoint for reuse, as many as its recent checkpoints' distance calls for,
+// within max_wal_size. A server that has been writing at the rate has them; an idle or new
+// one does not, and the load would measure that instead of its own work. Where fewer files
+// are ahead, prepareWAL writes logical messages (WAL only, no table) to fill as many and
+// checkpoints, so that the server keeps them.
+func prepareWAL(ctx context.Context, pool *sql.DB, need, fileSize int64) (ahead int64, prepared bool, err error) {
+	count := func() error {
 		err := pool.QueryRowContext(ctx, `SELECT count(*) FROM pg_ls_waldir()
-			WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_insert_lsn())`).Scan(&w.ahead)
+			WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_insert_lsn())`).Scan(&ahead)
 		if err != nil {
 			return fmt.Errorf("count the WAL files ahead: %w", err)
 		}
 		return nil
 	}
-	if err := ahead(); err != nil || w.ahead >= w.need {
-		return w, err
+	if err := count(); err != nil {
+		return 0, false, err
+	}
+	if ahead >= need {
+		return ahead, false, nil
 	}
 	const chunk = 1 << 20
-	_, err := pool.ExecContext(ctx, `SELECT count(pg_logical_emit_message(false, 'orderflow-bench', repeat('x', $1)))
-		FROM generate_series(1, $2)`, chunk, (w.need-w.ahead)*w.fileSize/chunk)
+	_, err = pool.ExecContext(ctx, `SELECT count(pg_logical_emit_message(false, 'orderflow-bench', repeat('x', $1)))
+		FROM generate_series(1, $2)`, chunk, (need-ahead)*fileSize/chunk)
 	if err != nil {
-		return w, fmt.Errorf("write WAL: %w", err)
+		return 0, false, fmt.Errorf("write WAL: %w", err)
 	}
 	if _, err := pool.ExecContext(ctx, `CHECKPOINT`); err != nil {
-		return w, fmt.Errorf("checkpoint: %w", err)
+		return 0, false, fmt.Errorf("checkpoint: %w", err)
 	}
-	w.prepared = true
-	return w, ahead()
+	if err := count(); err != nil {
+		return 0, false, err
+	}
+	return ahead, true, nil
 }
 
 // vacuum runs VACUUM in each of the databases dbs and returns how long it took: the intake
