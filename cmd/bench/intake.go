@@ -412,11 +412,11 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 		if err != nil {
 			return phase{}, err
 		}
+		files := fmt.Sprintf("%s %d", name, ahead)
 		if prepared {
-			ready = append(ready, fmt.Sprintf("%s %d (prepared)", name, ahead))
-		} else {
-			ready = append(ready, fmt.Sprintf("%s %d", name, ahead))
+			files += " (prepared)"
 		}
+		ready = append(ready, files)
 		m := in.newMeter(ctx)
 		p, err := load(m.start)
 		if err != nil {
@@ -483,36 +483,36 @@ const walPerOrderBound = 6 << 10
 // before the checkpoint for reuse, as many as its recent checkpoints' distance calls for,
 // within max_wal_size. A server that has been writing at the rate has them; an idle or new
 // one does not, and the load would measure that instead of its own work. Where fewer files
-// are ahead, prepareWAL writes logical messages (WAL only, no table) to fill as many and
-// checkpoints, so that the server keeps them.
+// are ahead, prepareWAL writes logical messages (WAL only, no table) to fill need files and
+// checkpoints, so that the server keeps them: all need, not only the files missing, since
+// the writing first fills the files ahead, and the checkpoint keeps as many as it has seen
+// written since the last one (within max_wal_size).
 func prepareWAL(ctx context.Context, pool *sql.DB, need, fileSize int64) (ahead int64, prepared bool, err error) {
-	count := func() error {
-		err := pool.QueryRowContext(ctx, `SELECT count(*) FROM pg_ls_waldir()
-			WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_insert_lsn())`).Scan(&ahead)
-		if err != nil {
-			return fmt.Errorf("count the WAL files ahead: %w", err)
-		}
-		return nil
-	}
-	if err := count(); err != nil {
-		return 0, false, err
-	}
-	if ahead >= need {
-		return ahead, false, nil
+	if ahead, err = walFilesAhead(ctx, pool); err != nil || ahead >= need {
+		return ahead, false, err
 	}
 	const chunk = 1 << 20
 	_, err = pool.ExecContext(ctx, `SELECT count(pg_logical_emit_message(false, 'orderflow-bench', repeat('x', $1)))
-		FROM generate_series(1, $2)`, chunk, (need-ahead)*fileSize/chunk)
+		FROM generate_series(1, $2)`, chunk, need*fileSize/chunk)
 	if err != nil {
 		return 0, false, fmt.Errorf("write WAL: %w", err)
 	}
 	if _, err := pool.ExecContext(ctx, `CHECKPOINT`); err != nil {
 		return 0, false, fmt.Errorf("checkpoint: %w", err)
 	}
-	if err := count(); err != nil {
-		return 0, false, err
+	ahead, err = walFilesAhead(ctx, pool)
+	return ahead, err == nil, err
+}
+
+// walFilesAhead counts the server's WAL files ahead of its write position.
+func walFilesAhead(ctx context.Context, pool *sql.DB) (int64, error) {
+	var n int64
+	err := pool.QueryRowContext(ctx, `SELECT count(*) FROM pg_ls_waldir()
+		WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_insert_lsn())`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count the WAL files ahead: %w", err)
 	}
-	return ahead, true, nil
+	return n, nil
 }
 
 // vacuum runs VACUUM in each of the databases dbs and returns how long it took: the intake
