@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 
 # Build stage: modules are downloaded in their own layer, so a source change does not
-# download them again.
-FROM golang:1.26-bookworm AS build
+# download them again. The image's Go is go.mod's: the image builds with its own toolchain
+# only (GOTOOLCHAIN=local), so an older one would refuse the module.
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

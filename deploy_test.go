@@ -55,6 +55,18 @@ func TestComposeServices(t *testing.T) {
 			t.Errorf("%s: data is not on a named volume", name)
 		}
 	}
+	// RabbitMQ's data directory is named after the container's hostname, which is random
+	// unless set: a re-created container would start with no queues and no messages.
+	if project.Services["rabbitmq"].Hostname == "" {
+		t.Error("rabbitmq: no fixed hostname, so a re-created container does not find its data on the volume")
+	}
+	for _, name := range want {
+		for _, p := range project.Services[name].Ports {
+			if p.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes port %d on %q, want 127.0.0.1 only", name, p.Target, p.HostIP)
+			}
+		}
+	}
 }
 
 func TestComposeProcesses(t *testing.T) {
@@ -180,6 +192,23 @@ func TestDockerfileStages(t *testing.T) {
 		if !strings.Contains(joined, want) {
 			t.Errorf("runtime image does not receive %s (copies: %q)", want, copies)
 		}
+	}
+}
+
+// TestDockerfileGoIsGoMods: the build image's Go is the version go.mod asks for; the image
+// builds with its own toolchain only, so an older one refuses the module.
+func TestDockerfileGoIsGoMods(t *testing.T) {
+	gomod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	want := "golang:" + string(m[1]) + "-"
+	if base := parseDockerfile(t)[0].BaseName; !strings.HasPrefix(base, want) {
+		t.Errorf("build stage FROM %s, want %s<variant> (go.mod's go %s)", base, want, m[1])
 	}
 }
 

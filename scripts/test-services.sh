@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
-# Makes sure the tests have a PostgreSQL and a RabbitMQ to talk to: uses the ones already
-# listening on 127.0.0.1, or starts the compose file's when a Docker engine is present.
+# Makes sure the tests can run: a C compiler for the race detector, and a PostgreSQL and a
+# RabbitMQ to talk to. Uses the servers already listening on 127.0.0.1, or starts the compose
+# file's when a Docker engine is present, or, as root on Debian, installs and starts local
+# ones (scripts/local-services.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+as_debian_root() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
+
+# go test -race needs cgo, and cgo a C compiler.
+cc=$(go env CC)
+if ! command -v "$cc" >/dev/null; then
+  if [ "$cc" = gcc ] && as_debian_root; then
+    echo "installing gcc: the race detector needs a C compiler" >&2
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev >/dev/null
+  else
+    echo "the tests run with the race detector, which needs a C compiler ($cc), and none is installed (on Debian: apt-get install gcc)" >&2
+    exit 1
+  fi
+fi
 
 reachable() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -14,6 +31,10 @@ if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   docker compose up -d --wait postgres rabbitmq
   exit 0
 fi
+if as_debian_root; then
+  echo "starting local postgres and rabbitmq (scripts/local-services.sh)" >&2
+  exec scripts/local-services.sh
+fi
 missing=()
 reachable 5432 || missing+=("PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth)")
 reachable 5672 || missing+=("RabbitMQ on 127.0.0.1:5672 (guest/guest)")
@@ -21,6 +42,6 @@ reachable 5672 || missing+=("RabbitMQ on 127.0.0.1:5672 (guest/guest)")
   echo "the tests need a database and a broker, and no Docker engine is running to start them:"
   printf '  - %s\n' "${missing[@]}"
   echo "start Docker (the tests then start them with docker compose), or start them locally"
-  echo "(on Debian, as root: scripts/local-services.sh)."
+  echo "(on Debian, as root: scripts/local-services.sh, which make test runs itself as root)."
 } >&2
 exit 1
