@@ -312,14 +312,25 @@ func TestFaultBrokerStopped(t *testing.T) {
 	l := e.startLoad(api, rate, loadWorkers)
 	time.Sleep(5 * time.Second)
 	command(t, "rabbitmqctl", "stop_app")
-	time.Sleep(15 * time.Second)
+	time.Sleep(5 * time.Second)
+	// Meanwhile the api and the cron job stay in service (their events wait in the outbox);
+	// the worker, which can do nothing without the broker, says it is not ready.
+	for _, p := range []*process{api, cron} {
+		if !p.ready() {
+			t.Errorf("%s is not ready while the broker is stopped", p.name)
+		}
+	}
+	if worker.ready() {
+		t.Error("the worker says it is ready while the broker is stopped")
+	}
+	time.Sleep(10 * time.Second)
 	command(t, "rabbitmqctl", "start_app")
 	command(t, "rabbitmqctl", "await_startup")
 	time.Sleep(5 * time.Second)
 	e.conclude(l, r, 201)
 	for _, p := range []*process{api, worker, cron} {
-		if !p.running() || !p.ready() {
-			t.Errorf("%s is not ready after the broker came back", p.name)
+		if !p.running() || !p.ready() || !p.brokerConnected() {
+			t.Errorf("%s is not ready, or not connected to the broker, after the broker came back", p.name)
 		}
 	}
 }

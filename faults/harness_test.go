@@ -291,12 +291,26 @@ func (e *env) startAt(kind, addr string) *process {
 func (p *process) url() string { return "http://" + p.addr }
 
 func (p *process) ready() bool {
+	ok, _ := p.readiness()
+	return ok
+}
+
+// brokerConnected tells whether the process's /readyz reports its broker connection up, which
+// a process that only publishes does not need to be ready.
+func (p *process) brokerConnected() bool {
+	_, body := p.readiness()
+	return strings.Contains(body, `"rabbitmq":"ok"`)
+}
+
+// readiness asks the process's /readyz: whether it is ready, and the body naming each check.
+func (p *process) readiness() (bool, string) {
 	resp, err := http.Get(p.url() + "/readyz")
 	if err != nil {
-		return false
+		return false, ""
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode == http.StatusOK, string(body)
 }
 
 // kill ends the process with SIGKILL and waits for it.

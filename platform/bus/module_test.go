@@ -11,6 +11,7 @@ import (
 	"go.uber.org/fx/fxtest"
 
 	"orderflow/configuration"
+	"orderflow/platform/health"
 	"orderflow/platform/log"
 )
 
@@ -83,5 +84,45 @@ func TestModule(t *testing.T) {
 	}
 	if count, err := testutil.GatherAndCount(reg, "orderflow_events_consumed_total"); err != nil || count == 0 {
 		t.Errorf("registry does not expose the consumer metrics: %d, %v", count, err)
+	}
+}
+
+// TestBrokerCheckRequiredOnlyByConsumers: the broker check that Module adds to /readyz is
+// optional in a process that only publishes (its events wait in the outbox), and required in
+// one that consumes.
+func TestBrokerCheckRequiredOnlyByConsumers(t *testing.T) {
+	t.Parallel()
+	cfg := configuration.Defaults()
+	cfg.RabbitMQ = rabbitConfig(t)
+	deleteAtCleanup(t, cfg.RabbitMQ, NewTopology(cfg.RabbitMQ.Exchange, 0, nil))
+	consumer := fx.Provide(AsConsumer(func() Registration {
+		return Registration{Consumer: ConsumerOrderExpired, Handler: func(context.Context, Delivery) error { return nil }}
+	}))
+	for _, tc := range []struct {
+		name         string
+		extra        fx.Option
+		wantOptional bool
+	}{
+		{"publishes only", fx.Options(), true},
+		{"consumes", consumer, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var checks []health.Check
+			app := fxtest.New(t,
+				fx.Supply(&cfg, testLogger()),
+				fx.Provide(func() prometheus.Registerer { return prometheus.NewRegistry() }),
+				Module,
+				tc.extra,
+				fx.Populate(fx.Annotate(&checks, fx.ParamTags(`group:"readiness"`))),
+			)
+			app.RequireStart()
+			defer app.RequireStop()
+			if len(checks) != 1 || checks[0].Name != "rabbitmq" {
+				t.Fatalf("readiness checks %+v, want the broker's", checks)
+			}
+			if checks[0].Optional != tc.wantOptional {
+				t.Errorf("broker check optional = %v, want %v", checks[0].Optional, tc.wantOptional)
+			}
+		})
 	}
 }

@@ -17,12 +17,18 @@ import (
 type Check struct {
 	Name  string
 	Check func(ctx context.Context) error
+	// Optional marks a dependency that the process works without for a while: /readyz
+	// reports its failure but still answers 200, so that the process stays in service.
+	Optional bool
 }
 
 // AsCheck annotates a constructor of a Check so that it joins the readiness group.
 func AsCheck(f any) any {
-	return fx.Annotate(f, fx.ResultTags(`group:"readiness"`))
+	return fx.Annotate(f, CheckResult)
 }
+
+// CheckResult is AsCheck's annotation, for a constructor that needs annotations of its own.
+var CheckResult = fx.ResultTags(`group:"readiness"`)
 
 // Module registers the two endpoints and the database readiness check.
 var Module = fx.Module("health",
@@ -43,8 +49,8 @@ func Register(mux *http.ServeMux, checks []Check) {
 	mux.Handle("GET /readyz", Readiness(checks))
 }
 
-// Readiness answers 200 when every check passes within two seconds, and 503 naming the
-// failing dependencies otherwise.
+// Readiness answers 200 when every check that is not optional passes within two seconds,
+// and 503 otherwise. Its body names every check with "ok" or its error.
 func Readiness(checks []Check) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -53,7 +59,9 @@ func Readiness(checks []Check) http.Handler {
 		result := map[string]string{}
 		for _, c := range checks {
 			if err := c.Check(ctx); err != nil {
-				status = http.StatusServiceUnavailable
+				if !c.Optional {
+					status = http.StatusServiceUnavailable
+				}
 				result[c.Name] = "unavailable: " + err.Error()
 				continue
 			}

@@ -93,6 +93,14 @@ func TestHealthAndReadiness(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "broker") || !strings.Contains(body, "connection refused") {
 		t.Errorf("/readyz with a broker down = %d %s", code, body)
 	}
+
+	// An optional dependency's failure is reported, and the process stays ready.
+	down.Optional = true
+	srv = start(t, testConfig(), up, down)
+	code, body = get(t, srv.URL()+"/readyz")
+	if code != http.StatusOK || !strings.Contains(body, `"broker":"unavailable: connection refused"`) {
+		t.Errorf("/readyz with an optional broker down = %d %s", code, body)
+	}
 }
 
 func TestRequestTimeout(t *testing.T) {
