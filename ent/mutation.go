@@ -2769,24 +2769,25 @@ func (m *OrderItemMutation) ResetEdge(name string) error {
 // OutboxMutation represents an operation that mutates the Outbox nodes in the graph.
 type OutboxMutation struct {
 	config
-	op            Op
-	typ           string
-	id            *int64
-	created_at    *time.Time
-	event_id      *uuid.UUID
-	event_type    *string
-	routing_key   *string
-	payload       *json.RawMessage
-	appendpayload json.RawMessage
-	headers       *map[string]string
-	published_at  *time.Time
-	attempts      *int
-	addattempts   *int
-	last_error    *string
-	clearedFields map[string]struct{}
-	done          bool
-	oldValue      func(context.Context) (*Outbox, error)
-	predicates    []predicate.Outbox
+	op              Op
+	typ             string
+	id              *int64
+	created_at      *time.Time
+	event_id        *uuid.UUID
+	event_type      *string
+	routing_key     *string
+	payload         *json.RawMessage
+	appendpayload   json.RawMessage
+	headers         *map[string]string
+	published_at    *time.Time
+	attempts        *int
+	addattempts     *int
+	last_error      *string
+	next_attempt_at *time.Time
+	clearedFields   map[string]struct{}
+	done            bool
+	oldValue        func(context.Context) (*Outbox, error)
+	predicates      []predicate.Outbox
 }
 
 var _ ent.Mutation = (*OutboxMutation)(nil)
@@ -3291,6 +3292,55 @@ func (m *OutboxMutation) ResetLastError() {
 	delete(m.clearedFields, outbox.FieldLastError)
 }
 
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (m *OutboxMutation) SetNextAttemptAt(t time.Time) {
+	m.next_attempt_at = &t
+}
+
+// NextAttemptAt returns the value of the "next_attempt_at" field in the mutation.
+func (m *OutboxMutation) NextAttemptAt() (r time.Time, exists bool) {
+	v := m.next_attempt_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldNextAttemptAt returns the old "next_attempt_at" field's value of the Outbox entity.
+// If the Outbox object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OutboxMutation) OldNextAttemptAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldNextAttemptAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldNextAttemptAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldNextAttemptAt: %w", err)
+	}
+	return oldValue.NextAttemptAt, nil
+}
+
+// ClearNextAttemptAt clears the value of the "next_attempt_at" field.
+func (m *OutboxMutation) ClearNextAttemptAt() {
+	m.next_attempt_at = nil
+	m.clearedFields[outbox.FieldNextAttemptAt] = struct{}{}
+}
+
+// NextAttemptAtCleared returns if the "next_attempt_at" field was cleared in this mutation.
+func (m *OutboxMutation) NextAttemptAtCleared() bool {
+	_, ok := m.clearedFields[outbox.FieldNextAttemptAt]
+	return ok
+}
+
+// ResetNextAttemptAt resets all changes to the "next_attempt_at" field.
+func (m *OutboxMutation) ResetNextAttemptAt() {
+	m.next_attempt_at = nil
+	delete(m.clearedFields, outbox.FieldNextAttemptAt)
+}
+
 // Where appends a list predicates to the OutboxMutation builder.
 func (m *OutboxMutation) Where(ps ...predicate.Outbox) {
 	m.predicates = append(m.predicates, ps...)
@@ -3325,7 +3375,7 @@ func (m *OutboxMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OutboxMutation) Fields() []string {
-	fields := make([]string, 0, 9)
+	fields := make([]string, 0, 10)
 	if m.created_at != nil {
 		fields = append(fields, outbox.FieldCreatedAt)
 	}
@@ -3353,6 +3403,9 @@ func (m *OutboxMutation) Fields() []string {
 	if m.last_error != nil {
 		fields = append(fields, outbox.FieldLastError)
 	}
+	if m.next_attempt_at != nil {
+		fields = append(fields, outbox.FieldNextAttemptAt)
+	}
 	return fields
 }
 
@@ -3379,6 +3432,8 @@ func (m *OutboxMutation) Field(name string) (ent.Value, bool) {
 		return m.Attempts()
 	case outbox.FieldLastError:
 		return m.LastError()
+	case outbox.FieldNextAttemptAt:
+		return m.NextAttemptAt()
 	}
 	return nil, false
 }
@@ -3406,6 +3461,8 @@ func (m *OutboxMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldAttempts(ctx)
 	case outbox.FieldLastError:
 		return m.OldLastError(ctx)
+	case outbox.FieldNextAttemptAt:
+		return m.OldNextAttemptAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown Outbox field %s", name)
 }
@@ -3478,6 +3535,13 @@ func (m *OutboxMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetLastError(v)
 		return nil
+	case outbox.FieldNextAttemptAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetNextAttemptAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Outbox field %s", name)
 }
@@ -3532,6 +3596,9 @@ func (m *OutboxMutation) ClearedFields() []string {
 	if m.FieldCleared(outbox.FieldLastError) {
 		fields = append(fields, outbox.FieldLastError)
 	}
+	if m.FieldCleared(outbox.FieldNextAttemptAt) {
+		fields = append(fields, outbox.FieldNextAttemptAt)
+	}
 	return fields
 }
 
@@ -3554,6 +3621,9 @@ func (m *OutboxMutation) ClearField(name string) error {
 		return nil
 	case outbox.FieldLastError:
 		m.ClearLastError()
+		return nil
+	case outbox.FieldNextAttemptAt:
+		m.ClearNextAttemptAt()
 		return nil
 	}
 	return fmt.Errorf("unknown Outbox nullable field %s", name)
@@ -3589,6 +3659,9 @@ func (m *OutboxMutation) ResetField(name string) error {
 		return nil
 	case outbox.FieldLastError:
 		m.ResetLastError()
+		return nil
+	case outbox.FieldNextAttemptAt:
+		m.ResetNextAttemptAt()
 		return nil
 	}
 	return fmt.Errorf("unknown Outbox field %s", name)

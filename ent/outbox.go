@@ -36,8 +36,10 @@ type Outbox struct {
 	// Attempts holds the value of the "attempts" field.
 	Attempts int `json:"attempts,omitempty"`
 	// LastError holds the value of the "last_error" field.
-	LastError    *string `json:"last_error,omitempty"`
-	selectValues sql.SelectValues
+	LastError *string `json:"last_error,omitempty"`
+	// NextAttemptAt holds the value of the "next_attempt_at" field.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	selectValues  sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -51,7 +53,7 @@ func (*Outbox) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case outbox.FieldEventType, outbox.FieldRoutingKey, outbox.FieldLastError:
 			values[i] = new(sql.NullString)
-		case outbox.FieldCreatedAt, outbox.FieldPublishedAt:
+		case outbox.FieldCreatedAt, outbox.FieldPublishedAt, outbox.FieldNextAttemptAt:
 			values[i] = new(sql.NullTime)
 		case outbox.FieldEventID:
 			values[i] = new(uuid.UUID)
@@ -136,6 +138,13 @@ func (_m *Outbox) assignValues(columns []string, values []any) error {
 				_m.LastError = new(string)
 				*_m.LastError = value.String
 			}
+		case outbox.FieldNextAttemptAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field next_attempt_at", values[i])
+			} else if value.Valid {
+				_m.NextAttemptAt = new(time.Time)
+				*_m.NextAttemptAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -201,6 +210,11 @@ func (_m *Outbox) String() string {
 	if v := _m.LastError; v != nil {
 		builder.WriteString("last_error=")
 		builder.WriteString(*v)
+	}
+	builder.WriteString(", ")
+	if v := _m.NextAttemptAt; v != nil {
+		builder.WriteString("next_attempt_at=")
+		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')
 	return builder.String()

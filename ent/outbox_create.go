@@ -110,6 +110,20 @@ func (_c *OutboxCreate) SetNillableLastError(v *string) *OutboxCreate {
 	return _c
 }
 
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (_c *OutboxCreate) SetNextAttemptAt(v time.Time) *OutboxCreate {
+	_c.mutation.SetNextAttemptAt(v)
+	return _c
+}
+
+// SetNillableNextAttemptAt sets the "next_attempt_at" field if the given value is not nil.
+func (_c *OutboxCreate) SetNillableNextAttemptAt(v *time.Time) *OutboxCreate {
+	if v != nil {
+		_c.SetNextAttemptAt(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *OutboxCreate) SetID(v int64) *OutboxCreate {
 	_c.mutation.SetID(v)
@@ -265,6 +279,10 @@ func (_c *OutboxCreate) createSpec() (*Outbox, *sqlgraph.CreateSpec) {
 		_spec.SetField(outbox.FieldLastError, field.TypeString, value)
 		_node.LastError = &value
 	}
+	if value, ok := _c.mutation.NextAttemptAt(); ok {
+		_spec.SetField(outbox.FieldNextAttemptAt, field.TypeTime, value)
+		_node.NextAttemptAt = &value
+	}
 	return _node, _spec
 }
 
@@ -386,6 +404,24 @@ func (u *OutboxUpsert) UpdateLastError() *OutboxUpsert {
 // ClearLastError clears the value of the "last_error" field.
 func (u *OutboxUpsert) ClearLastError() *OutboxUpsert {
 	u.SetNull(outbox.FieldLastError)
+	return u
+}
+
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (u *OutboxUpsert) SetNextAttemptAt(v time.Time) *OutboxUpsert {
+	u.Set(outbox.FieldNextAttemptAt, v)
+	return u
+}
+
+// UpdateNextAttemptAt sets the "next_attempt_at" field to the value that was provided on create.
+func (u *OutboxUpsert) UpdateNextAttemptAt() *OutboxUpsert {
+	u.SetExcluded(outbox.FieldNextAttemptAt)
+	return u
+}
+
+// ClearNextAttemptAt clears the value of the "next_attempt_at" field.
+func (u *OutboxUpsert) ClearNextAttemptAt() *OutboxUpsert {
+	u.SetNull(outbox.FieldNextAttemptAt)
 	return u
 }
 
@@ -533,6 +569,27 @@ func (u *OutboxUpsertOne) UpdateLastError() *OutboxUpsertOne {
 func (u *OutboxUpsertOne) ClearLastError() *OutboxUpsertOne {
 	return u.Update(func(s *OutboxUpsert) {
 		s.ClearLastError()
+	})
+}
+
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (u *OutboxUpsertOne) SetNextAttemptAt(v time.Time) *OutboxUpsertOne {
+	return u.Update(func(s *OutboxUpsert) {
+		s.SetNextAttemptAt(v)
+	})
+}
+
+// UpdateNextAttemptAt sets the "next_attempt_at" field to the value that was provided on create.
+func (u *OutboxUpsertOne) UpdateNextAttemptAt() *OutboxUpsertOne {
+	return u.Update(func(s *OutboxUpsert) {
+		s.UpdateNextAttemptAt()
+	})
+}
+
+// ClearNextAttemptAt clears the value of the "next_attempt_at" field.
+func (u *OutboxUpsertOne) ClearNextAttemptAt() *OutboxUpsertOne {
+	return u.Update(func(s *OutboxUpsert) {
+		s.ClearNextAttemptAt()
 	})
 }
 
@@ -846,6 +903,27 @@ func (u *OutboxUpsertBulk) UpdateLastError() *OutboxUpsertBulk {
 func (u *OutboxUpsertBulk) ClearLastError() *OutboxUpsertBulk {
 	return u.Update(func(s *OutboxUpsert) {
 		s.ClearLastError()
+	})
+}
+
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (u *OutboxUpsertBulk) SetNextAttemptAt(v time.Time) *OutboxUpsertBulk {
+	return u.Update(func(s *OutboxUpsert) {
+		s.SetNextAttemptAt(v)
+	})
+}
+
+// UpdateNextAttemptAt sets the "next_attempt_at" field to the value that was provided on create.
+func (u *OutboxUpsertBulk) UpdateNextAttemptAt() *OutboxUpsertBulk {
+	return u.Update(func(s *OutboxUpsert) {
+		s.UpdateNextAttemptAt()
+	})
+}
+
+// ClearNextAttemptAt clears the value of the "next_attempt_at" field.
+func (u *OutboxUpsertBulk) ClearNextAttemptAt() *OutboxUpsertBulk {
+	return u.Update(func(s *OutboxUpsert) {
+		s.ClearNextAttemptAt()
 	})
 }
 

@@ -102,6 +102,26 @@ func (_u *OutboxUpdate) ClearLastError() *OutboxUpdate {
 	return _u
 }
 
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (_u *OutboxUpdate) SetNextAttemptAt(v time.Time) *OutboxUpdate {
+	_u.mutation.SetNextAttemptAt(v)
+	return _u
+}
+
+// SetNillableNextAttemptAt sets the "next_attempt_at" field if the given value is not nil.
+func (_u *OutboxUpdate) SetNillableNextAttemptAt(v *time.Time) *OutboxUpdate {
+	if v != nil {
+		_u.SetNextAttemptAt(*v)
+	}
+	return _u
+}
+
+// ClearNextAttemptAt clears the value of the "next_attempt_at" field.
+func (_u *OutboxUpdate) ClearNextAttemptAt() *OutboxUpdate {
+	_u.mutation.ClearNextAttemptAt()
+	return _u
+}
+
 // Mutation returns the OutboxMutation object of the builder.
 func (_u *OutboxUpdate) Mutation() *OutboxMutation {
 	return _u.mutation
@@ -185,6 +205,12 @@ func (_u *OutboxUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.LastErrorCleared() {
 		_spec.ClearField(outbox.FieldLastError, field.TypeString)
+	}
+	if value, ok := _u.mutation.NextAttemptAt(); ok {
+		_spec.SetField(outbox.FieldNextAttemptAt, field.TypeTime, value)
+	}
+	if _u.mutation.NextAttemptAtCleared() {
+		_spec.ClearField(outbox.FieldNextAttemptAt, field.TypeTime)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
@@ -278,6 +304,26 @@ func (_u *OutboxUpdateOne) SetNillableLastError(v *string) *OutboxUpdateOne {
 // ClearLastError clears the value of the "last_error" field.
 func (_u *OutboxUpdateOne) ClearLastError() *OutboxUpdateOne {
 	_u.mutation.ClearLastError()
+	return _u
+}
+
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (_u *OutboxUpdateOne) SetNextAttemptAt(v time.Time) *OutboxUpdateOne {
+	_u.mutation.SetNextAttemptAt(v)
+	return _u
+}
+
+// SetNillableNextAttemptAt sets the "next_attempt_at" field if the given value is not nil.
+func (_u *OutboxUpdateOne) SetNillableNextAttemptAt(v *time.Time) *OutboxUpdateOne {
+	if v != nil {
+		_u.SetNextAttemptAt(*v)
+	}
+	return _u
+}
+
+// ClearNextAttemptAt clears the value of the "next_attempt_at" field.
+func (_u *OutboxUpdateOne) ClearNextAttemptAt() *OutboxUpdateOne {
+	_u.mutation.ClearNextAttemptAt()
 	return _u
 }
 
@@ -394,6 +440,12 @@ func (_u *OutboxUpdateOne) sqlSave(ctx context.Context) (_node *Outbox, err erro
 	}
 	if _u.mutation.LastErrorCleared() {
 		_spec.ClearField(outbox.FieldLastError, field.TypeString)
+	}
+	if value, ok := _u.mutation.NextAttemptAt(); ok {
+		_spec.SetField(outbox.FieldNextAttemptAt, field.TypeTime, value)
+	}
+	if _u.mutation.NextAttemptAtCleared() {
+		_spec.ClearField(outbox.FieldNextAttemptAt, field.TypeTime)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Outbox{config: _u.config}

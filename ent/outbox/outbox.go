@@ -31,6 +31,8 @@ const (
 	FieldAttempts = "attempts"
 	// FieldLastError holds the string denoting the last_error field in the database.
 	FieldLastError = "last_error"
+	// FieldNextAttemptAt holds the string denoting the next_attempt_at field in the database.
+	FieldNextAttemptAt = "next_attempt_at"
 	// Table holds the table name of the outbox in the database.
 	Table = "outbox"
 )
@@ -47,6 +49,7 @@ var Columns = []string{
 	FieldPublishedAt,
 	FieldAttempts,
 	FieldLastError,
+	FieldNextAttemptAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -113,4 +116,9 @@ func ByAttempts(opts ...sql.OrderTermOption) OrderOption {
 // ByLastError orders the results by the last_error field.
 func ByLastError(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldLastError, opts...).ToFunc()
+}
+
+// ByNextAttemptAt orders the results by the next_attempt_at field.
+func ByNextAttemptAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldNextAttemptAt, opts...).ToFunc()
 }

@@ -35,6 +35,9 @@ func (Outbox) Fields() []ent.Field {
 		field.Time("published_at").Optional().Nillable(),
 		field.Int("attempts").Default(0).NonNegative(),
 		field.Text("last_error").Optional().Nillable(),
+		// next_attempt_at holds back a row whose publishing failed until then, so that it
+		// does not take a place in every batch; NULL is due at once.
+		field.Time("next_attempt_at").Optional().Nillable(),
 	}
 }
 

@@ -21,8 +21,12 @@ import (
 const (
 	// publishTimeout bounds publishing one batch and waiting for its confirms.
 	publishTimeout = 10 * time.Second
-	// maxBackoff caps the wait after a failed batch (it doubles from pollInterval).
+	// maxBackoff caps the wait after a batch of which nothing was published (it doubles from
+	// pollInterval).
 	maxBackoff = 10 * time.Second
+	// maxRetryDelay caps how long a row whose publishing failed is held back (the delay
+	// doubles from twice pollInterval with each failed attempt).
+	maxRetryDelay = time.Minute
 	// pruneInterval is how often published rows older than the retention are deleted.
 	pruneInterval = 10 * time.Minute
 	// pruneChunk is how many rows one prune statement deletes.
@@ -43,6 +47,11 @@ type Publisher interface {
 // one dies between publishing and committing (then at most that batch is published again).
 // A round starts when a transaction of this process that wrote events commits (Wake), every
 // pollInterval otherwise, and at once after a full batch.
+//
+// A row that fails (the broker refuses or cannot route it, or its headers do not decode)
+// records the error and is held back for a delay that doubles with each attempt, so that rows
+// that keep failing never fill the batches and hold back the others. Only a round that
+// published nothing makes the relay itself wait longer.
 type Relay struct {
 	pool      *sql.DB
 	pub       Publisher
@@ -133,9 +142,12 @@ func (r *Relay) run() {
 			return
 		}
 		n, err := r.round(ctx)
+		var partly *partialFailure
 		switch {
 		case errors.Is(err, errCrash):
 			return
+		case errors.As(err, &partly):
+			r.log.Warn("outbox events not published, each retried later", "error", err)
 		case err != nil:
 			r.log.Warn("outbox relay round failed", "retry_in", backoff, "error", err)
 			if !r.sleep(backoff) {
@@ -198,8 +210,18 @@ type row struct {
 	createdAt  time.Time
 }
 
+// partialFailure is a round's error when some of its rows were published and others not.
+type partialFailure struct {
+	failed, claimed int
+	first           string
+}
+
+func (e *partialFailure) Error() string {
+	return fmt.Sprintf("%d of %d events not published, first: %s", e.failed, e.claimed, e.first)
+}
+
 // round claims, publishes and marks one batch in one transaction and returns how many rows
-// it claimed.
+// it claimed. Its error is a *partialFailure when some of the rows were published.
 func (r *Relay) round(ctx context.Context) (int, error) {
 	tx, err := r.pool.BeginTx(ctx, nil)
 	if err != nil {
@@ -210,22 +232,32 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
-	msgs := make([]bus.Message, len(rows))
+	// errs holds each row's outcome: a row whose headers do not decode fails here, and
+	// the others are published.
+	errs := make([]error, len(rows))
+	var msgs []bus.Message
+	var sent []int // the rows of msgs
 	for i, rw := range rows {
 		var headers map[string]string
 		if len(rw.headers) > 0 {
 			if err := json.Unmarshal(rw.headers, &headers); err != nil {
-				return 0, fmt.Errorf("outbox row %d: headers: %w", rw.id, err)
+				errs[i] = fmt.Errorf("outbox row %d: headers: %w", rw.id, err)
+				continue
 			}
 		}
-		msgs[i] = bus.Message{
+		msgs = append(msgs, bus.Message{
 			ID: rw.eventID.String(), Type: rw.eventType, RoutingKey: rw.routingKey,
 			ContentType: events.ContentType, Body: rw.payload, Time: rw.createdAt, Headers: headers,
-		}
+		})
+		sent = append(sent, i)
 	}
-	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	errs := r.pub.PublishBatch(pctx, msgs)
-	cancel()
+	if len(msgs) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		for k, err := range r.pub.PublishBatch(pctx, msgs) {
+			errs[sent[k]] = err
+		}
+		cancel()
+	}
 	if r.afterPublish != nil {
 		if err := r.afterPublish(); err != nil {
 			return 0, errCrash
@@ -248,8 +280,13 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		}
 	}
 	if len(failed) > 0 {
-		_, err := tx.ExecContext(ctx, `UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.reason
-			FROM unnest($1::bigint[], $2::text[]) AS f(id, reason) WHERE o.id = f.id`, failed, reasons)
+		// Held back for twice pollInterval after the first failure, doubling up to
+		// maxRetryDelay: twice the relay's own wait after rounds that publish nothing, so
+		// that a batch of rows that keep failing is not due again when the relay next claims.
+		_, err := tx.ExecContext(ctx, `UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.reason,
+				next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(o.attempts + 1, 20))), make_interval(secs => $4))
+			FROM unnest($1::bigint[], $2::text[]) AS f(id, reason) WHERE o.id = f.id`,
+			failed, reasons, r.poll.Seconds(), maxRetryDelay.Seconds())
 		if err != nil {
 			return 0, fmt.Errorf("record %d failures: %w", len(failed), err)
 		}
@@ -257,15 +294,21 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("commit: %w", err)
 	}
-	if len(failed) > 0 {
-		return len(rows), fmt.Errorf("%d of %d events not published, first: %s", len(failed), len(rows), reasons[0])
+	switch {
+	case len(failed) == 0:
+		return len(rows), nil
+	case len(done) == 0:
+		return len(rows), fmt.Errorf("none of %d events published, first: %s", len(rows), reasons[0])
+	default:
+		return len(rows), &partialFailure{failed: len(failed), claimed: len(rows), first: reasons[0]}
 	}
-	return len(rows), nil
 }
 
+// claim locks the oldest unpublished rows that are due, up to limit.
 func claim(ctx context.Context, tx *sql.Tx, limit int) ([]row, error) {
 	rs, err := tx.QueryContext(ctx, `SELECT id, event_id, event_type, routing_key, payload, headers, created_at
-		FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+		FROM outbox WHERE published_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+		ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
 	}

@@ -322,6 +322,61 @@ func TestRelayRecordsFailures(t *testing.T) {
 	}
 }
 
+// TestRelayHoldsBackFailingRows: a whole batch of rows that keep failing (unroutable, or with
+// headers that do not decode) leads the outbox; the rows behind them are still published,
+// and each failing row records its error and is held back before its next attempt.
+func TestRelayHoldsBackFailingRows(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.Outbox.BatchSize = 10
+	e.write(t, 10)
+	if _, err := e.pool.Exec(`UPDATE outbox SET routing_key = 'nowhere' WHERE id < (SELECT max(id) FROM outbox)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(`UPDATE outbox SET headers = '{"x-request-id": 7}' WHERE id = (SELECT max(id) FROM outbox)`); err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, 200)
+	seen := e.count(t)
+	e.startRelay(t, e.conn, nil)
+	testutil.Eventually(t, 20*time.Second, "the 200 events behind the failing ones delivered", func() bool { d, _ := seen.snapshot(); return d == 200 })
+
+	rs, err := e.pool.Query(`SELECT routing_key, attempts, last_error, next_attempt_at > now() - interval '1 minute'
+		FROM outbox WHERE published_at IS NULL ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	n := 0
+	for rs.Next() {
+		var key string
+		var attempts int
+		var lastErr sql.NullString
+		var heldBack sql.NullBool
+		if err := rs.Scan(&key, &attempts, &lastErr, &heldBack); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		want := "unroutable"
+		if key != "nowhere" {
+			want = "headers"
+		}
+		if attempts < 1 || !strings.Contains(lastErr.String, want) || !heldBack.Bool {
+			t.Errorf("failing row %d: attempts %d, last_error %q, held back %v; want an attempt, %q, held back", n, attempts, lastErr.String, heldBack, want)
+		}
+		// Held back, a row is tried a few times while the others go, not in every round.
+		if attempts > 5 {
+			t.Errorf("failing row %d tried %d times in a few seconds", n, attempts)
+		}
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != 10 {
+		t.Errorf("%d rows unpublished, want the 10 failing ones", n)
+	}
+}
+
 func TestPrune(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -1,0 +1,2 @@
+-- Modify "outbox" table
+ALTER TABLE "outbox" ADD COLUMN "next_attempt_at" timestamptz NULL;
