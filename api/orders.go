@@ -97,7 +97,7 @@ func loadOrders(ctx context.Context, q querier, ids []int) ([]oas.Order, error) 
 	return out, nil
 }
 
-// loadOrder reads one order; ent.NotFoundError when it does not exist.
+// loadOrder reads one order; errNotFound (a 404 Problem) when it does not exist.
 func loadOrder(ctx context.Context, q querier, id int) (*oas.Order, error) {
 	orders, err := loadOrders(ctx, q, []int{id})
 	if err != nil {
@@ -725,7 +725,7 @@ func (h *Handler) UpdateOrderStatus(ctx context.Context, req *oas.OrderStatusUpd
 }
 
 // releaseStock gives an order's reserved quantities back to its products, locking them in
-// id order like reserveStock does.
+// id order as OrderStatement and GroupStatement do when they reserve stock.
 func releaseStock(ctx context.Context, tx *ent.Tx, orderID int, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `
 		SELECT p.id FROM products p
