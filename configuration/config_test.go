@@ -256,6 +256,8 @@ func TestValidate(t *testing.T) {
 		{"http.shutdownTimeout", func(c *Config) { c.HTTP.ShutdownTimeout = 0 }, "configuration: http.shutdownTimeout: must be a positive duration"},
 		{"http.requestTimeout", func(c *Config) { c.HTTP.RequestTimeout = 0 }, "configuration: http.requestTimeout: must be a positive duration"},
 		{"auth.tokenTtl", func(c *Config) { c.Auth.TokenTTL = 0 }, "configuration: auth.tokenTtl: must be a positive duration"},
+		{"auth.tokenTtl under a second", func(c *Config) { c.Auth.TokenTTL = Duration(999 * time.Millisecond) },
+			"configuration: auth.tokenTtl: must be at least 1s (tokens expire on a whole second), got 999ms"},
 		{"orders.expireAfter", func(c *Config) { c.Orders.ExpireAfter = 0 }, "configuration: orders.expireAfter: must be a positive duration"},
 		{"orders.expiryInterval", func(c *Config) { c.Orders.ExpiryInterval = 0 }, "configuration: orders.expiryInterval: must be a positive duration"},
 		{"outbox.pollInterval", func(c *Config) { c.Outbox.PollInterval = 0 }, "configuration: outbox.pollInterval: must be a positive duration"},
@@ -336,6 +338,7 @@ func TestValidate(t *testing.T) {
 			func(c *Config) { c.Admin.Name = strings.Repeat("é", 100) },
 			func(c *Config) { c.Log.Level, c.Log.Format = "debug", "text" },
 			func(c *Config) { c.Database.SSLMode = "verify-full" },
+			func(c *Config) { c.Auth.TokenTTL = Duration(time.Second) },
 		} {
 			cfg := valid()
 			change(&cfg)

@@ -54,7 +54,7 @@ var meanings = map[string]string{
 	"rabbitmq.prefetch":                     "unacknowledged deliveries a consumer may hold (AMQP QoS prefetch count)",
 	"rabbitmq.user":                         "RabbitMQ user",
 	"rabbitmq.password":                     "RabbitMQ password",
-	"auth.tokenTtl":                         "lifetime of an issued access token",
+	"auth.tokenTtl":                         "lifetime of an issued access token, at least 1s",
 	"auth.issuer":                           "issuer (iss) written into and required of access tokens",
 	"auth.jwtSecret":                        "HMAC key that signs access tokens, at least 32 bytes",
 	"auth.loginAttemptsPerMinute":           "failed logins allowed per e-mail address per minute (burst, refilled evenly) before 429",

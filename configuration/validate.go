@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -59,6 +60,11 @@ func (c *Config) Validate() error {
 	v.nonEmpty("rabbitmq.user", c.RabbitMQ.User)
 
 	v.nonEmpty("auth.issuer", c.Auth.Issuer)
+	// A token's expiry is written in whole seconds, rounded down: a shorter lifetime could
+	// give a token that has expired when it is issued. Non-positive ones fail below.
+	if ttl := c.Auth.TokenTTL.D(); ttl > 0 && ttl < time.Second {
+		v.add("auth.tokenTtl", "must be at least 1s (tokens expire on a whole second), got %s", ttl)
+	}
 	if n := len(c.Auth.JWTSecret); n < minJWTSecretBytes {
 		v.add("auth.jwtSecret", "must be at least %d bytes, got %d", minJWTSecretBytes, n)
 	}
