@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"orderflow/api/oas"
+	"orderflow/configuration"
 )
 
 func TestUsers(t *testing.T) {
@@ -192,4 +193,54 @@ func TestUsers(t *testing.T) {
 		err := e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: id})
 		wantStatus(t, err, http.StatusConflict)
 	})
+}
+
+// TestAdminEmailRuleMatchesTheAPI checks that configuration accepts as admin.email exactly
+// the addresses that the API accepts for a user (in the normalized form both store).
+func TestAdminEmailRuleMatchesTheAPI(t *testing.T) {
+	t.Parallel()
+	for _, addr := range []string{
+		"admin@example.com",
+		"admin@xn--exmple-cua.com",
+		"first.last+tag@sub.example.com",
+		"a@b",
+		`"quoted local"@example.com`,
+		strings.Repeat("a", 88) + "@example.com",
+		strings.Repeat("a", 89) + "@example.com",
+		"admin@exämple.com",
+		"ädmin@example.com",
+		"аdmin@example.com", // Cyrillic а
+		"admin\u200b@example.com",
+		"admin@example.com\u200e",
+		"admin.example.com",
+		"@example.com",
+		"admin@",
+		"admin <admin@example.com>",
+		"admin@[127.0.0.1]",
+		"",
+	} {
+		_, apiErr := validateUser("Admin", addr)
+		cfg := configuration.Defaults()
+		cfg.Admin.Email = addr
+		var cfgErr error
+		for _, err := range splitJoined(cfg.Validate()) {
+			if strings.Contains(err.Error(), "admin.email") {
+				cfgErr = err
+			}
+		}
+		if (apiErr == nil) != (cfgErr == nil) {
+			t.Errorf("%q: the API says %v, configuration says %v", addr, apiErr, cfgErr)
+		}
+	}
+}
+
+// splitJoined returns the errors joined in err by errors.Join.
+func splitJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
 }
