@@ -271,6 +271,8 @@ func TestValidate(t *testing.T) {
 		{"expiry batch size", func(c *Config) { c.Orders.ExpiryBatchSize = 0 }, "configuration: orders.expiryBatchSize: must be at least 1, got 0"},
 		{"payments in flight", func(c *Config) { c.Orders.MaxPaymentsInFlight = 0 }, "configuration: orders.maxPaymentsInFlight: must be at least 1, got 0"},
 		{"intake connections", func(c *Config) { c.Orders.IntakeConnections = 0 }, "configuration: orders.intakeConnections: must be at least 1, got 0"},
+		{"intake connections beyond the pool", func(c *Config) { c.Orders.IntakeConnections, c.Database.MaxConns = 5, 4 },
+			"configuration: orders.intakeConnections: must be at most database.maxConns (4), got 5: the intake stores orders on connections of that pool; lower orders.intakeConnections or raise database.maxConns"},
 		{"intake group size", func(c *Config) { c.Orders.IntakeGroupSize = 0 }, "configuration: orders.intakeGroupSize: must be at least 1, got 0"},
 		{"outbox batch size", func(c *Config) { c.Outbox.BatchSize = -1 }, "configuration: outbox.batchSize: must be at least 1, got -1"},
 		{"maxBodyBytes", func(c *Config) { c.HTTP.MaxBodyBytes = 0 }, "configuration: http.maxBodyBytes: must be at least 1, got 0"},
@@ -344,6 +346,7 @@ func TestValidate(t *testing.T) {
 			func(c *Config) { c.Database.SSLMode = "verify-full" },
 			func(c *Config) { c.Auth.TokenTTL = Duration(time.Second) },
 			func(c *Config) { c.Admin.Email = "admin@xn--exmple-cua.com" },
+			func(c *Config) { c.Orders.IntakeConnections, c.Database.MaxConns = 4, 4 },
 		} {
 			cfg := valid()
 			change(&cfg)

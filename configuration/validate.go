@@ -78,6 +78,11 @@ func (c *Config) Validate() error {
 	v.atLeast("orders.expiryBatchSize", int64(c.Orders.ExpiryBatchSize), 1)
 	v.atLeast("orders.maxPaymentsInFlight", int64(c.Orders.MaxPaymentsInFlight), 1)
 	v.atLeast("orders.intakeConnections", int64(c.Orders.IntakeConnections), 1)
+	// The intake's writers take their connections from the process's pool: one beyond its
+	// size would only hold the orders it took while it waits for a connection.
+	if n, max := c.Orders.IntakeConnections, c.Database.MaxConns; max >= 1 && n > max {
+		v.add("orders.intakeConnections", "must be at most database.maxConns (%d), got %d: the intake stores orders on connections of that pool; lower orders.intakeConnections or raise database.maxConns", max, n)
+	}
 	v.atLeast("orders.intakeGroupSize", int64(c.Orders.IntakeGroupSize), 1)
 	v.atLeast("outbox.batchSize", int64(c.Outbox.BatchSize), 1)
 
