@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
 
 	"orderflow/api/oas"
@@ -30,6 +31,8 @@ type intake struct {
 	db     *sql.DB
 	log    *slog.Logger
 	groups *group.Writer[*orderJob]
+	// stored observes the number of orders each transaction stored, when it stored any.
+	stored prometheus.Observer
 }
 
 // orderJob is one order in the intake: its request's context, OrderStatement's input, and
@@ -50,7 +53,7 @@ type orderJob struct {
 var errGroupNotSent = errors.New("group not sent")
 
 func newIntake(db *sql.DB, log *slog.Logger, writers, maxGroup int) *intake {
-	return &intake{db: db, log: log, groups: group.NewWriter[*orderJob](writers, maxGroup)}
+	return &intake{db: db, log: log, groups: group.NewWriter[*orderJob](writers, maxGroup), stored: intakeGroupOrders}
 }
 
 // store stores job's order and returns it, or nil when OrderStatement stored nothing.
@@ -66,8 +69,8 @@ func (in *intake) store(job *orderJob) (*oas.Order, error) {
 // storeAlone stores job's order by itself.
 func (in *intake) storeAlone(job *orderJob) (*oas.Order, error) {
 	o, err := insertOrder(job.ctx, in.db, job.orderInput)
-	if err == nil {
-		intakeGroupOrders.Observe(1)
+	if o != nil {
+		in.stored.Observe(1)
 	}
 	return o, err
 }
@@ -111,7 +114,16 @@ func (in *intake) storeGroup(group []*orderJob) {
 	err := in.insertGroup(ctx, group)
 	switch {
 	case err == nil:
-		intakeGroupOrders.Observe(float64(len(group)))
+		// Orders that could not be placed are answered with no order and stored nothing.
+		n := 0
+		for _, j := range group {
+			if j.order != nil {
+				n++
+			}
+		}
+		if n > 0 {
+			in.stored.Observe(float64(n))
+		}
 	case storedNothing(err):
 		in.log.Warn("storing orders together failed, each is stored by itself", "orders", len(group), "error", err)
 		for _, j := range group {

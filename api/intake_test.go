@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"orderflow/api/oas"
 	"orderflow/domain"
@@ -130,6 +132,54 @@ func TestIntakeStoresAGroupInOneTransaction(t *testing.T) {
 	if orders != 3 || transactions != 1 || created != 3 {
 		t.Errorf("%d orders in %d transactions with %d OrderCreated rows; want 3 in 1 with 3", orders, transactions, created)
 	}
+}
+
+// TestIntakeCountsStoredOrders checks orderflow_order_intake_group_orders: one observation
+// per transaction that stored orders, of the orders it stored, and none for a transaction
+// that stored none, whether it held one order or several.
+func TestIntakeCountsStoredOrders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, cust := e.customer()
+	a, b := e.product("1.00", 5), e.product("2.00", 1)
+	in := newIntake(e.db, e.h.log, 1, 8)
+	hist := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "intake_group_orders", Buckets: []float64{1, 2, 4}})
+	in.stored = hist
+	want := func(step string, count uint64, sum float64) {
+		t.Helper()
+		var m dto.Metric
+		if err := hist.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if h := m.GetHistogram(); h.GetSampleCount() != count || h.GetSampleSum() != sum {
+			t.Errorf("after %s: %d observations summing to %g, want %d summing to %g",
+				step, h.GetSampleCount(), h.GetSampleSum(), count, sum)
+		}
+	}
+
+	// The second order asks for more than there is, so the group is stored order by order.
+	group := []*orderJob{
+		e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1}),
+		e.job(ctx, cust, cust, domain.Item{ProductID: b, Quantity: 2}),
+		e.job(ctx, cust, cust, domain.Item{ProductID: b, Quantity: 1}),
+	}
+	in.storeGroup(group)
+	if group[0].order == nil || group[1].order != nil || group[2].order == nil {
+		t.Fatalf("stored %v, %v, %v; want the first and the last", group[0].order, group[1].order, group[2].order)
+	}
+	want("a group that stored two of three", 1, 2)
+
+	in.storeGroup([]*orderJob{e.job(ctx, cust, cust, domain.Item{ProductID: b, Quantity: 1})})
+	want("one order that could not be placed", 1, 2)
+
+	in.storeGroup([]*orderJob{
+		e.job(ctx, cust, cust, domain.Item{ProductID: b, Quantity: 1}),
+		e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 5}),
+	})
+	want("a group of which none could be placed", 1, 2)
+
+	in.storeGroup([]*orderJob{e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 1})})
+	want("one order stored", 2, 3)
 }
 
 // together runs insertTogether for group on one of e's connections.
