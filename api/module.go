@@ -27,9 +27,14 @@ var Module = fx.Module("api",
 )
 
 // Prepare applies pending migrations and ensures the admin account, before the server
-// starts taking requests.
+// starts taking requests. It warns when a development secret shipped in secrets.json is
+// still in use.
 func Prepare(pool *sql.DB, client *ent.Client, cfg *configuration.Config, log *slog.Logger) error {
 	ctx := context.Background()
+	for _, k := range cfg.ShippedSecrets() {
+		log.Warn("the development value shipped in "+k.File+" is in use; change it before the API is reachable by anyone else",
+			"key", k.Path, "env", k.Env)
+	}
 	if _, err := migrate.Apply(ctx, pool, log); err != nil {
 		return fmt.Errorf("apply migrations: %w", err)
 	}

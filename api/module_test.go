@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +77,49 @@ func TestModuleStartsOnEmptyDatabase(t *testing.T) {
 		t.Fatalf("GET /openapi.yaml: %v", err)
 	}
 	spec.Body.Close()
+}
+
+// TestPrepareWarnsOfShippedSecrets checks that the API warns at start-up, once per key and
+// naming its variable, while the signing key or the admin password is secrets.json's
+// development value, and not otherwise.
+func TestPrepareWarnsOfShippedSecrets(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Config(t)
+	pool, err := db.Open(ctx, cfg.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	client := db.NewClient(pool)
+	prepare := func(jwtSecret, adminPassword string) string {
+		t.Helper()
+		cfg.Auth.JWTSecret, cfg.Admin.Password = jwtSecret, adminPassword
+		var logs strings.Builder
+		if err := Prepare(pool, client, cfg, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+			t.Fatal(err)
+		}
+		return logs.String()
+	}
+	warning := func(key, env string) string {
+		return `level=WARN msg="the development value shipped in secrets.json is in use; change it before the API is reachable by anyone else" key=` +
+			key + " env=" + env
+	}
+	jwt, password := warning("auth.jwtSecret", "ORDERFLOW_AUTH_JWTSECRET"), warning("admin.password", "ORDERFLOW_ADMIN_PASSWORD")
+
+	logs := prepare(configuration.ShippedJWTSecret, configuration.ShippedAdminPassword)
+	if strings.Count(logs, jwt) != 1 || strings.Count(logs, password) != 1 {
+		t.Errorf("with both shipped secrets, logs lack one warning for each:\n%s", logs)
+	}
+	if strings.Contains(logs, configuration.ShippedJWTSecret) || strings.Contains(logs, configuration.ShippedAdminPassword) {
+		t.Errorf("a warning shows a secret:\n%s", logs)
+	}
+	logs = prepare("another-jwt-secret-0123456789abcdef0123", configuration.ShippedAdminPassword)
+	if strings.Contains(logs, jwt) || !strings.Contains(logs, password) {
+		t.Errorf("with the shipped admin password only:\n%s", logs)
+	}
+	if logs = prepare("another-jwt-secret-0123456789abcdef0123", "another-password"); strings.Contains(logs, "level=WARN") {
+		t.Errorf("warnings with secrets of its own:\n%s", logs)
+	}
 }
 
 func TestEnsureAdmin(t *testing.T) {

@@ -88,10 +88,34 @@ func TestLoadCommittedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Defaults()
-	want.Auth.JWTSecret = "dev-only-secret-change-me-0123456789abcdef"
-	want.Admin.Password = "Admin@12345"
+	want.Auth.JWTSecret = ShippedJWTSecret
+	want.Admin.Password = ShippedAdminPassword
 	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("got %+v\nwant %+v", *cfg, want)
+	}
+}
+
+func TestShippedSecrets(t *testing.T) {
+	cfg, err := LoadWithEnv(".", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, k := range cfg.ShippedSecrets() {
+		got = append(got, k.Path+" "+k.Env)
+	}
+	if want := []string{"auth.jwtSecret ORDERFLOW_AUTH_JWTSECRET", "admin.password ORDERFLOW_ADMIN_PASSWORD"}; !slices.Equal(got, want) {
+		t.Errorf("committed files: shipped secrets %q, want %q", got, want)
+	}
+	cfg.Admin.Password = "another-password"
+	if got := cfg.ShippedSecrets(); len(got) != 1 || got[0].Path != "auth.jwtSecret" {
+		t.Errorf("with another admin password: %+v, want only auth.jwtSecret", got)
+	}
+	if cfg, err = LoadWithEnv(writeDir(t, validInstance, validSecrets), noEnv); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.ShippedSecrets(); len(got) != 0 {
+		t.Errorf("other secrets reported as shipped: %+v", got)
 	}
 }
 
