@@ -55,14 +55,16 @@ func Register(mux *http.ServeMux, h *Handler, cfg *configuration.Config) error {
 	return nil
 }
 
-// EnsureAdmin creates the configured admin account, or brings an existing account with
-// its e-mail address up to date: admin role, configured name, and a new bcrypt hash only
-// if the configured password no longer matches the stored one.
+// EnsureAdmin creates the configured admin account, or brings the admin account with its
+// e-mail address up to date: configured name, and a new bcrypt hash only if the configured
+// password no longer matches the stored one. It never makes an existing account an admin:
+// when the address belongs to a customer (who may have taken it after the administrator
+// moved to another), start-up fails, since resetting that account's password and role
+// would hand the customer's own sessions an admin's rights.
 func EnsureAdmin(ctx context.Context, client *ent.Client, admin configuration.Admin, cost int, log *slog.Logger) error {
 	email := domain.NormalizeEmail(admin.Email)
 	u, err := client.User.Query().Where(user.Email(email)).Only(ctx)
-	switch {
-	case ent.IsNotFound(err):
+	if ent.IsNotFound(err) {
 		hash, err := bcrypt.GenerateFromPassword([]byte(admin.Password), cost)
 		if err != nil {
 			return fmt.Errorf("hash admin password: %w", err)
@@ -73,23 +75,28 @@ func EnsureAdmin(ctx context.Context, client *ent.Client, admin configuration.Ad
 			SetPasswordHash(string(hash)).
 			SetRole(user.RoleAdmin).
 			Exec(ctx)
-		if pgCode(err) == pgUniqueViolation {
-			return nil // another API instance created it at the same moment
+		if err == nil {
+			log.Info("admin account created", "email", email)
+			return nil
 		}
-		if err != nil {
+		if pgCode(err) != pgUniqueViolation {
 			return fmt.Errorf("create admin %s: %w", email, err)
 		}
-		log.Info("admin account created", "email", email)
-		return nil
-	case err != nil:
+		// Another API instance, or a request, took the address at the same moment: the
+		// account is checked as if it had been there before.
+		u, err = client.User.Query().Where(user.Email(email)).Only(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("load admin %s: %w", email, err)
 	}
-	upd := u.Update()
-	changed := false
 	if u.Role != user.RoleAdmin {
-		upd.SetRole(user.RoleAdmin)
-		changed = true
+		return fmt.Errorf("admin.email %s belongs to user %d, who is not an admin, and the API makes no existing account an admin: "+
+			"set admin.email (ORDERFLOW_ADMIN_EMAIL) to an address no account uses, or, if user %d is the administrator, "+
+			"have an admin give it the admin role first", email, u.ID, u.ID)
 	}
+	// Conditional on the role, so that an account demoted meanwhile is left alone.
+	upd := u.Update().Where(user.RoleEQ(user.RoleAdmin))
+	changed := false
 	if u.Name != admin.Name {
 		upd.SetName(admin.Name)
 		changed = true
@@ -106,7 +113,7 @@ func EnsureAdmin(ctx context.Context, client *ent.Client, admin configuration.Ad
 		return nil
 	}
 	if err := upd.Exec(ctx); err != nil {
-		return fmt.Errorf("update admin %s: %w", email, err)
+		return fmt.Errorf("update admin %s (user %d): %w", email, u.ID, err)
 	}
 	log.Info("admin account updated", "email", email)
 	return nil

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -158,10 +159,7 @@ func TestEnsureAdmin(t *testing.T) {
 		t.Error("a second start-up rewrote the admin")
 	}
 
-	// A demoted admin with a new configured password and name is restored and rehashed.
-	if _, err := pool.Exec(`UPDATE users SET role = 'customer' WHERE id = $1`, id); err != nil {
-		t.Fatal(err)
-	}
+	// A new configured password and name are applied to the admin account and rehashed.
 	admin.Password, admin.Name = "second-password", "Root 2"
 	if err := EnsureAdmin(ctx, client, admin, bcrypt.MinCost, discard()); err != nil {
 		t.Fatal(err)
@@ -169,6 +167,21 @@ func TestEnsureAdmin(t *testing.T) {
 	id3, name, _, role, hash := read()
 	if id3 != id || name != "Root 2" || role != "admin" || bcrypt.CompareHashAndPassword([]byte(hash), []byte("second-password")) != nil {
 		t.Errorf("after update: %s %s", name, role)
+	}
+
+	// An account with the address that is not an admin is neither promoted nor given the
+	// configured password: start-up fails, naming the address, the account and the remedy.
+	if _, err := pool.Exec(`UPDATE users SET role = 'customer' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	admin.Password, admin.Name = "third-password", "Root 3"
+	err = EnsureAdmin(ctx, client, admin, bcrypt.MinCost, discard())
+	want := fmt.Sprintf("admin.email root@example.com belongs to user %d, who is not an admin", id)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "set admin.email (ORDERFLOW_ADMIN_EMAIL) to an address no account uses") {
+		t.Errorf("EnsureAdmin with a customer's address: %v, want an error containing %q and the remedy", err, want)
+	}
+	if _, name4, _, role4, hash4 := read(); name4 != name || role4 != "customer" || hash4 != hash {
+		t.Errorf("the customer's account was changed: %s %s, hash changed %v", name4, role4, hash4 != hash)
 	}
 }
 
