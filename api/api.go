@@ -19,6 +19,7 @@ import (
 
 	"orderflow/api/oas"
 	"orderflow/configuration"
+	"orderflow/domain"
 	"orderflow/ent"
 	"orderflow/platform/metrics"
 )
@@ -37,6 +38,10 @@ type Handler struct {
 	expireAfter time.Duration
 	bcryptCost  int
 	now         func() time.Time
+
+	// adminEmail is admin.email, normalized: only an admin account may hold it, since the
+	// API's start-up updates the account with that address (EnsureAdmin).
+	adminEmail string
 
 	stock     *stockLocks
 	intake    *intake
@@ -57,6 +62,7 @@ func NewHandler(client *ent.Client, db *sql.DB, cfg *configuration.Config, log *
 		log:         log,
 		tokens:      NewTokens(cfg.Auth.JWTSecret, cfg.Auth.Issuer, cfg.Auth.TokenTTL.D()),
 		expireAfter: cfg.Orders.ExpireAfter.D(),
+		adminEmail:  domain.NormalizeEmail(cfg.Admin.Email),
 		bcryptCost:  bcrypt.DefaultCost,
 		stock:       newStockLocks(),
 		intake:      newIntake(db, log, cfg.Orders.IntakeConnections, cfg.Orders.IntakeGroupSize),

@@ -107,7 +107,10 @@ func printableASCII(s string) bool {
 	return true
 }
 
-var errEmailTaken = problem(http.StatusConflict, "The e-mail address belongs to another user.")
+var (
+	errEmailTaken         = problem(http.StatusConflict, "The e-mail address belongs to another user.")
+	errAdminEmailReserved = problem(http.StatusConflict, "The e-mail address is reserved for the administrator: only an admin account may use it.")
+)
 
 // CreateUser creates a user (admin); the role defaults to customer.
 func (h *Handler) CreateUser(ctx context.Context, req *oas.UserCreate) (*oas.UserHeaders, error) {
@@ -132,6 +135,9 @@ func (h *Handler) CreateUser(ctx context.Context, req *oas.UserCreate) (*oas.Use
 	role := user.RoleCustomer
 	if req.Role.Set {
 		role = user.Role(req.Role.Value)
+	}
+	if email == h.adminEmail && role != user.RoleAdmin {
+		return nil, errAdminEmailReserved
 	}
 	u, err := h.client.User.Create().
 		SetName(req.Name).
@@ -165,6 +171,11 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if err != nil {
 		return nil, err
 	}
+	// Only an admin account may hold the configured admin address.
+	reserved := email == h.adminEmail
+	if reserved && req.Role.Set && req.Role.Value != oas.RoleAdmin {
+		return nil, errAdminEmailReserved
+	}
 	upd := h.client.User.UpdateOneID(params.ID).SetName(req.Name).SetEmail(email)
 	if req.Password.Set {
 		if err := domain.ValidatePassword(req.Password.Value); err != nil {
@@ -179,9 +190,23 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if req.Role.Set {
 		upd.SetRole(user.Role(req.Role.Value))
 	}
+	if reserved && !req.Role.Set {
+		// Checked by the update itself, so that no change of the role can slip between a
+		// check and the write.
+		upd.Where(user.RoleEQ(user.RoleAdmin))
+	}
 	u, err := upd.Save(ctx)
 	if pgCode(err) == pgUniqueViolation {
 		return nil, errEmailTaken
+	}
+	if reserved && ent.IsNotFound(err) {
+		exists, xerr := h.client.User.Query().Where(user.ID(params.ID)).Exist(ctx)
+		if xerr != nil {
+			return nil, fmt.Errorf("update user %d: %w", params.ID, xerr)
+		}
+		if exists {
+			return nil, errAdminEmailReserved
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("update user %d: %w", params.ID, err)

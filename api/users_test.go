@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"orderflow/api/oas"
 	"orderflow/configuration"
 )
@@ -243,4 +245,71 @@ func splitJoined(err error) []error {
 		return []error{err}
 	}
 	return nil
+}
+
+// TestAdminEmailReserved checks that only an admin account may take the configured admin
+// address, which the API's start-up keeps as the admin's: after the administrator moved to
+// another address, a customer cannot take it for themselves, nor an admin give it to a
+// customer, nor its holder keep it while giving up the admin role.
+func TestAdminEmailReserved(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	adminEmail := e.cfg.Admin.Email
+	cust, custID := e.customer()
+	reserved := func(t *testing.T, err error) {
+		t.Helper()
+		p := wantStatus(t, err, http.StatusConflict)
+		if !strings.Contains(p.Detail.Value, "reserved for the administrator") {
+			t.Errorf("detail %q does not say the address is reserved", p.Detail.Value)
+		}
+	}
+	update := func(c *oas.Client, id int, email string, role oas.OptRole) (*oas.User, error) {
+		return c.UpdateUser(ctx, &oas.UserUpdate{Name: "Some One", Email: email, Role: role}, oas.UpdateUserParams{ID: id})
+	}
+
+	if _, err := update(e.admin, e.adminID, "boss@example.com", oas.OptRole{}); err != nil {
+		t.Fatalf("the administrator moves to another address: %v", err)
+	}
+	t.Run("customer takes it", func(t *testing.T) {
+		_, err := update(cust, custID, strings.ToUpper(adminEmail), oas.OptRole{})
+		reserved(t, err)
+		var email, role string
+		if err := e.db.QueryRow(`SELECT email, role FROM users WHERE id = $1`, custID).Scan(&email, &role); err != nil {
+			t.Fatal(err)
+		}
+		if email == adminEmail || role != "customer" {
+			t.Errorf("customer now %s, %s", email, role)
+		}
+	})
+	t.Run("admin gives it to a customer", func(t *testing.T) {
+		_, err := update(e.admin, custID, adminEmail, oas.OptRole{})
+		reserved(t, err)
+		_, err = update(e.admin, custID, adminEmail, oas.NewOptRole(oas.RoleCustomer))
+		reserved(t, err)
+	})
+	t.Run("admin creates a customer with it", func(t *testing.T) {
+		_, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: "X", Email: adminEmail, Password: "secret1"})
+		reserved(t, err)
+		_, err = e.admin.CreateUser(ctx, &oas.UserCreate{Name: "X", Email: adminEmail, Password: "secret1", Role: oas.NewOptRole(oas.RoleCustomer)})
+		reserved(t, err)
+	})
+	t.Run("no such user", func(t *testing.T) {
+		_, err := update(e.admin, 1<<30, adminEmail, oas.OptRole{})
+		wantStatus(t, err, http.StatusNotFound)
+	})
+
+	// An admin account may hold it, and keeps it only as long as it stays an admin.
+	res, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: "Root", Email: adminEmail, Password: "secret1", Role: oas.NewOptRole(oas.RoleAdmin)})
+	if err != nil {
+		t.Fatalf("an admin account with the address: %v", err)
+	}
+	root := e.login(adminEmail, "secret1")
+	if u, err := update(root, res.Response.ID, adminEmail, oas.OptRole{}); err != nil || u.Name != "Some One" {
+		t.Fatalf("its holder renames itself: %+v, %v", u, err)
+	}
+	_, err = update(root, res.Response.ID, adminEmail, oas.NewOptRole(oas.RoleCustomer))
+	reserved(t, err)
+	if err := EnsureAdmin(ctx, e.client, e.cfg.Admin, bcrypt.MinCost, discard()); err != nil {
+		t.Errorf("start-up with the address on an admin account: %v", err)
+	}
 }
