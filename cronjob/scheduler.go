@@ -103,6 +103,7 @@ func (s *Scheduler) loop(ctx context.Context) {
 			// Stopping interrupted the run; what it committed stays, the rest waits for
 			// the next start.
 			s.logger.Info("expiry sweep interrupted by shutdown", slog.Int("expired", res.Expired))
+			expired.Add(float64(res.Expired))
 			return
 		}
 		logResult(s.logger, res, err)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // outcome is one run as the scheduler reported it.
@@ -271,5 +273,32 @@ func TestSchedulerNeverOverlapsRunsAndDropsMissedTicks(t *testing.T) {
 		if gap := r.spans[i][0].Sub(r.spans[i-1][0]); gap < interval {
 			t.Errorf("run %d started %s after run %d, less than the interval %s", i, gap, i-1, interval)
 		}
+	}
+}
+
+// blockedRunner's run has expired n orders when it blocks until the scheduler stops.
+type blockedRunner struct {
+	n       int
+	started chan struct{}
+}
+
+func (r blockedRunner) Run(ctx context.Context) (Result, error) {
+	close(r.started)
+	<-ctx.Done()
+	return Result{Expired: r.n}, ctx.Err()
+}
+
+// TestSchedulerCountsARunCutShortByStopping: the orders that a run interrupted by shutdown
+// had already expired (its committed batches) are counted. Not parallel: it reads the
+// package's counter.
+func TestSchedulerCountsARunCutShortByStopping(t *testing.T) {
+	before := promtestutil.ToFloat64(expired)
+	r := blockedRunner{n: 7, started: make(chan struct{})}
+	s := newScheduler(r, time.Hour, slog.New(slog.DiscardHandler))
+	s.Start()
+	<-r.started
+	stop(t, s)
+	if got := promtestutil.ToFloat64(expired) - before; got != 7 {
+		t.Errorf("expired orders counted %v, want the interrupted run's 7", got)
 	}
 }

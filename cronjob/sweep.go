@@ -42,10 +42,10 @@ type Result struct {
 // order intake) wait for each other is the products' rows, which every batch locks in
 // ascending id order before releasing stock, so lock waits never form a cycle.
 type Sweeper struct {
-	pool         *sql.DB
-	expireAfter  time.Duration
-	batchSize    int
-	expiredAfter string
+	pool             *sql.DB
+	expireAfter      time.Duration
+	batchSize        int
+	expiredAfterText string // expireAfter as the OrderExpired events carry it
 }
 
 // NewSweeper returns a sweeper that expires, in batches of cfg.ExpiryBatchSize, the orders
@@ -57,10 +57,10 @@ func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
 		batch = configuration.Defaults().Orders.ExpiryBatchSize
 	}
 	return &Sweeper{
-		pool:         pool,
-		expireAfter:  cfg.ExpireAfter.D(),
-		batchSize:    batch,
-		expiredAfter: cfg.ExpireAfter.String(),
+		pool:             pool,
+		expireAfter:      cfg.ExpireAfter.D(),
+		batchSize:        batch,
+		expiredAfterText: cfg.ExpireAfter.String(),
 	}
 }
 
@@ -72,7 +72,7 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 	var res Result
 	if s.expireAfter <= 0 {
 		// Every processing order would expire at once, and the event contract rejects it.
-		return res, fmt.Errorf("orders.expireAfter must be positive, got %s", s.expiredAfter)
+		return res, fmt.Errorf("orders.expireAfter must be positive, got %s", s.expiredAfterText)
 	}
 	for {
 		n, err := s.batch(ctx)
@@ -168,7 +168,7 @@ func (s *Sweeper) batch(ctx context.Context) (int, error) {
 	var n int
 	err := s.pool.QueryRowContext(ctx, expireBatch,
 		s.expireAfter.Microseconds(), s.batchSize,
-		string(domain.StatusProcessing), string(domain.StatusExpired), s.expiredAfter,
+		string(domain.StatusProcessing), string(domain.StatusExpired), s.expiredAfterText,
 		events.TypeOrderExpired, events.RoutingKeyOrderExpired,
 		events.SpecVersion, events.SourceCronJob, events.DataContentType,
 	).Scan(&n)

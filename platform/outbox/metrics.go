@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ const backlogReadInterval = time.Second
 // oldest of them is: the two figures that tell a stuck relay or an unreachable broker.
 type backlog struct {
 	pool  *sql.DB
+	log   *slog.Logger
 	count *prometheus.Desc
 	age   *prometheus.Desc
 	up    *prometheus.Desc
@@ -35,10 +37,13 @@ type backlogReading struct {
 	err    error
 }
 
-// NewBacklogCollector returns the collector of the outbox backlog of pool's database.
-func NewBacklogCollector(pool *sql.DB) prometheus.Collector {
+// NewBacklogCollector returns the collector of the outbox backlog of pool's database. A
+// reading that fails is reported as orderflow_outbox_backlog_scrape_success 0, and its error
+// logged.
+func NewBacklogCollector(pool *sql.DB, log *slog.Logger) prometheus.Collector {
 	return &backlog{
 		pool:  pool,
+		log:   log,
 		count: prometheus.NewDesc("orderflow_outbox_backlog", "Events written but not yet published (read at most once a second).", nil, nil),
 		age:   prometheus.NewDesc("orderflow_outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished event (0 when none; read at most once a second).", nil, nil),
 		up:    prometheus.NewDesc("orderflow_outbox_backlog_scrape_success", "1 if the backlog could be read from the database.", nil, nil),
@@ -76,5 +81,8 @@ func (b *backlog) read() backlogReading {
 		FROM outbox WHERE published_at IS NULL`).Scan(&r.events, &r.age)
 	r.at = time.Now()
 	b.last = r
+	if r.err != nil {
+		b.log.Warn("read the outbox backlog for /metrics", "error", r.err)
+	}
 	return r
 }

@@ -17,8 +17,8 @@ import (
 // relay starts with the app and stops (finishing its round) before the bus connection closes.
 var Module = fx.Module("outbox",
 	fx.Invoke(RegisterRelay),
-	fx.Invoke(func(reg prometheus.Registerer, pool *sql.DB) error {
-		return reg.Register(NewBacklogCollector(pool))
+	fx.Invoke(func(reg prometheus.Registerer, pool *sql.DB, log *slog.Logger) error {
+		return reg.Register(NewBacklogCollector(pool, log))
 	}),
 )
 

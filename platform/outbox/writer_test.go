@@ -1,10 +1,12 @@
 package outbox_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -177,7 +179,7 @@ func TestBacklogCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	collector := outbox.NewBacklogCollector(pool)
+	collector := outbox.NewBacklogCollector(pool, slog.New(slog.DiscardHandler))
 	firstRead := time.Now()
 	if got := testutil.ToFloat64Metric(t, collector, "orderflow_outbox_backlog"); got != 0 {
 		t.Errorf("empty outbox backlog = %v", got)
@@ -201,5 +203,25 @@ func TestBacklogCollector(t *testing.T) {
 	})
 	if got := testutil.ToFloat64Metric(t, collector, "orderflow_outbox_oldest_unpublished_age_seconds"); got < 89 || got > 200 {
 		t.Errorf("oldest age = %v, want about 90 s", got)
+	}
+}
+
+// TestBacklogCollectorLogsAFailedReading: a backlog that cannot be read is reported as a
+// failed scrape, and the reason is logged.
+func TestBacklogCollectorLogsAFailedReading(t *testing.T) {
+	t.Parallel()
+	_, dsn := newClient(t)
+	pool, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+	var logs bytes.Buffer
+	collector := outbox.NewBacklogCollector(pool, slog.New(slog.NewTextHandler(&logs, nil)))
+	if got := testutil.ToFloat64Metric(t, collector, "orderflow_outbox_backlog_scrape_success"); got != 0 {
+		t.Errorf("scrape success %v with a closed pool, want 0", got)
+	}
+	if !strings.Contains(logs.String(), "database is closed") {
+		t.Errorf("log %q does not give the reason", logs.String())
 	}
 }
