@@ -140,33 +140,35 @@ func (c *Consumer) run(index, prefetch int) {
 	}()
 	backoff := minBackoff
 	for {
-		err := c.consume(ctx, index, prefetch)
+		subscribed, err := c.consume(ctx, index, prefetch)
 		select {
 		case <-c.stopping:
 			return
 		default:
 		}
-		if err != nil {
-			c.log.Warn("consumer interrupted, resubscribing", "retry_in", backoff, "error", err)
-			select {
-			case <-time.After(backoff):
-			case <-c.stopping:
-				return
-			}
-			backoff = min(backoff*2, maxBackoff)
-			continue
+		if subscribed {
+			// A working subscription ended: this is a new outage, not another failed
+			// attempt of the last one.
+			backoff = minBackoff
 		}
-		backoff = minBackoff
+		c.log.Warn("consumer interrupted, resubscribing", "retry_in", backoff, "error", err)
+		select {
+		case <-time.After(backoff):
+		case <-c.stopping:
+			return
+		}
+		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
-// consume runs one subscription until its channel closes or Stop. Handlers started here keep
+// consume runs one subscription until its channel closes or Stop, and reports whether it
+// got as far as subscribing; it returns a nil error only on Stop. Handlers started here keep
 // running after it returns; their acks go to this channel, and fail harmlessly once it is
 // closed (the broker redelivers those messages).
-func (c *Consumer) consume(ctx context.Context, index, prefetch int) error {
+func (c *Consumer) consume(ctx context.Context, index, prefetch int) (subscribed bool, err error) {
 	ch, err := c.conn.channel(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// Closing the channel after Stop also returns the prefetched messages that no handler
 	// has started; handlers still running ack through it, so close only once they are done.
@@ -177,7 +179,7 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) error {
 		}
 	}()
 	if err := ch.Qos(prefetch, 0, false /* global: per consumer */); err != nil {
-		return fmt.Errorf("set prefetch: %w", err)
+		return false, fmt.Errorf("set prefetch: %w", err)
 	}
 	tag := fmt.Sprintf("%s-%d-%p", c.queue, index, ch)
 	deliveries, err := ch.Consume(c.queue, tag,
@@ -187,7 +189,7 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) error {
 		false, // no-wait
 		nil)
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", c.queue, err)
+		return false, fmt.Errorf("consume %s: %w", c.queue, err)
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	var channelHandlers sync.WaitGroup
@@ -195,7 +197,7 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) error {
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
-				return errors.New("delivery channel closed")
+				return true, errors.New("delivery channel closed")
 			}
 			c.inFlight.Add(1)
 			channelHandlers.Add(1)
@@ -206,9 +208,9 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) error {
 			}()
 		case amqpErr := <-closed:
 			if amqpErr == nil {
-				return errors.New("channel closed")
+				return true, errors.New("channel closed")
 			}
-			return amqpErr
+			return true, amqpErr
 		case <-ctx.Done():
 			// No new deliveries; the ones in flight finish on this channel.
 			if err := ch.Cancel(tag, false /* no-wait */); err != nil {
@@ -219,7 +221,7 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) error {
 				channelHandlers.Wait()
 				_ = ch.Close()
 			}()
-			return nil
+			return true, nil
 		}
 	}
 }

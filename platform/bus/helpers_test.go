@@ -39,10 +39,16 @@ func rabbitConfig(t *testing.T) configuration.RabbitMQ {
 // name), waits until it is ready, and deletes its exchanges and queues when the test ends.
 func startConn(t *testing.T, cfg configuration.RabbitMQ, opts Options) *Conn {
 	t.Helper()
+	return startConnLogging(t, cfg, opts, testLogger())
+}
+
+// startConnLogging is startConn with the Conn (and its consumers) logging to log.
+func startConnLogging(t *testing.T, cfg configuration.RabbitMQ, opts Options, log *slog.Logger) *Conn {
+	t.Helper()
 	if opts.Name == "" {
 		opts.Name = cfg.Exchange
 	}
-	c := NewConn(cfg, testLogger(), opts)
+	c := NewConn(cfg, log, opts)
 	c.Start()
 	t.Cleanup(func() { _ = c.Close() })
 	deleteAtCleanup(t, cfg, c.Topology())
@@ -155,4 +161,53 @@ func TestTestenvDeletesWhatProcessesDeclare(t *testing.T) {
 	if !slices.Equal(exchanges, gotExchanges) || !slices.Equal(queues, gotQueues) {
 		t.Errorf("testenv deletes %v %v, processes declare %v %v", gotExchanges, gotQueues, exchanges, queues)
 	}
+}
+
+// logRecorder is a slog.Handler that keeps every record, for tests that check what was
+// logged; it also passes them to testLogger.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (r *logRecorder) logger() *slog.Logger { return slog.New(r) }
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (r *logRecorder) Handle(ctx context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	r.records = append(r.records, rec.Clone())
+	r.mu.Unlock()
+	return testLogger().Handler().Handle(ctx, rec)
+}
+
+// The attributes that loggers derived with With add are not kept: tests look at a record's
+// own attributes.
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
+
+// find returns the records whose message starts with prefix.
+func (r *logRecorder) find(prefix string) []slog.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []slog.Record
+	for _, rec := range r.records {
+		if strings.HasPrefix(rec.Message, prefix) {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// attr returns the value of the attribute key of rec.
+func attr(rec slog.Record, key string) slog.Value {
+	var v slog.Value
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value
+			return false
+		}
+		return true
+	})
+	return v
 }

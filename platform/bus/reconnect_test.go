@@ -133,3 +133,47 @@ func TestAcksAfterReconnectAckNothingElse(t *testing.T) {
 	ch := testenv.AdminChannel(t, cfg)
 	testutil.Eventually(t, 10*time.Second, "an empty queue", func() bool { return queueLength(t, ch, c.Topology().QueueName("c")) == 0 })
 }
+
+// TestConsumerBackoffRestartsAfterASubscription drops the connection again and again, each
+// time after the consumer has resubscribed and handled a message: every drop ends a working
+// subscription, so each resubscription waits only the shortest back-off, however many drops
+// came before.
+func TestConsumerBackoffRestartsAfterASubscription(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	logs := &logRecorder{}
+	c := startConnLogging(t, cfg, Options{Queues: testQueues()}, logs.logger())
+	seen := newCounter()
+	cons := NewConsumer(c, "c", 10, func(ctx context.Context, d Delivery) error {
+		seen.add(d.MessageID)
+		return nil
+	})
+	cons.Start()
+	defer cons.Stop(context.Background())
+	p := NewPublisher(c)
+
+	const drops = 8 // more than it takes the doubling back-off to reach its cap
+	for i := range drops + 1 {
+		if i > 0 {
+			conn, _ := c.current()
+			if conn == nil {
+				t.Fatal("no connection to drop")
+			}
+			_ = conn.Close() // the consumer's channel closes with it
+		}
+		m := message(testKey, i)
+		if err := p.Publish(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 30*time.Second, "the message handled after drop "+m.ID, func() bool { return seen.get(m.ID) > 0 })
+	}
+	resubscribed := logs.find("consumer interrupted, resubscribing")
+	if len(resubscribed) != drops {
+		t.Fatalf("%d resubscriptions logged, want %d", len(resubscribed), drops)
+	}
+	for i, rec := range resubscribed {
+		if d := attr(rec, "retry_in").Duration(); d != minBackoff {
+			t.Errorf("resubscription %d waited %v, want %v", i+1, d, minBackoff)
+		}
+	}
+}
