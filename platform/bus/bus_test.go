@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -404,5 +406,78 @@ func TestPublishFailsWhileBlocked(t *testing.T) {
 	c.blocked.Store(false)
 	if err := p.Publish(context.Background(), message(testKey, 2)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTopologyMismatchIsReported: when a queue of the topology already exists with other
+// settings, the broker refuses the declaration. That is logged as an error that says what to
+// do, and the health check says the same; once the queue is gone the connection comes up.
+func TestTopologyMismatchIsReported(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// args returns the arguments of the queue that is there first.
+		args func(top Topology) amqp.Table
+		// refused is the argument that the broker names.
+		refused string
+	}{
+		{"classic queue", func(Topology) amqp.Table { return nil }, "inequivalent arg"},
+		{"other delivery limit", func(top Topology) amqp.Table {
+			return amqp.Table{
+				"x-queue-type":              "quorum",
+				"x-delivery-limit":          int32(top.DeliveryLimit + 1),
+				"x-dead-letter-exchange":    top.DeadLetterExchange(),
+				"x-dead-letter-routing-key": top.QueueName("c"),
+				"x-dead-letter-strategy":    "at-least-once",
+				"x-overflow":                "reject-publish",
+			}
+		}, "x-delivery-limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := rabbitConfig(t)
+			opts := Options{Name: cfg.Exchange, Queues: testQueues()}
+			top := NewTopology(cfg.Exchange, 0, opts.Queues)
+			deleteAtCleanup(t, cfg, top)
+			ch := testenv.AdminChannel(t, cfg)
+			queue := top.QueueName("c")
+			if _, err := ch.QueueDeclare(queue, true, false, false, false, tt.args(top)); err != nil {
+				t.Fatal(err)
+			}
+
+			logs := &logRecorder{}
+			c := NewConn(cfg, logs.logger(), opts)
+			c.Start()
+			t.Cleanup(func() { _ = c.Close() })
+			testutil.Eventually(t, 10*time.Second, "the refused declaration logged", func() bool {
+				return len(logs.find("declaring the rabbitmq topology failed")) > 0
+			})
+			rec := logs.find("declaring the rabbitmq topology failed")[0]
+			if rec.Level != slog.LevelError || !strings.Contains(rec.Message, "delete it, or change the settings") {
+				t.Errorf("logged %s %q", rec.Level, rec.Message)
+			}
+			if msg := attr(rec, "error").String(); !strings.Contains(msg, "PRECONDITION_FAILED") || !strings.Contains(msg, tt.refused) || !strings.Contains(msg, queue) {
+				t.Errorf("logged error %q does not carry the broker's text", msg)
+			}
+			if n := len(logs.find("rabbitmq unavailable")); n != 0 {
+				t.Errorf("the refused declaration was also logged %d times as an outage", n)
+			}
+			err := c.Check(context.Background())
+			if !errors.Is(err, ErrTopology) || !strings.Contains(err.Error(), "declaring the topology failed") ||
+				!strings.Contains(err.Error(), "delete it, or change the settings") || !strings.Contains(err.Error(), "PRECONDITION_FAILED") {
+				t.Errorf("health check says %v", err)
+			}
+
+			// Retrying succeeds once the conflicting queue is gone.
+			if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := c.WaitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -26,6 +26,12 @@ import (
 // ErrClosed is returned by operations on a Conn that has been closed.
 var ErrClosed = errors.New("bus: connection closed")
 
+// ErrTopology reports that the broker refused to declare the topology with a channel
+// exception, typically PRECONDITION_FAILED because a queue or exchange of the same name
+// exists with other arguments or of another type. Retrying does not help until someone
+// deletes the existing object or changes the settings; Conn keeps retrying meanwhile.
+var ErrTopology = errors.New("declaring the topology failed")
+
 // Back-off between connection attempts: doubled after each failure, capped.
 const (
 	minBackoff = 100 * time.Millisecond
@@ -111,7 +117,8 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// Check reports whether the connection is up, for /readyz.
+// Check reports whether the connection is up, for /readyz. While the broker refuses the
+// topology, its error wraps ErrTopology and says what to do.
 func (c *Conn) Check(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -197,7 +204,13 @@ func (c *Conn) run() {
 		conn, err := c.dial()
 		if err != nil {
 			c.set(nil, err)
-			c.log.Warn("rabbitmq unavailable", "attempt", attempt, "retry_in", backoff, "error", err)
+			var topoErr *topologyError
+			if errors.As(err, &topoErr) {
+				// Not an outage: retrying helps only once someone acts on the message.
+				c.log.Error("declaring the rabbitmq topology failed: "+topoErr.advice, "attempt", attempt, "retry_in", backoff, "error", topoErr.err)
+			} else {
+				c.log.Warn("rabbitmq unavailable", "attempt", attempt, "retry_in", backoff, "error", err)
+			}
 			select {
 			case <-time.After(backoff):
 			case <-c.closing:
@@ -271,7 +284,31 @@ func (c *Conn) dial() (*amqp.Connection, error) {
 	}
 	if err := c.topology.declare(conn); err != nil {
 		_ = conn.Close()
+		var amqpErr *amqp.Error
+		// A soft (channel) exception from the server is the broker refusing the declaration
+		// itself; anything else, such as the connection dropping, is an outage.
+		if errors.As(err, &amqpErr) && amqpErr.Server && amqpErr.Recover {
+			advice := "the broker refused a declaration"
+			if amqpErr.Code == amqp.PreconditionFailed {
+				advice = "a queue or exchange of that name exists with other settings; delete it, or change the settings to match it"
+			}
+			return nil, &topologyError{advice: advice, err: err}
+		}
 		return nil, err
 	}
 	return conn, nil
 }
+
+// topologyError is an ErrTopology: what to do about it, and the broker's refusal.
+type topologyError struct {
+	advice string
+	err    error
+}
+
+func (e *topologyError) Error() string {
+	return fmt.Sprintf("%v (%s): %v", ErrTopology, e.advice, e.err)
+}
+
+func (e *topologyError) Is(target error) bool { return target == ErrTopology }
+
+func (e *topologyError) Unwrap() error { return e.err }
