@@ -121,6 +121,37 @@ func TestOrderCreatedInterruptedPaymentIsNotAcknowledgedAndResumesOnRedelivery(t
 	mustEqual(t, "resume log lines", len(logs.lines(t, "resuming a payment interrupted before its outcome")), 1)
 }
 
+// TestOrderCreatedInterruptedAfterItsPaymentSucceededCompletes: a delivery interrupted (its
+// channel closed) after the payment succeeded still records the completion, so that the
+// redelivery finds the order completed instead of drawing the payment again.
+func TestOrderCreatedInterruptedAfterItsPaymentSucceededCompletes(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	random := &counted{r: func(int) float64 {
+		cancel() // the interruption comes right after the draw
+		return 0
+	}}
+	w, logs := newWorker(s, random.draw)
+	created := s.newOrder(t, s.newUser(t, "Leslie Lamport"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+
+	if err := w.Handle(ctx, worker.Delivery{Body: body}); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusCompleted)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 1)
+	mustEqual(t, "outcome log lines", len(logs.lines(t, "payment succeeded: order completed")), 1)
+
+	// The acknowledgement was lost with the channel: the redelivery changes nothing.
+	if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}); err != nil {
+		t.Fatalf("handle redelivery: %v", err)
+	}
+	mustEqual(t, "draws", random.count(), 1)
+	mustEqual(t, "OrderCompleted events after the redelivery", len(s.completedEvents(t, created.OrderID)), 1)
+}
+
 func TestOrderCreatedConcurrentRedeliveriesCompleteOnce(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -308,6 +339,49 @@ func TestOrderCompletedMailFailureRollsBackAndRetries(t *testing.T) {
 	}
 	mustEqual(t, "e-mails", len(mailer.sent), 1)
 	mustEqual(t, "e-mail recipient", mailer.sent[0].To, user.Email)
+}
+
+// interruptingMailer sends like LogMailer, then interrupts the delivery it sends for.
+type interruptingMailer struct {
+	worker.LogMailer
+	interrupt context.CancelFunc
+}
+
+func (m interruptingMailer) Send(ctx context.Context, e worker.Email) error {
+	err := m.LogMailer.Send(ctx, e)
+	m.interrupt()
+	return err
+}
+
+// TestOrderCompletedInterruptedAfterTheEmailCommits: a delivery interrupted (its channel
+// closed) once the e-mail is out still commits its notification, so that the redelivery
+// does not send the e-mail again.
+func TestOrderCompletedInterruptedAfterTheEmailCommits(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	log, logs := newLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := worker.New(s.client, log, worker.Options{Mailer: interruptingMailer{worker.LogMailer{Log: log}, cancel}})
+	user := s.newUser(t, "Frances Allen")
+	created := s.newOrder(t, user, 1)
+	s.setStatus(t, created.OrderID, order.StatusCompleted)
+	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
+		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
+	})
+
+	if err := w.Handle(ctx, worker.Delivery{Body: body}); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	ns := s.notifications(t, created.OrderID)
+	if len(ns) != 1 || !ns[0].IsEmailSent {
+		t.Fatalf("notifications = %s, want one with the e-mail sent", describe(ns))
+	}
+	// The acknowledgement was lost with the channel: the redelivery sends nothing.
+	if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}); err != nil {
+		t.Fatalf("handle redelivery: %v", err)
+	}
+	mustEqual(t, "e-mails", logs.emails(t)[created.OrderID], 1)
 }
 
 func TestOrderExpiredRecordsNotificationOnce(t *testing.T) {

@@ -63,9 +63,13 @@ func (w *Worker) HandleOrderCompleted(ctx context.Context, env events.Envelope, 
 	var sent bool
 	err := w.retry(ctx, func() error {
 		sent = false
-		return db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
+		// Once the e-mail is out, the notification must commit even if the delivery is
+		// interrupted: a rollback would send the e-mail again on the redelivery.
+		settle, done := settling(ctx)
+		defer done()
+		return db.WithTx(settle, w.client, func(tx *ent.Tx) error {
 			var err error
-			sent, err = w.notifyCompleted(ctx, tx, e)
+			sent, err = w.notifyCompleted(settle, tx, e)
 			return err
 		})
 	})

@@ -35,7 +35,9 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // conditional completion keeps a second completion impossible. See the README, "An order found
 // in processing on redelivery".
 //
-// A payment interrupted by ctx returns an error, so the message is not acknowledged.
+// A payment interrupted by ctx returns an error, so the message is not acknowledged. Once
+// the payment has succeeded, its completion is recorded even if ctx ends meanwhile (see
+// settling).
 func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	// uncertain: an attempt to claim the order failed in a way that may have committed it
@@ -90,8 +92,10 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 	}
 	var completed bool
 	err = w.retry(ctx, func() error {
+		settle, done := settling(ctx)
+		defer done()
 		var err error
-		completed, err = w.complete(ctx, e)
+		completed, err = w.complete(settle, e)
 		return err
 	})
 	if err != nil {
@@ -168,6 +172,34 @@ func (w *Worker) complete(ctx context.Context, e events.OrderCreated) (bool, err
 		return nil
 	})
 	return completed, err
+}
+
+// settleGrace is how long recording an outcome that was already decided may go on after the
+// delivery's context ended.
+const settleGrace = 5 * time.Second
+
+// settling returns a context for recording an outcome that has been decided: a payment's
+// completion, or a notification whose e-mail goes out in the same transaction. It outlives
+// ctx by up to settleGrace. A delivery is interrupted when its channel closes or the stop
+// deadline passes; rolling such a transaction back then would leave the decision to the
+// redelivery, which would draw the payment again or send the e-mail a second time. The grace
+// keeps a database that does not answer from holding the worker up. Call the returned
+// function once done.
+func settling(ctx context.Context) (context.Context, func()) {
+	settle, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(settleGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel(context.Cause(ctx))
+		case <-settle.Done():
+		}
+	})
+	return settle, func() {
+		stop()
+		cancel(nil)
+	}
 }
 
 // sleep waits for d, or returns ctx's error if ctx ends first.
