@@ -23,6 +23,11 @@ var ErrPermanent = errors.New("permanent failure")
 // Permanent wraps err so that it matches ErrPermanent.
 func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
 
+// ErrChannelClosed is the cause (context.Cause) of a handler's context that ended because the
+// channel of its delivery closed: the delivery can no longer be acknowledged, and the broker
+// delivers the message again.
+var ErrChannelClosed = errors.New("bus: the delivery's channel closed")
+
 // maxPrefetchPerChannel is the most a quorum queue delivers to one consumer at once; a larger
 // prefetch is spread over several consumer channels.
 const maxPrefetchPerChannel = 2000
@@ -30,6 +35,10 @@ const maxPrefetchPerChannel = 2000
 // requeueDelay is how long a delivery whose handler failed transiently waits before it goes
 // back to the queue, so that a failing dependency is not hammered.
 const requeueDelay = time.Second
+
+// interruptGrace is how long a subscription whose channel closed waits for its interrupted
+// handlers to return before it subscribes again without them.
+const interruptGrace = 10 * time.Second
 
 // Delivery is one message handed to a Handler.
 type Delivery struct {
@@ -46,11 +55,15 @@ type Delivery struct {
 
 // Handler handles one delivery. nil acks it; an error wrapping ErrPermanent rejects it to the
 // dead-letter queue; any other error requeues it after a short delay, up to the queue's
-// delivery limit. The context ends when the consumer's stop deadline passes.
+// delivery limit. The context ends when the delivery's channel closes (the cause is then
+// ErrChannelClosed: the delivery can no longer be acknowledged, and the broker delivers the
+// message again) or when the consumer's stop deadline passes; an error returned after that is
+// taken for the interruption, not for a failure.
 type Handler func(ctx context.Context, d Delivery) error
 
 // Consumer runs a Handler on every message of one queue, concurrently up to the prefetch,
-// and resubscribes by itself after a connection drop.
+// and resubscribes by itself after a connection drop, once the handlers that the drop
+// interrupted have returned.
 type Consumer struct {
 	conn     *Conn
 	consumer string
@@ -61,6 +74,8 @@ type Consumer struct {
 	perChannel []int
 	// requeueDelay is how long a transiently failed delivery waits before it is requeued.
 	requeueDelay time.Duration
+	// interruptGrace is how long a subscription whose channel closed waits for its handlers.
+	interruptGrace time.Duration
 
 	stopping   chan struct{}
 	stopOnce   sync.Once
@@ -78,8 +93,9 @@ func NewConsumer(conn *Conn, consumer string, prefetch int, h Handler) *Consumer
 	return &Consumer{
 		conn: conn, consumer: consumer, queue: queue, handler: h,
 		perChannel: splitPrefetch(prefetch, maxPrefetchPerChannel), requeueDelay: requeueDelay,
-		log:      conn.log.With("queue", queue),
-		stopping: make(chan struct{}), handlerCtx: ctx, abort: cancel,
+		interruptGrace: interruptGrace,
+		log:            conn.log.With("queue", queue),
+		stopping:       make(chan struct{}), handlerCtx: ctx, abort: cancel,
 	}
 }
 
@@ -112,11 +128,7 @@ func (c *Consumer) Start() {
 func (c *Consumer) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() { close(c.stopping) })
 	c.loops.Wait()
-	done := make(chan struct{})
-	go func() {
-		c.inFlight.Wait()
-		close(done)
-	}()
+	done := waitDone(&c.inFlight)
 	var err error
 	select {
 	case <-done:
@@ -162,9 +174,10 @@ func (c *Consumer) run(index, prefetch int) {
 }
 
 // consume runs one subscription until its channel closes or Stop, and reports whether it
-// got as far as subscribing; it returns a nil error only on Stop. Handlers started here keep
-// running after it returns; their acks go to this channel, and fail harmlessly once it is
-// closed (the broker redelivers those messages).
+// got as far as subscribing; it returns a nil error only on Stop. Handlers started here ack
+// on this channel. When it closes they can no longer ack, and the broker delivers their
+// messages again: their context is cancelled, and consume waits for them before it returns
+// (see interrupt). On Stop they finish on this channel, which closes after them.
 func (c *Consumer) consume(ctx context.Context, index, prefetch int) (subscribed bool, err error) {
 	ch, err := c.conn.channel(ctx)
 	if err != nil {
@@ -192,44 +205,89 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) (subscribed
 		return false, fmt.Errorf("consume %s: %w", c.queue, err)
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	var channelHandlers sync.WaitGroup
+	handlerCtx, cancelHandlers := context.WithCancelCause(c.handlerCtx)
+	var handlers sync.WaitGroup
 	for {
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
-				return true, errors.New("delivery channel closed")
+				return true, c.interrupt(cancelHandlers, &handlers, errors.New("delivery channel closed"))
 			}
 			c.inFlight.Add(1)
-			channelHandlers.Add(1)
+			handlers.Add(1)
 			go func() {
 				defer c.inFlight.Done()
-				defer channelHandlers.Done()
-				c.handle(d)
+				defer handlers.Done()
+				c.handle(handlerCtx, d)
 			}()
 		case amqpErr := <-closed:
-			if amqpErr == nil {
-				return true, errors.New("channel closed")
-			}
-			return true, amqpErr
+			return true, c.interrupt(cancelHandlers, &handlers, channelError(amqpErr))
 		case <-ctx.Done():
-			// No new deliveries; the ones in flight finish on this channel.
+			// No new deliveries; the ones in flight finish on this channel, unless it closes
+			// first.
 			if err := ch.Cancel(tag, false /* no-wait */); err != nil {
 				c.log.Warn("cancel consumer", "error", err)
 			}
 			closeCh = false
 			go func() {
-				channelHandlers.Wait()
+				done := waitDone(&handlers)
+				select {
+				case <-done:
+				case amqpErr := <-closed:
+					cancelHandlers(fmt.Errorf("%w: %w", ErrChannelClosed, channelError(amqpErr)))
+					<-done
+				}
 				_ = ch.Close()
+				cancelHandlers(nil)
 			}()
 			return true, nil
 		}
 	}
 }
 
-func (c *Consumer) handle(d amqp.Delivery) {
+// interrupt cancels the handlers of a subscription whose channel closed with err, and waits
+// for them to return before the consumer subscribes again: the broker delivers their messages
+// again, maybe to this very consumer, and two handlers of one message must not run at once.
+// A handler that ignores its context is given up on after interruptGrace, so that it does
+// not hold up the consumer. It returns err.
+func (c *Consumer) interrupt(cancelHandlers context.CancelCauseFunc, handlers *sync.WaitGroup, err error) error {
+	cancelHandlers(fmt.Errorf("%w: %w", ErrChannelClosed, err))
+	select {
+	case <-waitDone(handlers):
+	case <-time.After(c.interruptGrace):
+		c.log.Warn("handlers still running after their channel closed; subscribing again without waiting for them",
+			"waited", c.interruptGrace, "error", err)
+	case <-c.stopping:
+		// Stop waits for them, until its deadline.
+	}
+	return err
+}
+
+// channelError is the error of a channel's close notification (nil when the channel was
+// closed without one).
+func channelError(amqpErr *amqp.Error) error {
+	if amqpErr == nil {
+		return errors.New("channel closed")
+	}
+	return amqpErr
+}
+
+// waitDone returns a channel closed once wg is done.
+func waitDone(wg *sync.WaitGroup) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return done
+}
+
+// handle runs the handler on d with a context derived from parent, the context of the
+// subscription's handlers, and settles d on its own channel.
+func (c *Consumer) handle(parent context.Context, d amqp.Delivery) {
 	start := time.Now()
 	count, _ := d.Headers["x-delivery-count"].(int64)
-	ctx, span := deliveryContext(c.handlerCtx, c.consumer, d)
+	ctx, span := deliveryContext(parent, c.consumer, d)
 	defer span.End()
 	err := c.handler(ctx, Delivery{
 		Body: d.Body, MessageID: d.MessageId, Type: d.Type, RoutingKey: d.RoutingKey,
@@ -244,12 +302,22 @@ func (c *Consumer) handle(d amqp.Delivery) {
 		outcome = "dead_letter"
 		c.log.ErrorContext(ctx, "message rejected to the dead-letter queue", "message_id", d.MessageId, "error", err)
 		ackErr = d.Reject(false /* requeue */)
+	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrChannelClosed):
+		// Interrupted, not failed. The channel is gone: the broker delivers the message again
+		// by itself, and a reject could not reach it.
+		outcome = "requeue"
+		c.log.DebugContext(ctx, "handler interrupted: its channel closed, the broker delivers the message again", "message_id", d.MessageId, "error", err)
+	case ctx.Err() != nil:
+		// Interrupted, not failed: the stop deadline passed.
+		outcome = "requeue"
+		c.log.InfoContext(ctx, "handler interrupted by the stop deadline, message requeued", "message_id", d.MessageId, "error", err)
+		ackErr = d.Reject(true /* requeue */)
 	default:
 		outcome = "requeue"
 		c.log.WarnContext(ctx, "handler failed, message requeued", "message_id", d.MessageId, "delivery_count", count, "error", err)
 		select {
 		case <-time.After(c.requeueDelay):
-		case <-c.handlerCtx.Done():
+		case <-ctx.Done():
 		}
 		// Reject, not Nack: newer RabbitMQ versions count only rejects toward the delivery
 		// limit.

@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
 	"sync"
@@ -80,9 +82,10 @@ func TestReconnectAfterConnectionsClosed(t *testing.T) {
 }
 
 // TestAcksAfterReconnectAckNothingElse: handlers that were running when the connection
-// dropped finish afterwards. Their acks must not settle other messages on the new channel,
-// where delivery tags start again at 1 (amqp091-go's own recovery reuses the channel and
-// does exactly that, losing messages). Every message is handled and the queue ends empty.
+// dropped, and ignore the interruption, finish afterwards. Their acks must not settle other
+// messages on the new channel, where delivery tags start again at 1 (amqp091-go's own
+// recovery reuses the channel and does exactly that, losing messages). Every message is
+// handled and the queue ends empty.
 func TestAcksAfterReconnectAckNothingElse(t *testing.T) {
 	t.Parallel()
 	cfg := rabbitConfig(t)
@@ -101,6 +104,7 @@ func TestAcksAfterReconnectAckNothingElse(t *testing.T) {
 		handled.add(d.MessageID)
 		return nil
 	})
+	cons.interruptGrace = 100 * time.Millisecond // resubscribe without waiting for them
 	cons.Start()
 	msgs := make([]Message, 20)
 	for i := range msgs {
@@ -175,5 +179,81 @@ func TestConsumerBackoffRestartsAfterASubscription(t *testing.T) {
 		if d := attr(rec, "retry_in").Duration(); d != minBackoff {
 			t.Errorf("resubscription %d waited %v, want %v", i+1, d, minBackoff)
 		}
+	}
+}
+
+// TestChannelLossInterruptsHandlers: when the connection drops, the handlers of its channel
+// are interrupted, since they could no longer ack, and the broker's redelivery of their
+// message reaches a new handler only once the old one has returned.
+func TestChannelLossInterruptsHandlers(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	logs := &logRecorder{}
+	c := startConnLogging(t, cfg, Options{Queues: testQueues()}, logs.logger())
+	deliveries := newCounter()
+	var running, overlaps atomic.Int64
+	interrupted := make(chan error, 1) // the cause of the first handler's context
+	cons := NewConsumer(c, "c", 10, func(ctx context.Context, d Delivery) error {
+		if running.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		defer running.Add(-1)
+		if deliveries.add(d.MessageID) == 1 {
+			// The first delivery blocks, as a payment does, until its context ends.
+			<-ctx.Done()
+			interrupted <- context.Cause(ctx)
+			time.Sleep(200 * time.Millisecond) // winding down takes a while
+			return fmt.Errorf("payment interrupted: %w", context.Cause(ctx))
+		}
+		if !d.Redelivered {
+			t.Errorf("delivery %d of %s not flagged redelivered", deliveries.get(d.MessageID), d.MessageID)
+		}
+		return nil
+	})
+	cons.Start()
+	defer func() {
+		// Bounded, so that a handler still blocked after a failure is aborted.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cons.Stop(ctx)
+	}()
+	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the handler to start", func() bool { return deliveries.get("m-1") == 1 })
+
+	if n := closeConnections(t, c.name); n != 1 {
+		t.Fatalf("closed %d connections, want 1", n)
+	}
+	select {
+	case cause := <-interrupted:
+		if !errors.Is(cause, ErrChannelClosed) {
+			t.Errorf("the handler's context ended with %v, want ErrChannelClosed", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's context did not end when its connection dropped")
+	}
+	testutil.Eventually(t, 10*time.Second, "the message delivered again", func() bool { return deliveries.get("m-1") == 2 })
+	testutil.Eventually(t, 5*time.Second, "the handler to return", func() bool { return running.Load() == 0 })
+	if err := cons.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Once the consumer's channel is closed, an unacked message would be back in the queue.
+	ch := testenv.AdminChannel(t, cfg)
+	testutil.Eventually(t, 5*time.Second, "an empty queue without consumers", func() bool {
+		q, err := ch.QueueDeclarePassive(c.Topology().QueueName("c"), true, false, false, false, nil)
+		return err == nil && q.Messages == 0 && q.Consumers == 0
+	})
+	if n := deliveries.get("m-1"); n != 2 {
+		t.Errorf("message delivered %d times, want 2", n)
+	}
+	if n := overlaps.Load(); n != 0 {
+		t.Errorf("two handlers of the message ran at once %d times", n)
+	}
+	if n := len(logs.find("handler failed")); n != 0 {
+		t.Errorf("the interrupted handler was logged %d times as failed", n)
+	}
+	if n := len(logs.find("handler interrupted: its channel closed")); n != 1 {
+		t.Errorf("%d interrupted handlers logged, want 1", n)
 	}
 }
