@@ -66,6 +66,8 @@ type Conn struct {
 	started bool
 	// blocked is set while the broker blocks publishing on the connection (a resource alarm).
 	blocked atomic.Bool
+	// consumers counts the consumers made on the connection (NewConsumer).
+	consumers atomic.Int32
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -88,6 +90,10 @@ func NewConn(cfg configuration.RabbitMQ, log *slog.Logger, opts Options) *Conn {
 		done:     make(chan struct{}),
 	}
 }
+
+// consumed tells whether a consumer was made on the connection: the process then cannot
+// work without the broker.
+func (c *Conn) consumed() bool { return c.consumers.Load() > 0 }
 
 // Topology returns the exchanges and queues this connection declares.
 func (c *Conn) Topology() Topology { return c.topology }

@@ -89,6 +89,7 @@ type Consumer struct {
 // given prefetch; Start begins consuming.
 func NewConsumer(conn *Conn, consumer string, prefetch int, h Handler) *Consumer {
 	queue := conn.topology.QueueName(consumer)
+	conn.consumers.Add(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Consumer{
 		conn: conn, consumer: consumer, queue: queue, handler: h,

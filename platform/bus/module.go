@@ -18,8 +18,7 @@ import (
 // process module contributes to the "bus.consumers" group with AsConsumer. Consumers stop
 // before the connection closes.
 var Module = fx.Module("bus",
-	fx.Provide(ProvideConn, NewPublisher,
-		fx.Annotate(BrokerCheck, fx.ParamTags(``, `group:"bus.consumers"`), health.CheckResult)),
+	fx.Provide(ProvideConn, NewPublisher, health.AsCheck(BrokerCheck)),
 	fx.Invoke(fx.Annotate(startConsumers, fx.ParamTags(``, ``, ``, `group:"bus.consumers"`))),
 	fx.Invoke(func(reg prometheus.Registerer) error { return metrics.Register(reg, Collectors()...) }),
 )
@@ -69,10 +68,15 @@ func ProvideConn(p ConnParams) *Conn {
 
 // BrokerCheck reports the broker connection on /readyz. Only a process that consumes needs
 // the broker to work: one that only publishes keeps its events in the outbox while the broker
-// is away, so the broker is optional to its readiness, and a broker outage does not take it
-// out of service.
-func BrokerCheck(c *Conn, consumers []Registration) health.Check {
-	return health.Check{Name: "rabbitmq", Check: c.Check, Optional: len(consumers) == 0}
+// is away, so its broker is Optional, and a broker outage does not take it out of service.
+func BrokerCheck(c *Conn) health.Check {
+	return health.Check{Name: "rabbitmq", Check: func(ctx context.Context) error {
+		err := c.Check(ctx)
+		if !c.consumed() {
+			return health.Optional(err)
+		}
+		return err
+	}}
 }
 
 func startConsumers(lc fx.Lifecycle, cfg *configuration.Config, c *Conn, regs []Registration) {

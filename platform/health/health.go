@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
@@ -15,20 +16,31 @@ import (
 // Check is one dependency that /readyz asks. Modules contribute checks to the
 // "readiness" value group with AsCheck.
 type Check struct {
-	Name  string
+	Name string
+	// Check returns nil when the dependency answers. An error made with Optional reports a
+	// dependency that the process works without for a while: /readyz names it but still
+	// answers 200, so that the process stays in service.
 	Check func(ctx context.Context) error
-	// Optional marks a dependency that the process works without for a while: /readyz
-	// reports its failure but still answers 200, so that the process stays in service.
-	Optional bool
+}
+
+// optionalError is a Check's error that leaves the process ready.
+type optionalError struct{ error }
+
+func (e optionalError) Unwrap() error { return e.error }
+
+// Optional marks err, a Check's error, as that of a dependency the process works without for
+// a while.
+func Optional(err error) error {
+	if err == nil {
+		return nil
+	}
+	return optionalError{err}
 }
 
 // AsCheck annotates a constructor of a Check so that it joins the readiness group.
 func AsCheck(f any) any {
-	return fx.Annotate(f, CheckResult)
+	return fx.Annotate(f, fx.ResultTags(`group:"readiness"`))
 }
-
-// CheckResult is AsCheck's annotation, for a constructor that needs annotations of its own.
-var CheckResult = fx.ResultTags(`group:"readiness"`)
 
 // Module registers the two endpoints and the database readiness check.
 var Module = fx.Module("health",
@@ -49,8 +61,8 @@ func Register(mux *http.ServeMux, checks []Check) {
 	mux.Handle("GET /readyz", Readiness(checks))
 }
 
-// Readiness answers 200 when every check that is not optional passes within two seconds,
-// and 503 otherwise. Its body names every check with "ok" or its error.
+// Readiness answers 200 when every check passes within two seconds, or fails with an
+// Optional error, and 503 otherwise. Its body names every check with "ok" or its error.
 func Readiness(checks []Check) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -59,7 +71,7 @@ func Readiness(checks []Check) http.Handler {
 		result := map[string]string{}
 		for _, c := range checks {
 			if err := c.Check(ctx); err != nil {
-				if !c.Optional {
+				if !errors.As(err, new(optionalError)) {
 					status = http.StatusServiceUnavailable
 				}
 				result[c.Name] = "unavailable: " + err.Error()

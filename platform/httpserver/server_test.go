@@ -95,8 +95,8 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 
 	// An optional dependency's failure is reported, and the process stays ready.
-	down.Optional = true
-	srv = start(t, testConfig(), up, down)
+	optional := health.Check{Name: "broker", Check: func(context.Context) error { return health.Optional(errors.New("connection refused")) }}
+	srv = start(t, testConfig(), up, optional)
 	code, body = get(t, srv.URL()+"/readyz")
 	if code != http.StatusOK || !strings.Contains(body, `"broker":"unavailable: connection refused"`) {
 		t.Errorf("/readyz with an optional broker down = %d %s", code, body)
