@@ -1,5 +1,6 @@
-// Package bus is orderflow's RabbitMQ client: one connection per process that reconnects by
-// itself, the broker topology, a confirming publisher and concurrent consumers.
+// Package bus is orderflow's RabbitMQ client: connections that reconnect by themselves (a
+// process has one for its consumers and one for its publisher), the broker topology, a
+// confirming publisher and concurrent consumers.
 //
 // Reconnection is this package's own loop rather than amqp091-go's opt-in Recovery: the
 // library's recovery retries at a fixed interval a bounded number of times (then the
@@ -50,9 +51,9 @@ type Options struct {
 	Queues []Queue
 }
 
-// Conn is a process's single connection to RabbitMQ. It dials in the background, declares
-// the topology on every (re)connection, and reconnects with capped exponential back-off
-// after any drop until Close. Publishers and consumers open their channels on it.
+// Conn is a connection to RabbitMQ. It dials in the background, declares the topology on
+// every (re)connection, and reconnects with capped exponential back-off after any drop until
+// Close. Publishers and consumers open their channels on it.
 type Conn struct {
 	url      string
 	log      *slog.Logger

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,12 +14,13 @@ import (
 	"orderflow/platform/metrics"
 )
 
-// Module provides the process's *Conn (declaring the topology of every system queue on each
-// connection) and *Publisher, adds the broker to /readyz, and runs the consumers that the
-// process module contributes to the "bus.consumers" group with AsConsumer. Consumers stop
-// before the connection closes.
+// Module provides the process's *Conn, for its consumers, and its *Publisher, on a
+// connection of its own (each declares the topology of every system queue whenever it
+// connects), adds the broker to /readyz, and runs the consumers that the process module
+// contributes to the "bus.consumers" group with AsConsumer. Consumers stop before their
+// connection closes.
 var Module = fx.Module("bus",
-	fx.Provide(ProvideConn, NewPublisher, health.AsCheck(BrokerCheck)),
+	fx.Provide(ProvideConn, ProvidePublisher, health.AsCheck(BrokerCheck)),
 	fx.Invoke(fx.Annotate(startConsumers, fx.ParamTags(``, ``, ``, `group:"bus.consumers"`))),
 	fx.Invoke(func(reg prometheus.Registerer) error { return metrics.Register(reg, Collectors()...) }),
 )
@@ -50,28 +52,51 @@ type ConnParams struct {
 	Process log.Process `optional:"true"`
 }
 
-// ProvideConn returns the process's connection; it starts dialling when the app starts
-// (start-up does not wait for the broker) and closes when the app stops.
+// ProvideConn returns the process's connection for its consumers ("orderflow-<process>" on
+// the broker); it starts dialling when the app starts (start-up does not wait for the broker)
+// and closes when the app stops.
 func ProvideConn(p ConnParams) *Conn {
+	return processConn(p, "")
+}
+
+// ProvidePublisher returns the process's publisher, on a connection of its own
+// ("orderflow-<process>-publisher"). While a resource alarm lasts, RabbitMQ stops reading
+// from every connection that publishes; consumers on the same connection could then no longer
+// acknowledge, and a worker could not drain the queues whose backlog may have raised the
+// alarm.
+func ProvidePublisher(p ConnParams) *Publisher {
+	return NewPublisher(processConn(p, "publisher"))
+}
+
+// processConn returns a connection of the process named with suffix, started and closed with
+// the app.
+func processConn(p ConnParams, suffix string) *Conn {
 	name := "orderflow"
-	if p.Process != "" {
-		name += "-" + string(p.Process)
+	for _, part := range []string{string(p.Process), suffix} {
+		if part != "" {
+			name += "-" + part
+		}
 	}
 	c := NewConn(p.Config.RabbitMQ, p.Log, Options{Name: name})
-	lc := p.Lifecycle
-	lc.Append(fx.Hook{
+	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error { c.Start(); return nil },
 		OnStop:  func(context.Context) error { return c.Close() },
 	})
 	return c
 }
 
-// BrokerCheck reports the broker connection on /readyz. Only a process that consumes needs
-// the broker to work: one that only publishes keeps its events in the outbox while the broker
-// is away, so its broker is Optional, and a broker outage does not take it out of service.
-func BrokerCheck(c *Conn) health.Check {
+// BrokerCheck reports the process's two broker connections on /readyz. Only a process that
+// consumes needs the broker to work: one that only publishes keeps its events in the outbox
+// while the broker is away, so its broker is Optional, and a broker outage does not take it
+// out of service.
+func BrokerCheck(c *Conn, pub *Publisher) health.Check {
 	return health.Check{Name: "rabbitmq", Check: func(ctx context.Context) error {
 		err := c.Check(ctx)
+		if err == nil {
+			if err = pub.conn.Check(ctx); err != nil {
+				err = fmt.Errorf("publishing connection: %w", err)
+			}
+		}
 		if !c.consumed() {
 			return health.Optional(err)
 		}

@@ -70,6 +70,11 @@ func TestModule(t *testing.T) {
 	if conn.name != "orderflow-test" {
 		t.Errorf("connection name %q", conn.name)
 	}
+	// The publisher has a connection of its own, which a resource alarm may block without
+	// stopping the consumers' acknowledgements.
+	if pub.conn == conn || pub.conn.name != "orderflow-test-publisher" {
+		t.Errorf("publisher on connection %q, want its own, orderflow-test-publisher", pub.conn.name)
+	}
 	// The delivery is counted once acked, just after the handler returned.
 	deadline := time.Now().Add(5 * time.Second)
 	for {

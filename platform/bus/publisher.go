@@ -55,7 +55,8 @@ type Publisher struct {
 	idle []*pubChannel
 }
 
-// NewPublisher returns a publisher on conn.
+// NewPublisher returns a publisher on conn. In a process that also consumes, conn should be a
+// connection of its own, as Module's is (see ProvidePublisher).
 func NewPublisher(conn *Conn) *Publisher {
 	return &Publisher{conn: conn, exchange: conn.topology.Exchange, slots: make(chan struct{}, publisherChannels)}
 }
