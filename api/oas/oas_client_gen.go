@@ -43,7 +43,8 @@ type Invoker interface {
 	CreateProduct(ctx context.Context, request *ProductInput) (*ProductHeaders, error)
 	// CreateUser invokes createUser operation.
 	//
-	// The role defaults to customer. 409 when the e-mail address is taken, in any letter case.
+	// The role defaults to customer. 409 when the e-mail address is taken, in any letter case, or is the
+	// administrator's (the configured `admin.email`) and the role is not admin.
 	//
 	// POST /api/users
 	CreateUser(ctx context.Context, request *UserCreate) (*UserHeaders, error)
@@ -132,7 +133,8 @@ type Invoker interface {
 	// UpdateUser invokes updateUser operation.
 	//
 	// Allowed to an admin and to the user itself; only an admin may set `role` (403 otherwise). 409 when
-	// the e-mail address belongs to another user.
+	// the e-mail address belongs to another user, or is the administrator's (the configured `admin.email`)
+	// and the account is not, or would no longer be, an admin.
 	//
 	// PUT /api/users/{id}
 	UpdateUser(ctx context.Context, request *UserUpdate, params UpdateUserParams) (*User, error)
@@ -362,7 +364,8 @@ func (c *Client) sendCreateProduct(ctx context.Context, request *ProductInput) (
 
 // CreateUser invokes createUser operation.
 //
-// The role defaults to customer. 409 when the e-mail address is taken, in any letter case.
+// The role defaults to customer. 409 when the e-mail address is taken, in any letter case, or is the
+// administrator's (the configured `admin.email`) and the role is not admin.
 //
 // POST /api/users
 func (c *Client) CreateUser(ctx context.Context, request *UserCreate) (*UserHeaders, error) {
@@ -1718,7 +1721,8 @@ func (c *Client) sendUpdateProduct(ctx context.Context, request *ProductInput, p
 // UpdateUser invokes updateUser operation.
 //
 // Allowed to an admin and to the user itself; only an admin may set `role` (403 otherwise). 409 when
-// the e-mail address belongs to another user.
+// the e-mail address belongs to another user, or is the administrator's (the configured `admin.email`)
+// and the account is not, or would no longer be, an admin.
 //
 // PUT /api/users/{id}
 func (c *Client) UpdateUser(ctx context.Context, request *UserUpdate, params UpdateUserParams) (*User, error) {

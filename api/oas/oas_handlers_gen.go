@@ -334,7 +334,8 @@ func (s *Server) handleCreateProductRequest(args [0]string, argsEscaped bool, w 
 
 // handleCreateUserRequest handles createUser operation.
 //
-// The role defaults to customer. 409 when the e-mail address is taken, in any letter case.
+// The role defaults to customer. 409 when the e-mail address is taken, in any letter case, or is the
+// administrator's (the configured `admin.email`) and the role is not admin.
 //
 // POST /api/users
 func (s *Server) handleCreateUserRequest(args [0]string, argsEscaped bool, w http.ResponseWriter, r *http.Request) {
@@ -2317,7 +2318,8 @@ func (s *Server) handleUpdateProductRequest(args [1]string, argsEscaped bool, w 
 // handleUpdateUserRequest handles updateUser operation.
 //
 // Allowed to an admin and to the user itself; only an admin may set `role` (403 otherwise). 409 when
-// the e-mail address belongs to another user.
+// the e-mail address belongs to another user, or is the administrator's (the configured `admin.email`)
+// and the account is not, or would no longer be, an admin.
 //
 // PUT /api/users/{id}
 func (s *Server) handleUpdateUserRequest(args [1]string, argsEscaped bool, w http.ResponseWriter, r *http.Request) {

@@ -29,7 +29,8 @@ type Handler interface {
 	CreateProduct(ctx context.Context, req *ProductInput) (*ProductHeaders, error)
 	// CreateUser implements createUser operation.
 	//
-	// The role defaults to customer. 409 when the e-mail address is taken, in any letter case.
+	// The role defaults to customer. 409 when the e-mail address is taken, in any letter case, or is the
+	// administrator's (the configured `admin.email`) and the role is not admin.
 	//
 	// POST /api/users
 	CreateUser(ctx context.Context, req *UserCreate) (*UserHeaders, error)
@@ -118,7 +119,8 @@ type Handler interface {
 	// UpdateUser implements updateUser operation.
 	//
 	// Allowed to an admin and to the user itself; only an admin may set `role` (403 otherwise). 409 when
-	// the e-mail address belongs to another user.
+	// the e-mail address belongs to another user, or is the administrator's (the configured `admin.email`)
+	// and the account is not, or would no longer be, an admin.
 	//
 	// PUT /api/users/{id}
 	UpdateUser(ctx context.Context, req *UserUpdate, params UpdateUserParams) (*User, error)
