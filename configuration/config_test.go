@@ -82,6 +82,22 @@ func TestLoadValid(t *testing.T) {
 	}
 }
 
+// TestLoadAcceptsAByteOrderMark: a file that an editor saved with a UTF-8 byte-order mark
+// loads as without it.
+func TestLoadAcceptsAByteOrderMark(t *testing.T) {
+	withMark, err := LoadWithEnv(writeDir(t, "\ufeff"+validInstance, "\ufeff"+validSecrets), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := LoadWithEnv(writeDir(t, validInstance, validSecrets), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(withMark, without) {
+		t.Errorf("with a byte-order mark %+v\nwithout %+v", withMark, without)
+	}
+}
+
 func TestLoadCommittedFiles(t *testing.T) {
 	cfg, err := LoadWithEnv(".", noEnv)
 	if err != nil {

@@ -60,6 +60,8 @@ func decodeFile(path, file string, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
+	// Some editors start a UTF-8 file with a byte-order mark, which JSON does not allow.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	d := &fileDecoder{path: path, file: file, data: data, dec: dec}
