@@ -12,7 +12,6 @@ import (
 
 	"orderflow"
 	"orderflow/configuration"
-	"orderflow/domain"
 	"orderflow/ent"
 	"orderflow/ent/user"
 	"orderflow/platform/migrate"
@@ -62,7 +61,10 @@ func Register(mux *http.ServeMux, h *Handler, cfg *configuration.Config) error {
 // moved to another), start-up fails, since resetting that account's password and role
 // would hand the customer's own sessions an admin's rights.
 func EnsureAdmin(ctx context.Context, client *ent.Client, admin configuration.Admin, cost int, log *slog.Logger) error {
-	email := domain.NormalizeEmail(admin.Email)
+	email, err := normalizeEmail(admin.Email)
+	if err != nil {
+		return fmt.Errorf("admin.email %q: %w", admin.Email, err)
+	}
 	u, err := client.User.Query().Where(user.Email(email)).Only(ctx)
 	if ent.IsNotFound(err) {
 		hash, err := bcrypt.GenerateFromPassword([]byte(admin.Password), cost)

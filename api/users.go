@@ -73,12 +73,22 @@ func validateUser(name, email string) (string, error) {
 	if err := validateText(name, 1, domain.MaxNameLength); err != nil {
 		return "", invalid("name", err.Error())
 	}
-	email = domain.NormalizeEmail(email)
-	if err := domain.ValidateEmail(email); err != nil {
+	email, err := normalizeEmail(email)
+	if err != nil {
 		return "", invalid("email", err.Error())
 	}
+	return email, nil
+}
+
+// normalizeEmail returns email in the form it is stored in, or why no account may have it:
+// the rule of every account's address, the configured administrator's included.
+func normalizeEmail(email string) (string, error) {
+	email = domain.NormalizeEmail(email)
+	if err := domain.ValidateEmail(email); err != nil {
+		return "", err
+	}
 	if !printableASCII(email) {
-		return "", invalid("email", "must be written in ASCII (an internationalized domain in its xn-- form)")
+		return "", errors.New("must be written in ASCII (an internationalized domain in its xn-- form)")
 	}
 	return email, nil
 }

@@ -73,7 +73,7 @@ var meanings = map[string]string{
 	"log.level":                             "lowest logged level: debug, info, warn or error",
 	"log.format":                            "log line format: json or text",
 	"admin.name":                            "name of the administrator account created at API start-up",
-	"admin.email":                           "e-mail (login) of the administrator account, stored lower-cased; printable ASCII, as the API requires of every address; only an admin account may hold it (the API does not start while another does)",
+	"admin.email":                           "e-mail (login) of the administrator account, stored lower-cased; the API does not start while it breaks the rule of every account's address (ASCII) or belongs to an account that is not an admin",
 	"admin.password":                        "password of the administrator account, 6 to 72 bytes",
 }
 
