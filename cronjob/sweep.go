@@ -42,10 +42,9 @@ type Result struct {
 // order intake) wait for each other is the products' rows, which every batch locks in
 // ascending id order before releasing stock, so lock waits never form a cycle.
 type Sweeper struct {
-	pool             *sql.DB
-	expireAfter      time.Duration
-	batchSize        int
-	expiredAfterText string // expireAfter as the OrderExpired events carry it
+	pool        *sql.DB
+	expireAfter time.Duration
+	batchSize   int
 }
 
 // NewSweeper returns a sweeper that expires, in batches of cfg.ExpiryBatchSize, the orders
@@ -57,10 +56,9 @@ func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
 		batch = configuration.Defaults().Orders.ExpiryBatchSize
 	}
 	return &Sweeper{
-		pool:             pool,
-		expireAfter:      cfg.ExpireAfter.D(),
-		batchSize:        batch,
-		expiredAfterText: cfg.ExpireAfter.String(),
+		pool:        pool,
+		expireAfter: cfg.ExpireAfter.D(),
+		batchSize:   batch,
 	}
 }
 
@@ -72,7 +70,7 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 	var res Result
 	if s.expireAfter <= 0 {
 		// Every processing order would expire at once, and the event contract rejects it.
-		return res, fmt.Errorf("orders.expireAfter must be positive, got %s", s.expiredAfterText)
+		return res, fmt.Errorf("orders.expireAfter must be positive, got %s", s.expireAfter)
 	}
 	for {
 		n, err := s.batch(ctx)
@@ -168,7 +166,7 @@ func (s *Sweeper) batch(ctx context.Context) (int, error) {
 	var n int
 	err := s.pool.QueryRowContext(ctx, expireBatch,
 		s.expireAfter.Microseconds(), s.batchSize,
-		string(domain.StatusProcessing), string(domain.StatusExpired), s.expiredAfterText,
+		string(domain.StatusProcessing), string(domain.StatusExpired), s.expireAfter.String(),
 		events.TypeOrderExpired, events.RoutingKeyOrderExpired,
 		events.SpecVersion, events.SourceCronJob, events.DataContentType,
 	).Scan(&n)

@@ -141,12 +141,11 @@ func (r *Relay) run() {
 		if err := r.waitReady(); err != nil {
 			return
 		}
-		n, err := r.round(ctx)
-		var partly *partialFailure
+		n, published, err := r.round(ctx)
 		switch {
 		case errors.Is(err, errCrash):
 			return
-		case errors.As(err, &partly):
+		case err != nil && published > 0:
 			r.log.Warn("outbox events not published, each retried later", "error", err)
 		case err != nil:
 			r.log.Warn("outbox relay round failed", "retry_in", backoff, "error", err)
@@ -210,27 +209,17 @@ type row struct {
 	createdAt  time.Time
 }
 
-// partialFailure is a round's error when some of its rows were published and others not.
-type partialFailure struct {
-	failed, claimed int
-	first           string
-}
-
-func (e *partialFailure) Error() string {
-	return fmt.Sprintf("%d of %d events not published, first: %s", e.failed, e.claimed, e.first)
-}
-
 // round claims, publishes and marks one batch in one transaction and returns how many rows
-// it claimed. Its error is a *partialFailure when some of the rows were published.
-func (r *Relay) round(ctx context.Context) (int, error) {
+// it claimed and how many of them it published.
+func (r *Relay) round(ctx context.Context) (claimed, published int, err error) {
 	tx, err := r.pool.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
+		return 0, 0, fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	rows, err := claim(ctx, tx, r.batchSize)
 	if err != nil || len(rows) == 0 {
-		return 0, err
+		return 0, 0, err
 	}
 	// errs holds each row's outcome: a row whose headers do not decode fails here, and
 	// the others are published.
@@ -260,7 +249,7 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	}
 	if r.afterPublish != nil {
 		if err := r.afterPublish(); err != nil {
-			return 0, errCrash
+			return 0, 0, errCrash
 		}
 	}
 	var done, failed []int64
@@ -276,7 +265,7 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	if len(done) > 0 {
 		_, err := tx.ExecContext(ctx, `UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)`, done)
 		if err != nil {
-			return 0, fmt.Errorf("mark %d rows published: %w", len(done), err)
+			return 0, 0, fmt.Errorf("mark %d rows published: %w", len(done), err)
 		}
 	}
 	if len(failed) > 0 {
@@ -288,20 +277,16 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 			FROM unnest($1::bigint[], $2::text[]) AS f(id, reason) WHERE o.id = f.id`,
 			failed, reasons, r.poll.Seconds(), maxRetryDelay.Seconds())
 		if err != nil {
-			return 0, fmt.Errorf("record %d failures: %w", len(failed), err)
+			return 0, 0, fmt.Errorf("record %d failures: %w", len(failed), err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
+		return 0, 0, fmt.Errorf("commit: %w", err)
 	}
-	switch {
-	case len(failed) == 0:
-		return len(rows), nil
-	case len(done) == 0:
-		return len(rows), fmt.Errorf("none of %d events published, first: %s", len(rows), reasons[0])
-	default:
-		return len(rows), &partialFailure{failed: len(failed), claimed: len(rows), first: reasons[0]}
+	if len(failed) > 0 {
+		err = fmt.Errorf("%d of %d events not published, first: %s", len(failed), len(rows), reasons[0])
 	}
+	return len(rows), len(done), err
 }
 
 // claim locks the oldest unpublished rows that are due, up to limit.
