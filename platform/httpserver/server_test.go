@@ -24,8 +24,13 @@ import (
 	"orderflow/platform/metrics"
 )
 
-// outcomes receives what the context of GET /outlive's handler ended with, 100 ms in.
-var outcomes = make(chan error, 1)
+// GET /outlive's handler signals outliveStarted, waits for the test to send on
+// clientGone, then watches its context for 100 ms and sends how it ended on outcomes.
+var (
+	outliveStarted = make(chan struct{})
+	clientGone     = make(chan struct{})
+	outcomes       = make(chan error, 1)
+)
 
 func start(t *testing.T, cfg *configuration.Config, checks ...health.Check) *httpserver.Server {
 	t.Helper()
@@ -37,6 +42,8 @@ func start(t *testing.T, cfg *configuration.Config, checks ...health.Check) *htt
 		fx.Invoke(func(mux *http.ServeMux) {
 			health.Register(mux, checks)
 			mux.HandleFunc("GET /outlive", func(w http.ResponseWriter, r *http.Request) {
+				outliveStarted <- struct{}{}
+				<-clientGone
 				select {
 				case <-r.Context().Done():
 				case <-time.After(100 * time.Millisecond):
@@ -117,16 +124,31 @@ func TestRequestTimeout(t *testing.T) {
 
 func TestDepartedClientDoesNotCancelTheRequest(t *testing.T) {
 	srv := start(t, testConfig())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL()+"/outlive", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	select {
+	case <-outliveStarted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler did not start")
+	}
+	// The client gives up and closes its connection while the handler runs.
+	cancel()
+	if err := <-answered; err == nil {
 		t.Fatal("the client got an answer before it gave up")
 	}
+	clientGone <- struct{}{}
 	select {
 	case err := <-outcomes:
 		if err != nil {
