@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the tests can run: a C compiler for the race detector, and a PostgreSQL and a
-# RabbitMQ to talk to. Uses the servers already listening on 127.0.0.1, or starts the compose
-# file's when a Docker engine is present, or, as root on Debian, installs and starts local
-# ones (scripts/local-services.sh).
+# RabbitMQ to talk to. Uses the servers already listening on 127.0.0.1 and starts the others:
+# the compose file's when a Docker engine is present, or, as root on Debian, local ones,
+# installed when missing (scripts/local-services.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,12 +23,17 @@ fi
 
 reachable() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-if reachable 5432 && reachable 5672; then
+# The compose services of the servers not listening: compose cannot publish a port that
+# another server holds.
+services=()
+reachable 5432 || services+=(postgres)
+reachable 5672 || services+=(rabbitmq)
+if [ ${#services[@]} = 0 ]; then
   exit 0
 fi
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-  echo "starting postgres and rabbitmq with docker compose" >&2
-  docker compose up -d --wait postgres rabbitmq
+  echo "starting with docker compose: ${services[*]}" >&2
+  docker compose up -d --wait "${services[@]}"
   exit 0
 fi
 if as_debian_root; then
