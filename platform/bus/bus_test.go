@@ -277,6 +277,52 @@ func TestStopWaitsForHandlers(t *testing.T) {
 	}
 }
 
+// TestStopOnASilentBroker: a consumer and its connection stop within their deadlines when
+// the broker stopped answering without closing the connection (a network partition), instead
+// of waiting 30 s for the heartbeats to time out.
+func TestStopOnASilentBroker(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	proxy := startSilentProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	direct := cfg
+	cfg.Port = proxy.port()
+	c := NewConn(cfg, testLogger(), Options{Name: cfg.Exchange, Queues: testQueues()})
+	c.Start()
+	deleteAtCleanup(t, direct, c.Topology()) // not through the proxy, silent by then
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 1)
+	cons := NewConsumer(c, "c", 10, func(ctx context.Context, d Delivery) error {
+		started <- struct{}{}
+		time.Sleep(300 * time.Millisecond)
+		return nil
+	})
+	cons.Start()
+	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	proxy.silence()
+
+	stop, cancelStop := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelStop()
+	begin := time.Now()
+	if err := cons.Stop(stop); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("Stop took %v on a silent broker, past its 2s deadline", took)
+	}
+	begin = time.Now()
+	_ = c.Close()
+	if took := time.Since(begin); took > closeTimeout+time.Second {
+		t.Errorf("Close took %v on a silent broker, want at most closeTimeout (%v)", took, closeTimeout)
+	}
+}
+
 // TestConsumerConcurrency: with prefetch N, N slow handlers run at once, and no more.
 func TestConsumerConcurrency(t *testing.T) {
 	t.Parallel()

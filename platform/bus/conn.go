@@ -39,6 +39,12 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
+// closeTimeout bounds the closing handshake. A broker that stopped answering without
+// closing the connection (a network partition) would otherwise hold Close until the
+// heartbeats time out, 30 s; past it the socket is closed, and the broker requeues the
+// unacked messages when it notices, as it does after a clean close.
+const closeTimeout = 2 * time.Second
+
 // Options tune a Conn; the zero value means the defaults.
 type Options struct {
 	// Name is the connection name shown in the RabbitMQ management UI.
@@ -111,8 +117,9 @@ func (c *Conn) Start() {
 	go c.run()
 }
 
-// Close stops reconnecting and closes the connection (and with it every channel). Stop
-// consumers before, so that their handlers can still ack.
+// Close stops reconnecting and closes the connection (and with it every channel), waiting
+// at most closeTimeout for the broker. Stop consumers before, so that their handlers can
+// still ack.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() { close(c.closing) })
 	c.mu.Lock()
@@ -269,7 +276,7 @@ func (c *Conn) watch(conn *amqp.Connection, closed <-chan *amqp.Error, blocked <
 			return true
 		case <-c.closing:
 			c.set(nil, ErrClosed)
-			if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
+			if err := conn.CloseDeadline(time.Now().Add(closeTimeout)); err != nil && !errors.Is(err, amqp.ErrClosed) {
 				c.log.Warn("close rabbitmq connection", "error", err)
 			}
 			return false

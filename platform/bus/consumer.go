@@ -128,18 +128,23 @@ func (c *Consumer) Start() {
 // (then cancels their context and waits for them to return), and closes the channels.
 func (c *Consumer) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() { close(c.stopping) })
-	c.loops.Wait()
+	defer c.abort()
+	select {
+	case <-waitDone(&c.loops):
+	case <-ctx.Done():
+		// A subscription's call to a broker that stopped answering returns only when the
+		// connection closes.
+		return fmt.Errorf("stop consumer of %s: the broker does not answer: %w", c.queue, ctx.Err())
+	}
 	done := waitDone(&c.inFlight)
-	var err error
 	select {
 	case <-done:
+		return nil
 	case <-ctx.Done():
-		err = fmt.Errorf("stop consumer of %s: handlers still running: %w", c.queue, ctx.Err())
 		c.abort()
 		<-done
+		return fmt.Errorf("stop consumer of %s: handlers still running: %w", c.queue, ctx.Err())
 	}
-	c.abort()
-	return err
 }
 
 // run subscribes on a channel of its own and hands deliveries to handlers, resubscribing on a
@@ -225,8 +230,10 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) (subscribed
 			return true, c.interrupt(cancelHandlers, &handlers, channelError(amqpErr))
 		case <-ctx.Done():
 			// No new deliveries; the ones in flight finish on this channel, unless it closes
-			// first.
-			if err := ch.Cancel(tag, false /* no-wait */); err != nil {
+			// first. Not waiting for the broker's answer keeps a broker that stopped answering
+			// from holding up Stop; what it delivers meanwhile is requeued when the channel
+			// closes.
+			if err := ch.Cancel(tag, true /* no-wait */); err != nil {
 				c.log.Warn("cancel consumer", "error", err)
 			}
 			closeCh = false
