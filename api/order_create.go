@@ -1,0 +1,459 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"orderflow/api/oas"
+	"orderflow/domain"
+	"orderflow/ent"
+	"orderflow/events"
+	"orderflow/platform/db"
+	"orderflow/platform/outbox"
+)
+
+// idempotencyKeyTTL is how long an Idempotency-Key is remembered; older keys are pruned
+// and may be used again.
+const idempotencyKeyTTL = 24 * time.Hour
+
+// errIdempotencyConflict means that a concurrent request stored the same Idempotency-Key
+// first; the transaction is rolled back and that request's order is answered instead.
+var errIdempotencyConflict = errors.New("idempotency key stored concurrently")
+
+// CreateOrder places an order: in one statement it reserves the stock of every item with a
+// conditional update, inserts the order and its items with the current unit prices and
+// writes the OrderCreated event to the outbox; an Idempotency-Key is stored in the same
+// transaction.
+func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
+	o, err := h.createOrder(ctx, req, params)
+	ordersCreated.WithLabelValues(orderOutcome(err)).Inc()
+	return o, err
+}
+
+func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
+	// The caller's user is read by the order statement (or, with an Idempotency-Key, below).
+	callerID, err := callerID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	userID := req.UserId.Or(callerID)
+	items := make([]domain.Item, len(req.Items))
+	for i, it := range req.Items {
+		items[i] = domain.Item{ProductID: it.ProductId, Quantity: it.Quantity}
+	}
+	if err := domain.ValidateItems(items); err != nil {
+		return nil, err
+	}
+
+	key, hash := "", ""
+	if params.IdempotencyKey.Set {
+		// A replay answers before the order statement, which would refuse a deleted caller.
+		if _, err := principalFrom(ctx); err != nil {
+			return nil, err
+		}
+		if !printableASCII(params.IdempotencyKey.Value) {
+			return nil, invalid("Idempotency-Key", "must be printable ASCII")
+		}
+		key, hash = params.IdempotencyKey.Value, requestHash(userID, items)
+		if o, err := h.replay(ctx, callerID, key, hash); o != nil || err != nil {
+			return created(o), err
+		}
+	}
+
+	o, err := h.storeOrder(ctx, callerID, userID, items, key, hash)
+	if errors.Is(err, errIdempotencyConflict) {
+		o, err := h.replay(ctx, callerID, key, hash)
+		if o == nil && err == nil {
+			err = fmt.Errorf("replay idempotency key: %w", errIdempotencyConflict)
+		}
+		return created(o), err
+	}
+	if pgCode(err) == pgForeignKeyViolation {
+		// The user was deleted while the order was being placed.
+		return nil, invalid("userId", "no such user")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if key != "" {
+		h.pruneIdempotencyKeys(ctx)
+	}
+	return created(o), nil
+}
+
+func created(o *oas.Order) *oas.OrderHeaders {
+	if o == nil {
+		return nil
+	}
+	return &oas.OrderHeaders{Location: "/api/orders/" + strconv.Itoa(o.ID), Response: *o}
+}
+
+// requestHash fingerprints an order request after defaults are applied.
+func requestHash(userID int, items []domain.Item) string {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(userID))
+	for _, it := range items {
+		fmt.Fprintf(&b, ";%d:%d", it.ProductID, it.Quantity)
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// replay returns the order that an earlier request with the same Idempotency-Key created,
+// nil if the key is unknown (or older than idempotencyKeyTTL), or ErrIdempotencyKeyReused
+// when the key came with another request.
+func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*oas.Order, error) {
+	var (
+		storedHash string
+		orderID    int
+	)
+	err := h.db.QueryRowContext(ctx, `
+		SELECT request_hash, order_id FROM idempotency_keys
+		WHERE user_id = $1 AND key = $2 AND created_at > $3`,
+		callerID, key, h.now().Add(-idempotencyKeyTTL)).Scan(&storedHash, &orderID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	if storedHash != hash {
+		return nil, ErrIdempotencyKeyReused
+	}
+	return loadOrder(ctx, h.db, orderID)
+}
+
+// storeOrder places the order of userID for items, made by callerID: one statement
+// (OrderStatement) checks the caller and the user, reserves the stock, inserts the order and
+// its items at the products' current prices and writes the OrderCreated event to the
+// outbox. The intake runs it, for several orders that wait together in one transaction.
+// With an Idempotency-Key the statement runs in a transaction of its own that also stores
+// the key. When the statement stores nothing, a second query says why.
+//
+// Before the statement, storeOrder takes this process's locks on the products, and releases
+// them once the rows are released in PostgreSQL.
+func (h *Handler) storeOrder(ctx context.Context, callerID, userID int, items []domain.Item, key, hash string) (*oas.Order, error) {
+	ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(callerID))
+	if err != nil {
+		return nil, fmt.Errorf("write OrderCreated: %w", err)
+	}
+	in := orderInput{callerID: callerID, userID: userID, items: items, ids: productIDs(items), ev: ev}
+	o, err := h.insertUnderStockLocks(ctx, in, key, hash)
+	if err != nil {
+		return nil, err
+	}
+	if o == nil {
+		return nil, explainRefusal(ctx, h.db, in)
+	}
+	outbox.Wake()
+	return o, nil
+}
+
+// insertUnderStockLocks runs insertOrder for in placed now, and stores the Idempotency-Key
+// with it when there is one, while holding this process's locks on the products.
+func (h *Handler) insertUnderStockLocks(ctx context.Context, in orderInput, key, hash string) (*oas.Order, error) {
+	unlock, err := h.stock.lock(ctx, in.ids)
+	if err != nil {
+		return nil, fmt.Errorf("wait for stock: %w", err)
+	}
+	defer unlock()
+	in.now = h.now()
+	if key == "" {
+		return h.intake.store(&orderJob{ctx: ctx, orderInput: in})
+	}
+	var o *oas.Order
+	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
+		if o, err = insertOrder(ctx, tx, in); err != nil || o == nil {
+			return err
+		}
+		return storeIdempotencyKey(ctx, tx, in.callerID, key, hash, o.ID, in.now)
+	})
+	return o, err
+}
+
+// productIDs lists the products of items, in their order.
+func productIDs(items []domain.Item) []int64 {
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = int64(it.ProductID)
+	}
+	return ids
+}
+
+// storeIdempotencyKey remembers key for the order inside tx. A key older than the TTL is
+// taken over; a live one (stored by a concurrent request) is errIdempotencyConflict.
+func storeIdempotencyKey(ctx context.Context, tx *ent.Tx, callerID int, key, hash string, orderID int, now time.Time) error {
+	var id int64
+	err := queryRow(ctx, tx, `
+		INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id, key) DO UPDATE
+		SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
+		WHERE idempotency_keys.created_at <= $6
+		RETURNING id`,
+		callerID, key, hash, orderID, now, now.Add(-idempotencyKeyTTL)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errIdempotencyConflict
+	}
+	if err != nil {
+		return fmt.Errorf("store idempotency key: %w", err)
+	}
+	return nil
+}
+
+// orderInput is one order as OrderStatement stores it: callerID places the order of userID
+// for items (of products ids, in the items' order) at now. ev is its OrderCreated row without
+// the data, which the statement fills in.
+type orderInput struct {
+	callerID, userID int
+	items            []domain.Item
+	ids              []int64
+	now              time.Time
+	ev               outbox.Row
+}
+
+// insertOrder runs OrderStatement for in on q and returns the stored order, or nil when the
+// statement stored nothing.
+func insertOrder(ctx context.Context, q querier, in orderInput) (*oas.Order, error) {
+	rows, err := q.QueryContext(ctx, OrderStatement, in.args()...)
+	if err != nil {
+		return nil, fmt.Errorf("insert order: %w", err)
+	}
+	defer rows.Close()
+	return scanOrder(rows, in)
+}
+
+// args are OrderStatement's parameters for in.
+func (in orderInput) args() []any {
+	qty := make([]int64, len(in.items))
+	for i, it := range in.items {
+		qty[i] = int64(it.Quantity)
+	}
+	return []any{in.callerID, in.userID, in.ids, qty, in.now, maxTotal, in.ev.EventID, in.ev.EventType, in.ev.RoutingKey,
+		string(in.ev.Payload), in.eventHeaders(), in.eventCreatedAt(), domain.RoleAdmin}
+}
+
+// eventHeaders are the headers of in's OrderCreated row as a parameter: nil (SQL NULL) for
+// none.
+func (in orderInput) eventHeaders() *string {
+	if in.ev.Headers == nil {
+		return nil
+	}
+	h := string(in.ev.Headers)
+	return &h
+}
+
+// eventCreatedAt is the createdAt of in's OrderCreated event.
+func (in orderInput) eventCreatedAt() string {
+	return in.now.Format(time.RFC3339Nano)
+}
+
+// resultRows are the rows of a query, from database/sql or pgx.
+type resultRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanOrder reads the order stored for in from OrderStatement's rows, or returns nil when
+// there are none.
+func scanOrder(rows resultRows, in orderInput) (*oas.Order, error) {
+	o := newOrder(in)
+	for rows.Next() {
+		var (
+			it           oas.OrderItem
+			total, price decimal.Decimal
+		)
+		if err := rows.Scan(&o.ID, &total, &o.UserName, &it.ID, &it.ProductId, &it.ProductName, &it.Quantity, &price); err != nil {
+			return nil, fmt.Errorf("insert order: %w", err)
+		}
+		o.Total, it.Price = oas.Money(total), oas.Money(price)
+		o.Items = append(o.Items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("insert order: %w", err)
+	}
+	if len(o.Items) == 0 {
+		return nil, nil
+	}
+	sortItems(o)
+	return o, nil
+}
+
+// newOrder is in's order as stored, without its id, total, user name and items.
+func newOrder(in orderInput) *oas.Order {
+	return &oas.Order{
+		UserId:    in.userID,
+		Status:    oas.OrderStatusPending,
+		CreatedAt: in.now.Truncate(time.Microsecond),
+		UpdatedAt: in.now.Truncate(time.Microsecond),
+	}
+}
+
+// sortItems lists o's items in the order they were stored, as GET returns them.
+func sortItems(o *oas.Order) {
+	slices.SortFunc(o.Items, func(a, b oas.OrderItem) int { return a.ID - b.ID })
+}
+
+// maxTotal is OrderStatement's $6.
+var maxTotal = domain.MaxMoney.String()
+
+// OrderStatement is the statement that stores an order (cmd/bench runs it through pgbench
+// as the reference for order intake). Caller $1 places an order for user $2 of products $3
+// in quantities $4 at $5; $6 is the largest total. The OrderCreated outbox row has event id
+// $7, type $8, routing key $9, headers $11 and envelope $10, whose data the statement builds
+// with the event's createdAt $12. $13 is the admin role. One row is returned per item: the
+// order's id, total and user name, and the item's id, product id, product name, quantity
+// and unit price.
+//
+// It stores nothing, and returns no row, unless the caller exists and is the user or an
+// admin, the user and every product exist, every product has enough stock and the total is
+// at most $6; explainRefusal then says which failed.
+//
+// The products are locked in id order first, so that two orders never wait for each other,
+// and the stock of all of them is checked under the locks before any is reserved. The
+// locking CTE is not inlined (it has FOR NO KEY UPDATE), and the reservation joins the
+// draft, which needs its whole result, so every lock is taken before the first row is
+// updated. The order copies the prices read under the locks: an order pays the price in
+// force when it was placed. Inserting the items while holding the products' locks spares
+// PostgreSQL a shared (multixact) lock for each foreign-key check. The reservation names
+// its products by $3 as well as through the join: without that, a catalogue of a thousand
+// products is small enough for PostgreSQL to read all of it, with every row version that
+// recent orders left, for each order.
+const OrderStatement = `
+	WITH req AS (
+		SELECT * FROM unnest($3::bigint[], $4::bigint[]) WITH ORDINALITY AS r(product_id, quantity, n)
+	), buyer AS (
+		SELECT u.name FROM users u JOIN users c ON c.id = $1
+		WHERE u.id = $2 AND (c.id = u.id OR c.role = $13)
+	), locked AS (
+		SELECT id, stock, name, price FROM products WHERE id = ANY($3::bigint[]) ORDER BY id FOR NO KEY UPDATE
+	), priced AS (
+		SELECT req.n, req.product_id, req.quantity, locked.name, locked.price
+		FROM req JOIN locked ON locked.id = req.product_id AND locked.stock >= req.quantity
+	), draft AS (
+		SELECT sum(price * quantity) AS total FROM priced
+		HAVING count(*) = cardinality($3::bigint[]) AND sum(price * quantity) <= $6::numeric AND EXISTS (SELECT FROM buyer)
+	), reserved AS (
+		UPDATE products p SET stock = p.stock - priced.quantity, updated_at = $5
+		FROM priced, draft WHERE p.id = ANY($3::bigint[]) AND p.id = priced.product_id AND p.stock >= priced.quantity
+		RETURNING p.id
+	), o AS (
+		INSERT INTO orders (user_id, total, status, created_at, updated_at)
+		SELECT $2, draft.total, 'pending', $5, $5 FROM draft
+		WHERE (SELECT count(*) FROM reserved) = cardinality($3::bigint[])
+		RETURNING id, total
+	), items AS (
+		INSERT INTO order_items (order_id, product_id, quantity, price)
+		SELECT o.id, priced.product_id, priced.quantity, priced.price FROM o, priced ORDER BY priced.n
+		RETURNING id, product_id
+	), ev AS (
+		INSERT INTO outbox (event_id, event_type, routing_key, payload, headers, created_at)
+		SELECT $7, $8, $9, jsonb_set($10::jsonb, '{data}', jsonb_build_object(
+			'orderId', o.id,
+			'userId', $2::bigint,
+			'total', o.total,
+			'items', (SELECT jsonb_agg(jsonb_build_object('productId', product_id, 'quantity', quantity, 'price', price) ORDER BY n) FROM priced),
+			'createdAt', $12::text)), $11::jsonb, $5
+		FROM o
+	)
+	SELECT o.id, o.total, buyer.name, items.id, items.product_id, priced.name, priced.quantity, priced.price
+	FROM o, buyer, items JOIN priced ON priced.product_id = items.product_id`
+
+// explainRefusal says why OrderStatement stored nothing, checking what it checked in the
+// order the answers take precedence: the caller is gone (401) or a customer ordering for
+// someone else (403), the user or a product does not exist or the total is too large
+// (400), a product has too little stock (409). A refusal that no longer shows (the stock
+// came back meanwhile) is a 409 too.
+func explainRefusal(ctx context.Context, q querier, in orderInput) error {
+	callerID, userID, items := in.callerID, in.userID, in.items
+	rows, err := q.QueryContext(ctx, `
+		SELECT c.role, u.id, p.id, p.price, p.stock
+		FROM (SELECT) one
+		LEFT JOIN users c ON c.id = $1
+		LEFT JOIN users u ON u.id = $2
+		LEFT JOIN products p ON p.id = ANY($3)`, callerID, userID, in.ids)
+	if err != nil {
+		return fmt.Errorf("check refused order: %w", err)
+	}
+	defer rows.Close()
+	type product struct {
+		price decimal.Decimal
+		stock int
+	}
+	var (
+		role     sql.NullString
+		user     sql.NullInt64
+		products = make(map[int]product, len(items))
+	)
+	for rows.Next() {
+		var (
+			id    sql.NullInt64
+			price decimal.NullDecimal
+			stock sql.NullInt64
+		)
+		if err := rows.Scan(&role, &user, &id, &price, &stock); err != nil {
+			return fmt.Errorf("check refused order: %w", err)
+		}
+		if id.Valid {
+			products[int(id.Int64)] = product{price: price.Decimal, stock: int(stock.Int64)}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("check refused order: %w", err)
+	}
+	switch {
+	case !role.Valid:
+		return errTokenUserGone
+	case userID != callerID && !(Principal{Role: role.String}).IsAdmin():
+		return problem(http.StatusForbidden, "A customer may only order for itself.")
+	case !user.Valid:
+		return invalid("userId", "no such user")
+	}
+	lines := make([]domain.Line, len(items))
+	for i, it := range items {
+		p, ok := products[it.ProductID]
+		if !ok {
+			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
+		}
+		lines[i] = domain.Line{Price: p.price, Quantity: it.Quantity}
+	}
+	if _, err := domain.Total(lines); err != nil {
+		return invalid("items", err.Error())
+	}
+	for _, it := range items {
+		if p := products[it.ProductID]; p.stock < it.Quantity {
+			return fmt.Errorf("%w: product %d has %d left, %d requested", ErrInsufficientStock, it.ProductID, p.stock, it.Quantity)
+		}
+	}
+	return fmt.Errorf("%w: stock changed while ordering", ErrInsufficientStock)
+}
+
+// actorHeaders names the user who caused an event, for the audit trail.
+func actorHeaders(userID int) map[string]string {
+	return map[string]string{"actor-user-id": strconv.Itoa(userID)}
+}
+
+// pruneIdempotencyKeys deletes expired keys, at most once a minute per process.
+func (h *Handler) pruneIdempotencyKeys(ctx context.Context) {
+	now := h.now()
+	last := h.lastPrune.Load()
+	if now.UnixNano()-last < int64(time.Minute) || !h.lastPrune.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	if _, err := h.db.ExecContext(ctx,
+		`DELETE FROM idempotency_keys WHERE created_at <= $1`, now.Add(-idempotencyKeyTTL)); err != nil {
+		h.log.WarnContext(ctx, "prune idempotency keys", "err", err)
+	}
+}
