@@ -37,7 +37,7 @@ if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   exit 0
 fi
 if as_debian_root; then
-  echo "starting local postgres and rabbitmq (scripts/local-services.sh)" >&2
+  echo "starting local ${services[*]} (scripts/local-services.sh)" >&2
   exec scripts/local-services.sh
 fi
 missing=()
