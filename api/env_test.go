@@ -37,6 +37,19 @@ type env struct {
 
 var seq atomic.Int64
 
+// openDatabase gives the test a fresh database with the migrations applied, its
+// configuration, and a pool and client on it that close when the test ends.
+func openDatabase(t testing.TB) (*configuration.Config, *sql.DB, *ent.Client) {
+	t.Helper()
+	cfg := testenv.Config(t)
+	pool, err := db.Open(context.Background(), cfg.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	return cfg, pool, db.NewClient(pool)
+}
+
 // newEnv serves the API on a fresh database whose admin is cfg.Admin, with cheap password
 // hashing.
 func newEnv(t testing.TB) *env {
@@ -48,16 +61,10 @@ func newEnv(t testing.TB) *env {
 // hashed at the given bcrypt cost.
 func newEnvWith(t testing.TB, adjust func(*configuration.Config), cost int) *env {
 	t.Helper()
-	cfg := testenv.Config(t)
+	cfg, pool, client := openDatabase(t)
 	if adjust != nil {
 		adjust(cfg)
 	}
-	pool, err := db.Open(context.Background(), cfg.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close() })
-	client := db.NewClient(pool)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))

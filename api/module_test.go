@@ -85,13 +85,7 @@ func TestModuleStartsOnEmptyDatabase(t *testing.T) {
 // development value, and not otherwise.
 func TestPrepareWarnsOfShippedSecrets(t *testing.T) {
 	t.Parallel()
-	cfg := testenv.Config(t)
-	pool, err := db.Open(ctx, cfg.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	client := db.NewClient(pool)
+	cfg, pool, client := openDatabase(t)
 	prepare := func(jwtSecret, adminPassword string) string {
 		t.Helper()
 		cfg.Auth.JWTSecret, cfg.Admin.Password = jwtSecret, adminPassword
@@ -125,13 +119,7 @@ func TestPrepareWarnsOfShippedSecrets(t *testing.T) {
 
 func TestEnsureAdmin(t *testing.T) {
 	t.Parallel()
-	cfg := testenv.Config(t)
-	pool, err := db.Open(ctx, cfg.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	client := db.NewClient(pool)
+	_, pool, client := openDatabase(t)
 	admin := configuration.Admin{Name: "Root", Email: "Root@Example.COM", Password: "first-password"}
 
 	read := func() (id int, name, email, role, hash string) {
@@ -175,7 +163,7 @@ func TestEnsureAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin.Password, admin.Name = "third-password", "Root 3"
-	err = EnsureAdmin(ctx, client, admin, bcrypt.MinCost, discard())
+	err := EnsureAdmin(ctx, client, admin, bcrypt.MinCost, discard())
 	want := fmt.Sprintf("admin.email root@example.com belongs to user %d, who is not an admin", id)
 	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "set admin.email (ORDERFLOW_ADMIN_EMAIL) to an address no account uses") {
 		t.Errorf("EnsureAdmin with a customer's address: %v, want an error containing %q and the remedy", err, want)

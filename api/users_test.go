@@ -10,8 +10,6 @@ import (
 
 	"orderflow/api/oas"
 	"orderflow/configuration"
-	"orderflow/internal/testenv"
-	"orderflow/platform/db"
 )
 
 func TestUsers(t *testing.T) {
@@ -204,13 +202,7 @@ func TestUsers(t *testing.T) {
 // a display name), and writes no account for it.
 func TestEnsureAdminRefusesAnAddressNoAccountMayHave(t *testing.T) {
 	t.Parallel()
-	cfg := testenv.Config(t)
-	pool, err := db.Open(ctx, cfg.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	client := db.NewClient(pool)
+	_, _, client := openDatabase(t)
 	for _, addr := range []string{
 		"admin@exämple.com",
 		"ädmin@example.com",
