@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -361,9 +363,9 @@ func TestSystemDatabaseOutageLosesNothing(t *testing.T) {
 	sys := newSystem(t)
 	// The worker reaches the database through a proxy that the test cuts; the test itself
 	// connects directly.
-	px := startProxy(t, hostPort(sys.cfg.Database.Host, sys.cfg.Database.Port))
+	px := testutil.StartProxy(t, net.JoinHostPort(sys.cfg.Database.Host, strconv.Itoa(sys.cfg.Database.Port)))
 	direct := *sys.cfg
-	sys.cfg.Database.Host, sys.cfg.Database.Port = "127.0.0.1", px.port()
+	sys.cfg.Database.Host, sys.cfg.Database.Port = "127.0.0.1", px.Port()
 	w := sys.startWorker(3*time.Second, 1, nil)
 	defer w.stop()
 	sys.cfg = &direct
@@ -372,9 +374,9 @@ func TestSystemDatabaseOutageLosesNothing(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "every payment in flight", func() bool { return w.worker.PaymentsInFlight() == int64(len(ids)) })
 	// The database goes away while the payments run, for longer than the queue's delivery
 	// limit of requeues would last, and comes back.
-	px.cut()
+	px.Cut()
 	time.Sleep(time.Duration(bus.DefaultDeliveryLimit+2) * time.Second)
-	px.restore()
+	px.Restore()
 
 	o := sys.settle(ids, 60*time.Second)
 	mustEqual(t, "completed", o.completed, len(ids))

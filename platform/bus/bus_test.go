@@ -283,9 +283,9 @@ func TestStopWaitsForHandlers(t *testing.T) {
 func TestStopOnASilentBroker(t *testing.T) {
 	t.Parallel()
 	cfg := rabbitConfig(t)
-	proxy := startSilentProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	proxy := testutil.StartProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
 	direct := cfg
-	cfg.Port = proxy.port()
+	cfg.Port = proxy.Port()
 	c := NewConn(cfg, testLogger(), Options{Name: cfg.Exchange, Queues: testQueues()})
 	c.Start()
 	deleteAtCleanup(t, direct, c.Topology()) // not through the proxy, silent by then
@@ -305,7 +305,7 @@ func TestStopOnASilentBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
-	proxy.silence()
+	proxy.Silence()
 
 	stop, cancelStop := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancelStop()

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,73 +210,4 @@ func attr(rec slog.Record, key string) slog.Value {
 		return true
 	})
 	return v
-}
-
-// silentProxy forwards TCP connections to target until silence is called; from then on it
-// drops whatever either side sends and keeps the connections open, as a network partition
-// does: neither side sees an error until its heartbeats time out.
-type silentProxy struct {
-	ln     net.Listener
-	target string
-	silent atomic.Bool
-}
-
-// startSilentProxy forwards a local port to target until the test ends.
-func startSilentProxy(t *testing.T, target string) *silentProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &silentProxy{ln: ln, target: target}
-	var conns []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, up)
-			mu.Unlock()
-			go p.pipe(c, up)
-			go p.pipe(up, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return p
-}
-
-// port is the local port that forwards to the target.
-func (p *silentProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
-
-// silence stops forwarding, without closing anything.
-func (p *silentProxy) silence() { p.silent.Store(true) }
-
-func (p *silentProxy) pipe(from, to net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := from.Read(buf)
-		if n > 0 && !p.silent.Load() {
-			if _, werr := to.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }
