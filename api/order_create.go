@@ -72,6 +72,13 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 	}
 
 	o, err := h.storeOrder(ctx, callerID, userID, items, key, hash)
+	if key != "" && errors.Is(err, ErrInsufficientStock) {
+		// A concurrent request with the same key (the one this request retries) may have
+		// taken the stock: its order, not the shortage it caused, is the answer.
+		if o, rerr := h.replay(ctx, callerID, key, hash); o != nil || rerr != nil {
+			return created(o), rerr
+		}
+	}
 	if errors.Is(err, errIdempotencyConflict) {
 		o, err := h.replay(ctx, callerID, key, hash)
 		if o == nil && err == nil {

@@ -11,6 +11,7 @@ import (
 
 	"orderflow/api/oas"
 	"orderflow/events"
+	"orderflow/internal/testutil"
 )
 
 func items(pairs ...int) []oas.OrderItemInput {
@@ -399,4 +400,61 @@ func TestIdempotencyKey(t *testing.T) {
 		_, err := cust.CreateOrder(ctx, req, oas.CreateOrderParams{IdempotencyKey: oas.NewOptString(string(long))})
 		wantField(t, wantStatus(t, err, http.StatusBadRequest), "Idempotency-Key")
 	})
+}
+
+// TestIdempotentRetryTakesNoStockOfItsOwn sends a request and its retry (same key, same
+// body) at once, to two API instances, for the last units of a product: the retry must
+// answer with the first request's order, not with a 409 for the stock that order took.
+func TestIdempotentRetryTakesNoStockOfItsOwn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok, _ := e.customerToken()
+	clients := []*oas.Client{e.clientWith(tok), e.secondInstance(tok)}
+	pid := e.product("3.00", 2)
+	req := &oas.OrderCreate{Items: items(pid, 2)}
+	key := oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("last-units")}
+
+	// Both requests look their key up, find nothing, and wait for the product's row.
+	tx, err := e.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`SELECT FROM products WHERE id = $1 FOR UPDATE`, pid); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		res *oas.OrderHeaders
+		err error
+	}
+	results := make(chan result, len(clients))
+	for _, c := range clients {
+		go func() {
+			res, err := c.CreateOrder(ctx, req, key)
+			results <- result{res, err}
+		}()
+	}
+	testutil.Eventually(t, 10*time.Second, "both requests to wait for the product", func() bool {
+		var n int
+		if err := e.db.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == len(clients)
+	})
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+
+	ids := map[int]bool{}
+	for range clients {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("a request with the key got %v, want the order", r.err)
+		}
+		ids[r.res.Response.ID] = true
+	}
+	if len(ids) != 1 || e.stock(pid) != 0 {
+		t.Errorf("orders %v, stock %d; want one order and stock 0", ids, e.stock(pid))
+	}
 }
