@@ -56,6 +56,15 @@ func TestProtocol(t *testing.T) {
 		problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json",
 			`{"name":"x","price":"1.00","stock":1}`), http.StatusBadRequest)
 	})
+	for name, contentType := range map[string]string{"no content type": "", "malformed content type": "application/json; charset"} {
+		t.Run(name, func(t *testing.T) {
+			body := problemBody(t, e.do(http.MethodPost, "/api/products", tok, contentType,
+				`{"name":"x","price":1,"stock":1}`), http.StatusUnsupportedMediaType)
+			if detail, _ := body["detail"].(string); strings.Contains(detail, "CreateProduct") || strings.Contains(detail, "mime") {
+				t.Errorf("detail %q names the server's internals", detail)
+			}
+		})
+	}
 	t.Run("body over the limit", func(t *testing.T) {
 		big := `{"name":"x","price":1,"stock":1,"description":"` + strings.Repeat("a", int(e.cfg.HTTP.MaxBodyBytes)) + `"}`
 		problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json", big), http.StatusRequestEntityTooLarge)

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -163,8 +164,14 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		writeProblem(w, problemResponse(http.StatusBadRequest, "The request body is not valid JSON for this operation: "+bodyErr.Err.Error()+".", nil))
 		return
 	}
-	var ctErr *validate.InvalidContentTypeError
-	if errors.As(err, &ctErr) {
+	var (
+		ctErr  *validate.InvalidContentTypeError
+		reqErr *ogenerrors.DecodeRequestError
+	)
+	// A body without a media type, or with one that does not parse, fails before ogen
+	// compares it with application/json.
+	_, _, mediaErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if errors.As(err, &ctErr) || (errors.As(err, &reqErr) && mediaErr != nil) {
 		writeProblem(w, problemResponse(http.StatusUnsupportedMediaType, "The request body must be application/json.", nil))
 		return
 	}
