@@ -5,7 +5,9 @@ package configuration
 
 import (
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -47,7 +49,7 @@ func (d Database) DSN() string {
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(d.User, d.Password),
-		Host:     fmt.Sprintf("%s:%d", d.Host, d.Port),
+		Host:     net.JoinHostPort(d.Host, strconv.Itoa(d.Port)),
 		Path:     "/" + d.Name,
 		RawQuery: url.Values{"sslmode": {d.SSLMode}}.Encode(),
 	}

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // absent marks a file that a test directory leaves out.
@@ -618,5 +621,30 @@ func TestUnknownVariables(t *testing.T) {
 	err := unknownVariables(append(environ, "ORDERFLOW_ORDERS_PAYMENTDELAYY=1s"))
 	if err == nil || !strings.Contains(err.Error(), "ORDERFLOW_ORDERS_PAYMENTDELAYY: no such key") {
 		t.Fatalf("misspelt variable: err = %v", err)
+	}
+}
+
+// TestConnectionURLs parses the URLs of the database and the broker the way the drivers do:
+// every accepted host, name and virtual host must reach them as configured.
+func TestConnectionURLs(t *testing.T) {
+	for _, host := range []string{"localhost", "10.0.0.7", "::1"} {
+		t.Run(host, func(t *testing.T) {
+			d := Database{Host: host, Port: 6543, Name: "orders db", SSLMode: "disable", User: "app", Password: "p@ss:/w"}
+			pg, err := pgx.ParseConfig(d.DSN())
+			if err != nil {
+				t.Fatalf("database URL of host %q: %v", host, err)
+			}
+			if pg.Host != host || pg.Port != 6543 || pg.Database != "orders db" || pg.User != "app" || pg.Password != "p@ss:/w" {
+				t.Errorf("database URL of host %q reaches %s@%s:%d/%s", host, pg.User, pg.Host, pg.Port, pg.Database)
+			}
+			r := RabbitMQ{Host: host, Port: 5673, VHost: "/", User: "svc", Password: "p@ss:/w"}
+			uri, err := amqp.ParseURI(r.URL())
+			if err != nil {
+				t.Fatalf("broker URL of host %q: %v", host, err)
+			}
+			if uri.Host != host || uri.Port != 5673 {
+				t.Errorf("broker URL of host %q reaches %s:%d", host, uri.Host, uri.Port)
+			}
+		})
 	}
 }
