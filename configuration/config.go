@@ -72,15 +72,14 @@ type RabbitMQ struct {
 
 // URL returns the AMQP URL of the configured broker.
 func (r RabbitMQ) URL() string {
+	// The path is the virtual host's name, written with every "/" in it escaped ("/" is
+	// "/%2F"); Path holds it unescaped, as the client reads it back.
 	u := url.URL{
-		Scheme: "amqp",
-		User:   url.UserPassword(r.User, r.Password),
-		Host:   fmt.Sprintf("%s:%d", r.Host, r.Port),
-		Path:   "/" + url.PathEscape(r.VHost),
-	}
-	if r.VHost == "/" {
-		u.Path = "/"
-		u.RawPath = "/%2F"
+		Scheme:  "amqp",
+		User:    url.UserPassword(r.User, r.Password),
+		Host:    fmt.Sprintf("%s:%d", r.Host, r.Port),
+		Path:    "/" + r.VHost,
+		RawPath: "/" + url.PathEscape(r.VHost),
 	}
 	return u.String()
 }

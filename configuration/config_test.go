@@ -648,3 +648,19 @@ func TestConnectionURLs(t *testing.T) {
 		})
 	}
 }
+
+// TestBrokerURLVirtualHosts: the broker URL names the configured virtual host, whatever
+// characters its name holds.
+func TestBrokerURLVirtualHosts(t *testing.T) {
+	for _, vhost := range []string{"/", "orderflow", "/orderflow", "team/orders", "orders 2", "50%"} {
+		r := RabbitMQ{Host: "localhost", Port: 5672, VHost: vhost, User: "guest", Password: "guest"}
+		uri, err := amqp.ParseURI(r.URL())
+		if err != nil {
+			t.Errorf("broker URL of virtual host %q: %v", vhost, err)
+			continue
+		}
+		if uri.Vhost != vhost {
+			t.Errorf("broker URL %s of virtual host %q names %q", r.URL(), vhost, uri.Vhost)
+		}
+	}
+}
