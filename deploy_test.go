@@ -69,6 +69,22 @@ func TestComposeServices(t *testing.T) {
 	}
 }
 
+// TestComposePostgresHealthyOverTCP: on its first start the postgres image initialises the
+// data directory with a temporary server that listens on the Unix socket only, then restarts.
+// A healthcheck over the socket passes during that window, and the api (or the tests) would
+// then connect over TCP to a server that refuses them; over TCP it passes once the server that
+// stays is up.
+func TestComposePostgresHealthyOverTCP(t *testing.T) {
+	test := loadCompose(t).Services["postgres"].HealthCheck.Test
+	cmd := strings.Join(test[1:], " ")
+	if !strings.Contains(cmd, "pg_isready") {
+		t.Fatalf("postgres healthcheck = %q, want pg_isready", test)
+	}
+	if !regexp.MustCompile(`(-h|--host=?)\s*(127\.0\.0\.1|localhost)\b`).MatchString(cmd) {
+		t.Errorf("postgres healthcheck %q asks over the Unix socket, want -h 127.0.0.1 (TCP, as the processes connect)", cmd)
+	}
+}
+
 func TestComposeProcesses(t *testing.T) {
 	project := loadCompose(t)
 	processes := map[string]string{"api": "api", "worker": "worker", "cronjob": "cronjob"}
