@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -88,6 +89,11 @@ func TestComposePostgresHealthyOverTCP(t *testing.T) {
 func TestComposeProcesses(t *testing.T) {
 	project := loadCompose(t)
 	processes := map[string]string{"api": "api", "worker": "worker", "cronjob": "cronjob"}
+	cfg, err := configuration.LoadWithEnv("configuration", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	shutdown := cfg.HTTP.ShutdownTimeout.D()
 	var image string
 	for name, command := range processes {
 		svc := project.Services[name]
@@ -116,6 +122,11 @@ func TestComposeProcesses(t *testing.T) {
 				if len(svc.Ports) != 0 {
 					t.Errorf("publishes ports %v, which breaks --scale", svc.Ports)
 				}
+			}
+			// Compose kills a container 10 s after SIGTERM unless told otherwise; the process
+			// lets its work finish for up to http.shutdownTimeout, then closes its connections.
+			if grace := svc.StopGracePeriod; grace == nil || time.Duration(*grace) <= shutdown {
+				t.Errorf("stop_grace_period = %v, want more than http.shutdownTimeout (%v), so that a stop is not cut short", grace, shutdown)
 			}
 			if got := svc.HealthCheck.Test; !slices.Equal(got, []string{"CMD", "orderflow", "health"}) {
 				t.Errorf("healthcheck = %v", got)
