@@ -77,7 +77,7 @@ func (r RabbitMQ) URL() string {
 	u := url.URL{
 		Scheme:  "amqp",
 		User:    url.UserPassword(r.User, r.Password),
-		Host:    fmt.Sprintf("%s:%d", r.Host, r.Port),
+		Host:    net.JoinHostPort(r.Host, strconv.Itoa(r.Port)),
 		Path:    "/" + r.VHost,
 		RawPath: "/" + url.PathEscape(r.VHost),
 	}
