@@ -349,6 +349,8 @@ func TestValidate(t *testing.T) {
 		{"pprof address without port", func(c *Config) { c.HTTP.PprofAddress = "localhost" },
 			`configuration: http.pprofAddress: must be host:port such as ":8080" or "127.0.0.1:8080", got "localhost"`},
 		{"empty exchange", func(c *Config) { c.RabbitMQ.Exchange = "" }, "configuration: rabbitmq.exchange: must not be empty"},
+		{"reserved exchange", func(c *Config) { c.RabbitMQ.Exchange = "amq.orders" },
+			`configuration: rabbitmq.exchange: must not start with "amq.", which RabbitMQ reserves for its own exchanges and queues, got "amq.orders"`},
 		{"empty rabbitmq host", func(c *Config) { c.RabbitMQ.Host = "" }, "configuration: rabbitmq.host: must not be empty"},
 		{"empty database host", func(c *Config) { c.Database.Host = " " }, "configuration: database.host: must not be empty"},
 		{"empty database name", func(c *Config) { c.Database.Name = "" }, "configuration: database.name: must not be empty"},

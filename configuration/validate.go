@@ -54,6 +54,11 @@ func (c *Config) Validate() error {
 	v.port("rabbitmq.port", c.RabbitMQ.Port)
 	v.nonEmpty("rabbitmq.vhost", c.RabbitMQ.VHost)
 	v.nonEmpty("rabbitmq.exchange", c.RabbitMQ.Exchange)
+	// The queues are named after the exchange, and RabbitMQ refuses to declare either with
+	// this prefix.
+	if strings.HasPrefix(c.RabbitMQ.Exchange, "amq.") {
+		v.add("rabbitmq.exchange", "must not start with \"amq.\", which RabbitMQ reserves for its own exchanges and queues, got %q", c.RabbitMQ.Exchange)
+	}
 	if p := c.RabbitMQ.Prefetch; p < 1 || p > maxPrefetch {
 		v.add("rabbitmq.prefetch", "must be between 1 and %d, got %d", maxPrefetch, p)
 	}
