@@ -7,9 +7,10 @@ set -euo pipefail
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
-if ! command -v pg_ctlcluster >/dev/null || ! command -v rabbitmq-server >/dev/null; then
+# pgrep (procps) finds the running broker below; a minimal Debian image lacks it.
+if ! command -v pg_ctlcluster >/dev/null || ! command -v rabbitmq-server >/dev/null || ! command -v pgrep >/dev/null; then
   apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql rabbitmq-server
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql rabbitmq-server procps
 fi
 
 if ! pg_up; then
