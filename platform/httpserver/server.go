@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/fx"
@@ -137,24 +139,58 @@ func newRequestID() string {
 
 // Observe counts every request in the HTTP metrics and logs one line per request, with its
 // request id, once it is answered: probes (/healthz, /readyz, /metrics) at debug level,
-// everything else at info.
+// everything else at info. A handler that panics is logged with its stack, as an error, and
+// counted with status 500: its request is answered with a 500 problem, or, when the answer
+// had begun, its connection is dropped, so that the client does not take a cut answer for
+// a whole one.
 func Observe(l *slog.Logger, m *metrics.HTTP, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		r, done := m.Track(r)
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		next.ServeHTTP(sw, r)
-		done(sw.code)
-		level := slog.LevelInfo
-		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics":
-			level = slog.LevelDebug
+		finish := func() {
+			done(sw.code)
+			level := slog.LevelInfo
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
+				level = slog.LevelDebug
+			}
+			l.Log(r.Context(), level, "http request",
+				"method", r.Method, "path", r.URL.Path, "status", sw.code,
+				"duration_ms", float64(time.Since(start).Microseconds())/1000, "bytes", sw.bytes)
 		}
-		l.Log(r.Context(), level, "http request",
-			"method", r.Method, "path", r.URL.Path, "status", sw.code,
-			"duration_ms", float64(time.Since(start).Microseconds())/1000, "bytes", sw.bytes)
+		defer func() {
+			v := recover()
+			switch {
+			case v == nil:
+				finish()
+			case v == http.ErrAbortHandler:
+				// The handler's own way to drop the connection, which net/http does quietly.
+				finish()
+				panic(v)
+			default:
+				l.ErrorContext(r.Context(), "http handler panicked", "method", r.Method, "path", r.URL.Path,
+					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				answered := sw.wroteHeader
+				if !answered {
+					sw.Header().Set("Content-Type", "application/problem+json")
+					sw.WriteHeader(http.StatusInternalServerError)
+					_, _ = io.WriteString(sw, panicProblem)
+				}
+				sw.code = http.StatusInternalServerError
+				finish()
+				if answered {
+					panic(http.ErrAbortHandler)
+				}
+			}
+		}()
+		next.ServeHTTP(sw, r)
 	})
 }
+
+// panicProblem answers a request whose handler panicked: the same problem as the API's other
+// unexpected errors.
+const panicProblem = `{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"An unexpected error occurred."}`
 
 type statusWriter struct {
 	http.ResponseWriter

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
@@ -270,5 +271,56 @@ func TestPprofOnlyOnItsOwnAddress(t *testing.T) {
 	err = app.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "http.pprofAddress") {
 		t.Fatalf("start with a used pprof port: err = %v, want one naming http.pprofAddress", err)
+	}
+}
+
+func TestPanickingHandlerIsAnswered(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := log.New(&buf, configuration.Log{Level: "info", Format: "json"}, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := metrics.NewHTTP(reg)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /before", func(http.ResponseWriter, *http.Request) { panic("no answer yet") })
+	mux.HandleFunc("GET /after", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = io.WriteString(w, "the first part")
+		_ = http.NewResponseController(w).Flush()
+		panic("answer begun")
+	})
+	srv := httptest.NewServer(httpserver.Observe(l, m, mux))
+	defer srv.Close()
+
+	status, body := get(t, srv.URL+"/before")
+	if status != http.StatusInternalServerError || !strings.Contains(body, `"detail":"An unexpected error occurred."`) {
+		t.Errorf("a handler that panicked before answering: %d %s, want 500 and a problem", status, body)
+	}
+	for _, want := range []string{`"msg":"http handler panicked"`, `"panic":"no answer yet"`, `"stack":"goroutine `, `"msg":"http request"`, `"status":500`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, buf.String())
+		}
+	}
+
+	resp, err := http.Get(srv.URL + "/after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Error("a handler that panicked after its answer began: the client read a whole answer, want the connection dropped")
+	}
+
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		`orderflow_http_requests_total{code="500",method="GET",route="GET /before"} 1`,
+		`orderflow_http_requests_total{code="500",method="GET",route="GET /after"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
