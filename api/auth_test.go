@@ -40,6 +40,10 @@ func TestLogin(t *testing.T) {
 		_, err := anon.Login(ctx, &oas.LoginRequest{Email: "a@example.com", Password: "12345"})
 		wantField(t, wantStatus(t, err, http.StatusBadRequest), "password")
 	})
+	t.Run("password longer than any account's", func(t *testing.T) {
+		_, err := anon.Login(ctx, &oas.LoginRequest{Email: e.cfg.Admin.Email, Password: e.cfg.Admin.Password + strings.Repeat("x", 73)})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "password")
+	})
 	t.Run("unknown e-mail and wrong password answer alike", func(t *testing.T) {
 		_, err1 := anon.Login(ctx, &oas.LoginRequest{Email: "nobody@example.com", Password: e.cfg.Admin.Password})
 		p1 := wantStatus(t, err1, http.StatusUnauthorized)

@@ -96,10 +96,11 @@ type Handler interface {
 	ListUsers(ctx context.Context, params ListUsersParams) (*ListUsersOKHeaders, error)
 	// Login implements login operation.
 	//
-	// 400 for a malformed e-mail address or a password shorter than 6 characters; 401, with the same body,
-	// for an unknown address or a wrong password. Failed logins are limited per e-mail address and per
-	// client address (`auth.loginAttemptsPerMinute`, `auth.loginAttemptsPerAddressPerMinute`): over the
-	// limit, 429 with `Retry-After` (seconds), whether or not the address belongs to an account.
+	// 400 for a malformed e-mail address, or a password shorter than 6 characters or longer than 72 bytes,
+	// which no account can have; 401, with the same body, for an unknown address or a wrong password.
+	// Failed logins are limited per e-mail address and per client address (`auth.loginAttemptsPerMinute`,
+	// `auth.loginAttemptsPerAddressPerMinute`): over the limit, 429 with `Retry-After` (seconds), whether
+	// or not the address belongs to an account.
 	//
 	// POST /api/auth/login
 	Login(ctx context.Context, req *LoginRequest) (*LoginResponse, error)
