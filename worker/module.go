@@ -38,8 +38,8 @@ func NewFromConfig(cfg *configuration.Config, client *ent.Client, log *slog.Logg
 	})
 }
 
-// RegisterConsumers starts the worker's consumers with the app and stops them, before the
-// connection closes, when the app stops. The OrderCreated consumer's prefetch is
+// RegisterConsumers starts the worker's consumers with the app and stops them together,
+// before the connection closes, when the app stops. The OrderCreated consumer's prefetch is
 // Options.MaxPaymentsInFlight; the other two use rabbitmq.prefetch.
 func RegisterConsumers(lc fx.Lifecycle, cfg *configuration.Config, conn *bus.Conn, w *Worker) {
 	consumers := []*bus.Consumer{
@@ -47,12 +47,15 @@ func RegisterConsumers(lc fx.Lifecycle, cfg *configuration.Config, conn *bus.Con
 		bus.NewConsumer(conn, bus.ConsumerOrderCompleted, cfg.RabbitMQ.Prefetch, w.consume),
 		bus.NewConsumer(conn, bus.ConsumerOrderExpired, cfg.RabbitMQ.Prefetch, w.consume),
 	}
-	for _, c := range consumers {
-		lc.Append(fx.Hook{
-			OnStart: func(context.Context) error { c.Start(); return nil },
-			OnStop:  c.Stop,
-		})
-	}
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			for _, c := range consumers {
+				c.Start()
+			}
+			return nil
+		},
+		OnStop: func(ctx context.Context) error { return bus.StopConsumers(ctx, consumers...) },
+	})
 }
 
 // consume is the bus handler of every queue.

@@ -75,6 +75,12 @@ type workerApp struct {
 // default).
 func (s *system) startWorker(delay time.Duration, probability float64, random worker.RandomSource) *workerApp {
 	s.t.Helper()
+	return s.startWorkerWith(worker.Options{PaymentDelay: delay, CompletionProbability: probability, Random: random})
+}
+
+// startWorkerWith starts a worker process as startWorker does, with the given options.
+func (s *system) startWorkerWith(opts worker.Options) *workerApp {
+	s.t.Helper()
 	w := &workerApp{reg: prometheus.NewRegistry()}
 	w.app = fxtest.New(s.t,
 		fx.NopLogger,
@@ -89,11 +95,7 @@ func (s *system) startWorker(delay time.Duration, probability float64, random wo
 		})),
 		worker.Module,
 		fx.Decorate(func(client *ent.Client, log *slog.Logger) *worker.Worker {
-			return worker.New(client, log, worker.Options{
-				PaymentDelay:          delay,
-				CompletionProbability: probability,
-				Random:                random,
-			})
+			return worker.New(client, log, opts)
 		}),
 		fx.Populate(&w.worker, &w.conn, &w.pool),
 	)
@@ -356,6 +358,73 @@ func TestSystemGracefulStopFinishesPaymentsInFlight(t *testing.T) {
 	mustEqual(t, "completed", o.completed, len(ids))
 	mustEqual(t, "e-mail log lines", o.emailLines, len(ids))
 	mustEqual(t, "payments resumed", len(sys.logs.lines(t, msgResumed)), 0)
+}
+
+// heldMailer holds every e-mail until release is closed, telling sending when one waits.
+type heldMailer struct {
+	sending chan struct{}
+	release chan struct{}
+}
+
+func (m *heldMailer) Send(context.Context, worker.Email) error {
+	select {
+	case m.sending <- struct{}{}:
+	default:
+	}
+	<-m.release
+	return nil
+}
+
+// TestSystemStopTakesNoNewDeliveries: a stopping worker stops taking deliveries on every
+// queue at once, so that while it waits for a handler of one queue (here an e-mail being
+// sent), it begins no payment of an order written meanwhile.
+func TestSystemStopTakesNoNewDeliveries(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	mail := &heldMailer{sending: make(chan struct{}, 1), release: make(chan struct{})}
+	w := sys.startWorkerWith(worker.Options{PaymentDelay: 10 * time.Millisecond, CompletionProbability: 1, Mailer: mail})
+	first := sys.store.newOrders(t, 1)
+	select {
+	case <-mail.sending:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the completion e-mail of the first order was never sent")
+	}
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- w.app.Stop(ctx)
+	}()
+	ch := testenv.AdminChannel(t, sys.cfg.RabbitMQ)
+	consumers := func(consumer string) int {
+		q, err := ch.QueueDeclarePassive(sys.cfg.RabbitMQ.Exchange+"."+consumer,
+			true,  // durable
+			false, // auto-delete
+			false, // exclusive
+			false, // no-wait
+			nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q.Consumers
+	}
+	testutil.Eventually(t, 5*time.Second, "the stop to begin", func() bool { return consumers(bus.ConsumerOrderExpired) == 0 })
+	// The relay still runs, and publishes the order's event.
+	second := sys.store.newOrders(t, 1)
+	testutil.Eventually(t, 5*time.Second, "the second order's event to be published", func() bool { return unpublished(t, sys.store.client) == 0 })
+	time.Sleep(500 * time.Millisecond)
+	statusDuringStop := sys.store.status(t, second[0])
+	createdConsumers := consumers(bus.ConsumerOrderCreated)
+	close(mail.release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if statusDuringStop != order.StatusPending || createdConsumers != 0 {
+		t.Errorf("while the worker stopped: order written meanwhile %s, order-created consumers %d; want pending and 0",
+			statusDuringStop, createdConsumers)
+	}
+	mustEqual(t, "status of the first order", sys.store.status(t, first[0]), order.StatusCompleted)
 }
 
 func TestSystemDatabaseOutageLosesNothing(t *testing.T) {

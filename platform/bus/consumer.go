@@ -147,6 +147,19 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	}
 }
 
+// StopConsumers stops cs together, each as Stop does: none of them goes on taking deliveries
+// while another waits for its handlers, and all share the deadline of ctx instead of using it
+// up in turn.
+func StopConsumers(ctx context.Context, cs ...*Consumer) error {
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() { errs[i] = c.Stop(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // run subscribes on a channel of its own and hands deliveries to handlers, resubscribing on a
 // new channel after a drop, until Stop.
 func (c *Consumer) run(index, prefetch int) {

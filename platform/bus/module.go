@@ -17,8 +17,8 @@ import (
 // Module provides the process's *Conn, for its consumers, and its *Publisher, on a
 // connection of its own (each declares the topology of every system queue whenever it
 // connects), adds the broker to /readyz, and runs the consumers that the process module
-// contributes to the "bus.consumers" group with AsConsumer. Consumers stop before their
-// connection closes.
+// contributes to the "bus.consumers" group with AsConsumer. Consumers stop together, before
+// their connection closes.
 var Module = fx.Module("bus",
 	fx.Provide(ProvideConn, ProvidePublisher, health.AsCheck(BrokerCheck)),
 	fx.Invoke(fx.Annotate(startConsumers, fx.ParamTags(``, ``, ``, `group:"bus.consumers"`))),
@@ -105,11 +105,17 @@ func BrokerCheck(c *Conn, pub *Publisher) health.Check {
 }
 
 func startConsumers(lc fx.Lifecycle, cfg *configuration.Config, c *Conn, regs []Registration) {
-	for _, r := range regs {
-		consumer := NewConsumer(c, r.Consumer, cfg.RabbitMQ.Prefetch, r.Handler)
-		lc.Append(fx.Hook{
-			OnStart: func(context.Context) error { consumer.Start(); return nil },
-			OnStop:  consumer.Stop,
-		})
+	consumers := make([]*Consumer, len(regs))
+	for i, r := range regs {
+		consumers[i] = NewConsumer(c, r.Consumer, cfg.RabbitMQ.Prefetch, r.Handler)
 	}
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			for _, consumer := range consumers {
+				consumer.Start()
+			}
+			return nil
+		},
+		OnStop: func(ctx context.Context) error { return StopConsumers(ctx, consumers...) },
+	})
 }
