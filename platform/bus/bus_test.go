@@ -323,6 +323,28 @@ func TestStopOnASilentBroker(t *testing.T) {
 	}
 }
 
+// TestCloseWhileConnectingToASilentBroker: Close keeps to closeTimeout while a connection
+// attempt waits for a broker that stopped answering, instead of waiting for the attempt's
+// own timeouts.
+func TestCloseWhileConnectingToASilentBroker(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	proxy := testutil.StartProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	proxy.Silence()
+	cfg.Port = proxy.Port()
+	c := NewConn(cfg, testLogger(), Options{Name: cfg.Exchange, Queues: testQueues()})
+	c.Start()
+	time.Sleep(200 * time.Millisecond) // the attempt is waiting for the broker's answer
+	begin := time.Now()
+	_ = c.Close()
+	if took := time.Since(begin); took > closeTimeout+time.Second {
+		t.Errorf("Close took %v while connecting to a silent broker, want at most closeTimeout (%v)", took, closeTimeout)
+	}
+	if err := c.Check(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Check after Close = %v, want ErrClosed", err)
+	}
+}
+
 // TestConsumerConcurrency: with prefetch N, N slow handlers run at once, and no more.
 func TestConsumerConcurrency(t *testing.T) {
 	t.Parallel()

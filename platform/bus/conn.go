@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,9 @@ const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 5 * time.Second
 )
+
+// dialTimeout bounds opening the TCP connection, and then the AMQP handshake on it.
+const dialTimeout = 5 * time.Second
 
 // closeTimeout bounds the closing handshake. A broker that stopped answering without
 // closing the connection (a network partition) would otherwise hold Close until the
@@ -217,6 +221,13 @@ func (c *Conn) run() {
 	for attempt := 1; ; attempt++ {
 		conn, err := c.dial()
 		if err != nil {
+			select {
+			case <-c.closing:
+				// Close interrupted the attempt.
+				c.set(nil, ErrClosed)
+				return
+			default:
+			}
 			c.set(nil, err)
 			var topoErr *topologyError
 			if errors.As(err, &topoErr) {
@@ -284,19 +295,48 @@ func (c *Conn) watch(conn *amqp.Connection, closed <-chan *amqp.Error, blocked <
 	}
 }
 
-// dial opens a connection and declares the topology on it.
+// dial opens a connection and declares the topology on it. Close interrupts it by closing
+// the socket: a broker that stopped answering would otherwise hold the handshake until
+// dialTimeout, and a declaration until the heartbeats time out.
 func (c *Conn) dial() (*amqp.Connection, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stopAbort := func() bool { return true }
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(c.name)
 	conn, err := amqp.DialConfig(c.url, amqp.Config{
 		Properties: props,
 		Heartbeat:  10 * time.Second,
-		Dial:       amqp.DefaultDial(5 * time.Second),
+		Dial: func(network, addr string) (net.Conn, error) {
+			sock, err := (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// As amqp.DefaultDial does: heartbeats start after the handshake, so that a
+			// broker that does not answer it must not stall the attempt forever.
+			if err := sock.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+				_ = sock.Close()
+				return nil, err
+			}
+			stopAbort = context.AfterFunc(ctx, func() { _ = sock.Close() })
+			return sock, nil
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	if err := c.topology.declare(conn); err != nil {
+	err = c.topology.declare(conn)
+	if !stopAbort() && err == nil {
+		err = ErrClosed // Close came after the declarations, and closed the socket
+	}
+	if err != nil {
 		_ = conn.Close()
 		var amqpErr *amqp.Error
 		// A soft (channel) exception from the server is the broker refusing the declaration
