@@ -185,6 +185,43 @@ func TestPublishWaitIsBoundedByContext(t *testing.T) {
 	}
 }
 
+// TestPublishOnASilentBrokerIsBoundedByContext: a publish whose confirm a broker that stopped
+// answering never sends returns when its context ends, instead of waiting for the
+// heartbeats to time out while it closes its channel.
+func TestPublishOnASilentBrokerIsBoundedByContext(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	proxy := testutil.StartProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	direct := cfg
+	cfg.Port = proxy.Port()
+	c := NewConn(cfg, testLogger(), Options{Name: cfg.Exchange, Queues: testQueues()})
+	c.Start()
+	deleteAtCleanup(t, direct, c.Topology()) // not through the proxy, silent by then
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := NewPublisher(c)
+	if err := p.Publish(ctx, message(testKey, 1)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Silence()
+
+	// The first publish waits for its confirm; the second for a new channel, since the first
+	// gave its own up.
+	for i := 2; i <= 3; i++ {
+		pctx, cancelPublish := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		begin := time.Now()
+		err := p.Publish(pctx, message(testKey, i))
+		cancelPublish()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("publish %d on a silent broker: %v, want a deadline error", i, err)
+		}
+		if took := time.Since(begin); took > 2*time.Second {
+			t.Errorf("publish %d took %v on a silent broker, past its 500ms deadline", i, took)
+		}
+	}
+}
+
 func TestConsumeAcksAndStops(t *testing.T) {
 	t.Parallel()
 	cfg := rabbitConfig(t)

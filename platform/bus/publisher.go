@@ -168,7 +168,8 @@ func publishing(m Message) amqp.Publishing {
 	}
 }
 
-// acquire returns an idle open channel or opens a new one (waiting for the connection).
+// acquire returns an idle open channel or opens a new one (waiting for the connection),
+// within ctx.
 func (p *Publisher) acquire(ctx context.Context) (*pubChannel, error) {
 	p.mu.Lock()
 	for len(p.idle) > 0 {
@@ -181,6 +182,36 @@ func (p *Publisher) acquire(ctx context.Context) (*pubChannel, error) {
 		pc.close()
 	}
 	p.mu.Unlock()
+	// Opening a channel waits for the broker's answers, which a broker that stopped
+	// answering holds until the heartbeats time out: give up on it when ctx ends, and close
+	// the channel if it opens after all.
+	type result struct {
+		pc  *pubChannel
+		err error
+	}
+	opened := make(chan result, 1)
+	go func() {
+		pc, err := p.open(ctx)
+		opened <- result{pc, err}
+	}()
+	select {
+	case r := <-opened:
+		return r.pc, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-opened; r.pc != nil {
+				r.pc.close()
+			}
+		}()
+		if err := p.conn.Check(ctx); err != nil {
+			return nil, fmt.Errorf("wait for rabbitmq: %w (%v)", ctx.Err(), err)
+		}
+		return nil, fmt.Errorf("open channel: the broker does not answer: %w", ctx.Err())
+	}
+}
+
+// open opens a new confirming channel, waiting for the connection until ctx ends.
+func (p *Publisher) open(ctx context.Context) (*pubChannel, error) {
 	ch, err := p.conn.channel(ctx)
 	if err != nil {
 		return nil, err
@@ -193,10 +224,11 @@ func (p *Publisher) acquire(ctx context.Context) (*pubChannel, error) {
 }
 
 // release keeps a channel for reuse, or closes it after a failure: its confirms and returns
-// may be out of step with the next batch.
+// may be out of step with the next batch. The close goes on in the background: a broker that
+// stopped answering would hold it, and the caller, until the heartbeats time out.
 func (p *Publisher) release(pc *pubChannel, healthy bool) {
 	if !healthy || pc.ch.IsClosed() {
-		pc.close()
+		go pc.close()
 		return
 	}
 	p.mu.Lock()
