@@ -185,11 +185,10 @@ func TestPublishWaitIsBoundedByContext(t *testing.T) {
 	}
 }
 
-// TestPublishOnASilentBrokerIsBoundedByContext: a publish whose confirm a broker that stopped
-// answering never sends returns when its context ends, instead of waiting for the
-// heartbeats to time out while it closes its channel.
-func TestPublishOnASilentBrokerIsBoundedByContext(t *testing.T) {
-	t.Parallel()
+// connThroughProxy starts a connection to the test broker through a proxy that the test can
+// silence, and deletes its topology at the end of the test, directly.
+func connThroughProxy(t *testing.T) (*Conn, *testutil.Proxy) {
+	t.Helper()
 	cfg := rabbitConfig(t)
 	proxy := testutil.StartProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
 	direct := cfg
@@ -197,6 +196,15 @@ func TestPublishOnASilentBrokerIsBoundedByContext(t *testing.T) {
 	c := NewConn(cfg, testLogger(), Options{Name: cfg.Exchange, Queues: testQueues()})
 	c.Start()
 	deleteAtCleanup(t, direct, c.Topology()) // not through the proxy, silent by then
+	return c, proxy
+}
+
+// TestPublishOnASilentBrokerIsBoundedByContext: a publish whose confirm a broker that stopped
+// answering never sends returns when its context ends, instead of waiting for the
+// heartbeats to time out while it closes its channel.
+func TestPublishOnASilentBrokerIsBoundedByContext(t *testing.T) {
+	t.Parallel()
+	c, proxy := connThroughProxy(t)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -319,13 +327,7 @@ func TestStopWaitsForHandlers(t *testing.T) {
 // of waiting 30 s for the heartbeats to time out.
 func TestStopOnASilentBroker(t *testing.T) {
 	t.Parallel()
-	cfg := rabbitConfig(t)
-	proxy := testutil.StartProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
-	direct := cfg
-	cfg.Port = proxy.Port()
-	c := NewConn(cfg, testLogger(), Options{Name: cfg.Exchange, Queues: testQueues()})
-	c.Start()
-	deleteAtCleanup(t, direct, c.Topology()) // not through the proxy, silent by then
+	c, proxy := connThroughProxy(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.WaitReady(ctx); err != nil {
