@@ -37,6 +37,11 @@ func TestProtocol(t *testing.T) {
 	t.Run("unknown route", func(t *testing.T) {
 		problemBody(t, e.do(http.MethodGet, "/api/nothing-here", tok, "", ""), http.StatusNotFound)
 	})
+	for _, path := range []string{"/api/products/", "/api/users/", "/api/orders/"} {
+		t.Run("no id after "+path, func(t *testing.T) {
+			problemBody(t, e.do(http.MethodGet, path, tok, "", ""), http.StatusNotFound)
+		})
+	}
 	t.Run("method not allowed", func(t *testing.T) {
 		res := e.do(http.MethodPatch, "/api/products", tok, "", "")
 		problemBody(t, res, http.StatusMethodNotAllowed)

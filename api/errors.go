@@ -14,6 +14,7 @@ import (
 	"github.com/go-faster/jx"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/ogen-go/ogen/ogenerrors"
+	"github.com/ogen-go/ogen/openapi"
 	"github.com/ogen-go/ogen/validate"
 
 	"orderflow/api/oas"
@@ -151,6 +152,10 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		return
 	case errors.Is(err, validate.ErrBodyRequired):
 		writeProblem(w, problemResponse(http.StatusBadRequest, "A request body is required.", nil))
+		return
+	case errors.As(err, &paramErr) && paramErr.In == openapi.LocationPath && errors.Is(paramErr.Err, validate.ErrFieldRequired):
+		// A path that ends where its id should be ("/api/orders/") names no resource.
+		writeProblem(w, problemResponse(http.StatusNotFound, "The resource does not exist.", nil))
 		return
 	case errors.As(err, &paramErr):
 		writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.",
