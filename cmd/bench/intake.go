@@ -253,6 +253,62 @@ func (in *intakeRun) measure(run func() (phase, error)) (phase, error) {
 	return p, err
 }
 
+// level runs one level of the closed loops with clients: after VACUUM, the API, pgbench with
+// the API's statement and pgbench with the plain transaction take two turns of half a phase,
+// the second round in reverse order, so that a change in the machine's speed (other work on
+// the host) weighs on all three alike. pgbench runs only while refs; it returns the merged
+// phases, and whether pgbench still runs (it stops when the server refuses its
+// connections; its phases are then zero).
+func (in *intakeRun) level(ctx context.Context, clients int, refs bool) (a, pg, pl phase, stillRefs bool, err error) {
+	r := in.r
+	if _, err := vacuum(ctx, in.e, in.e.dbName, in.refDB); err != nil {
+		return a, pg, pl, refs, err
+	}
+	var as, pgs, plains []phase
+	for round := range 2 {
+		turns := []string{"api", "pgbench", "plain"}
+		if round == 1 {
+			slices.Reverse(turns)
+		}
+		for _, turn := range turns {
+			if turn == "api" {
+				p, _ := in.measure(func() (phase, error) { return closedLoop(ctx, clients, r.size.phase/2, in.post), nil })
+				in.posted += p.Done
+				if p.Errors > 0 {
+					return a, pg, pl, refs, fmt.Errorf("%d clients: %d failed orders, first: %s", clients, p.Errors, p.FirstError)
+				}
+				as = append(as, p)
+				continue
+			}
+			if !refs {
+				continue
+			}
+			file := in.script
+			if turn == "plain" {
+				file = in.plain
+			}
+			p, err := in.measure(func() (phase, error) { return pgbench(ctx, in.refDB, file, in.cat, clients, r.size.phase/2) })
+			if errors.Is(err, errTooManyClients) {
+				in.res.setup("pgbench stopped before %d clients: %v; the API rises alone from there", clients, err)
+				refs = false
+				continue
+			}
+			if err != nil {
+				return a, pg, pl, refs, err
+			}
+			if turn == "plain" {
+				plains = append(plains, p)
+			} else {
+				pgs = append(pgs, p)
+			}
+		}
+	}
+	if refs {
+		pg, pl = merge(pgs), merge(plains)
+	}
+	return merge(as), pg, pl, refs, nil
+}
+
 // ladder runs the closed loops at rising concurrency until neither the API nor pgbench
 // grows, and returns the peaks of the API and of pgbench with the API's statement.
 func (in *intakeRun) ladder(ctx context.Context) (apiPeak, pgPeak phase, err error) {
@@ -275,59 +331,17 @@ func (in *intakeRun) ladder(ctx context.Context) (apiPeak, pgPeak phase, err err
 	// connections to PostgreSQL do not grow with its clients.
 	refs := true
 	for _, c := range r.size.levels {
-		if _, err := vacuum(ctx, in.e, in.e.dbName, in.refDB); err != nil {
+		var a, pg, pl phase
+		a, pg, pl, refs, err = in.level(ctx, c, refs)
+		if err != nil {
 			return apiPeak, pgPeak, err
 		}
-		// Two rounds of half a phase each, the second in reverse order, so that a change in
-		// the machine's speed (other work on the host) weighs on all three alike.
-		var as, pgs, plains []phase
-		for round := range 2 {
-			turns := []string{"api", "pgbench", "plain"}
-			if round == 1 {
-				slices.Reverse(turns)
-			}
-			for _, turn := range turns {
-				if turn == "api" {
-					a, _ := in.measure(func() (phase, error) { return closedLoop(ctx, c, r.size.phase/2, in.post), nil })
-					in.posted += a.Done
-					if a.Errors > 0 {
-						return apiPeak, pgPeak, fmt.Errorf("%d clients: %d failed orders, first: %s", c, a.Errors, a.FirstError)
-					}
-					as = append(as, a)
-					continue
-				}
-				if !refs {
-					continue
-				}
-				file := in.script
-				if turn == "plain" {
-					file = in.plain
-				}
-				pg, err := in.measure(func() (phase, error) { return pgbench(ctx, in.refDB, file, in.cat, c, r.size.phase/2) })
-				if errors.Is(err, errTooManyClients) {
-					res.setup("pgbench stopped before %d clients: %v; the API rises alone from there", c, err)
-					refs = false
-					continue
-				}
-				if err != nil {
-					return apiPeak, pgPeak, err
-				}
-				if turn == "plain" {
-					plains = append(plains, pg)
-				} else {
-					pgs = append(pgs, pg)
-				}
-			}
-		}
 		// The API's columns, then the references' or, once pgbench has stopped, dashes.
-		a := merge(as)
 		row := []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99)}
 		data := map[string]any{"clients": c, "api": a}
 		cpuRow := append([]string{strconv.Itoa(c)}, apiCPUCells(a.CPU)...)
 		cpuData := map[string]any{"clients": c, "api": a.CPU}
-		var pg, pl phase
 		if refs {
-			pg, pl = merge(pgs), merge(plains)
 			ratio, plainRatio := a.Throughput/pg.Throughput, a.Throughput/pl.Throughput
 			row = append(row, num(pg.Throughput), num(pg.P50), fmt.Sprintf("%.0f%%", 100*ratio),
 				num(pl.Throughput), num(pl.P50), fmt.Sprintf("%.0f%%", 100*plainRatio))
