@@ -320,6 +320,35 @@ func TestStopWaitsForHandlers(t *testing.T) {
 	if aborted.Load() != 1 {
 		t.Error("the handler's context was not cancelled")
 	}
+
+	// A deadline that has passed before Stop: the handlers (of message 3, and of message 2
+	// again, which the stop above requeued) are cancelled and waited for all the same.
+	var running atomic.Int64
+	cons = NewConsumer(c, "c", 10, func(ctx context.Context, d Delivery) error {
+		running.Add(1)
+		defer running.Add(-1)
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		time.Sleep(100 * time.Millisecond) // a handler's cleanup after its context ends
+		return ctx.Err()
+	})
+	cons.Start()
+	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 3)); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	past, cancelPast := context.WithCancel(context.Background())
+	cancelPast()
+	err := cons.Stop(past)
+	if err == nil {
+		t.Error("Stop past its deadline reported no error")
+	}
+	if n := running.Load(); n != 0 {
+		t.Errorf("Stop with a deadline already passed returned (%v) before its %d cancelled handlers did", err, n)
+	}
 }
 
 // TestStopOnASilentBroker: a consumer and its connection stop within their deadlines when

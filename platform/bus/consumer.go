@@ -36,6 +36,10 @@ const maxPrefetchPerChannel = 2000
 // back to the queue, so that a failing dependency is not hammered.
 const requeueDelay = time.Second
 
+// loopsExitGrace is how long Stop, past its deadline, waits for the subscriptions to end:
+// they do at once unless a call to the broker holds one.
+const loopsExitGrace = 100 * time.Millisecond
+
 // interruptGrace is how long a subscription whose channel closed waits for its interrupted
 // handlers to return before it subscribes again without them.
 const interruptGrace = 10 * time.Second
@@ -129,12 +133,19 @@ func (c *Consumer) Start() {
 func (c *Consumer) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() { close(c.stopping) })
 	defer c.abort()
+	loops := waitDone(&c.loops)
 	select {
-	case <-waitDone(&c.loops):
+	case <-loops:
 	case <-ctx.Done():
-		// A subscription's call to a broker that stopped answering returns only when the
-		// connection closes.
-		return fmt.Errorf("stop consumer of %s: the broker does not answer: %w", c.queue, ctx.Err())
+		// The deadline may have passed before Stop began: subscriptions that are not waiting
+		// for the broker end at once, and their handlers are then cancelled and waited for
+		// below. A subscription's call to a broker that stopped answering returns only when
+		// the connection closes.
+		select {
+		case <-loops:
+		case <-time.After(loopsExitGrace):
+			return fmt.Errorf("stop consumer of %s: the broker does not answer: %w", c.queue, ctx.Err())
+		}
 	}
 	done := waitDone(&c.inFlight)
 	select {
