@@ -69,6 +69,9 @@ type Relay struct {
 	stop    chan struct{}
 	stopped sync.Once
 	done    sync.WaitGroup
+	// ctx is the context of the relay's work; Stop cancels it when its deadline passes.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // NewRelay returns a relay over the outbox table of pool, publishing with pub.
@@ -77,12 +80,14 @@ func NewRelay(pool *sql.DB, pub Publisher, cfg configuration.Outbox, log *slog.L
 	if poll <= 0 {
 		poll = time.Second
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Relay{
 		pool: pool, pub: pub, log: log.With("component", "outbox-relay"),
 		batchSize: max(cfg.BatchSize, 1), poll: poll, retention: cfg.Retention.D(),
 		prune: pruneInterval,
 		wake:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
+		ctx:   ctx, cancel: cancel,
 	}
 }
 
@@ -98,7 +103,8 @@ func (r *Relay) Start() {
 }
 
 // Stop lets the round in progress finish (its publishing is bounded by publishTimeout) and
-// stops, or gives up waiting when ctx ends.
+// stops. When ctx ends first, it cancels the round, which rolls back: its rows stay
+// unpublished (or, if the broker confirmed them, are published again by the next relay).
 func (r *Relay) Stop(ctx context.Context) error {
 	r.stopped.Do(func() { close(r.stop) })
 	done := make(chan struct{})
@@ -110,6 +116,7 @@ func (r *Relay) Stop(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		r.cancel()
 		return fmt.Errorf("stop outbox relay: %w", ctx.Err())
 	}
 }
@@ -125,8 +132,8 @@ func (r *Relay) stopping() bool {
 
 // run is the relay loop.
 func (r *Relay) run() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := r.ctx
+	defer r.cancel()
 	poll := time.NewTicker(r.poll)
 	defer poll.Stop()
 	lastPrune := time.Time{}

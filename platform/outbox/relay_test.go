@@ -473,3 +473,53 @@ func TestCommitWakesRelays(t *testing.T) {
 		t.Error("a stopped relay is still woken by commits")
 	}
 }
+
+// TestRelayStopPastItsDeadlineEndsTheRound: a relay whose round waits for a broker that
+// stopped answering ends that round when Stop's deadline passes, instead of holding its
+// claimed rows until publishTimeout; the rows stay unpublished for the next relay.
+func TestRelayStopPastItsDeadlineEndsTheRound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := e.cfg.RabbitMQ
+	proxy := testutil.StartProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	cfg.Port = proxy.Port()
+	conn := bus.NewConn(cfg, testLogger(), bus.Options{Name: cfg.Exchange + ".silent"})
+	conn.Start()
+	t.Cleanup(func() { _ = conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := conn.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRelay(e.pool, bus.NewPublisher(conn), e.cfg.Outbox, testLogger())
+	r.Start()
+
+	proxy.Silence()
+	e.write(t, 1)
+	testutil.Eventually(t, 5*time.Second, "the relay's round to hold its claim", func() bool {
+		var n int
+		if err := e.pool.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
+	stop, cancelStop := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelStop()
+	if err := r.Stop(stop); err == nil {
+		t.Fatal("Stop past its deadline reported no error")
+	}
+	ended := make(chan struct{})
+	go func() {
+		r.done.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(2 * time.Second):
+		t.Fatalf("the round still ran 2s after Stop's deadline (publishTimeout is %v)", publishTimeout)
+	}
+	if n := unpublished(t, e.pool); n != 1 {
+		t.Errorf("unpublished rows = %d, want the 1 written", n)
+	}
+}
