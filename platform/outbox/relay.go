@@ -50,8 +50,10 @@ type Publisher interface {
 //
 // A row that fails (the broker refuses or cannot route it, or its headers do not decode)
 // records the error and is held back for a delay that doubles with each attempt, so that rows
-// that keep failing never fill the batches and hold back the others. Only a round that
-// published nothing makes the relay itself wait longer.
+// that keep failing never fill the batches and hold back the others. A row that the broker did
+// not take through no fault of its own (publishing blocked by an alarm, the connection lost,
+// no confirm in time) stays as it is. Only a round that published nothing makes the relay
+// itself wait longer.
 type Relay struct {
 	pool      *sql.DB
 	pub       Publisher
@@ -237,7 +239,7 @@ func (r *Relay) round(ctx context.Context) (claimed, published int, err error) {
 		var headers map[string]string
 		if len(rw.headers) > 0 {
 			if err := json.Unmarshal(rw.headers, &headers); err != nil {
-				errs[i] = fmt.Errorf("outbox row %d: headers: %w", rw.id, err)
+				errs[i] = fmt.Errorf("outbox row %d: %w: %w", rw.id, errHeaders, err)
 				continue
 			}
 		}
@@ -259,15 +261,27 @@ func (r *Relay) round(ctx context.Context) (claimed, published int, err error) {
 			return 0, 0, errCrash
 		}
 	}
-	var done, failed []int64
-	var reasons []string
+	var (
+		done, failed []int64
+		reasons      []string
+		untaken      int   // rows the broker did not take, through no fault of theirs
+		untakenErr   error // the first of their errors
+	)
 	for i, err := range errs {
-		if err == nil {
+		switch {
+		case err == nil:
 			done = append(done, rows[i].id)
-			continue
+		case rowFailure(err):
+			failed = append(failed, rows[i].id)
+			reasons = append(reasons, err.Error())
+		default:
+			// The broker blocked publishing, went away or did not confirm in time: the row
+			// stays as it is, due at once, and the relay waits for the broker instead.
+			untaken++
+			if untakenErr == nil {
+				untakenErr = err
+			}
 		}
-		failed = append(failed, rows[i].id)
-		reasons = append(reasons, err.Error())
 	}
 	if len(done) > 0 {
 		_, err := tx.ExecContext(ctx, `UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)`, done)
@@ -293,7 +307,20 @@ func (r *Relay) round(ctx context.Context) (claimed, published int, err error) {
 	if len(failed) > 0 {
 		err = fmt.Errorf("%d of %d events not published, first: %s", len(failed), len(rows), reasons[0])
 	}
+	if untaken > 0 {
+		err = errors.Join(err, fmt.Errorf("%d of %d events not taken by the broker: %w", untaken, len(rows), untakenErr))
+	}
 	return len(rows), len(done), err
+}
+
+// errHeaders marks a row whose headers do not decode.
+var errHeaders = errors.New("headers do not decode")
+
+// rowFailure tells whether a publishing error is the row's own: its headers do not decode,
+// or the broker refused or could not route it. Such a row is held back (next_attempt_at);
+// any other error is the broker's.
+func rowFailure(err error) bool {
+	return errors.Is(err, errHeaders) || errors.Is(err, bus.ErrNacked) || errors.Is(err, bus.ErrReturned)
 }
 
 // claim locks the oldest unpublished rows that are due, up to limit.
