@@ -42,11 +42,7 @@ var seq atomic.Int64
 func openDatabase(t testing.TB) (*configuration.Config, *sql.DB, *ent.Client) {
 	t.Helper()
 	cfg := testenv.Config(t)
-	pool, err := db.Open(context.Background(), cfg.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close() })
+	pool := testenv.Pool(t, cfg.Database)
 	return cfg, pool, db.NewClient(pool)
 }
 

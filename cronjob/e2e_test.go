@@ -1,7 +1,6 @@
 package cronjob_test
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -25,11 +24,7 @@ func TestExpiredOrdersReachTheWorker(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
 	cfg.Orders.ExpiryInterval = configuration.Duration(200 * time.Millisecond)
-	pool, err := db.Open(context.Background(), cfg.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := testenv.Pool(t, cfg.Database)
 	const n = 40
 	insertStaleOrders(t, pool, "e2e@example.com", n)
 

@@ -14,7 +14,6 @@ import (
 	"orderflow/events"
 	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
-	"orderflow/platform/db"
 )
 
 // itemPrice is the unit price of every fixture order line.
@@ -29,23 +28,7 @@ type env struct {
 func newEnv(t testing.TB) env {
 	t.Helper()
 	cfg := testenv.Database(t)
-	pool, err := db.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close() })
-	return env{cfg: cfg, pool: pool}
-}
-
-// newPool opens another pool on e's database, as another process would have.
-func newPool(t testing.TB, e env) *sql.DB {
-	t.Helper()
-	pool, err := db.Open(context.Background(), e.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close() })
-	return pool
+	return env{cfg: cfg, pool: testenv.Pool(t, cfg)}
 }
 
 func (e env) exec(t testing.TB, query string, args ...any) {

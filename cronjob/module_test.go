@@ -45,11 +45,7 @@ func TestModuleSweepsAtStartUp(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
 	cfg.Orders.ExpiryInterval = configuration.Duration(time.Hour)
-	pool, err := db.Open(context.Background(), cfg.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := testenv.Pool(t, cfg.Database)
 	insertStaleOrders(t, pool, "module@example.com", 3)
 
 	reg := prometheus.NewRegistry()

@@ -3,6 +3,7 @@ package cronjob
 import (
 	"context"
 	"log/slog"
+	"orderflow/internal/testenv"
 	"strings"
 	"sync"
 	"testing"
@@ -173,7 +174,7 @@ func TestSchedulerStopCancelsABlockedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	s := NewScheduler(NewSweeper(newPool(t, e), ordersConfig(time.Minute, 500)), time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
+	s := NewScheduler(NewSweeper(testenv.Pool(t, e.cfg), ordersConfig(time.Minute, 500)), time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
 	runs := watch(s)
 	start(t, s)
 	deadline := time.Now().Add(15 * time.Second)

@@ -15,6 +15,7 @@ import (
 
 	"orderflow/ent"
 	"orderflow/events"
+	"orderflow/internal/testenv"
 	"orderflow/platform/db"
 	"orderflow/platform/outbox"
 )
@@ -186,7 +187,7 @@ func TestSweepConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
 		// Each sweeper has its own pool, as separate processes would.
 		other := e.pool
 		if i > 0 {
-			other = newPool(t, e)
+			other = testenv.Pool(t, e.cfg)
 		}
 		s := NewSweeper(other, ordersConfig(time.Minute, 200))
 		sweeping.Go(func() {
@@ -195,7 +196,7 @@ func TestSweepConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
 		})
 	}
 	for i := range takers {
-		pool := newPool(t, e)
+		pool := testenv.Pool(t, e.cfg)
 		reserved[i] = map[int64]int{}
 		taking.Go(func() {
 			<-start

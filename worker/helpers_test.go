@@ -108,12 +108,7 @@ func newStore(t testing.TB) *store {
 
 func openStore(t testing.TB, cfg configuration.Database) *store {
 	t.Helper()
-	pool, err := db.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close() })
-	return &store{cfg: cfg, client: db.NewClient(pool)}
+	return &store{cfg: cfg, client: db.NewClient(testenv.Pool(t, cfg))}
 }
 
 // newUser inserts a customer and returns its id.

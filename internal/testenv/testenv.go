@@ -36,6 +36,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 
 	"orderflow/configuration"
+	"orderflow/platform/db"
 	"orderflow/migrations"
 	"orderflow/platform/migrate"
 )
@@ -107,6 +108,18 @@ func dropAtCleanup(t testing.TB, admin *sql.DB, name string) {
 			t.Errorf("testenv: drop test database %s: %v", name, err)
 		}
 	})
+}
+
+// Pool opens a pool on the database d, as the processes do (db.Open), and closes it when the
+// test ends.
+func Pool(t testing.TB, d configuration.Database) *sql.DB {
+	t.Helper()
+	pool, err := db.Open(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	return pool
 }
 
 // Config returns configuration.Defaults() filled for tests: the fresh Database(t), RabbitMQ

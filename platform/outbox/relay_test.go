@@ -45,11 +45,7 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	cfg := testenv.Config(t)
-	pool, err := db.Open(context.Background(), cfg.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close() })
+	pool := testenv.Pool(t, cfg.Database)
 	e := &env{cfg: cfg, pool: pool, client: db.NewClient(pool)}
 	// testenv.Config deletes the exchange's queues when the test ends.
 	e.conn = e.newConn(t, cfg.RabbitMQ.Exchange)

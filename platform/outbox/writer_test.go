@@ -29,12 +29,7 @@ import (
 func newClient(t *testing.T) (*ent.Client, string) {
 	t.Helper()
 	cfg := testenv.Database(t)
-	pool, err := db.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close() })
-	return db.NewClient(pool), cfg.DSN()
+	return db.NewClient(testenv.Pool(t, cfg)), cfg.DSN()
 }
 
 func completed(orderID int) events.OrderCompleted {
