@@ -109,18 +109,23 @@ func (r *Relay) Start() {
 // unpublished (or, if the broker confirmed them, are published again by the next relay).
 func (r *Relay) Stop(ctx context.Context) error {
 	r.stopped.Do(func() { close(r.stop) })
-	done := make(chan struct{})
-	go func() {
-		r.done.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-r.ended():
 		return nil
 	case <-ctx.Done():
 		r.cancel()
 		return fmt.Errorf("stop outbox relay: %w", ctx.Err())
 	}
+}
+
+// ended returns a channel closed once the relay's loop has returned.
+func (r *Relay) ended() <-chan struct{} {
+	ended := make(chan struct{})
+	go func() {
+		r.done.Wait()
+		close(ended)
+	}()
+	return ended
 }
 
 func (r *Relay) stopping() bool {

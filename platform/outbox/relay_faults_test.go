@@ -16,6 +16,8 @@ import (
 	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
+
+	"github.com/google/uuid"
 )
 
 // TestFaultBrokerStoppedRowsAccumulate: while the broker is stopped, writing events still
@@ -41,7 +43,13 @@ func TestFaultBrokerStoppedRowsAccumulate(t *testing.T) {
 	}
 	testutil.Eventually(t, 60*time.Second, "every row published", func() bool { return unpublished(t, e.pool) == 0 })
 
-	// One relay publishes in id order, so the queue holds the events oldest first.
+	e.wantOldestFirst(t, ids)
+}
+
+// wantOldestFirst checks that the order-completed queue holds the events ids in their order:
+// one relay publishes in id order.
+func (e *env) wantOldestFirst(t *testing.T, ids []uuid.UUID) {
+	t.Helper()
 	ch := testenv.AdminChannel(t, e.cfg.RabbitMQ)
 	queue := e.conn.Topology().QueueName(bus.ConsumerOrderCompleted)
 	for i, id := range ids {
@@ -50,7 +58,7 @@ func TestFaultBrokerStoppedRowsAccumulate(t *testing.T) {
 			t.Fatalf("message %d: %v %v", i, ok, err)
 		}
 		if d.MessageId != id.String() {
-			t.Fatalf("message %d is %s, want %s", i, d.MessageId, id)
+			t.Fatalf("message %d is %s, want %s: not oldest first", i, d.MessageId, id)
 		}
 	}
 }
@@ -97,15 +105,5 @@ func TestFaultResourceAlarmHoldsNoRowBack(t *testing.T) {
 
 	watermark(before)
 	testutil.Eventually(t, 30*time.Second, "every row published", func() bool { return unpublished(t, e.pool) == 0 })
-	ch := testenv.AdminChannel(t, e.cfg.RabbitMQ)
-	queue := e.conn.Topology().QueueName(bus.ConsumerOrderCompleted)
-	for i, id := range ids {
-		d, ok, err := ch.Get(queue, true)
-		if err != nil || !ok {
-			t.Fatalf("message %d: %v %v", i, ok, err)
-		}
-		if d.MessageId != id.String() {
-			t.Fatalf("message %d is %s, want %s: not oldest first", i, d.MessageId, id)
-		}
-	}
+	e.wantOldestFirst(t, ids)
 }

@@ -55,7 +55,13 @@ func newEnv(t testing.TB) *env {
 // newConn starts a bus connection named name (the name closeConnections looks for).
 func (e *env) newConn(t testing.TB, name string) *bus.Conn {
 	t.Helper()
-	c := bus.NewConn(e.cfg.RabbitMQ, testLogger(), bus.Options{Name: name})
+	return e.newConnTo(t, e.cfg.RabbitMQ, name)
+}
+
+// newConnTo starts a bus connection named name to the broker of cfg.
+func (e *env) newConnTo(t testing.TB, cfg configuration.RabbitMQ, name string) *bus.Conn {
+	t.Helper()
+	c := bus.NewConn(cfg, testLogger(), bus.Options{Name: name})
 	c.Start()
 	t.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -479,14 +485,7 @@ func TestRelayStopPastItsDeadlineEndsTheRound(t *testing.T) {
 	cfg := e.cfg.RabbitMQ
 	proxy := testutil.StartProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
 	cfg.Port = proxy.Port()
-	conn := bus.NewConn(cfg, testLogger(), bus.Options{Name: cfg.Exchange + ".silent"})
-	conn.Start()
-	t.Cleanup(func() { _ = conn.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := conn.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	conn := e.newConnTo(t, cfg, cfg.Exchange+".silent")
 	r := NewRelay(e.pool, bus.NewPublisher(conn), e.cfg.Outbox, testLogger())
 	r.Start()
 
@@ -505,13 +504,8 @@ func TestRelayStopPastItsDeadlineEndsTheRound(t *testing.T) {
 	if err := r.Stop(stop); err == nil {
 		t.Fatal("Stop past its deadline reported no error")
 	}
-	ended := make(chan struct{})
-	go func() {
-		r.done.Wait()
-		close(ended)
-	}()
 	select {
-	case <-ended:
+	case <-r.ended():
 	case <-time.After(2 * time.Second):
 		t.Fatalf("the round still ran 2s after Stop's deadline (publishTimeout is %v)", publishTimeout)
 	}
