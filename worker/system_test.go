@@ -398,16 +398,7 @@ func TestSystemStopTakesNoNewDeliveries(t *testing.T) {
 	}()
 	ch := testenv.AdminChannel(t, sys.cfg.RabbitMQ)
 	consumers := func(consumer string) int {
-		q, err := ch.QueueDeclarePassive(sys.cfg.RabbitMQ.Exchange+"."+consumer,
-			true,  // durable
-			false, // auto-delete
-			false, // exclusive
-			false, // no-wait
-			nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return q.Consumers
+		return queueState(t, ch, sys.cfg.RabbitMQ.Exchange+"."+consumer).Consumers
 	}
 	testutil.Eventually(t, 5*time.Second, "the stop to begin", func() bool { return consumers(bus.ConsumerOrderExpired) == 0 })
 	// The relay still runs, and publishes the order's event.
@@ -452,7 +443,7 @@ func TestSystemDatabaseOutageLosesNothing(t *testing.T) {
 	mustEqual(t, "e-mail log lines", o.emailLines, len(ids))
 	mustEqual(t, "outages logged", len(sys.logs.lines(t, "database unavailable: handlers keep their messages and retry")), 1)
 	mustEqual(t, "recoveries logged", len(sys.logs.lines(t, "database available again")), 1)
-	mustEqual(t, "dead letters", deadLetters(t, sys.cfg.RabbitMQ), 0)
+	mustEqual(t, "dead letters", deadLetters(t, testenv.AdminChannel(t, sys.cfg.RabbitMQ), sys.cfg.RabbitMQ.Exchange), 0)
 }
 
 func TestSystemMalformedEventsAreDeadLetteredWithoutBlocking(t *testing.T) {
@@ -479,7 +470,10 @@ func TestSystemMalformedEventsAreDeadLetteredWithoutBlocking(t *testing.T) {
 	ids := sys.store.newOrders(t, 5)
 	o := sys.settle(ids, 30*time.Second)
 	mustEqual(t, "completed", o.completed, len(ids))
-	testutil.Eventually(t, 10*time.Second, "both poison messages dead-lettered", func() bool { return deadLetters(t, sys.cfg.RabbitMQ) == 2 })
+	admin := testenv.AdminChannel(t, sys.cfg.RabbitMQ)
+	testutil.Eventually(t, 10*time.Second, "both poison messages dead-lettered", func() bool {
+		return deadLetters(t, admin, sys.cfg.RabbitMQ.Exchange) == 2
+	})
 }
 
 func TestSystemTwoWorkersGiveTheSameResultAsOne(t *testing.T) {
@@ -660,30 +654,27 @@ func counterValue(t testing.TB, reg *prometheus.Registry, name, label string) fl
 	return 0
 }
 
-// deadLetters counts the messages in the dead-letter queues.
-func deadLetters(t testing.TB, cfg configuration.RabbitMQ) int {
+// deadLetters counts the messages in the dead-letter queues of exchange's topology.
+func deadLetters(t testing.TB, ch *amqp.Channel, exchange string) int {
 	t.Helper()
-	conn, err := amqp.Dial(cfg.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for _, q := range bus.NewTopology(cfg.Exchange, 0, nil).Queues {
-		info, err := ch.QueueDeclarePassive(bus.DeadLetterQueue(cfg.Exchange+"."+q.Consumer),
-			true,  // durable
-			false, // auto-delete
-			false, // exclusive
-			false, // no-wait
-			nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += info.Messages
+	for _, q := range bus.NewTopology(exchange, 0, nil).Queues {
+		n += queueState(t, ch, bus.DeadLetterQueue(exchange+"."+q.Consumer)).Messages
 	}
 	return n
+}
+
+// queueState reads the messages and consumers of the durable queue name, which must exist.
+func queueState(t testing.TB, ch *amqp.Channel, name string) amqp.Queue {
+	t.Helper()
+	q, err := ch.QueueDeclarePassive(name,
+		true,  // durable
+		false, // auto-delete
+		false, // exclusive
+		false, // no-wait
+		nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
 }
