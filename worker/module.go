@@ -42,20 +42,11 @@ func NewFromConfig(cfg *configuration.Config, client *ent.Client, log *slog.Logg
 // before the connection closes, when the app stops. The OrderCreated consumer's prefetch is
 // Options.MaxPaymentsInFlight; the other two use rabbitmq.prefetch.
 func RegisterConsumers(lc fx.Lifecycle, cfg *configuration.Config, conn *bus.Conn, w *Worker) {
-	consumers := []*bus.Consumer{
+	bus.RunConsumers(lc,
 		bus.NewConsumer(conn, bus.ConsumerOrderCreated, w.opts.MaxPaymentsInFlight, w.consume),
 		bus.NewConsumer(conn, bus.ConsumerOrderCompleted, cfg.RabbitMQ.Prefetch, w.consume),
 		bus.NewConsumer(conn, bus.ConsumerOrderExpired, cfg.RabbitMQ.Prefetch, w.consume),
-	}
-	lc.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			for _, c := range consumers {
-				c.Start()
-			}
-			return nil
-		},
-		OnStop: func(ctx context.Context) error { return bus.StopConsumers(ctx, consumers...) },
-	})
+	)
 }
 
 // consume is the bus handler of every queue.

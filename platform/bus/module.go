@@ -16,30 +16,26 @@ import (
 
 // Module provides the process's *Conn, for its consumers, and its *Publisher, on a
 // connection of its own (each declares the topology of every system queue whenever it
-// connects), adds the broker to /readyz, and runs the consumers that the process module
-// contributes to the "bus.consumers" group with AsConsumer. Consumers stop together, before
-// their connection closes.
+// connects), and adds the broker to /readyz. A process module runs its consumers with
+// RunConsumers.
 var Module = fx.Module("bus",
 	fx.Provide(ProvideConn, ProvidePublisher, health.AsCheck(BrokerCheck)),
-	fx.Invoke(fx.Annotate(startConsumers, fx.ParamTags(``, ``, ``, `group:"bus.consumers"`))),
 	fx.Invoke(func(reg prometheus.Registerer) error { return metrics.Register(reg, Collectors()...) }),
 )
 
-// Registration is a consumer for Module to run: the handler of one system queue.
-type Registration struct {
-	// Consumer is the queue's consumer name (ConsumerOrderCreated, ...).
-	Consumer string
-	Handler  Handler
-}
-
-// AsConsumer annotates a constructor returning a Registration so that it joins the
-// "bus.consumers" group that Module consumes:
-//
-//	fx.Provide(bus.AsConsumer(func(h *Handlers) bus.Registration {
-//		return bus.Registration{Consumer: bus.ConsumerOrderCreated, Handler: h.OrderCreated}
-//	}))
-func AsConsumer(f any) any {
-	return fx.Annotate(f, fx.ResultTags(`group:"bus.consumers"`))
+// RunConsumers starts consumers with the app and, when it stops, stops them together
+// (StopConsumers), before their connection closes and before any hook appended before this
+// call, such as the outbox relay's, which then publishes what their handlers wrote.
+func RunConsumers(lc fx.Lifecycle, consumers ...*Consumer) {
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			for _, c := range consumers {
+				c.Start()
+			}
+			return nil
+		},
+		OnStop: func(ctx context.Context) error { return StopConsumers(ctx, consumers...) },
+	})
 }
 
 // ConnParams are the dependencies of ProvideConn.
@@ -102,20 +98,4 @@ func BrokerCheck(c *Conn, pub *Publisher) health.Check {
 		}
 		return err
 	}}
-}
-
-func startConsumers(lc fx.Lifecycle, cfg *configuration.Config, c *Conn, regs []Registration) {
-	consumers := make([]*Consumer, len(regs))
-	for i, r := range regs {
-		consumers[i] = NewConsumer(c, r.Consumer, cfg.RabbitMQ.Prefetch, r.Handler)
-	}
-	lc.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			for _, consumer := range consumers {
-				consumer.Start()
-			}
-			return nil
-		},
-		OnStop: func(ctx context.Context) error { return StopConsumers(ctx, consumers...) },
-	})
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // TestModule runs bus.Module in an fx app: the connection comes up with the system queues, a
-// consumer contributed with AsConsumer receives what the Publisher sends, and the app stops
+// consumer run with RunConsumers receives what the Publisher sends, and the app stops
 // cleanly.
 func TestModule(t *testing.T) {
 	t.Parallel()
@@ -35,13 +35,13 @@ func TestModule(t *testing.T) {
 		fx.Supply(&cfg, testLogger(), log.Process("test")),
 		fx.Provide(func() prometheus.Registerer { return reg }),
 		Module,
-		fx.Provide(AsConsumer(func() Registration {
-			return Registration{Consumer: ConsumerOrderExpired, Handler: func(ctx context.Context, d Delivery) error {
+		fx.Invoke(func(lc fx.Lifecycle, c *Conn) {
+			RunConsumers(lc, NewConsumer(c, ConsumerOrderExpired, cfg.RabbitMQ.Prefetch, func(ctx context.Context, d Delivery) error {
 				requestIDs <- log.RequestID(ctx)
 				got <- d
 				return nil
-			}}
-		})),
+			}))
+		}),
 		fx.Populate(&conn, &pub),
 	)
 	app.RequireStart()
