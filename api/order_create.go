@@ -72,13 +72,6 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 	}
 
 	o, err := h.storeOrder(ctx, callerID, userID, items, key, hash)
-	if key != "" && errors.Is(err, ErrInsufficientStock) {
-		// A concurrent request with the same key (the one this request retries) may have
-		// taken the stock: its order, not the shortage it caused, is the answer.
-		if o, rerr := h.replay(ctx, callerID, key, hash); o != nil || rerr != nil {
-			return created(o), rerr
-		}
-	}
 	if errors.Is(err, errIdempotencyConflict) {
 		o, err := h.replay(ctx, callerID, key, hash)
 		if o == nil && err == nil {
@@ -181,12 +174,36 @@ func (h *Handler) insertUnderStockLocks(ctx context.Context, in orderInput, key,
 	}
 	var o *oas.Order
 	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
+		if err := claimIdempotencyKey(ctx, tx, in.callerID, key, in.now); err != nil {
+			return err
+		}
 		if o, err = insertOrder(ctx, tx, in); err != nil || o == nil {
 			return err
 		}
 		return storeIdempotencyKey(ctx, tx, in.callerID, key, hash, o.ID, in.now)
 	})
 	return o, err
+}
+
+// claimIdempotencyKey makes the requests with one key take turns until tx ends, and returns
+// errIdempotencyConflict when the key is already stored: a retry sent while its first request
+// was being placed waits for it and answers with its order, instead of placing a second one or
+// failing on the stock the first took.
+func claimIdempotencyKey(ctx context.Context, tx *ent.Tx, callerID int, key string, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1::int, hashtext($2))`, callerID, key); err != nil {
+		return fmt.Errorf("claim idempotency key: %w", err)
+	}
+	// A statement of its own, so that it sees a key committed while the lock was awaited.
+	var stored bool
+	if err := queryRow(ctx, tx, `SELECT EXISTS (SELECT FROM idempotency_keys
+		WHERE user_id = $1 AND key = $2 AND created_at > $3)`,
+		callerID, key, now.Add(-idempotencyKeyTTL)).Scan(&stored); err != nil {
+		return fmt.Errorf("claim idempotency key: %w", err)
+	}
+	if stored {
+		return errIdempotencyConflict
+	}
+	return nil
 }
 
 // productIDs lists the products of items, in their order.

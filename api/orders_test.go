@@ -414,7 +414,8 @@ func TestIdempotentRetryTakesNoStockOfItsOwn(t *testing.T) {
 	req := &oas.OrderCreate{Items: items(pid, 2)}
 	key := oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("last-units")}
 
-	// Both requests look their key up, find nothing, and wait for the product's row.
+	// Both requests look their key up and find nothing; one then waits for the product's row,
+	// the other for the key, which the first holds.
 	tx, err := e.db.Begin()
 	if err != nil {
 		t.Fatal(err)
@@ -434,7 +435,7 @@ func TestIdempotentRetryTakesNoStockOfItsOwn(t *testing.T) {
 			results <- result{res, err}
 		}()
 	}
-	testutil.Eventually(t, 10*time.Second, "both requests to wait for the product", func() bool {
+	testutil.Eventually(t, 10*time.Second, "both requests to wait on a lock", func() bool {
 		var n int
 		if err := e.db.QueryRow(`SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
