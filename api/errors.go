@@ -175,8 +175,7 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 	)
 	// A body without a media type, or with one that does not parse, fails before ogen
 	// compares it with application/json.
-	_, _, mediaErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if errors.As(err, &ctErr) || (errors.As(err, &reqErr) && mediaErr != nil) {
+	if errors.As(err, &ctErr) || (errors.As(err, &reqErr) && !parsesAsMediaType(r.Header.Get("Content-Type"))) {
 		writeProblem(w, problemResponse(http.StatusUnsupportedMediaType, "The request body must be application/json.", nil))
 		return
 	}
@@ -187,6 +186,11 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		return
 	}
 	writeProblem(w, problemResponse(code, "The request is invalid: "+err.Error()+".", nil))
+}
+
+func parsesAsMediaType(v string) bool {
+	_, _, err := mime.ParseMediaType(v)
+	return err == nil
 }
 
 func paramMessage(err error) string {
