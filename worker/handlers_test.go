@@ -3,6 +3,8 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -176,6 +178,47 @@ func TestOrderCreatedConcurrentRedeliveriesCompleteOnce(t *testing.T) {
 	}
 	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusCompleted)
 	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 1)
+}
+
+// TestOrderCreatedCopiesWaitingForTheDatabasePayOnce: two copies of an OrderCreated (an
+// outbox relay that could not mark its rows published during a database outage publishes
+// them again) wait for the database together. A claim that failed to connect did not
+// commit, so the copy that finds the order processing afterwards leaves the payment to the
+// copy that claimed it instead of drawing a second time.
+func TestOrderCreatedCopiesWaitingForTheDatabasePayOnce(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	px := testutil.StartProxy(t, net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)))
+	viaProxy := s.cfg
+	viaProxy.Host, viaProxy.Port = "127.0.0.1", px.Port()
+	random := &counted{r: always(0.5)} // declined: the order stays processing
+	log, logs := newLogger()
+	w := worker.New(openUnchecked(t, viaProxy), log, worker.Options{
+		PaymentDelay:          20 * time.Millisecond,
+		CompletionProbability: 0.5,
+		Random:                random.draw,
+	})
+	created := s.newOrder(t, s.newUser(t, "Per Brinch Hansen"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+
+	px.Cut()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
+	}
+	testutil.Eventually(t, 5*time.Second, "the outage to be noticed", func() bool {
+		return len(logs.lines(t, "database unavailable: handlers keep their messages and retry")) == 1
+	})
+	time.Sleep(300 * time.Millisecond) // both copies have failed to connect
+	px.Restore()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("handle: %v", err)
+		}
+	}
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusProcessing)
+	mustEqual(t, "draws", random.count(), 1)
+	mustEqual(t, "skip log lines", len(logs.lines(t, "order created event dropped: the order is no longer pending")), 1)
 }
 
 func TestOrderCreatedForOrderThatMovedOnIsDropped(t *testing.T) {

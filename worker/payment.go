@@ -41,13 +41,14 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	// uncertain: an attempt to claim the order failed in a way that may have committed it
-	// (the connection dropped after the update), so processing may be this delivery's own
-	// doing.
+	// (the connection dropped after the update was sent), so processing may be this
+	// delivery's own doing. An attempt that never reached the database (no connection)
+	// changed nothing: a copy of the event may have claimed the order meanwhile.
 	var claimed, uncertain bool
 	err := w.retry(ctx, func() error {
 		var err error
 		claimed, err = w.claim(ctx, e.OrderID)
-		uncertain = uncertain || err != nil
+		uncertain = uncertain || (err != nil && !unsent(err))
 		return err
 	})
 	if err != nil {

@@ -83,3 +83,11 @@ func unavailable(err error) bool {
 		pgconn.SafeToRetry(err) ||
 		pgconn.Timeout(err)
 }
+
+// unsent reports an error that came before the statement reached the database: the
+// connection could not be opened, or the driver found it broken before writing to it. Such
+// a statement changed nothing.
+func unsent(err error) bool {
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err)
+}
