@@ -350,6 +350,8 @@ func TestSystemGracefulStopFinishesPaymentsInFlight(t *testing.T) {
 	for _, id := range ids {
 		mustEqual(t, fmt.Sprintf("status of order %d after the stop", id), sys.store.status(t, id), order.StatusCompleted)
 	}
+	// Its relay stopped after the consumers and published the OrderCompleted events.
+	mustEqual(t, "events left unpublished by the stopped worker", unpublished(t, sys.store.client), 0)
 
 	// The next worker sends the e-mails and has no payment to resume.
 	second := sys.startWorker(time.Second, 1, nil)

@@ -104,9 +104,10 @@ func (r *Relay) Start() {
 	}()
 }
 
-// Stop lets the round in progress finish (its publishing is bounded by publishTimeout) and
-// stops. When ctx ends first, it cancels the round, which rolls back: its rows stay
-// unpublished (or, if the broker confirmed them, are published again by the next relay).
+// Stop lets the round in progress finish (its publishing is bounded by publishTimeout),
+// publishes the rows that are due while the broker is connected (see drain), and stops.
+// When ctx ends first, it cancels the round, which rolls back: its rows stay unpublished
+// (or, if the broker confirmed them, are published again by the next relay).
 func (r *Relay) Stop(ctx context.Context) error {
 	r.stopped.Do(func() { close(r.stop) })
 	select {
@@ -141,6 +142,12 @@ func (r *Relay) stopping() bool {
 func (r *Relay) run() {
 	ctx := r.ctx
 	defer r.cancel()
+	crashed := false
+	defer func() {
+		if !crashed {
+			r.drain(ctx)
+		}
+	}()
 	poll := time.NewTicker(r.poll)
 	defer poll.Stop()
 	lastPrune := time.Time{}
@@ -158,6 +165,7 @@ func (r *Relay) run() {
 		n, published, err := r.round(ctx)
 		switch {
 		case errors.Is(err, errCrash):
+			crashed = true
 			return
 		case err != nil && published > 0:
 			r.log.Warn("outbox events not published, each retried later", "error", err)
@@ -182,6 +190,25 @@ func (r *Relay) run() {
 			}
 		case <-poll.C:
 		case <-r.stop:
+			return
+		}
+	}
+}
+
+// drain publishes, once the relay is stopping, the rows that are due: among them those that
+// its process's consumers and requests committed while they drained (they stop before the
+// relay), which another relay would find only at its next poll. It does not wait for a
+// broker that is not connected, and it ends after a round that fails or comes back short,
+// or when Stop's deadline cancels ctx.
+func (r *Relay) drain(ctx context.Context) {
+	now, cancel := context.WithCancel(ctx)
+	cancel()
+	if r.pub.WaitReady(now) != nil {
+		return
+	}
+	for {
+		n, _, err := r.round(ctx)
+		if err != nil || n < r.batchSize {
 			return
 		}
 	}

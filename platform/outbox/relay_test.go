@@ -513,3 +513,25 @@ func TestRelayStopPastItsDeadlineEndsTheRound(t *testing.T) {
 		t.Errorf("unpublished rows = %d, want the 1 written", n)
 	}
 }
+
+// TestRelayStopPublishesWhatWasJustWritten: a relay stopped right after a commit of its
+// process publishes that commit's events before it stops: a process stops its consumers and
+// requests before its relay so that the relay publishes what they wrote while draining.
+func TestRelayStopPublishesWhatWasJustWritten(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.Outbox.PollInterval = configuration.Duration(time.Hour)
+	r := e.startRelay(t, e.conn, nil)
+	e.write(t, 1)
+	testutil.Eventually(t, 10*time.Second, "the first event to be published", func() bool { return unpublished(t, e.pool) == 0 })
+
+	e.write(t, 3) // the last transactions of a draining handler
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := unpublished(t, e.pool); n != 0 {
+		t.Errorf("unpublished rows after Stop = %d, want 0", n)
+	}
+}
