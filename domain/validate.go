@@ -82,9 +82,6 @@ func ValidatePassword(p string) error {
 	return nil
 }
 
-// ValidRole reports whether r is a known role.
-func ValidRole(r string) bool { return r == RoleAdmin || r == RoleCustomer }
-
 // Item is a requested order line before prices are known.
 type Item struct {
 	ProductID int

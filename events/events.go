@@ -115,11 +115,6 @@ func (OrderExpired) RoutingKey() string { return RoutingKeyOrderExpired }
 // Type implements Event.
 func (OrderExpired) Type() string { return TypeOrderExpired }
 
-// RoutingKeys lists the routing key of every event type, for topology declarations.
-func RoutingKeys() []string {
-	return []string{RoutingKeyOrderCreated, RoutingKeyOrderCompleted, RoutingKeyOrderExpired}
-}
-
 func (e OrderCreated) validate() error {
 	errs := []error{checkOrder(e.OrderID, e.UserID, e.Total), checkTime("createdAt", e.CreatedAt)}
 	if len(e.Items) == 0 {
