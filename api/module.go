@@ -67,8 +67,10 @@ func EnsureAdmin(ctx context.Context, client *ent.Client, admin configuration.Ad
 	}
 	u, err := client.User.Query().Where(user.Email(email)).Only(ctx)
 	if ent.IsNotFound(err) {
-		hash, err := bcrypt.GenerateFromPassword([]byte(admin.Password), cost)
-		if err != nil {
+		// err is assigned, never declared, in this block: the look-up below decides for the
+		// code after it.
+		var hash []byte
+		if hash, err = bcrypt.GenerateFromPassword([]byte(admin.Password), cost); err != nil {
 			return fmt.Errorf("hash admin password: %w", err)
 		}
 		err = client.User.Create().

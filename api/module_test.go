@@ -19,6 +19,7 @@ import (
 
 	"orderflow/api/oas"
 	"orderflow/configuration"
+	"orderflow/ent"
 	"orderflow/internal/testenv"
 	"orderflow/platform/db"
 )
@@ -170,6 +171,59 @@ func TestEnsureAdmin(t *testing.T) {
 	}
 	if _, name4, _, role4, hash4 := read(); name4 != name || role4 != "customer" || hash4 != hash {
 		t.Errorf("the customer's account was changed: %s %s, hash changed %v", name4, role4, hash4 != hash)
+	}
+}
+
+// TestEnsureAdminAfterLosingTheRace starts the API while another instance (or a request)
+// stores the configured address between EnsureAdmin's look-up and its insert: the account
+// is then checked as if it had been there before, instead of start-up failing on the
+// look-up that found nothing.
+func TestEnsureAdminAfterLosingTheRace(t *testing.T) {
+	t.Parallel()
+	admin := configuration.Admin{Name: "Root", Email: "root@example.com", Password: "first-password"}
+	for _, tc := range []struct {
+		role, wantErr string
+	}{
+		{"admin", ""},
+		{"customer", "who is not an admin"},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			t.Parallel()
+			_, pool, client := openDatabase(t)
+			hash, err := bcrypt.GenerateFromPassword([]byte(admin.Password), bcrypt.MinCost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every insert of a user first lets the other side store the address.
+			client.User.Use(func(next ent.Mutator) ent.Mutator {
+				return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+					if m.Op().Is(ent.OpCreate) {
+						if _, err := pool.ExecContext(ctx, `INSERT INTO users (name, email, password_hash, role, created_at, updated_at)
+							VALUES ('Other', $1, $2, $3, now(), now())`, admin.Email, string(hash), tc.role); err != nil {
+							t.Fatal(err)
+						}
+					}
+					return next.Mutate(ctx, m)
+				})
+			})
+			err = EnsureAdmin(ctx, client, admin, bcrypt.MinCost, discard())
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("EnsureAdmin: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("EnsureAdmin: %v, want an error containing %q", err, tc.wantErr)
+			}
+			var name, role string
+			if err := pool.QueryRow(`SELECT name, role FROM users WHERE email = $1`, admin.Email).Scan(&name, &role); err != nil {
+				t.Fatal(err)
+			}
+			if tc.role == "admin" && name != admin.Name {
+				t.Errorf("admin account named %q, want the configured %q", name, admin.Name)
+			}
+			if role != tc.role {
+				t.Errorf("role %q, want %q", role, tc.role)
+			}
+		})
 	}
 }
 
