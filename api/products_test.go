@@ -130,3 +130,41 @@ func TestProducts(t *testing.T) {
 		wantStatus(t, e.admin.DeleteProduct(ctx, oas.DeleteProductParams{ID: pid}), http.StatusConflict)
 	})
 }
+
+// TestTextLimitsCountCharacters stores names and descriptions at their limits in characters
+// written with several bytes each: the limits, as the contract and the database state them,
+// are characters, not bytes. One character more is a 400 naming the field.
+func TestTextLimitsCountCharacters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, r := range []string{"é", "日", "\U0001F600"} {
+		name, description := strings.Repeat(r, 100), strings.Repeat(r, 500)
+		t.Run(r, func(t *testing.T) {
+			p, err := e.admin.CreateProduct(ctx, &oas.ProductInput{Name: name, Description: oas.NewOptString(description), Price: money("1"), Stock: 1})
+			if err != nil {
+				t.Fatalf("create product: %v", err)
+			}
+			if p.Response.Name != name || p.Response.Description.Value != description {
+				t.Errorf("product came back as %q / %q", p.Response.Name, p.Response.Description.Value)
+			}
+			if _, err := e.admin.UpdateProduct(ctx, &oas.ProductInput{Name: name, Description: oas.NewOptString(description), Price: money("2"), Stock: 2},
+				oas.UpdateProductParams{ID: p.Response.ID}); err != nil {
+				t.Fatalf("update product: %v", err)
+			}
+			_, err = e.admin.CreateProduct(ctx, &oas.ProductInput{Name: name + r, Price: money("1"), Stock: 1})
+			wantField(t, wantStatus(t, err, http.StatusBadRequest), "name")
+
+			email := "long" + strconv.Itoa(int(seq.Add(1))) + "@example.com"
+			u, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: name, Email: email, Password: "secret1"})
+			if err != nil {
+				t.Fatalf("create user: %v", err)
+			}
+			if u.Response.Name != name {
+				t.Errorf("user came back as %q", u.Response.Name)
+			}
+			if _, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: name, Email: email}, oas.UpdateUserParams{ID: u.Response.ID}); err != nil {
+				t.Fatalf("update user: %v", err)
+			}
+		})
+	}
+}

@@ -19,8 +19,9 @@ func (Product) Mixin() []ent.Mixin { return []ent.Mixin{TimeMixin{}} }
 // Fields of the Product.
 func (Product) Fields() []ent.Field {
 	return []ent.Field{
-		field.String("name").MinLen(1).MaxLen(100),
-		field.String("description").MaxLen(500).Optional().Nillable(),
+		// Lengths are in characters, as the checks below count them (MaxLen counts bytes).
+		field.String("name").MinLen(1).MaxRuneLen(100),
+		field.String("description").MaxRuneLen(500).Optional().Nillable(),
 		money("price"),
 		field.Int("stock").NonNegative(),
 	}

@@ -20,8 +20,9 @@ func (User) Mixin() []ent.Mixin { return []ent.Mixin{TimeMixin{}} }
 // Fields of the User.
 func (User) Fields() []ent.Field {
 	return []ent.Field{
-		field.String("name").MinLen(1).MaxLen(100),
-		field.String("email").MaxLen(100),
+		// Lengths are in characters, as the checks below count them (MaxLen counts bytes).
+		field.String("name").MinLen(1).MaxRuneLen(100),
+		field.String("email").MaxRuneLen(100),
 		field.String("password_hash").Sensitive(),
 		field.Enum("role").Values("admin", "customer").Default("customer"),
 	}
