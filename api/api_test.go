@@ -96,6 +96,23 @@ func TestProtocol(t *testing.T) {
 			t.Errorf("errors %v, want one for id", body["errors"])
 		}
 	})
+	for _, c := range []struct{ path, field, message string }{
+		{"/api/products/abc", "id", "must be an integer"},
+		{"/api/orders/9223372036854775808", "id", "is out of range"},
+		{"/api/products?limit=1.5", "limit", "must be an integer"},
+		{"/api/orders?userId=me", "userId", "must be an integer"},
+	} {
+		t.Run("parameter not an integer: "+c.path, func(t *testing.T) {
+			body := problemBody(t, e.do(http.MethodGet, c.path, tok, "", ""), http.StatusBadRequest)
+			errs, _ := body["errors"].([]any)
+			if len(errs) != 1 {
+				t.Fatalf("errors %v, want one", body["errors"])
+			}
+			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != c.message {
+				t.Errorf("error %v, want field %q with message %q", f, c.field, c.message)
+			}
+		})
+	}
 	t.Run("openapi.yaml", func(t *testing.T) {
 		res := e.do(http.MethodGet, "/openapi.yaml", "", "", "")
 		b, _ := io.ReadAll(res.Body)

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/go-faster/jx"
@@ -225,6 +226,7 @@ func fieldMessage(err error) string {
 	var (
 		minErr *validate.MinLengthError
 		maxErr *validate.MaxLengthError
+		numErr *strconv.NumError
 	)
 	unit := "characters"
 	if strings.HasPrefix(err.Error(), "array") {
@@ -235,6 +237,11 @@ func fieldMessage(err error) string {
 		return fmt.Sprintf("must have at least %d %s", minErr.MinLength, unit)
 	case errors.As(err, &maxErr):
 		return fmt.Sprintf("must have at most %d %s", maxErr.MaxLength, unit)
+	// A parameter that does not parse as a number: said without the Go function that parsed it.
+	case errors.As(err, &numErr) && errors.Is(numErr.Err, strconv.ErrRange):
+		return "is out of range"
+	case errors.As(err, &numErr):
+		return "must be an integer"
 	}
 	return err.Error()
 }
