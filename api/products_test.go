@@ -49,6 +49,7 @@ func TestProducts(t *testing.T) {
 		}{
 			{"name", oas.ProductInput{Name: "", Price: money("1"), Stock: 1}},
 			{"name", oas.ProductInput{Name: strings.Repeat("n", 101), Price: money("1"), Stock: 1}},
+			{"name", oas.ProductInput{Name: "   ", Price: money("1"), Stock: 1}},
 			{"description", oas.ProductInput{Name: "X", Description: oas.NewOptString(strings.Repeat("d", 501)), Price: money("1"), Stock: 1}},
 			{"price", oas.ProductInput{Name: "X", Price: money("-0.01"), Stock: 1}},
 			{"price", oas.ProductInput{Name: "X", Price: money("1.001"), Stock: 1}},

@@ -97,13 +97,20 @@ func normalizeEmail(email string) (string, error) {
 var errNotText = errors.New("must be valid UTF-8 without NUL characters")
 
 // validateText checks a string that is stored as text: valid UTF-8, no NUL (which
-// PostgreSQL's text type cannot hold), and between min and max characters.
+// PostgreSQL's text type cannot hold), and between min and max characters. A string that
+// must not be empty must not be blank either (only spaces), as admin.name.
 func validateText(s string, min, max int) error {
 	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
 		return errNotText
 	}
+	if min > 0 && s != "" && strings.TrimSpace(s) == "" {
+		return errBlank
+	}
 	return domain.ValidateLength(s, min, max)
 }
+
+// errBlank is the answer for a name of nothing but white space.
+var errBlank = errors.New("must not be blank")
 
 // printableASCII reports whether s holds only printable ASCII characters. Stored e-mail
 // addresses are kept to them, so that no account can be created whose address looks like

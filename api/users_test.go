@@ -56,6 +56,7 @@ func TestUsers(t *testing.T) {
 		}{
 			{"name", oas.UserCreate{Name: "", Email: "x1@example.com", Password: "secret1"}},
 			{"name", oas.UserCreate{Name: strings.Repeat("n", 101), Email: "x2@example.com", Password: "secret1"}},
+			{"name", oas.UserCreate{Name: " \t\u00a0\u3000", Email: "x6@example.com", Password: "secret1"}},
 			{"email", oas.UserCreate{Name: "X", Email: "not-an-email", Password: "secret1"}},
 			{"email", oas.UserCreate{Name: "X", Email: strings.Repeat("e", 95) + "@example.com", Password: "secret1"}},
 			{"password", oas.UserCreate{Name: "X", Email: "x3@example.com", Password: "12345"}},
@@ -163,6 +164,8 @@ func TestUsers(t *testing.T) {
 	})
 	t.Run("update: invalid, missing, email taken", func(t *testing.T) {
 		_, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "", Email: "y@example.com"}, oas.UpdateUserParams{ID: custID})
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "name")
+		_, err = cust.UpdateUser(ctx, &oas.UserUpdate{Name: "   ", Email: "y@example.com"}, oas.UpdateUserParams{ID: custID})
 		wantField(t, wantStatus(t, err, http.StatusBadRequest), "name")
 		_, err = e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Y", Email: "bad"}, oas.UpdateUserParams{ID: custID})
 		wantField(t, wantStatus(t, err, http.StatusBadRequest), "email")
