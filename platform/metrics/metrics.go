@@ -94,7 +94,19 @@ func (h *HTTP) Track(r *http.Request) (tracked *http.Request, done func(code int
 		if name == "" {
 			name = "unmatched"
 		}
-		h.requests.WithLabelValues(name, tracked.Method, strconv.Itoa(code)).Inc()
-		h.duration.WithLabelValues(name, tracked.Method).Observe(time.Since(start).Seconds())
+		method := methodLabel(tracked.Method)
+		h.requests.WithLabelValues(name, method, strconv.Itoa(code)).Inc()
+		h.duration.WithLabelValues(name, method).Observe(time.Since(start).Seconds())
 	}
+}
+
+// methodLabel is method's label: the method itself for those net/http names, else "other",
+// so that the methods a client makes up cannot grow the label set either.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
