@@ -159,7 +159,7 @@ func (t *Tokens) Verify(token string) (int, error) {
 func (h *Handler) HandleBearerAuth(ctx context.Context, op oas.OperationName, t oas.BearerAuth) (context.Context, error) {
 	id, err := h.tokens.Verify(t.Token)
 	if err != nil {
-		return ctx, err
+		return ctx, fmt.Errorf("%w: %w", errUnauthorized, err)
 	}
 	c := &caller{id: id, load: func(ctx context.Context) (Principal, error) {
 		p := Principal{ID: id}

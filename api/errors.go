@@ -82,7 +82,9 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 		return problemResponse(http.StatusServiceUnavailable, "The database is unavailable; try again later.", nil)
 	case errors.As(err, &p):
 		return problemResponse(p.Status, p.Detail, p.Fields)
-	case errors.As(err, &secE):
+	case errors.As(err, &secE) && errors.Is(secE.Err, ogenerrors.ErrSecurityRequirementIsNotSatisfied):
+		// No token. A bad one is errUnauthorized, above; any other error of the security
+		// handler is the server's (its user could not be read), a 500 below.
 		return problemResponse(http.StatusUnauthorized, "A valid bearer token is required.", nil)
 	case errors.Is(err, domain.ErrTransitionNotAllowed):
 		return problemResponse(http.StatusConflict, capitalize(err.Error())+".", nil)
