@@ -36,8 +36,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 
 	"orderflow/configuration"
-	"orderflow/platform/db"
 	"orderflow/migrations"
+	"orderflow/platform/db"
 	"orderflow/platform/migrate"
 )
 
