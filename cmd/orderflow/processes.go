@@ -30,9 +30,12 @@ func processOptions(process string, cfg *configuration.Config) fx.Option {
 		tracing.Module,
 		db.Module,
 		metrics.Module,
-		httpserver.Module,
 		health.Module,
 		fx.Options(processModules[process]...),
+		// The HTTP server comes after everything its handlers use, so that it starts last and
+		// stops first: the requests in flight finish while the pool and the broker are still
+		// open, and the relay, stopping after them, publishes the events they committed.
+		httpserver.Module,
 		fx.Invoke(announceReady),
 	)
 }

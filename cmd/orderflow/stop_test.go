@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"go.uber.org/fx"
+
+	"orderflow/ent"
+	"orderflow/events"
+	"orderflow/internal/testenv"
+	"orderflow/platform/db"
+	"orderflow/platform/httpserver"
+	"orderflow/platform/outbox"
+)
+
+// TestStopDrainsRequestsBeforeTheirDependencies stops the api while a request is in flight:
+// the request still reaches the database, and the event it commits is published by the
+// stopping relay, because the HTTP server drains before the relay stops and the pool closes.
+func TestStopDrainsRequestsBeforeTheirDependencies(t *testing.T) {
+	cfg := testenv.Config(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var (
+		srv  *httpserver.Server
+		pool *sql.DB
+	)
+	app := fx.New(processOptions("api", cfg),
+		fx.Invoke(func(mux *http.ServeMux, client *ent.Client) {
+			mux.HandleFunc("POST /test/late-write", func(w http.ResponseWriter, r *http.Request) {
+				close(entered)
+				<-release
+				err := db.WithTx(r.Context(), client, func(tx *ent.Tx) error {
+					_, err := outbox.Write(r.Context(), tx, events.SourceAPI, events.OrderCompleted{
+						OrderID: 7, UserID: 2, Total: events.NewMoney(decimal.NewFromInt(10)), CompletedAt: time.Now(),
+					}, nil)
+					return err
+				})
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+				}
+			})
+		}),
+		fx.Populate(&srv, &pool))
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the broker, so that the stopping relay can publish.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(srv.URL() + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && !bytesContains(body, "unavailable") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("api not ready with its broker after 20s")
+		}
+	}
+
+	answered := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.Post(srv.URL()+"/test/late-write", "text/plain", nil)
+		if err != nil {
+			t.Errorf("request: %v", err)
+		}
+		answered <- resp
+	}()
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- app.Stop(context.Background()) }()
+	// Let the stop go as far as it goes while the request is in flight.
+	time.Sleep(300 * time.Millisecond)
+	close(release)
+	if resp := <-answered; resp != nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("request in flight at stop answered %d: %s", resp.StatusCode, body)
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	check := testenv.Pool(t, cfg.Database)
+	var total, unpublished int
+	if err := check.QueryRow(`SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox`).Scan(&total, &unpublished); err != nil {
+		t.Fatal(err)
+	}
+	if total != 1 || unpublished != 0 {
+		t.Errorf("outbox holds %d rows, %d unpublished; want the request's event, published by the stopping relay", total, unpublished)
+	}
+}
+
+func bytesContains(b []byte, s string) bool { return strings.Contains(string(b), s) }
