@@ -15,6 +15,7 @@ import (
 	"orderflow/ent"
 	"orderflow/events"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/db"
 	"orderflow/platform/httpserver"
 	"orderflow/platform/outbox"
@@ -51,19 +52,15 @@ func TestStopDrainsRequestsBeforeTheirDependencies(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for the broker, so that the stopping relay can publish.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	testutil.Eventually(t, 20*time.Second, "the api to be ready with its broker", func() bool {
 		resp, err := http.Get(srv.URL() + "/readyz")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && !bytesContains(body, "unavailable") {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("api not ready with its broker after 20s")
-		}
-	}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && !strings.Contains(string(body), "unavailable")
+	})
 
 	answered := make(chan *http.Response, 1)
 	go func() {
@@ -99,5 +96,3 @@ func TestStopDrainsRequestsBeforeTheirDependencies(t *testing.T) {
 		t.Errorf("outbox holds %d rows, %d unpublished; want the request's event, published by the stopping relay", total, unpublished)
 	}
 }
-
-func bytesContains(b []byte, s string) bool { return strings.Contains(string(b), s) }
