@@ -349,6 +349,18 @@ func TestStopWaitsForHandlers(t *testing.T) {
 	if n := running.Load(); n != 0 {
 		t.Errorf("Stop with a deadline already passed returned (%v) before its %d cancelled handlers did", err, n)
 	}
+
+	// With no handler in flight, such a Stop does not report one.
+	if _, err := testenv.AdminChannel(t, cfg).QueuePurge(c.Topology().QueueName("c"), false); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		cons = NewConsumer(c, "c", 10, func(context.Context, Delivery) error { return nil })
+		cons.Start()
+		if err := cons.Stop(past); err != nil && strings.Contains(err.Error(), "handlers still running") {
+			t.Fatalf("Stop with no handler in flight: %v", err)
+		}
+	}
 }
 
 // TestStopOnASilentBroker: a consumer and its connection stop within their deadlines when

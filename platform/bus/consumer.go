@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -87,6 +88,7 @@ type Consumer struct {
 	abort      context.CancelFunc
 	loops      sync.WaitGroup
 	inFlight   sync.WaitGroup
+	running    atomic.Int64 // handlers in flight, as inFlight counts them
 }
 
 // NewConsumer returns a consumer of the queue of consumer (a Topology consumer name) with the
@@ -152,6 +154,12 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		// A deadline that had passed before Stop is ready before done is closed: with no
+		// handler in flight it cut none short.
+		if c.running.Load() == 0 {
+			<-done
+			return nil
+		}
 		c.abort()
 		<-done
 		return fmt.Errorf("stop consumer of %s: handlers still running: %w", c.queue, ctx.Err())
@@ -244,9 +252,11 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) (subscribed
 				return true, c.interrupt(cancelHandlers, &handlers, errors.New("delivery channel closed"))
 			}
 			c.inFlight.Add(1)
+			c.running.Add(1)
 			handlers.Add(1)
 			go func() {
 				defer c.inFlight.Done()
+				defer c.running.Add(-1)
 				defer handlers.Done()
 				c.handle(handlerCtx, d)
 			}()
