@@ -260,6 +260,9 @@ func init() {
 	IdempotencyKeysTable.Annotation = &entsql.Annotation{
 		Table: "idempotency_keys",
 	}
+	IdempotencyKeysTable.Annotation.Checks = map[string]string{
+		"idempotency_keys_key_length": "char_length(key) BETWEEN 1 AND 255",
+	}
 	NotificationsTable.ForeignKeys[0].RefTable = OrdersTable
 	NotificationsTable.Annotation = &entsql.Annotation{
 		Table: "notifications",

@@ -112,6 +112,10 @@ func TestConstraints(t *testing.T) {
 		"outbox event_id unique": {
 			insertOutbox, []any{"00000000-0000-0000-0000-000000000001", 0}, uniqueViolation, "outbox_event_id_key"},
 		// idempotency_keys
+		"idempotency_keys_key_length empty": {
+			insertIdempotencyKey, []any{1001, "", 1001}, checkViolation, "idempotency_keys_key_length"},
+		"idempotency_keys_key_length too long": {
+			insertIdempotencyKey, []any{1001, long(256), 1001}, checkViolation, "idempotency_keys_key_length"},
 		"idempotency_keys unique (user_id, key)": {
 			insertIdempotencyKey, []any{1001, "k1", 1001}, uniqueViolation, "idempotencykey_user_id_key"},
 		"idempotency_keys.user_id references users": {
@@ -150,6 +154,7 @@ func TestConstraintsAcceptValidRows(t *testing.T) {
 			{sql: insertNotification, args: []any{1001, "OrderExpired"}},
 			{sql: insertOutbox, args: []any{"00000000-0000-0000-0000-000000000002", 0}},
 			{sql: insertIdempotencyKey, args: []any{1001, "k2", 1001}},
+			{sql: insertIdempotencyKey, args: []any{1001, strings.Repeat("a", 255), 1001}},
 		} {
 			if _, err := tx.Exec(s.sql, s.args...); err != nil {
 				t.Fatalf("valid row rejected: %s %v: %v", s.sql, s.args, err)
