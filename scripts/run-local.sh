@@ -9,9 +9,10 @@ make --no-print-directory build
 export ORDERFLOW_CONFIG_DIR=${ORDERFLOW_CONFIG_DIR:-./configuration}
 export ORDERFLOW_LOG_FORMAT=${ORDERFLOW_LOG_FORMAT:-text}
 
-psql -h "${ORDERFLOW_DATABASE_HOST:-localhost}" -U "${ORDERFLOW_DATABASE_USER:-postgres}" -d postgres -Atqc \
+server=(-h "${ORDERFLOW_DATABASE_HOST:-localhost}" -p "${ORDERFLOW_DATABASE_PORT:-5432}" -U "${ORDERFLOW_DATABASE_USER:-postgres}")
+psql "${server[@]}" -d postgres -Atqc \
   "SELECT 1 FROM pg_database WHERE datname = '${ORDERFLOW_DATABASE_NAME:-orderflow}'" | grep -q 1 ||
-  createdb -h "${ORDERFLOW_DATABASE_HOST:-localhost}" -U "${ORDERFLOW_DATABASE_USER:-postgres}" "${ORDERFLOW_DATABASE_NAME:-orderflow}"
+  createdb "${server[@]}" "${ORDERFLOW_DATABASE_NAME:-orderflow}"
 
 pids=()
 stop() {
