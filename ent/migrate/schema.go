@@ -83,11 +83,6 @@ var (
 				Unique:  true,
 				Columns: []*schema.Column{NotificationsColumns[5], NotificationsColumns[2]},
 			},
-			{
-				Name:    "notification_order_id",
-				Unique:  false,
-				Columns: []*schema.Column{NotificationsColumns[5]},
-			},
 		},
 	}
 	// OrdersColumns holds the columns for the "orders" table.

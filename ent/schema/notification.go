@@ -41,9 +41,9 @@ func (Notification) Edges() []ent.Edge {
 // Indexes of the Notification.
 func (Notification) Indexes() []ent.Index {
 	return []ent.Index{
-		// A redelivered event must not notify twice.
+		// A redelivered event must not notify twice. The index also serves the look-ups
+		// by order_id alone (an order's notifications, the cascade from orders).
 		index.Fields("order_id", "event_type").Unique(),
-		index.Fields("order_id"),
 	}
 }
 
