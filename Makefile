@@ -33,7 +33,8 @@ generate:
 	$(GO) mod tidy
 
 ## migration: write a migration from the ent schema changes: make migration name=add_x
-migration:
+## (migrationgen diffs against the generated ent/migrate, so the code is regenerated first)
+migration: generate
 	$(GO) run ./cmd/migrationgen $(name)
 
 vet:
