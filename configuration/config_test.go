@@ -615,6 +615,7 @@ func TestUnknownVariables(t *testing.T) {
 		"PATH=/usr/bin",
 		"ORDERFLOW_CONFIG_DIR=/etc/orderflow",
 		"ORDERFLOW_TEST_LOG=debug",
+		"ORDERFLOW_MIGRATIONGEN_DSN=postgres://postgres@db.internal:5432/postgres",
 		"ORDERFLOW_ORDERS_PAYMENTDELAY=1s",
 	}
 	if err := unknownVariables(environ); err != nil {

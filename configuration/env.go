@@ -8,10 +8,12 @@ import (
 )
 
 // unknownVariables reports ORDERFLOW_* variables in environ that name no key, so that a
-// misspelt override is an error rather than silently ignored. ORDERFLOW_CONFIG_DIR and
-// the test suite's ORDERFLOW_TEST_* variables are not keys but are allowed.
+// misspelt override is an error rather than silently ignored. ORDERFLOW_CONFIG_DIR,
+// cmd/migrationgen's ORDERFLOW_MIGRATIONGEN_DSN and the test suite's ORDERFLOW_TEST_*
+// variables are not keys but are allowed, so that a shell that exports them still starts
+// the processes.
 func unknownVariables(environ []string) error {
-	known := map[string]bool{EnvPrefix + "CONFIG_DIR": true}
+	known := map[string]bool{EnvPrefix + "CONFIG_DIR": true, EnvPrefix + "MIGRATIONGEN_DSN": true}
 	for _, l := range leaves() {
 		known[l.env] = true
 	}
