@@ -212,6 +212,23 @@ func TestHostileRequests(t *testing.T) {
 		defer res.Body.Close()
 		wantProblem(t, res, http.StatusBadRequest)
 	})
+	// An empty key is a client's mistake (a variable not set), not a request without a key:
+	// stored without one, its retry would be a second order.
+	t.Run("Idempotency-Key empty", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/api/orders", strings.NewReader(orderBody("1")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "")
+		res, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		wantProblem(t, res, http.StatusBadRequest)
+	})
 	after := e.rowCounts(t)
 	for table, n := range before {
 		if after[table] != n {
