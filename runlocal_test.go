@@ -22,7 +22,7 @@ import (
 func TestRunLocalCreatesTheConfiguredDatabase(t *testing.T) {
 	for _, tool := range []string{"psql", "createdb"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the script needs %s: %v", tool, err)
+			t.Fatalf("scripts/run-local.sh (make run) needs %s, from postgresql-client: %v", tool, err)
 		}
 	}
 	cfg := testenv.EmptyDatabase(t)
