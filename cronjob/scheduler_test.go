@@ -3,13 +3,17 @@ package cronjob
 import (
 	"context"
 	"log/slog"
-	"orderflow/internal/testenv"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
+
+	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 )
 
 // outcome is one run as the scheduler reported it.
@@ -301,5 +305,48 @@ func TestSchedulerCountsARunCutShortByStopping(t *testing.T) {
 	stop(t, s)
 	if got := promtestutil.ToFloat64(expired) - before; got != 7 {
 		t.Errorf("expired orders counted %v, want the interrupted run's 7", got)
+	}
+}
+
+// TestSchedulerRunOnASilentDatabaseFails: when the database stops answering (a host that went
+// away without closing its connections, a failover), the run does not wait for TCP to give
+// up, which takes up to a quarter of an hour: its batch fails after its timeout, the failure
+// is logged, and the following runs keep trying.
+func TestSchedulerRunOnASilentDatabaseFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	user, products := e.user(t), e.products(t, 2, 0)
+	proxy := testutil.StartProxy(t, net.JoinHostPort(e.cfg.Host, strconv.Itoa(e.cfg.Port)))
+	viaProxy := e.cfg
+	viaProxy.Host, viaProxy.Port = "127.0.0.1", proxy.Port()
+	var logs syncBuffer
+	const interval = 500 * time.Millisecond
+	sweeper := NewSweeper(testenv.Pool(t, viaProxy), ordersConfig(time.Minute, 500))
+	sweeper.batchTimeout = 2 * time.Second // a minute at least outside tests
+	s := NewScheduler(sweeper, interval, slog.New(slog.NewTextHandler(&logs, nil)))
+	runs := watch(s)
+	start(t, s)
+	if o := next(t, runs); o.err != nil {
+		t.Fatalf("run before the partition: %v", o.err)
+	}
+
+	proxy.Silence()
+	stale := e.orders(t, 3, "processing", time.Hour, user, products)
+	select {
+	case o := <-runs:
+		if o.err == nil || !strings.Contains(o.err.Error(), "no answer from the database within 2s") {
+			t.Fatalf("run during the partition: %+v, %v; want a failure saying the database did not answer", o.res, o.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no run reported within 10s of the database going silent; log:\n%s", logs.String())
+	}
+	if got := logs.String(); !strings.Contains(got, `msg="expiry sweep failed; the next run retries"`) {
+		t.Errorf("log %q lacks the failure line", got)
+	}
+	if o := next(t, runs); o.err == nil {
+		t.Errorf("the run after the failed one: %+v, want it to try again and fail", o.res)
+	}
+	if got := e.statuses(t, stale); got["processing"] != len(stale) {
+		t.Errorf("orders %v, want all processing: the database never got the statement", got)
 	}
 }

@@ -7,6 +7,7 @@ package cronjob
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -45,20 +46,34 @@ type Sweeper struct {
 	pool        *sql.DB
 	expireAfter time.Duration
 	batchSize   int
+	// batchTimeout bounds one batch: see minBatchTimeout.
+	batchTimeout time.Duration
 }
 
+// minBatchTimeout is the least time one batch may take; it is given orders.expiryInterval
+// when that is longer. Without a bound, a database that stops answering without closing the
+// connection (a host that went away, a failover) would hold the run, and so every later run,
+// silently until TCP gave up, up to a quarter of an hour. A batch of the default size takes
+// milliseconds and 100,000 orders take seconds, so a batch still waiting then is taken to
+// wait on a database that does not answer: pgx closes its connection and cancels the
+// statement, the batch rolls back (or stands whole, had it committed), the run fails with one
+// log line, and the next run retries.
+const minBatchTimeout = time.Minute
+
 // NewSweeper returns a sweeper that expires, in batches of cfg.ExpiryBatchSize, the orders
-// that have been processing for longer than cfg.ExpireAfter by the database's clock. Tests
-// make orders stale by giving them an old created_at, or use a short ExpireAfter.
+// that have been processing for longer than cfg.ExpireAfter by the database's clock, giving
+// each batch cfg.ExpiryInterval, and at least minBatchTimeout. Tests make orders stale by
+// giving them an old created_at, or use a short ExpireAfter.
 func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
 	batch := cfg.ExpiryBatchSize
 	if batch <= 0 {
 		batch = configuration.Defaults().Orders.ExpiryBatchSize
 	}
 	return &Sweeper{
-		pool:        pool,
-		expireAfter: cfg.ExpireAfter.D(),
-		batchSize:   batch,
+		pool:         pool,
+		expireAfter:  cfg.ExpireAfter.D(),
+		batchSize:    batch,
+		batchTimeout: max(cfg.ExpiryInterval.D(), minBatchTimeout),
 	}
 }
 
@@ -163,13 +178,18 @@ SELECT count(*) FROM expired`
 // batch expires one batch in one transaction, so that status, stock and outbox rows commit
 // together or not at all. It returns the number of orders expired.
 func (s *Sweeper) batch(ctx context.Context) (int, error) {
+	bctx, cancel := context.WithTimeout(ctx, s.batchTimeout)
+	defer cancel()
 	var n int
-	err := s.pool.QueryRowContext(ctx, expireBatch,
+	err := s.pool.QueryRowContext(bctx, expireBatch,
 		s.expireAfter.Microseconds(), s.batchSize,
 		string(domain.StatusProcessing), string(domain.StatusExpired), s.expireAfter.String(),
 		events.TypeOrderExpired, events.RoutingKeyOrderExpired,
 		events.SpecVersion, events.SourceCronJob, events.DataContentType,
 	).Scan(&n)
+	if err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded) {
+		return 0, fmt.Errorf("expire orders: no answer from the database within %s: %w", s.batchTimeout, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("expire orders: %w", err)
 	}
