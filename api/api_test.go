@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
 	"orderflow"
+	"orderflow/api/oas"
 )
 
 // problemBody reads a raw problem+json answer.
@@ -120,4 +122,51 @@ func TestProtocol(t *testing.T) {
 			t.Errorf("GET /openapi.yaml: %d, %d bytes", res.StatusCode, len(b))
 		}
 	})
+}
+
+// TestNotFoundNamesTheResource checks that every 404 of an operation says which resource
+// does not exist, and that a customer asking for another's order or account gets the same
+// answer as for one that does not exist.
+func TestNotFoundNamesTheResource(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	admin := e.adminToken()
+	cust, custID := e.customerToken()
+	owner, _ := e.customer()
+	pid := e.product("1.00", 10)
+	other, err := owner.CreateOrder(ctx, &oas.OrderCreate{Items: items(pid, 1)}, oas.CreateOrderParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherOrder := strconv.Itoa(other.Response.ID)
+	const missing = "999999"
+	tests := []struct {
+		method, path, tok, body, detail string
+	}{
+		{http.MethodGet, "/api/orders/" + missing, admin, "", "Order 999999 does not exist."},
+		{http.MethodPut, "/api/orders/" + missing, admin, `{"status":"expired"}`, "Order 999999 does not exist."},
+		{http.MethodDelete, "/api/orders/" + missing, admin, "", "Order 999999 does not exist."},
+		{http.MethodGet, "/api/orders/" + missing + "/notifications", admin, "", "Order 999999 does not exist."},
+		{http.MethodGet, "/api/orders/" + otherOrder, cust, "", "Order " + otherOrder + " does not exist."},
+		{http.MethodGet, "/api/orders/" + otherOrder + "/notifications", cust, "", "Order " + otherOrder + " does not exist."},
+		{http.MethodGet, "/api/products/" + missing, admin, "", "Product 999999 does not exist."},
+		{http.MethodPut, "/api/products/" + missing, admin, `{"name":"x","price":1,"stock":1}`, "Product 999999 does not exist."},
+		{http.MethodDelete, "/api/products/" + missing, admin, "", "Product 999999 does not exist."},
+		{http.MethodGet, "/api/users/" + missing, admin, "", "User 999999 does not exist."},
+		{http.MethodPut, "/api/users/" + missing, admin, `{"name":"x","email":"x@example.com"}`, "User 999999 does not exist."},
+		{http.MethodDelete, "/api/users/" + missing, admin, "", "User 999999 does not exist."},
+		{http.MethodGet, "/api/users/" + strconv.Itoa(e.adminID), cust, "", "User " + strconv.Itoa(e.adminID) + " does not exist."},
+		{http.MethodPut, "/api/users/" + strconv.Itoa(e.adminID), cust, `{"name":"x","email":"x@example.com"}`, "User " + strconv.Itoa(e.adminID) + " does not exist."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			body := problemBody(t, e.do(tt.method, tt.path, tt.tok, "application/json", tt.body), http.StatusNotFound)
+			if body["detail"] != tt.detail {
+				t.Errorf("detail %q, want %q", body["detail"], tt.detail)
+			}
+		})
+	}
+	if _, err := e.clientWith(cust).GetUser(ctx, oas.GetUserParams{ID: custID}); err != nil {
+		t.Errorf("own account: %v", err)
+	}
 }

@@ -54,8 +54,23 @@ func invalid(field, message string) *Problem {
 	}
 }
 
+// notFound is the answer for the resource of the given kind ("Order") and id that does
+// not exist, or that the caller may not see: the same answer, so that it tells nothing of
+// other users' resources.
+func notFound(kind string, id int) *Problem {
+	return problem(http.StatusNotFound, fmt.Sprintf("%s %d does not exist.", kind, id))
+}
+
+// orNotFound returns notFound(kind, id) when err says that the resource does not exist,
+// and err otherwise.
+func orNotFound(err error, kind string, id int) error {
+	if ent.IsNotFound(err) {
+		return notFound(kind, id)
+	}
+	return err
+}
+
 var (
-	errNotFound     = problem(http.StatusNotFound, "The resource does not exist.")
 	errForbidden    = problem(http.StatusForbidden, "This action is not allowed to you.")
 	errUnauthorized = problem(http.StatusUnauthorized, "A valid bearer token is required.")
 )

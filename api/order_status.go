@@ -41,7 +41,7 @@ func (h *Handler) UpdateOrderStatus(ctx context.Context, req *oas.OrderStatusUpd
 		err := queryRow(ctx, tx,
 			`SELECT status, user_id, total FROM orders WHERE id = $1 FOR NO KEY UPDATE`, params.ID).Scan(&from, &userID, &total)
 		if errors.Is(err, sql.ErrNoRows) {
-			return errNotFound
+			return notFound("Order", params.ID)
 		}
 		if err != nil {
 			return fmt.Errorf("load order %d: %w", params.ID, err)
@@ -113,7 +113,7 @@ func (h *Handler) DeleteOrder(ctx context.Context, params oas.DeleteOrderParams)
 		var status domain.Status
 		err := queryRow(ctx, tx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, params.ID).Scan(&status)
 		if errors.Is(err, sql.ErrNoRows) {
-			return errNotFound
+			return notFound("Order", params.ID)
 		}
 		if err != nil {
 			return fmt.Errorf("load order %d: %w", params.ID, err)

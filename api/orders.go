@@ -83,14 +83,14 @@ func loadOrders(ctx context.Context, q querier, ids []int) ([]oas.Order, error) 
 	return out, nil
 }
 
-// loadOrder reads one order; errNotFound (a 404 Problem) when it does not exist.
+// loadOrder reads one order; a 404 Problem naming it when it does not exist.
 func loadOrder(ctx context.Context, q querier, id int) (*oas.Order, error) {
 	orders, err := loadOrders(ctx, q, []int{id})
 	if err != nil {
 		return nil, err
 	}
 	if len(orders) == 0 {
-		return nil, errNotFound
+		return nil, notFound("Order", id)
 	}
 	return &orders[0], nil
 }
@@ -166,7 +166,7 @@ func (h *Handler) GetOrder(ctx context.Context, params oas.GetOrderParams) (*oas
 		return nil, err
 	}
 	if !p.IsAdmin() && o.UserId != p.ID {
-		return nil, errNotFound
+		return nil, notFound("Order", params.ID)
 	}
 	return o, nil
 }
@@ -181,7 +181,7 @@ func (h *Handler) ListOrderNotifications(ctx context.Context, params oas.ListOrd
 	var owner int
 	err = h.db.QueryRowContext(ctx, `SELECT user_id FROM orders WHERE id = $1`, params.ID).Scan(&owner)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !p.IsAdmin() && owner != p.ID) {
-		return nil, errNotFound
+		return nil, notFound("Order", params.ID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load order %d: %w", params.ID, err)

@@ -51,7 +51,7 @@ func (h *Handler) ListProducts(ctx context.Context, params oas.ListProductsParam
 func (h *Handler) GetProduct(ctx context.Context, params oas.GetProductParams) (*oas.Product, error) {
 	p, err := h.client.Product.Get(ctx, params.ID)
 	if err != nil {
-		return nil, fmt.Errorf("get product %d: %w", params.ID, err)
+		return nil, fmt.Errorf("get product %d: %w", params.ID, orNotFound(err, "Product", params.ID))
 	}
 	out := productOut(p)
 	return &out, nil
@@ -138,7 +138,7 @@ func (h *Handler) UpdateProduct(ctx context.Context, req *oas.ProductInput, para
 	}
 	p, err := upd.Save(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("update product %d: %w", params.ID, err)
+		return nil, fmt.Errorf("update product %d: %w", params.ID, orNotFound(err, "Product", params.ID))
 	}
 	out := productOut(p)
 	return &out, nil
@@ -154,7 +154,7 @@ func (h *Handler) DeleteProduct(ctx context.Context, params oas.DeleteProductPar
 		return problem(http.StatusConflict, "The product is part of an order and cannot be deleted.")
 	}
 	if err != nil {
-		return fmt.Errorf("delete product %d: %w", params.ID, err)
+		return fmt.Errorf("delete product %d: %w", params.ID, orNotFound(err, "Product", params.ID))
 	}
 	return nil
 }

@@ -57,11 +57,11 @@ func (h *Handler) GetUser(ctx context.Context, params oas.GetUserParams) (*oas.U
 		return nil, err
 	}
 	if !p.IsAdmin() && p.ID != params.ID {
-		return nil, errNotFound
+		return nil, notFound("User", params.ID)
 	}
 	u, err := h.client.User.Get(ctx, params.ID)
 	if err != nil {
-		return nil, fmt.Errorf("get user %d: %w", params.ID, err)
+		return nil, fmt.Errorf("get user %d: %w", params.ID, orNotFound(err, "User", params.ID))
 	}
 	out := userOut(u)
 	return &out, nil
@@ -179,7 +179,7 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 		return nil, err
 	}
 	if !p.IsAdmin() && p.ID != params.ID {
-		return nil, errNotFound
+		return nil, notFound("User", params.ID)
 	}
 	if !p.IsAdmin() && req.Role.Set {
 		return nil, problem(http.StatusForbidden, "Only an admin may set a role.")
@@ -226,7 +226,7 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("update user %d: %w", params.ID, err)
+		return nil, fmt.Errorf("update user %d: %w", params.ID, orNotFound(err, "User", params.ID))
 	}
 	out := userOut(u)
 	return &out, nil
@@ -259,7 +259,7 @@ func (h *Handler) DeleteUser(ctx context.Context, params oas.DeleteUserParams) e
 		return errUserHasOrders
 	}
 	if err != nil {
-		return fmt.Errorf("delete user %d: %w", params.ID, err)
+		return fmt.Errorf("delete user %d: %w", params.ID, orNotFound(err, "User", params.ID))
 	}
 	return nil
 }
