@@ -115,6 +115,28 @@ func TestProtocol(t *testing.T) {
 			}
 		})
 	}
+	for _, c := range []struct{ method, path, body, field, message string }{
+		{http.MethodGet, "/api/products?limit=0", "", "limit", "must be at least 1"},
+		{http.MethodGet, "/api/products?limit=1001", "", "limit", "must be at most 1000"},
+		{http.MethodGet, "/api/users?offset=-1", "", "offset", "must be at least 0"},
+		{http.MethodGet, "/api/orders/0", "", "id", "must be at least 1"},
+		{http.MethodPost, "/api/products", `{"name":"x","price":1,"stock":2147483648}`, "stock", "must be at most 2147483647"},
+		{http.MethodPost, "/api/orders", `{"items":[{"productId":1,"quantity":0}]}`, "items[0].quantity", "must be at least 1"},
+		{http.MethodGet, "/api/orders?status=shipped", "", "status", "must be one of pending, processing, completed, expired"},
+		{http.MethodPut, "/api/orders/1", `{"status":"shipped"}`, "status", "must be one of pending, processing, completed, expired"},
+		{http.MethodPost, "/api/users", `{"name":"x","email":"x@example.com","password":"secret1","role":"root"}`, "role", "must be one of admin, customer"},
+	} {
+		t.Run("value outside the contract: "+c.method+" "+c.path+" "+c.body, func(t *testing.T) {
+			body := problemBody(t, e.do(c.method, c.path, tok, "application/json", c.body), http.StatusBadRequest)
+			errs, _ := body["errors"].([]any)
+			if len(errs) != 1 {
+				t.Fatalf("errors %v, want one", body["errors"])
+			}
+			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != c.message {
+				t.Errorf("error %v, want field %q with message %q", f, c.field, c.message)
+			}
+		})
+	}
 	t.Run("openapi.yaml", func(t *testing.T) {
 		res := e.do(http.MethodGet, "/openapi.yaml", "", "", "")
 		b, _ := io.ReadAll(res.Body)

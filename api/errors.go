@@ -177,7 +177,7 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		return
 	case errors.As(err, &paramErr):
 		writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.",
-			[]oas.FieldError{{Field: paramErr.Name, Message: paramMessage(paramErr.Err)}}))
+			[]oas.FieldError{{Field: paramErr.Name, Message: paramMessage(paramErr.Name, paramErr.Err)}}))
 		return
 	case errors.As(err, &valErr):
 		fields := fieldErrors("", valErr, nil)
@@ -211,12 +211,12 @@ func parsesAsMediaType(v string) bool {
 	return err == nil
 }
 
-func paramMessage(err error) string {
+func paramMessage(name string, err error) string {
 	var valErr *validate.Error
 	if errors.As(err, &valErr) && len(valErr.Fields) > 0 {
-		return fieldMessage(valErr.Fields[0].Error)
+		return fieldMessage(name, valErr.Fields[0].Error)
 	}
-	return fieldMessage(err)
+	return fieldMessage(name, err)
 }
 
 // fieldErrors flattens ogen's nested validation errors into one entry per invalid field,
@@ -233,13 +233,29 @@ func fieldErrors(prefix string, e *validate.Error, out []oas.FieldError) []oas.F
 			out = fieldErrors(name, nested, out)
 			continue
 		}
-		out = append(out, oas.FieldError{Field: name, Message: fieldMessage(f.Error)})
+		out = append(out, oas.FieldError{Field: name, Message: fieldMessage(f.Name, f.Error)})
 	}
 	return out
 }
 
-// fieldMessage turns one of ogen's validation errors into a short message.
-func fieldMessage(err error) string {
+// enumValues lists the values of the contract's enumerations by the name of the fields and
+// parameters that take them, for the answer to any other value.
+var enumValues = map[string][]string{
+	"status": enumStrings(oas.OrderStatus("").AllValues()),
+	"role":   enumStrings(oas.Role("").AllValues()),
+}
+
+func enumStrings[T ~string](values []T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = string(v)
+	}
+	return out
+}
+
+// fieldMessage turns one of ogen's validation errors about the field or parameter name
+// into a short message.
+func fieldMessage(name string, err error) string {
 	var (
 		minErr *validate.MinLengthError
 		maxErr *validate.MaxLengthError
@@ -260,7 +276,33 @@ func fieldMessage(err error) string {
 	case errors.As(err, &numErr):
 		return "must be an integer"
 	}
+	// ogen says these in words of its own ("int: value 0 less than 1", "invalid value: x"),
+	// without a type of their own: said as the contract's rule instead.
+	var value, bound int64
+	inner := innermost(err).Error()
+	switch values, ok := enumValues[name]; {
+	case ok && strings.HasPrefix(inner, "invalid value: "):
+		return "must be one of " + strings.Join(values, ", ")
+	case matches(inner, "value %d less than %d", &value, &bound):
+		return fmt.Sprintf("must be at least %d", bound)
+	case matches(inner, "value %d greater than %d", &value, &bound):
+		return fmt.Sprintf("must be at most %d", bound)
+	}
 	return err.Error()
+}
+
+// innermost returns the last error of err's chain.
+func innermost(err error) error {
+	for next := errors.Unwrap(err); next != nil; next = errors.Unwrap(err) {
+		err = next
+	}
+	return err
+}
+
+// matches reports whether s has the form of format, scanning its verbs into args.
+func matches(s, format string, args ...any) bool {
+	n, err := fmt.Sscanf(s, format, args...)
+	return err == nil && n == len(args)
 }
 
 // unavailable reports whether err means that PostgreSQL could not be reached or refused
