@@ -31,13 +31,12 @@ var (
 
 // Handler implements every operation of the API and its bearer authentication.
 type Handler struct {
-	client      *ent.Client
-	db          *sql.DB
-	log         *slog.Logger
-	tokens      *Tokens
-	expireAfter time.Duration
-	bcryptCost  int
-	now         func() time.Time
+	client     *ent.Client
+	db         *sql.DB
+	log        *slog.Logger
+	tokens     *Tokens
+	bcryptCost int
+	now        func() time.Time
 
 	// adminEmail is admin.email, normalized: only an admin account may hold it, since the
 	// API's start-up updates the account with that address (EnsureAdmin).
@@ -57,17 +56,16 @@ type Handler struct {
 // pool), with tokens configured by cfg.Auth.
 func NewHandler(client *ent.Client, db *sql.DB, cfg *configuration.Config, log *slog.Logger) *Handler {
 	return &Handler{
-		client:      client,
-		db:          db,
-		log:         log,
-		tokens:      NewTokens(cfg.Auth.JWTSecret, cfg.Auth.Issuer, cfg.Auth.TokenTTL.D()),
-		expireAfter: cfg.Orders.ExpireAfter.D(),
-		adminEmail:  domain.NormalizeEmail(cfg.Admin.Email),
-		bcryptCost:  bcrypt.DefaultCost,
-		stock:       newStockLocks(),
-		intake:      newIntake(db, log, cfg.Orders.IntakeConnections, cfg.Orders.IntakeGroupSize),
-		logins:      newLoginLimiter(cfg.Auth.LoginAttemptsPerMinute, cfg.Auth.LoginAttemptsPerAddressPerMinute, time.Now),
-		now:         func() time.Time { return time.Now().UTC() },
+		client:     client,
+		db:         db,
+		log:        log,
+		tokens:     NewTokens(cfg.Auth.JWTSecret, cfg.Auth.Issuer, cfg.Auth.TokenTTL.D()),
+		adminEmail: domain.NormalizeEmail(cfg.Admin.Email),
+		bcryptCost: bcrypt.DefaultCost,
+		stock:      newStockLocks(),
+		intake:     newIntake(db, log, cfg.Orders.IntakeConnections, cfg.Orders.IntakeGroupSize),
+		logins:     newLoginLimiter(cfg.Auth.LoginAttemptsPerMinute, cfg.Auth.LoginAttemptsPerAddressPerMinute, time.Now),
+		now:        func() time.Time { return time.Now().UTC() },
 	}
 }
 

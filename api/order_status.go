@@ -19,7 +19,9 @@ import (
 
 // UpdateOrderStatus changes an order's status along the state machine (admin). Completing
 // or expiring an order writes the matching event to the outbox in the same transaction;
-// expiring also releases the reserved stock.
+// expiring also releases the reserved stock. An order the admin expires is announced as
+// expired after the time it had been open (which the customer's notification repeats), not
+// after orders.expireAfter, which it may not have reached.
 func (h *Handler) UpdateOrderStatus(ctx context.Context, req *oas.OrderStatusUpdate, params oas.UpdateOrderStatusParams) (*oas.Order, error) {
 	p, err := principalFrom(ctx)
 	if err != nil {
@@ -34,12 +36,13 @@ func (h *Handler) UpdateOrderStatus(ctx context.Context, req *oas.OrderStatusUpd
 	}
 	err = db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
 		var (
-			from   domain.Status
-			userID int
-			total  decimal.Decimal
+			from      domain.Status
+			userID    int
+			total     decimal.Decimal
+			createdAt time.Time
 		)
 		err := queryRow(ctx, tx,
-			`SELECT status, user_id, total FROM orders WHERE id = $1 FOR NO KEY UPDATE`, params.ID).Scan(&from, &userID, &total)
+			`SELECT status, user_id, total, created_at FROM orders WHERE id = $1 FOR NO KEY UPDATE`, params.ID).Scan(&from, &userID, &total, &createdAt)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("Order", params.ID)
 		}
@@ -70,8 +73,10 @@ func (h *Handler) UpdateOrderStatus(ctx context.Context, req *oas.OrderStatusUpd
 			if err := releaseStock(ctx, tx, params.ID, now); err != nil {
 				return err
 			}
+			// At least a second: the event's expiredAfter is a positive duration.
+			age := max(now.Sub(createdAt).Truncate(time.Second), time.Second)
 			ev = events.OrderExpired{OrderID: params.ID, UserID: userID, Total: events.NewMoney(total), ExpiredAt: now,
-				ExpiredAfter: h.expireAfter.String()}
+				ExpiredAfter: age.String()}
 		}
 		if ev != nil {
 			if _, err := outbox.Write(ctx, tx, events.SourceAPI, ev, actorHeaders(p.ID)); err != nil {

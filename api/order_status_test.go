@@ -169,3 +169,33 @@ func TestDeleteOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminExpiryNamesTheOrdersAge checks that an order an admin expires is announced as
+// expired after the time it had been open, which the customer's notification repeats, not
+// after orders.expireAfter, which it had not reached.
+func TestAdminExpiryNamesTheOrdersAge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	pid := e.product("1.00", 10)
+	for _, from := range []oas.OrderStatus{oas.OrderStatusPending, oas.OrderStatusProcessing} {
+		t.Run(string(from), func(t *testing.T) {
+			o := e.orderIn(cust, pid, 1, from)
+			if _, err := e.db.Exec(`UPDATE orders SET created_at = now() - interval '3 minutes 20 seconds' WHERE id = $1`, o.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.admin.UpdateOrderStatus(ctx, &oas.OrderStatusUpdate{Status: oas.OrderStatusExpired}, oas.UpdateOrderStatusParams{ID: o.ID}); err != nil {
+				t.Fatal(err)
+			}
+			var after string
+			if err := e.db.QueryRow(`SELECT payload->'data'->>'expiredAfter' FROM outbox WHERE event_type = $1 AND (payload->'data'->>'orderId')::int = $2`,
+				events.TypeOrderExpired, o.ID).Scan(&after); err != nil {
+				t.Fatal(err)
+			}
+			// The age in whole seconds: 3m20s, or a little more on a slow machine.
+			if d, err := time.ParseDuration(after); err != nil || d < 200*time.Second || d > 210*time.Second || d != d.Truncate(time.Second) {
+				t.Errorf("expiredAfter %q, want the order's age, about 3m20s (orders.expireAfter is %s)", after, e.cfg.Orders.ExpireAfter.D())
+			}
+		})
+	}
+}

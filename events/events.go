@@ -77,14 +77,15 @@ type OrderCompleted struct {
 	CompletedAt time.Time `json:"completedAt"`
 }
 
-// OrderExpired announces that an order stayed in processing longer than ExpiredAfter and was
-// expired, its stock released.
+// OrderExpired announces that an order was expired, its stock released: by the cron job once
+// it stayed in processing longer than ExpiredAfter, or by an admin.
 type OrderExpired struct {
 	OrderID   int       `json:"orderId"`
 	UserID    int       `json:"userId"`
 	Total     Money     `json:"total"`
 	ExpiredAt time.Time `json:"expiredAt"`
-	// ExpiredAfter is the threshold that applied, as a Go duration ("10m0s").
+	// ExpiredAfter is the threshold that applied, as a Go duration ("10m0s"); for an order an
+	// admin expired, the order's age then, in whole seconds and at least "1s".
 	ExpiredAfter string `json:"expiredAfter"`
 }
 
