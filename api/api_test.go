@@ -192,3 +192,19 @@ func TestNotFoundNamesTheResource(t *testing.T) {
 		t.Errorf("own account: %v", err)
 	}
 }
+
+// TestContractNamesEveryStatus checks that openapi.yaml says when each status that the API
+// answers with is given, those that ogen's router and the body limit give included.
+func TestContractNamesEveryStatus(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{
+		http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+		http.StatusMethodNotAllowed, http.StatusConflict, http.StatusRequestEntityTooLarge,
+		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity, http.StatusTooManyRequests,
+		http.StatusServiceUnavailable,
+	} {
+		if !strings.Contains(string(orderflow.OpenAPI), " "+strconv.Itoa(status)) {
+			t.Errorf("openapi.yaml does not say when the API answers %d", status)
+		}
+	}
+}
