@@ -392,3 +392,29 @@ func TestCustomerCannotReachOthers(t *testing.T) {
 func jsonBody(res *http.Response, v any) error {
 	return json.NewDecoder(res.Body).Decode(v)
 }
+
+// TestAdminOperationsRefuseCustomersFirst checks that a customer calling an operation only
+// an admin may call is refused with 403 whatever its request holds, and not told first
+// what is wrong with a body or parameter it has no right to send.
+func TestAdminOperationsRefuseCustomersFirst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customerToken()
+	for _, req := range []struct{ method, path, body string }{
+		{http.MethodGet, "/api/users?limit=0", ""},
+		{http.MethodPost, "/api/users", `{"name":"","email":"x@example.com","password":"secret1"}`},
+		{http.MethodPost, "/api/users", `{}`},
+		{http.MethodDelete, "/api/users/1", ""},
+		{http.MethodPost, "/api/products", `{"name":"x","price":-1,"stock":1}`},
+		{http.MethodPost, "/api/products", `{"name":"x","stock":1}`},
+		{http.MethodPut, "/api/products/1", `{"name":"","price":1,"stock":1}`},
+		{http.MethodDelete, "/api/products/1", ""},
+		{http.MethodPut, "/api/orders/1", `{"status":"shipped"}`},
+		{http.MethodPut, "/api/orders/1", `{}`},
+		{http.MethodDelete, "/api/orders/1", ""},
+	} {
+		t.Run(req.method+" "+req.path+" "+req.body, func(t *testing.T) {
+			wantProblem(t, e.do(req.method, req.path, cust, "application/json", req.body), http.StatusForbidden)
+		})
+	}
+}
