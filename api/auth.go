@@ -104,7 +104,9 @@ func NewTokens(secret, issuer string, ttl time.Duration) *Tokens {
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 			jwt.WithIssuer(issuer),
 			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
+			// The time a token was issued is not checked: another API process may have
+			// issued it by a clock a little ahead of this one's, and a token that had not
+			// been issued yet could only come from a holder of the key.
 		),
 	}
 }

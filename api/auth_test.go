@@ -182,6 +182,21 @@ func TestTokenExpiresWhileRemembered(t *testing.T) {
 	}
 }
 
+// TestTokenFromAClockAhead: a token that another API process issued by a clock a little
+// ahead of this one's is good at once; the time it names as issued is not checked, only its
+// expiry.
+func TestTokenFromAClockAhead(t *testing.T) {
+	t.Parallel()
+	tokens := NewTokens("orderflow-test-jwt-secret-0123456789abcdef", "orderflow", time.Hour)
+	tok, _, err := tokens.Issue(7, "customer", time.Now().Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := tokens.Verify(tok); err != nil || id != 7 {
+		t.Fatalf("token issued 30s ahead: %d, %v; want user 7", id, err)
+	}
+}
+
 // TestTokenUserUnreadable: a token whose user cannot be read for a reason of the server's
 // (here a column the statement names is gone) is answered 500, not 401: the token is good,
 // and a client told to sign in again would only be refused again.
