@@ -9,11 +9,14 @@ import (
 )
 
 // Proxy forwards TCP connections to a server, so that a test can make the network between
-// them fail: Cut, as a server that went away, or Silence, as a network partition.
+// them fail: Cut, as a server that went away, Silence, as a network partition, or Strand, as
+// a failover to another server behind the same address.
 type Proxy struct {
 	ln     net.Listener
 	target string
 	silent atomic.Bool
+	// pairs counts the forwarded connections; those up to stranded are silent.
+	pairs, stranded atomic.Int64
 
 	mu    sync.Mutex
 	down  bool
@@ -65,6 +68,11 @@ func (p *Proxy) Restore() {
 // dropped, and neither sees an error until its own timeouts, such as heartbeats, expire.
 func (p *Proxy) Silence() { p.silent.Store(true) }
 
+// Strand silences the connections it carries now, for good, and forwards new ones: as a
+// failover that leaves the connections made before it to a server that went away without
+// closing them, while the address reaches a server that answers.
+func (p *Proxy) Strand() { p.stranded.Store(p.pairs.Load()) }
+
 func (p *Proxy) serve() {
 	defer p.wg.Done()
 	for {
@@ -90,9 +98,10 @@ func (p *Proxy) serve() {
 		if !p.track(c, up) {
 			continue
 		}
+		pair := p.pairs.Add(1)
 		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(c, up, pair)
+		go p.pipe(up, c, pair)
 	}
 }
 
@@ -109,16 +118,16 @@ func (p *Proxy) track(a, b net.Conn) bool {
 	return true
 }
 
-// pipe copies src to dst, dropping what it reads once the proxy is silent, until either
-// side closes.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, dropping what it reads once the proxy is silent or the pair
+// stranded, until either side closes.
+func (p *Proxy) pipe(dst, src net.Conn, pair int64) {
 	defer p.wg.Done()
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !p.silent.Load() {
+		if n > 0 && !p.silent.Load() && pair > p.stranded.Load() {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}

@@ -21,6 +21,8 @@ import (
 const (
 	// publishTimeout bounds publishing one batch and waiting for its confirms.
 	publishTimeout = 10 * time.Second
+	// roundTimeout bounds a whole round, its statements and its publishing: see Relay.
+	roundTimeout = publishTimeout + 20*time.Second
 	// maxBackoff caps the wait after a batch of which nothing was published (it doubles from
 	// pollInterval).
 	maxBackoff = 10 * time.Second
@@ -62,6 +64,8 @@ type Relay struct {
 	poll      time.Duration
 	retention time.Duration
 	prune     time.Duration
+	// roundTimeout is roundTimeout but in tests.
+	roundTimeout time.Duration
 
 	// afterPublish, when set, runs after a batch is published and before it is marked; an
 	// error aborts the round as a crash would (tests).
@@ -86,10 +90,10 @@ func NewRelay(pool *sql.DB, pub Publisher, cfg configuration.Outbox, log *slog.L
 	return &Relay{
 		pool: pool, pub: pub, log: log.With("component", "outbox-relay"),
 		batchSize: max(cfg.BatchSize, 1), poll: poll, retention: cfg.Retention.D(),
-		prune: pruneInterval,
-		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		ctx:   ctx, cancel: cancel,
+		prune: pruneInterval, roundTimeout: roundTimeout,
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		ctx:  ctx, cancel: cancel,
 	}
 }
 
@@ -252,7 +256,24 @@ type row struct {
 
 // round claims, publishes and marks one batch in one transaction and returns how many rows
 // it claimed and how many of them it published.
+//
+// The round is given roundTimeout in all. A database that stops answering without closing the
+// connection (a host that went away, a failover behind the same address) would otherwise hold
+// the relay, and every event after it, until TCP gave up, up to a quarter of an hour: when the
+// time runs out, pgx closes the connection, the round rolls back, and the next one takes
+// another connection. A round cut off after publishing leaves its rows unmarked, to be
+// published again, as after a crash.
 func (r *Relay) round(ctx context.Context) (claimed, published int, err error) {
+	rctx, cancel := context.WithTimeout(ctx, r.roundTimeout)
+	defer cancel()
+	claimed, published, err = r.roundWithin(rctx)
+	if err != nil && ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer within %s: %w", r.roundTimeout, err)
+	}
+	return claimed, published, err
+}
+
+func (r *Relay) roundWithin(ctx context.Context) (claimed, published int, err error) {
 	tx, err := r.pool.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, fmt.Errorf("begin: %w", err)
@@ -378,13 +399,16 @@ func claim(ctx context.Context, tx *sql.Tx, limit int) ([]row, error) {
 	return rows, nil
 }
 
-// pruneOld deletes published rows older than the retention, in chunks.
+// pruneOld deletes published rows older than the retention, in chunks, each given
+// roundTimeout, as a round is.
 func (r *Relay) pruneOld(ctx context.Context) {
 	total := int64(0)
 	for !r.stopping() {
-		res, err := r.pool.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (
+		cctx, cancel := context.WithTimeout(ctx, r.roundTimeout)
+		res, err := r.pool.ExecContext(cctx, `DELETE FROM outbox WHERE id IN (
 			SELECT id FROM outbox WHERE published_at < now() - $1::interval
 			LIMIT $2 FOR UPDATE SKIP LOCKED)`, r.retention.String(), pruneChunk)
+		cancel()
 		if err != nil {
 			r.log.Warn("prune outbox", "error", err)
 			return

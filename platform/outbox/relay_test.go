@@ -535,3 +535,31 @@ func TestRelayStopPublishesWhatWasJustWritten(t *testing.T) {
 		t.Errorf("unpublished rows after Stop = %d, want 0", n)
 	}
 }
+
+// TestRelayLeavesAConnectionThatStopsAnswering: after a failover that leaves the relay's
+// connections to a database that went away without closing them, the relay gives up the
+// round waiting on one, and publishes through a new connection, instead of waiting until TCP
+// gives up (up to a quarter of an hour).
+func TestRelayLeavesAConnectionThatStopsAnswering(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	proxy := testutil.StartProxy(t, fmt.Sprintf("%s:%d", e.cfg.Database.Host, e.cfg.Database.Port))
+	viaProxy := e.cfg.Database
+	viaProxy.Host, viaProxy.Port, viaProxy.MaxConns = "127.0.0.1", proxy.Port(), 2
+	r := NewRelay(testenv.Pool(t, viaProxy), bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
+	r.roundTimeout = time.Second // publishTimeout and 20 s outside tests
+	r.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = r.Stop(ctx) // past its deadline, it cancels a round that still waits
+	})
+	e.write(t, 1)
+	testutil.Eventually(t, 10*time.Second, "the first event published", func() bool { return unpublished(t, e.pool) == 0 })
+
+	proxy.Strand()
+	e.write(t, 5)
+	testutil.Eventually(t, 15*time.Second, "the events written after the failover published", func() bool {
+		return unpublished(t, e.pool) == 0
+	})
+}
