@@ -168,7 +168,7 @@ func TestCommittedInstanceMatchesDefaults(t *testing.T) {
 	}
 
 	var fromFile Config
-	if err := decodeFile(InstanceFile, InstanceFile, &fromFile); err != nil {
+	if err := decodeFile(InstanceFile, InstanceFile, &fromFile, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, def := reflect.ValueOf(fromFile), reflect.ValueOf(Defaults())
@@ -184,7 +184,7 @@ func TestCommittedInstanceMatchesDefaults(t *testing.T) {
 
 func TestCommittedSecretsHoldOnlySecrets(t *testing.T) {
 	var fromFile Config
-	if err := decodeFile(SecretsFile, SecretsFile, &fromFile); err != nil {
+	if err := decodeFile(SecretsFile, SecretsFile, &fromFile, nil); err != nil {
 		t.Fatal(err)
 	}
 	if fromFile.Admin.Email != "admin@orderprocessing.local" || fromFile.Database.User != "postgres" || fromFile.RabbitMQ.User != "guest" {
@@ -423,8 +423,9 @@ func TestValidate(t *testing.T) {
 func TestLoadValidates(t *testing.T) {
 	dir := writeDir(t, `{"orders": {"completionProbability": 1.5}}`, validSecrets)
 	_, err := LoadWithEnv(dir, noEnv)
-	if err == nil || err.Error() != "configuration: orders.completionProbability: must be between 0 and 1, got 1.5" {
-		t.Errorf("got %v", err)
+	want := "configuration: orders.completionProbability: must be between 0 and 1, got 1.5 (set in " + filepath.Join(dir, InstanceFile) + ", line 1)"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
 	}
 }
 
@@ -516,7 +517,7 @@ func TestEveryKeyHasAVariable(t *testing.T) {
 		vars[k.Env] = k.Default
 	}
 	var cfg Config
-	if err := applyEnv(&cfg, env(vars)); err != nil {
+	if err := applyEnv(&cfg, env(vars), nil); err != nil {
 		t.Fatal(err)
 	}
 	if want := Defaults(); !reflect.DeepEqual(cfg, want) {
@@ -666,4 +667,46 @@ func TestBrokerURLVirtualHosts(t *testing.T) {
 			t.Errorf("broker URL %s of virtual host %q names %q", r.URL(), vhost, uri.Vhost)
 		}
 	}
+}
+
+// TestInvalidValueNamesWhereItCameFrom: a value that parses but is out of range is reported
+// with the place that set it, the file and line or the environment variable, since an
+// override hides the file's value and a missing key has none to look at.
+func TestInvalidValueNamesWhereItCameFrom(t *testing.T) {
+	dir := writeDir(t, "{\n  \"database\": {\n    \"port\": 0\n  }\n}", validSecrets)
+	instance := filepath.Join(dir, InstanceFile)
+	tests := []struct {
+		name    string
+		secrets string
+		vars    map[string]string
+		want    string
+	}{
+		{"from the file", validSecrets, nil,
+			"configuration: database.port: must be a port between 1 and 65535, got 0 (set in " + instance + ", line 3)"},
+		{"from a variable", validSecrets, map[string]string{"ORDERFLOW_DATABASE_PORT": "5432", "ORDERFLOW_ORDERS_EXPIRYBATCHSIZE": "-1"},
+			"configuration: orders.expiryBatchSize: must be at least 1, got -1 (set by ORDERFLOW_ORDERS_EXPIRYBATCHSIZE)"},
+		{"a variable over the file", validSecrets, map[string]string{"ORDERFLOW_DATABASE_PORT": "70000"},
+			"configuration: database.port: must be a port between 1 and 65535, got 70000 (set by ORDERFLOW_DATABASE_PORT)"},
+		{"a variable for a key the file has", `{"auth": {"jwtSecret": "0123456789abcdef0123456789abcdef"}, "admin": {"password": "secret1"}}`,
+			map[string]string{"ORDERFLOW_DATABASE_PORT": "5432", "ORDERFLOW_AUTH_JWTSECRET": "short"},
+			"configuration: auth.jwtSecret: must be at least 32 bytes, got 5 (set by ORDERFLOW_AUTH_JWTSECRET)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(dir, SecretsFile), []byte(tt.secrets), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadWithEnv(dir, env(tt.vars))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("got  %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+	t.Run("a key no file or variable sets", func(t *testing.T) {
+		_, err := LoadWithEnv(writeDir(t, "{}", `{"auth": {"jwtSecret": "0123456789abcdef0123456789abcdef"}}`), noEnv)
+		want := "configuration: admin.password: must be at least 6 characters and at most 72 bytes, got 0 bytes (set neither in "
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), SecretsFile+" nor by ORDERFLOW_ADMIN_PASSWORD)") {
+			t.Errorf("got  %v\nwant %s...%s nor by ORDERFLOW_ADMIN_PASSWORD)", err, want, SecretsFile)
+		}
+	})
 }

@@ -30,7 +30,8 @@ func unknownVariables(environ []string) error {
 
 // applyEnv overrides every key whose environment variable lookup reports as set, even
 // to the empty string. It reports every bad value, each naming the variable and the key.
-func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
+// When setBy is not nil, it records there the variable of every key it overrode.
+func applyEnv(cfg *Config, lookup func(string) (string, bool), setBy map[string]string) error {
 	root := reflect.ValueOf(cfg).Elem()
 	var errs []error
 	for _, l := range leaves() {
@@ -40,6 +41,10 @@ func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 		}
 		if err := setValue(root.FieldByIndex(l.index), text); err != nil {
 			errs = append(errs, fmt.Errorf("configuration: %s (key %s): %w", l.env, l.path, err))
+			continue
+		}
+		if setBy != nil {
+			setBy[l.path] = "set by " + l.env
 		}
 	}
 	return errors.Join(errs...)

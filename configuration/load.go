@@ -32,27 +32,36 @@ func Load(dir string) (*Config, error) {
 // anything after the top-level object. Every environment variable that lookup reports
 // as set, even to the empty string, overrides its key. The admin e-mail is lower-cased,
 // then the result is validated; bad variables and invalid values are reported together,
-// one line each.
+// one line each, with the file and line or the variable that set the value: an override
+// hides the file's value, so the file alone may not show what is wrong.
 func LoadWithEnv(dir string, lookup func(string) (string, bool)) (*Config, error) {
 	cfg := Defaults()
+	setBy := make(map[string]string)
 	for _, file := range []string{InstanceFile, SecretsFile} {
-		if err := decodeFile(filepath.Join(dir, file), file, &cfg); err != nil {
+		if err := decodeFile(filepath.Join(dir, file), file, &cfg, setBy); err != nil {
 			return nil, fmt.Errorf("configuration: %w", err)
 		}
 	}
 	// A variable that does not parse leaves its key as the files have it, so validating
 	// anyway reports every problem in one go.
-	envErr := applyEnv(&cfg, lookup)
+	envErr := applyEnv(&cfg, lookup, setBy)
 	cfg.Admin.Email = strings.ToLower(cfg.Admin.Email)
-	if err := errors.Join(envErr, cfg.Validate()); err != nil {
+	source := func(key string) string {
+		if s, ok := setBy[key]; ok {
+			return s
+		}
+		return fmt.Sprintf("set neither in %s nor by %s", filepath.Join(dir, fileOf(key)), envName(key))
+	}
+	if err := errors.Join(envErr, cfg.validate(source)); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
 }
 
 // decodeFile decodes the file at path, which must hold only the keys of file (InstanceFile
-// or SecretsFile), into cfg.
-func decodeFile(path, file string, cfg *Config) error {
+// or SecretsFile), into cfg. When setBy is not nil, it records there, for each key the file
+// sets, the file and the line.
+func decodeFile(path, file string, cfg *Config, setBy map[string]string) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: file not found (both %s and %s are required)", path, InstanceFile, SecretsFile)
@@ -64,7 +73,7 @@ func decodeFile(path, file string, cfg *Config) error {
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	d := &fileDecoder{path: path, file: file, data: data, dec: dec}
+	d := &fileDecoder{path: path, file: file, data: data, dec: dec, setBy: setBy}
 	if err := d.object(reflect.ValueOf(cfg).Elem(), ""); err != nil {
 		return err
 	}
@@ -81,6 +90,8 @@ type fileDecoder struct {
 	file string // InstanceFile or SecretsFile
 	data []byte
 	dec  *json.Decoder
+	// setBy, when not nil, receives "set in <path>, line <n>" for every key decoded.
+	setBy map[string]string
 }
 
 // position describes a byte offset of the file as a line and column.
@@ -201,6 +212,9 @@ func (d *fileDecoder) value(fv reflect.Value, path string) error {
 	}
 	if err := setValue(fv, text); err != nil {
 		return fmt.Errorf("%s: %s: %w (line %d)", d.path, path, err, at)
+	}
+	if d.setBy != nil {
+		d.setBy[path] = fmt.Sprintf("set in %s, line %d", d.path, at)
 	}
 	return nil
 }

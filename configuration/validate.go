@@ -34,8 +34,12 @@ const (
 // naming its key, such as
 // "configuration: orders.completionProbability: must be between 0 and 1, got 1.5".
 // It never writes a secret's value into a message.
-func (c *Config) Validate() error {
-	var v validator
+func (c *Config) Validate() error { return c.validate(nil) }
+
+// validate is Validate with every message followed by source(key) in parentheses, when
+// source is not nil: where the value of the key came from.
+func (c *Config) validate(source func(key string) string) error {
+	v := validator{source: source}
 
 	v.address("http.address", c.HTTP.Address)
 	v.atLeast("http.maxBodyBytes", c.HTTP.MaxBodyBytes, 1)
@@ -115,11 +119,16 @@ func (c *Config) Validate() error {
 
 // validator collects the problems of one configuration.
 type validator struct {
-	errs []error
+	errs   []error
+	source func(key string) string
 }
 
 func (v *validator) add(key, format string, args ...any) {
-	v.errs = append(v.errs, fmt.Errorf("configuration: %s: %s", key, fmt.Sprintf(format, args...)))
+	msg := fmt.Sprintf(format, args...)
+	if v.source != nil {
+		msg += " (" + v.source(key) + ")"
+	}
+	v.errs = append(v.errs, fmt.Errorf("configuration: %s: %s", key, msg))
 }
 
 func (v *validator) nonEmpty(key, s string) {
