@@ -13,8 +13,12 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"orderflow/configuration"
+	"orderflow/platform/bus"
+	"orderflow/platform/metrics"
+	"orderflow/worker"
 )
 
 // No Docker engine runs where the tests run, so the compose file and the Dockerfile are
@@ -296,5 +300,67 @@ func TestReadmeConfigurationTable(t *testing.T) {
 	}
 	for path := range rows {
 		t.Errorf("README documents %s, which is not a key", path)
+	}
+}
+
+// collectorRecorder is a prometheus.Registerer that keeps what is registered with it.
+type collectorRecorder struct{ collectors []prometheus.Collector }
+
+func (r *collectorRecorder) Register(c prometheus.Collector) error {
+	r.collectors = append(r.collectors, c)
+	return nil
+}
+
+func (r *collectorRecorder) MustRegister(cs ...prometheus.Collector) {
+	r.collectors = append(r.collectors, cs...)
+}
+
+func (r *collectorRecorder) Unregister(prometheus.Collector) bool { return false }
+
+// TestReadmeMetricLabels: the README's metrics table names every labelled metric with its
+// labels, as `name{label,...}`, so that a query written from it selects something.
+func TestReadmeMetricLabels(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &collectorRecorder{}
+	metrics.NewHTTP(rec)
+	collectors := slices.Concat(rec.collectors, bus.Collectors(), worker.Collectors())
+	descs := make(chan *prometheus.Desc, 100)
+	for _, c := range collectors {
+		c.Describe(descs)
+	}
+	close(descs)
+	descRE := regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`)
+	documented := regexp.MustCompile("`(orderflow_[a-z_]+)(?:\\{([a-z_,]*)\\})?`").FindAllStringSubmatch(string(readme), -1)
+	for d := range descs {
+		m := descRE.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("cannot read %s", d)
+		}
+		name, labels := m[1], strings.Split(m[2], ",")
+		if m[2] == "" {
+			labels = nil
+		}
+		slices.Sort(labels)
+		found := false
+		for _, doc := range documented {
+			if doc[1] != name {
+				continue
+			}
+			var got []string
+			if doc[2] != "" {
+				got = strings.Split(doc[2], ",")
+			}
+			slices.Sort(got)
+			if slices.Equal(got, labels) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("README does not name %s with its labels, as `%s{%s}`", name, name, m[2])
+		}
 	}
 }
