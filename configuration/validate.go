@@ -28,6 +28,11 @@ const (
 	maxNameChars      = 100 // users.name
 	maxEmailChars     = 100 // users.email
 	maxPrefetch       = 65535
+	// maxPaymentsInFlight bounds orders.maxPaymentsInFlight, the worker's OrderCreated
+	// prefetch, which it spreads over consumer channels of at most 2000 deliveries each. A
+	// connection has 2047 channels, shared with the other consumers: about four million
+	// would leave the worker's consumers without channels, while it reports itself ready.
+	maxPaymentsInFlight = 1_000_000
 )
 
 // Validate reports every problem of c at once, joined with errors.Join, each on one line
@@ -86,6 +91,9 @@ func (c *Config) validate(source func(key string) string) error {
 	}
 	v.atLeast("orders.expiryBatchSize", int64(c.Orders.ExpiryBatchSize), 1)
 	v.atLeast("orders.maxPaymentsInFlight", int64(c.Orders.MaxPaymentsInFlight), 1)
+	if n := c.Orders.MaxPaymentsInFlight; n > maxPaymentsInFlight {
+		v.add("orders.maxPaymentsInFlight", "must be at most %d, got %d", maxPaymentsInFlight, n)
+	}
 	v.atLeast("orders.intakeConnections", int64(c.Orders.IntakeConnections), 1)
 	// The intake's writers take their connections from the process's pool: one beyond its
 	// size would only hold the orders it took while it waits for a connection.
