@@ -71,6 +71,16 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	if err != nil {
 		return 0, err
 	}
+	// Atlas counts a revision newer than every file as the last one applied, so a database
+	// that a newer orderflow migrated looks up to date.
+	unknown, err := unknownRevisions(ctx, db, dir)
+	if err != nil {
+		return 0, err
+	}
+	if len(unknown) > 0 {
+		log.WarnContext(ctx, "the database has migrations that this orderflow does not have, applied by a newer version; its schema may not be the one this version expects",
+			"versions", unknown)
+	}
 	if len(pending) == 0 {
 		log.DebugContext(ctx, "database schema is up to date")
 		return 0, nil
@@ -188,6 +198,29 @@ func pendingFiles(ctx context.Context, db *sql.DB, drv migrate.Driver, dir migra
 		return nil, fmt.Errorf("find pending migrations: %w", err)
 	}
 	return files, nil
+}
+
+// unknownRevisions returns the versions recorded in db that no file of dir has.
+func unknownRevisions(ctx context.Context, db *sql.DB, dir migrate.Dir) ([]string, error) {
+	files, err := dir.Files()
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	known := make(map[string]bool, len(files))
+	for _, f := range files {
+		known[f.Version()] = true
+	}
+	revs, err := revisions{db: db}.ReadRevisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var unknown []string
+	for _, r := range revs {
+		if !known[r.Version] {
+			unknown = append(unknown, r.Version)
+		}
+	}
+	return unknown, nil
 }
 
 // applyFile applies one migration file and records its revision in one transaction.

@@ -381,3 +381,23 @@ func open(t *testing.T, dsn string) *sql.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// TestDatabaseAheadOfTheFilesIsReported: a database that a newer orderflow migrated (a
+// rollback of the binary) has nothing pending, and the apply says so in a warning that
+// names the migrations it does not know, instead of passing for up to date.
+func TestDatabaseAheadOfTheFilesIsReported(t *testing.T) {
+	ctx := context.Background()
+	db := open(t, testenv.Database(t).DSN())
+	newer := withFile(t, copyFS(t), "29991231000000_add_note.sql", "CREATE TABLE note (id bigint PRIMARY KEY);\n")
+	if _, err := migrate.ApplyFS(ctx, db, newer, quiet); err != nil {
+		t.Fatalf("apply the newer files: %v", err)
+	}
+	var logged strings.Builder
+	n, err := migrate.Apply(ctx, db, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil || n != 0 {
+		t.Fatalf("apply the older files: %d, %v; want 0 applied and no error", n, err)
+	}
+	if out := logged.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "29991231000000") {
+		t.Errorf("log = %q, want a warning naming version 29991231000000", out)
+	}
+}
