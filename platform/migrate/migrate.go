@@ -64,6 +64,9 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	if err := validate(dir); err != nil {
 		return 0, err
 	}
+	if err := checkClean(ctx, db, drv); err != nil {
+		return 0, err
+	}
 	if err := createRevisionTable(ctx, db); err != nil {
 		return 0, err
 	}
@@ -198,6 +201,23 @@ func pendingFiles(ctx context.Context, db *sql.DB, drv migrate.Driver, dir migra
 		return nil, fmt.Errorf("find pending migrations: %w", err)
 	}
 	return files, nil
+}
+
+// checkClean refuses a database that holds tables or schemas but no revisions: the
+// database of something else, into which the migrations would be mixed. It runs before
+// anything is written, so that such a database is left as it was.
+func checkClean(ctx context.Context, db *sql.DB, drv migrate.Driver) error {
+	if revs, err := (revisions{db: db}).ReadRevisions(ctx); err != nil || len(revs) > 0 {
+		return err
+	}
+	err := drv.CheckClean(ctx, revisions{}.Ident())
+	if nc := (*migrate.NotCleanError)(nil); errors.As(err, &nc) {
+		return fmt.Errorf("the database is not empty but has no migration history (%s): orderflow migrates only an empty database or one that it, or the Atlas CLI, migrated before; set database.name to a new database", nc.Reason)
+	}
+	if err != nil {
+		return fmt.Errorf("inspect the database: %w", err)
+	}
+	return nil
 }
 
 // unknownRevisions returns the versions recorded in db that no file of dir has.

@@ -401,3 +401,59 @@ func TestDatabaseAheadOfTheFilesIsReported(t *testing.T) {
 		t.Errorf("log = %q, want a warning naming version 29991231000000", out)
 	}
 }
+
+// TestDatabaseOfSomethingElseIsRefused: a database that holds tables but no migration
+// history is left alone, with an error that says so in orderflow's terms (Atlas's own
+// message asks for flags that orderflow has not).
+func TestDatabaseOfSomethingElseIsRefused(t *testing.T) {
+	ctx := context.Background()
+	cfg := testenv.EmptyDatabase(t)
+	db := open(t, cfg.DSN())
+	if _, err := db.ExecContext(ctx, `CREATE TABLE someone_elses (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := migrate.Apply(ctx, db, quiet)
+	if err == nil || n != 0 {
+		t.Fatalf("apply = %d, %v; want an error", n, err)
+	}
+	for _, want := range []string{"is not empty but has no migration history", "database.name"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "allow-dirty") {
+		t.Errorf("error %q asks for an Atlas flag", err)
+	}
+	var revisions bool
+	if err := db.QueryRow(`SELECT to_regclass('"atlas_schema_revisions"."atlas_schema_revisions"') IS NOT NULL`).Scan(&revisions); err != nil {
+		t.Fatal(err)
+	}
+	if revisions {
+		t.Error("the refused database got a revisions table")
+	}
+}
+
+// TestDatabaseOfSomethingElseIsRefusedAgain: an earlier version created the revisions table
+// before it refused such a database; with that empty table, the database is refused alike.
+func TestDatabaseOfSomethingElseIsRefusedAgain(t *testing.T) {
+	ctx := context.Background()
+	db := open(t, testenv.EmptyDatabase(t).DSN())
+	for _, stmt := range []string{
+		`CREATE TABLE someone_elses (id int)`,
+		`CREATE SCHEMA atlas_schema_revisions`,
+		// The Atlas CLI's table, as platform/migrate creates it.
+		`CREATE TABLE atlas_schema_revisions.atlas_schema_revisions (
+			version character varying NOT NULL PRIMARY KEY, description character varying NOT NULL,
+			type bigint NOT NULL DEFAULT 2, applied bigint NOT NULL DEFAULT 0, total bigint NOT NULL DEFAULT 0,
+			executed_at timestamptz NOT NULL, execution_time bigint NOT NULL, error text NULL, error_stmt text NULL,
+			hash character varying NOT NULL, partial_hashes jsonb NULL, operator_version character varying NOT NULL)`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := migrate.Apply(ctx, db, quiet)
+	if err == nil || !strings.Contains(err.Error(), "is not empty but has no migration history") {
+		t.Fatalf("apply = %v, want the database refused as not empty", err)
+	}
+}
