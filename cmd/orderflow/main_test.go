@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,5 +207,24 @@ func TestUsage(t *testing.T) {
 		if code := run(args, os.Stdout, &strings.Builder{}); code != 2 {
 			t.Errorf("run(%q) = %d, want 2", args, code)
 		}
+	}
+}
+
+// TestHealthOfAnUnreadyProcess: `orderflow health` exits 1 with one line that ends with the
+// process's /readyz answer, as a container's health log shows it.
+func TestHealthOfAnUnreadyProcess(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, `{"checks":{"database":"ok","rabbitmq":"unavailable: down"},"status":"Service Unavailable"}`)
+	}))
+	defer srv.Close()
+	t.Setenv("ORDERFLOW_HTTP_ADDRESS", strings.TrimPrefix(srv.URL, "http://"))
+	var stdout, stderr strings.Builder
+	if code := run([]string{"--config", "../../configuration", "health"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("health = %d, want 1; stderr %q", code, stderr.String())
+	}
+	want := `orderflow health: not ready: 503 Service Unavailable: {"checks":{"database":"ok","rabbitmq":"unavailable: down"},"status":"Service Unavailable"}` + "\n"
+	if got := stderr.String(); got != want {
+		t.Errorf("stderr = %q\nwant     %q", got, want)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -68,7 +69,7 @@ func checkHealth(dir string, stdout io.Writer) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("not ready: %s: %s", resp.Status, body)
+		return fmt.Errorf("not ready: %s: %s", resp.Status, bytes.TrimSpace(body))
 	}
 	fmt.Fprintf(stdout, "%s", body)
 	return nil
