@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,57 @@ func TestRunLocalCreatesTheConfiguredDatabase(t *testing.T) {
 	}
 	if err := db.PingContext(ctx); err != nil {
 		t.Fatalf("database %s on port %d after scripts/run-local.sh: %v\n%s", cfg.Name, cfg.Port, err, out)
+	}
+}
+
+// TestRunLocalStopsWhenTheAPIDoesNotStart: when the api exits at start-up (a configuration
+// error, say), scripts/run-local.sh (make run) stops at once with its status, instead of
+// waiting for its health, starting the worker and the cron job regardless and exiting 0.
+func TestRunLocalStopsWhenTheAPIDoesNotStart(t *testing.T) {
+	cfg := testenv.EmptyDatabase(t)
+	tree := t.TempDir()
+	fake := "#!/bin/sh\ncase \"$1\" in\n" +
+		"api) echo 'orderflow api: configuration: log.level: must be one of debug, info, warn, error' >&2; exit 1 ;;\n" +
+		"health) exit 1 ;;\n" +
+		"*) echo \"started $1\" ;;\nesac\n"
+	script, err := os.ReadFile(filepath.Join("scripts", "run-local.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, text := range map[string]string{
+		"scripts/run-local.sh": string(script),
+		"bin/orderflow":        fake,
+		"bin/make":             "#!/bin/sh\nexit 0\n",
+	} {
+		if err := os.MkdirAll(filepath.Join(tree, filepath.Dir(path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tree, path), []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(tree, "scripts", "run-local.sh"))
+	cmd.Env = append(os.Environ(),
+		"PATH="+filepath.Join(tree, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"ORDERFLOW_DATABASE_HOST="+cfg.Host,
+		"ORDERFLOW_DATABASE_PORT="+strconv.Itoa(cfg.Port),
+		"ORDERFLOW_DATABASE_USER="+cfg.User,
+		"ORDERFLOW_DATABASE_NAME="+cfg.Name)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	if err == nil {
+		t.Errorf("scripts/run-local.sh exited 0 although the api did not start:\n%s", out)
+	}
+	if took > 10*time.Second {
+		t.Errorf("scripts/run-local.sh took %v to give up on an api that had exited", took.Round(time.Second))
+	}
+	if !strings.Contains(string(out), "[api] orderflow api: configuration: log.level") {
+		t.Errorf("output lacks the api's error:\n%s", out)
+	}
+	if strings.Contains(string(out), "started") {
+		t.Errorf("the worker or the cron job started without the api:\n%s", out)
 	}
 }

@@ -28,10 +28,17 @@ start() {
   pids+=($!)
 }
 
-# The api applies pending migrations; the others start once it answers.
+# The api applies pending migrations; the others start once it answers. An api that exits
+# first (a configuration error, say) ends the run with its status; its log says why.
 start api 127.0.0.1:8080
 for _ in $(seq 1 60); do
   bin/orderflow health >/dev/null 2>&1 && break
+  if ! kill -0 "${pids[0]}" 2>/dev/null; then
+    status=0
+    wait "${pids[0]}" || status=$?
+    echo "run-local: the api exited with status $status before it was ready" >&2
+    exit $((status == 0 ? 1 : status))
+  fi
   sleep 0.5
 done
 start worker 127.0.0.1:8081
