@@ -252,7 +252,7 @@ func TestLoadFileErrors(t *testing.T) {
 		{"bad duration string", `{"orders": {"expireAfter": "ten minutes"}}`, validSecrets,
 			[]string{`instance.json: orders.expireAfter: not a duration such as "5s" or "10m": "ten minutes"`}},
 		{"number for a string", validInstance, `{"database": {"password": 1234}}`,
-			[]string{`secrets.json: database.password: must be a string, got 1234`}},
+			[]string{`secrets.json: database.password: must be a string, got a number`}},
 		{"string for a number", `{"orders": {"completionProbability": "0.5"}}`, validSecrets,
 			[]string{`instance.json: orders.completionProbability: must be a number, got the string "0.5"`}},
 		{"null value", `{"log": {"level": null}}`, validSecrets,
@@ -712,4 +712,21 @@ func TestInvalidValueNamesWhereItCameFrom(t *testing.T) {
 			t.Errorf("got  %v\nwant %s...%s nor by ORDERFLOW_ADMIN_PASSWORD)", err, want, SecretsFile)
 		}
 	})
+}
+
+// TestSecretOfTheWrongTypeIsNotEchoed: a password written as a JSON number (unquoted) is an
+// error that names the key but not the value, which stderr and container logs would keep.
+func TestSecretOfTheWrongTypeIsNotEchoed(t *testing.T) {
+	for key, secrets := range map[string]string{
+		"admin.password":    `{"admin": {"password": 31415926}}`,
+		"database.password": `{"database": {"password": 31415926e0}}`,
+		"rabbitmq.password": `{"rabbitmq": {"password": -31415926}}`,
+		"auth.jwtSecret":    `{"auth": {"jwtSecret": 31415926.5}}`,
+	} {
+		_, err := LoadWithEnv(writeDir(t, validInstance, secrets), noEnv)
+		wantErr(t, err, "secrets.json: "+key+": must be a string")
+		if err != nil && strings.Contains(err.Error(), "31415926") {
+			t.Errorf("error %q shows the secret's value", err)
+		}
+	}
 }

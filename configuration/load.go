@@ -199,12 +199,12 @@ func (d *fileDecoder) value(fv reflect.Value, path string) error {
 		text = t
 	case json.Number:
 		if wantsString(fv) || fv.Kind() == reflect.Bool {
-			return fmt.Errorf("%s: %s: must be %s, got %s (line %d)", d.path, path, describeKind(fv), t, at)
+			return fmt.Errorf("%s: %s: must be %s, got %s (line %d)", d.path, path, describeKind(fv), shown(path, tok), at)
 		}
 		text = t.String()
 	case bool:
 		if fv.Kind() != reflect.Bool {
-			return fmt.Errorf("%s: %s: must be %s, got %t (line %d)", d.path, path, describeKind(fv), t, at)
+			return fmt.Errorf("%s: %s: must be %s, got %s (line %d)", d.path, path, describeKind(fv), shown(path, tok), at)
 		}
 		text = strconv.FormatBool(t)
 	default:
@@ -229,6 +229,22 @@ func fieldByJSONName(t reflect.Type, name string) (reflect.StructField, bool) {
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// shown is what an error shows of tok, a value of the wrong type for the key at path: the
+// value, or only its kind for a key whose values never appear in a message (a number
+// could be a password written without quotes).
+func shown(path string, tok json.Token) string {
+	if !sensitiveKeys[path] {
+		return describeToken(tok)
+	}
+	switch tok.(type) {
+	case json.Number:
+		return "a number"
+	case bool:
+		return "true or false"
+	}
+	return describeToken(tok)
 }
 
 // describeToken names a JSON token that has the wrong type for its key.
