@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/mail"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -60,6 +61,13 @@ func (c *Config) validate(source func(key string) string) error {
 	v.nonEmpty("database.user", c.Database.User)
 
 	v.nonEmpty("rabbitmq.host", c.RabbitMQ.Host)
+	// The client reads the broker's address from the URL; one that does not parse would fail
+	// every connection attempt with an error quoting the URL, password included.
+	if h := c.RabbitMQ.Host; strings.TrimSpace(h) != "" {
+		if u, err := url.Parse(c.RabbitMQ.URL()); err != nil || u.Hostname() != h {
+			v.add("rabbitmq.host", "must be a host name or an IP address, got %q", h)
+		}
+	}
 	v.port("rabbitmq.port", c.RabbitMQ.Port)
 	v.nonEmpty("rabbitmq.vhost", c.RabbitMQ.VHost)
 	v.nonEmpty("rabbitmq.exchange", c.RabbitMQ.Exchange)
