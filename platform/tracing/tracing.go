@@ -6,9 +6,11 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 
+	"github.com/go-logr/logr"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -34,8 +36,15 @@ type ServiceName string
 
 // NewProvider returns the tracer provider and installs it globally. Without an OTLP
 // endpoint in the environment nothing is exported, but trace ids are still created and
-// propagated, so logs and events of one request can be correlated.
-func NewProvider(lc fx.Lifecycle, name ServiceName) (trace.TracerProvider, error) {
+// propagated, so logs and events of one request can be correlated. OpenTelemetry's own
+// errors, such as exports that fail, are logged through l: by default OpenTelemetry writes
+// them as plain text lines into the process's JSON log.
+func NewProvider(lc fx.Lifecycle, name ServiceName, l *slog.Logger) (trace.TracerProvider, error) {
+	l = l.With("component", "tracing")
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		l.Warn("opentelemetry", "err", err)
+	}))
+	otel.SetLogger(logr.FromSlogHandler(l.Handler()))
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 	}

@@ -2,9 +2,17 @@ package tracing_test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
@@ -13,8 +21,10 @@ import (
 	"orderflow/platform/tracing"
 )
 
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 func TestTraceCarriedFromRequestToEventHeaders(t *testing.T) {
-	app := fxtest.New(t, fx.Supply(tracing.ServiceName("orderflow-test")), tracing.Module)
+	app := fxtest.New(t, fx.Supply(tracing.ServiceName("orderflow-test"), quiet), tracing.Module)
 	app.RequireStart()
 	defer app.RequireStop()
 
@@ -38,7 +48,7 @@ func TestTraceCarriedFromRequestToEventHeaders(t *testing.T) {
 }
 
 func TestNewTraceWithoutCaller(t *testing.T) {
-	app := fxtest.New(t, fx.Supply(tracing.ServiceName("orderflow-test")), tracing.Module)
+	app := fxtest.New(t, fx.Supply(tracing.ServiceName("orderflow-test"), quiet), tracing.Module)
 	app.RequireStart()
 	defer app.RequireStop()
 	headers := map[string]string{}
@@ -48,4 +58,57 @@ func TestNewTraceWithoutCaller(t *testing.T) {
 	if headers["traceparent"] == "" {
 		t.Error("a request without a caller's trace starts none")
 	}
+}
+
+// TestExportFailuresAreLoggedAsJSON: with a collector that does not answer, the failed
+// exports are reported through the process's logger, as JSON lines carrying its attributes,
+// and not as plain text lines in the middle of the JSON log.
+func TestExportFailuresAreLoggedAsJSON(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50") // milliseconds between two exports
+	var plain, logged syncBuffer
+	log.SetOutput(&plain)
+	defer log.SetOutput(os.Stderr)
+	logger := slog.New(slog.NewJSONHandler(&logged, nil)).With("process", "test")
+
+	app := fxtest.New(t, fx.Supply(tracing.ServiceName("orderflow-test"), logger), tracing.Module)
+	app.RequireStart()
+	defer app.RequireStop()
+	_, span := tracing.Tracer().Start(context.Background(), "work")
+	span.End()
+	for deadline := time.Now().Add(10 * time.Second); plain.String() == "" && logged.String() == ""; {
+		if time.Now().After(deadline) {
+			t.Fatal("no export failure reported within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if plain.String() != "" {
+		t.Errorf("plain text on stderr: %q", plain.String())
+	}
+	var line struct{ Level, Process, Err string }
+	if err := json.Unmarshal([]byte(strings.SplitN(logged.String(), "\n", 2)[0]), &line); err != nil {
+		t.Fatalf("log %q: %v", logged.String(), err)
+	}
+	if line.Level != "WARN" || line.Process != "test" || !strings.Contains(line.Err, "127.0.0.1:1") {
+		t.Errorf("log line %+v, want a warning of the process naming the collector", line)
+	}
+}
+
+// syncBuffer is a strings.Builder safe for the exporter's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
