@@ -692,6 +692,8 @@ func TestInvalidValueNamesWhereItCameFrom(t *testing.T) {
 			"configuration: database.port: must be a port between 1 and 65535, got 0 (set in " + instance + ", line 3)"},
 		{"from a variable", validSecrets, map[string]string{"ORDERFLOW_DATABASE_PORT": "5432", "ORDERFLOW_ORDERS_EXPIRYBATCHSIZE": "-1"},
 			"configuration: orders.expiryBatchSize: must be at least 1, got -1 (set by ORDERFLOW_ORDERS_EXPIRYBATCHSIZE)"},
+		{"a limit that another key's variable sets", validSecrets, map[string]string{"ORDERFLOW_DATABASE_PORT": "5432", "ORDERFLOW_DATABASE_MAXCONNS": "2"},
+			"configuration: orders.intakeConnections: must be at most database.maxConns (2, set by ORDERFLOW_DATABASE_MAXCONNS), got 4: the intake stores orders on connections of that pool; lower orders.intakeConnections or raise database.maxConns (set neither in " + instance + " nor by ORDERFLOW_ORDERS_INTAKECONNECTIONS)"},
 		{"a variable over the file", validSecrets, map[string]string{"ORDERFLOW_DATABASE_PORT": "70000"},
 			"configuration: database.port: must be a port between 1 and 65535, got 70000 (set by ORDERFLOW_DATABASE_PORT)"},
 		{"a variable for a key the file has", `{"auth": {"jwtSecret": "0123456789abcdef0123456789abcdef"}, "admin": {"password": "secret1"}}`,

@@ -106,7 +106,7 @@ func (c *Config) validate(source func(key string) string) error {
 	// The intake's writers take their connections from the process's pool: one beyond its
 	// size would only hold the orders it took while it waits for a connection.
 	if n, max := c.Orders.IntakeConnections, c.Database.MaxConns; max >= 1 && n > max {
-		v.add("orders.intakeConnections", "must be at most database.maxConns (%d), got %d: the intake stores orders on connections of that pool; lower orders.intakeConnections or raise database.maxConns", max, n)
+		v.add("orders.intakeConnections", "must be at most database.maxConns (%d%s), got %d: the intake stores orders on connections of that pool; lower orders.intakeConnections or raise database.maxConns", max, v.where("database.maxConns"), n)
 	}
 	v.atLeast("orders.intakeGroupSize", int64(c.Orders.IntakeGroupSize), 1)
 	v.atLeast("outbox.batchSize", int64(c.Outbox.BatchSize), 1)
@@ -145,6 +145,14 @@ func (v *validator) add(key, format string, args ...any) {
 		msg += " (" + v.source(key) + ")"
 	}
 	v.errs = append(v.errs, fmt.Errorf("configuration: %s: %s", key, msg))
+}
+
+// where is ", " and where the value of key came from, or "" when that is not known.
+func (v *validator) where(key string) string {
+	if v.source == nil {
+		return ""
+	}
+	return ", " + v.source(key)
 }
 
 func (v *validator) nonEmpty(key, s string) {
