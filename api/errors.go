@@ -93,7 +93,7 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return problemResponse(http.StatusServiceUnavailable, "The request took too long; try again later.", nil)
 	case unavailable(err):
-		h.log.WarnContext(ctx, "database unavailable", "err", err)
+		h.log.WarnContext(ctx, "database unavailable", "error", err)
 		return problemResponse(http.StatusServiceUnavailable, "The database is unavailable; try again later.", nil)
 	case errors.As(err, &p):
 		return problemResponse(p.Status, p.Detail, p.Fields)
@@ -123,7 +123,7 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	case ent.IsNotFound(err):
 		return problemResponse(http.StatusNotFound, "The resource does not exist.", nil)
 	}
-	h.log.ErrorContext(ctx, "request failed", "err", err)
+	h.log.ErrorContext(ctx, "request failed", "error", err)
 	return problemResponse(http.StatusInternalServerError, "An unexpected error occurred.", nil)
 }
 
@@ -199,7 +199,7 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 	}
 	code := ogenerrors.ErrorCode(err)
 	if code >= 500 {
-		h.log.ErrorContext(ctx, "request failed", "err", err)
+		h.log.ErrorContext(ctx, "request failed", "error", err)
 		writeProblem(w, problemResponse(code, "An unexpected error occurred.", nil))
 		return
 	}

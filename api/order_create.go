@@ -478,6 +478,6 @@ func (h *Handler) pruneIdempotencyKeys(ctx context.Context) {
 	}
 	if _, err := h.db.ExecContext(ctx,
 		`DELETE FROM idempotency_keys WHERE created_at <= $1`, now.Add(-idempotencyKeyTTL)); err != nil {
-		h.log.WarnContext(ctx, "prune idempotency keys", "err", err)
+		h.log.WarnContext(ctx, "prune idempotency keys", "error", err)
 	}
 }

@@ -141,7 +141,7 @@ func (e *env) startRelay(ctx context.Context) (stop func(), err error) {
 	relay.Start()
 	return func() {
 		if err := relay.Stop(context.Background()); err != nil {
-			e.r.log.Warn("stop the benchmark's outbox relay", "err", err)
+			e.r.log.Warn("stop the benchmark's outbox relay", "error", err)
 		}
 		conn.Close()
 	}, nil
@@ -169,11 +169,11 @@ func (e *env) close() {
 	defer cancel()
 	for _, name := range append(e.copies, e.dbName) {
 		if err := e.admin(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			e.r.log.Warn("drop benchmark database", "database", name, "err", err)
+			e.r.log.Warn("drop benchmark database", "database", name, "error", err)
 		}
 	}
 	if err := deleteTopology(e.cfg.RabbitMQ); err != nil {
-		e.r.log.Warn("delete benchmark exchange", "exchange", e.exchange, "err", err)
+		e.r.log.Warn("delete benchmark exchange", "exchange", e.exchange, "error", err)
 	}
 }
 

@@ -39,7 +39,7 @@ func servePprof(lc fx.Lifecycle, cfg *configuration.Config, log *slog.Logger) {
 			}
 			go func() {
 				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					log.Error("pprof server stopped", "err", err)
+					log.Error("pprof server stopped", "error", err)
 				}
 			}()
 			log.Warn("serving profiles; keep http.pprofAddress unreachable from outside",

@@ -64,7 +64,7 @@ func New(lc fx.Lifecycle, cfg *configuration.Config, mux *http.ServeMux, m *metr
 			s.ln = ln
 			go func() {
 				if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					log.Error("http server stopped", "err", err)
+					log.Error("http server stopped", "error", err)
 				}
 			}()
 			log.Info("http server listening", "address", ln.Addr().String())

@@ -288,6 +288,6 @@ func (l logger) Log(e migrate.LogEntry) {
 	case migrate.LogStmt:
 		l.log.DebugContext(l.ctx, "migration statement", "sql", e.SQL)
 	case migrate.LogError:
-		l.log.ErrorContext(l.ctx, "migration failed", "sql", e.SQL, "err", e.Error)
+		l.log.ErrorContext(l.ctx, "migration failed", "sql", e.SQL, "error", e.Error)
 	}
 }

@@ -42,7 +42,7 @@ type ServiceName string
 func NewProvider(lc fx.Lifecycle, name ServiceName, l *slog.Logger) (trace.TracerProvider, error) {
 	l = l.With("component", "tracing")
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		l.Warn("opentelemetry", "err", err)
+		l.Warn("opentelemetry", "error", err)
 	}))
 	otel.SetLogger(logr.FromSlogHandler(l.Handler()))
 	opts := []sdktrace.TracerProviderOption{

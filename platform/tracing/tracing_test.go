@@ -86,7 +86,10 @@ func TestExportFailuresAreLoggedAsJSON(t *testing.T) {
 	if plain.String() != "" {
 		t.Errorf("plain text on stderr: %q", plain.String())
 	}
-	var line struct{ Level, Process, Err string }
+	var line struct {
+		Level, Process string
+		Err            string `json:"error"`
+	}
 	if err := json.Unmarshal([]byte(strings.SplitN(logged.String(), "\n", 2)[0]), &line); err != nil {
 		t.Fatalf("log %q: %v", logged.String(), err)
 	}
