@@ -1,10 +1,8 @@
 package cronjob
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"sync"
 	"testing"
 	"time"
 
@@ -202,22 +200,4 @@ func ordersConfig(expireAfter time.Duration, batch int) configuration.Orders {
 	o.ExpireAfter = configuration.Duration(expireAfter)
 	o.ExpiryBatchSize = batch
 	return o
-}
-
-// syncBuffer is a bytes.Buffer that a logger may write to while a test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

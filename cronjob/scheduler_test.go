@@ -61,7 +61,7 @@ func TestSchedulerRunsAtStartUpAndStopsPromptly(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	stale := e.orders(t, 5, "processing", time.Hour, e.user(t), e.products(t, 2, 0))
-	var logs syncBuffer
+	var logs testutil.Buffer
 	// With an hour's interval, only the run at start-up can happen during the test.
 	s := NewScheduler(NewSweeper(e.pool, ordersConfig(time.Minute, 500)), time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
 	runs := watch(s)
@@ -129,7 +129,7 @@ func TestSchedulerRetriesAfterAFailedRun(t *testing.T) {
 	stale := e.orders(t, 6, "processing", time.Hour, e.user(t), e.products(t, 2, 0))
 	// Without its order lines the sweep cannot release stock, so every run fails whole.
 	e.exec(t, `ALTER TABLE order_items RENAME TO order_items_away`)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	s := NewScheduler(NewSweeper(e.pool, ordersConfig(time.Minute, 500)), 100*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
 	runs := watch(s)
 	start(t, s)
@@ -177,7 +177,7 @@ func TestSchedulerStopCancelsABlockedRun(t *testing.T) {
 	if _, err := holder.ExecContext(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, products[0]); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testutil.Buffer
 	s := NewScheduler(NewSweeper(testenv.Pool(t, e.cfg), ordersConfig(time.Minute, 500)), time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
 	runs := watch(s)
 	start(t, s)
@@ -319,7 +319,7 @@ func TestSchedulerRunOnASilentDatabaseFails(t *testing.T) {
 	proxy := testutil.StartProxy(t, net.JoinHostPort(e.cfg.Host, strconv.Itoa(e.cfg.Port)))
 	viaProxy := e.cfg
 	viaProxy.Host, viaProxy.Port = "127.0.0.1", proxy.Port()
-	var logs syncBuffer
+	var logs testutil.Buffer
 	const interval = 500 * time.Millisecond
 	sweeper := NewSweeper(testenv.Pool(t, viaProxy), ordersConfig(time.Minute, 500))
 	sweeper.batchTimeout = 2 * time.Second // a minute at least outside tests

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"orderflow/internal/testutil"
 	"orderflow/platform/tracing"
 )
 
@@ -66,7 +66,7 @@ func TestNewTraceWithoutCaller(t *testing.T) {
 func TestExportFailuresAreLoggedAsJSON(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50") // milliseconds between two exports
-	var plain, logged syncBuffer
+	var plain, logged testutil.Buffer
 	log.SetOutput(&plain)
 	defer log.SetOutput(os.Stderr)
 	logger := slog.New(slog.NewJSONHandler(&logged, nil)).With("process", "test")
@@ -96,22 +96,4 @@ func TestExportFailuresAreLoggedAsJSON(t *testing.T) {
 	if line.Level != "WARN" || line.Process != "test" || !strings.Contains(line.Err, "127.0.0.1:1") {
 		t.Errorf("log line %+v, want a warning of the process naming the collector", line)
 	}
-}
-
-// syncBuffer is a strings.Builder safe for the exporter's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
