@@ -136,3 +136,48 @@ func TestRunLocalStopsWhenTheAPIDoesNotStart(t *testing.T) {
 		t.Errorf("the worker or the cron job started without the api:\n%s", out)
 	}
 }
+
+// TestRunLocalAsksTheAPIItStarted: scripts/run-local.sh (make run) starts the api on
+// 127.0.0.1:8080 whatever ORDERFLOW_HTTP_ADDRESS the shell exports, and waits for the health
+// of that api, not of the exported address.
+func TestRunLocalAsksTheAPIItStarted(t *testing.T) {
+	cfg := testenv.EmptyDatabase(t)
+	tree := t.TempDir()
+	fake := "#!/bin/sh\ncase \"$1\" in\n" +
+		"api) sleep 2 ;;\n" +
+		"health) test \"$ORDERFLOW_HTTP_ADDRESS\" = 127.0.0.1:8080 ;;\n" +
+		"*) echo \"started $1\" ;;\nesac\n"
+	script, err := os.ReadFile(filepath.Join("scripts", "run-local.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, text := range map[string]string{
+		"scripts/run-local.sh": string(script),
+		"bin/orderflow":        fake,
+		"bin/make":             "#!/bin/sh\nexit 0\n",
+	} {
+		if err := os.MkdirAll(filepath.Join(tree, filepath.Dir(path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tree, path), []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(tree, "scripts", "run-local.sh"))
+	cmd.Env = append(os.Environ(),
+		"PATH="+filepath.Join(tree, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"ORDERFLOW_HTTP_ADDRESS=127.0.0.1:9999",
+		"ORDERFLOW_DATABASE_HOST="+cfg.Host,
+		"ORDERFLOW_DATABASE_PORT="+strconv.Itoa(cfg.Port),
+		"ORDERFLOW_DATABASE_USER="+cfg.User,
+		"ORDERFLOW_DATABASE_NAME="+cfg.Name)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/run-local.sh: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "started worker") {
+		t.Errorf("the worker was not started while the api it started answered on 127.0.0.1:8080:\n%s", out)
+	}
+}

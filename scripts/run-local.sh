@@ -30,9 +30,10 @@ start() {
 
 # The api applies pending migrations; the others start once it answers. An api that exits
 # first (a configuration error, say) ends the run with its status; its log says why.
-start api 127.0.0.1:8080
+api=127.0.0.1:8080
+start api $api
 for _ in $(seq 1 60); do
-  bin/orderflow health >/dev/null 2>&1 && break
+  ORDERFLOW_HTTP_ADDRESS=$api bin/orderflow health >/dev/null 2>&1 && break
   if ! kill -0 "${pids[0]}" 2>/dev/null; then
     status=0
     wait "${pids[0]}" || status=$?
