@@ -47,13 +47,13 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("orderflow", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() {} // printed below: on stdout when asked for, on stderr after an error
 	dir := fs.String("config", envOr("ORDERFLOW_CONFIG_DIR", "./configuration"), "configuration directory")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	} else if err != nil || fs.NArg() != 1 {
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	cmd := fs.Arg(0)

@@ -202,10 +202,19 @@ func TestMigrateCommand(t *testing.T) {
 	}
 }
 
+// TestUsage: a wrong command line prints the usage on stderr and exits 2; asking for help
+// prints it on stdout and exits 0.
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{{}, {"nonsense"}} {
-		if code := run(args, os.Stdout, &strings.Builder{}); code != 2 {
-			t.Errorf("run(%q) = %d, want 2", args, code)
+	for _, args := range [][]string{{}, {"nonsense"}, {"--bogus", "api"}} {
+		var stdout, stderr strings.Builder
+		if code := run(args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "commands:") {
+			t.Errorf("run(%q) = %d, stderr %q; want 2 and the usage", args, code, stderr.String())
+		}
+	}
+	for _, args := range [][]string{{"-h"}, {"--help"}} {
+		var stdout, stderr strings.Builder
+		if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "commands:") || stderr.Len() > 0 {
+			t.Errorf("run(%q) = %d, stdout %q, stderr %q; want 0 and the usage on stdout only", args, code, stdout.String(), stderr.String())
 		}
 	}
 }
