@@ -1,6 +1,10 @@
 package worker
 
-import "orderflow/internal/group/grouptest"
+import (
+	"time"
+
+	"orderflow/internal/group/grouptest"
+)
 
 // HoldExpiryWriter keeps the writer of the OrderExpired notifications busy until release is
 // called; waiting tells how many notifications wait for it meanwhile.
@@ -13,3 +17,6 @@ func (w *Worker) HoldExpiryWriter() (waiting func() int, release func()) {
 	})
 	return w.expiries.groups.Waiting, release
 }
+
+// SetAttemptTimeout sets the bound of one attempt of a handler's database work.
+func (w *Worker) SetAttemptTimeout(d time.Duration) { w.attemptTimeout = d }

@@ -12,6 +12,7 @@ import (
 	"orderflow/ent/notification"
 	"orderflow/ent/order"
 	"orderflow/events"
+	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
 	"orderflow/worker"
@@ -219,6 +220,147 @@ func TestOrderCreatedCopiesWaitingForTheDatabasePayOnce(t *testing.T) {
 	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusProcessing)
 	mustEqual(t, "draws", random.count(), 1)
 	mustEqual(t, "skip log lines", len(logs.lines(t, "order created event dropped: the order is no longer pending")), 1)
+}
+
+// TestHandlersLeaveAConnectionThatStopsAnswering: after a failover that leaves the worker's
+// connections to a database that went away without closing them, the handlers give up the
+// attempts waiting on them and retry on new connections, keeping their messages, instead of
+// waiting until TCP gives up (up to a quarter of an hour); every effect still happens once.
+func TestHandlersLeaveAConnectionThatStopsAnswering(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	random := &counted{r: always(0)} // every payment succeeds
+	f, ctx := newFailover(t, s, worker.Options{
+		PaymentDelay:          300 * time.Millisecond,
+		CompletionProbability: 0.5,
+		Random:                random.draw,
+	})
+	user := s.newUser(t, "Jim Gray")
+	var created []events.OrderCreated
+	for range 3 {
+		created = append(created, s.newOrder(t, user, 1))
+	}
+	completed := s.newOrder(t, user, 2)
+	s.setStatus(t, completed.OrderID, order.StatusCompleted)
+	expired := s.newOrder(t, user, 1)
+	s.setStatus(t, expired.OrderID, order.StatusExpired)
+	f.openIdle(t, s.cfg.MaxConns)
+
+	errs := make(chan error, len(created)+2)
+	for _, c := range created {
+		_, body := envelope(t, events.SourceAPI, c)
+		go func() { errs <- f.worker.Handle(ctx, worker.Delivery{Body: body}) }()
+	}
+	testutil.Eventually(t, 10*time.Second, "every payment in flight", func() bool {
+		return f.worker.PaymentsInFlight() == int64(len(created))
+	})
+	// The failover, while the payments run: every connection of the pool stops answering.
+	f.proxy.Strand()
+	_, completedBody := envelope(t, events.SourceWorker, events.OrderCompleted{
+		OrderID: completed.OrderID, UserID: user.ID, Total: completed.Total, CompletedAt: time.Now(),
+	})
+	_, expiredBody := envelope(t, events.SourceCronJob, events.OrderExpired{
+		OrderID: expired.OrderID, UserID: user.ID, Total: expired.Total, ExpiredAt: time.Now(), ExpiredAfter: "10m0s",
+	})
+	for _, body := range [][]byte{completedBody, expiredBody} {
+		go func() { errs <- f.worker.Handle(ctx, worker.Delivery{Body: body}) }()
+	}
+	waitAll(t, errs, len(created)+2, 15*time.Second, "after the failover")
+
+	for _, c := range created {
+		mustEqual(t, "status of order "+itoa(c.OrderID), s.status(t, c.OrderID), order.StatusCompleted)
+		mustEqual(t, "OrderCompleted events of order "+itoa(c.OrderID), len(s.completedEvents(t, c.OrderID)), 1)
+	}
+	mustEqual(t, "draws", random.count(), len(created))
+	ns := s.notifications(t, completed.OrderID)
+	if len(ns) != 1 || !ns[0].IsEmailSent {
+		t.Fatalf("notifications of the completed order = %s, want one with the e-mail sent", describe(ns))
+	}
+	mustEqual(t, "e-mails", f.logs.emails(t)[completed.OrderID], 1)
+	ns = s.notifications(t, expired.OrderID)
+	if len(ns) != 1 || ns[0].EventType != notification.EventTypeOrderExpired {
+		t.Fatalf("notifications of the expired order = %s, want one OrderExpired", describe(ns))
+	}
+	if len(f.logs.lines(t, "database unavailable: handlers keep their messages and retry")) == 0 {
+		t.Error("no outage logged: the attempts cut off did not count as the database being unavailable")
+	}
+}
+
+// TestOrderCreatedClaimCutOffAfterItCommittedPays: a claim that reached the database, and
+// committed, on a connection that stopped answering before its reply is given up like one
+// on a dropped connection: the delivery takes the order found processing as its own and
+// pays for it, once.
+func TestOrderCreatedClaimCutOffAfterItCommittedPays(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	random := &counted{r: always(0)}
+	f, ctx := newFailover(t, s, worker.Options{
+		PaymentDelay:          20 * time.Millisecond,
+		CompletionProbability: 0.5,
+		Random:                random.draw,
+	})
+	created := s.newOrder(t, s.newUser(t, "Michael Stonebraker"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+
+	// The test holds the order's row, so that the claim waits for it in the database.
+	direct := testenv.Pool(t, s.cfg)
+	lock, err := direct.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback() }()
+	if _, err := lock.Exec(`SELECT 1 FROM orders WHERE id = $1 FOR UPDATE`, created.OrderID); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 1)
+	go func() { errs <- f.worker.Handle(ctx, worker.Delivery{Body: body}) }()
+	testutil.Eventually(t, 10*time.Second, "the claim to wait for the row", func() bool {
+		var waiting int
+		if err := direct.QueryRow(`SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting > 0
+	})
+	f.proxy.Strand() // the claim's reply will not arrive
+	if err := lock.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	waitAll(t, errs, 1, 15*time.Second, "after the failover")
+
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusCompleted)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 1)
+	mustEqual(t, "draws", random.count(), 1)
+	mustEqual(t, "resume log lines", len(f.logs.lines(t, "resuming a payment interrupted before its outcome")), 1)
+}
+
+// TestOrderCreatedCopiesOnASilentDatabasePayOnce: two copies of an OrderCreated find the
+// pool's connections silent. Their claims were cut off before they were sent (the check of
+// an idle connection got no answer), so they changed nothing: the copy that finds the order
+// processing afterwards leaves the payment to the copy that claimed it.
+func TestOrderCreatedCopiesOnASilentDatabasePayOnce(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	random := &counted{r: always(0.5)} // declined: the order stays processing
+	f, ctx := newFailover(t, s, worker.Options{
+		PaymentDelay:          20 * time.Millisecond,
+		CompletionProbability: 0.5,
+		Random:                random.draw,
+	})
+	created := s.newOrder(t, s.newUser(t, "Pat Helland"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+	f.openIdle(t, 2)
+	time.Sleep(1100 * time.Millisecond) // idle long enough for the driver to check them before use
+
+	f.proxy.Strand()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- f.worker.Handle(ctx, worker.Delivery{Body: body}) }()
+	}
+	waitAll(t, errs, 2, 15*time.Second, "after the failover")
+
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusProcessing)
+	mustEqual(t, "draws", random.count(), 1)
+	mustEqual(t, "skip log lines", len(f.logs.lines(t, "order created event dropped: the order is no longer pending")), 1)
 }
 
 func TestOrderCreatedForOrderThatMovedOnIsDropped(t *testing.T) {

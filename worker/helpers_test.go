@@ -24,6 +24,7 @@ import (
 	"orderflow/ent/outbox"
 	"orderflow/events"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/db"
 	pout "orderflow/platform/outbox"
 	"orderflow/worker"
@@ -351,4 +352,67 @@ func (s *store) newOrdersBulk(t testing.TB, n int) []int {
 		t.Fatalf("insert %d orders: %v", n, err)
 	}
 	return ids
+}
+
+// failover is a worker whose pool reaches the test's database through a proxy that the test
+// strands (testutil.Proxy.Strand): the connections the pool holds then stop answering for
+// good, without being closed, while new ones reach the database at once.
+type failover struct {
+	proxy  *testutil.Proxy
+	pool   *sql.DB
+	worker *worker.Worker
+	logs   *logBuffer
+}
+
+// newFailover returns a worker with opts on s's database through a proxy, each attempt of its
+// database work bounded to a second. Its handlers run with ctx, which ends with the test, so
+// that a handler still waiting on a stranded connection then returns.
+func newFailover(t testing.TB, s *store, opts worker.Options) (f *failover, ctx context.Context) {
+	t.Helper()
+	px := testutil.StartProxy(t, net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)))
+	viaProxy := s.cfg
+	viaProxy.Host, viaProxy.Port = "127.0.0.1", px.Port()
+	pool := testenv.Pool(t, viaProxy)
+	log, logs := newLogger()
+	w := worker.New(db.NewClient(pool), log, opts)
+	w.SetAttemptTimeout(time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // runs before the proxy's and the pool's clean-ups
+	return &failover{proxy: px, pool: pool, worker: w, logs: logs}, ctx
+}
+
+// openIdle opens n connections in the pool at once and puts them back, idle, for the
+// handlers to take.
+func (f *failover) openIdle(t testing.TB, n int) {
+	t.Helper()
+	conns := make([]*sql.Conn, n)
+	for i := range conns {
+		c, err := f.pool.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.PingContext(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// waitAll waits for n results on errs, each nil, for at most timeout in all.
+func waitAll(t testing.TB, errs <-chan error, n int, timeout time.Duration, what string) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for i := range n {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatalf("%s: handler: %v", what, err)
+			}
+		case <-deadline:
+			t.Fatalf("%s: %d of %d handlers still waiting after %s", what, n-i, n, timeout)
+		}
+	}
 }

@@ -61,7 +61,7 @@ func (m LogMailer) Send(ctx context.Context, e Email) error {
 func (w *Worker) HandleOrderCompleted(ctx context.Context, env events.Envelope, e events.OrderCompleted) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	var sent bool
-	err := w.retry(ctx, func() error {
+	err := w.retry(ctx, func(ctx context.Context) error {
 		sent = false
 		// Once the e-mail is out, the notification must commit even if the delivery is
 		// interrupted: a rollback would send the e-mail again on the redelivery.
@@ -129,7 +129,7 @@ func (w *Worker) HandleOrderExpired(ctx context.Context, env events.Envelope, e 
 	body := fmt.Sprintf("Your order #%d for %s has expired: its payment was not completed within %s, and the reserved items have been released.",
 		e.OrderID, e.Total.StringFixed(2), e.ExpiredAfter)
 	var inserted bool
-	err := w.retry(ctx, func() error {
+	err := w.retry(ctx, func(ctx context.Context) error {
 		var alone bool
 		if inserted, alone = w.expiries.insert(ctx, e.OrderID, body); !alone {
 			return nil

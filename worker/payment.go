@@ -41,11 +41,12 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	// uncertain: an attempt to claim the order failed in a way that may have committed it
-	// (the connection dropped after the update was sent), so processing may be this
-	// delivery's own doing. An attempt that never reached the database (no connection)
-	// changed nothing: a copy of the event may have claimed the order meanwhile.
+	// (the connection dropped, or gave no answer within attemptTimeout, after the update was
+	// sent), so processing may be this delivery's own doing. An attempt that never reached
+	// the database (no connection) changed nothing: a copy of the event may have claimed the
+	// order meanwhile.
 	var claimed, uncertain bool
-	err := w.retry(ctx, func() error {
+	err := w.retry(ctx, func(ctx context.Context) error {
 		var err error
 		claimed, err = w.claim(ctx, e.OrderID)
 		uncertain = uncertain || (err != nil && !unsent(err))
@@ -56,7 +57,7 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 	}
 	if !claimed {
 		var status order.Status
-		err := w.retry(ctx, func() error {
+		err := w.retry(ctx, func(ctx context.Context) error {
 			var err error
 			status, err = w.status(ctx, e.OrderID)
 			return err
@@ -92,7 +93,7 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 		return nil
 	}
 	var completed bool
-	err = w.retry(ctx, func() error {
+	err = w.retry(ctx, func(ctx context.Context) error {
 		settle, done := settling(ctx)
 		defer done()
 		var err error
@@ -181,14 +182,19 @@ const settleGrace = 5 * time.Second
 
 // settling returns a context for recording an outcome that has been decided: a payment's
 // completion, or a notification whose e-mail goes out in the same transaction. It outlives
-// ctx by up to settleGrace. A delivery is interrupted when its channel closes or the stop
-// deadline passes; rolling such a transaction back then would leave the decision to the
-// redelivery, which would draw the payment again or send the e-mail a second time. The grace
-// keeps a database that does not answer from holding the worker up. Call the returned
-// function once done.
+// the cancellation of ctx by up to settleGrace. A delivery is interrupted when its channel
+// closes or the stop deadline passes; rolling such a transaction back then would leave the
+// decision to the redelivery, which would draw the payment again or send the e-mail a second
+// time. The grace keeps a database that does not answer from holding the worker up. ctx's
+// deadline, the bound of an attempt (attemptTimeout), ends it at once: a transaction that had
+// no answer by then will not get one. Call the returned function once done.
 func settling(ctx context.Context) (context.Context, func()) {
 	settle, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cancel(context.Cause(ctx))
+			return
+		}
 		t := time.NewTimer(settleGrace)
 		defer t.Stop()
 		select {

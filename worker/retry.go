@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -22,7 +23,21 @@ const (
 	maxRetryDelay = 5 * time.Second
 )
 
-// retry runs op until it succeeds, fails with an error other than the database being
+// attemptTimeout bounds one attempt of a handler's database work. Its statements take
+// milliseconds, so an attempt still waiting after this long is taken to wait on a database
+// that stopped answering without closing the connection (a host that went away, a failover
+// behind the same address), which TCP would report only after up to a quarter of an hour,
+// while the handler kept its message and, with enough of them, the worker took no more
+// events. pgx closes the connection, and the attempt counts as the database being
+// unavailable: it is retried on a new connection. Like a dropped connection, an attempt cut
+// off after its statement was sent may have committed (see unsent).
+const attemptTimeout = 30 * time.Second
+
+// errNoAnswer marks an attempt cut off by attemptTimeout.
+var errNoAnswer = errors.New("no answer from the database")
+
+// retry runs op, each attempt with a context that ctx bounds and that ends after
+// attemptTimeout, until it succeeds, fails with an error other than the database being
 // unavailable, or ctx ends (then it returns op's last error).
 //
 // A handler waits for the database here, keeping its message, instead of returning the
@@ -30,10 +45,10 @@ const (
 // limit, so an outage of a few seconds would otherwise send the events in flight to the
 // dead-letter queue. When the worker stops during an outage, ctx ends and the message is
 // requeued once.
-func (w *Worker) retry(ctx context.Context, op func() error) error {
+func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) error {
 	delay := minRetryDelay
 	for {
-		err := op()
+		err := w.attempt(ctx, op)
 		if err == nil {
 			if w.outage.CompareAndSwap(true, false) {
 				w.log.InfoContext(ctx, "database available again")
@@ -52,6 +67,18 @@ func (w *Worker) retry(ctx context.Context, op func() error) error {
 		}
 		delay = min(2*delay, maxRetryDelay)
 	}
+}
+
+// attempt runs op once, with a context that ends after w.attemptTimeout. An error of an
+// attempt that ran out of time, whatever the statement then failed with, wraps errNoAnswer.
+func (w *Worker) attempt(ctx context.Context, op func(ctx context.Context) error) error {
+	actx, cancel := context.WithTimeout(ctx, w.attemptTimeout)
+	defer cancel()
+	err := op(actx)
+	if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w within %s: %w", errNoAnswer, w.attemptTimeout, err)
+	}
+	return err
 }
 
 // unavailable reports an error that says the database could not be reached or dropped the
@@ -73,7 +100,8 @@ func unavailable(err error) bool {
 	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.As(err, &connectErr) ||
+	return errors.Is(err, errNoAnswer) ||
+		errors.As(err, &connectErr) ||
 		errors.As(err, &netErr) ||
 		errors.Is(err, driver.ErrBadConn) ||
 		errors.Is(err, sql.ErrConnDone) ||
@@ -85,9 +113,13 @@ func unavailable(err error) bool {
 }
 
 // unsent reports an error that came before the statement reached the database: the
-// connection could not be opened, or the driver found it broken before writing to it. Such
-// a statement changed nothing.
+// connection could not be opened, the driver found it broken before writing to it, or the
+// attempt ran out of time before it had a connection to write to (waiting for the pool, or
+// for the check of an idle connection: database/sql then returns the context's error as it
+// is, where pgx wraps the error of a statement it sent, see pgconn.Timeout). Such a statement
+// changed nothing. It holds for a statement run by Exec.
 func unsent(err error) bool {
 	var connectErr *pgconn.ConnectError
-	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err)
+	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) ||
+		(errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err))
 }

@@ -50,6 +50,8 @@ type Worker struct {
 	expiries *expiryNotes
 	payments atomic.Int64 // simulated payments running now
 	outage   atomic.Bool  // the database was found unavailable and not reached since
+	// attemptTimeout is attemptTimeout but in tests.
+	attemptTimeout time.Duration
 }
 
 // New returns a worker that keeps its state in client and logs to log.
@@ -63,7 +65,7 @@ func New(client *ent.Client, log *slog.Logger, opts Options) *Worker {
 	if opts.Mailer == nil {
 		opts.Mailer = LogMailer{Log: log}
 	}
-	return &Worker{client: client, log: log, opts: opts, expiries: newExpiryNotes(client)}
+	return &Worker{client: client, log: log, opts: opts, expiries: newExpiryNotes(client), attemptTimeout: attemptTimeout}
 }
 
 // Delivery is one message as the worker sees it.
