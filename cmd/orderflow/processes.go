@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"database/sql"
+	"log/slog"
+
 	"go.uber.org/fx"
 
 	"orderflow/api"
@@ -13,6 +17,7 @@ import (
 	"orderflow/platform/httpserver"
 	"orderflow/platform/log"
 	"orderflow/platform/metrics"
+	"orderflow/platform/migrate"
 	"orderflow/platform/outbox"
 	"orderflow/platform/tracing"
 	"orderflow/worker"
@@ -42,9 +47,24 @@ func processOptions(process string, cfg *configuration.Config) fx.Option {
 
 // processModules lists what each process adds to the shared platform. The outbox relay
 // comes before the process's own module so that it stops after it, publishing what the
-// process wrote while draining.
+// process wrote while draining. The worker and the cron job, which never migrate, start
+// with requireMigrations.
 var processModules = map[string][]fx.Option{
 	"api":     {bus.Module, outbox.Module, api.Module, fx.Invoke(docs.Register)},
-	"worker":  {bus.Module, outbox.Module, worker.Module},
-	"cronjob": {bus.Module, outbox.Module, cronjob.Module},
+	"worker":  {requireMigrations, bus.Module, outbox.Module, worker.Module},
+	"cronjob": {requireMigrations, bus.Module, outbox.Module, cronjob.Module},
 }
+
+// requireMigrations fails the start of the worker or the cron job when the database lacks
+// a migration this binary embeds; only the api applies them (api.Prepare). It runs while the
+// app is built, so before the relay, the consumers and the sweeps exist, and being a module
+// of its own makes it run before the modules listed after it. It fails at once rather than
+// wait for an api starting alongside to migrate: the non-zero exit is what an orchestrator
+// answers with a restart (compose and `make run` start these processes after the api is
+// ready), whereas a wait would need a deadline of its own and leave a process up but not
+// ready, with no reason given, whenever no api is coming.
+var requireMigrations = fx.Module("migrations",
+	fx.Invoke(func(pool *sql.DB, log *slog.Logger) error {
+		return migrate.Require(context.Background(), pool, log)
+	}),
+)

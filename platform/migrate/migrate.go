@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -74,15 +75,8 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	if err != nil {
 		return 0, err
 	}
-	// Atlas counts a revision newer than every file as the last one applied, so a database
-	// that a newer orderflow migrated looks up to date.
-	unknown, err := unknownRevisions(ctx, db, dir)
-	if err != nil {
+	if err := warnUnknown(ctx, db, dir, log); err != nil {
 		return 0, err
-	}
-	if len(unknown) > 0 {
-		log.WarnContext(ctx, "the database has migrations that this orderflow does not have, applied by a newer version; its schema may not be the one this version expects",
-			"versions", unknown)
 	}
 	if len(pending) == 0 {
 		log.DebugContext(ctx, "database schema is up to date")
@@ -98,6 +92,78 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 			"duration", time.Since(start))
 	}
 	return applied, nil
+}
+
+// maxNamed is how many missing migrations Require names; a database lacking more is far
+// behind, and the first of them say enough.
+const maxNamed = 5
+
+// Require checks that db has every embedded migration, for the processes that never apply
+// them (the worker and the cron job), and writes nothing. A database without some fails
+// with an error that names them and what to do. One that a newer version migrated passes,
+// with the warning Apply gives: rolling the binary back keeps working.
+func Require(ctx context.Context, db *sql.DB, log *slog.Logger) error {
+	return RequireFS(ctx, db, migrations.FS, log)
+}
+
+// RequireFS is Require for the migration directory fsys.
+func RequireFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) error {
+	dir, err := OpenDir(fsys)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := validate(dir); err != nil {
+		return err
+	}
+	missing, err := missingFiles(ctx, db, dir)
+	if err != nil {
+		return err
+	}
+	if len(missing) == 0 {
+		return warnUnknown(ctx, db, dir, log)
+	}
+	var name string
+	if err := db.QueryRowContext(ctx, `SELECT current_database()`).Scan(&name); err != nil {
+		return fmt.Errorf("look up the database name: %w", err)
+	}
+	var names []string
+	for _, f := range missing[:min(len(missing), maxNamed)] {
+		names = append(names, f.Name())
+	}
+	list := strings.Join(names, ", ")
+	if more := len(missing) - len(names); more > 0 {
+		list += fmt.Sprintf(" and %d more", more)
+	}
+	noun := "migrations"
+	if len(missing) == 1 {
+		noun = "migration"
+	}
+	return fmt.Errorf(`database %s lacks %d %s this version needs (%s): start the api or run "orderflow migrate" first`,
+		name, len(missing), noun, list)
+}
+
+// missingFiles lists the files of dir that db lacks: those Apply would apply, so that Require
+// accepts the databases on which the api has nothing to do. Unlike Apply, it writes nothing.
+func missingFiles(ctx context.Context, db *sql.DB, dir migrate.Dir) ([]migrate.File, error) {
+	revs, err := revisions{db: db}.ReadRevisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(revs) == 0 {
+		// Without history every file is missing; Atlas's executor would first require the
+		// database to be empty, which is Apply's concern, not this check's.
+		files, err := dir.Files()
+		if err != nil {
+			return nil, fmt.Errorf("list migrations: %w", err)
+		}
+		return files, nil
+	}
+	drv, err := postgres.Open(db)
+	if err != nil {
+		return nil, fmt.Errorf("open atlas driver: %w", err)
+	}
+	return pendingFiles(ctx, db, drv, dir)
 }
 
 // Pending returns the names of the embedded migration files that are not applied to db yet.
@@ -216,6 +282,21 @@ func checkClean(ctx context.Context, db *sql.DB, drv migrate.Driver) error {
 	}
 	if err != nil {
 		return fmt.Errorf("inspect the database: %w", err)
+	}
+	return nil
+}
+
+// warnUnknown warns when db has revisions that no file of dir has. Atlas counts a revision
+// newer than every file as the last one applied, so a database that a newer orderflow
+// migrated looks up to date.
+func warnUnknown(ctx context.Context, db *sql.DB, dir migrate.Dir, log *slog.Logger) error {
+	unknown, err := unknownRevisions(ctx, db, dir)
+	if err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		log.WarnContext(ctx, "the database has migrations that this orderflow does not have, applied by a newer version; its schema may not be the one this version expects",
+			"versions", unknown)
 	}
 	return nil
 }

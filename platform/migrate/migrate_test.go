@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -355,6 +356,23 @@ func copyFS(t *testing.T) fstest.MapFS {
 func withFile(t *testing.T, fsys fstest.MapFS, name, body string) fstest.MapFS {
 	t.Helper()
 	fsys[name] = &fstest.MapFile{Data: []byte(body)}
+	return rehash(t, fsys)
+}
+
+// withoutFile removes a migration file from fsys and rehashes atlas.sum: the directory of
+// the version before the one that added the file.
+func withoutFile(t *testing.T, fsys fstest.MapFS, name string) fstest.MapFS {
+	t.Helper()
+	if _, ok := fsys[name]; !ok {
+		t.Fatalf("no migration %s to remove", name)
+	}
+	delete(fsys, name)
+	return rehash(t, fsys)
+}
+
+// rehash rewrites the atlas.sum of fsys for its files.
+func rehash(t *testing.T, fsys fstest.MapFS) fstest.MapFS {
+	t.Helper()
 	dir, err := migrate.OpenDir(fsys)
 	if err != nil {
 		t.Fatal(err)
@@ -456,4 +474,72 @@ func TestDatabaseOfSomethingElseIsRefusedAgain(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is not empty but has no migration history") {
 		t.Fatalf("apply = %v, want the database refused as not empty", err)
 	}
+}
+
+// TestRequire: the check the worker and the cron job run at start-up refuses a database that
+// lacks embedded migrations, naming them and what to do, without writing anything to it, and
+// accepts one that has every migration, or more: those of a newer version, with the warning
+// Apply gives.
+func TestRequire(t *testing.T) {
+	ctx := context.Background()
+	files := embeddedFiles(t)
+	last := files[len(files)-1].Name()
+	const todo = `: start the api or run "orderflow migrate" first`
+
+	t.Run("empty database", func(t *testing.T) {
+		t.Parallel()
+		cfg := testenv.EmptyDatabase(t)
+		db := open(t, cfg.DSN())
+		err := migrate.Require(ctx, db, quiet)
+		want := fmt.Sprintf("database %s lacks %d migrations this version needs (%s, ", cfg.Name, len(files), files[0].Name())
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), todo) {
+			t.Fatalf("require = %v, want an error starting %q and ending %q", err, want, todo)
+		}
+		var schemas, tables int
+		if err := db.QueryRow(`SELECT
+  (SELECT count(*) FROM pg_namespace WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\_%'),
+  (SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema'))`).Scan(&schemas, &tables); err != nil {
+			t.Fatal(err)
+		}
+		if schemas != 0 || tables != 0 {
+			t.Errorf("the check left %d schemas and %d tables in an empty database, want none", schemas, tables)
+		}
+	})
+
+	t.Run("all but the last migration", func(t *testing.T) {
+		t.Parallel()
+		cfg := testenv.EmptyDatabase(t)
+		db := open(t, cfg.DSN())
+		if _, err := migrate.ApplyFS(ctx, db, withoutFile(t, copyFS(t), last), quiet); err != nil {
+			t.Fatalf("apply the previous version's files: %v", err)
+		}
+		err := migrate.Require(ctx, db, quiet)
+		want := fmt.Sprintf("database %s lacks 1 migration this version needs (%s)%s", cfg.Name, last, todo)
+		if err == nil || err.Error() != want {
+			t.Fatalf("require = %v\nwant %s", err, want)
+		}
+	})
+
+	t.Run("every migration", func(t *testing.T) {
+		t.Parallel()
+		if err := migrate.Require(ctx, open(t, testenv.Database(t).DSN()), quiet); err != nil {
+			t.Fatalf("require on a migrated database: %v", err)
+		}
+	})
+
+	t.Run("a newer version's migration too", func(t *testing.T) {
+		t.Parallel()
+		db := open(t, testenv.Database(t).DSN())
+		newer := withFile(t, copyFS(t), "29991231000000_add_note.sql", "CREATE TABLE note (id bigint PRIMARY KEY);\n")
+		if _, err := migrate.ApplyFS(ctx, db, newer, quiet); err != nil {
+			t.Fatalf("apply the newer files: %v", err)
+		}
+		var logged strings.Builder
+		if err := migrate.Require(ctx, db, slog.New(slog.NewTextHandler(&logged, nil))); err != nil {
+			t.Fatalf("require on a database a newer version migrated: %v", err)
+		}
+		if out := logged.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "29991231000000") {
+			t.Errorf("log = %q, want a warning naming version 29991231000000", out)
+		}
+	})
 }
