@@ -79,6 +79,12 @@ func serve(process, dir string, stderr io.Writer) int {
 	if err != nil {
 		return report(stderr, process, err)
 	}
+	// Taken from here on, so that a signal that arrives while the process starts (applying
+	// migrations, waiting for a lock) stops it once it has started, instead of killing it
+	// where it stands.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
 	app := fx.New(processOptions(process, cfg))
 	if err := app.Err(); err != nil {
 		return report(stderr, process, err)
@@ -88,13 +94,13 @@ func serve(process, dir string, stderr io.Writer) int {
 	if err := app.Start(startCtx); err != nil {
 		return report(stderr, process, err)
 	}
-	sig := <-app.Wait()
+	<-signals
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), app.StopTimeout())
 	defer cancelStop()
 	if err := app.Stop(stopCtx); err != nil {
 		return report(stderr, process, err)
 	}
-	return sig.ExitCode
+	return 0
 }
 
 // report prints err as the one-line reason a command failed, and returns the exit status.

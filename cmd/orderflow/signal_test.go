@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
+)
+
+// TestSignalWhileStartingStopsOnceStarted: a SIGTERM that arrives while the api is still
+// starting (here: waiting for a lock on users to make sure of its admin account) does not
+// kill it where it stands; it finishes starting and then stops as on any SIGTERM.
+func TestSignalWhileStartingStopsOnceStarted(t *testing.T) {
+	t.Parallel()
+	d := testenv.Database(t)
+	pool := testenv.Pool(t, d)
+	lock, err := pool.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback()
+	if _, err := lock.Exec(`LOCK TABLE users IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out testutil.Buffer
+	cmd := exec.CommandContext(ctx, binary, "api")
+	cmd.Env = append(env(t), "ORDERFLOW_DATABASE_NAME="+d.Name)
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	testutil.Eventually(t, 20*time.Second, "the api to wait for the lock on users", func() bool {
+		var n int
+		if err := pool.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("the api exited at once on a SIGTERM while starting (%v):\n%s", err, out.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) || err != nil {
+			t.Fatalf("the api exited with %v:\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the api did not stop within 30s of starting:\n%s", out.String())
+	}
+	for _, msg := range []string{`"msg":"ready"`, `"msg":"stopping"`} {
+		if !strings.Contains(out.String(), msg) {
+			t.Errorf("log lacks %s:\n%s", msg, out.String())
+		}
+	}
+}
