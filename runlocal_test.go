@@ -13,6 +13,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"orderflow/configuration"
 	"orderflow/internal/testenv"
 )
 
@@ -45,43 +46,15 @@ func TestRunLocalCreatesTheConfiguredDatabase(t *testing.T) {
 		t.Fatalf("drop the database for the script to create: %v", err)
 	}
 
-	tree := t.TempDir()
-	for dir, files := range map[string]map[string]string{
-		"scripts": {"run-local.sh": ""},
-		"bin":     {"orderflow": "#!/bin/sh\nexit 0\n", "make": "#!/bin/sh\nexit 0\n"},
-	} {
-		if err := os.MkdirAll(filepath.Join(tree, dir), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, text := range files {
-			data := []byte(text)
-			if text == "" {
-				if data, err = os.ReadFile(filepath.Join(dir, name)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.WriteFile(filepath.Join(tree, dir, name), data, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(tree, "scripts", "run-local.sh"))
-	cmd.Env = append(os.Environ(),
-		"PATH="+filepath.Join(tree, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"PGPORT=1",
-		"ORDERFLOW_DATABASE_HOST="+cfg.Host,
-		"ORDERFLOW_DATABASE_PORT="+strconv.Itoa(cfg.Port),
-		"ORDERFLOW_DATABASE_USER="+cfg.User,
-		"ORDERFLOW_DATABASE_NAME="+cfg.Name)
+	extra := []string{"PGPORT=1"}
 	if cfg.Password != "" {
-		cmd.Env = append(cmd.Env, "PGPASSWORD="+cfg.Password)
+		extra = append(extra, "PGPASSWORD="+cfg.Password)
 	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
+	if out, err := runLocal(t, cfg, "#!/bin/sh\nexit 0\n", extra...); err != nil {
 		t.Fatalf("scripts/run-local.sh: %v\n%s", err, out)
 	}
 	if err := db.PingContext(ctx); err != nil {
-		t.Fatalf("database %s on port %d after scripts/run-local.sh: %v\n%s", cfg.Name, cfg.Port, err, out)
+		t.Fatalf("database %s on port %d after scripts/run-local.sh: %v", cfg.Name, cfg.Port, err)
 	}
 }
 
@@ -90,38 +63,12 @@ func TestRunLocalCreatesTheConfiguredDatabase(t *testing.T) {
 // waiting for its health, starting the worker and the cron job regardless and exiting 0.
 func TestRunLocalStopsWhenTheAPIDoesNotStart(t *testing.T) {
 	cfg := testenv.EmptyDatabase(t)
-	tree := t.TempDir()
 	fake := "#!/bin/sh\ncase \"$1\" in\n" +
 		"api) echo 'orderflow api: configuration: log.level: must be one of debug, info, warn, error' >&2; exit 1 ;;\n" +
 		"health) exit 1 ;;\n" +
 		"*) echo \"started $1\" ;;\nesac\n"
-	script, err := os.ReadFile(filepath.Join("scripts", "run-local.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for path, text := range map[string]string{
-		"scripts/run-local.sh": string(script),
-		"bin/orderflow":        fake,
-		"bin/make":             "#!/bin/sh\nexit 0\n",
-	} {
-		if err := os.MkdirAll(filepath.Join(tree, filepath.Dir(path)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(tree, path), []byte(text), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(tree, "scripts", "run-local.sh"))
-	cmd.Env = append(os.Environ(),
-		"PATH="+filepath.Join(tree, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"ORDERFLOW_DATABASE_HOST="+cfg.Host,
-		"ORDERFLOW_DATABASE_PORT="+strconv.Itoa(cfg.Port),
-		"ORDERFLOW_DATABASE_USER="+cfg.User,
-		"ORDERFLOW_DATABASE_NAME="+cfg.Name)
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
+	out, err := runLocal(t, cfg, fake)
 	took := time.Since(start)
 	if err == nil {
 		t.Errorf("scripts/run-local.sh exited 0 although the api did not start:\n%s", out)
@@ -142,18 +89,32 @@ func TestRunLocalStopsWhenTheAPIDoesNotStart(t *testing.T) {
 // of that api, not of the exported address.
 func TestRunLocalAsksTheAPIItStarted(t *testing.T) {
 	cfg := testenv.EmptyDatabase(t)
-	tree := t.TempDir()
 	fake := "#!/bin/sh\ncase \"$1\" in\n" +
 		"api) sleep 2 ;;\n" +
 		"health) test \"$ORDERFLOW_HTTP_ADDRESS\" = 127.0.0.1:8080 ;;\n" +
 		"*) echo \"started $1\" ;;\nesac\n"
+	out, err := runLocal(t, cfg, fake, "ORDERFLOW_HTTP_ADDRESS=127.0.0.1:9999")
+	if err != nil {
+		t.Fatalf("scripts/run-local.sh: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "started worker") {
+		t.Errorf("the worker was not started while the api it started answered on 127.0.0.1:8080:\n%s", out)
+	}
+}
+
+// runLocal runs scripts/run-local.sh from a copy of the tree whose make does nothing and
+// whose bin/orderflow is the shell script orderflow, for database d, with the extra
+// variables, and returns what it printed.
+func runLocal(t *testing.T, d configuration.Database, orderflow string, extra ...string) ([]byte, error) {
+	t.Helper()
 	script, err := os.ReadFile(filepath.Join("scripts", "run-local.sh"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	tree := t.TempDir()
 	for path, text := range map[string]string{
 		"scripts/run-local.sh": string(script),
-		"bin/orderflow":        fake,
+		"bin/orderflow":        orderflow,
 		"bin/make":             "#!/bin/sh\nexit 0\n",
 	} {
 		if err := os.MkdirAll(filepath.Join(tree, filepath.Dir(path)), 0o755); err != nil {
@@ -168,16 +129,10 @@ func TestRunLocalAsksTheAPIItStarted(t *testing.T) {
 	cmd := exec.CommandContext(ctx, filepath.Join(tree, "scripts", "run-local.sh"))
 	cmd.Env = append(os.Environ(),
 		"PATH="+filepath.Join(tree, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"ORDERFLOW_HTTP_ADDRESS=127.0.0.1:9999",
-		"ORDERFLOW_DATABASE_HOST="+cfg.Host,
-		"ORDERFLOW_DATABASE_PORT="+strconv.Itoa(cfg.Port),
-		"ORDERFLOW_DATABASE_USER="+cfg.User,
-		"ORDERFLOW_DATABASE_NAME="+cfg.Name)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("scripts/run-local.sh: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "started worker") {
-		t.Errorf("the worker was not started while the api it started answered on 127.0.0.1:8080:\n%s", out)
-	}
+		"ORDERFLOW_DATABASE_HOST="+d.Host,
+		"ORDERFLOW_DATABASE_PORT="+strconv.Itoa(d.Port),
+		"ORDERFLOW_DATABASE_USER="+d.User,
+		"ORDERFLOW_DATABASE_NAME="+d.Name)
+	cmd.Env = append(cmd.Env, extra...)
+	return cmd.CombinedOutput()
 }
