@@ -298,6 +298,8 @@ func TestValidate(t *testing.T) {
 			"configuration: outbox.retention: must be a positive duration, got -1h0m0s"},
 		{"payments in flight beyond the broker's channels", func(c *Config) { c.Orders.MaxPaymentsInFlight = 4_200_000 },
 			"configuration: orders.maxPaymentsInFlight: must be at most 1000000, got 4200000"},
+		{"orders expiring before their payment", func(c *Config) { c.Orders.ExpireAfter = Duration(5 * time.Second) },
+			"configuration: orders.expireAfter: must be longer than orders.paymentDelay (5s), got 5s: every order would expire before its payment could complete it"},
 		{"broker host that no URL holds", func(c *Config) { c.RabbitMQ.Host = "rabbit mq" },
 			`configuration: rabbitmq.host: must be a host name or an IP address, got "rabbit mq"`},
 		{"http.shutdownTimeout", func(c *Config) { c.HTTP.ShutdownTimeout = 0 }, "configuration: http.shutdownTimeout: must be a positive duration"},

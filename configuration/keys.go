@@ -61,7 +61,7 @@ var meanings = map[string]string{
 	"auth.loginAttemptsPerAddressPerMinute": "failed logins allowed per client IP address per minute (burst, refilled evenly) before 429",
 	"orders.paymentDelay":                   "simulated payment time of an order in processing",
 	"orders.completionProbability":          "probability in [0, 1] that a processed order completes",
-	"orders.expireAfter":                    "age after which an order still processing expires",
+	"orders.expireAfter":                    "age after which an order still processing expires; longer than `orders.paymentDelay`",
 	"orders.expiryInterval":                 "time between two expiry sweeps of the cron job",
 	"orders.expiryBatchSize":                "largest number of orders one expiry sweep statement expires",
 	"orders.maxPaymentsInFlight":            "payments one worker process simulates at once (its OrderCreated prefetch); with the default 5 s payment, 3000 allow 600 orders/s; at most 1000000",

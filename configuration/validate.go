@@ -97,6 +97,11 @@ func (c *Config) validate(source func(key string) string) error {
 	if p := c.Orders.CompletionProbability; !(p >= 0 && p <= 1) {
 		v.add("orders.completionProbability", "must be between 0 and 1, got %g", p)
 	}
+	// An order expires expireAfter after it was placed, and its payment takes paymentDelay
+	// once the worker has taken it up: no order would ever complete.
+	if ea, pd := c.Orders.ExpireAfter.D(), c.Orders.PaymentDelay.D(); pd > 0 && ea > 0 && ea <= pd {
+		v.add("orders.expireAfter", "must be longer than orders.paymentDelay (%s%s), got %s: every order would expire before its payment could complete it", pd, v.where("orders.paymentDelay"), ea)
+	}
 	v.atLeast("orders.expiryBatchSize", int64(c.Orders.ExpiryBatchSize), 1)
 	v.atLeast("orders.maxPaymentsInFlight", int64(c.Orders.MaxPaymentsInFlight), 1)
 	if n := c.Orders.MaxPaymentsInFlight; n > maxPaymentsInFlight {
