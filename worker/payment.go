@@ -29,11 +29,13 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // outbox row, in one transaction. A declined payment leaves the order processing for the
 // cron job to expire.
 //
-// When the order is not pending, the event is a duplicate or stale and is dropped, with
-// one exception: an order found processing on a redelivery (redelivered is the broker's
-// flag) had its payment interrupted before a decision, so the payment runs again. The
-// conditional completion keeps a second completion impossible. See the README, "An order found
-// in processing on redelivery".
+// When the order is not pending, the event is a duplicate or stale and is dropped, with two
+// exceptions, in which the payment runs: an order found processing on a redelivery
+// (redelivered is the broker's flag) had its payment interrupted before a decision, and one
+// found processing after a claim that may have committed unseen (the connection dropped, or
+// gave no answer, after the update was sent) may be this delivery's own. The conditional
+// completion keeps a second completion impossible. See the README, "An order found in
+// processing on redelivery".
 //
 // A payment interrupted by ctx returns an error, so the message is not acknowledged. Once
 // the payment has succeeded, its completion is recorded even if ctx ends meanwhile (see
