@@ -140,7 +140,7 @@ func problemResponse(status int, detail string, fields []oas.FieldError) *oas.Er
 	return &oas.ErrorStatusCode{StatusCode: status, Response: p}
 }
 
-// writeProblem writes p as application/problem+json, for errors that never reach NewError.
+// writeProblem writes e as application/problem+json, for errors that never reach NewError.
 func writeProblem(w http.ResponseWriter, e *oas.ErrorStatusCode) {
 	enc := jx.GetEncoder()
 	defer jx.PutEncoder(enc)
