@@ -1,7 +1,8 @@
 // Command orderflow runs one of orderflow's processes: the REST API, the event worker, the
-// expiry cron job, or a one-shot migration.
+// expiry cron job, or a one-shot migration; it also asks a local process whether it is ready,
+// and prints its version.
 //
-//	orderflow [--config DIR] api | worker | cronjob | migrate | health
+//	orderflow [--config DIR] api | worker | cronjob | migrate | health | version
 package main
 
 import (
