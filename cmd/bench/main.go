@@ -1,8 +1,9 @@
 // Command bench measures orderflow against its performance targets, each benchmark side by
 // side with a reference for the same work measured in the same run, against the local
-// PostgreSQL and RabbitMQ. It builds bin/orderflow's processes from this checkout, runs them
-// as child processes (so that their peak memory can be read from /proc), prints one table
-// per benchmark and writes bench-results/<name>.json.
+// PostgreSQL and RabbitMQ. It builds ./cmd/orderflow from this checkout into the output
+// directory (or takes the binary of -bin), runs its processes as child processes (so that
+// their peak memory can be read from /proc), prints one table per benchmark and writes
+// bench-results/<name>.json.
 //
 //	go run ./cmd/bench                      # every benchmark at full size (minutes)
 //	go run ./cmd/bench -size tiny           # seconds: proves that the benchmarks work
