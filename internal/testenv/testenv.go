@@ -122,8 +122,8 @@ func Pool(t testing.TB, d configuration.Database) *sql.DB {
 	return pool
 }
 
-// Config returns configuration.Defaults() filled for tests: the fresh Database(t), RabbitMQ
-// at 127.0.0.1:5672 guest/guest with a unique exchange name Exchange(t), a 32+ byte JWT
+// Config returns configuration.Defaults() filled for tests: the fresh Database(t), the
+// test RabbitMQ (see the package doc) with a unique exchange name Exchange(t), a 32+ byte JWT
 // secret, admin credentials, short timings (paymentDelay 200ms, expiryInterval 1s,
 // outbox pollInterval 100ms, shutdownTimeout 5s), log level from ORDERFLOW_TEST_LOG or warn,
 // http.address "127.0.0.1:0".

@@ -13,8 +13,9 @@ import (
 )
 
 // Module runs the relay in every process that writes events. It needs the *sql.DB of
-// db.Module, the *bus.Publisher of bus.Module, *configuration.Config and *slog.Logger. The
-// relay starts with the app and stops (finishing its round) before the bus connection closes.
+// db.Module, the *bus.Publisher of bus.Module, *configuration.Config, *slog.Logger and a
+// prometheus.Registerer for its metrics. The relay starts with the app and stops (finishing
+// its round) before the bus connection closes.
 var Module = fx.Module("outbox",
 	fx.Invoke(RegisterRelay),
 	fx.Invoke(func(reg prometheus.Registerer, pool *sql.DB, log *slog.Logger) error {
