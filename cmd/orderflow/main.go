@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -83,9 +84,8 @@ func serve(process, dir string, stderr io.Writer) int {
 	// Taken from here on, so that a signal that arrives while the process starts (applying
 	// migrations, waiting for a lock) stops it once it has started, instead of killing it
 	// where it stands.
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(signals)
+	signals, started, release := takeSignals(process, stderr)
+	defer release()
 	app := fx.New(processOptions(process, cfg))
 	if err := app.Err(); err != nil {
 		return report(stderr, process, err)
@@ -95,6 +95,7 @@ func serve(process, dir string, stderr io.Writer) int {
 	if err := app.Start(startCtx); err != nil {
 		return report(stderr, process, err)
 	}
+	started()
 	<-signals
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), app.StopTimeout())
 	defer cancelStop()
@@ -102,6 +103,51 @@ func serve(process, dir string, stderr io.Writer) int {
 		return report(stderr, process, err)
 	}
 	return 0
+}
+
+// takeSignals takes SIGINT and SIGTERM from now on: the first one is sent on signals. A
+// second one that arrives before started is called ends the process at once, with the
+// status of a process killed by it, since a start that waits for a lock or for a database
+// that does not answer has no bound, and would otherwise ignore every signal meanwhile.
+// Call release once done.
+func takeSignals(process string, stderr io.Writer) (signals <-chan os.Signal, started, release func()) {
+	taken := make(chan os.Signal, 2)
+	signal.Notify(taken, os.Interrupt, syscall.SIGTERM)
+	first := make(chan os.Signal, 1)
+	start, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		select {
+		case sig := <-taken:
+			first <- sig
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-taken:
+			select {
+			case <-start:
+				return
+			default:
+			}
+			fmt.Fprintf(stderr, "orderflow %s: %s again while starting: stopped at once\n", process, sig)
+			code := 1
+			if s, ok := sig.(syscall.Signal); ok {
+				code = 128 + int(s)
+			}
+			os.Exit(code)
+		case <-start:
+		case <-done:
+		}
+	}()
+	var startOnce, releaseOnce sync.Once
+	return first,
+		func() { startOnce.Do(func() { close(start) }) },
+		func() {
+			releaseOnce.Do(func() {
+				signal.Stop(taken)
+				close(done)
+			})
+		}
 }
 
 // report prints err as the one-line reason a command failed, and returns the exit status.

@@ -74,3 +74,59 @@ func TestSignalWhileStartingStopsOnceStarted(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondSignalWhileStartingEndsIt: a start that cannot finish (here: the api waits for a
+// lock on users that is never released) still ends on a second SIGINT or SIGTERM, as a
+// repeated Ctrl-C is expected to, instead of ignoring every signal for as long as it waits.
+func TestSecondSignalWhileStartingEndsIt(t *testing.T) {
+	t.Parallel()
+	d := testenv.Database(t)
+	pool := testenv.Pool(t, d)
+	lock, err := pool.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback()
+	if _, err := lock.Exec(`LOCK TABLE users IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out testutil.Buffer
+	cmd := exec.CommandContext(ctx, binary, "api")
+	cmd.Env = append(env(t), "ORDERFLOW_DATABASE_NAME="+d.Name)
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	testutil.Eventually(t, 20*time.Second, "the api to wait for the lock on users", func() bool {
+		var n int
+		if err := pool.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("the api exited at once on the first SIGTERM while starting (%v):\n%s", err, out.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Errorf("the api exited with status 0 on a second signal while starting, want a failure")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the api still runs 10s after a second signal while starting:\n%s", out.String())
+	}
+}
