@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os/exec"
 	"strings"
@@ -18,36 +19,7 @@ import (
 // kill it where it stands; it finishes starting and then stops as on any SIGTERM.
 func TestSignalWhileStartingStopsOnceStarted(t *testing.T) {
 	t.Parallel()
-	d := testenv.Database(t)
-	pool := testenv.Pool(t, d)
-	lock, err := pool.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback()
-	if _, err := lock.Exec(`LOCK TABLE users IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var out testutil.Buffer
-	cmd := exec.CommandContext(ctx, binary, "api")
-	cmd.Env = append(env(t), "ORDERFLOW_DATABASE_NAME="+d.Name)
-	cmd.Stderr = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	testutil.Eventually(t, 20*time.Second, "the api to wait for the lock on users", func() bool {
-		var n int
-		if err := pool.QueryRow(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n > 0
-	})
+	lock, cmd, exited, out := startBehindALock(t)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -80,36 +52,7 @@ func TestSignalWhileStartingStopsOnceStarted(t *testing.T) {
 // repeated Ctrl-C is expected to, instead of ignoring every signal for as long as it waits.
 func TestSecondSignalWhileStartingEndsIt(t *testing.T) {
 	t.Parallel()
-	d := testenv.Database(t)
-	pool := testenv.Pool(t, d)
-	lock, err := pool.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback()
-	if _, err := lock.Exec(`LOCK TABLE users IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var out testutil.Buffer
-	cmd := exec.CommandContext(ctx, binary, "api")
-	cmd.Env = append(env(t), "ORDERFLOW_DATABASE_NAME="+d.Name)
-	cmd.Stderr = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	testutil.Eventually(t, 20*time.Second, "the api to wait for the lock on users", func() bool {
-		var n int
-		if err := pool.QueryRow(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n > 0
-	})
+	_, cmd, exited, out := startBehindALock(t)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -129,4 +72,42 @@ func TestSecondSignalWhileStartingEndsIt(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the api still runs 10s after a second signal while starting:\n%s", out.String())
 	}
+}
+
+// startBehindALock starts the api while a transaction holds a lock on users, and returns once
+// the api's start waits for it: the transaction (the test's to end), the api's command, the
+// result of its exit, and what it logs.
+func startBehindALock(t *testing.T) (*sql.Tx, *exec.Cmd, <-chan error, *testutil.Buffer) {
+	t.Helper()
+	d := testenv.Database(t)
+	pool := testenv.Pool(t, d)
+	lock, err := pool.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lock.Rollback() })
+	if _, err := lock.Exec(`LOCK TABLE users IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	out := &testutil.Buffer{}
+	cmd := exec.CommandContext(ctx, binary, "api")
+	cmd.Env = append(env(t), "ORDERFLOW_DATABASE_NAME="+d.Name)
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	testutil.Eventually(t, 20*time.Second, "the api to wait for the lock on users", func() bool {
+		var n int
+		if err := pool.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	return lock, cmd, exited, out
 }
