@@ -231,7 +231,8 @@ func TestHandlersLeaveAConnectionThatStopsAnswering(t *testing.T) {
 	s := newStore(t)
 	random := &counted{r: always(0)} // every payment succeeds
 	f, ctx := newFailover(t, s, worker.Options{
-		PaymentDelay:          300 * time.Millisecond,
+		// Long enough for the three payments to be in flight together on a busy machine.
+		PaymentDelay:          2 * time.Second,
 		CompletionProbability: 0.5,
 		Random:                random.draw,
 	})
