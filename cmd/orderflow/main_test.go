@@ -20,6 +20,7 @@ import (
 
 	"orderflow/configuration"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 )
 
 var binary string
@@ -70,75 +71,26 @@ func env(t *testing.T) []string {
 }
 
 // TestProcessesStartAndStop runs each process as its binary against the real servers,
-// waits for its ready line, asks its /readyz, and stops it with SIGTERM.
+// waits for its ready line and its /readyz, asks `orderflow health`, and stops it with
+// SIGTERM.
 func TestProcessesStartAndStop(t *testing.T) {
 	for process := range processModules {
 		t.Run(process, func(t *testing.T) {
 			t.Parallel()
 			cmd := exec.Command(binary, process)
 			cmd.Env = env(t)
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-
-			lines := bufio.NewScanner(stderr)
-			ready := make(chan string, 1)
-			var logged []string
-			go func() {
-				for lines.Scan() {
-					logged = append(logged, lines.Text())
-					var line struct{ Msg, Address, Process string }
-					if json.Unmarshal(lines.Bytes(), &line) == nil && line.Msg == "ready" && line.Process == process {
-						ready <- line.Address
-					}
-				}
-				close(ready)
-			}()
-			var addr string
-			select {
-			case a, ok := <-ready:
-				if !ok {
-					t.Fatalf("%s exited before it was ready", process)
-				}
-				addr = a
-			case <-time.After(60 * time.Second):
-				t.Fatalf("%s not ready after 60s", process)
-			}
-
-			// The broker connection comes up in the background: ready soon, not at once.
-			var out []byte
-			for deadline := time.Now().Add(20 * time.Second); ; {
-				health := exec.Command(binary, "health")
-				health.Env = append(env(t), "ORDERFLOW_HTTP_ADDRESS="+addr)
-				if out, err = health.CombinedOutput(); err == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("orderflow health: %v: %s", err, out)
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-			if !strings.Contains(string(out), `"database":"ok"`) || !strings.Contains(string(out), `"rabbitmq":"ok"`) {
-				t.Errorf("orderflow health printed %s", out)
-			}
-
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("%s stopped with %v; log:\n%s", process, err, strings.Join(logged, "\n"))
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatalf("%s did not stop within 30s of SIGTERM", process)
+			ready, out := startUntilReady(t, cmd, process, func(addr string) {
+				// The broker connection comes up in the background, and the api and the cron
+				// job are ready without it: its "ok" comes soon, not at once.
+				testutil.Eventually(t, 20*time.Second, "orderflow health to report database and rabbitmq ok", func() bool {
+					health := exec.Command(binary, "health")
+					health.Env = append(env(t), "ORDERFLOW_HTTP_ADDRESS="+addr)
+					out, err := health.CombinedOutput()
+					return err == nil && strings.Contains(string(out), `"database":"ok"`) && strings.Contains(string(out), `"rabbitmq":"ok"`)
+				})
+			})
+			if !ready {
+				t.Fatalf("%s exited before it was ready:\n%s", process, out)
 			}
 		})
 	}
@@ -236,4 +188,68 @@ func TestHealthOfAnUnreadyProcess(t *testing.T) {
 	if got := stderr.String(); got != want {
 		t.Errorf("stderr = %q\nwant     %q", got, want)
 	}
+}
+
+// startUntilReady runs cmd until it logs that process is ready and its /readyz answers 200,
+// calls whileReady (when not nil) with its address, then stops it with SIGTERM and expects a
+// clean exit within 30 s; or until it exits by itself. It returns whether the process was
+// ready, and what it wrote.
+func startUntilReady(t *testing.T, cmd *exec.Cmd, process string, whileReady func(addr string)) (bool, string) {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var logged []string
+	ready := make(chan string, 1)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		lines := bufio.NewScanner(stderr)
+		for lines.Scan() {
+			logged = append(logged, lines.Text())
+			var line struct{ Msg, Address, Process string }
+			if json.Unmarshal(lines.Bytes(), &line) == nil && line.Msg == "ready" && line.Process == process {
+				ready <- line.Address
+			}
+		}
+	}()
+	wait := func() (string, error) {
+		<-scanned
+		return strings.Join(logged, "\n"), cmd.Wait()
+	}
+	var addr string
+	select {
+	case addr = <-ready:
+	case <-scanned:
+		out, _ := wait()
+		return false, out
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s not ready after 60s", process)
+	}
+	testutil.Eventually(t, 20*time.Second, process+"'s /readyz to answer 200", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if whileReady != nil {
+		whileReady(addr)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer stopped.Stop()
+	out, err := wait()
+	if err != nil {
+		t.Errorf("%s stopped with %v (killed if it took over 30s); log:\n%s", process, err, out)
+	}
+	return true, out
 }

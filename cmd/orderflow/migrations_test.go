@@ -1,22 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"orderflow/configuration"
 	"orderflow/internal/testenv"
-	"orderflow/internal/testutil"
 )
 
 // TestWorkerAndCronjobRequireMigrations runs the worker and the cron job as their binary
@@ -67,7 +62,7 @@ VALUES ('29991231000000', 'add_note', now(), 1, 'hash', 'orderflow')`)
 				defer cancel()
 				cmd := exec.CommandContext(ctx, binary, process)
 				cmd.Env = append(env(t), "ORDERFLOW_DATABASE_NAME="+d.Name)
-				ready, out := startUntilReady(t, cmd, process)
+				ready, out := startUntilReady(t, cmd, process, nil)
 				if tc.want == "" {
 					if !ready {
 						t.Fatalf("%s did not start on %s:\n%s", process, tc.name, out)
@@ -96,65 +91,6 @@ VALUES ('29991231000000', 'add_note', now(), 1, 'hash', 'orderflow')`)
 			})
 		}
 	}
-}
-
-// startUntilReady runs cmd until it logs that process is ready and its /readyz answers 200,
-// then stops it with SIGTERM and expects a clean exit; or until it exits by itself. It
-// returns whether the process was ready, and what it wrote.
-func startUntilReady(t *testing.T, cmd *exec.Cmd, process string) (bool, string) {
-	t.Helper()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	var logged []string
-	ready := make(chan string, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		lines := bufio.NewScanner(stderr)
-		for lines.Scan() {
-			logged = append(logged, lines.Text())
-			var line struct{ Msg, Address, Process string }
-			if json.Unmarshal(lines.Bytes(), &line) == nil && line.Msg == "ready" && line.Process == process {
-				ready <- line.Address
-			}
-		}
-	}()
-	wait := func() (string, error) {
-		<-scanned
-		return strings.Join(logged, "\n"), cmd.Wait()
-	}
-	var addr string
-	select {
-	case addr = <-ready:
-	case <-scanned:
-		out, _ := wait()
-		return false, out
-	}
-	testutil.Eventually(t, 20*time.Second, process+"'s /readyz to answer 200", func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	// serve handles signals from app.Wait, once the start has returned: a moment after the
-	// ready line, and possibly after /readyz answers.
-	time.Sleep(500 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	out, err := wait()
-	if err != nil {
-		t.Errorf("%s stopped with %v; log:\n%s", process, err, out)
-	}
-	return true, out
 }
 
 // execSQL runs one statement on the database d.
