@@ -7,7 +7,6 @@ package cronjob
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/domain"
 	"orderflow/events"
+	"orderflow/platform/db"
 	"orderflow/platform/outbox"
 )
 
@@ -178,18 +178,15 @@ SELECT count(*) FROM expired`
 // batch expires one batch in one transaction, so that status, stock and outbox rows commit
 // together or not at all. It returns the number of orders expired.
 func (s *Sweeper) batch(ctx context.Context) (int, error) {
-	bctx, cancel := context.WithTimeout(ctx, s.batchTimeout)
-	defer cancel()
 	var n int
-	err := s.pool.QueryRowContext(bctx, expireBatch,
-		s.expireAfter.Microseconds(), s.batchSize,
-		string(domain.StatusProcessing), string(domain.StatusExpired), s.expireAfter.String(),
-		events.TypeOrderExpired, events.RoutingKeyOrderExpired,
-		events.SpecVersion, events.SourceCronJob, events.DataContentType,
-	).Scan(&n)
-	if err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded) {
-		return 0, fmt.Errorf("expire orders: no answer from the database within %s: %w", s.batchTimeout, err)
-	}
+	err := db.Bounded(ctx, s.batchTimeout, func(ctx context.Context) error {
+		return s.pool.QueryRowContext(ctx, expireBatch,
+			s.expireAfter.Microseconds(), s.batchSize,
+			string(domain.StatusProcessing), string(domain.StatusExpired), s.expireAfter.String(),
+			events.TypeOrderExpired, events.RoutingKeyOrderExpired,
+			events.SpecVersion, events.SourceCronJob, events.DataContentType,
+		).Scan(&n)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("expire orders: %w", err)
 	}

@@ -5,13 +5,14 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
 	"time"
+
+	"orderflow/platform/db"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -33,9 +34,6 @@ const (
 // off after its statement was sent may have committed (see unsent).
 const attemptTimeout = 30 * time.Second
 
-// errNoAnswer marks an attempt cut off by attemptTimeout.
-var errNoAnswer = errors.New("no answer from the database")
-
 // retry runs op, each attempt with a context that ctx bounds and that ends after
 // attemptTimeout, until it succeeds, fails with an error other than the database being
 // unavailable, or ctx ends (then it returns op's last error).
@@ -48,7 +46,7 @@ var errNoAnswer = errors.New("no answer from the database")
 func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) error {
 	delay := minRetryDelay
 	for {
-		err := w.attempt(ctx, op)
+		err := db.Bounded(ctx, w.attemptTimeout, op)
 		if err == nil {
 			if w.outage.CompareAndSwap(true, false) {
 				w.log.InfoContext(ctx, "database available again")
@@ -67,18 +65,6 @@ func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) 
 		}
 		delay = min(2*delay, maxRetryDelay)
 	}
-}
-
-// attempt runs op once, with a context that ends after w.attemptTimeout. An error of an
-// attempt that ran out of time, whatever the statement then failed with, wraps errNoAnswer.
-func (w *Worker) attempt(ctx context.Context, op func(ctx context.Context) error) error {
-	actx, cancel := context.WithTimeout(ctx, w.attemptTimeout)
-	defer cancel()
-	err := op(actx)
-	if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w within %s: %w", errNoAnswer, w.attemptTimeout, err)
-	}
-	return err
 }
 
 // unavailable reports an error that says the database could not be reached or dropped the
@@ -100,7 +86,7 @@ func unavailable(err error) bool {
 	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.Is(err, errNoAnswer) ||
+	return errors.Is(err, db.ErrNoAnswer) ||
 		errors.As(err, &connectErr) ||
 		errors.As(err, &netErr) ||
 		errors.Is(err, driver.ErrBadConn) ||

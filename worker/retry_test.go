@@ -10,6 +10,8 @@ import (
 	"net"
 	"testing"
 
+	"orderflow/platform/db"
+
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -28,7 +30,7 @@ func TestUnavailable(t *testing.T) {
 		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
 		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
 		{"deadlock", &pgconn.PgError{Code: "40P01"}, true},
-		{"no answer in time", fmt.Errorf("%w within 30s: commit transaction: %w", errNoAnswer, sql.ErrTxDone), true},
+		{"no answer in time", fmt.Errorf("%w within 30s: commit transaction: %w", db.ErrNoAnswer, sql.ErrTxDone), true},
 		{"unique violation", fmt.Errorf("insert: %w", &pgconn.PgError{Code: "23505"}), false},
 		{"check violation", &pgconn.PgError{Code: "23514"}, false},
 		{"syntax error", &pgconn.PgError{Code: "42601"}, false},

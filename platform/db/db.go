@@ -4,6 +4,7 @@ package db
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -77,4 +78,23 @@ func WithTx(ctx context.Context, client *ent.Client, fn func(tx *ent.Tx) error) 
 		return fmt.Errorf("commit transaction: %w", err)
 	}
 	return nil
+}
+
+// ErrNoAnswer marks database work cut off by the bound Bounded gave it.
+var ErrNoAnswer = errors.New("no answer from the database")
+
+// Bounded runs fn with a context that ends after d. A database that stops answering without
+// closing its connection (a host that went away, a failover behind the same address) would
+// otherwise hold fn until TCP gave up, up to a quarter of an hour; when the context ends, pgx
+// closes the connection, and the next use of the pool opens another. An error of fn once d
+// has passed (and ctx has not ended) wraps ErrNoAnswer, whatever the statement failed with.
+// Work cut off after its statement was sent may have committed, as on a dropped connection.
+func Bounded(ctx context.Context, d time.Duration, fn func(context.Context) error) error {
+	bctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	err := fn(bctx)
+	if err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w within %s: %w", ErrNoAnswer, d, err)
+	}
+	return err
 }

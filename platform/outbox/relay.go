@@ -15,6 +15,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/events"
 	"orderflow/platform/bus"
+	"orderflow/platform/db"
 )
 
 // Timings of the relay that are not configurable.
@@ -257,19 +258,14 @@ type row struct {
 // round claims, publishes and marks one batch in one transaction and returns how many rows
 // it claimed and how many of them it published.
 //
-// The round is given roundTimeout in all. A database that stops answering without closing the
-// connection (a host that went away, a failover behind the same address) would otherwise hold
-// the relay, and every event after it, until TCP gave up, up to a quarter of an hour: when the
-// time runs out, pgx closes the connection, the round rolls back, and the next one takes
-// another connection. A round cut off after publishing leaves its rows unmarked, to be
-// published again, as after a crash.
+// The round is given roundTimeout in all (db.Bounded), so that a database that stops
+// answering holds the relay no longer. A round cut off after publishing leaves its rows
+// unmarked, to be published again, as after a crash.
 func (r *Relay) round(ctx context.Context) (claimed, published int, err error) {
-	rctx, cancel := context.WithTimeout(ctx, r.roundTimeout)
-	defer cancel()
-	claimed, published, err = r.roundWithin(rctx)
-	if err != nil && ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
-		err = fmt.Errorf("no answer within %s: %w", r.roundTimeout, err)
-	}
+	err = db.Bounded(ctx, r.roundTimeout, func(ctx context.Context) error {
+		claimed, published, err = r.roundWithin(ctx)
+		return err
+	})
 	return claimed, published, err
 }
 
@@ -404,16 +400,20 @@ func claim(ctx context.Context, tx *sql.Tx, limit int) ([]row, error) {
 func (r *Relay) pruneOld(ctx context.Context) {
 	total := int64(0)
 	for !r.stopping() {
-		cctx, cancel := context.WithTimeout(ctx, r.roundTimeout)
-		res, err := r.pool.ExecContext(cctx, `DELETE FROM outbox WHERE id IN (
-			SELECT id FROM outbox WHERE published_at < now() - $1::interval
-			LIMIT $2 FOR UPDATE SKIP LOCKED)`, r.retention.String(), pruneChunk)
-		cancel()
+		var n int64
+		err := db.Bounded(ctx, r.roundTimeout, func(ctx context.Context) error {
+			res, err := r.pool.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (
+				SELECT id FROM outbox WHERE published_at < now() - $1::interval
+				LIMIT $2 FOR UPDATE SKIP LOCKED)`, r.retention.String(), pruneChunk)
+			if err == nil {
+				n, err = res.RowsAffected()
+			}
+			return err
+		})
 		if err != nil {
 			r.log.Warn("prune outbox", "error", err)
 			return
 		}
-		n, _ := res.RowsAffected()
 		total += n
 		if n < pruneChunk {
 			break
