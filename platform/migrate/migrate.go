@@ -65,7 +65,11 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	if err := validate(dir); err != nil {
 		return 0, err
 	}
-	if err := checkClean(ctx, db, drv); err != nil {
+	revs, err := revisions{db: db}.ReadRevisions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkClean(ctx, drv, revs); err != nil {
 		return 0, err
 	}
 	if err := createRevisionTable(ctx, db); err != nil {
@@ -75,7 +79,7 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	if err != nil {
 		return 0, err
 	}
-	if err := warnUnknown(ctx, db, dir, log); err != nil {
+	if err := warnUnknown(ctx, dir, revs, log); err != nil {
 		return 0, err
 	}
 	if len(pending) == 0 {
@@ -116,12 +120,16 @@ func RequireFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) er
 	if err := validate(dir); err != nil {
 		return err
 	}
-	missing, err := missingFiles(ctx, db, dir)
+	revs, err := revisions{db: db}.ReadRevisions(ctx)
+	if err != nil {
+		return err
+	}
+	missing, err := missingFiles(ctx, db, dir, revs)
 	if err != nil {
 		return err
 	}
 	if len(missing) == 0 {
-		return warnUnknown(ctx, db, dir, log)
+		return warnUnknown(ctx, dir, revs, log)
 	}
 	var name string
 	if err := db.QueryRowContext(ctx, `SELECT current_database()`).Scan(&name); err != nil {
@@ -143,13 +151,10 @@ func RequireFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) er
 		name, len(missing), noun, list)
 }
 
-// missingFiles lists the files of dir that db lacks: those Apply would apply, so that Require
-// accepts the databases on which the api has nothing to do. Unlike Apply, it writes nothing.
-func missingFiles(ctx context.Context, db *sql.DB, dir migrate.Dir) ([]migrate.File, error) {
-	revs, err := revisions{db: db}.ReadRevisions(ctx)
-	if err != nil {
-		return nil, err
-	}
+// missingFiles lists the files of dir that db, whose revisions are revs, lacks: those Apply
+// would apply, so that Require accepts the databases on which the api has nothing to do.
+// Unlike Apply, it writes nothing.
+func missingFiles(ctx context.Context, db *sql.DB, dir migrate.Dir, revs []*migrate.Revision) ([]migrate.File, error) {
 	if len(revs) == 0 {
 		// Without history every file is missing; Atlas's executor would first require the
 		// database to be empty, which is Apply's concern, not this check's.
@@ -269,12 +274,12 @@ func pendingFiles(ctx context.Context, db *sql.DB, drv migrate.Driver, dir migra
 	return files, nil
 }
 
-// checkClean refuses a database that holds tables or schemas but no revisions: the
+// checkClean refuses a database that holds tables or schemas but no revisions (revs): the
 // database of something else, into which the migrations would be mixed. It runs before
 // anything is written, so that such a database is left as it was.
-func checkClean(ctx context.Context, db *sql.DB, drv migrate.Driver) error {
-	if revs, err := (revisions{db: db}).ReadRevisions(ctx); err != nil || len(revs) > 0 {
-		return err
+func checkClean(ctx context.Context, drv migrate.Driver, revs []*migrate.Revision) error {
+	if len(revs) > 0 {
+		return nil
 	}
 	err := drv.CheckClean(ctx, revisions{}.Ident())
 	if nc := (*migrate.NotCleanError)(nil); errors.As(err, &nc) {
@@ -286,34 +291,17 @@ func checkClean(ctx context.Context, db *sql.DB, drv migrate.Driver) error {
 	return nil
 }
 
-// warnUnknown warns when db has revisions that no file of dir has. Atlas counts a revision
-// newer than every file as the last one applied, so a database that a newer orderflow
-// migrated looks up to date.
-func warnUnknown(ctx context.Context, db *sql.DB, dir migrate.Dir, log *slog.Logger) error {
-	unknown, err := unknownRevisions(ctx, db, dir)
-	if err != nil {
-		return err
-	}
-	if len(unknown) > 0 {
-		log.WarnContext(ctx, "the database has migrations that this orderflow does not have, applied by a newer version; its schema may not be the one this version expects",
-			"versions", unknown)
-	}
-	return nil
-}
-
-// unknownRevisions returns the versions recorded in db that no file of dir has.
-func unknownRevisions(ctx context.Context, db *sql.DB, dir migrate.Dir) ([]string, error) {
+// warnUnknown warns when revs, the revisions of the database, hold versions that no file of
+// dir has. Atlas counts a revision newer than every file as the last one applied, so a
+// database that a newer orderflow migrated looks up to date.
+func warnUnknown(ctx context.Context, dir migrate.Dir, revs []*migrate.Revision, log *slog.Logger) error {
 	files, err := dir.Files()
 	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
+		return fmt.Errorf("list migrations: %w", err)
 	}
 	known := make(map[string]bool, len(files))
 	for _, f := range files {
 		known[f.Version()] = true
-	}
-	revs, err := revisions{db: db}.ReadRevisions(ctx)
-	if err != nil {
-		return nil, err
 	}
 	var unknown []string
 	for _, r := range revs {
@@ -321,7 +309,11 @@ func unknownRevisions(ctx context.Context, db *sql.DB, dir migrate.Dir) ([]strin
 			unknown = append(unknown, r.Version)
 		}
 	}
-	return unknown, nil
+	if len(unknown) > 0 {
+		log.WarnContext(ctx, "the database has migrations that this orderflow does not have, applied by a newer version; its schema may not be the one this version expects",
+			"versions", unknown)
+	}
+	return nil
 }
 
 // applyFile applies one migration file and records its revision in one transaction.
