@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -109,7 +108,7 @@ func serve(process, dir string, stderr io.Writer) int {
 // second one that arrives before started is called ends the process at once, with the
 // status of a process killed by it, since a start that waits for a lock or for a database
 // that does not answer has no bound, and would otherwise ignore every signal meanwhile.
-// Call release once done.
+// Call started once the start has succeeded, and release once done; each once.
 func takeSignals(process string, stderr io.Writer) (signals <-chan os.Signal, started, release func()) {
 	taken := make(chan os.Signal, 2)
 	signal.Notify(taken, os.Interrupt, syscall.SIGTERM)
@@ -139,15 +138,10 @@ func takeSignals(process string, stderr io.Writer) (signals <-chan os.Signal, st
 		case <-done:
 		}
 	}()
-	var startOnce, releaseOnce sync.Once
-	return first,
-		func() { startOnce.Do(func() { close(start) }) },
-		func() {
-			releaseOnce.Do(func() {
-				signal.Stop(taken)
-				close(done)
-			})
-		}
+	return first, func() { close(start) }, func() {
+		signal.Stop(taken)
+		close(done)
+	}
 }
 
 // report prints err as the one-line reason a command failed, and returns the exit status.
