@@ -81,6 +81,10 @@ var ErrInsufficientStock = errors.New("insufficient stock")
 // ErrIdempotencyKeyReused is returned when an Idempotency-Key comes back with another request.
 var ErrIdempotencyKeyReused = errors.New("idempotency key was used with a different request")
 
+// ErrIdempotencyKeyOrderDeleted is returned when an Idempotency-Key comes back after the order
+// that its first request placed was deleted: placing it again would not be a retry.
+var ErrIdempotencyKeyOrderDeleted = errors.New("the order placed with this idempotency key was deleted")
+
 // NewError turns any error that a handler or the security handler returned into a problem
 // response. Unknown errors are logged and become 500 without detail.
 func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode {
@@ -120,6 +124,8 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 		return problemResponse(http.StatusConflict, capitalize(err.Error())+".", nil)
 	case errors.Is(err, ErrIdempotencyKeyReused):
 		return problemResponse(http.StatusUnprocessableEntity, "The Idempotency-Key was already used with a different request.", nil)
+	case errors.Is(err, ErrIdempotencyKeyOrderDeleted):
+		return problemResponse(http.StatusConflict, "The order placed with this Idempotency-Key was deleted; send a new key to place it again.", nil)
 	case ent.IsNotFound(err):
 		return problemResponse(http.StatusNotFound, "The resource does not exist.", nil)
 	}

@@ -38,7 +38,7 @@ func orderOutcome(err error) string {
 		return "created"
 	case errors.Is(err, ErrInsufficientStock):
 		return "insufficient_stock"
-	case errors.Is(err, ErrIdempotencyKeyReused):
+	case errors.Is(err, ErrIdempotencyKeyReused), errors.Is(err, ErrIdempotencyKeyOrderDeleted):
 		return "idempotency_conflict"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), unavailable(err):
 		return "unavailable"

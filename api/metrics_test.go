@@ -25,6 +25,7 @@ func TestOrderOutcome(t *testing.T) {
 		{nil, "created"},
 		{fmt.Errorf("reserve: %w", ErrInsufficientStock), "insufficient_stock"},
 		{ErrIdempotencyKeyReused, "idempotency_conflict"},
+		{ErrIdempotencyKeyOrderDeleted, "idempotency_conflict"},
 		{context.DeadlineExceeded, "unavailable"},
 		{problem(http.StatusForbidden, "no"), "rejected"},
 		{domain.ErrEmptyOrder, "rejected"},

@@ -116,7 +116,7 @@ func requestHash(userID int, items []domain.Item) string {
 func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*oas.Order, error) {
 	var (
 		storedHash string
-		orderID    int
+		orderID    sql.NullInt64
 	)
 	err := h.db.QueryRowContext(ctx, `
 		SELECT request_hash, order_id FROM idempotency_keys
@@ -131,7 +131,15 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 	if storedHash != hash {
 		return nil, ErrIdempotencyKeyReused
 	}
-	return loadOrder(ctx, h.db, orderID)
+	if !orderID.Valid {
+		return nil, ErrIdempotencyKeyOrderDeleted
+	}
+	o, err := loadOrder(ctx, h.db, int(orderID.Int64))
+	if ent.IsNotFound(err) {
+		// Deleted since the key was read.
+		return nil, ErrIdempotencyKeyOrderDeleted
+	}
+	return o, err
 }
 
 // storeOrder places the order of userID for items, made by callerID: one statement

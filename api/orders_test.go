@@ -335,6 +335,28 @@ func TestIdempotencyKey(t *testing.T) {
 			t.Fatalf("%v %v", err1, err2)
 		}
 	})
+	t.Run("a retry after its order was deleted places nothing", func(t *testing.T) {
+		k := oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("deleted")}
+		o, err := cust.CreateOrder(ctx, req, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.admin.DeleteOrder(ctx, oas.DeleteOrderParams{ID: o.Response.ID}); err != nil {
+			t.Fatal(err)
+		}
+		before := e.stock(pid)
+		_, err = cust.CreateOrder(ctx, req, k)
+		p := wantStatus(t, err, http.StatusConflict)
+		if want := "The order placed with this Idempotency-Key was deleted; send a new key to place it again."; p.Detail.Value != want {
+			t.Errorf("detail %q, want %q", p.Detail.Value, want)
+		}
+		if s := e.stock(pid); s != before {
+			t.Errorf("stock %d, want %d: the retry reserved it again", s, before)
+		}
+		// Another body with the key is still the key's misuse.
+		_, err = cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(pid, 3)}, k)
+		wantStatus(t, err, http.StatusUnprocessableEntity)
+	})
 	t.Run("concurrent retries create one order", func(t *testing.T) {
 		before := e.stock(pid)
 		k := oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("concurrent")}

@@ -26,7 +26,7 @@ type IdempotencyKey struct {
 	// RequestHash holds the value of the "request_hash" field.
 	RequestHash string `json:"request_hash,omitempty"`
 	// OrderID holds the value of the "order_id" field.
-	OrderID int `json:"order_id,omitempty"`
+	OrderID *int `json:"order_id,omitempty"`
 	// CreatedAt holds the value of the "created_at" field.
 	CreatedAt time.Time `json:"created_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -122,7 +122,8 @@ func (_m *IdempotencyKey) assignValues(columns []string, values []any) error {
 			if value, ok := values[i].(*sql.NullInt64); !ok {
 				return fmt.Errorf("unexpected type %T for field order_id", values[i])
 			} else if value.Valid {
-				_m.OrderID = int(value.Int64)
+				_m.OrderID = new(int)
+				*_m.OrderID = int(value.Int64)
 			}
 		case idempotencykey.FieldCreatedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -185,8 +186,10 @@ func (_m *IdempotencyKey) String() string {
 	builder.WriteString("request_hash=")
 	builder.WriteString(_m.RequestHash)
 	builder.WriteString(", ")
-	builder.WriteString("order_id=")
-	builder.WriteString(fmt.Sprintf("%v", _m.OrderID))
+	if v := _m.OrderID; v != nil {
+		builder.WriteString("order_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("created_at=")
 	builder.WriteString(_m.CreatedAt.Format(time.ANSIC))

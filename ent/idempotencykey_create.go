@@ -48,6 +48,14 @@ func (_c *IdempotencyKeyCreate) SetOrderID(v int) *IdempotencyKeyCreate {
 	return _c
 }
 
+// SetNillableOrderID sets the "order_id" field if the given value is not nil.
+func (_c *IdempotencyKeyCreate) SetNillableOrderID(v *int) *IdempotencyKeyCreate {
+	if v != nil {
+		_c.SetOrderID(*v)
+	}
+	return _c
+}
+
 // SetCreatedAt sets the "created_at" field.
 func (_c *IdempotencyKeyCreate) SetCreatedAt(v time.Time) *IdempotencyKeyCreate {
 	_c.mutation.SetCreatedAt(v)
@@ -135,17 +143,11 @@ func (_c *IdempotencyKeyCreate) check() error {
 	if _, ok := _c.mutation.RequestHash(); !ok {
 		return &ValidationError{Name: "request_hash", err: errors.New(`ent: missing required field "IdempotencyKey.request_hash"`)}
 	}
-	if _, ok := _c.mutation.OrderID(); !ok {
-		return &ValidationError{Name: "order_id", err: errors.New(`ent: missing required field "IdempotencyKey.order_id"`)}
-	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		return &ValidationError{Name: "created_at", err: errors.New(`ent: missing required field "IdempotencyKey.created_at"`)}
 	}
 	if len(_c.mutation.UserIDs()) == 0 {
 		return &ValidationError{Name: "user", err: errors.New(`ent: missing required edge "IdempotencyKey.user"`)}
-	}
-	if len(_c.mutation.OrderIDs()) == 0 {
-		return &ValidationError{Name: "order", err: errors.New(`ent: missing required edge "IdempotencyKey.order"`)}
 	}
 	return nil
 }
@@ -223,7 +225,7 @@ func (_c *IdempotencyKeyCreate) createSpec() (*IdempotencyKey, *sqlgraph.CreateS
 		for _, k := range nodes {
 			edge.Target.Nodes = append(edge.Target.Nodes, k)
 		}
-		_node.OrderID = nodes[0]
+		_node.OrderID = &nodes[0]
 		_spec.Edges = append(_spec.Edges, edge)
 	}
 	return _node, _spec
@@ -323,6 +325,12 @@ func (u *IdempotencyKeyUpsert) SetOrderID(v int) *IdempotencyKeyUpsert {
 // UpdateOrderID sets the "order_id" field to the value that was provided on create.
 func (u *IdempotencyKeyUpsert) UpdateOrderID() *IdempotencyKeyUpsert {
 	u.SetExcluded(idempotencykey.FieldOrderID)
+	return u
+}
+
+// ClearOrderID clears the value of the "order_id" field.
+func (u *IdempotencyKeyUpsert) ClearOrderID() *IdempotencyKeyUpsert {
+	u.SetNull(idempotencykey.FieldOrderID)
 	return u
 }
 
@@ -430,6 +438,13 @@ func (u *IdempotencyKeyUpsertOne) SetOrderID(v int) *IdempotencyKeyUpsertOne {
 func (u *IdempotencyKeyUpsertOne) UpdateOrderID() *IdempotencyKeyUpsertOne {
 	return u.Update(func(s *IdempotencyKeyUpsert) {
 		s.UpdateOrderID()
+	})
+}
+
+// ClearOrderID clears the value of the "order_id" field.
+func (u *IdempotencyKeyUpsertOne) ClearOrderID() *IdempotencyKeyUpsertOne {
+	return u.Update(func(s *IdempotencyKeyUpsert) {
+		s.ClearOrderID()
 	})
 }
 
@@ -703,6 +718,13 @@ func (u *IdempotencyKeyUpsertBulk) SetOrderID(v int) *IdempotencyKeyUpsertBulk {
 func (u *IdempotencyKeyUpsertBulk) UpdateOrderID() *IdempotencyKeyUpsertBulk {
 	return u.Update(func(s *IdempotencyKeyUpsert) {
 		s.UpdateOrderID()
+	})
+}
+
+// ClearOrderID clears the value of the "order_id" field.
+func (u *IdempotencyKeyUpsertBulk) ClearOrderID() *IdempotencyKeyUpsertBulk {
+	return u.Update(func(s *IdempotencyKeyUpsert) {
+		s.ClearOrderID()
 	})
 }
 

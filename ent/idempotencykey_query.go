@@ -483,7 +483,10 @@ func (_q *IdempotencyKeyQuery) loadOrder(ctx context.Context, query *OrderQuery,
 	ids := make([]int, 0, len(nodes))
 	nodeids := make(map[int][]*IdempotencyKey)
 	for i := range nodes {
-		fk := nodes[i].OrderID
+		if nodes[i].OrderID == nil {
+			continue
+		}
+		fk := *nodes[i].OrderID
 		if _, ok := nodeids[fk]; !ok {
 			ids = append(ids, fk)
 		}

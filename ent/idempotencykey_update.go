@@ -86,6 +86,12 @@ func (_u *IdempotencyKeyUpdate) SetNillableOrderID(v *int) *IdempotencyKeyUpdate
 	return _u
 }
 
+// ClearOrderID clears the value of the "order_id" field.
+func (_u *IdempotencyKeyUpdate) ClearOrderID() *IdempotencyKeyUpdate {
+	_u.mutation.ClearOrderID()
+	return _u
+}
+
 // SetUser sets the "user" edge to the User entity.
 func (_u *IdempotencyKeyUpdate) SetUser(v *User) *IdempotencyKeyUpdate {
 	return _u.SetUserID(v.ID)
@@ -149,9 +155,6 @@ func (_u *IdempotencyKeyUpdate) check() error {
 	}
 	if _u.mutation.UserCleared() && len(_u.mutation.UserIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "IdempotencyKey.user"`)
-	}
-	if _u.mutation.OrderCleared() && len(_u.mutation.OrderIDs()) > 0 {
-		return errors.New(`ent: clearing a required unique edge "IdempotencyKey.order"`)
 	}
 	return nil
 }
@@ -316,6 +319,12 @@ func (_u *IdempotencyKeyUpdateOne) SetNillableOrderID(v *int) *IdempotencyKeyUpd
 	return _u
 }
 
+// ClearOrderID clears the value of the "order_id" field.
+func (_u *IdempotencyKeyUpdateOne) ClearOrderID() *IdempotencyKeyUpdateOne {
+	_u.mutation.ClearOrderID()
+	return _u
+}
+
 // SetUser sets the "user" edge to the User entity.
 func (_u *IdempotencyKeyUpdateOne) SetUser(v *User) *IdempotencyKeyUpdateOne {
 	return _u.SetUserID(v.ID)
@@ -392,9 +401,6 @@ func (_u *IdempotencyKeyUpdateOne) check() error {
 	}
 	if _u.mutation.UserCleared() && len(_u.mutation.UserIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "IdempotencyKey.user"`)
-	}
-	if _u.mutation.OrderCleared() && len(_u.mutation.OrderIDs()) > 0 {
-		return errors.New(`ent: clearing a required unique edge "IdempotencyKey.order"`)
 	}
 	return nil
 }

@@ -290,7 +290,7 @@ func (m *IdempotencyKeyMutation) OrderID() (r int, exists bool) {
 // OldOrderID returns the old "order_id" field's value of the IdempotencyKey entity.
 // If the IdempotencyKey object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *IdempotencyKeyMutation) OldOrderID(ctx context.Context) (v int, err error) {
+func (m *IdempotencyKeyMutation) OldOrderID(ctx context.Context) (v *int, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldOrderID is only allowed on UpdateOne operations")
 	}
@@ -304,9 +304,22 @@ func (m *IdempotencyKeyMutation) OldOrderID(ctx context.Context) (v int, err err
 	return oldValue.OrderID, nil
 }
 
+// ClearOrderID clears the value of the "order_id" field.
+func (m *IdempotencyKeyMutation) ClearOrderID() {
+	m._order = nil
+	m.clearedFields[idempotencykey.FieldOrderID] = struct{}{}
+}
+
+// OrderIDCleared returns if the "order_id" field was cleared in this mutation.
+func (m *IdempotencyKeyMutation) OrderIDCleared() bool {
+	_, ok := m.clearedFields[idempotencykey.FieldOrderID]
+	return ok
+}
+
 // ResetOrderID resets all changes to the "order_id" field.
 func (m *IdempotencyKeyMutation) ResetOrderID() {
 	m._order = nil
+	delete(m.clearedFields, idempotencykey.FieldOrderID)
 }
 
 // SetCreatedAt sets the "created_at" field.
@@ -380,7 +393,7 @@ func (m *IdempotencyKeyMutation) ClearOrder() {
 
 // OrderCleared reports if the "order" edge to the Order entity was cleared.
 func (m *IdempotencyKeyMutation) OrderCleared() bool {
-	return m.cleared_order
+	return m.OrderIDCleared() || m.cleared_order
 }
 
 // OrderIDs returns the "order" edge IDs in the mutation.
@@ -562,7 +575,11 @@ func (m *IdempotencyKeyMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *IdempotencyKeyMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(idempotencykey.FieldOrderID) {
+		fields = append(fields, idempotencykey.FieldOrderID)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -575,6 +592,11 @@ func (m *IdempotencyKeyMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *IdempotencyKeyMutation) ClearField(name string) error {
+	switch name {
+	case idempotencykey.FieldOrderID:
+		m.ClearOrderID()
+		return nil
+	}
 	return fmt.Errorf("unknown IdempotencyKey nullable field %s", name)
 }
 

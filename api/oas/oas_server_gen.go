@@ -16,8 +16,8 @@ type Handler interface {
 	// listed twice, or a quantity below 1.
 	//
 	// With an `Idempotency-Key`, a retry with the same key and the same body returns the first order again
-	// without reserving anything; the same key with another body is 422. Keys are kept per user for at
-	// least 24 hours.
+	// without reserving anything; the same key with another body is 422, and 409 once that order was
+	// deleted. Keys are kept per user for at least 24 hours.
 	//
 	// POST /api/orders
 	CreateOrder(ctx context.Context, req *OrderCreate, params CreateOrderParams) (*OrderHeaders, error)

@@ -15,7 +15,7 @@ var (
 		{Name: "key", Type: field.TypeString, Size: 255},
 		{Name: "request_hash", Type: field.TypeString, SchemaType: map[string]string{"postgres": "char(64)"}},
 		{Name: "created_at", Type: field.TypeTime},
-		{Name: "order_id", Type: field.TypeInt},
+		{Name: "order_id", Type: field.TypeInt, Nullable: true},
 		{Name: "user_id", Type: field.TypeInt},
 	}
 	// IdempotencyKeysTable holds the schema information for the "idempotency_keys" table.
@@ -28,7 +28,7 @@ var (
 				Symbol:     "idempotency_keys_orders_idempotency_keys",
 				Columns:    []*schema.Column{IdempotencyKeysColumns[4]},
 				RefColumns: []*schema.Column{OrdersColumns[0]},
-				OnDelete:   schema.Cascade,
+				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "idempotency_keys_users_idempotency_keys",

@@ -15,7 +15,7 @@ import (
 // IdempotencyKey holds the schema definition for the IdempotencyKey entity: an
 // Idempotency-Key that a user sent with POST /api/orders, the fingerprint of the request
 // body it came with, and the order that request created. A retry with the same key gets the
-// same order back instead of a second one.
+// same order back instead of a second one, or, once that order was deleted, an error.
 type IdempotencyKey struct {
 	ent.Schema
 }
@@ -29,7 +29,8 @@ func (IdempotencyKey) Fields() []ent.Field {
 		// request_hash is the SHA-256 of the normalized request, in hex.
 		field.String("request_hash").
 			SchemaType(map[string]string{dialect.Postgres: "char(64)"}),
-		field.Int("order_id"),
+		// order_id is NULL once the order was deleted.
+		field.Int("order_id").Optional().Nillable(),
 		field.Time("created_at").Default(func() time.Time { return time.Now().UTC() }).Immutable(),
 	}
 }
@@ -37,9 +38,9 @@ func (IdempotencyKey) Fields() []ent.Field {
 // Edges of the IdempotencyKey.
 func (IdempotencyKey) Edges() []ent.Edge {
 	return []ent.Edge{
-		// Deleting the user or the order forgets its keys.
+		// Deleting the user forgets its keys; deleting the order keeps them (Order's edge).
 		edge.From("user", User.Type).Ref("idempotency_keys").Field("user_id").Unique().Required(),
-		edge.From("order", Order.Type).Ref("idempotency_keys").Field("order_id").Unique().Required(),
+		edge.From("order", Order.Type).Ref("idempotency_keys").Field("order_id").Unique(),
 	}
 }
 

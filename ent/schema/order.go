@@ -38,8 +38,10 @@ func (Order) Edges() []ent.Edge {
 			Annotations(entsql.OnDelete(entsql.Cascade)),
 		edge.To("notifications", Notification.Type).
 			Annotations(entsql.OnDelete(entsql.Cascade)),
+		// A deleted order's keys stay, without it, so that a retry learns of the deletion
+		// instead of placing the order again.
 		edge.To("idempotency_keys", IdempotencyKey.Type).
-			Annotations(entsql.OnDelete(entsql.Cascade)),
+			Annotations(entsql.OnDelete(entsql.SetNull)),
 	}
 }
 
