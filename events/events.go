@@ -2,6 +2,23 @@
 // OrderCompleted and OrderExpired, their routing keys and versioned type names, and the
 // CloudEvents 1.0 envelope (structured JSON mode) that carries them on RabbitMQ.
 // schema.json beside this file is the same contract as a JSON Schema document.
+//
+// Adding an event type touches, in order of the event's journey:
+//
+//   - here: its routing key, versioned type and name constants, the payload struct with the
+//     Event methods and validate, a case in Decode's switch; in schema.json a $defs entry,
+//     the type in the envelope's enum and an if/then under its allOf; and the event in the
+//     tests' samples and in TestSchemaMatchesTypes' list;
+//   - platform/bus: a consumer name and its entry in SystemQueues, so that every process
+//     declares the queue and the event is routable before the worker starts (an unroutable
+//     event is returned, and its outbox row held back);
+//   - the writer: outbox.Write (or WriteBatch) inside the transaction of the change the event
+//     announces, never after it (a writer that builds its outbox rows in SQL, as the cron
+//     job's sweep does, calls outbox.Wake once they commit);
+//   - worker: an idempotent handler (a conditional update, or a row unique per order and
+//     event), its case in Worker.Handle and its consumer in RegisterConsumers;
+//   - if the worker records a notification for it: the event_type enum and check in
+//     ent/schema/notification.go, and a migration.
 package events
 
 import (
