@@ -76,13 +76,16 @@ func (x *expiryNotes) insertGroup(ctx context.Context, group []*expiryNote) {
 	}
 }
 
-// insertGroupSQL inserts one OrderExpired notification per order of $1 with the message of
-// $2, skipping the orders that have one, and returns the orders it inserted.
+// insertGroupSQL inserts one notification of event type $3 (OrderExpired) per order of $1
+// with the message of $2, skipping the orders that have one, and returns the orders it
+// inserted.
 const insertGroupSQL = `INSERT INTO notifications (created_at, event_type, message, is_email_sent, order_id)
 SELECT now(), $3, n.message, false, n.order_id FROM unnest($1::bigint[], $2::text[]) AS n(order_id, message)
 ON CONFLICT (order_id, event_type) DO NOTHING
 RETURNING order_id`
 
+// insertAll runs insertGroupSQL for group and returns the orders whose notification it
+// inserted. It fails whole: an order that no longer exists fails the statement.
 func (x *expiryNotes) insertAll(ctx context.Context, group []*expiryNote) (map[int]bool, error) {
 	ids := make([]int64, len(group))
 	messages := make([]string, len(group))

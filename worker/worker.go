@@ -50,7 +50,8 @@ type Worker struct {
 	expiries *expiryNotes
 	payments atomic.Int64 // simulated payments running now
 	outage   atomic.Bool  // the database was found unavailable and not reached since
-	// attemptTimeout is attemptTimeout but in tests.
+	// attemptTimeout bounds one attempt of the handlers' database work: the constant
+	// attemptTimeout, shorter in tests (SetAttemptTimeout).
 	attemptTimeout time.Duration
 }
 

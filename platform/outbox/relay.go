@@ -22,7 +22,7 @@ import (
 const (
 	// publishTimeout bounds publishing one batch and waiting for its confirms.
 	publishTimeout = 10 * time.Second
-	// roundTimeout bounds a whole round, its statements and its publishing: see Relay.
+	// roundTimeout bounds a whole round, its statements and its publishing: see Relay.round.
 	roundTimeout = publishTimeout + 20*time.Second
 	// maxBackoff caps the wait after a batch of which nothing was published (it doubles from
 	// pollInterval).
@@ -65,7 +65,8 @@ type Relay struct {
 	poll      time.Duration
 	retention time.Duration
 	prune     time.Duration
-	// roundTimeout is roundTimeout but in tests.
+	// roundTimeout bounds a round, and a prune statement: the constant roundTimeout, shorter
+	// in tests.
 	roundTimeout time.Duration
 
 	// afterPublish, when set, runs after a batch is published and before it is marked; an
