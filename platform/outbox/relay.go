@@ -270,6 +270,8 @@ func (r *Relay) round(ctx context.Context) (claimed, published int, err error) {
 	return claimed, published, err
 }
 
+// roundWithin is round without its bound: claim, publish, and record each row's outcome in
+// the claim's transaction.
 func (r *Relay) roundWithin(ctx context.Context) (claimed, published int, err error) {
 	tx, err := r.pool.BeginTx(ctx, nil)
 	if err != nil {
@@ -280,8 +282,25 @@ func (r *Relay) roundWithin(ctx context.Context) (claimed, published int, err er
 	if err != nil || len(rows) == 0 {
 		return 0, 0, err
 	}
-	// errs holds each row's outcome: a row whose headers do not decode fails here, and
-	// the others are published.
+	errs := r.publish(ctx, rows)
+	if r.afterPublish != nil {
+		if err := r.afterPublish(); err != nil {
+			return 0, 0, errCrash
+		}
+	}
+	out := sortOutcomes(rows, errs)
+	if err := r.record(ctx, tx, out); err != nil {
+		return 0, 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, fmt.Errorf("commit: %w", err)
+	}
+	return len(rows), len(out.done), out.err(len(rows))
+}
+
+// publish publishes rows as one batch and returns each row's outcome, nil for a row the
+// broker confirmed. A row whose headers do not decode fails here, unsent.
+func (r *Relay) publish(ctx context.Context, rows []row) []error {
 	errs := make([]error, len(rows))
 	var msgs []bus.Message
 	var sent []int // the rows of msgs
@@ -306,61 +325,72 @@ func (r *Relay) roundWithin(ctx context.Context) (claimed, published int, err er
 		}
 		cancel()
 	}
-	if r.afterPublish != nil {
-		if err := r.afterPublish(); err != nil {
-			return 0, 0, errCrash
-		}
-	}
-	var (
-		done, failed []int64
-		reasons      []string
-		untaken      int   // rows the broker did not take, through no fault of theirs
-		untakenErr   error // the first of their errors
-	)
+	return errs
+}
+
+// outcomes are the rows of a round sorted by what publishing them came to.
+type outcomes struct {
+	done, failed []int64  // published; failed through a fault of their own (rowFailure)
+	reasons      []string // the errors of failed
+	untaken      int      // rows the broker did not take, through no fault of theirs
+	untakenErr   error    // the first of their errors
+}
+
+// sortOutcomes sorts rows by errs, each row's outcome.
+func sortOutcomes(rows []row, errs []error) outcomes {
+	var out outcomes
 	for i, err := range errs {
 		switch {
 		case err == nil:
-			done = append(done, rows[i].id)
+			out.done = append(out.done, rows[i].id)
 		case rowFailure(err):
-			failed = append(failed, rows[i].id)
-			reasons = append(reasons, err.Error())
+			out.failed = append(out.failed, rows[i].id)
+			out.reasons = append(out.reasons, err.Error())
 		default:
 			// The broker blocked publishing, went away or did not confirm in time: the row
 			// stays as it is, due at once, and the relay waits for the broker instead.
-			untaken++
-			if untakenErr == nil {
-				untakenErr = err
+			out.untaken++
+			if out.untakenErr == nil {
+				out.untakenErr = err
 			}
 		}
 	}
-	if len(done) > 0 {
-		_, err := tx.ExecContext(ctx, `UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)`, done)
+	return out
+}
+
+// record marks the published rows and holds back the failed ones, inside tx.
+func (r *Relay) record(ctx context.Context, tx *sql.Tx, out outcomes) error {
+	if len(out.done) > 0 {
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)`, out.done)
 		if err != nil {
-			return 0, 0, fmt.Errorf("mark %d rows published: %w", len(done), err)
+			return fmt.Errorf("mark %d rows published: %w", len(out.done), err)
 		}
 	}
-	if len(failed) > 0 {
+	if len(out.failed) > 0 {
 		// Held back for twice pollInterval after the first failure, doubling up to
 		// maxRetryDelay: twice the relay's own wait after rounds that publish nothing, so
 		// that a batch of rows that keep failing is not due again when the relay next claims.
 		_, err := tx.ExecContext(ctx, `UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.reason,
 				next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(o.attempts + 1, 20))), make_interval(secs => $4))
 			FROM unnest($1::bigint[], $2::text[]) AS f(id, reason) WHERE o.id = f.id`,
-			failed, reasons, r.poll.Seconds(), maxRetryDelay.Seconds())
+			out.failed, out.reasons, r.poll.Seconds(), maxRetryDelay.Seconds())
 		if err != nil {
-			return 0, 0, fmt.Errorf("record %d failures: %w", len(failed), err)
+			return fmt.Errorf("record %d failures: %w", len(out.failed), err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, 0, fmt.Errorf("commit: %w", err)
+	return nil
+}
+
+// err reports the rows of a round of total rows that were not published, nil when all were.
+func (out outcomes) err(total int) error {
+	var err error
+	if len(out.failed) > 0 {
+		err = fmt.Errorf("%d of %d events not published, first: %s", len(out.failed), total, out.reasons[0])
 	}
-	if len(failed) > 0 {
-		err = fmt.Errorf("%d of %d events not published, first: %s", len(failed), len(rows), reasons[0])
+	if out.untaken > 0 {
+		err = errors.Join(err, fmt.Errorf("%d of %d events not taken by the broker: %w", out.untaken, total, out.untakenErr))
 	}
-	if untaken > 0 {
-		err = errors.Join(err, fmt.Errorf("%d of %d events not taken by the broker: %w", untaken, len(rows), untakenErr))
-	}
-	return len(rows), len(done), err
+	return err
 }
 
 // errHeaders marks a row whose headers do not decode.
