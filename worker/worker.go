@@ -7,6 +7,10 @@
 // in the same transaction as the change they announce, and notifications are unique per
 // order and event type. The README ("An order found in processing on redelivery") says
 // what happens to an order whose payment was interrupted.
+//
+// Worker.Handle decodes a delivery and calls the handler of its type. A new event type needs
+// a handler here, its case in Handle and its consumer in RegisterConsumers; the package
+// comment of events lists the other places it touches.
 package worker
 
 import (
