@@ -481,7 +481,8 @@ func TestConsumerConcurrency(t *testing.T) {
 }
 
 // TestPoisonMessage: a message whose handler always fails transiently is dead-lettered after
-// the delivery limit, a permanently failing one at once, and neither blocks the others.
+// the delivery limit, a permanently failing one at once, one whose handler panics at once
+// too, without ending the process, and none blocks the others.
 func TestPoisonMessage(t *testing.T) {
 	t.Parallel()
 	cfg := rabbitConfig(t)
@@ -495,6 +496,8 @@ func TestPoisonMessage(t *testing.T) {
 			return errors.New("database unavailable")
 		case "malformed":
 			return Permanent(errors.New("not json"))
+		case "panics":
+			panic("a handler's defect")
 		}
 		return nil
 	})
@@ -502,10 +505,11 @@ func TestPoisonMessage(t *testing.T) {
 	cons.Start()
 	defer cons.Stop(context.Background())
 
-	poison, malformed := message(testKey, 1000), message(testKey, 1001)
+	poison, malformed, panics := message(testKey, 1000), message(testKey, 1001), message(testKey, 1002)
 	poison.ID, poison.Body = "poison", []byte("poison")
 	malformed.ID, malformed.Body = "malformed", []byte("malformed")
-	msgs := []Message{poison, malformed}
+	panics.ID, panics.Body = "panics", []byte("panics")
+	msgs := []Message{poison, malformed, panics}
 	for i := range 50 {
 		msgs = append(msgs, message(testKey, i))
 	}
@@ -514,12 +518,12 @@ func TestPoisonMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testutil.Eventually(t, 20*time.Second, "every good message handled", func() bool { return seen.distinct() == 52 })
+	testutil.Eventually(t, 20*time.Second, "every good message handled", func() bool { return seen.distinct() == 53 })
 
 	dlq := DeadLetterQueue(c.Topology().QueueName("c"))
 	ch := testenv.AdminChannel(t, cfg)
 	reasons := map[string]any{}
-	testutil.Eventually(t, 20*time.Second, "two dead letters", func() bool {
+	testutil.Eventually(t, 20*time.Second, "three dead letters", func() bool {
 		d, ok, err := ch.Get(dlq, true)
 		if err != nil {
 			t.Fatal(err)
@@ -527,16 +531,18 @@ func TestPoisonMessage(t *testing.T) {
 		if ok {
 			reasons[d.MessageId] = d.Headers["x-first-death-reason"]
 		}
-		return len(reasons) == 2
+		return len(reasons) == 3
 	})
-	if reasons["poison"] != "delivery_limit" || reasons["malformed"] != "rejected" {
+	if reasons["poison"] != "delivery_limit" || reasons["malformed"] != "rejected" || reasons["panics"] != "rejected" {
 		t.Errorf("dead-letter reasons %v", reasons)
 	}
 	if n := seen.get("poison"); n != limit+1 {
 		t.Errorf("poison message delivered %d times, want %d", n, limit+1)
 	}
-	if n := seen.get("malformed"); n != 1 {
-		t.Errorf("malformed message delivered %d times, want 1", n)
+	for _, id := range []string{"malformed", "panics"} {
+		if n := seen.get(id); n != 1 {
+			t.Errorf("%s message delivered %d times, want 1", id, n)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -331,7 +332,7 @@ func (c *Consumer) handle(parent context.Context, d amqp.Delivery) {
 	count, _ := d.Headers["x-delivery-count"].(int64)
 	ctx, span := deliveryContext(parent, c.consumer, d)
 	defer span.End()
-	err := c.handler(ctx, Delivery{
+	err := c.call(ctx, Delivery{
 		Body: d.Body, MessageID: d.MessageId, Type: d.Type, RoutingKey: d.RoutingKey,
 		Headers: d.Headers, Timestamp: d.Timestamp, Redelivered: d.Redelivered, DeliveryCount: count,
 	})
@@ -369,6 +370,19 @@ func (c *Consumer) handle(parent context.Context, d amqp.Delivery) {
 	if ackErr != nil {
 		c.log.WarnContext(ctx, "settle delivery on a closed channel; the broker redelivers it", "message_id", d.MessageId, "error", ackErr)
 	}
+}
+
+// call runs the handler on d. A panic becomes a permanent error, so the message goes to the
+// dead-letter queue: a handler that panics on a message would panic on each of its
+// deliveries, and ending the process would interrupt every other delivery in flight.
+func (c *Consumer) call(ctx context.Context, d Delivery) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log.ErrorContext(ctx, "handler panicked", "message_id", d.MessageID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = Permanent(fmt.Errorf("handler panicked: %v", v))
+		}
+	}()
+	return c.handler(ctx, d)
 }
 
 // deliveryContext continues the trace and the request id that the message carries, so the
