@@ -7,10 +7,11 @@ package bus
 
 import (
 	"context"
-	"orderflow/internal/testutil"
 	"os/exec"
 	"testing"
 	"time"
+
+	"orderflow/internal/testutil"
 )
 
 func rabbitmqctl(t *testing.T, args ...string) {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"orderflow/internal/testenv"
-	"orderflow/internal/testutil"
 	"reflect"
 	"strings"
 	"sync"
@@ -15,6 +13,9 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 )
 
 const testKey = "order.created"

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"orderflow/internal/testenv"
-	"orderflow/internal/testutil"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 )
 
 // publishAll publishes msgs in batches of 20, retrying every failed message until the broker
