@@ -118,6 +118,7 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r, info := withRequestInfo(r)
+		info.body = body
 		srv.ServeHTTP(&challengeWriter{ResponseWriter: w, info: info}, r)
 	}), nil
 }

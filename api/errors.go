@@ -188,7 +188,7 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 			[]oas.FieldError{{Field: paramErr.Name, Message: paramMessage(paramErr.Name, paramErr.Err)}}))
 		return
 	case errors.As(err, &valErr):
-		fields := fieldErrors("", valErr, nil)
+		fields := fieldErrors(decodedObjectPath(err, valErr, requestInfoFrom(ctx).body), valErr, nil)
 		writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.", fields))
 		return
 	case errors.As(err, &bodyErr):
@@ -244,6 +244,96 @@ func fieldErrors(prefix string, e *validate.Error, out []oas.FieldError) []oas.F
 		out = append(out, oas.FieldError{Field: name, Message: fieldMessage(f.Name, f.Error)})
 	}
 	return out
+}
+
+// decodedObjectPath returns the JSON path in body of the object whose required fields
+// ogen's decoder found missing (valErr, inside err), or "" for the body itself. The decoder
+// names the fields it was inside (`decode field "items"`) but not the index of an array's
+// element, so the path is followed in body, taking in each array the first element that
+// lacks the field: the decoder stops at the first element that fails.
+func decodedObjectPath(err error, valErr *validate.Error, body []byte) string {
+	fields := decodedFields(err, valErr)
+	if len(fields) == 0 || len(valErr.Fields) == 0 {
+		return ""
+	}
+	path, ok := objectLacking(jx.DecodeBytes(body), "", fields, valErr.Fields[0].Name)
+	if !ok {
+		return ""
+	}
+	return path
+}
+
+// decodedFields returns the names of the `decode field "x"` wrappers around inner in err's
+// tree, outermost first, or nil when err does not hold inner.
+func decodedFields(err, inner error) []string {
+	if err == nil {
+		return nil
+	}
+	if err == inner {
+		return []string{}
+	}
+	var next []error
+	switch e := err.(type) {
+	case interface{ Unwrap() error }:
+		next = []error{e.Unwrap()}
+	case interface{ Unwrap() []error }:
+		next = e.Unwrap()
+	}
+	for _, n := range next {
+		fields := decodedFields(n, inner)
+		if fields == nil {
+			continue
+		}
+		var name string
+		if n != nil && matches(strings.TrimSuffix(err.Error(), ": "+n.Error()), "decode field %q", &name) {
+			fields = append([]string{name}, fields...)
+		}
+		return fields
+	}
+	return nil
+}
+
+// objectLacking finds, in the value that d is at (at path), the first object reached
+// through the object members named by fields (and any array elements between them) that
+// has no member named missing, and returns its path.
+func objectLacking(d *jx.Decoder, path string, fields []string, missing string) (string, bool) {
+	var (
+		found string
+		ok    bool
+	)
+	switch d.Next() {
+	case jx.Object:
+		has := false
+		_ = d.ObjBytes(func(d *jx.Decoder, key []byte) error {
+			switch {
+			case ok:
+				return d.Skip()
+			case len(fields) == 0:
+				has = has || string(key) == missing
+				return d.Skip()
+			case string(key) == fields[0]:
+				found, ok = objectLacking(d, jsonPathKey(path, fields[0]), fields[1:], missing)
+				return nil
+			}
+			return d.Skip()
+		})
+		if len(fields) == 0 {
+			return path, !has
+		}
+	case jx.Array:
+		i := 0
+		_ = d.Arr(func(d *jx.Decoder) error {
+			if ok {
+				return d.Skip()
+			}
+			found, ok = objectLacking(d, jsonPathIndex(path, i), fields, missing)
+			i++
+			return nil
+		})
+	default:
+		_ = d.Skip()
+	}
+	return found, ok
 }
 
 // enumValues lists the values of the contract's enumerations by the name of the fields and

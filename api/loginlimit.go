@@ -139,6 +139,8 @@ type requestInfo struct {
 	clientAddr string
 	// retryAfter, when set by a handler, is sent as Retry-After with a 429 answer.
 	retryAfter string
+	// body is the request body, for naming a field of it that ogen's decoder refused.
+	body []byte
 }
 
 type requestInfoKey struct{}
