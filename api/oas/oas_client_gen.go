@@ -27,7 +27,7 @@ type Invoker interface {
 	// Reserves the stock of every item atomically (409 when a product has too little), copies the unit
 	// prices, and creates the order as `pending`. An admin may order for any user; a customer only for
 	// itself (`userId` omitted or its own, 403 otherwise). 400 for an unknown user or product, a product
-	// listed twice, or a quantity below 1.
+	// listed twice, a quantity below 1, or a total above 9999999999.99.
 	//
 	// With an `Idempotency-Key`, a retry with the same key and the same body returns the first order again
 	// without reserving anything; the same key with another body is 422, and 409 once that order was
@@ -86,7 +86,7 @@ type Invoker interface {
 	GetUser(ctx context.Context, params GetUserParams) (*User, error)
 	// ListOrderNotifications invokes listOrderNotifications operation.
 	//
-	// The notifications of an order, oldest first (admin, or the order's owner).
+	// The notifications of an order, oldest first (admin, or the order's owner; 404 for anyone else).
 	//
 	// GET /api/orders/{id}/notifications
 	ListOrderNotifications(ctx context.Context, params ListOrderNotificationsParams) ([]Notification, error)
@@ -133,9 +133,9 @@ type Invoker interface {
 	UpdateProduct(ctx context.Context, request *ProductInput, params UpdateProductParams) (*Product, error)
 	// UpdateUser invokes updateUser operation.
 	//
-	// Allowed to an admin and to the user itself; only an admin may set `role` (403 otherwise). 409 when
-	// the e-mail address belongs to another user, or is the administrator's (the configured `admin.email`)
-	// and the account is not, or would no longer be, an admin.
+	// Allowed to an admin and to the user itself (404 for anyone else); only an admin may set `role` (403
+	// otherwise). 409 when the e-mail address belongs to another user, or is the administrator's (the
+	// configured `admin.email`) and the account is not, or would no longer be, an admin.
 	//
 	// PUT /api/users/{id}
 	UpdateUser(ctx context.Context, request *UserUpdate, params UpdateUserParams) (*User, error)
@@ -187,7 +187,7 @@ func (c *Client) requestURL(ctx context.Context) *url.URL {
 // Reserves the stock of every item atomically (409 when a product has too little), copies the unit
 // prices, and creates the order as `pending`. An admin may order for any user; a customer only for
 // itself (`userId` omitted or its own, 403 otherwise). 400 for an unknown user or product, a product
-// listed twice, or a quantity below 1.
+// listed twice, a quantity below 1, or a total above 9999999999.99.
 //
 // With an `Idempotency-Key`, a retry with the same key and the same body returns the first order again
 // without reserving anything; the same key with another body is 422, and 409 once that order was
@@ -1009,7 +1009,7 @@ func (c *Client) sendGetUser(ctx context.Context, params GetUserParams) (res *Us
 
 // ListOrderNotifications invokes listOrderNotifications operation.
 //
-// The notifications of an order, oldest first (admin, or the order's owner).
+// The notifications of an order, oldest first (admin, or the order's owner; 404 for anyone else).
 //
 // GET /api/orders/{id}/notifications
 func (c *Client) ListOrderNotifications(ctx context.Context, params ListOrderNotificationsParams) ([]Notification, error) {
@@ -1722,9 +1722,9 @@ func (c *Client) sendUpdateProduct(ctx context.Context, request *ProductInput, p
 
 // UpdateUser invokes updateUser operation.
 //
-// Allowed to an admin and to the user itself; only an admin may set `role` (403 otherwise). 409 when
-// the e-mail address belongs to another user, or is the administrator's (the configured `admin.email`)
-// and the account is not, or would no longer be, an admin.
+// Allowed to an admin and to the user itself (404 for anyone else); only an admin may set `role` (403
+// otherwise). 409 when the e-mail address belongs to another user, or is the administrator's (the
+// configured `admin.email`) and the account is not, or would no longer be, an admin.
 //
 // PUT /api/users/{id}
 func (c *Client) UpdateUser(ctx context.Context, request *UserUpdate, params UpdateUserParams) (*User, error) {

@@ -588,7 +588,7 @@ func (s *Server) FindPath(method string, u *url.URL) (r Route, _ bool) {
 							switch method {
 							case "GET":
 								r.name = ListOrderNotificationsOperation
-								r.summary = "The notifications of an order, oldest first (admin, or the order's owner)."
+								r.summary = "The notifications of an order, oldest first (admin, or the order's owner; 404 for anyone else)."
 								r.operationID = "listOrderNotifications"
 								r.operationGroup = ""
 								r.pathPattern = "/api/orders/{id}/notifications"

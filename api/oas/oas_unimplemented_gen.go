@@ -18,7 +18,7 @@ var _ Handler = UnimplementedHandler{}
 // Reserves the stock of every item atomically (409 when a product has too little), copies the unit
 // prices, and creates the order as `pending`. An admin may order for any user; a customer only for
 // itself (`userId` omitted or its own, 403 otherwise). 400 for an unknown user or product, a product
-// listed twice, or a quantity below 1.
+// listed twice, a quantity below 1, or a total above 9999999999.99.
 //
 // With an `Idempotency-Key`, a retry with the same key and the same body returns the first order again
 // without reserving anything; the same key with another body is 422, and 409 once that order was
@@ -104,7 +104,7 @@ func (UnimplementedHandler) GetUser(ctx context.Context, params GetUserParams) (
 
 // ListOrderNotifications implements listOrderNotifications operation.
 //
-// The notifications of an order, oldest first (admin, or the order's owner).
+// The notifications of an order, oldest first (admin, or the order's owner; 404 for anyone else).
 //
 // GET /api/orders/{id}/notifications
 func (UnimplementedHandler) ListOrderNotifications(ctx context.Context, params ListOrderNotificationsParams) (r []Notification, _ error) {
@@ -172,9 +172,9 @@ func (UnimplementedHandler) UpdateProduct(ctx context.Context, req *ProductInput
 
 // UpdateUser implements updateUser operation.
 //
-// Allowed to an admin and to the user itself; only an admin may set `role` (403 otherwise). 409 when
-// the e-mail address belongs to another user, or is the administrator's (the configured `admin.email`)
-// and the account is not, or would no longer be, an admin.
+// Allowed to an admin and to the user itself (404 for anyone else); only an admin may set `role` (403
+// otherwise). 409 when the e-mail address belongs to another user, or is the administrator's (the
+// configured `admin.email`) and the account is not, or would no longer be, an admin.
 //
 // PUT /api/users/{id}
 func (UnimplementedHandler) UpdateUser(ctx context.Context, req *UserUpdate, params UpdateUserParams) (r *User, _ error) {
