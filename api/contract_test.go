@@ -34,3 +34,44 @@ func TestFieldErrorsNameTheJSONPath(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyOutsideTheSchemaNamesTheField checks that a well-formed JSON body that breaks the
+// contract's schema, with a value of the wrong type or a field the contract does not have,
+// is answered as a validation error: the field by its JSON path and what is wrong with it,
+// in the contract's words rather than the decoder's.
+func TestBodyOutsideTheSchemaNamesTheField(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+	for _, c := range []struct{ name, path, body, field, message string }{
+		{"unknown field", "/api/products", `{"name":"x","price":1,"stock":1,"colour":"red"}`, "colour", "is not a field of this object"},
+		{"unknown field in the second item", "/api/orders", `{"items":[{"productId":1,"quantity":1},{"productId":2,"quantity":1,"price":{"a":1}}]}`, "items[1].price", "is not a field of this object"},
+		{"quantity as a string in the second item", "/api/orders", `{"items":[{"productId":1,"quantity":1},{"productId":2,"quantity":"1"}]}`, "items[1].quantity", "has the wrong type"},
+		{"quantity fractional", "/api/orders", `{"items":[{"productId":1,"quantity":1.5}]}`, "items[0].quantity", "must be an integer"},
+		{"items null", "/api/orders", `{"items":null}`, "items", "must be an array"},
+		{"item a number", "/api/orders", `{"items":[{"productId":1,"quantity":1},7]}`, "items[1]", "must be an object"},
+		{"stock fractional", "/api/products", `{"name":"x","price":1,"stock":1.5}`, "stock", "must be an integer"},
+		{"productId out of range in the second item", "/api/orders", `{"items":[{"productId":1,"quantity":1},{"productId":99999999999999999999,"quantity":1}]}`, "items[1].productId", "is out of range"},
+		{"stock out of range", "/api/products", `{"name":"x","price":1,"stock":99999999999999999999}`, "stock", "is out of range"},
+		{"price a string", "/api/products", `{"name":"x","price":"1.00","stock":1}`, "price", "must be a number"},
+		{"price null", "/api/products", `{"name":"x","price":null,"stock":1}`, "price", "must be a number"},
+		{"description null", "/api/products", `{"name":"x","description":null,"price":1,"stock":1}`, "description", "has the wrong type"},
+		{"role a number", "/api/users", `{"name":"x","email":"x@example.com","password":"secret1","role":1}`, "role", "has the wrong type"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := problemBody(t, e.do(http.MethodPost, c.path, tok, "application/json", c.body), http.StatusBadRequest)
+			errs, _ := body["errors"].([]any)
+			if len(errs) != 1 {
+				t.Fatalf("errors %v (detail %q), want one", body["errors"], body["detail"])
+			}
+			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != c.message {
+				t.Errorf("error %v, want field %q with message %q", f, c.field, c.message)
+			}
+		})
+	}
+	// Malformed JSON is not a validation error of a field.
+	body := problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json", `{"name":"x","price":1e,"stock":1}`), http.StatusBadRequest)
+	if body["errors"] != nil {
+		t.Errorf("errors %v for malformed JSON", body["errors"])
+	}
+}

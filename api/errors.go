@@ -192,6 +192,10 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.", fields))
 		return
 	case errors.As(err, &bodyErr):
+		if f, ok := bodyFieldError(bodyErr.Err, requestInfoFrom(ctx).body); ok {
+			writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.", []oas.FieldError{f}))
+			return
+		}
 		writeProblem(w, problemResponse(http.StatusBadRequest, "The request body is not valid JSON for this operation: "+bodyErr.Err.Error()+".", nil))
 		return
 	}
