@@ -6,6 +6,30 @@ import (
 	"testing"
 )
 
+// TestMissingFieldIsRequired checks that a required field left out is said to be required in
+// the words of the other field errors, not the decoder's.
+func TestMissingFieldIsRequired(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+	for _, c := range []struct{ path, body, field string }{
+		{"/api/products", `{"name":"x","price":1}`, "stock"},
+		{"/api/orders", `{"items":[{"productId":1}]}`, "items[0].quantity"},
+		{"/api/auth/login", `{"email":"a@example.com"}`, "password"},
+	} {
+		t.Run(c.path+" "+c.field, func(t *testing.T) {
+			body := problemBody(t, e.do(http.MethodPost, c.path, tok, "application/json", c.body), http.StatusBadRequest)
+			errs, _ := body["errors"].([]any)
+			if len(errs) != 1 {
+				t.Fatalf("errors %v, want one", body["errors"])
+			}
+			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != "is required" {
+				t.Errorf("error %v, want field %q with message %q", f, c.field, "is required")
+			}
+		})
+	}
+}
+
 // TestFieldErrorsNameTheJSONPath checks that a field error inside an order's items names the
 // field by its JSON path from the body, as the contract's FieldError says
 // (`items[0].quantity`), whether the field is missing, repeated or out of bounds.

@@ -368,6 +368,8 @@ func fieldMessage(name string, err error) string {
 		unit = "items"
 	}
 	switch {
+	case errors.Is(err, validate.ErrFieldRequired):
+		return "is required"
 	case errors.As(err, &minErr):
 		return fmt.Sprintf("must have at least %d %s", minErr.MinLength, unit)
 	case errors.As(err, &maxErr):
