@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -98,4 +99,47 @@ func TestBodyOutsideTheSchemaNamesTheField(t *testing.T) {
 	if body["errors"] != nil {
 		t.Errorf("errors %v for malformed JSON", body["errors"])
 	}
+}
+
+// TestParameterGivenTwice checks that a parameter sent twice is refused, and named, rather
+// than read as one of its values: a query parameter, and an Idempotency-Key, which a proxy
+// that joins repeated headers into one would pass on as another key.
+func TestParameterGivenTwice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+	p := e.product("1.00", 10)
+	wantOne := func(t *testing.T, res *http.Response, field string) {
+		t.Helper()
+		body := problemBody(t, res, http.StatusBadRequest)
+		errs, _ := body["errors"].([]any)
+		if len(errs) != 1 {
+			t.Fatalf("errors %v, want one", body["errors"])
+		}
+		if f := errs[0].(map[string]any); f["field"] != field || f["message"] != "must be given only once" {
+			t.Errorf("error %v, want field %q with message %q", f, field, "must be given only once")
+		}
+	}
+	t.Run("query", func(t *testing.T) {
+		wantOne(t, e.do(http.MethodGet, "/api/orders?status=pending&status=expired", tok, "", ""), "status")
+	})
+	t.Run("Idempotency-Key", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/api/orders",
+			strings.NewReader(fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1}]}`, p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header["Idempotency-Key"] = []string{"first", "second"}
+		res, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		wantOne(t, res, "Idempotency-Key")
+		if e.stock(p) != 10 {
+			t.Errorf("stock %d, want 10", e.stock(p))
+		}
+	})
 }

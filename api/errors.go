@@ -340,6 +340,9 @@ func objectLacking(d *jx.Decoder, path string, fields []string, missing string) 
 	return found, ok
 }
 
+// givenTwice is the message for a parameter sent more than once.
+const givenTwice = "must be given only once"
+
 // enumValues lists the values of the contract's enumerations by the name of the fields and
 // parameters that take them, for the answer to any other value.
 var enumValues = map[string][]string{
@@ -370,6 +373,9 @@ func fieldMessage(name string, err error) string {
 	switch {
 	case errors.Is(err, validate.ErrFieldRequired):
 		return "is required"
+	case strings.HasSuffix(err.Error(), "multiple values"):
+		// ogen's words for a query parameter sent more than once.
+		return givenTwice
 	case errors.As(err, &minErr):
 		return fmt.Sprintf("must have at least %d %s", minErr.MinLength, unit)
 	case errors.As(err, &maxErr):

@@ -141,6 +141,9 @@ type requestInfo struct {
 	retryAfter string
 	// body is the request body, for naming a field of it that ogen's decoder refused.
 	body []byte
+	// idempotencyKeys is the number of Idempotency-Key headers, of which ogen reads the
+	// first.
+	idempotencyKeys int
 }
 
 type requestInfoKey struct{}
@@ -151,7 +154,7 @@ func withRequestInfo(r *http.Request) (*http.Request, *requestInfo) {
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	info := &requestInfo{clientAddr: host}
+	info := &requestInfo{clientAddr: host, idempotencyKeys: len(r.Header.Values("Idempotency-Key"))}
 	return r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)), info
 }
 

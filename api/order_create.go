@@ -62,6 +62,11 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 		if _, err := principalFrom(ctx); err != nil {
 			return nil, err
 		}
+		// A proxy that joins repeated headers would pass the keys on as one other key, so that
+		// a retry through it would not be recognized.
+		if requestInfoFrom(ctx).idempotencyKeys > 1 {
+			return nil, invalid("Idempotency-Key", givenTwice)
+		}
 		if !printableASCII(params.IdempotencyKey.Value) {
 			return nil, invalid("Idempotency-Key", "must be printable ASCII")
 		}
