@@ -2,6 +2,7 @@ package orderflow_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"regexp"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/platform/bus"
 	"orderflow/platform/metrics"
+	"orderflow/platform/outbox"
 	"orderflow/worker"
 )
 
@@ -326,7 +328,10 @@ func TestReadmeMetricLabels(t *testing.T) {
 	}
 	rec := &collectorRecorder{}
 	metrics.NewHTTP(rec)
-	collectors := slices.Concat(rec.collectors, bus.Collectors(), worker.Collectors())
+	// The outbox backlog collector only describes itself here: it reads the database when
+	// collected, never when described.
+	backlog := outbox.NewBacklogCollector(nil, slog.New(slog.DiscardHandler))
+	collectors := slices.Concat(rec.collectors, bus.Collectors(), worker.Collectors(), []prometheus.Collector{backlog})
 	descs := make(chan *prometheus.Desc, 100)
 	for _, c := range collectors {
 		c.Describe(descs)
