@@ -90,9 +90,11 @@ func NewConn(cfg configuration.RabbitMQ, log *slog.Logger, opts Options) *Conn {
 	if opts.Name == "" {
 		opts.Name = "orderflow"
 	}
+	// A process holds two connections (consuming and publishing) that fail and recover
+	// apart: each log line names the one it is about.
 	return &Conn{
 		url:      cfg.URL(),
-		log:      log.With("component", "bus"),
+		log:      log.With("component", "bus", "connection", opts.Name),
 		topology: NewTopology(cfg.Exchange, opts.DeliveryLimit, opts.Queues),
 		name:     opts.Name,
 		changed:  make(chan struct{}),
