@@ -53,8 +53,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage)
 		return 0
-	} else if err != nil || fs.NArg() != 1 {
+	} else if err != nil { // the flag package has said which flag is wrong
 		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	// Flags end at the command, so a --config written after it lands here.
+	switch {
+	case fs.NArg() == 0:
+		fmt.Fprintf(stderr, "orderflow: no command given\n\n%s", usage)
+		return 2
+	case fs.NArg() > 1:
+		fmt.Fprintf(stderr, "orderflow: unexpected %q after the command %q (flags such as --config go before the command)\n\n%s", fs.Arg(1), fs.Arg(0), usage)
 		return 2
 	}
 	cmd := fs.Arg(0)

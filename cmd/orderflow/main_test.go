@@ -171,6 +171,27 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestUsageNamesTheMistake: a command line that parses but is wrong (no command, or
+// arguments after it, such as a --config written after the command) says on its first line
+// what is wrong, before the usage, as the flag package does for an unknown flag.
+func TestUsageNamesTheMistake(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "no command"},
+		{[]string{"api", "--config", "/etc/orderflow"}, `"--config"`},
+		{[]string{"worker", "extra"}, `"extra"`},
+	} {
+		var stdout, stderr strings.Builder
+		code := run(tc.args, &stdout, &stderr)
+		first, _, _ := strings.Cut(stderr.String(), "\n")
+		if code != 2 || !strings.HasPrefix(first, "orderflow: ") || !strings.Contains(first, tc.want) || !strings.Contains(stderr.String(), "commands:") {
+			t.Errorf("run(%q) = %d, first line %q; want 2, a first line naming %s, then the usage", tc.args, code, first, tc.want)
+		}
+	}
+}
+
 // TestHealthOfAnUnreadyProcess: `orderflow health` exits 1 with one line that ends with the
 // process's /readyz answer, as a container's health log shows it.
 func TestHealthOfAnUnreadyProcess(t *testing.T) {
