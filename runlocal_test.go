@@ -20,7 +20,8 @@ import (
 // TestRunLocalCreatesTheConfiguredDatabase: scripts/run-local.sh (make run) creates the
 // database of ORDERFLOW_DATABASE_HOST, _PORT, _USER and _NAME when it is missing, on the
 // configured port even when libpq's PGPORT names another. The script runs from a copy of the
-// tree whose make and bin/orderflow do nothing, so that only its database step is real.
+// tree whose make and bin/orderflow do next to nothing, so that only its database step is
+// real.
 func TestRunLocalCreatesTheConfiguredDatabase(t *testing.T) {
 	for _, tool := range []string{"psql", "createdb"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -50,7 +51,9 @@ func TestRunLocalCreatesTheConfiguredDatabase(t *testing.T) {
 	if cfg.Password != "" {
 		extra = append(extra, "PGPASSWORD="+cfg.Password)
 	}
-	if out, err := runLocal(t, cfg, "#!/bin/sh\nexit 0\n", extra...); err != nil {
+	// The api answers once started, so that the check for another orderflow passes.
+	fake := "#!/bin/sh\ncase \"$1\" in\napi) touch api-started; sleep 1 ;;\nhealth) test -e api-started ;;\nesac\n"
+	if out, err := runLocal(t, cfg, fake, extra...); err != nil {
 		t.Fatalf("scripts/run-local.sh: %v\n%s", err, out)
 	}
 	if err := db.PingContext(ctx); err != nil {
@@ -90,8 +93,8 @@ func TestRunLocalStopsWhenTheAPIDoesNotStart(t *testing.T) {
 func TestRunLocalAsksTheAPIItStarted(t *testing.T) {
 	cfg := testenv.EmptyDatabase(t)
 	fake := "#!/bin/sh\ncase \"$1\" in\n" +
-		"api) sleep 2 ;;\n" +
-		"health) test \"$ORDERFLOW_HTTP_ADDRESS\" = 127.0.0.1:8080 ;;\n" +
+		"api) touch api-started; sleep 2 ;;\n" +
+		"health) test -e api-started && test \"$ORDERFLOW_HTTP_ADDRESS\" = 127.0.0.1:8080 ;;\n" +
 		"*) echo \"started $1\" ;;\nesac\n"
 	out, err := runLocal(t, cfg, fake, "ORDERFLOW_HTTP_ADDRESS=127.0.0.1:9999")
 	if err != nil {
@@ -99,6 +102,30 @@ func TestRunLocalAsksTheAPIItStarted(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "started worker") {
 		t.Errorf("the worker was not started while the api it started answered on 127.0.0.1:8080:\n%s", out)
+	}
+}
+
+// TestRunLocalRefusesAnAddressAnotherOrderflowServes: when an orderflow already answers on
+// 127.0.0.1:8080 (the compose file's api publishes that port), the api that
+// scripts/run-local.sh (make run) starts cannot listen there and exits, while the health
+// check, answered by the other one, would pass: the worker and the cron job would then run
+// without their api, and requests would go to the other one. The script says so and stops
+// before it starts anything.
+func TestRunLocalRefusesAnAddressAnotherOrderflowServes(t *testing.T) {
+	cfg := testenv.EmptyDatabase(t)
+	fake := "#!/bin/sh\ncase \"$1\" in\n" +
+		"api) sleep 1; echo 'orderflow api: listen on http.address 127.0.0.1:8080: bind: address already in use' >&2; exit 1 ;;\n" +
+		"health) test \"$ORDERFLOW_HTTP_ADDRESS\" = 127.0.0.1:8080 ;;\n" +
+		"*) echo \"started $1\" ;;\nesac\n"
+	out, err := runLocal(t, cfg, fake)
+	if err == nil {
+		t.Errorf("scripts/run-local.sh exited 0 although another orderflow serves 127.0.0.1:8080:\n%s", out)
+	}
+	if strings.Contains(string(out), "started") {
+		t.Errorf("the worker or the cron job started without their api:\n%s", out)
+	}
+	if !strings.Contains(string(out), "127.0.0.1:8080") {
+		t.Errorf("output does not name the address in use:\n%s", out)
 	}
 }
 

@@ -28,9 +28,20 @@ start() {
   pids+=($!)
 }
 
+api=127.0.0.1:8080 worker=127.0.0.1:8081 cronjob=127.0.0.1:8082
+
+# An orderflow already serving one of these addresses (the compose file's api publishes
+# 8080) would answer the health check below for the api started here, which cannot listen
+# there: the worker and the cron job would then run without it.
+for address in $api $worker $cronjob; do
+  if ORDERFLOW_HTTP_ADDRESS=$address bin/orderflow health >/dev/null 2>&1; then
+    echo "run-local: an orderflow already serves $address (docker compose's api, or another make run?): stop it first" >&2
+    exit 1
+  fi
+done
+
 # The api applies pending migrations; the others start once it answers. An api that exits
 # first (a configuration error, say) ends the run with its status; its log says why.
-api=127.0.0.1:8080
 start api $api
 for _ in $(seq 1 60); do
   ORDERFLOW_HTTP_ADDRESS=$api bin/orderflow health >/dev/null 2>&1 && break
@@ -42,6 +53,6 @@ for _ in $(seq 1 60); do
   fi
   sleep 0.5
 done
-start worker 127.0.0.1:8081
-start cronjob 127.0.0.1:8082
+start worker $worker
+start cronjob $cronjob
 wait
