@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 
@@ -13,14 +14,53 @@ import (
 // disagree about which of two equal keys counts, so a body with one is refused rather than
 // read one way here and another way by a proxy or log in front of the API.
 func duplicateKey(body []byte) string {
+	if !hasDuplicate(jx.DecodeBytes(body)) {
+		return ""
+	}
+	// Rare: walked again, keeping the path this time.
 	var f duplicateFinder
 	_ = f.find(jx.DecodeBytes(body))
 	return f.dup
 }
 
+// hasDuplicate reports whether an object in the value d is at has a key twice. It is
+// duplicateFinder without the path, which every request with a body pays for.
+func hasDuplicate(d *jx.Decoder) bool {
+	dup := false
+	switch d.Next() {
+	case jx.Object:
+		seen := make(map[string]struct{})
+		_ = d.ObjBytes(func(d *jx.Decoder, key []byte) error {
+			if _, ok := seen[string(key)]; ok {
+				dup = true
+				return errStopWalk
+			}
+			seen[string(key)] = struct{}{}
+			if hasDuplicate(d) {
+				dup = true
+				return errStopWalk
+			}
+			return nil
+		})
+	case jx.Array:
+		_ = d.Arr(func(d *jx.Decoder) error {
+			if hasDuplicate(d) {
+				dup = true
+				return errStopWalk
+			}
+			return nil
+		})
+	default:
+		_ = d.Skip()
+	}
+	return dup
+}
+
+// errStopWalk ends a walk once its answer is known.
+var errStopWalk = errors.New("stop")
+
 // duplicateFinder walks a JSON document for a repeated key. It keeps the path to the value
-// it is at as a stack of segments and spells it out only for the duplicate, so that a
-// deeply nested document costs no more than before paths were reported.
+// it is at as a stack of segments and spells it out for the duplicate.
 type duplicateFinder struct {
 	path []pathSegment
 	dup  string
@@ -38,12 +78,13 @@ func (f *duplicateFinder) find(d *jx.Decoder) error {
 	case jx.Object:
 		seen := make(map[string]struct{})
 		return d.ObjBytes(func(d *jx.Decoder, key []byte) error {
-			f.path = append(f.path, pathSegment{key: string(key), isKey: true})
+			k := string(key)
+			f.path = append(f.path, pathSegment{key: k, isKey: true})
 			defer func() { f.path = f.path[:len(f.path)-1] }()
-			if _, ok := seen[string(key)]; ok && f.dup == "" {
+			if _, ok := seen[k]; ok && f.dup == "" {
 				f.dup = f.spell()
 			}
-			seen[string(key)] = struct{}{}
+			seen[k] = struct{}{}
 			return f.find(d)
 		})
 	case jx.Array:
