@@ -143,3 +143,31 @@ func TestParameterGivenTwice(t *testing.T) {
 		}
 	})
 }
+
+// TestMoneyErrorsSayTheRule checks that an amount out of the contract's range is answered in
+// the words of the other field errors, with the bound, and that an order whose total would
+// pass the largest amount says so, with the total.
+func TestMoneyErrorsSayTheRule(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+	expensive := e.product("9999999999.99", 10)
+	for _, c := range []struct{ name, path, body, field, message string }{
+		{"price too large", "/api/products", `{"name":"x","price":10000000000,"stock":1}`, "price", "must be at most 9999999999.99"},
+		{"price negative", "/api/products", `{"name":"x","price":-1,"stock":1}`, "price", "must not be negative"},
+		{"price with cents of cents", "/api/products", `{"name":"x","price":1.001,"stock":1}`, "price", "must have at most two decimals"},
+		{"total too large", "/api/orders", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":2}]}`, expensive), "items",
+			"the order's total would be 19999999999.98, above the largest amount, 9999999999.99"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := problemBody(t, e.do(http.MethodPost, c.path, tok, "application/json", c.body), http.StatusBadRequest)
+			errs, _ := body["errors"].([]any)
+			if len(errs) != 1 {
+				t.Fatalf("errors %v, want one", body["errors"])
+			}
+			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != c.message {
+				t.Errorf("error %v, want field %q with message %q", f, c.field, c.message)
+			}
+		})
+	}
+}

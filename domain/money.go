@@ -13,14 +13,28 @@ const MoneyScale = 2
 // MaxMoney is the largest amount the database stores (numeric(12,2)).
 var MaxMoney = decimal.RequireFromString("9999999999.99")
 
+// The errors of an amount, said as the rule it breaks, as a field's error says it.
 var (
 	// ErrNegativeMoney is returned for an amount below zero.
-	ErrNegativeMoney = errors.New("amount must not be negative")
+	ErrNegativeMoney = errors.New("must not be negative")
 	// ErrMoneyPrecision is returned for an amount with more than two decimals.
-	ErrMoneyPrecision = errors.New("amount must have at most two decimals")
+	ErrMoneyPrecision = errors.New("must have at most two decimals")
 	// ErrMoneyTooLarge is returned for an amount above MaxMoney.
-	ErrMoneyTooLarge = errors.New("amount is too large")
+	ErrMoneyTooLarge = errors.New("must be at most " + MaxMoney.StringFixed(MoneyScale))
 )
+
+// TotalTooLargeError is returned by Total for lines whose total is above MaxMoney. It is
+// ErrMoneyTooLarge.
+type TotalTooLargeError struct {
+	Total decimal.Decimal
+}
+
+func (e *TotalTooLargeError) Error() string {
+	return fmt.Sprintf("the order's total would be %s, above the largest amount, %s",
+		e.Total.StringFixed(MoneyScale), MaxMoney.StringFixed(MoneyScale))
+}
+
+func (e *TotalTooLargeError) Unwrap() error { return ErrMoneyTooLarge }
 
 // ValidatePrice checks that d is a storable price: not negative, at most two decimals,
 // at most MaxMoney.
@@ -51,7 +65,7 @@ func Total(lines []Line) (decimal.Decimal, error) {
 		sum = sum.Add(l.Price.Mul(decimal.NewFromInt(int64(l.Quantity))))
 	}
 	if sum.GreaterThan(MaxMoney) {
-		return decimal.Zero, fmt.Errorf("order total %s: %w", sum.StringFixed(MoneyScale), ErrMoneyTooLarge)
+		return decimal.Zero, &TotalTooLargeError{Total: sum}
 	}
 	return sum, nil
 }
