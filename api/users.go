@@ -232,7 +232,10 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	return &out, nil
 }
 
-var errUserHasOrders = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
+var (
+	errUserHasOrders   = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
+	errConfiguredAdmin = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")
+)
 
 // DeleteUser deletes a user without orders (admin).
 func (h *Handler) DeleteUser(ctx context.Context, params oas.DeleteUserParams) error {
@@ -254,12 +257,24 @@ func (h *Handler) DeleteUser(ctx context.Context, params oas.DeleteUserParams) e
 			return errUserHasOrders
 		}
 	}
-	err = h.client.User.DeleteOneID(params.ID).Exec(ctx)
+	// The configured administrator's account is kept by the condition of the delete itself,
+	// so that no change of its address can slip between a check and the write.
+	n, err := h.client.User.Delete().Where(user.ID(params.ID), user.EmailNEQ(h.adminEmail)).Exec(ctx)
 	if pgCode(err) == pgForeignKeyViolation {
 		return errUserHasOrders
 	}
 	if err != nil {
-		return fmt.Errorf("delete user %d: %w", params.ID, orNotFound(err, "User", params.ID))
+		return fmt.Errorf("delete user %d: %w", params.ID, err)
+	}
+	if n == 0 {
+		exists, err := h.client.User.Query().Where(user.ID(params.ID)).Exist(ctx)
+		if err != nil {
+			return fmt.Errorf("delete user %d: %w", params.ID, err)
+		}
+		if exists {
+			return errConfiguredAdmin
+		}
+		return notFound("User", params.ID)
 	}
 	return nil
 }

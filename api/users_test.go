@@ -189,6 +189,18 @@ func TestUsers(t *testing.T) {
 		err = e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: id})
 		wantStatus(t, err, http.StatusNotFound)
 	})
+	t.Run("delete: the configured administrator's account stays", func(t *testing.T) {
+		// It is the account EnsureAdmin keeps; without it no admin may be left until the
+		// API starts again.
+		err := e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: e.adminID})
+		p := wantStatus(t, err, http.StatusConflict)
+		if want := "The configured administrator's account cannot be deleted."; p.Detail.Value != want {
+			t.Errorf("detail %q, want %q", p.Detail.Value, want)
+		}
+		if _, err := e.admin.GetUser(ctx, oas.GetUserParams{ID: e.adminID}); err != nil {
+			t.Fatalf("the account is gone: %v", err)
+		}
+	})
 	t.Run("delete: user with orders", func(t *testing.T) {
 		c, id := e.customer()
 		pid := e.product("5.00", 10)

@@ -62,7 +62,7 @@ type Invoker interface {
 	DeleteProduct(ctx context.Context, params DeleteProductParams) error
 	// DeleteUser invokes deleteUser operation.
 	//
-	// Delete a user (admin); 409 if the user has orders.
+	// Delete a user (admin); 409 if the user has orders or is the configured administrator.
 	//
 	// DELETE /api/users/{id}
 	DeleteUser(ctx context.Context, params DeleteUserParams) error
@@ -633,7 +633,7 @@ func (c *Client) sendDeleteProduct(ctx context.Context, params DeleteProductPara
 
 // DeleteUser invokes deleteUser operation.
 //
-// Delete a user (admin); 409 if the user has orders.
+// Delete a user (admin); 409 if the user has orders or is the configured administrator.
 //
 // DELETE /api/users/{id}
 func (c *Client) DeleteUser(ctx context.Context, params DeleteUserParams) error {

@@ -758,7 +758,7 @@ func (s *Server) handleDeleteProductRequest(args [1]string, argsEscaped bool, w 
 
 // handleDeleteUserRequest handles deleteUser operation.
 //
-// Delete a user (admin); 409 if the user has orders.
+// Delete a user (admin); 409 if the user has orders or is the configured administrator.
 //
 // DELETE /api/users/{id}
 func (s *Server) handleDeleteUserRequest(args [1]string, argsEscaped bool, w http.ResponseWriter, r *http.Request) {
@@ -837,7 +837,7 @@ func (s *Server) handleDeleteUserRequest(args [1]string, argsEscaped bool, w htt
 		mreq := middleware.Request{
 			Context:          ctx,
 			OperationName:    DeleteUserOperation,
-			OperationSummary: "Delete a user (admin); 409 if the user has orders.",
+			OperationSummary: "Delete a user (admin); 409 if the user has orders or is the configured administrator.",
 			OperationID:      "deleteUser",
 			Body:             nil,
 			RawBody:          rawBody,

@@ -746,7 +746,7 @@ func (s *Server) FindPath(method string, u *url.URL) (r Route, _ bool) {
 						switch method {
 						case "DELETE":
 							r.name = DeleteUserOperation
-							r.summary = "Delete a user (admin); 409 if the user has orders."
+							r.summary = "Delete a user (admin); 409 if the user has orders or is the configured administrator."
 							r.operationID = "deleteUser"
 							r.operationGroup = ""
 							r.pathPattern = "/api/users/{id}"

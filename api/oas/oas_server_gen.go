@@ -48,7 +48,7 @@ type Handler interface {
 	DeleteProduct(ctx context.Context, params DeleteProductParams) error
 	// DeleteUser implements deleteUser operation.
 	//
-	// Delete a user (admin); 409 if the user has orders.
+	// Delete a user (admin); 409 if the user has orders or is the configured administrator.
 	//
 	// DELETE /api/users/{id}
 	DeleteUser(ctx context.Context, params DeleteUserParams) error

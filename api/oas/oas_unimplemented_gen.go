@@ -68,7 +68,7 @@ func (UnimplementedHandler) DeleteProduct(ctx context.Context, params DeleteProd
 
 // DeleteUser implements deleteUser operation.
 //
-// Delete a user (admin); 409 if the user has orders.
+// Delete a user (admin); 409 if the user has orders or is the configured administrator.
 //
 // DELETE /api/users/{id}
 func (UnimplementedHandler) DeleteUser(ctx context.Context, params DeleteUserParams) error {
