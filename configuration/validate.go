@@ -29,6 +29,9 @@ const (
 	maxNameChars      = 100 // users.name
 	maxEmailChars     = 100 // users.email
 	maxPrefetch       = 65535
+	// The shortest intervals of the scans that run whether or not there is work.
+	minExpiryInterval = 100 * time.Millisecond
+	minPollInterval   = 10 * time.Millisecond
 	// maxPaymentsInFlight bounds orders.maxPaymentsInFlight, the worker's OrderCreated
 	// prefetch, which it spreads over consumer channels of at most 2000 deliveries each. A
 	// connection has 2047 channels, shared with the other consumers: about four million
@@ -101,6 +104,14 @@ func (c *Config) validate(source func(key string) string) error {
 	// once the worker has taken it up: no order would ever complete.
 	if ea, pd := c.Orders.ExpireAfter.D(), c.Orders.PaymentDelay.D(); pd > 0 && ea > 0 && ea <= pd {
 		v.add("orders.expireAfter", "must be longer than orders.paymentDelay (%s%s), got %s: every order would expire before its payment could complete it", pd, v.where("orders.paymentDelay"), ea)
+	}
+	// Shorter intervals would keep a core busy on scans that find nothing. Non-positive ones
+	// fail below.
+	if d := c.Orders.ExpiryInterval.D(); d > 0 && d < minExpiryInterval {
+		v.add("orders.expiryInterval", "must be at least %s, got %s: the cron job would sweep the orders table without a pause", minExpiryInterval, d)
+	}
+	if d := c.Outbox.PollInterval.D(); d > 0 && d < minPollInterval {
+		v.add("outbox.pollInterval", "must be at least %s, got %s: every process would scan the outbox table without a pause", minPollInterval, d)
 	}
 	v.atLeast("orders.expiryBatchSize", int64(c.Orders.ExpiryBatchSize), 1)
 	v.atLeast("orders.maxPaymentsInFlight", int64(c.Orders.MaxPaymentsInFlight), 1)
