@@ -1,31 +1,13 @@
 package bus
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"orderflow/internal/testutil"
 )
-
-// lockedBuffer is a bytes.Buffer that a logger may write to while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestConnLogsNameTheConnection: every process holds two connections to the broker, one
 // for consuming and one for publishing, which retry and fail separately. Their log lines
@@ -34,7 +16,7 @@ func (b *lockedBuffer) String() string {
 func TestConnLogsNameTheConnection(t *testing.T) {
 	cfg := rabbitConfig(t)
 	cfg.Port = 1 // nothing listens there: every attempt fails at once
-	out := &lockedBuffer{}
+	out := &testutil.Buffer{}
 	c := NewConn(cfg, slog.New(slog.NewJSONHandler(out, nil)), Options{Name: "orderflow-test-publisher"})
 	c.Start()
 	t.Cleanup(func() { _ = c.Close() })
