@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,6 +99,61 @@ func TestLoginRateLimitPerAddress(t *testing.T) {
 	// Other operations are not limited.
 	if _, err := e.admin.ListProducts(ctx, oas.ListProductsParams{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLoginRateLimitPerNetwork: a client's address budget is shared by every address it can
+// take at will. An IPv6 client is given a whole /64 network, so its addresses are counted by
+// that network, and an IPv4 address counts the same whether it comes plain or IPv4-mapped
+// (::ffff:a.b.c.d, as a dual-stack listener may show it).
+func TestLoginRateLimitPerNetwork(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, func(cfg *configuration.Config) {
+		cfg.Auth.LoginAttemptsPerMinute = 1000
+		cfg.Auth.LoginAttemptsPerAddressPerMinute = 5
+	}, bcrypt.MinCost)
+	srv, err := NewServer(e.h, e.cfg.HTTP.MaxBodyBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(remoteAddr string, i int) int {
+		req := httptest.NewRequest(http.MethodPost, "/api/auth/login",
+			strings.NewReader(fmt.Sprintf(`{"email":"guess%d@example.com","password":"wrong-password"}`, i)))
+		req.Header.Set("Content-Type", "application/json")
+		// Not read: any client could set them.
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i))
+		req.Header.Set("X-Real-IP", fmt.Sprintf("198.51.100.%d", i))
+		req.RemoteAddr = remoteAddr
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		return w.Code
+	}
+	for _, tc := range []struct {
+		name  string
+		addrs func(i int) string
+	}{
+		{"one IPv6 /64", func(i int) string { return fmt.Sprintf("[2001:db8:0:1:%x::1]:4000", i+1) }},
+		{"IPv4 plain and mapped", func(i int) string {
+			if i%2 == 0 {
+				return "192.0.2.7:4000"
+			}
+			return "[::ffff:192.0.2.7]:4000"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range 5 {
+				if code := login(tc.addrs(i), i); code != http.StatusUnauthorized {
+					t.Fatalf("attempt %d from %s: %d, want 401", i+1, tc.addrs(i), code)
+				}
+			}
+			if code := login(tc.addrs(5), 5); code != http.StatusTooManyRequests {
+				t.Fatalf("attempt 6 from %s: %d, want 429: the address budget is 5", tc.addrs(5), code)
+			}
+		})
+	}
+	// Another /64 has a budget of its own.
+	if code := login("[2001:db8:0:2::1]:4000", 0); code != http.StatusUnauthorized {
+		t.Fatalf("another network: %d, want 401", code)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -16,7 +17,7 @@ import (
 const maxLimiterKeys = 100_000
 
 // loginLimiter slows down password guessing: a token bucket per lower-cased e-mail address
-// and one per client IP address, each holding up to perMinute tokens and refilled evenly
+// and one per client (an IPv4 address, or an IPv6 /64 network: see clientKey), each holding up to perMinute tokens and refilled evenly
 // over a minute. Every login attempt takes a token from both buckets before the password is
 // checked; a successful login gives them back, so only failed attempts count.
 //
@@ -148,13 +149,10 @@ type requestInfo struct {
 
 type requestInfoKey struct{}
 
-// withRequestInfo stores the client's IP address (from RemoteAddr) in the request context.
+// withRequestInfo stores the client's address (from RemoteAddr, see clientKey) in the
+// request context.
 func withRequestInfo(r *http.Request) (*http.Request, *requestInfo) {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	info := &requestInfo{clientAddr: host, idempotencyKeys: len(r.Header.Values("Idempotency-Key"))}
+	info := &requestInfo{clientAddr: clientKey(r.RemoteAddr), idempotencyKeys: len(r.Header.Values("Idempotency-Key"))}
 	return r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)), info
 }
 
@@ -164,4 +162,25 @@ func requestInfoFrom(ctx context.Context) *requestInfo {
 		return info
 	}
 	return &requestInfo{}
+}
+
+// clientKey is the login budget's key for the peer address remoteAddr ("host:port"): an
+// IPv4 address as it is, also when it comes IPv4-mapped (::ffff:a.b.c.d), and an IPv6
+// address by its /64 network. A /64 is the least a network gives one IPv6 client, who can
+// take any address in it at will, so counting single addresses would let it make up a new
+// budget for every attempt.
+func clientKey(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return ip.String()
+	}
+	return netip.PrefixFrom(ip, 64).Masked().String()
 }
