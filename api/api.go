@@ -75,7 +75,8 @@ func (h *Handler) Tokens() *Tokens { return h.tokens }
 // NewServer returns the http.Handler serving the API's operations under /api/: ogen's
 // router with problem+json answers for unknown routes and undecodable requests, request
 // bodies limited to maxBodyBytes and refused when an object repeats a key,
-// WWW-Authenticate on every 401, and Retry-After on a 429 that sets it.
+// WWW-Authenticate on every 401, Retry-After on a 429 that sets it, and on every answer
+// Cache-Control: no-store and X-Content-Type-Options: nosniff.
 func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 	srv, err := oas.NewServer(h, h,
 		oas.WithErrorHandler(h.handleRequestError),
@@ -91,6 +92,11 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		return nil, fmt.Errorf("new api server: %w", err)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer is for one caller (a token, a user's orders) or about one request:
+		// no cache may keep it, and no browser may read it as another type than it names,
+		// as some repeat what the request held.
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if route, ok := srv.FindPath(r.Method, r.URL); ok {
 			// Metrics and spans name the operation, not the /api/ prefix.
 			metrics.SetRoute(r.Context(), route.OperationID())

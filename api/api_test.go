@@ -208,3 +208,41 @@ func TestContractNamesEveryStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswersAreNotStored: every answer under /api/ is for one caller (a token, a user's
+// orders) or about one request, so none may be kept by a cache between the client and the
+// API, or in the browser's; and none may be read as another type than the one it names,
+// since some repeat what the request held (a path, a field).
+func TestAnswersAreNotStored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok, id := e.customerToken()
+	login := `{"email":` + strconv.Quote(e.cfg.Admin.Email) + `,"password":` + strconv.Quote(e.cfg.Admin.Password) + `}`
+	big := `{"name":"` + strings.Repeat("x", int(e.cfg.HTTP.MaxBodyBytes)) + `"}`
+	for _, req := range []struct {
+		method, path, tok, body string
+		status                  int
+	}{
+		{http.MethodPost, "/api/auth/login", "", login, http.StatusOK},
+		{http.MethodPost, "/api/auth/login", "", `{"email":"nobody@example.com","password":"wrong-password"}`, http.StatusUnauthorized},
+		{http.MethodGet, "/api/users/" + strconv.Itoa(id), tok, "", http.StatusOK},
+		{http.MethodGet, "/api/orders", tok, "", http.StatusOK},
+		{http.MethodGet, "/api/products", "", "", http.StatusUnauthorized},
+		{http.MethodGet, "/api/<b>nothing</b>", tok, "", http.StatusNotFound},
+		{http.MethodPatch, "/api/products", tok, "", http.StatusMethodNotAllowed},
+		{http.MethodPut, "/api/users/" + strconv.Itoa(id), tok, big, http.StatusRequestEntityTooLarge},
+	} {
+		t.Run(req.method+" "+req.path, func(t *testing.T) {
+			res := e.do(req.method, req.path, req.tok, "application/json", req.body)
+			if res.StatusCode != req.status {
+				t.Fatalf("status %d, want %d", res.StatusCode, req.status)
+			}
+			if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("Cache-Control %q, want no-store", cc)
+			}
+			if n := res.Header.Get("X-Content-Type-Options"); n != "nosniff" {
+				t.Errorf("X-Content-Type-Options %q, want nosniff", n)
+			}
+		})
+	}
+}
