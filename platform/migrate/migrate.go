@@ -18,6 +18,7 @@ import (
 	"ariga.io/atlas/sql/migrate"
 	"ariga.io/atlas/sql/postgres"
 	"ariga.io/atlas/sql/schema"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"orderflow/migrations"
 )
@@ -339,13 +340,50 @@ func applyFile(ctx context.Context, db *sql.DB, dir migrate.Dir, f migrate.File,
 		return fmt.Errorf("create migration executor: %w", err)
 	}
 	if err := ex.Execute(ctx, f); err != nil {
-		return fmt.Errorf("apply migration %s: %w", f.Name(), err)
+		return failed(f, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit migration %s: %w", f.Name(), err)
 	}
 	return nil
 }
+
+// maxStmtChars bounds how much of a failed statement its error quotes.
+const maxStmtChars = 200
+
+// failed describes the failure of file f as one line: the statement and the database's
+// reason, that nothing of the file was kept, and what to do. When a statement fails, the
+// executor's attempt to record the failure in the aborted transaction fails too; that second
+// error says nothing of the cause and is left out.
+func failed(f migrate.File, err error) error {
+	var se *migrate.StmtExecError
+	if !errors.As(err, &se) {
+		return fmt.Errorf("apply migration %s: %w", f.Name(), err)
+	}
+	reason := se.Err.Error()
+	if pe := (*pgconn.PgError)(nil); errors.As(se.Err, &pe) && pe.Detail != "" {
+		reason += ": " + pe.Detail
+	}
+	stmt := []rune(strings.Join(strings.Fields(se.Stmt.Text), " "))
+	if len(stmt) > maxStmtChars {
+		stmt = append(stmt[:maxStmtChars], '…')
+	}
+	return stmtError{
+		msg: fmt.Sprintf("apply migration %s: %s (statement: %s); the file was rolled back and the database is as it was: correct the rows that break it, or the migration in a new file, then start again",
+			f.Name(), strings.Join(strings.Fields(reason), " "), string(stmt)),
+		err: se.Err,
+	}
+}
+
+// stmtError is the failure of a migration statement: a message for people, and the
+// database's error for errors.Is and errors.As.
+type stmtError struct {
+	msg string
+	err error
+}
+
+func (e stmtError) Error() string { return e.msg }
+func (e stmtError) Unwrap() error { return e.err }
 
 // logger writes the executor's progress to slog.
 type logger struct {
