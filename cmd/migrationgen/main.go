@@ -157,7 +157,7 @@ func Check(ctx context.Context, adminDSN, dirPath string) error {
 	err = diff(ctx, adminDSN, mem, "check", true)
 	switch {
 	case errors.Is(err, migrate.ErrNoPlan):
-		return nil
+		return checkConstraints(ctx, adminDSN, dirPath)
 	case err != nil:
 		return err
 	default:

@@ -190,3 +190,31 @@ func only(t *testing.T, dir, pattern string) string {
 	}
 	return m[0]
 }
+
+// TestCheckFailsWhenACheckDisagrees: CHECK constraints whose expression changed under the
+// same name make no diff, so a migration file edited after the fact (and rehashed) or an
+// enum value added in ent/schema without its CHECK went unnoticed, and the database refused
+// with a 500 a value ent accepted. Check compares the constraints and the enums itself.
+func TestCheckFailsWhenACheckDisagrees(t *testing.T) {
+	dir := copyDir(t, repoMigrations)
+	initial := only(t, dir, "*_initial.sql")
+	b, err := os.ReadFile(initial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const expired = `, 'expired'::character varying])::text[])), CONSTRAINT "orders_total_non_negative"`
+	if !strings.Contains(string(b), expired) {
+		t.Fatalf("%s has no orders_status_valid naming 'expired'", initial)
+	}
+	edited := strings.Replace(string(b), expired, `])::text[])), CONSTRAINT "orders_total_non_negative"`, 1)
+	if err := os.WriteFile(initial, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rehash(dir); err != nil {
+		t.Fatal(err)
+	}
+	err = Check(ctx(t), adminDSN(), dir)
+	if err == nil || !strings.Contains(err.Error(), "orders_status_valid") || !strings.Contains(err.Error(), `"expired"`) {
+		t.Fatalf("check = %v, want an error naming orders_status_valid and the value it refuses", err)
+	}
+}
