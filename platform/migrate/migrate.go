@@ -29,6 +29,11 @@ const (
 	lockName = "atlas_migrate_execute"
 	// lockTimeout bounds the wait for another process that is applying migrations.
 	lockTimeout = time.Minute
+	// tableLockTimeout bounds a migration's wait for a lock on a table. While a statement
+	// such as ALTER TABLE waits, every query on that table queues behind it: without a bound,
+	// one long transaction (a report, a dump) would stop the order intake for as long as it
+	// runs. The migration gives up instead, and is applied at the next start.
+	tableLockTimeout = 5 * time.Second
 )
 
 // dirCount numbers the in-memory directories, whose names must be unique in a process.
@@ -330,6 +335,9 @@ func applyFile(ctx context.Context, db *sql.DB, dir migrate.Dir, f migrate.File,
 			}
 		}
 	}()
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", tableLockTimeout.Milliseconds())); err != nil {
+		return fmt.Errorf("begin migration %s: %w", f.Name(), err)
+	}
 	drv, err := postgres.Open(tx)
 	if err != nil {
 		return fmt.Errorf("open atlas driver: %w", err)
@@ -348,6 +356,9 @@ func applyFile(ctx context.Context, db *sql.DB, dir migrate.Dir, f migrate.File,
 	return nil
 }
 
+// lockNotAvailable is the SQLSTATE of a statement that gave up waiting for a lock.
+const lockNotAvailable = "55P03"
+
 // maxStmtChars bounds how much of a failed statement its error quotes.
 const maxStmtChars = 200
 
@@ -364,13 +375,18 @@ func failed(f migrate.File, err error) error {
 	if pe := (*pgconn.PgError)(nil); errors.As(se.Err, &pe) && pe.Detail != "" {
 		reason += ": " + pe.Detail
 	}
+	todo := "correct the rows that break it, or the migration in a new file, then start again"
+	if pe := (*pgconn.PgError)(nil); errors.As(se.Err, &pe) && pe.Code == lockNotAvailable {
+		reason = fmt.Sprintf("waited more than %s for a lock that another transaction holds", tableLockTimeout)
+		todo = "start again once long transactions on the table have ended (pg_stat_activity lists them)"
+	}
 	stmt := []rune(strings.Join(strings.Fields(se.Stmt.Text), " "))
 	if len(stmt) > maxStmtChars {
 		stmt = append(stmt[:maxStmtChars], '…')
 	}
 	return stmtError{
-		msg: fmt.Sprintf("apply migration %s: %s (statement: %s); the file was rolled back and the database is as it was: correct the rows that break it, or the migration in a new file, then start again",
-			f.Name(), strings.Join(strings.Fields(reason), " "), string(stmt)),
+		msg: fmt.Sprintf("apply migration %s: %s (statement: %s); the file was rolled back and the database is as it was: %s",
+			f.Name(), strings.Join(strings.Fields(reason), " "), string(stmt), todo),
 		err: se.Err,
 	}
 }

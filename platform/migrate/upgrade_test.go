@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"orderflow/internal/testenv"
 	"orderflow/platform/migrate"
@@ -165,5 +166,44 @@ INSERT INTO idempotency_keys (key, request_hash, created_at, order_id, user_id) 
 	}
 	if _, err := migrate.Apply(ctx, db, quiet); err != nil {
 		t.Fatalf("apply after correcting the rows: %v", err)
+	}
+}
+
+// TestMigrationGivesUpOnALockHeldLong: a migration that must wait for a lock that a long
+// transaction holds (a report, a dump) gives up after a while, instead of waiting with it
+// and holding up every query on the table queued behind its own request, and says so.
+func TestMigrationGivesUpOnALockHeldLong(t *testing.T) {
+	ctx := context.Background()
+	files := embeddedFiles(t)
+	last := files[len(files)-1].Name()
+	cfg := testenv.EmptyDatabase(t)
+	db := open(t, cfg.DSN())
+	if _, err := migrate.ApplyFS(ctx, db, withoutFile(t, copyFS(t), last), quiet); err != nil {
+		t.Fatalf("apply the previous version's files: %v", err)
+	}
+	// The newest migration changes a foreign key to orders, which locks orders.
+	report, err := open(t, cfg.DSN()).BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer report.Rollback()
+	if _, err := report.ExecContext(ctx, `SELECT count(*) FROM orders`); err != nil {
+		t.Fatal(err)
+	}
+	applyCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err = migrate.Apply(applyCtx, db, quiet)
+	if err == nil || !strings.Contains(err.Error(), last) || !strings.Contains(err.Error(), "lock") || applyCtx.Err() != nil {
+		t.Fatalf("apply while a transaction reads orders = %v; want an error naming %s and the lock it waited for", err, last)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO users (id, name, email, password_hash, role, created_at, updated_at) VALUES (501, 'Ada', 'ada@x.io', 'h', 'customer', now(), now());
+INSERT INTO orders (user_id, total, status, created_at, updated_at) VALUES (501, 1, 'pending', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	if err := report.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Apply(ctx, db, quiet); err != nil {
+		t.Fatalf("apply once the transaction ended: %v", err)
 	}
 }
