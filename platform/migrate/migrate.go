@@ -52,13 +52,20 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 		return 0, err
 	}
 	defer dir.Close()
-	drv, err := postgres.Open(db)
+	// Everything below runs on the connection that holds the lock: the pool may have no
+	// other (database.maxConns 1), and a second one would wait for it forever.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	drv, err := postgres.Open(conn)
 	if err != nil {
 		return 0, fmt.Errorf("open atlas driver: %w", err)
 	}
-	// The lock belongs to one pooled connection, and the unlock runs with the context given
-	// here: it must not be cancelled, or the connection would go back to the pool still
-	// holding the lock. lockTimeout bounds the wait instead.
+	// The lock belongs to conn, and the unlock runs with the context given here: it must not
+	// be cancelled, or the connection would go back to the pool still holding the lock.
+	// lockTimeout bounds the wait instead.
 	unlock, err := drv.(schema.Locker).Lock(context.WithoutCancel(ctx), lockName, lockTimeout)
 	if err != nil {
 		return 0, fmt.Errorf("take migration lock %q: %w", lockName, err)
@@ -71,17 +78,17 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	if err := validate(dir); err != nil {
 		return 0, err
 	}
-	revs, err := revisions{db: db}.ReadRevisions(ctx)
+	revs, err := revisions{db: conn}.ReadRevisions(ctx)
 	if err != nil {
 		return 0, err
 	}
 	if err := checkClean(ctx, drv, revs); err != nil {
 		return 0, err
 	}
-	if err := createRevisionTable(ctx, db); err != nil {
+	if err := createRevisionTable(ctx, conn); err != nil {
 		return 0, err
 	}
-	pending, err := pendingFiles(ctx, db, drv, dir)
+	pending, err := pendingFiles(ctx, conn, drv, dir)
 	if err != nil {
 		return 0, err
 	}
@@ -94,7 +101,7 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	}
 	for _, f := range pending {
 		start := time.Now()
-		if err := applyFile(ctx, db, dir, f, log); err != nil {
+		if err := applyFile(ctx, conn, dir, f, log); err != nil {
 			return applied, err
 		}
 		applied++
@@ -265,7 +272,7 @@ func validate(dir migrate.Dir) error {
 }
 
 // pendingFiles lists the files to apply; the executor verifies atlas.sum again.
-func pendingFiles(ctx context.Context, db *sql.DB, drv migrate.Driver, dir migrate.Dir) ([]migrate.File, error) {
+func pendingFiles(ctx context.Context, db execQuerier, drv migrate.Driver, dir migrate.Dir) ([]migrate.File, error) {
 	ex, err := migrate.NewExecutor(drv, dir, revisions{db: db})
 	if err != nil {
 		return nil, fmt.Errorf("create migration executor: %w", err)
@@ -323,8 +330,8 @@ func warnUnknown(ctx context.Context, dir migrate.Dir, revs []*migrate.Revision,
 }
 
 // applyFile applies one migration file and records its revision in one transaction.
-func applyFile(ctx context.Context, db *sql.DB, dir migrate.Dir, f migrate.File, log *slog.Logger) (err error) {
-	tx, err := db.BeginTx(ctx, nil)
+func applyFile(ctx context.Context, conn *sql.Conn, dir migrate.Dir, f migrate.File, log *slog.Logger) (err error) {
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin migration %s: %w", f.Name(), err)
 	}

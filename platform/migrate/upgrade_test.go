@@ -207,3 +207,22 @@ INSERT INTO orders (user_id, total, status, created_at, updated_at) VALUES (501,
 		t.Fatalf("apply once the transaction ended: %v", err)
 	}
 }
+
+// TestApplyOnAPoolOfOneConnection: database.maxConns may be 1; the migration lock, held on
+// a connection of the pool, must not leave the migrations waiting for another.
+func TestApplyOnAPoolOfOneConnection(t *testing.T) {
+	db := open(t, testenv.EmptyDatabase(t).DSN())
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := migrate.Apply(ctx, db, quiet)
+	if err != nil {
+		t.Fatalf("apply on a pool of one connection: %v", err)
+	}
+	if want := len(embeddedFiles(t)); n != want {
+		t.Fatalf("applied %d files, want %d", n, want)
+	}
+	if _, err := migrate.Apply(ctx, db, quiet); err != nil {
+		t.Fatalf("apply again: %v", err)
+	}
+}
