@@ -114,9 +114,14 @@ var (
 				Columns: []*schema.Column{OrdersColumns[4], OrdersColumns[1]},
 			},
 			{
-				Name:    "order_user_id",
+				Name:    "order_user_id_id",
 				Unique:  false,
-				Columns: []*schema.Column{OrdersColumns[5]},
+				Columns: []*schema.Column{OrdersColumns[5], OrdersColumns[0]},
+				Annotation: &entsql.IndexAnnotation{
+					IncludeColumns: []string{
+						OrdersColumns[4].Name,
+					},
+				},
 			},
 		},
 	}
