@@ -114,6 +114,11 @@ var (
 				Columns: []*schema.Column{OrdersColumns[4], OrdersColumns[1]},
 			},
 			{
+				Name:    "order_status_id",
+				Unique:  false,
+				Columns: []*schema.Column{OrdersColumns[4], OrdersColumns[0]},
+			},
+			{
 				Name:    "order_user_id_id",
 				Unique:  false,
 				Columns: []*schema.Column{OrdersColumns[5], OrdersColumns[0]},

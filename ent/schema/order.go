@@ -50,6 +50,10 @@ func (Order) Indexes() []ent.Index {
 	return []ent.Index{
 		// The expiry sweep looks for old orders in one status.
 		index.Fields("status", "created_at"),
+		// The orders of one status, newest first (GET /api/orders?status=), a page at a
+		// time. Without it PostgreSQL walks the primary key and reads every order until it
+		// has a page: all of them when fewer match, as pending and processing orders are.
+		index.Fields("status", "id"),
 		// A customer's orders, newest first (GET /api/orders lists them by id), come from
 		// this index in their order, a page at a time, however many the customer has;
 		// status, included, filters them without reading the table. It serves the
