@@ -80,13 +80,15 @@ func leafError(err error) error {
 	}
 }
 
-// valueLocator tells which value of a body the decoder refused: the object that has the
-// member key, when key is set; otherwise the value (or the element of an array value)
+// valueLocator tells which value of a body the decoder refused: the member key of an
+// object, when key is set, or the first object without that member when lacking is also
+// set; otherwise the value (or the element of an array value)
 // that holds the byte at offset, or, with no offset (-1), the first integer too large for
 // 64 bits when outOfRange is set, or else the one value that the fields lead to outside any
 // array.
 type valueLocator struct {
 	key        string
+	lacking    bool
 	offset     int
 	outOfRange bool
 }
@@ -135,17 +137,27 @@ func (l valueLocator) find(d *jx.Decoder, body []byte, path string, fields []str
 	}
 	switch next {
 	case jx.Object:
+		has := false
 		_ = d.ObjBytes(func(d *jx.Decoder, key []byte) error {
 			switch {
 			case ok:
-			case len(fields) == 0 && string(key) == l.key:
-				found, ok = jsonPathKey(path, l.key), true
-			case len(fields) > 0 && string(key) == fields[0]:
+			case len(fields) == 0:
+				has = has || string(key) == l.key
+			case string(key) == fields[0]:
 				found, ok = l.find(d, body, jsonPathKey(path, fields[0]), fields[1:], inArray)
 				return nil
 			}
 			return d.Skip()
 		})
+		switch {
+		case len(fields) > 0:
+		case has == l.lacking:
+			return "", false
+		case l.lacking:
+			return path, true
+		default:
+			return jsonPathKey(path, l.key), true
+		}
 	case jx.Array:
 		i := 0
 		_ = d.Arr(func(d *jx.Decoder) error {

@@ -260,7 +260,7 @@ func decodedObjectPath(err error, valErr *validate.Error, body []byte) string {
 	if len(fields) == 0 || len(valErr.Fields) == 0 {
 		return ""
 	}
-	path, ok := objectLacking(jx.DecodeBytes(body), "", fields, valErr.Fields[0].Name)
+	path, ok := findInBody(body, fields, valueLocator{key: valErr.Fields[0].Name, lacking: true, offset: -1})
 	if !ok {
 		return ""
 	}
@@ -295,49 +295,6 @@ func decodedFields(err, inner error) []string {
 		return fields
 	}
 	return nil
-}
-
-// objectLacking finds, in the value that d is at (at path), the first object reached
-// through the object members named by fields (and any array elements between them) that
-// has no member named missing, and returns its path.
-func objectLacking(d *jx.Decoder, path string, fields []string, missing string) (string, bool) {
-	var (
-		found string
-		ok    bool
-	)
-	switch d.Next() {
-	case jx.Object:
-		has := false
-		_ = d.ObjBytes(func(d *jx.Decoder, key []byte) error {
-			switch {
-			case ok:
-				return d.Skip()
-			case len(fields) == 0:
-				has = has || string(key) == missing
-				return d.Skip()
-			case string(key) == fields[0]:
-				found, ok = objectLacking(d, jsonPathKey(path, fields[0]), fields[1:], missing)
-				return nil
-			}
-			return d.Skip()
-		})
-		if len(fields) == 0 {
-			return path, !has
-		}
-	case jx.Array:
-		i := 0
-		_ = d.Arr(func(d *jx.Decoder) error {
-			if ok {
-				return d.Skip()
-			}
-			found, ok = objectLacking(d, jsonPathIndex(path, i), fields, missing)
-			i++
-			return nil
-		})
-	default:
-		_ = d.Skip()
-	}
-	return found, ok
 }
 
 // givenTwice is the message for a parameter sent more than once.
