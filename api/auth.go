@@ -227,7 +227,8 @@ func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginR
 	// Known and unknown addresses take from the budget alike, so a 429 says nothing about
 	// whether an account exists.
 	info := requestInfoFrom(ctx)
-	if ok, wait := h.logins.take(email, info.clientAddr); !ok {
+	client := clientKey(info.remoteAddr)
+	if ok, wait := h.logins.take(email, client); !ok {
 		info.retryAfter = retryAfter(wait)
 		return nil, errTooManyLogins
 	}
@@ -246,7 +247,7 @@ func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginR
 	if err != nil {
 		return nil, err
 	}
-	h.logins.refund(email, info.clientAddr)
+	h.logins.refund(email, client)
 	return &oas.LoginResponse{Token: token, ExpiresAt: exp, User: userOut(u)}, nil
 }
 

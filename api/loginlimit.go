@@ -137,7 +137,8 @@ func retryAfter(d time.Duration) string {
 // requestInfo carries what handlers need to know about the HTTP exchange that ogen does not
 // pass them: the client address, and headers to add to an error answer.
 type requestInfo struct {
-	clientAddr string
+	// remoteAddr is the peer's "host:port", which Login counts by clientKey.
+	remoteAddr string
 	// retryAfter, when set by a handler, is sent as Retry-After with a 429 answer.
 	retryAfter string
 	// body is the request body, for naming a field of it that ogen's decoder refused.
@@ -149,10 +150,9 @@ type requestInfo struct {
 
 type requestInfoKey struct{}
 
-// withRequestInfo stores the client's address (from RemoteAddr, see clientKey) in the
-// request context.
+// withRequestInfo stores the client's address (RemoteAddr) in the request context.
 func withRequestInfo(r *http.Request) (*http.Request, *requestInfo) {
-	info := &requestInfo{clientAddr: clientKey(r.RemoteAddr), idempotencyKeys: len(r.Header.Values("Idempotency-Key"))}
+	info := &requestInfo{remoteAddr: r.RemoteAddr, idempotencyKeys: len(r.Header.Values("Idempotency-Key"))}
 	return r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)), info
 }
 
