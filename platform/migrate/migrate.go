@@ -88,7 +88,7 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	if err := createRevisionTable(ctx, conn); err != nil {
 		return 0, err
 	}
-	pending, err := pendingFiles(ctx, conn, drv, dir)
+	pending, err := pendingFiles(ctx, drv, dir, readRevisions{revisions{db: conn}, revs})
 	if err != nil {
 		return 0, err
 	}
@@ -181,7 +181,7 @@ func missingFiles(ctx context.Context, db *sql.DB, dir migrate.Dir, revs []*migr
 	if err != nil {
 		return nil, fmt.Errorf("open atlas driver: %w", err)
 	}
-	return pendingFiles(ctx, db, drv, dir)
+	return pendingFiles(ctx, drv, dir, readRevisions{revisions{db: db}, revs})
 }
 
 // Pending returns the names of the embedded migration files that are not applied to db yet.
@@ -204,7 +204,7 @@ func PendingFS(ctx context.Context, db *sql.DB, fsys fs.FS) ([]string, error) {
 	if err := validate(dir); err != nil {
 		return nil, err
 	}
-	files, err := pendingFiles(ctx, db, drv, dir)
+	files, err := pendingFiles(ctx, drv, dir, revisions{db: db})
 	if err != nil {
 		return nil, err
 	}
@@ -271,9 +271,10 @@ func validate(dir migrate.Dir) error {
 	return nil
 }
 
-// pendingFiles lists the files to apply; the executor verifies atlas.sum again.
-func pendingFiles(ctx context.Context, db execQuerier, drv migrate.Driver, dir migrate.Dir) ([]migrate.File, error) {
-	ex, err := migrate.NewExecutor(drv, dir, revisions{db: db})
+// pendingFiles lists the files to apply, after the revisions rrw reads; the executor
+// verifies atlas.sum again.
+func pendingFiles(ctx context.Context, drv migrate.Driver, dir migrate.Dir, rrw migrate.RevisionReadWriter) ([]migrate.File, error) {
+	ex, err := migrate.NewExecutor(drv, dir, rrw)
 	if err != nil {
 		return nil, fmt.Errorf("create migration executor: %w", err)
 	}

@@ -57,6 +57,18 @@ type revisions struct {
 
 var _ migrate.RevisionReadWriter = revisions{}
 
+// readRevisions is revisions whose ReadRevisions answers revs, read already, instead of
+// reading the table again.
+type readRevisions struct {
+	revisions
+	revs []*migrate.Revision
+}
+
+// ReadRevisions returns the revisions read already.
+func (r readRevisions) ReadRevisions(context.Context) ([]*migrate.Revision, error) {
+	return r.revs, nil
+}
+
 // createRevisionTable creates the revisions table if it does not exist yet.
 func createRevisionTable(ctx context.Context, db execQuerier) error {
 	if _, err := db.ExecContext(ctx, createRevisions); err != nil {
