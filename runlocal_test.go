@@ -52,8 +52,7 @@ func TestRunLocalCreatesTheConfiguredDatabase(t *testing.T) {
 		extra = append(extra, "PGPASSWORD="+cfg.Password)
 	}
 	// The api answers once started, so that the check for another orderflow passes.
-	fake := "#!/bin/sh\ncase \"$1\" in\napi) touch api-started; sleep 1 ;;\nhealth) test -e api-started ;;\nesac\n"
-	if out, err := runLocal(t, cfg, fake, extra...); err != nil {
+	if out, err := runLocal(t, cfg, "touch api-started; sleep 1", "test -e api-started", extra...); err != nil {
 		t.Fatalf("scripts/run-local.sh: %v\n%s", err, out)
 	}
 	if err := db.PingContext(ctx); err != nil {
@@ -66,12 +65,10 @@ func TestRunLocalCreatesTheConfiguredDatabase(t *testing.T) {
 // waiting for its health, starting the worker and the cron job regardless and exiting 0.
 func TestRunLocalStopsWhenTheAPIDoesNotStart(t *testing.T) {
 	cfg := testenv.EmptyDatabase(t)
-	fake := "#!/bin/sh\ncase \"$1\" in\n" +
-		"api) echo 'orderflow api: configuration: log.level: must be one of debug, info, warn, error' >&2; exit 1 ;;\n" +
-		"health) exit 1 ;;\n" +
-		"*) echo \"started $1\" ;;\nesac\n"
 	start := time.Now()
-	out, err := runLocal(t, cfg, fake)
+	out, err := runLocal(t, cfg,
+		"echo 'orderflow api: configuration: log.level: must be one of debug, info, warn, error' >&2; exit 1",
+		"exit 1")
 	took := time.Since(start)
 	if err == nil {
 		t.Errorf("scripts/run-local.sh exited 0 although the api did not start:\n%s", out)
@@ -92,11 +89,9 @@ func TestRunLocalStopsWhenTheAPIDoesNotStart(t *testing.T) {
 // of that api, not of the exported address.
 func TestRunLocalAsksTheAPIItStarted(t *testing.T) {
 	cfg := testenv.EmptyDatabase(t)
-	fake := "#!/bin/sh\ncase \"$1\" in\n" +
-		"api) touch api-started; sleep 2 ;;\n" +
-		"health) test -e api-started && test \"$ORDERFLOW_HTTP_ADDRESS\" = 127.0.0.1:8080 ;;\n" +
-		"*) echo \"started $1\" ;;\nesac\n"
-	out, err := runLocal(t, cfg, fake, "ORDERFLOW_HTTP_ADDRESS=127.0.0.1:9999")
+	out, err := runLocal(t, cfg, "touch api-started; sleep 2",
+		`test -e api-started && test "$ORDERFLOW_HTTP_ADDRESS" = 127.0.0.1:8080`,
+		"ORDERFLOW_HTTP_ADDRESS=127.0.0.1:9999")
 	if err != nil {
 		t.Fatalf("scripts/run-local.sh: %v\n%s", err, out)
 	}
@@ -113,11 +108,9 @@ func TestRunLocalAsksTheAPIItStarted(t *testing.T) {
 // before it starts anything.
 func TestRunLocalRefusesAnAddressAnotherOrderflowServes(t *testing.T) {
 	cfg := testenv.EmptyDatabase(t)
-	fake := "#!/bin/sh\ncase \"$1\" in\n" +
-		"api) sleep 1; echo 'orderflow api: listen on http.address 127.0.0.1:8080: bind: address already in use' >&2; exit 1 ;;\n" +
-		"health) test \"$ORDERFLOW_HTTP_ADDRESS\" = 127.0.0.1:8080 ;;\n" +
-		"*) echo \"started $1\" ;;\nesac\n"
-	out, err := runLocal(t, cfg, fake)
+	out, err := runLocal(t, cfg,
+		"sleep 1; echo 'orderflow api: listen on http.address 127.0.0.1:8080: bind: address already in use' >&2; exit 1",
+		`test "$ORDERFLOW_HTTP_ADDRESS" = 127.0.0.1:8080`)
 	if err == nil {
 		t.Errorf("scripts/run-local.sh exited 0 although another orderflow serves 127.0.0.1:8080:\n%s", out)
 	}
@@ -130,9 +123,10 @@ func TestRunLocalRefusesAnAddressAnotherOrderflowServes(t *testing.T) {
 }
 
 // runLocal runs scripts/run-local.sh from a copy of the tree whose make does nothing and
-// whose bin/orderflow is the shell script orderflow, for database d, with the extra
-// variables, and returns what it printed.
-func runLocal(t *testing.T, d configuration.Database, orderflow string, extra ...string) ([]byte, error) {
+// whose bin/orderflow is a shell script, for database d, with the extra variables, and
+// returns what it printed. The script runs the shell commands api for "orderflow api" and
+// health for "orderflow health", and prints "started <command>" for any other command.
+func runLocal(t *testing.T, d configuration.Database, api, health string, extra ...string) ([]byte, error) {
 	t.Helper()
 	script, err := os.ReadFile(filepath.Join("scripts", "run-local.sh"))
 	if err != nil {
@@ -141,8 +135,9 @@ func runLocal(t *testing.T, d configuration.Database, orderflow string, extra ..
 	tree := t.TempDir()
 	for path, text := range map[string]string{
 		"scripts/run-local.sh": string(script),
-		"bin/orderflow":        orderflow,
-		"bin/make":             "#!/bin/sh\nexit 0\n",
+		"bin/orderflow": "#!/bin/sh\ncase \"$1\" in\napi) " + api + " ;;\nhealth) " + health + " ;;\n" +
+			"*) echo \"started $1\" ;;\nesac\n",
+		"bin/make": "#!/bin/sh\nexit 0\n",
 	} {
 		if err := os.MkdirAll(filepath.Join(tree, filepath.Dir(path)), 0o755); err != nil {
 			t.Fatal(err)
