@@ -31,6 +31,20 @@ func problemBody(t *testing.T, res *http.Response, status int) map[string]any {
 	return body
 }
 
+// wantFieldError checks that a problem body holds exactly one field error, naming field,
+// and, unless message is "", saying message.
+func wantFieldError(t *testing.T, body map[string]any, field, message string) {
+	t.Helper()
+	errs, _ := body["errors"].([]any)
+	if len(errs) != 1 {
+		t.Fatalf("errors %v (detail %q), want one", body["errors"], body["detail"])
+	}
+	f, _ := errs[0].(map[string]any)
+	if f["field"] != field || (message != "" && f["message"] != message) {
+		t.Errorf("error %v, want field %q with message %q", f, field, message)
+	}
+}
+
 func TestProtocol(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -93,10 +107,7 @@ func TestProtocol(t *testing.T) {
 		problemBody(t, res, http.StatusRequestEntityTooLarge)
 	})
 	t.Run("bad path parameter", func(t *testing.T) {
-		body := problemBody(t, e.do(http.MethodGet, "/api/products/abc", tok, "", ""), http.StatusBadRequest)
-		if errs, _ := body["errors"].([]any); len(errs) != 1 || errs[0].(map[string]any)["field"] != "id" {
-			t.Errorf("errors %v, want one for id", body["errors"])
-		}
+		wantFieldError(t, problemBody(t, e.do(http.MethodGet, "/api/products/abc", tok, "", ""), http.StatusBadRequest), "id", "")
 	})
 	for _, c := range []struct{ path, field, message string }{
 		{"/api/products/abc", "id", "must be an integer"},
@@ -105,14 +116,7 @@ func TestProtocol(t *testing.T) {
 		{"/api/orders?userId=me", "userId", "must be an integer"},
 	} {
 		t.Run("parameter not an integer: "+c.path, func(t *testing.T) {
-			body := problemBody(t, e.do(http.MethodGet, c.path, tok, "", ""), http.StatusBadRequest)
-			errs, _ := body["errors"].([]any)
-			if len(errs) != 1 {
-				t.Fatalf("errors %v, want one", body["errors"])
-			}
-			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != c.message {
-				t.Errorf("error %v, want field %q with message %q", f, c.field, c.message)
-			}
+			wantFieldError(t, problemBody(t, e.do(http.MethodGet, c.path, tok, "", ""), http.StatusBadRequest), c.field, c.message)
 		})
 	}
 	for _, c := range []struct{ method, path, body, field, message string }{
@@ -127,14 +131,7 @@ func TestProtocol(t *testing.T) {
 		{http.MethodPost, "/api/users", `{"name":"x","email":"x@example.com","password":"secret1","role":"root"}`, "role", "must be one of admin, customer"},
 	} {
 		t.Run("value outside the contract: "+c.method+" "+c.path+" "+c.body, func(t *testing.T) {
-			body := problemBody(t, e.do(c.method, c.path, tok, "application/json", c.body), http.StatusBadRequest)
-			errs, _ := body["errors"].([]any)
-			if len(errs) != 1 {
-				t.Fatalf("errors %v, want one", body["errors"])
-			}
-			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != c.message {
-				t.Errorf("error %v, want field %q with message %q", f, c.field, c.message)
-			}
+			wantFieldError(t, problemBody(t, e.do(c.method, c.path, tok, "application/json", c.body), http.StatusBadRequest), c.field, c.message)
 		})
 	}
 	t.Run("openapi.yaml", func(t *testing.T) {

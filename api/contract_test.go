@@ -19,14 +19,7 @@ func TestMissingFieldIsRequired(t *testing.T) {
 		{"/api/auth/login", `{"email":"a@example.com"}`, "password"},
 	} {
 		t.Run(c.path+" "+c.field, func(t *testing.T) {
-			body := problemBody(t, e.do(http.MethodPost, c.path, tok, "application/json", c.body), http.StatusBadRequest)
-			errs, _ := body["errors"].([]any)
-			if len(errs) != 1 {
-				t.Fatalf("errors %v, want one", body["errors"])
-			}
-			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != "is required" {
-				t.Errorf("error %v, want field %q with message %q", f, c.field, "is required")
-			}
+			wantFieldError(t, problemBody(t, e.do(http.MethodPost, c.path, tok, "application/json", c.body), http.StatusBadRequest), c.field, "is required")
 		})
 	}
 }
@@ -48,14 +41,7 @@ func TestFieldErrorsNameTheJSONPath(t *testing.T) {
 		{"quantity too large", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1000001}]}`, p), "items[0].quantity"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			body := problemBody(t, e.do(http.MethodPost, "/api/orders", tok, "application/json", c.body), http.StatusBadRequest)
-			errs, _ := body["errors"].([]any)
-			if len(errs) != 1 {
-				t.Fatalf("errors %v, want one", body["errors"])
-			}
-			if f := errs[0].(map[string]any); f["field"] != c.field {
-				t.Errorf("error %v, want field %q", f, c.field)
-			}
+			wantFieldError(t, problemBody(t, e.do(http.MethodPost, "/api/orders", tok, "application/json", c.body), http.StatusBadRequest), c.field, "")
 		})
 	}
 }
@@ -84,14 +70,7 @@ func TestBodyOutsideTheSchemaNamesTheField(t *testing.T) {
 		{"role a number", "/api/users", `{"name":"x","email":"x@example.com","password":"secret1","role":1}`, "role", "has the wrong type"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			body := problemBody(t, e.do(http.MethodPost, c.path, tok, "application/json", c.body), http.StatusBadRequest)
-			errs, _ := body["errors"].([]any)
-			if len(errs) != 1 {
-				t.Fatalf("errors %v (detail %q), want one", body["errors"], body["detail"])
-			}
-			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != c.message {
-				t.Errorf("error %v, want field %q with message %q", f, c.field, c.message)
-			}
+			wantFieldError(t, problemBody(t, e.do(http.MethodPost, c.path, tok, "application/json", c.body), http.StatusBadRequest), c.field, c.message)
 		})
 	}
 	// Malformed JSON is not a validation error of a field.
@@ -111,14 +90,7 @@ func TestParameterGivenTwice(t *testing.T) {
 	p := e.product("1.00", 10)
 	wantOne := func(t *testing.T, res *http.Response, field string) {
 		t.Helper()
-		body := problemBody(t, res, http.StatusBadRequest)
-		errs, _ := body["errors"].([]any)
-		if len(errs) != 1 {
-			t.Fatalf("errors %v, want one", body["errors"])
-		}
-		if f := errs[0].(map[string]any); f["field"] != field || f["message"] != "must be given only once" {
-			t.Errorf("error %v, want field %q with message %q", f, field, "must be given only once")
-		}
+		wantFieldError(t, problemBody(t, res, http.StatusBadRequest), field, "must be given only once")
 	}
 	t.Run("query", func(t *testing.T) {
 		wantOne(t, e.do(http.MethodGet, "/api/orders?status=pending&status=expired", tok, "", ""), "status")
@@ -160,14 +132,7 @@ func TestMoneyErrorsSayTheRule(t *testing.T) {
 			"the order's total would be 19999999999.98, above the largest amount, 9999999999.99"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			body := problemBody(t, e.do(http.MethodPost, c.path, tok, "application/json", c.body), http.StatusBadRequest)
-			errs, _ := body["errors"].([]any)
-			if len(errs) != 1 {
-				t.Fatalf("errors %v, want one", body["errors"])
-			}
-			if f := errs[0].(map[string]any); f["field"] != c.field || f["message"] != c.message {
-				t.Errorf("error %v, want field %q with message %q", f, c.field, c.message)
-			}
+			wantFieldError(t, problemBody(t, e.do(http.MethodPost, c.path, tok, "application/json", c.body), http.StatusBadRequest), c.field, c.message)
 		})
 	}
 }
