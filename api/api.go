@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -47,9 +46,6 @@ type Handler struct {
 	logins    *loginLimiter
 	dummyOnce sync.Once
 	dummy     []byte
-
-	// lastPrune is when expired idempotency keys were last deleted (Unix nanoseconds).
-	lastPrune atomic.Int64
 }
 
 // NewHandler returns the API's handler on the database behind client and db (the same

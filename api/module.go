@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"go.uber.org/fx"
 	"golang.org/x/crypto/bcrypt"
@@ -22,7 +23,7 @@ import (
 // /openapi.yaml on the process's *http.ServeMux.
 var Module = fx.Module("api",
 	fx.Provide(NewHandler),
-	fx.Invoke(Prepare, Register, registerMetrics),
+	fx.Invoke(Prepare, Register, registerMetrics, runKeyPruner),
 )
 
 // Prepare applies pending migrations and ensures the admin account, before the server
@@ -52,6 +53,15 @@ func Register(mux *http.ServeMux, h *Handler, cfg *configuration.Config) error {
 		_, _ = w.Write(orderflow.OpenAPI)
 	})
 	return nil
+}
+
+// runKeyPruner deletes the expired Idempotency-Keys while the API runs (keyPruner).
+func runKeyPruner(lc fx.Lifecycle, pool *sql.DB, log *slog.Logger) {
+	p := newKeyPruner(pool, log, func() time.Time { return time.Now().UTC() })
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error { p.Start(); return nil },
+		OnStop:  p.Stop,
+	})
 }
 
 // EnsureAdmin creates the configured admin account, or brings the admin account with its

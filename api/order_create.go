@@ -91,9 +91,6 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 	if err != nil {
 		return nil, err
 	}
-	if key != "" {
-		h.pruneIdempotencyKeys(ctx)
-	}
 	return created(o), nil
 }
 
@@ -480,17 +477,4 @@ func explainRefusal(ctx context.Context, q querier, in orderInput) error {
 // actorHeaders names the user who caused an event, for the audit trail.
 func actorHeaders(userID int) map[string]string {
 	return map[string]string{"actor-user-id": strconv.Itoa(userID)}
-}
-
-// pruneIdempotencyKeys deletes expired keys, at most once a minute per process.
-func (h *Handler) pruneIdempotencyKeys(ctx context.Context) {
-	now := h.now()
-	last := h.lastPrune.Load()
-	if now.UnixNano()-last < int64(time.Minute) || !h.lastPrune.CompareAndSwap(last, now.UnixNano()) {
-		return
-	}
-	if _, err := h.db.ExecContext(ctx,
-		`DELETE FROM idempotency_keys WHERE created_at <= $1`, now.Add(-idempotencyKeyTTL)); err != nil {
-		h.log.WarnContext(ctx, "prune idempotency keys", "error", err)
-	}
 }
