@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"log/slog"
 	"path"
@@ -47,6 +48,11 @@ func Apply(ctx context.Context, db *sql.DB, log *slog.Logger) (applied int, err 
 
 // ApplyFS is Apply for the migration directory fsys (SQL files and atlas.sum at its root).
 func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (applied int, err error) {
+	return applyFS(ctx, db, fsys, log, lockTimeout)
+}
+
+// applyFS is ApplyFS waiting at most lockWait for another process's migration lock.
+func applyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger, lockWait time.Duration) (applied int, err error) {
 	dir, err := OpenDir(fsys)
 	if err != nil {
 		return 0, err
@@ -65,8 +71,11 @@ func ApplyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) (app
 	}
 	// The lock belongs to conn, and the unlock runs with the context given here: it must not
 	// be cancelled, or the connection would go back to the pool still holding the lock.
-	// lockTimeout bounds the wait instead.
-	unlock, err := drv.(schema.Locker).Lock(context.WithoutCancel(ctx), lockName, lockTimeout)
+	// lockWait bounds the wait instead.
+	unlock, err := drv.(schema.Locker).Lock(context.WithoutCancel(ctx), lockName, lockWait)
+	if errors.Is(err, schema.ErrLocked) {
+		return 0, lockHeld(ctx, conn, lockWait, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("take migration lock %q: %w", lockName, err)
 	}
@@ -392,22 +401,44 @@ func failed(f migrate.File, err error) error {
 	if len(stmt) > maxStmtChars {
 		stmt = append(stmt[:maxStmtChars], '…')
 	}
-	return stmtError{
+	return explainedError{
 		msg: fmt.Sprintf("apply migration %s: %s (statement: %s); the file was rolled back and the database is as it was: %s",
 			f.Name(), strings.Join(strings.Fields(reason), " "), string(stmt), todo),
 		err: se.Err,
 	}
 }
 
-// stmtError is the failure of a migration statement: a message for people, and the
-// database's error for errors.Is and errors.As.
-type stmtError struct {
+// lockHeld describes in one line the migration lock that another process held for longer
+// than wait, Atlas's error err: what happened, what to do, and the query that finds the
+// session holding it. Atlas's driver takes it as the advisory lock keyed by the 32-bit
+// FNV-1 hash of lockName, which pg_locks shows as its objid.
+func lockHeld(ctx context.Context, conn *sql.Conn, wait time.Duration, err error) error {
+	var name string
+	if qerr := conn.QueryRowContext(ctx, `SELECT current_database()`).Scan(&name); qerr != nil {
+		return fmt.Errorf("take migration lock %q: %w (look up the database name: %v)", lockName, err, qerr)
+	}
+	key := fnv.New32()
+	key.Write([]byte(lockName))
+	return explainedError{
+		msg: fmt.Sprintf("another process has been applying migrations to database %s for more than %s, and this one gave up waiting: "+
+			"start it again once the other has finished, or find the session that holds the migration lock with "+
+			"SELECT pid, application_name, client_addr, backend_start FROM pg_stat_activity WHERE datname = '%s' AND "+
+			"pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %d)",
+			name, wait, strings.ReplaceAll(name, "'", "''"), key.Sum32()),
+		err: err,
+	}
+}
+
+// explainedError is an error told for people in msg (a failed migration statement, a
+// migration lock held too long), which wraps the error err that caused it for errors.Is and
+// errors.As.
+type explainedError struct {
 	msg string
 	err error
 }
 
-func (e stmtError) Error() string { return e.msg }
-func (e stmtError) Unwrap() error { return e.err }
+func (e explainedError) Error() string { return e.msg }
+func (e explainedError) Unwrap() error { return e.err }
 
 // logger writes the executor's progress to slog.
 type logger struct {

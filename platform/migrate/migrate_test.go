@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -12,8 +13,10 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	atlasmigrate "ariga.io/atlas/sql/migrate"
+	"ariga.io/atlas/sql/schema"
 	"github.com/shopspring/decimal"
 
 	"orderflow/internal/testenv"
@@ -283,6 +286,51 @@ func TestConcurrentApplyAppliesOnce(t *testing.T) {
 	}
 	if want := len(embeddedFiles(t)); total != want {
 		t.Fatalf("%d files applied in total, want %d", total, want)
+	}
+}
+
+// TestApplyGivesUpOnAMigrationLockHeldLong: when another process (an api applying a long
+// migration, orderflow migrate, atlas migrate apply) holds the migration lock for longer than
+// Apply waits for it, Apply gives up with one line that says so, says what to do, and gives
+// the query that finds the session holding the lock.
+func TestApplyGivesUpOnAMigrationLockHeldLong(t *testing.T) {
+	ctx := context.Background()
+	cfg := testenv.EmptyDatabase(t)
+	// The lock of atlas migrate apply is the advisory lock keyed by the 32-bit FNV-1 hash
+	// of its name.
+	key := fnv.New32()
+	key.Write([]byte("atlas_migrate_execute"))
+	other, err := open(t, cfg.DSN()).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var holder int
+	if err := other.QueryRowContext(ctx, `SELECT pg_backend_pid() FROM pg_advisory_lock($1)`, int64(key.Sum32())).Scan(&holder); err != nil {
+		t.Fatalf("take the migration lock: %v", err)
+	}
+
+	db := open(t, cfg.DSN())
+	_, err = migrate.ApplyFSWaiting(ctx, db, migrations.FS, quiet, 2*time.Second)
+	if err == nil {
+		t.Fatal("apply while another session held the migration lock succeeded")
+	}
+	msg := err.Error()
+	const want = "another process has been applying migrations to database %s for more than 2s, and this one gave up waiting: " +
+		"start it again once the other has finished, or find the session that holds the migration lock with SELECT "
+	if !strings.HasPrefix(msg, fmt.Sprintf(want, cfg.Name)) || strings.Contains(msg, "\n") {
+		t.Fatalf("apply while another session held the migration lock = %q\nwant one line starting %q", msg, fmt.Sprintf(want, cfg.Name))
+	}
+	if !errors.Is(err, schema.ErrLocked) {
+		t.Errorf("apply = %v, which is not schema.ErrLocked", err)
+	}
+	var found int
+	query := msg[strings.Index(msg, "SELECT "):]
+	if err := db.QueryRowContext(ctx, `SELECT pid FROM (`+query+`) AS holders`).Scan(&found); err != nil || found != holder {
+		t.Errorf("%s = %d, %v; want the session that holds the lock, %d", query, found, err, holder)
+	}
+	if n, err := migrate.Pending(ctx, db); err != nil || len(n) != len(embeddedFiles(t)) {
+		t.Errorf("pending after apply gave up = %d files, %v; want all %d", len(n), err, len(embeddedFiles(t)))
 	}
 }
 
