@@ -177,4 +177,10 @@ func init() {
 	userDescEmail := userFields[1].Descriptor()
 	// user.EmailValidator is a validator for the "email" field. It is called by the builders before save.
 	user.EmailValidator = userDescEmail.Validators[0].(func(string) error)
+	// userDescTokenVersion is the schema descriptor for token_version field.
+	userDescTokenVersion := userFields[4].Descriptor()
+	// user.DefaultTokenVersion holds the default value on creation for the token_version field.
+	user.DefaultTokenVersion = userDescTokenVersion.Default.(int)
+	// user.TokenVersionValidator is a validator for the "token_version" field. It is called by the builders before save.
+	user.TokenVersionValidator = userDescTokenVersion.Validators[0].(func(int) error)
 }

@@ -233,6 +233,7 @@ var (
 		{Name: "email", Type: field.TypeString, Size: 100},
 		{Name: "password_hash", Type: field.TypeString},
 		{Name: "role", Type: field.TypeEnum, Enums: []string{"admin", "customer"}, Default: "customer"},
+		{Name: "token_version", Type: field.TypeInt, Default: 0},
 	}
 	// UsersTable holds the schema information for the "users" table.
 	UsersTable = &schema.Table{
@@ -311,9 +312,10 @@ func init() {
 		Table: "users",
 	}
 	UsersTable.Annotation.Checks = map[string]string{
-		"users_email_length": "char_length(email) <= 100",
-		"users_email_lower":  "email = lower(email)",
-		"users_name_length":  "char_length(name) BETWEEN 1 AND 100",
-		"users_role_valid":   "role IN ('admin', 'customer')",
+		"users_email_length":               "char_length(email) <= 100",
+		"users_email_lower":                "email = lower(email)",
+		"users_name_length":                "char_length(name) BETWEEN 1 AND 100",
+		"users_role_valid":                 "role IN ('admin', 'customer')",
+		"users_token_version_non_negative": "token_version >= 0",
 	}
 }

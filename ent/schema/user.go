@@ -25,6 +25,10 @@ func (User) Fields() []ent.Field {
 		field.String("email").MaxRuneLen(100),
 		field.String("password_hash").Sensitive(),
 		field.Enum("role").Values("admin", "customer").Default("customer"),
+		// Counts the changes of the password. A token names the version it was issued at,
+		// and is refused once the version has moved on: a changed password ends every
+		// session opened before it.
+		field.Int("token_version").NonNegative().Default(0),
 	}
 }
 
@@ -51,10 +55,11 @@ func (User) Annotations() []schema.Annotation {
 	return []schema.Annotation{
 		entsql.Table("users"),
 		entsql.Checks(map[string]string{
-			"users_name_length":  "char_length(name) BETWEEN 1 AND 100",
-			"users_email_length": "char_length(email) <= 100",
-			"users_email_lower":  "email = lower(email)",
-			"users_role_valid":   "role IN ('admin', 'customer')",
+			"users_name_length":                "char_length(name) BETWEEN 1 AND 100",
+			"users_email_length":               "char_length(email) <= 100",
+			"users_email_lower":                "email = lower(email)",
+			"users_role_valid":                 "role IN ('admin', 'customer')",
+			"users_token_version_non_negative": "token_version >= 0",
 		}),
 	}
 }

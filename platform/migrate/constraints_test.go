@@ -75,6 +75,8 @@ func TestConstraints(t *testing.T) {
 		"users_role_valid":                 {insertUser, []any{"Bo", "bo@x.io", "root"}, checkViolation, "users_role_valid"},
 		"users_email_key":                  {insertUser, []any{"Ada Two", "ada@x.io", "customer"}, uniqueViolation, "users_email_key"},
 		"users email unique ignoring case": {insertUser, []any{"Ada Two", "ADA@x.io", "customer"}, checkViolation, "users_email_lower"},
+		"users_token_version_non_negative": {
+			`UPDATE users SET token_version = -1 WHERE id = 1001`, nil, checkViolation, "users_token_version_non_negative"},
 		// products
 		"products_name_length empty":    {insertProduct, []any{"", nil, "1.00", 1}, checkViolation, "products_name_length"},
 		"products_name_length too long": {insertProduct, []any{long(101), nil, "1.00", 1}, checkViolation, "products_name_length"},
@@ -147,6 +149,7 @@ func TestConstraintsAcceptValidRows(t *testing.T) {
 	inTx(t, db, func(tx *sql.Tx) {
 		for _, s := range []violation{
 			{sql: insertUser, args: []any{strings.Repeat("a", 100), strings.Repeat("a", 95) + "@x.io", "admin"}},
+			{sql: `UPDATE users SET token_version = 0 WHERE id = 1001`},
 			{sql: insertProduct, args: []any{strings.Repeat("a", 100), strings.Repeat("a", 500), "0.00", 0}},
 			{sql: `UPDATE products SET stock = stock - 5 WHERE id = 1001`},
 			{sql: insertOrder, args: []any{1001, "0.00", "expired"}},

@@ -41,6 +41,7 @@ var upgradeRows = []struct {
 	  ('k', repeat('a', 64), now(), 501, 502),
 	  ('` + strings.Repeat("K", 255) + `', repeat('b', 64), now(), 503, 503)`},
 	{"20261205210253", `UPDATE outbox SET next_attempt_at = now() + interval '1 minute' WHERE published_at IS NULL`},
+	{"20261206115632", `UPDATE users SET token_version = 2 WHERE id = 502`},
 }
 
 // TestUpgradeFromEveryEarlierState migrates databases holding rows that each earlier version
