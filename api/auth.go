@@ -32,14 +32,15 @@ func (p Principal) IsAdmin() bool { return p.Role == domain.RoleAdmin }
 type principalKey struct{}
 
 // caller is the signed-in user of a request. HandleBearerAuth stores the verified token's
-// user id, and reads the user's row at once for every operation but CreateOrder, whose own
-// statement reads it too (OrderStatement): one round trip for both.
+// user id and version, and reads the user's row at once for every operation but
+// CreateOrder, whose own statement reads it too (OrderStatement): one round trip for both.
 type caller struct {
-	id   int
-	load func(ctx context.Context) (Principal, error)
-	once sync.Once
-	p    Principal
-	err  error
+	id      int
+	version int
+	load    func(ctx context.Context) (Principal, error)
+	once    sync.Once
+	p       Principal
+	err     error
 }
 
 // principalFrom returns the caller that HandleBearerAuth put into ctx, reading its user
@@ -53,21 +54,30 @@ func principalFrom(ctx context.Context) (Principal, error) {
 	return c.p, c.err
 }
 
-// callerID returns the user id of the caller's verified token, without reading the user.
-func callerID(ctx context.Context) (int, error) {
+// callerToken returns the user id and the version of the caller's verified token, without
+// reading the user.
+func callerToken(ctx context.Context) (id, version int, err error) {
 	c, ok := ctx.Value(principalKey{}).(*caller)
 	if !ok {
-		return 0, errUnauthorized
+		return 0, 0, errUnauthorized
 	}
-	return c.id, nil
+	return c.id, c.version, nil
 }
 
 // errTokenUserGone refuses the token of a user that no longer exists.
 var errTokenUserGone = fmt.Errorf("%w (the token's user no longer exists)", errUnauthorized)
 
+// errTokenPasswordChanged refuses a token issued before its user's password was changed:
+// its version is not the user's token_version.
+var errTokenPasswordChanged = problem(http.StatusUnauthorized,
+	"The token was issued before the user's password was changed; log in again.")
+
 // claims are the contents of an orderflow token.
 type claims struct {
 	Role string `json:"role"`
+	// Version is the user's token_version when the token was issued. Tokens issued before
+	// it was written lack it, and count as version 0.
+	Version int `json:"ver"`
 	jwt.RegisteredClaims
 }
 
@@ -87,6 +97,7 @@ type Tokens struct {
 // verifiedToken is what a checked token says.
 type verifiedToken struct {
 	userID  int
+	version int
 	expires time.Time
 }
 
@@ -111,11 +122,12 @@ func NewTokens(secret, issuer string, ttl time.Duration) *Tokens {
 	}
 }
 
-// Issue returns a signed token for the user and its expiry.
-func (t *Tokens) Issue(userID int, role string, now time.Time) (string, time.Time, error) {
+// Issue returns a signed token for the user at the given token version, and its expiry.
+func (t *Tokens) Issue(userID, version int, role string, now time.Time) (string, time.Time, error) {
 	exp := now.Add(t.ttl).Truncate(time.Second)
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{
-		Role: role,
+		Role:    role,
+		Version: version,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   strconv.Itoa(userID),
 			Issuer:    t.issuer,
@@ -130,29 +142,30 @@ func (t *Tokens) Issue(userID int, role string, now time.Time) (string, time.Tim
 	return s, exp, nil
 }
 
-// Verify checks a token's algorithm, signature, issuer and expiry and returns its user id.
-func (t *Tokens) Verify(token string) (int, error) {
+// Verify checks a token's algorithm, signature, issuer and expiry and returns its user id
+// and version. Whether the version is still the user's is for the caller to check.
+func (t *Tokens) Verify(token string) (userID, version int, err error) {
 	t.mu.RLock()
 	v, ok := t.verified[token]
 	t.mu.RUnlock()
 	if ok && time.Now().Before(v.expires) {
-		return v.userID, nil
+		return v.userID, v.version, nil
 	}
 	var c claims
 	if _, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.secret, nil }); err != nil {
-		return 0, fmt.Errorf("verify token: %w", err)
+		return 0, 0, fmt.Errorf("verify token: %w", err)
 	}
 	id, err := strconv.Atoi(c.Subject)
 	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("verify token: bad subject %q", c.Subject)
+		return 0, 0, fmt.Errorf("verify token: bad subject %q", c.Subject)
 	}
 	t.mu.Lock()
 	if len(t.verified) >= maxVerified {
 		clear(t.verified)
 	}
-	t.verified[token] = verifiedToken{userID: id, expires: c.ExpiresAt.Time}
+	t.verified[token] = verifiedToken{userID: id, version: c.Version, expires: c.ExpiresAt.Time}
 	t.mu.Unlock()
-	return id, nil
+	return id, c.Version, nil
 }
 
 // adminOperations are the operations only an admin may call. HandleBearerAuth refuses them to
@@ -171,22 +184,27 @@ var adminOperations = map[oas.OperationName]bool{
 }
 
 // HandleBearerAuth verifies the bearer token and reads its user, so that the token of a
-// deleted user stops working at once and a changed role applies at once, and refuses the
-// admin operations to other users. CreateOrder reads the user with its own statement
-// instead (OrderStatement).
+// deleted user, or one issued before the user's password was changed, stops working at once
+// and a changed role applies at once, and refuses the admin operations to other users.
+// CreateOrder reads the user with its own statement instead (OrderStatement).
 func (h *Handler) HandleBearerAuth(ctx context.Context, op oas.OperationName, t oas.BearerAuth) (context.Context, error) {
-	id, err := h.tokens.Verify(t.Token)
+	id, version, err := h.tokens.Verify(t.Token)
 	if err != nil {
 		return ctx, fmt.Errorf("%w: %w", errUnauthorized, err)
 	}
-	c := &caller{id: id, load: func(ctx context.Context) (Principal, error) {
+	c := &caller{id: id, version: version, load: func(ctx context.Context) (Principal, error) {
 		p := Principal{ID: id}
-		err := h.db.QueryRowContext(ctx, `SELECT name, role FROM users WHERE id = $1`, id).Scan(&p.Name, &p.Role)
+		var current int
+		err := h.db.QueryRowContext(ctx, `SELECT name, role, token_version FROM users WHERE id = $1`, id).
+			Scan(&p.Name, &p.Role, &current)
 		if errors.Is(err, sql.ErrNoRows) {
 			return Principal{}, errTokenUserGone
 		}
 		if err != nil {
 			return Principal{}, fmt.Errorf("load token user: %w", err)
+		}
+		if current != version {
+			return Principal{}, errTokenPasswordChanged
 		}
 		return p, nil
 	}}
@@ -243,7 +261,7 @@ func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginR
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(req.Password)) != nil {
 		return nil, errBadCredentials
 	}
-	token, exp, err := h.tokens.Issue(u.ID, string(u.Role), h.now())
+	token, exp, err := h.tokens.Issue(u.ID, u.TokenVersion, string(u.Role), h.now())
 	if err != nil {
 		return nil, err
 	}

@@ -167,17 +167,17 @@ func TestTokens(t *testing.T) {
 func TestTokenExpiresWhileRemembered(t *testing.T) {
 	t.Parallel()
 	tokens := NewTokens("orderflow-test-jwt-secret-0123456789abcdef", "orderflow", 2*time.Second)
-	tok, exp, err := tokens.Issue(7, "customer", time.Now())
+	tok, exp, err := tokens.Issue(7, 3, "customer", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 2 { // the second time from the cache
-		if id, err := tokens.Verify(tok); err != nil || id != 7 {
-			t.Fatalf("fresh token: %d, %v", id, err)
+		if id, version, err := tokens.Verify(tok); err != nil || id != 7 || version != 3 {
+			t.Fatalf("fresh token: user %d version %d, %v; want user 7 version 3", id, version, err)
 		}
 	}
 	time.Sleep(time.Until(exp) + 50*time.Millisecond)
-	if _, err := tokens.Verify(tok); err == nil {
+	if _, _, err := tokens.Verify(tok); err == nil {
 		t.Fatal("an expired token is still accepted")
 	}
 }
@@ -188,11 +188,11 @@ func TestTokenExpiresWhileRemembered(t *testing.T) {
 func TestTokenFromAClockAhead(t *testing.T) {
 	t.Parallel()
 	tokens := NewTokens("orderflow-test-jwt-secret-0123456789abcdef", "orderflow", time.Hour)
-	tok, _, err := tokens.Issue(7, "customer", time.Now().Add(30*time.Second))
+	tok, _, err := tokens.Issue(7, 0, "customer", time.Now().Add(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id, err := tokens.Verify(tok); err != nil || id != 7 {
+	if id, _, err := tokens.Verify(tok); err != nil || id != 7 {
 		t.Fatalf("token issued 30s ahead: %d, %v; want user 7", id, err)
 	}
 }

@@ -101,7 +101,7 @@ func BenchmarkPlaceOrderSQL(b *testing.B) {
 				its = append(its, domain.Item{ProductID: p2, Quantity: 2})
 			}
 			i++
-			if _, err := e.h.storeOrder(ctx, custID, custID, its, "", ""); err != nil {
+			if _, err := e.h.storeOrder(ctx, orderInput{callerID: custID, userID: custID, items: its}, "", ""); err != nil {
 				b.Error(err)
 				return
 			}

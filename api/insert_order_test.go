@@ -117,18 +117,18 @@ func TestOrderStatementReadsOnlyItsProducts(t *testing.T) {
 		{
 			"OrderStatement",
 			`PREPARE order_statement(bigint, bigint, bigint[], bigint[], timestamptz, numeric, uuid, text, text,
-				jsonb, jsonb, text, text) AS ` + OrderStatement,
+				jsonb, jsonb, text, text, bigint) AS ` + OrderStatement,
 			fmt.Sprintf(`EXPLAIN EXECUTE order_statement(%d, %d, '{%d,%d}', '{1,1}', now(), %s,
-				gen_random_uuid(), 'OrderCreated', 'order.created', '{"data": null}', NULL, '', 'admin')`, cust, cust, a, b, maxTotal),
+				gen_random_uuid(), 'OrderCreated', 'order.created', '{"data": null}', NULL, '', 'admin', 0)`, cust, cust, a, b, maxTotal),
 		},
 		{
 			"GroupStatement",
 			`PREPARE group_statement(bigint[], bigint[], timestamptz[], uuid[], text[], text[], text[], text[], text[],
-				bigint[], bigint[], bigint[], numeric, text) AS ` + GroupStatement,
+				bigint[], bigint[], bigint[], numeric, text, bigint[]) AS ` + GroupStatement,
 			fmt.Sprintf(`EXPLAIN EXECUTE group_statement('{%[1]d,%[1]d}', '{%[1]d,%[1]d}', ARRAY[now(), now()],
 				ARRAY[gen_random_uuid(), gen_random_uuid()], '{OrderCreated,OrderCreated}', '{order.created,order.created}',
 				ARRAY['{"data": null}', '{"data": null}'], '{NULL,NULL}', '{"",""}', '{1,1,2}', '{%[2]d,%[3]d,%[2]d}', '{1,1,1}',
-				%[4]s, 'admin')`, cust, a, b, maxTotal),
+				%[4]s, 'admin', '{0,0}')`, cust, a, b, maxTotal),
 		},
 	} {
 		if _, err := conn.ExecContext(ctx, st.prepare); err != nil {

@@ -232,6 +232,7 @@ func groupArgs(group []*orderJob) []any {
 	n := len(group)
 	var (
 		callers, users        = make([]int64, n), make([]int64, n)
+		versions              = make([]int64, n)
 		nows                  = make([]time.Time, n)
 		eventIDs              = make([]uuid.UUID, n)
 		types, keys, payloads = make([]string, n), make([]string, n), make([]string, n)
@@ -241,7 +242,7 @@ func groupArgs(group []*orderJob) []any {
 		quantities            []int64
 	)
 	for i, j := range group {
-		callers[i], users[i], nows[i] = int64(j.callerID), int64(j.userID), j.now
+		callers[i], versions[i], users[i], nows[i] = int64(j.callerID), int64(j.callerVersion), int64(j.userID), j.now
 		eventIDs[i], types[i], keys[i], payloads[i] = j.ev.EventID, j.ev.EventType, j.ev.RoutingKey, string(j.ev.Payload)
 		headers[i], createdAt[i] = j.eventHeaders(), j.eventCreatedAt()
 		for _, it := range j.items {
@@ -251,7 +252,7 @@ func groupArgs(group []*orderJob) []any {
 		}
 	}
 	return []any{callers, users, nows, eventIDs, types, keys, payloads, headers, createdAt,
-		lineOrder, products, quantities, maxTotal, domain.RoleAdmin}
+		lineOrder, products, quantities, maxTotal, domain.RoleAdmin, versions}
 }
 
 // insertEach runs OrderStatement for every order of group in one pipeline, which PostgreSQL
@@ -298,10 +299,10 @@ func insertEach(ctx context.Context, c *pgx.Conn, group []*orderJob) error {
 //
 // Its parameters list the orders, one element per order: callers $1, users $2, times $3,
 // OrderCreated event ids $4, types $5, routing keys $6, envelopes $7, headers $8 (NULL for
-// none) and the events' createdAt $9. The items follow, one element per item: the order's
-// place in the lists above (from 1) $10, product $11, quantity $12. $13 is the largest
-// total and $14 the admin role. One row is returned per item: the order's place, then what
-// OrderStatement returns.
+// none) and the events' createdAt $9, and the versions of the callers' tokens $15. The items
+// follow, one element per item: the order's place in the lists above (from 1) $10, product
+// $11, quantity $12. $13 is the largest total and $14 the admin role. One row is returned
+// per item: the order's place, then what OrderStatement returns.
 //
 // It checks, locks and reserves as OrderStatement does, but once for every product that
 // the orders share: a product's stock must cover the quantity of all the orders, and it is
@@ -310,14 +311,14 @@ func insertEach(ctx context.Context, c *pgx.Conn, group []*orderJob) error {
 // orders' ids are drawn in the orders' order, and their events are written in it.
 const GroupStatement = `
 	WITH ord AS (
-		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-			WITH ORDINALITY AS o(caller_id, user_id, at, event_id, event_type, routing_key, payload, headers, created_text, k)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $15::bigint[])
+			WITH ORDINALITY AS o(caller_id, user_id, at, event_id, event_type, routing_key, payload, headers, created_text, caller_version, k)
 	), req AS (
 		SELECT * FROM unnest($10::bigint[], $11::bigint[], $12::bigint[]) WITH ORDINALITY AS r(k, product_id, quantity, n)
 	), buyer AS (
 		SELECT ord.k, u.name FROM ord
 		JOIN users u ON u.id = ord.user_id AND u.id = ANY($2::bigint[])
-		JOIN users c ON c.id = ord.caller_id AND c.id = ANY($1::bigint[])
+		JOIN users c ON c.id = ord.caller_id AND c.id = ANY($1::bigint[]) AND c.token_version = ord.caller_version
 		WHERE c.id = u.id OR c.role = $14
 	), locked AS (
 		SELECT id, stock, name, price FROM products WHERE id = ANY($11::bigint[]) ORDER BY id FOR NO KEY UPDATE

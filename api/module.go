@@ -66,10 +66,11 @@ func runKeyPruner(lc fx.Lifecycle, pool *sql.DB, log *slog.Logger) {
 
 // EnsureAdmin creates the configured admin account, or brings the admin account with its
 // e-mail address up to date: configured name, and a new bcrypt hash only if the configured
-// password no longer matches the stored one. It never makes an existing account an admin:
-// when the address belongs to a customer (who may have taken it after the administrator
-// moved to another), start-up fails, since resetting that account's password and role
-// would hand the customer's own sessions an admin's rights.
+// password no longer matches the stored one, which ends the admin's tokens issued before
+// it. It never makes an existing account an admin: when the address belongs to a customer
+// (who may have taken it after the administrator moved to another), start-up fails, since
+// resetting that account's password and role would hand the customer's own sessions an
+// admin's rights.
 func EnsureAdmin(ctx context.Context, client *ent.Client, admin configuration.Admin, cost int, log *slog.Logger) error {
 	email, err := normalizeEmail(admin.Email)
 	if err != nil {
@@ -120,7 +121,7 @@ func EnsureAdmin(ctx context.Context, client *ent.Client, admin configuration.Ad
 		if err != nil {
 			return fmt.Errorf("hash admin password: %w", err)
 		}
-		upd.SetPasswordHash(string(hash))
+		upd.SetPasswordHash(string(hash)).AddTokenVersion(1)
 		changed = true
 	}
 	if !changed {

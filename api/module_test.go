@@ -247,7 +247,7 @@ func TestDatabaseUnavailable(t *testing.T) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 
-	tok, _, err := h.Tokens().Issue(1, "admin", time.Now())
+	tok, _, err := h.Tokens().Issue(1, 0, "admin", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params 
 
 func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
 	// The caller's user is read by the order statement (or, with an Idempotency-Key, below).
-	callerID, err := callerID(ctx)
+	callerID, callerVersion, err := callerToken(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,8 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 
 	key, hash := "", ""
 	if params.IdempotencyKey.Set {
-		// A replay answers before the order statement, which would refuse a deleted caller.
+		// A replay answers before the order statement, which would refuse a deleted caller
+		// or a token issued before the caller's password was changed.
 		if _, err := principalFrom(ctx); err != nil {
 			return nil, err
 		}
@@ -76,7 +77,7 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 		}
 	}
 
-	o, err := h.storeOrder(ctx, callerID, userID, items, key, hash)
+	o, err := h.storeOrder(ctx, orderInput{callerID: callerID, callerVersion: callerVersion, userID: userID, items: items}, key, hash)
 	if errors.Is(err, errIdempotencyConflict) {
 		o, err := h.replay(ctx, callerID, key, hash)
 		if o == nil && err == nil {
@@ -144,21 +145,22 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 	return o, err
 }
 
-// storeOrder places the order of userID for items, made by callerID: one statement
-// (OrderStatement) checks the caller and the user, reserves the stock, inserts the order and
-// its items at the products' current prices and writes the OrderCreated event to the
-// outbox. The intake runs it, for several orders that wait together in one transaction.
-// With an Idempotency-Key the statement runs in a transaction of its own that also stores
-// the key. When the statement stores nothing, a second query says why.
+// storeOrder places the order of in.userID for in.items, made by in.callerID with a token of
+// in.callerVersion: one statement (OrderStatement) checks the caller and the user, reserves
+// the stock, inserts the order and its items at the products' current prices and writes the
+// OrderCreated event to the outbox. The intake runs it, for several orders that wait
+// together in one transaction. With an Idempotency-Key the statement runs in a transaction
+// of its own that also stores the key. When the statement stores nothing, a second query
+// says why.
 //
 // Before the statement, storeOrder takes this process's locks on the products, and releases
 // them once the rows are released in PostgreSQL.
-func (h *Handler) storeOrder(ctx context.Context, callerID, userID int, items []domain.Item, key, hash string) (*oas.Order, error) {
-	ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(callerID))
+func (h *Handler) storeOrder(ctx context.Context, in orderInput, key, hash string) (*oas.Order, error) {
+	ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(in.callerID))
 	if err != nil {
 		return nil, fmt.Errorf("write OrderCreated: %w", err)
 	}
-	in := orderInput{callerID: callerID, userID: userID, items: items, ids: productIDs(items), ev: ev}
+	in.ids, in.ev = productIDs(in.items), ev
 	o, err := h.insertUnderStockLocks(ctx, in, key, hash)
 	if err != nil {
 		return nil, err
@@ -246,15 +248,16 @@ func storeIdempotencyKey(ctx context.Context, tx *ent.Tx, callerID int, key, has
 	return nil
 }
 
-// orderInput is one order as OrderStatement stores it: callerID places the order of userID
-// for items (of products ids, in the items' order) at now. ev is its OrderCreated row without
-// the data, which the statement fills in.
+// orderInput is one order as OrderStatement stores it: callerID, with a token of
+// callerVersion, places the order of userID for items (of products ids, in the items' order)
+// at now. ev is its OrderCreated row without the data, which the statement fills in.
 type orderInput struct {
-	callerID, userID int
-	items            []domain.Item
-	ids              []int64
-	now              time.Time
-	ev               outbox.Row
+	callerID, callerVersion int
+	userID                  int
+	items                   []domain.Item
+	ids                     []int64
+	now                     time.Time
+	ev                      outbox.Row
 }
 
 // insertOrder runs OrderStatement for in on q and returns the stored order, or nil when the
@@ -275,7 +278,7 @@ func (in orderInput) args() []any {
 		qty[i] = int64(it.Quantity)
 	}
 	return []any{in.callerID, in.userID, in.ids, qty, in.now, maxTotal, in.ev.EventID, in.ev.EventType, in.ev.RoutingKey,
-		string(in.ev.Payload), in.eventHeaders(), in.eventCreatedAt(), domain.RoleAdmin}
+		string(in.ev.Payload), in.eventHeaders(), in.eventCreatedAt(), domain.RoleAdmin, in.callerVersion}
 }
 
 // eventHeaders are the headers of in's OrderCreated row as a parameter: nil (SQL NULL) for
@@ -347,13 +350,14 @@ var maxTotal = domain.MaxMoney.String()
 // as the reference for order intake). Caller $1 places an order for user $2 of products $3
 // in quantities $4 at $5; $6 is the largest total. The OrderCreated outbox row has event id
 // $7, type $8, routing key $9, headers $11 and envelope $10, whose data the statement builds
-// with the event's createdAt $12. $13 is the admin role. One row is returned per item: the
-// order's id, total and user name, and the item's id, product id, product name, quantity
-// and unit price.
+// with the event's createdAt $12. $13 is the admin role, and $14 the version of the caller's
+// token. One row is returned per item: the order's id, total and user name, and the item's
+// id, product id, product name, quantity and unit price.
 //
-// It stores nothing, and returns no row, unless the caller exists and is the user or an
-// admin, the user and every product exist, every product has enough stock and the total is
-// at most $6; explainRefusal then says which failed.
+// It stores nothing, and returns no row, unless the caller exists, its token_version is $14
+// (its password has not changed since the token was issued) and it is the user or an admin,
+// the user and every product exist, every product has enough stock and the total is at most
+// $6; explainRefusal then says which failed.
 //
 // The products are locked in id order first, so that two orders never wait for each other,
 // and the stock of all of them is checked under the locks before any is reserved. The
@@ -369,7 +373,7 @@ const OrderStatement = `
 	WITH req AS (
 		SELECT * FROM unnest($3::bigint[], $4::bigint[]) WITH ORDINALITY AS r(product_id, quantity, n)
 	), buyer AS (
-		SELECT u.name FROM users u JOIN users c ON c.id = $1
+		SELECT u.name FROM users u JOIN users c ON c.id = $1 AND c.token_version = $14
 		WHERE u.id = $2 AND (c.id = u.id OR c.role = $13)
 	), locked AS (
 		SELECT id, stock, name, price FROM products WHERE id = ANY($3::bigint[]) ORDER BY id FOR NO KEY UPDATE
@@ -406,14 +410,14 @@ const OrderStatement = `
 	FROM o, buyer, items JOIN priced ON priced.product_id = items.product_id`
 
 // explainRefusal says why OrderStatement stored nothing, checking what it checked in the
-// order the answers take precedence: the caller is gone (401) or a customer ordering for
-// someone else (403), the user or a product does not exist or the total is too large
-// (400), a product has too little stock (409). A refusal that no longer shows (the stock
-// came back meanwhile) is a 409 too.
+// order the answers take precedence: the caller is gone or its token was issued before its
+// password was changed (401), a customer ordering for someone else (403), the user or a
+// product does not exist or the total is too large (400), a product has too little stock
+// (409). A refusal that no longer shows (the stock came back meanwhile) is a 409 too.
 func explainRefusal(ctx context.Context, q querier, in orderInput) error {
 	callerID, userID, items := in.callerID, in.userID, in.items
 	rows, err := q.QueryContext(ctx, `
-		SELECT c.role, u.id, p.id, p.price, p.stock
+		SELECT c.role, c.token_version, u.id, p.id, p.price, p.stock
 		FROM (SELECT) one
 		LEFT JOIN users c ON c.id = $1
 		LEFT JOIN users u ON u.id = $2
@@ -428,6 +432,7 @@ func explainRefusal(ctx context.Context, q querier, in orderInput) error {
 	}
 	var (
 		role     sql.NullString
+		version  sql.NullInt64
 		user     sql.NullInt64
 		products = make(map[int]product, len(items))
 	)
@@ -437,7 +442,7 @@ func explainRefusal(ctx context.Context, q querier, in orderInput) error {
 			price decimal.NullDecimal
 			stock sql.NullInt64
 		)
-		if err := rows.Scan(&role, &user, &id, &price, &stock); err != nil {
+		if err := rows.Scan(&role, &version, &user, &id, &price, &stock); err != nil {
 			return fmt.Errorf("check refused order: %w", err)
 		}
 		if id.Valid {
@@ -450,6 +455,8 @@ func explainRefusal(ctx context.Context, q querier, in orderInput) error {
 	switch {
 	case !role.Valid:
 		return errTokenUserGone
+	case version.Int64 != int64(in.callerVersion):
+		return errTokenPasswordChanged
 	case userID != callerID && !(Principal{Role: role.String}).IsAdmin():
 		return problem(http.StatusForbidden, "A customer may only order for itself.")
 	case !user.Valid:

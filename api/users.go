@@ -171,8 +171,8 @@ func (h *Handler) CreateUser(ctx context.Context, req *oas.UserCreate) (*oas.Use
 	return &oas.UserHeaders{Location: "/api/users/" + strconv.Itoa(u.ID), Response: userOut(u)}, nil
 }
 
-// UpdateUser replaces a user's name and e-mail address, and optionally the password and
-// (admin only) the role.
+// UpdateUser replaces a user's name and e-mail address, and optionally the password, which
+// ends the tokens issued before it, and (admin only) the role.
 func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oas.UpdateUserParams) (*oas.User, error) {
 	p, err := principalFrom(ctx)
 	if err != nil {
@@ -202,7 +202,9 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 		if err != nil {
 			return nil, err
 		}
-		upd.SetPasswordHash(hash)
+		// Counted in the same update as the hash: counted apart, a login with the old
+		// password between the two writes could get a token of the new version.
+		upd.SetPasswordHash(hash).AddTokenVersion(1)
 	}
 	if req.Role.Set {
 		upd.SetRole(user.Role(req.Role.Value))

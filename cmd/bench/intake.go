@@ -72,9 +72,10 @@ func pgbenchScript() (string, error) {
 		"'" + headers + "'",
 		"'" + at.Format(time.RFC3339Nano) + "'", // $12 createdAt
 		"'" + domain.RoleAdmin + "'",            // $13
+		"0",                                     // $14 caller's token version
 	}
 	stmt := api.OrderStatement
-	for n := len(params); n >= 1; n-- { // $13 before $1
+	for n := len(params); n >= 1; n-- { // $14 before $1
 		stmt = strings.ReplaceAll(stmt, "$"+strconv.Itoa(n), params[n-1])
 	}
 	return `\set uid random(:ufirst, :ufirst + :users - 1)
