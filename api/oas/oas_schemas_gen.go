@@ -1243,8 +1243,10 @@ func (s *UserHeaders) SetResponse(val User) {
 
 // Ref: #/components/schemas/UserUpdate
 type UserUpdate struct {
-	Name     string    `json:"name"`
-	Email    string    `json:"email"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+	// A new password. It ends every token issued for the user before it, the one that sends this request
+	// included: they get 401, and the user logs in again.
 	Password OptString `json:"password"`
 	Role     OptRole   `json:"role"`
 }
