@@ -21,32 +21,31 @@ const (
 )
 
 // keyPruner deletes the Idempotency-Keys older than idempotencyKeyTTL, apart from the
-// requests: at start and then every interval, in chunks. The requests already treat an
-// expired key as unknown (replay, claimIdempotencyKey, storeIdempotencyKey), so pruning
+// requests: at start and then every keyPruneInterval, in chunks. The requests already treat
+// an expired key as unknown (replay, claimIdempotencyKey, storeIdempotencyKey), so pruning
 // only frees the space. The API processes prune side by side: each skips the keys another
 // is deleting.
 type keyPruner struct {
-	db       *sql.DB
-	log      *slog.Logger
-	now      func() time.Time
-	interval time.Duration
-	chunk    int
+	db    *sql.DB
+	log   *slog.Logger
+	chunk int
 
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func newKeyPruner(pool *sql.DB, log *slog.Logger, now func() time.Time) *keyPruner {
-	return &keyPruner{db: pool, log: log, now: now, interval: keyPruneInterval, chunk: keyPruneChunk}
+func newKeyPruner(pool *sql.DB, log *slog.Logger) *keyPruner {
+	return &keyPruner{db: pool, log: log, chunk: keyPruneChunk}
 }
 
-// Start starts the loop in a goroutine and returns at once. Start must be called at most once.
+// Start starts the loop, a pass at once and then one every keyPruneInterval, in a goroutine
+// and returns at once. Start must be called at most once.
 func (p *keyPruner) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
 	go func() {
 		defer close(p.done)
-		t := time.NewTicker(p.interval)
+		t := time.NewTicker(keyPruneInterval)
 		defer t.Stop()
 		for {
 			p.prune(ctx)
@@ -77,7 +76,7 @@ func (p *keyPruner) Stop(ctx context.Context) error {
 // prune deletes the expired keys a chunk at a time, and returns how many it deleted. A
 // failed statement is logged and ends the pass; the next pass starts over.
 func (p *keyPruner) prune(ctx context.Context) int64 {
-	cutoff := p.now().Add(-idempotencyKeyTTL)
+	cutoff := time.Now().Add(-idempotencyKeyTTL)
 	total := int64(0)
 	for ctx.Err() == nil {
 		var n int64

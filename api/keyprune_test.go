@@ -79,7 +79,7 @@ func TestKeyPrunerDeletesInChunks(t *testing.T) {
 	if _, err := tx.Exec(`SELECT FROM idempotency_keys WHERE key = 'expired-7' FOR UPDATE`); err != nil {
 		t.Fatal(err)
 	}
-	p := newKeyPruner(pool, discard(), func() time.Time { return time.Now().UTC() })
+	p := newKeyPruner(pool, discard())
 	p.chunk = 2
 	if n := p.prune(ctx); n != 6 {
 		t.Errorf("pruned %d keys, want the 6 expired ones not held by another transaction", n)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"go.uber.org/fx"
 	"golang.org/x/crypto/bcrypt"
@@ -57,7 +56,7 @@ func Register(mux *http.ServeMux, h *Handler, cfg *configuration.Config) error {
 
 // runKeyPruner deletes the expired Idempotency-Keys while the API runs (keyPruner).
 func runKeyPruner(lc fx.Lifecycle, pool *sql.DB, log *slog.Logger) {
-	p := newKeyPruner(pool, log, func() time.Time { return time.Now().UTC() })
+	p := newKeyPruner(pool, log)
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error { p.Start(); return nil },
 		OnStop:  p.Stop,
