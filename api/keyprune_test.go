@@ -2,15 +2,10 @@ package api
 
 import (
 	"database/sql"
-	"net/http"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
-
-	"orderflow/platform/db"
 )
 
 // keyFixture stores, for a new user, expired Idempotency-Keys named expired-1..expired-N
@@ -44,13 +39,7 @@ func TestExpiredKeysArePrunedWithoutRequests(t *testing.T) {
 	t.Parallel()
 	cfg, pool, _ := openDatabase(t)
 	keyFixture(t, pool, 3)
-	app := fxtest.New(t,
-		fx.Supply(cfg, discard()),
-		fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
-		db.Module,
-		fx.Provide(http.NewServeMux),
-		Module,
-	)
+	app := fxtest.New(t, moduleApp(cfg))
 	app.RequireStart()
 	defer app.RequireStop()
 	deadline := time.Now().Add(10 * time.Second)

@@ -26,17 +26,22 @@ import (
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func TestModuleValidates(t *testing.T) {
-	t.Parallel()
-	cfg := configuration.Defaults()
-	err := fx.ValidateApp(
+// moduleApp is the api process's app without its HTTP server: Module on cfg's database, with
+// the serve mux it registers on, a discarding logger and a registry of its own.
+func moduleApp(cfg *configuration.Config) fx.Option {
+	return fx.Options(
+		fx.Supply(cfg, discard()),
 		fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
-		fx.Supply(&cfg, discard()),
 		db.Module,
 		fx.Provide(http.NewServeMux),
 		Module,
 	)
-	if err != nil {
+}
+
+func TestModuleValidates(t *testing.T) {
+	t.Parallel()
+	cfg := configuration.Defaults()
+	if err := fx.ValidateApp(moduleApp(&cfg)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -48,14 +53,7 @@ func TestModuleStartsOnEmptyDatabase(t *testing.T) {
 	cfg := testenv.Config(t)
 	cfg.Database = testenv.EmptyDatabase(t)
 	var mux *http.ServeMux
-	app := fxtest.New(t,
-		fx.Supply(cfg, discard()),
-		fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
-		db.Module,
-		fx.Provide(http.NewServeMux),
-		Module,
-		fx.Populate(&mux),
-	)
+	app := fxtest.New(t, moduleApp(cfg), fx.Populate(&mux))
 	app.RequireStart()
 	defer app.RequireStop()
 	srv := httptest.NewServer(mux)
