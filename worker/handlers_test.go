@@ -408,6 +408,37 @@ func TestOrderExpiredDuringPaymentIsNotCompleted(t *testing.T) {
 	mustEqual(t, "log lines", len(logs.lines(t, "payment succeeded but the order is no longer processing: nothing to complete")), 1)
 }
 
+// TestOrderDeletedDuringPaymentIsDroppedWithAWarning: an administrator deletes an order while
+// its payment runs. The payment then has nothing to complete: the delivery is acknowledged,
+// no event is written, and the log says that the order no longer exists rather than that it
+// moved on to another status.
+func TestOrderDeletedDuringPaymentIsDroppedWithAWarning(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	log, logs := newLogger()
+	w := worker.New(s.client, log, worker.Options{
+		PaymentDelay:          300 * time.Millisecond,
+		CompletionProbability: 1,
+	})
+	created := s.newOrder(t, s.newUser(t, "Dana Scott"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+	errc := make(chan error, 1)
+	go func() { errc <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
+	testutil.Eventually(t, 10*time.Second, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
+	if err := s.client.Order.DeleteOneID(created.OrderID).Exec(context.Background()); err != nil {
+		t.Fatalf("delete order: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("handle: %v, want nil (ack)", err)
+	}
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 0)
+	lines := logs.lines(t, "payment succeeded but the order no longer exists: nothing to complete")
+	if len(lines) != 1 || lines[0]["level"] != "WARN" {
+		t.Fatalf("log lines saying the order no longer exists: %v, want one warning", lines)
+	}
+	mustEqual(t, "lines saying the order moved on", len(logs.lines(t, msgTooLate)), 0)
+}
+
 func TestEventsForMissingOrderAreAcknowledged(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)

@@ -107,6 +107,12 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 	}
 	if !completed {
 		payments.WithLabelValues("too_late").Inc()
+		// An order deleted during its payment (an administrator's DELETE) is told apart from
+		// one that moved on, for whoever looks for it in the log.
+		if _, err := w.status(ctx, e.OrderID); errors.Is(err, errOrderGone) {
+			log.WarnContext(ctx, "payment succeeded but the order no longer exists: nothing to complete")
+			return nil
+		}
 		log.InfoContext(ctx, "payment succeeded but the order is no longer processing: nothing to complete")
 		return nil
 	}
