@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -544,6 +545,50 @@ func TestPoisonMessage(t *testing.T) {
 		if n := seen.get(id); n != 1 {
 			t.Errorf("%s message delivered %d times, want 1", id, n)
 		}
+	}
+}
+
+// TestDeliveryLimitIsLogged: the last failure of a message that keeps failing, after which
+// the broker dead-letters it instead of delivering it again, is logged as such, with the
+// message id, so that the log of a message found in the dead-letter queue does not end with
+// its being requeued.
+func TestDeliveryLimitIsLogged(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	const limit = 2
+	out := &testutil.Buffer{}
+	c := startConnLogging(t, cfg, Options{Queues: testQueues(), DeliveryLimit: limit}, slog.New(slog.NewJSONHandler(out, nil)))
+	cons := NewConsumer(c, "c", 5, func(context.Context, Delivery) error { return errors.New("database unavailable") })
+	cons.requeueDelay = 50 * time.Millisecond
+	cons.Start()
+	defer cons.Stop(context.Background())
+	poison := message(testKey, 1)
+	poison.ID = "poison"
+	if err := NewPublisher(c).Publish(context.Background(), poison); err != nil {
+		t.Fatal(err)
+	}
+	dlq := DeadLetterQueue(c.Topology().QueueName("c"))
+	ch := testenv.AdminChannel(t, cfg)
+	testutil.Eventually(t, 20*time.Second, "the message dead-lettered", func() bool { return queueLength(t, ch, dlq) == 1 })
+
+	var requeued, deadLettered []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch rec["msg"] {
+		case "handler failed, message requeued":
+			requeued = append(requeued, rec)
+		case "handler failed, message dead-lettered: delivery limit reached":
+			deadLettered = append(deadLettered, rec)
+		}
+	}
+	if len(requeued) != limit || len(deadLettered) != 1 {
+		t.Fatalf("%d lines of a requeue and %d of a dead letter, want %d and 1; log:\n%s", len(requeued), len(deadLettered), limit, out.String())
+	}
+	if rec := deadLettered[0]; rec["level"] != "ERROR" || rec["message_id"] != "poison" || rec["error"] != "database unavailable" {
+		t.Errorf("dead-letter line %v, want an error naming the message and the handler's error", rec)
 	}
 }
 

@@ -355,6 +355,12 @@ func (c *Consumer) handle(parent context.Context, d amqp.Delivery) {
 		outcome = "requeue"
 		c.log.InfoContext(ctx, "handler interrupted by the stop deadline, message requeued", "message_id", d.MessageId, "error", err)
 		ackErr = d.Reject(true /* requeue */)
+	case count >= int64(c.conn.topology.DeliveryLimit):
+		// The queue has delivered the message as often as its limit allows: requeued, it goes
+		// to the dead-letter queue instead (x-first-death-reason delivery_limit).
+		outcome = "dead_letter"
+		c.log.ErrorContext(ctx, "handler failed, message dead-lettered: delivery limit reached", "message_id", d.MessageId, "delivery_count", count, "error", err)
+		ackErr = d.Reject(true /* requeue */)
 	default:
 		outcome = "requeue"
 		c.log.WarnContext(ctx, "handler failed, message requeued", "message_id", d.MessageId, "delivery_count", count, "error", err)
