@@ -170,6 +170,82 @@ func TestDeleteOrder(t *testing.T) {
 	}
 }
 
+// TestAdminActionsWaitingForAnExpiryReleaseNothingMore: an admin deletes, or expires, a
+// processing order while the cron job's sweep is expiring it (the sweep holds the order's
+// row, has released its stock and not yet committed). The request waits for the sweep and
+// then finds the order expired, so the stock is given back once, by the sweep, and the
+// order has one OrderExpired event.
+func TestAdminActionsWaitingForAnExpiryReleaseNothingMore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	pid := e.product("1.00", 100)
+	actions := map[string]func(id int) error{
+		"delete": func(id int) error { return e.admin.DeleteOrder(ctx, oas.DeleteOrderParams{ID: id}) },
+		"expire": func(id int) error {
+			_, err := e.admin.UpdateOrderStatus(ctx, &oas.OrderStatusUpdate{Status: oas.OrderStatusExpired}, oas.UpdateOrderStatusParams{ID: id})
+			return err
+		},
+	}
+	for name, action := range actions {
+		t.Run(name, func(t *testing.T) {
+			o := e.orderIn(cust, pid, 3, oas.OrderStatusProcessing)
+			before := e.stock(pid)
+
+			// What one batch of the sweep does to the order, in one transaction.
+			sweep, err := e.db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = sweep.Rollback() }()
+			for _, q := range []string{
+				`SELECT id FROM orders WHERE id = $1 AND status = 'processing' FOR NO KEY UPDATE SKIP LOCKED`,
+				`UPDATE orders SET status = 'expired', updated_at = now() WHERE id = $1 AND status = 'processing'`,
+				`UPDATE products p SET stock = p.stock + i.quantity FROM order_items i WHERE i.order_id = $1 AND p.id = i.product_id`,
+				`INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload)
+					VALUES (now(), gen_random_uuid(), '` + events.TypeOrderExpired + `', 'order.expired', jsonb_build_object('data', jsonb_build_object('orderId', $1::bigint)))`,
+			} {
+				if _, err := sweep.ExecContext(ctx, q, o.ID); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- action(o.ID) }()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				var waiting int
+				if err := e.db.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+					t.Fatal(err)
+				}
+				if waiting > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the %s never waited for the sweep", name)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := sweep.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if s := e.stock(pid); s != before+3 {
+				t.Errorf("stock %d, want %d: the order's 3 units given back once", s, before+3)
+			}
+			var expiredEvents int
+			if err := e.db.QueryRow(`SELECT count(*) FROM outbox WHERE event_type = $1 AND (payload->'data'->>'orderId')::int = $2`,
+				events.TypeOrderExpired, o.ID).Scan(&expiredEvents); err != nil {
+				t.Fatal(err)
+			}
+			if expiredEvents != 1 {
+				t.Errorf("%d OrderExpired events, want 1", expiredEvents)
+			}
+		})
+	}
+}
+
 // TestAdminExpiryNamesTheOrdersAge checks that an order an admin expires is announced as
 // expired after the time it had been open, which the customer's notification repeats, not
 // after orders.expireAfter, which it had not reached.
