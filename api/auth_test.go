@@ -36,6 +36,15 @@ func TestLogin(t *testing.T) {
 		_, err := anon.Login(ctx, &oas.LoginRequest{Email: "not-an-address", Password: "secret1"})
 		wantField(t, wantStatus(t, err, http.StatusBadRequest), "email")
 	})
+	// No account can have an address that is not ASCII, as the contract says: 400 and the
+	// field, which tells an internationalized domain's user to write it as xn--, rather than
+	// 401, which sends them to check their password.
+	t.Run("address not in ASCII", func(t *testing.T) {
+		for _, email := range []string{"m\u00fcller@example.com", "mallory@b\u00fccher.example", "\u0430dmin@orderprocessing.local"} {
+			_, err := anon.Login(ctx, &oas.LoginRequest{Email: email, Password: e.cfg.Admin.Password})
+			wantField(t, wantStatus(t, err, http.StatusBadRequest), "email")
+		}
+	})
 	t.Run("short password", func(t *testing.T) {
 		_, err := anon.Login(ctx, &oas.LoginRequest{Email: "a@example.com", Password: "12345"})
 		wantField(t, wantStatus(t, err, http.StatusBadRequest), "password")
