@@ -136,3 +136,22 @@ func TestMoneyErrorsSayTheRule(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyNotAnObject checks that a body that is JSON, but not the object every operation
+// takes (a client that serialized nothing sends null), is answered in those words, not in
+// the decoder's.
+func TestBodyNotAnObject(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+	for _, path := range []string{"/api/orders", "/api/auth/login"} {
+		for _, body := range []string{`null`, ` null `, `[]`, `[{"items":[]}]`, `"items"`, `1`, `true`} {
+			t.Run(path+" "+body, func(t *testing.T) {
+				got := problemBody(t, e.do(http.MethodPost, path, tok, "application/json", body), http.StatusBadRequest)
+				if got["detail"] != "The request body must be a JSON object." {
+					t.Errorf("detail %q", got["detail"])
+				}
+			})
+		}
+	}
+}

@@ -192,7 +192,14 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.", fields))
 		return
 	case errors.As(err, &bodyErr):
-		if f, ok := bodyFieldError(bodyErr.Err, requestInfoFrom(ctx).body); ok {
+		body := requestInfoFrom(ctx).body
+		if jx.Valid(body) && jx.DecodeBytes(body).Next() != jx.Object {
+			// Every operation takes an object; null is what a client that serialized
+			// nothing sends.
+			writeProblem(w, problemResponse(http.StatusBadRequest, "The request body must be a JSON object.", nil))
+			return
+		}
+		if f, ok := bodyFieldError(bodyErr.Err, body); ok {
 			writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.", []oas.FieldError{f}))
 			return
 		}
