@@ -67,6 +67,9 @@ func callerToken(ctx context.Context) (id, version int, err error) {
 // errTokenUserGone refuses the token of a user that no longer exists.
 var errTokenUserGone = fmt.Errorf("%w (the token's user no longer exists)", errUnauthorized)
 
+// errTokenExpired refuses a token of this API whose time is up.
+var errTokenExpired = problem(http.StatusUnauthorized, "The token has expired; log in again.")
+
 // errTokenPasswordChanged refuses a token issued before its user's password was changed:
 // its version is not the user's token_version.
 var errTokenPasswordChanged = problem(http.StatusUnauthorized,
@@ -189,6 +192,10 @@ var adminOperations = map[oas.OperationName]bool{
 // CreateOrder reads the user with its own statement instead (OrderStatement).
 func (h *Handler) HandleBearerAuth(ctx context.Context, op oas.OperationName, t oas.BearerAuth) (context.Context, error) {
 	id, version, err := h.tokens.Verify(t.Token)
+	if errors.Is(err, jwt.ErrTokenExpired) {
+		// Only a token with this API's signature gets here: its signature is checked first.
+		return ctx, fmt.Errorf("%w: %w", errTokenExpired, err)
+	}
 	if err != nil {
 		return ctx, fmt.Errorf("%w: %w", errUnauthorized, err)
 	}

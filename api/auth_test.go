@@ -132,6 +132,26 @@ func TestTokens(t *testing.T) {
 		})
 	}
 
+	// The 401 that every client meets, once a token's time is up, says so: the client is to
+	// log in again, not look for what is wrong with the token it sends. One that only looks
+	// expired, without this API's signature, gets the answer of any other bad token.
+	t.Run("expired says so", func(t *testing.T) {
+		for _, path := range []string{"/api/users", "/api/orders"} {
+			body := problemBody(t, e.do(http.MethodGet, path, tests["expired"], "", ""), http.StatusUnauthorized)
+			if body["detail"] != "The token has expired; log in again." {
+				t.Errorf("GET %s: detail %q", path, body["detail"])
+			}
+		}
+		res := e.do(http.MethodPost, "/api/orders", tests["expired"], "application/json", `{"items":[{"productId":1,"quantity":1}]}`)
+		if body := problemBody(t, res, http.StatusUnauthorized); body["detail"] != "The token has expired; log in again." {
+			t.Errorf("POST /api/orders: detail %q", body["detail"])
+		}
+		forged := sign(t, jwt.SigningMethodHS256, []byte("another-secret-of-sufficient-length!"), expired)
+		if body := problemBody(t, e.do(http.MethodGet, "/api/users", forged, "", ""), http.StatusUnauthorized); body["detail"] != "A valid bearer token is required." {
+			t.Errorf("expired with another key: detail %q", body["detail"])
+		}
+	})
+
 	t.Run("missing", func(t *testing.T) {
 		res := e.do(http.MethodGet, "/api/products", "", "", "")
 		if res.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer") {
