@@ -121,6 +121,9 @@ func TestProtocol(t *testing.T) {
 	}
 	for _, c := range []struct{ method, path, body, field, message string }{
 		{http.MethodGet, "/api/products?limit=0", "", "limit", "must be at least 1"},
+		// A minimum of one is said as the handlers' own checks say it.
+		{http.MethodPost, "/api/products", `{"name":"","price":1,"stock":1}`, "name", "must not be empty"},
+		{http.MethodPost, "/api/orders", `{"items":[]}`, "items", "must not be empty"},
 		{http.MethodGet, "/api/products?limit=1001", "", "limit", "must be at most 1000"},
 		{http.MethodGet, "/api/users?offset=-1", "", "offset", "must be at least 0"},
 		{http.MethodGet, "/api/orders/0", "", "id", "must be at least 1"},

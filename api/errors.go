@@ -340,6 +340,9 @@ func fieldMessage(name string, err error) string {
 	case strings.HasSuffix(err.Error(), "multiple values"):
 		// ogen's words for a query parameter sent more than once.
 		return givenTwice
+	case errors.As(err, &minErr) && minErr.MinLength == 1:
+		// As domain.ValidateLength says it, not "at least 1 characters".
+		return "must not be empty"
 	case errors.As(err, &minErr):
 		return fmt.Sprintf("must have at least %d %s", minErr.MinLength, unit)
 	case errors.As(err, &maxErr):
