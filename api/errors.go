@@ -158,8 +158,9 @@ func writeProblem(w http.ResponseWriter, e *oas.ErrorStatusCode) {
 
 // handleRequestError answers requests that ogen could not decode or validate: 400 with one
 // entry per bad field where it can name them, 413 for a body over the size limit, 415 for a
-// body that is not JSON, 404 for a path without its id, the security handler's answer (401,
-// 403) for a request it refused, and ogen's own code for anything else.
+// body that is not JSON (400 for none, whatever media type it names), 404 for a path without
+// its id, the security handler's answer (401, 403) for a request it refused, and ogen's own
+// code for anything else.
 func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		maxErr   *http.MaxBytesError
@@ -213,6 +214,11 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 	// A body without a media type, or with one that does not parse, fails before ogen
 	// compares it with application/json.
 	if errors.As(err, &ctErr) || (errors.As(err, &reqErr) && !parsesAsMediaType(r.Header.Get("Content-Type"))) {
+		if len(requestInfoFrom(ctx).body) == 0 {
+			// Nothing was sent, so no media type was wrong: the body is what is missing.
+			writeProblem(w, problemResponse(http.StatusBadRequest, "A request body is required.", nil))
+			return
+		}
 		writeProblem(w, problemResponse(http.StatusUnsupportedMediaType, "The request body must be application/json.", nil))
 		return
 	}
