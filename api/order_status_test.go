@@ -84,7 +84,17 @@ func TestOrderStatusTransitions(t *testing.T) {
 						t.Errorf("stock %d, want %d", s, wantStock)
 					}
 				default:
-					wantStatus(t, err, http.StatusConflict)
+					// The answer says where the order may go from here, if anywhere.
+					allowed := map[domain.Status]string{
+						domain.StatusPending:    "from pending: processing or expired",
+						domain.StatusProcessing: "from processing: completed or expired",
+						domain.StatusCompleted:  "completed is final",
+						domain.StatusExpired:    "expired is final",
+					}[from]
+					want := "Order status transition not allowed: " + string(from) + " -> " + string(to) + " (" + allowed + ")."
+					if p := wantStatus(t, err, http.StatusConflict); p.Detail.Value != want {
+						t.Errorf("detail %q, want %q", p.Detail.Value, want)
+					}
 					if len(added) != 0 {
 						t.Errorf("refused change wrote %v", added)
 					}

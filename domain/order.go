@@ -5,6 +5,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Status is the lifecycle state of an order.
@@ -79,10 +80,19 @@ func CanTransition(from, to Status) error {
 	if from == to {
 		return ErrSameStatus
 	}
-	for _, next := range transitions[from] {
-		if next == to {
+	next := transitions[from]
+	for _, n := range next {
+		if n == to {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s -> %s", ErrTransitionNotAllowed, from, to)
+	// Said with where the order may go instead, which is what the caller can change.
+	if len(next) == 0 {
+		return fmt.Errorf("%w: %s -> %s (%s is final)", ErrTransitionNotAllowed, from, to, from)
+	}
+	names := make([]string, len(next))
+	for i, n := range next {
+		names[i] = string(n)
+	}
+	return fmt.Errorf("%w: %s -> %s (from %s: %s)", ErrTransitionNotAllowed, from, to, from, strings.Join(names, " or "))
 }
