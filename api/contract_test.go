@@ -3,8 +3,11 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+
+	"orderflow/api/oas"
 )
 
 // TestMissingFieldIsRequired checks that a required field left out is said to be required in
@@ -177,4 +180,39 @@ func TestBodyMissing(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestUnknownQueryParameter checks that a query parameter the operation does not take is
+// refused and named, as an unknown body field is, rather than ignored: a filter misspelled
+// as user_id would otherwise list every user's orders as if they were the one user's.
+func TestUnknownQueryParameter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+	cust, custID := e.customerToken()
+	p := e.product("1.00", 10)
+	o, err := e.clientWith(cust).CreateOrder(ctx, &oas.OrderCreate{Items: items(p, 1)}, oas.CreateOrderParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := "/api/orders/" + strconv.Itoa(o.Response.ID)
+	for _, c := range []struct{ path, field, message string }{
+		{"/api/orders?user_id=" + strconv.Itoa(custID), "user_id", "is not a parameter of this operation, which takes limit, offset, status and userId"},
+		{"/api/orders?userID=" + strconv.Itoa(custID) + "&limit=5", "userID", "is not a parameter of this operation, which takes limit, offset, status and userId"},
+		{"/api/products?page=2", "page", "is not a parameter of this operation, which takes limit and offset"},
+		{order + "?expand=items", "expand", "is not a parameter of this operation, which takes none"},
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			wantFieldError(t, problemBody(t, e.do(http.MethodGet, c.path, tok, "", ""), http.StatusBadRequest), c.field, c.message)
+		})
+	}
+	t.Run("known parameters", func(t *testing.T) {
+		res := e.do(http.MethodGet, "/api/orders?userId="+strconv.Itoa(custID)+"&status=pending&limit=5&offset=0", tok, "", "")
+		if res.StatusCode != http.StatusOK || res.Header.Get("X-Total-Count") != "1" {
+			t.Errorf("status %d, X-Total-Count %q", res.StatusCode, res.Header.Get("X-Total-Count"))
+		}
+	})
+	t.Run("a customer is refused an admin operation first", func(t *testing.T) {
+		problemBody(t, e.do(http.MethodGet, "/api/users?foo=1", cust, "", ""), http.StatusForbidden)
+	})
 }
