@@ -16,10 +16,10 @@ import (
 // (user_id for userId) would answer with the unfiltered list as if it were the filtered one.
 // It runs after the security handler and the decoding of the known parameters and the body.
 func refuseUnknownQuery(req middleware.Request, next middleware.Next) (middleware.Response, error) {
-	query := req.Raw.URL.Query()
-	if len(query) == 0 {
+	if req.Raw.URL.RawQuery == "" { // most requests, order intake among them: nothing to parse
 		return next(req)
 	}
+	query := req.Raw.URL.Query()
 	var takes, unknown []string
 	for k := range req.Params {
 		if k.In == openapi.LocationQuery {
