@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net"
 	"net/http"
@@ -388,10 +389,12 @@ func matches(s, format string, args ...any) bool {
 	return err == nil && n == len(args)
 }
 
-// unavailable reports whether err means that PostgreSQL could not be reached or refused
-// work for a reason that a retry may fix.
+// unavailable reports whether err means that PostgreSQL could not be reached, dropped the
+// connection (a restart, a failover: pgx then reports an end of file, and a closed connection
+// to what follows in the same request) or refused work for a reason that a retry may fix.
 func unavailable(err error) bool {
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, pgconn.ErrConnClosed) {
 		return true
 	}
 	var connErr *pgconn.ConnectError

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +28,7 @@ func TestOrderOutcome(t *testing.T) {
 		{ErrIdempotencyKeyReused, "idempotency_conflict"},
 		{ErrIdempotencyKeyOrderDeleted, "idempotency_conflict"},
 		{context.DeadlineExceeded, "unavailable"},
+		{fmt.Errorf("insert order: %w", io.ErrUnexpectedEOF), "unavailable"},
 		{problem(http.StatusForbidden, "no"), "rejected"},
 		{domain.ErrEmptyOrder, "rejected"},
 		{errors.New("boom"), "error"},

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/ent"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/db"
 )
 
@@ -254,6 +257,54 @@ func TestDatabaseUnavailable(t *testing.T) {
 	wantStatus(t, err, http.StatusServiceUnavailable)
 	_, err = c.Login(context.Background(), &oas.LoginRequest{Email: "a@example.com", Password: "secret1"})
 	wantStatus(t, err, http.StatusServiceUnavailable)
+}
+
+// TestDatabaseConnectionDropped checks that a request whose database connection breaks under
+// it (PostgreSQL restarted or went away) answers 503, as the contract says of an unreachable
+// database, and not 500. The pool's one connection is used again within a second of its
+// last use, so it is not checked before the statement is written to it.
+func TestDatabaseConnectionDropped(t *testing.T) {
+	t.Parallel()
+	cfg, direct, _ := openDatabase(t)
+	px := testutil.StartProxy(t, net.JoinHostPort(cfg.Database.Host, strconv.Itoa(cfg.Database.Port)))
+	viaProxy := cfg.Database
+	viaProxy.Host, viaProxy.Port = "127.0.0.1", px.Port()
+	pool, err := sql.Open("pgx", viaProxy.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	pool.SetMaxOpenConns(1)
+	if err := EnsureAdmin(ctx, db.NewClient(direct), cfg.Admin, bcrypt.MinCost, discard()); err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(db.NewClient(pool), pool, cfg, discard())
+	api, err := NewServer(h, cfg.HTTP.MaxBodyBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	var adminID int
+	if err := direct.QueryRow(`SELECT id FROM users`).Scan(&adminID); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := h.Tokens().Issue(adminID, 0, "admin", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := oas.NewClient(srv.URL, token(tok))
+	// A dropped connection is seen as an end of file or as a reset, whichever reaches the
+	// client first: several rounds make the first likely.
+	for range 10 {
+		px.Restore()
+		if _, err := c.ListProducts(ctx, oas.ListProductsParams{}); err != nil {
+			t.Fatalf("with the database there: %v", err)
+		}
+		px.Cut()
+		_, err = c.ListProducts(ctx, oas.ListProductsParams{})
+		wantStatus(t, err, http.StatusServiceUnavailable)
+	}
 }
 
 // TestRequestTimeout checks that a request that runs out of time answers 503.
