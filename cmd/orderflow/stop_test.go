@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
+	"errors"
 	"io"
+	"net"
 	"net/http"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,5 +99,55 @@ func TestStopDrainsRequestsBeforeTheirDependencies(t *testing.T) {
 	}
 	if total != 1 || unpublished != 0 {
 		t.Errorf("outbox holds %d rows, %d unpublished; want the request's event, published by the stopping relay", total, unpublished)
+	}
+}
+
+// TestStopPastTheDeadlineNamesIt stops the api while a request is still being received and
+// lets http.shutdownTimeout pass: the process exits with a line that says its stop was cut
+// short and names the key that bounds it, rather than a bare "context deadline exceeded".
+func TestStopPastTheDeadlineNamesIt(t *testing.T) {
+	t.Parallel()
+	out := &logBuffer{}
+	cmd := exec.Command(binary, "api")
+	cmd.Env = append(env(t), "ORDERFLOW_HTTP_SHUTDOWNTIMEOUT=1s")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	kill := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
+	defer kill.Stop()
+	var addr string
+	testutil.Eventually(t, 30*time.Second, "the api to be ready", func() bool {
+		addr = out.readyAddress("api")
+		return addr != ""
+	})
+	// A request whose body never comes keeps the server busy until http.requestTimeout (10 s).
+	// The server's "100 Continue" says that its handler has begun to read the body.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /api/auth/login HTTP/1.1\r\nHost: orderflow\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if status, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.Contains(status, "100 Continue") {
+		t.Fatalf("the api answered %q (%v), want 100 Continue", status, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = <-exited
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("the api exited with %v, want status 1:\n%s", err, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "orderflow api: ") || !strings.Contains(last, "http.shutdownTimeout (1s)") {
+		t.Errorf("last line %q, want one that names http.shutdownTimeout (1s)", last)
 	}
 }
