@@ -46,6 +46,14 @@ func New(w io.Writer, cfg configuration.Log, process string) (*slog.Logger, erro
 	var h slog.Handler
 	switch strings.ToLower(cfg.Format) {
 	case "json":
+		// JSON would write a duration as a number of nanoseconds ("retry_in":5000000000);
+		// its text ("5s"), as in the configuration and the text format, reads at a glance.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		h = slog.NewJSONHandler(w, opts)
 	case "text":
 		h = slog.NewTextHandler(w, opts)

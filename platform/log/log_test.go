@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"testing"
+	"time"
 
 	"orderflow/configuration"
 	"orderflow/platform/log"
@@ -40,5 +42,23 @@ func TestInvalidSettings(t *testing.T) {
 		if _, err := log.New(&bytes.Buffer{}, cfg, ""); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
+	}
+}
+
+// TestDurationsAsText: a duration is written as Go's duration text, as the configuration
+// spells it and the text format shows it, not as a number of nanoseconds.
+func TestDurationsAsText(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := log.New(&buf, configuration.Log{Level: "info", Format: "json"}, "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("rabbitmq unavailable", "retry_in", 5*time.Second, slog.Duration("duration", 1500*time.Microsecond))
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatal(err)
+	}
+	if line["retry_in"] != "5s" || line["duration"] != "1.5ms" {
+		t.Errorf("retry_in %v, duration %v; want 5s and 1.5ms:\n%s", line["retry_in"], line["duration"], buf.String())
 	}
 }
