@@ -105,6 +105,9 @@ func Generate(ctx context.Context, adminDSN, dirPath, name string) ([]string, er
 	if err != nil {
 		return nil, fmt.Errorf("open migration directory: %w", err)
 	}
+	if err := validateSum(dirPath, dir); err != nil {
+		return nil, err
+	}
 	before, err := fileSet(dir)
 	if err != nil {
 		return nil, err
@@ -135,8 +138,8 @@ func Check(ctx context.Context, adminDSN, dirPath string) error {
 	if err != nil {
 		return fmt.Errorf("open migration directory: %w", err)
 	}
-	if err := migrate.Validate(local); err != nil {
-		return fmt.Errorf("%s: %w (run: go run ./cmd/migrationgen -rehash)", dirPath, err)
+	if err := validateSum(dirPath, local); err != nil {
+		return err
 	}
 	files, err := local.Files()
 	if err != nil {
@@ -163,6 +166,14 @@ func Check(ctx context.Context, adminDSN, dirPath string) error {
 	default:
 		return errors.New("ent/schema has changes that no migration covers: run go run ./cmd/migrationgen <name> and commit the new files")
 	}
+}
+
+// validateSum fails when atlas.sum does not match the files of dir, saying how to fix it.
+func validateSum(dirPath string, dir migrate.Dir) error {
+	if err := migrate.Validate(dir); err != nil {
+		return fmt.Errorf("%s: %w: atlas.sum is missing or does not match the migration files; if the change is meant (a migration not yet applied anywhere edited, or migrations of two branches merged), run: go run ./cmd/migrationgen -rehash", dirPath, err)
+	}
+	return nil
 }
 
 // New creates an empty migration file named name for hand-written SQL and rehashes the

@@ -93,6 +93,30 @@ func TestCheckRejectsAStaleSum(t *testing.T) {
 	}
 }
 
+// TestGenerateRejectsAStaleSum: a migration directory whose atlas.sum does not match its
+// files (a migration edited, or two branches' migrations merged) stops Generate as it stops
+// Check, with the command that fixes it, instead of a bare "checksum mismatch"; nothing is
+// written.
+func TestGenerateRejectsAStaleSum(t *testing.T) {
+	dir := copyDir(t, repoMigrations)
+	seed := only(t, dir, "*_seed_products.sql")
+	b, err := os.ReadFile(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(seed, append(b, "-- edited\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, dir)
+	written, err := Generate(ctx(t), adminDSN(), dir, "anything")
+	if !errors.Is(err, migrate.ErrChecksumMismatch) || !strings.Contains(err.Error(), "go run ./cmd/migrationgen -rehash") {
+		t.Fatalf("generate = %v, %v; want a checksum mismatch pointing to -rehash", written, err)
+	}
+	if after := snapshot(t, dir); !equal(before, after) {
+		t.Fatal("generate changed the directory")
+	}
+}
+
 func TestNewThenRehash(t *testing.T) {
 	dir := copyDir(t, repoMigrations)
 	file, err := New(dir, "backfill")
