@@ -254,7 +254,8 @@ func scratchDatabase(ctx context.Context, adminDSN string) (*sql.DB, func() erro
 	name := "migrationgen_" + randomSuffix()
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		admin.Close()
-		return nil, nil, fmt.Errorf("create scratch database: %w", err)
+		return nil, nil, fmt.Errorf("create a scratch database on %s: %w (migrationgen needs a PostgreSQL server on which it may create databases: start one, see the README's Prerequisites, or name another with -admin-dsn or ORDERFLOW_MIGRATIONGEN_DSN)",
+			redacted(adminDSN), err)
 	}
 	drop := func() error {
 		defer admin.Close()
@@ -291,6 +292,15 @@ func fileSet(dir migrate.Dir) (map[string]struct{}, error) {
 		set[f.Name()] = struct{}{}
 	}
 	return set, nil
+}
+
+// redacted is dsn without its password, for messages.
+func redacted(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Host == "" {
+		return "the server of -admin-dsn"
+	}
+	return u.Redacted()
 }
 
 func randomSuffix() string {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,6 +115,28 @@ func TestGenerateRejectsAStaleSum(t *testing.T) {
 	}
 	if after := snapshot(t, dir); !equal(before, after) {
 		t.Fatal("generate changed the directory")
+	}
+}
+
+// TestUnreachableServerNamesTheSetting: when the server for the scratch database does not
+// answer, the error says how to name another one, since the default is only a guess.
+func TestUnreachableServerNamesTheSetting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	dsn := "postgres://postgres@" + addr + "/postgres?sslmode=disable&connect_timeout=5"
+	for name, run := range map[string]func() error{
+		"generate": func() error { _, err := Generate(ctx(t), dsn, copyDir(t, repoMigrations), "anything"); return err },
+		"check":    func() error { return Check(ctx(t), dsn, copyDir(t, repoMigrations)) },
+	} {
+		err := run()
+		if err == nil || !strings.Contains(err.Error(), "-admin-dsn") || !strings.Contains(err.Error(), "ORDERFLOW_MIGRATIONGEN_DSN") ||
+			!strings.Contains(err.Error(), addr) {
+			t.Errorf("%s = %v, want an error naming the server, -admin-dsn and ORDERFLOW_MIGRATIONGEN_DSN", name, err)
+		}
 	}
 }
 
