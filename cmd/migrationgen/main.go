@@ -1,7 +1,9 @@
 // Command migrationgen writes orderflow's versioned migrations from ent/schema.
 //
 // It replays migrations/ on an empty scratch database, diffs the result against the ent
-// schema and writes the difference as a new Atlas migration file plus a new atlas.sum:
+// schema and writes the difference as a new Atlas migration file plus a new atlas.sum. It
+// reads the schema as generated into ent/migrate, so run go generate ./... after changing
+// ent/schema (make migration name=<name> does both):
 //
 //	go run ./cmd/migrationgen <name>     write <timestamp>_<name>.sql when the schema changed
 //	go run ./cmd/migrationgen -check     fail if the schema and the migrations disagree
@@ -20,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/signal"
@@ -79,11 +82,8 @@ func main() {
 	case flag.NArg() == 1:
 		var files []string
 		files, err = Generate(ctx, *adminDSN, *dirPath, flag.Arg(0))
-		if err == nil && len(files) == 0 {
-			fmt.Println("no schema changes: nothing written")
-		}
-		for _, f := range files {
-			fmt.Println("wrote", f)
+		if err == nil {
+			report(os.Stdout, files)
 		}
 	default:
 		flag.Usage()
@@ -92,6 +92,17 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "migrationgen:", err)
 		os.Exit(1)
+	}
+}
+
+// report tells what Generate wrote.
+func report(w io.Writer, files []string) {
+	if len(files) == 0 {
+		// The diff reads ent/schema as last generated into ent/migrate.
+		fmt.Fprintln(w, "no schema changes: nothing written (the schema is read from the generated ent/migrate: after changing ent/schema, run go generate ./... first, or make migration name=<name>, which does)")
+	}
+	for _, f := range files {
+		fmt.Fprintln(w, "wrote", f)
 	}
 }
 

@@ -140,6 +140,22 @@ func TestUnreachableServerNamesTheSetting(t *testing.T) {
 	}
 }
 
+// TestNothingWrittenSaysWhatWasRead: migrationgen reads ent/schema through the generated
+// ent/migrate, so after a change to ent/schema without go generate it finds no change. Its
+// "nothing written" must say so, or the change looks as if it needed no migration.
+func TestNothingWrittenSaysWhatWasRead(t *testing.T) {
+	var out strings.Builder
+	report(&out, nil)
+	if !strings.Contains(out.String(), "nothing written") || !strings.Contains(out.String(), "go generate ./...") {
+		t.Errorf("with no change, migrationgen says %q; want it to name go generate ./...", out.String())
+	}
+	out.Reset()
+	report(&out, []string{"migrations/1_x.sql", "migrations/atlas.sum"})
+	if out.String() != "wrote migrations/1_x.sql\nwrote migrations/atlas.sum\n" {
+		t.Errorf("with a change, migrationgen says %q", out.String())
+	}
+}
+
 func TestNewThenRehash(t *testing.T) {
 	dir := copyDir(t, repoMigrations)
 	file, err := New(dir, "backfill")
