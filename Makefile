@@ -34,7 +34,9 @@ generate:
 
 ## migration: write a migration from the ent schema changes: make migration name=add_x
 ## (migrationgen diffs against the generated ent/migrate, so the code is regenerated first)
-migration: generate
+migration:
+	@test -n "$(name)" || { echo 'usage: make migration name=add_something (lower-case letters, digits and _; see migrations/README.md)' >&2; exit 2; }
+	$(MAKE) --no-print-directory generate
 	$(GO) run ./cmd/migrationgen $(name)
 
 vet:
