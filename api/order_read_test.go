@@ -69,7 +69,7 @@ func TestReadOrders(t *testing.T) {
 	})
 	t.Run("bad filters", func(t *testing.T) {
 		tok := e.adminToken()
-		for _, q := range []string{"status=shipped", "userId=abc", "userId=0", "limit=0", "limit=1001", "offset=-1"} {
+		for _, q := range []string{"status=unknown", "userId=abc", "userId=0", "limit=0", "limit=1001", "offset=-1"} {
 			problemBody(t, e.do(http.MethodGet, "/api/orders?"+q, tok, "", ""), http.StatusBadRequest)
 		}
 	})

@@ -38,7 +38,7 @@ func TestCanTransitionUnknown(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ from, to Status }{
 		{"", StatusPending},
-		{StatusPending, "shipped"},
+		{StatusPending, "unknown"},
 		{"PENDING", StatusProcessing},
 	}
 	for _, tt := range tests {

@@ -139,7 +139,7 @@ func mutations(t *testing.T) []mutation {
 	return []mutation{
 		{"not json", `{"specversion":`, ErrMalformed},
 		{"array", `[]`, ErrMalformed},
-		{"unknown type", replace(created, "orderflow.order.created.v1", "orderflow.order.shipped.v1"), ErrUnknownType},
+		{"unknown type", replace(created, "orderflow.order.created.v1", "orderflow.order.unknown.v1"), ErrUnknownType},
 		{"other version", replace(created, "orderflow.order.created.v1", "orderflow.order.created.v2"), ErrUnknownType},
 		{"spec version", replace(created, `"specversion":"1.0"`, `"specversion":"0.3"`), ErrMalformed},
 		{"no id", replace(created, `"id":"0b4d9a4c-6f0e-4d5e-9a51-6c1f1d1c2a10",`, ``), ErrMalformed},

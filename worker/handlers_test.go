@@ -633,7 +633,7 @@ func TestUnhandleableMessagesArePermanentFailures(t *testing.T) {
 	w, _ := newWorker(s, always(0))
 	bodies := map[string]string{
 		"not JSON":     `{"specversion":`,
-		"unknown type": `{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.shipped.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json","data":{}}`,
+		"unknown type": `{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.unknown.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json","data":{}}`,
 		"missing data": `{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.created.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json"}`,
 		"bad payload":  `{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.completed.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json","data":{"orderId":"seven"}}`,
 	}

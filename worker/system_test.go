@@ -460,9 +460,9 @@ func TestSystemMalformedEventsAreDeadLetteredWithoutBlocking(t *testing.T) {
 	poison := []bus.Message{
 		{ID: "not-json", Type: events.TypeOrderCreated, RoutingKey: events.RoutingKeyOrderCreated,
 			ContentType: events.ContentType, Body: []byte(`{"specversion":`), Time: time.Now()},
-		{ID: "unknown-type", Type: "orderflow.order.shipped.v1", RoutingKey: events.RoutingKeyOrderCompleted,
+		{ID: "unknown-type", Type: "orderflow.order.unknown.v1", RoutingKey: events.RoutingKeyOrderCompleted,
 			ContentType: events.ContentType, Time: time.Now(),
-			Body: []byte(`{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.shipped.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json","data":{}}`)},
+			Body: []byte(`{"specversion":"1.0","id":"x","source":"orderflow/api","type":"orderflow.order.unknown.v1","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json","data":{}}`)},
 	}
 	for i, err := range pub.PublishBatch(context.Background(), poison) {
 		if err != nil {

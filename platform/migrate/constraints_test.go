@@ -87,7 +87,7 @@ func TestConstraints(t *testing.T) {
 			`UPDATE products SET stock = stock - 6 WHERE id = 1001`, nil, checkViolation, "products_stock_non_negative"},
 		// orders
 		"orders_total_non_negative": {insertOrder, []any{1001, "-1.00", "pending"}, checkViolation, "orders_total_non_negative"},
-		"orders_status_valid":       {insertOrder, []any{1001, "1.00", "shipped"}, checkViolation, "orders_status_valid"},
+		"orders_status_valid":       {insertOrder, []any{1001, "1.00", "unknown"}, checkViolation, "orders_status_valid"},
 		"orders.user_id references users": {
 			insertOrder, []any{999999, "1.00", "pending"}, foreignKeyViolation, "orders_users_orders"},
 		"orders.user_id keeps users with orders": {
@@ -103,7 +103,7 @@ func TestConstraints(t *testing.T) {
 			`DELETE FROM products WHERE id = 1001`, nil, foreignKeyViolation, "order_items_products_order_items"},
 		// notifications
 		"notifications_event_type_valid": {
-			insertNotification, []any{1001, "OrderShipped"}, checkViolation, "notifications_event_type_valid"},
+			insertNotification, []any{1001, "OrderUnknown"}, checkViolation, "notifications_event_type_valid"},
 		"notifications unique (order_id, event_type)": {
 			insertNotification, []any{1001, "OrderCreated"}, uniqueViolation, "notification_order_id_event_type"},
 		"notifications.order_id references orders": {
