@@ -6,9 +6,10 @@
 // Adding an event type touches, in order of the event's journey:
 //
 //   - here: its routing key, versioned type and name constants, the payload struct with the
-//     Event methods and validate, a case in Decode's switch; in schema.json a $defs entry,
-//     the type in the envelope's enum and an if/then under its allOf; and the event in the
-//     tests' samples and in TestSchemaMatchesTypes' list;
+//     Event methods and validate, its entry in decoders (envelope.go); in schema.json a $defs
+//     entry, the type in the envelope's enum and an if/then under its allOf; and a sample in
+//     the tests' samples() (TestEveryTypeIsCovered names each of these that a type in
+//     decoders lacks);
 //   - platform/bus: a consumer name and its entry in SystemQueues, so that every process
 //     declares the queue and the event is routable before the worker starts (an unroutable
 //     event is returned, and its outbox row held back);

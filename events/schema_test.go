@@ -68,7 +68,10 @@ func TestSchemaMatchesTypes(t *testing.T) {
 	if err := json.Unmarshal(readSchema(t), &doc); err != nil {
 		t.Fatal(err)
 	}
-	types := map[string]any{"OrderCreated": OrderCreated{}, "OrderCompleted": OrderCompleted{}, "OrderExpired": OrderExpired{}, "Item": Item{}, "Envelope": Envelope{}}
+	types := map[string]any{"Item": Item{}, "Envelope": Envelope{}}
+	for _, e := range samples() {
+		types[e.Name()] = e
+	}
 	for name, v := range types {
 		def, ok := doc.Defs[name]
 		if !ok {
@@ -97,6 +100,74 @@ func TestSchemaMatchesTypes(t *testing.T) {
 	}
 	if !sameSet(envelopeAttributes, jsonFields(Envelope{})) {
 		t.Errorf("required envelope attributes %v, Envelope fields %v", envelopeAttributes, jsonFields(Envelope{}))
+	}
+}
+
+// TestEveryTypeIsCovered checks that each event type Decode knows has a sample, for the
+// tests that run on every sample, and a definition in schema.json: in the envelope's type
+// enum, with an if/then for its data, and under $defs; and that schema.json names no other.
+func TestEveryTypeIsCovered(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		Defs map[string]struct {
+			Type       string `json:"x-type"`
+			Properties struct {
+				Type struct {
+					Enum []string `json:"enum"`
+				} `json:"type"`
+			} `json:"properties"`
+			AllOf []struct {
+				If struct {
+					Properties struct {
+						Type struct {
+							Const string `json:"const"`
+						} `json:"type"`
+					} `json:"properties"`
+				} `json:"if"`
+			} `json:"allOf"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(readSchema(t), &doc); err != nil {
+		t.Fatal(err)
+	}
+	env := doc.Defs["Envelope"]
+	sampled := map[string]bool{}
+	for _, e := range samples() {
+		sampled[e.Type()] = true
+	}
+	defined := map[string]bool{}
+	for _, d := range doc.Defs {
+		if d.Type != "" {
+			defined[d.Type] = true
+		}
+	}
+	conditioned := map[string]bool{}
+	for _, c := range env.AllOf {
+		conditioned[c.If.Properties.Type.Const] = true
+	}
+	for typ := range decoders {
+		if !sampled[typ] {
+			t.Errorf("%s: no sample in samples() (envelope_test.go)", typ)
+		}
+		if !defined[typ] {
+			t.Errorf("%s: no $defs entry with this x-type in schema.json", typ)
+		}
+		if !slices.Contains(env.Properties.Type.Enum, typ) {
+			t.Errorf("%s: not in the type enum of schema.json's Envelope", typ)
+		}
+		if !conditioned[typ] {
+			t.Errorf("%s: no if/then for its data in the allOf of schema.json's Envelope", typ)
+		}
+	}
+	for _, typ := range env.Properties.Type.Enum {
+		if decoders[typ] == nil {
+			t.Errorf("%s: in schema.json's type enum, but Decode does not know it (events.decoders)", typ)
+		}
+	}
+	for typ := range defined {
+		if decoders[typ] == nil {
+			t.Errorf("%s: defined in schema.json, but Decode does not know it (events.decoders)", typ)
+		}
 	}
 }
 
