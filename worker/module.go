@@ -38,15 +38,19 @@ func NewFromConfig(cfg *configuration.Config, client *ent.Client, log *slog.Logg
 	})
 }
 
-// RegisterConsumers starts the worker's consumers with the app and stops them together,
-// before the connection closes, when the app stops. The OrderCreated consumer's prefetch is
-// Options.MaxPaymentsInFlight; the other two use rabbitmq.prefetch.
+// RegisterConsumers starts a consumer of every queue of bus.SystemQueues with the app, and
+// stops them together, before the connection closes, when the app stops. The OrderCreated
+// consumer's prefetch is Options.MaxPaymentsInFlight; the others use rabbitmq.prefetch.
 func RegisterConsumers(lc fx.Lifecycle, cfg *configuration.Config, conn *bus.Conn, w *Worker) {
-	bus.RunConsumers(lc,
-		bus.NewConsumer(conn, bus.ConsumerOrderCreated, w.opts.MaxPaymentsInFlight, w.consume),
-		bus.NewConsumer(conn, bus.ConsumerOrderCompleted, cfg.RabbitMQ.Prefetch, w.consume),
-		bus.NewConsumer(conn, bus.ConsumerOrderExpired, cfg.RabbitMQ.Prefetch, w.consume),
-	)
+	var consumers []*bus.Consumer
+	for _, q := range bus.SystemQueues() {
+		prefetch := cfg.RabbitMQ.Prefetch
+		if q.Consumer == bus.ConsumerOrderCreated {
+			prefetch = w.opts.MaxPaymentsInFlight
+		}
+		consumers = append(consumers, bus.NewConsumer(conn, q.Consumer, prefetch, w.consume))
+	}
+	bus.RunConsumers(lc, consumers...)
 }
 
 // consume is the bus handler of every queue.

@@ -377,6 +377,42 @@ func (m *heldMailer) Send(context.Context, worker.Email) error {
 	return nil
 }
 
+// TestSystemConsumesEveryQueue: the worker consumes every queue the processes declare, so
+// that no event type is left to pile up in a queue nobody reads.
+func TestSystemConsumesEveryQueue(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	sys.startWorker(time.Millisecond, 1, nil)
+	conn, err := amqp.Dial(sys.cfg.RabbitMQ.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The worker declares the queues and subscribes after its start has returned; a passive
+	// declaration of a queue not there yet closes its channel, hence one per look.
+	consumers := func(queue string) int {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		q, err := ch.QueueDeclarePassive(queue,
+			true,  // durable
+			false, // auto-delete
+			false, // exclusive
+			false, // no-wait
+			nil)
+		if err != nil {
+			return 0
+		}
+		return q.Consumers
+	}
+	for _, q := range bus.SystemQueues() {
+		queue := sys.cfg.RabbitMQ.Exchange + "." + q.Consumer
+		testutil.Eventually(t, 10*time.Second, "a consumer of "+queue+" ("+q.RoutingKey+")", func() bool { return consumers(queue) > 0 })
+	}
+}
+
 // TestSystemStopTakesNoNewDeliveries: a stopping worker stops taking deliveries on every
 // queue at once, so that while it waits for a handler of one queue (here an e-mail being
 // sent), it begins no payment of an order written meanwhile.

@@ -9,8 +9,8 @@
 // what happens to an order whose payment was interrupted.
 //
 // Worker.Handle decodes a delivery and calls the handler of its type. A new event type needs
-// a handler here, its case in Handle and its consumer in RegisterConsumers; the package
-// comment of events lists the other places it touches.
+// a handler here and its case in Handle; RegisterConsumers consumes every queue of
+// bus.SystemQueues. The package comment of events lists the other places it touches.
 package worker
 
 import (
