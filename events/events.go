@@ -12,14 +12,22 @@
 //     decoders lacks);
 //   - platform/bus: a consumer name and its entry in SystemQueues, so that every process
 //     declares the queue and the event is routable before the worker starts (an unroutable
-//     event is returned, and its outbox row held back);
+//     event is returned, and its outbox row held back); the same name in the list of
+//     internal/testenv/broker.go, which TestTestenvDeletesWhatProcessesDeclare keeps equal;
 //   - the writer: outbox.Write (or WriteBatch) inside the transaction of the change the event
 //     announces, never after it (a writer that builds its outbox rows in SQL, as the cron
 //     job's sweep does, calls outbox.Wake once they commit);
 //   - worker: an idempotent handler (a conditional update, or a row unique per order and
-//     event), its case in Worker.Handle and its consumer in RegisterConsumers;
+//     event) and its case in Worker.Handle (without one, the event is dead-lettered as
+//     "no handler for event type"); RegisterConsumers consumes every queue of SystemQueues;
 //   - if the worker records a notification for it: the event_type enum and check in
-//     ent/schema/notification.go, and a migration.
+//     ent/schema/notification.go, the check under a new name (a check changed under its
+//     old name makes no migration, and go run ./cmd/migrationgen -check says so), then go
+//     generate ./... and a migration (migrations/README.md); and the Notification eventType
+//     enum in openapi.yaml, since the API lists notifications with it (a client generated
+//     from the contract refuses a value outside it);
+//   - the README: the routing keys in the Architecture diagram and the queues in
+//     Operations > Dead letters.
 package events
 
 import (
@@ -57,8 +65,8 @@ const (
 	SourceCronJob = "orderflow/cronjob"
 )
 
-// Event is one of the three payloads: OrderCreated, OrderCompleted or OrderExpired (pointers
-// to them implement it too). Decode returns the value types. The unexported method keeps the
+// Event is one of the payloads of this package, such as OrderCreated (pointers to them
+// implement it too). Decode returns the value types. The unexported method keeps the
 // set closed.
 type Event interface {
 	// Name is the event's name, such as "OrderCreated".
