@@ -8,7 +8,9 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of user and product fields.
+// Limits of user and product fields, in characters unless named bytes. The contract
+// (openapi.yaml's minLength and maxLength) and, for stored fields, ent/schema (its
+// validators and CHECKs) state the same limits: a change to one changes all three.
 const (
 	MaxNameLength        = 100
 	MaxEmailLength       = 100
