@@ -9,8 +9,9 @@
 //     cmd/migrationgen reads the schema;
 //   - make migration name=<name>, then a review of the SQL for the locks it takes
 //     (migrations/README.md), and go run ./cmd/migrationgen -check;
-//   - platform/migrate's tests: a case in TestConstraints, and a valid row in
-//     TestConstraintsAcceptValidRows, for each new constraint; a row using a new column in
+//   - platform/migrate's tests: a case in violations(), and a valid row in
+//     TestConstraintsAcceptValidRows, for each new constraint (TestEveryConstraintHasACase
+//     names each one without a case); a row using a new column in
 //     upgradeRows (upgrade_test.go), so that the migrations after it run on data in it;
 //   - where the API takes the field: openapi.yaml (then go generate ./... again), the
 //     handler in api/, and its limits, which the contract (minLength, maxLength), the

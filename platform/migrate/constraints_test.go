@@ -61,12 +61,11 @@ type violation struct {
 	constraint string
 }
 
-// TestConstraints runs one subtest per constraint. Each inserts the valid fixtures, then a
-// row that breaks exactly that constraint, in a transaction that is rolled back.
-func TestConstraints(t *testing.T) {
-	db := open(t, testenv.Database(t).DSN())
+// violations are the cases of TestConstraints, at least one for each constraint and unique
+// index (TestEveryConstraintHasACase).
+func violations() map[string]violation {
 	long := func(n int) string { return strings.Repeat("a", n) }
-	cases := map[string]violation{
+	return map[string]violation{
 		// users
 		"users_name_length empty":          {insertUser, []any{"", "e1@x.io", "customer"}, checkViolation, "users_name_length"},
 		"users_name_length too long":       {insertUser, []any{long(101), "e2@x.io", "customer"}, checkViolation, "users_name_length"},
@@ -125,7 +124,13 @@ func TestConstraints(t *testing.T) {
 		"idempotency_keys.order_id references orders": {
 			insertIdempotencyKey, []any{1001, "k2", 999999}, foreignKeyViolation, "idempotency_keys_orders_idempotency_keys"},
 	}
-	for name, c := range cases {
+}
+
+// TestConstraints runs one subtest per case of violations. Each inserts the valid fixtures,
+// then a row that breaks exactly that constraint, in a transaction that is rolled back.
+func TestConstraints(t *testing.T) {
+	db := open(t, testenv.Database(t).DSN())
+	for name, c := range violations() {
 		t.Run(name, func(t *testing.T) {
 			inTx(t, db, func(tx *sql.Tx) {
 				_, err := tx.Exec(c.sql, c.args...)
@@ -139,6 +144,44 @@ func TestConstraints(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestEveryConstraintHasACase: each CHECK, foreign key and unique constraint or index of the
+// migrated database is broken by a case of violations, so that a new one is tested too.
+func TestEveryConstraintHasACase(t *testing.T) {
+	db := open(t, testenv.Database(t).DSN())
+	rows, err := db.Query(`SELECT conrelid::regclass::text, conname FROM pg_constraint
+WHERE connamespace = 'public'::regnamespace AND contype IN ('c', 'f', 'u')
+UNION
+SELECT c.relname, i.relname FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+WHERE x.indisunique AND NOT x.indisprimary AND c.relnamespace = 'public'::regnamespace
+  AND c.relname <> 'atlas_schema_revisions'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	tested := map[string]bool{}
+	for _, c := range violations() {
+		tested[c.constraint] = true
+	}
+	n := 0
+	for rows.Next() {
+		var table, name string
+		if err := rows.Scan(&table, &name); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if !tested[name] {
+			t.Errorf("%s.%s: no case of violations() breaks it (constraints_test.go); add one, and a valid row to TestConstraintsAcceptValidRows", table, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("the database has no constraints: the query found nothing")
 	}
 }
 
