@@ -193,12 +193,23 @@ func TestSecretsNeverLogged(t *testing.T) {
 			t.Errorf("%s started with %v", f.process, f.env)
 		}
 	}
-	// A worker whose broker password is wrong keeps retrying, and logs why.
+	// A worker whose broker password is wrong keeps retrying, and logs why, on both of its
+	// connections: the logs searched below must hold those lines.
 	bad, badLog := start("worker", "ORDERFLOW_RABBITMQ_PASSWORD="+wrongBroker)
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(strings.ToLower(badLog.String()), "rabbitmq") && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond)
+	refused := func(connection string) bool {
+		for _, line := range strings.Split(badLog.String(), "\n") {
+			var l struct{ Msg, Connection string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "rabbitmq unavailable" && l.Connection == connection {
+				return true
+			}
+		}
+		return false
 	}
-	time.Sleep(time.Second)
+	for deadline := time.Now().Add(20 * time.Second); !refused("orderflow-worker") || !refused("orderflow-worker-publisher"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a worker with a wrong broker password logged no \"rabbitmq unavailable\" line for each connection within 20s:\n%s", tail(badLog.String()))
+		}
+	}
 	_ = bad.Process.Signal(syscall.SIGTERM)
 	_ = bad.Wait()
 
@@ -208,7 +219,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 	text := all.String()
 	// The logs are worth searching: the flow, the failures and debug lines are in them.
-	for _, want := range []string{`"level":"DEBUG"`, `"msg":"ready"`, "connect to database", "orders.completionProbability", "auth.jwtSecret"} {
+	for _, want := range []string{`"level":"DEBUG"`, `"msg":"ready"`, "connect to database", "orders.completionProbability", "auth.jwtSecret", "admin.password"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the logs lack %q", want)
 		}
