@@ -197,9 +197,30 @@ func testDatabaseName() string {
 	return fmt.Sprintf("%s%d_%s", testPrefix, time.Now().Unix(), randomHex(6))
 }
 
-// dropStale drops test databases that dead test binaries left behind.
+// buildInfix follows the template's name in the name of the database a template is migrated
+// in, followed by its creation time in Unix seconds and a random part.
+const buildInfix = "_build_"
+
+// created returns the creation time of a test database, or of a template database being
+// built, from its name.
+func created(name string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(name, testPrefix)
+	if !ok {
+		_, rest, ok = strings.Cut(name, buildInfix)
+	}
+	unix, _, cut := strings.Cut(rest, "_")
+	sec, err := strconv.ParseInt(unix, 10, 64)
+	if !ok || !cut || err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(sec, 0), true
+}
+
+// dropStale drops test databases, and template databases half built, that dead test
+// binaries left behind.
 func dropStale(ctx context.Context, admin *sql.DB) error {
-	rows, err := admin.QueryContext(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'orderflow\_test\_%'`)
+	rows, err := admin.QueryContext(ctx, `SELECT datname FROM pg_database
+		WHERE datname LIKE 'orderflow\_test\_%' OR datname LIKE 'orderflow\_tpl\_%\_build\_%'`)
 	if err != nil {
 		return fmt.Errorf("list test databases: %w", err)
 	}
@@ -210,9 +231,7 @@ func dropStale(ctx context.Context, admin *sql.DB) error {
 			rows.Close()
 			return fmt.Errorf("list test databases: %w", err)
 		}
-		created, _, ok := strings.Cut(strings.TrimPrefix(name, testPrefix), "_")
-		sec, err := strconv.ParseInt(created, 10, 64)
-		if ok && err == nil && time.Since(time.Unix(sec, 0)) > staleAfter {
+		if at, ok := created(name); ok && time.Since(at) > staleAfter {
 			stale = append(stale, name)
 		}
 	}
@@ -288,7 +307,7 @@ func ensureTemplate(ctx context.Context, admin *sql.DB) (string, error) {
 // buildTemplate migrates a new database and renames it to tpl, so that a template database
 // that exists is always complete.
 func buildTemplate(ctx context.Context, conn *sql.Conn, tpl string) error {
-	build := tpl + "_build_" + randomHex(4)
+	build := fmt.Sprintf("%s%s%d_%s", tpl, buildInfix, time.Now().Unix(), randomHex(4))
 	if _, err := conn.ExecContext(ctx, `CREATE DATABASE "`+build+`"`); err != nil {
 		return fmt.Errorf("create template database: %w", err)
 	}

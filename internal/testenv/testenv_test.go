@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDatabaseIsMigratedAndIsolated(t *testing.T) {
@@ -124,5 +125,37 @@ func TestParallelDatabases(t *testing.T) {
 	}
 	if len(seen) != 8 {
 		t.Errorf("%d databases, want 8", len(seen))
+	}
+}
+
+// TestStaleTemplateBuildsAreDropped: a test binary that dies while it migrates a new
+// template database (interrupted during the first test after a migration changed) leaves
+// the half-built database behind; the next binary drops it once it is certainly stale,
+// and leaves alone one that another binary may be building now.
+func TestStaleTemplateBuildsAreDropped(t *testing.T) {
+	ctx := context.Background()
+	admin, err := adminConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := "orderflow_tpl_0123456789abcdef_build_1700000000_" + randomHex(4)
+	building := "orderflow_tpl_0123456789abcdef_build_" + strconv.FormatInt(time.Now().Unix(), 10) + "_" + randomHex(4)
+	for _, name := range []string{stale, building} {
+		if _, err := admin.ExecContext(ctx, `CREATE DATABASE "`+name+`"`); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _, _ = admin.Exec(`DROP DATABASE IF EXISTS "` + name + `" WITH (FORCE)`) })
+	}
+	if err := dropStale(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{stale: false, building: true} {
+		var exists bool
+		if err := admin.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+			t.Fatal(err)
+		}
+		if exists != want {
+			t.Errorf("database %s exists = %v, want %v", name, exists, want)
+		}
 	}
 }
