@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,11 +84,12 @@ func TestProcessesStartAndStop(t *testing.T) {
 			cmd := exec.Command(binary, process)
 			cmd.Env = env(t)
 			ready, out := startUntilReady(t, cmd, process, func(addr string) {
+				healthEnv := append(slices.Clip(cmd.Env), "ORDERFLOW_HTTP_ADDRESS="+addr)
 				// The broker connection comes up in the background, and the api and the cron
 				// job are ready without it: its "ok" comes soon, not at once.
 				testutil.Eventually(t, 20*time.Second, "orderflow health to report database and rabbitmq ok", func() bool {
 					health := exec.Command(binary, "health")
-					health.Env = append(env(t), "ORDERFLOW_HTTP_ADDRESS="+addr)
+					health.Env = healthEnv
 					out, err := health.CombinedOutput()
 					return err == nil && strings.Contains(string(out), `"database":"ok"`) && strings.Contains(string(out), `"rabbitmq":"ok"`)
 				})
