@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"orderflow/configuration"
 )
 
 func TestDatabaseIsMigratedAndIsolated(t *testing.T) {
@@ -156,6 +160,60 @@ func TestStaleTemplateBuildsAreDropped(t *testing.T) {
 		}
 		if exists != want {
 			t.Errorf("database %s exists = %v, want %v", name, exists, want)
+		}
+	}
+}
+
+// TestConfigDeletesTheBrokerNamesAtCleanup: the exchanges and queues that processes declare
+// for a test's exchange are gone once the test ended, so that test runs do not pile them up
+// on the shared broker.
+func TestConfigDeletesTheBrokerNamesAtCleanup(t *testing.T) {
+	var rabbit configuration.RabbitMQ
+	t.Run("user", func(t *testing.T) {
+		rabbit = Config(t).RabbitMQ
+		ch := AdminChannel(t, rabbit)
+		exchanges, queues := BrokerNames(rabbit.Exchange)
+		for _, e := range exchanges {
+			if err := ch.ExchangeDeclare(e, "topic", true, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, q := range queues {
+			if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	conn, err := amqp.Dial(rabbit.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A passive declaration of a missing name closes its channel: one channel per name.
+	exists := func(declare func(ch *amqp.Channel) error) bool {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		return declare(ch) == nil
+	}
+	exchanges, queues := BrokerNames(rabbit.Exchange)
+	for _, q := range queues {
+		if exists(func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+			return err
+		}) {
+			t.Errorf("queue %s still exists after its test ended", q)
+			exists(func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
+		}
+	}
+	for _, e := range exchanges {
+		if exists(func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclarePassive(e, "topic", true, false, false, false, nil)
+		}) {
+			t.Errorf("exchange %s still exists after its test ended", e)
+			exists(func(ch *amqp.Channel) error { return ch.ExchangeDelete(e, false, false) })
 		}
 	}
 }
