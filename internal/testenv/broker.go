@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"errors"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -28,31 +30,84 @@ func BrokerNames(exchange string) (exchanges, queues []string) {
 // be unreachable by then (a fault test stopped it): that is not the test's failure.
 func deleteBrokerNames(t testing.TB, cfg configuration.RabbitMQ) {
 	t.Cleanup(func() {
-		conn, err := amqp.Dial(cfg.URL())
-		if err != nil {
-			t.Logf("testenv: delete the test's queues: %v", err)
-			return
-		}
-		defer conn.Close()
+		b := &brokerCleaner{url: cfg.URL()}
+		defer b.close()
 		exchanges, queues := BrokerNames(cfg.Exchange)
 		for _, q := range queues {
-			ch, err := conn.Channel()
-			if err != nil {
+			if err := b.deleteQueueWhenStarted(q); err != nil {
+				t.Logf("testenv: delete the test's queues: %v", err)
 				return
 			}
-			// A missing queue is fine: not every test declares every queue.
-			_, _ = ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */)
-			_ = ch.Close()
 		}
 		for _, e := range exchanges {
-			ch, err := conn.Channel()
+			ch, err := b.channel()
 			if err != nil {
+				t.Logf("testenv: delete the test's exchanges: %v", err)
 				return
 			}
 			_ = ch.ExchangeDelete(e, false /* ifUnused */, false /* noWait */)
 			_ = ch.Close()
 		}
 	})
+}
+
+// brokerCleaner deletes a test's queues and exchanges, dialling again when the broker
+// closed its connection.
+type brokerCleaner struct {
+	url  string
+	conn *amqp.Connection
+}
+
+func (b *brokerCleaner) channel() (*amqp.Channel, error) {
+	if b.conn == nil || b.conn.IsClosed() {
+		conn, err := amqp.Dial(b.url)
+		if err != nil {
+			return nil, err
+		}
+		b.conn = conn
+	}
+	return b.conn.Channel()
+}
+
+func (b *brokerCleaner) close() {
+	if b.conn != nil {
+		_ = b.conn.Close()
+	}
+}
+
+// deleteQueueWhenStarted deletes queue once the broker has started it. A process stopped
+// while it declared the queue leaves the declaration running on the broker: RabbitMQ 3.10
+// records a quorum queue before it starts the queue's Raft server, and a delete in between
+// finds no server and deletes the queue by force; the server that starts next then crashes
+// the broker's dead-letter supervisor, after which no queue of this topology can be declared
+// until the broker restarts. A basic.get is answered only once the server runs (before, it
+// fails the channel), so the delete waits for one, a second at most. A missing queue is
+// fine: not every test declares every queue.
+func (b *brokerCleaner) deleteQueueWhenStarted(queue string) error {
+	for range 20 {
+		ch, err := b.channel()
+		if err != nil {
+			return err
+		}
+		// A message taken goes back to the queue as the channel closes.
+		_, _, err = ch.Get(queue, false /* autoAck */)
+		_ = ch.Close()
+		var amqpErr *amqp.Error
+		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
+			return nil
+		}
+		if err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ch, err := b.channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	_, err = ch.QueueDelete(queue, false /* ifUnused */, false /* ifEmpty */, false /* noWait */)
+	return err
 }
 
 // AdminChannel opens a plain channel on the broker of cfg for a test to inspect or publish

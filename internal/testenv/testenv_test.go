@@ -178,8 +178,12 @@ func TestConfigDeletesTheBrokerNamesAtCleanup(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// Quorum queues, as the processes declare, each holding a message.
 		for _, q := range queues {
-			if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.Publish("", q, false, false, amqp.Publishing{Body: []byte("left over")}); err != nil {
 				t.Fatal(err)
 			}
 		}
