@@ -50,8 +50,8 @@ func startConnLogging(t *testing.T, cfg configuration.RabbitMQ, opts Options, lo
 	}
 	c := NewConn(cfg, log, opts)
 	c.Start()
-	t.Cleanup(func() { _ = c.Close() })
 	deleteAtCleanup(t, cfg, c.Topology())
+	t.Cleanup(func() { _ = c.Close() }) // before the deletion: cleanups run last first
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.WaitReady(ctx); err != nil {
