@@ -97,6 +97,11 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		if route, ok := srv.FindPath(r.Method, r.URL); ok {
 			// Metrics and spans name the operation, not the /api/ prefix.
 			metrics.SetRoute(r.Context(), route.OperationID())
+			if route.Name() == string(oas.CreateOrderOperation) {
+				var refused func()
+				r, refused = trackOrderRequest(r)
+				defer refused()
+			}
 		}
 		if r.ContentLength > maxBodyBytes {
 			writeProblem(w, problemResponse(http.StatusRequestEntityTooLarge,

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -10,8 +11,9 @@ import (
 )
 
 // ordersCreated counts POST /api/orders by outcome: created (including idempotent
-// replays), insufficient_stock, rejected (invalid or forbidden), idempotency_conflict,
-// unavailable (database down or request timed out) and error.
+// replays), insufficient_stock, rejected (invalid or forbidden, including the requests
+// refused before the operation runs: no valid token, a body that does not decode or is too
+// large), idempotency_conflict, unavailable (database down or request timed out) and error.
 var ordersCreated = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "orderflow_orders_created_total",
 	Help: "Order requests by outcome.",
@@ -23,6 +25,29 @@ var intakeGroupOrders = prometheus.NewHistogram(prometheus.HistogramOpts{
 	Help:    "Orders stored per transaction by the order intake.",
 	Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
 })
+
+type orderCountKey struct{}
+
+// trackOrderRequest prepares r, a POST /api/orders, to be counted once: the returned
+// request carries the mark that orderOperationRuns sets, and refused, called once r has
+// been answered, counts it as rejected unless the operation ran (and counts it itself):
+// it was refused before, for its token, its body or its parameters.
+func trackOrderRequest(r *http.Request) (tracked *http.Request, refused func()) {
+	ran := new(bool)
+	tracked = r.WithContext(context.WithValue(r.Context(), orderCountKey{}, ran))
+	return tracked, func() {
+		if !*ran {
+			ordersCreated.WithLabelValues("rejected").Inc()
+		}
+	}
+}
+
+// orderOperationRuns marks the order request of ctx as counted by the operation.
+func orderOperationRuns(ctx context.Context) {
+	if ran, ok := ctx.Value(orderCountKey{}).(*bool); ok {
+		*ran = true
+	}
+}
 
 func registerMetrics(reg prometheus.Registerer) error {
 	return errors.Join(reg.Register(ordersCreated), reg.Register(intakeGroupOrders))

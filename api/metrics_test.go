@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,5 +71,40 @@ func TestRequestsAreLabelledByOperation(t *testing.T) {
 				t.Errorf("route label %q, want the operation id getProduct", l.GetValue())
 			}
 		}
+	}
+}
+
+// TestOrderRequestsRefusedBeforeTheHandlerAreCounted checks that every POST /api/orders
+// counts once in orderflow_orders_created_total, including those refused before the
+// operation runs (a body that does not decode, no token, a body too large), which are
+// rejected order requests too.
+func TestOrderRequestsRefusedBeforeTheHandlerAreCounted(t *testing.T) {
+	e := newEnv(t)
+	tok := e.adminToken()
+	product := e.product("1.00", 10)
+	rejected, created := ordersCreated.WithLabelValues("rejected"), ordersCreated.WithLabelValues("created")
+	rejectedBefore, createdBefore := testutil.ToFloat64(rejected), testutil.ToFloat64(created)
+	for _, tc := range []struct {
+		name, path, tok, contentType, body string
+		status                             int
+	}{
+		{"not JSON", "/api/orders", tok, "application/json", `{"items": [`, http.StatusBadRequest},
+		{"no token", "/api/orders", "", "application/json", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1}]}`, product), http.StatusUnauthorized},
+		{"too large", "/api/orders", tok, "application/json", `{"items":[` + strings.Repeat(" ", int(e.cfg.HTTP.MaxBodyBytes)) + `]}`, http.StatusRequestEntityTooLarge},
+		{"unknown parameter", "/api/orders?dryRun=1", tok, "application/json", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1}]}`, product), http.StatusBadRequest},
+		{"not JSON media type", "/api/orders", tok, "text/plain", `x`, http.StatusUnsupportedMediaType},
+	} {
+		if res := e.do(http.MethodPost, tc.path, tc.tok, tc.contentType, tc.body); res.StatusCode != tc.status {
+			t.Fatalf("%s: status %d, want %d", tc.name, res.StatusCode, tc.status)
+		}
+	}
+	if res := e.do(http.MethodPost, "/api/orders", tok, "application/json", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1}]}`, product)); res.StatusCode != http.StatusCreated {
+		t.Fatalf("valid order: status %d", res.StatusCode)
+	}
+	if got := testutil.ToFloat64(rejected) - rejectedBefore; got != 5 {
+		t.Errorf("orderflow_orders_created_total{outcome=\"rejected\"} grew by %v for 5 refused order requests, want 5", got)
+	}
+	if got := testutil.ToFloat64(created) - createdBefore; got != 1 {
+		t.Errorf("orderflow_orders_created_total{outcome=\"created\"} grew by %v for 1 order, want 1", got)
 	}
 }

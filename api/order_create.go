@@ -36,6 +36,7 @@ var errIdempotencyConflict = errors.New("idempotency key stored concurrently")
 // writes the OrderCreated event to the outbox; an Idempotency-Key is stored in the same
 // transaction.
 func (h *Handler) CreateOrder(ctx context.Context, req *oas.OrderCreate, params oas.CreateOrderParams) (*oas.OrderHeaders, error) {
+	orderOperationRuns(ctx)
 	o, err := h.createOrder(ctx, req, params)
 	ordersCreated.WithLabelValues(orderOutcome(err)).Inc()
 	return o, err
