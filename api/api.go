@@ -102,6 +102,9 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 				r, refused = trackOrderRequest(r)
 				defer refused()
 			}
+		} else {
+			// No operation: counted as the mux counts a path it serves nothing at.
+			metrics.SetRoute(r.Context(), metrics.Unmatched)
 		}
 		if r.ContentLength > maxBodyBytes {
 			writeProblem(w, problemResponse(http.StatusRequestEntityTooLarge,

@@ -108,3 +108,41 @@ func TestOrderRequestsRefusedBeforeTheHandlerAreCounted(t *testing.T) {
 		t.Errorf("orderflow_orders_created_total{outcome=\"created\"} grew by %v for 1 order, want 1", got)
 	}
 }
+
+// TestUnknownAPIPathsAreUnmatched checks that a request under /api/ that names no
+// operation (an unknown path, or a method the path does not take) is counted with the
+// route "unmatched", as one outside /api/ is, and not with the mux's /api/ prefix.
+func TestUnknownAPIPathsAreUnmatched(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	m := metrics.NewHTTP(reg)
+	mux := http.NewServeMux()
+	if err := Register(mux, e.h, e.cfg); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(httpserver.Observe(slog.New(slog.DiscardHandler), m, mux))
+	defer ts.Close()
+	for _, req := range []struct{ method, path string }{
+		{http.MethodGet, "/api/no/such/path/12"},
+		{http.MethodPatch, "/api/orders/12"},
+	} {
+		r, err := http.NewRequest(req.method, ts.URL+req.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	want := `
+# HELP orderflow_http_requests_total HTTP requests by route, method and status code.
+# TYPE orderflow_http_requests_total counter
+orderflow_http_requests_total{code="404",method="GET",route="unmatched"} 1
+orderflow_http_requests_total{code="405",method="PATCH",route="unmatched"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "orderflow_http_requests_total"); err != nil {
+		t.Error(err)
+	}
+}

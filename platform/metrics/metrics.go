@@ -68,6 +68,10 @@ func NewHTTP(reg prometheus.Registerer) *HTTP {
 	return h
 }
 
+// Unmatched is the route label of a request that no route serves (an unknown path, or a
+// method its path does not take).
+const Unmatched = "unmatched"
+
 type routeKey struct{}
 
 // SetRoute names the route of the request being served, for handlers that route by
@@ -92,7 +96,7 @@ func (h *HTTP) Track(r *http.Request) (tracked *http.Request, done func(code int
 			name = tracked.Pattern
 		}
 		if name == "" {
-			name = "unmatched"
+			name = Unmatched
 		}
 		method := methodLabel(tracked.Method)
 		h.requests.WithLabelValues(name, method, strconv.Itoa(code)).Inc()
