@@ -13,8 +13,10 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 
 	"orderflow/configuration"
@@ -149,7 +151,7 @@ func Observe(l *slog.Logger, m *metrics.HTTP, next http.Handler) http.Handler {
 		r, done := m.Track(r)
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		finish := func() {
-			done(sw.code)
+			trace.SpanFromContext(r.Context()).SetName(spanName(r.Method, done(sw.code)))
 			level := slog.LevelInfo
 			switch r.URL.Path {
 			case "/healthz", "/readyz", "/metrics":
@@ -186,6 +188,23 @@ func Observe(l *slog.Logger, m *metrics.HTTP, next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// spanName is the name of the span of a request by its route label, as OpenTelemetry
+// names server spans: "{method} {route}", or the method alone for a request no route
+// serves ("HTTP" for a method of the client's own), so that neither the ids in paths nor
+// made-up methods make a name for every request.
+func spanName(method, route string) string {
+	if metrics.MethodLabel(method) != method {
+		method = "HTTP"
+	}
+	switch {
+	case route == metrics.Unmatched:
+		return method
+	case strings.HasPrefix(route, method+" "):
+		return route // a mux pattern that names its method
+	}
+	return method + " " + route
 }
 
 // panicProblem answers a request whose handler panicked: the same problem as the API's other

@@ -9,12 +9,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
@@ -23,6 +27,7 @@ import (
 	"orderflow/platform/httpserver"
 	"orderflow/platform/log"
 	"orderflow/platform/metrics"
+	"orderflow/platform/tracing"
 )
 
 // GET /outlive's handler signals outliveStarted, waits for the test to send on
@@ -338,5 +343,33 @@ func TestPanickingHandlerIsAnswered(t *testing.T) {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestSpansAreNamedByRoute checks that a request's span is named by its route, as its
+// metrics are, and not by its path, whose ids would give every order a name of its own in
+// a trace backend.
+func TestSpansAreNamedByRoute(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/orders/{id}", func(http.ResponseWriter, *http.Request) {})
+	h := tracing.Middleware(httpserver.Observe(slog.New(slog.DiscardHandler), metrics.NewHTTP(prometheus.NewRegistry()), mux))
+	for _, req := range []struct{ method, path string }{
+		{http.MethodGet, "/api/orders/123"}, {http.MethodGet, "/api/orders/456"},
+		{http.MethodGet, "/no/such/path/789"}, {"BREW", "/api/orders/123"},
+	} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(req.method, req.path, nil))
+	}
+	var names []string
+	for _, s := range rec.Ended() {
+		names = append(names, s.Name())
+	}
+	want := []string{"GET /api/orders/{id}", "GET /api/orders/{id}", "GET", "HTTP"}
+	if !slices.Equal(names, want) {
+		t.Errorf("span names %q, want %q", names, want)
 	}
 }

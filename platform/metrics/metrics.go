@@ -83,14 +83,15 @@ func SetRoute(ctx context.Context, route string) {
 }
 
 // Track prepares r to be counted: the returned request carries the route holder that
-// SetRoute fills, and done records the request once it has been answered with code. The
-// route label is the one set with SetRoute, else the mux pattern that matched the returned
-// request, else "unmatched", so unknown paths cannot grow the label set.
-func (h *HTTP) Track(r *http.Request) (tracked *http.Request, done func(code int)) {
+// SetRoute fills, and done records the request once it has been answered with code, and
+// returns its route label. The route label is the one set with SetRoute, else the mux
+// pattern that matched the returned request, else "unmatched", so unknown paths cannot grow
+// the label set.
+func (h *HTTP) Track(r *http.Request) (tracked *http.Request, done func(code int) (route string)) {
 	start := time.Now()
 	route := new(string)
 	tracked = r.WithContext(context.WithValue(r.Context(), routeKey{}, route))
-	return tracked, func(code int) {
+	return tracked, func(code int) string {
 		name := *route
 		if name == "" {
 			name = tracked.Pattern
@@ -98,15 +99,16 @@ func (h *HTTP) Track(r *http.Request) (tracked *http.Request, done func(code int
 		if name == "" {
 			name = Unmatched
 		}
-		method := methodLabel(tracked.Method)
+		method := MethodLabel(tracked.Method)
 		h.requests.WithLabelValues(name, method, strconv.Itoa(code)).Inc()
 		h.duration.WithLabelValues(name, method).Observe(time.Since(start).Seconds())
+		return name
 	}
 }
 
-// methodLabel is method's label: the method itself for those net/http names, else "other",
+// MethodLabel is method's label: the method itself for those net/http names, else "other",
 // so that the methods a client makes up cannot grow the label set either.
-func methodLabel(method string) string {
+func MethodLabel(method string) string {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:

@@ -79,7 +79,8 @@ func Extract(ctx context.Context, headers map[string]string) context.Context {
 func Tracer() trace.Tracer { return otel.Tracer("orderflow") }
 
 // Middleware starts a server span for each request, continuing the caller's trace when
-// the request carries a traceparent header.
+// the request carries a traceparent header. The span is named by the path until
+// httpserver.Observe, inside it, names it by the request's route.
 func Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
