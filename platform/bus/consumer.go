@@ -336,6 +336,7 @@ func (c *Consumer) handle(parent context.Context, d amqp.Delivery) {
 		Body: d.Body, MessageID: d.MessageId, Type: d.Type, RoutingKey: d.RoutingKey,
 		Headers: d.Headers, Timestamp: d.Timestamp, Redelivered: d.Redelivered, DeliveryCount: count,
 	})
+	took := time.Since(start) // the handler's time, without the wait before a requeue
 	var ackErr error
 	outcome := "ack"
 	switch {
@@ -372,7 +373,7 @@ func (c *Consumer) handle(parent context.Context, d amqp.Delivery) {
 		// limit.
 		ackErr = d.Reject(true /* requeue */)
 	}
-	observeDelivery(c.consumer, d.Type, outcome, d.Redelivered || count > 0, time.Since(start))
+	observeDelivery(c.consumer, d.Type, outcome, d.Redelivered || count > 0, took)
 	if ackErr != nil {
 		c.log.WarnContext(ctx, "settle delivery on a closed channel; the broker redelivers it", "message_id", d.MessageId, "error", ackErr)
 	}
