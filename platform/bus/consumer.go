@@ -373,6 +373,10 @@ func (c *Consumer) handle(parent context.Context, d amqp.Delivery) {
 		// limit.
 		ackErr = d.Reject(true /* requeue */)
 	}
+	if ackErr != nil {
+		// Not settled: the channel is gone, and the broker delivers the message again.
+		outcome = "requeue"
+	}
 	observeDelivery(c.consumer, d.Type, outcome, d.Redelivered || count > 0, took)
 	if ackErr != nil {
 		c.log.WarnContext(ctx, "settle delivery on a closed channel; the broker redelivers it", "message_id", d.MessageId, "error", ackErr)
