@@ -94,13 +94,12 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		// as some repeat what the request held.
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		r, info := withRequestInfo(r)
 		if route, ok := srv.FindPath(r.Method, r.URL); ok {
 			// Metrics and spans name the operation, not the /api/ prefix.
 			metrics.SetRoute(r.Context(), route.OperationID())
 			if route.Name() == string(oas.CreateOrderOperation) {
-				var refused func()
-				r, refused = trackOrderRequest(r)
-				defer refused()
+				defer countOrderRefused(info)
 			}
 		} else {
 			// No operation: counted as the mux counts a path it serves nothing at.
@@ -128,7 +127,6 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		r, info := withRequestInfo(r)
 		info.body = body
 		srv.ServeHTTP(&challengeWriter{ResponseWriter: w, info: info}, r)
 	}), nil

@@ -146,6 +146,9 @@ type requestInfo struct {
 	// idempotencyKeys is the number of Idempotency-Key headers, of which ogen reads the
 	// first.
 	idempotencyKeys int
+	// orderCounted is set by CreateOrder, which counts its outcome in
+	// orderflow_orders_created_total; an order request refused before it is counted apart.
+	orderCounted bool
 }
 
 type requestInfoKey struct{}

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,28 +25,17 @@ var intakeGroupOrders = prometheus.NewHistogram(prometheus.HistogramOpts{
 	Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
 })
 
-type orderCountKey struct{}
-
-// trackOrderRequest prepares r, a POST /api/orders, to be counted once: the returned
-// request carries the mark that orderOperationRuns sets, and refused, called once r has
-// been answered, counts it as rejected unless the operation ran (and counts it itself):
-// it was refused before, for its token, its body or its parameters.
-func trackOrderRequest(r *http.Request) (tracked *http.Request, refused func()) {
-	ran := new(bool)
-	tracked = r.WithContext(context.WithValue(r.Context(), orderCountKey{}, ran))
-	return tracked, func() {
-		if !*ran {
-			ordersCreated.WithLabelValues("rejected").Inc()
-		}
+// countOrderRefused counts the order request of info as rejected unless the operation ran
+// (and counted it itself): it was refused before, for its token, its body or its
+// parameters. Each POST /api/orders thus counts once.
+func countOrderRefused(info *requestInfo) {
+	if !info.orderCounted {
+		ordersCreated.WithLabelValues("rejected").Inc()
 	}
 }
 
 // orderOperationRuns marks the order request of ctx as counted by the operation.
-func orderOperationRuns(ctx context.Context) {
-	if ran, ok := ctx.Value(orderCountKey{}).(*bool); ok {
-		*ran = true
-	}
-}
+func orderOperationRuns(ctx context.Context) { requestInfoFrom(ctx).orderCounted = true }
 
 func registerMetrics(reg prometheus.Registerer) error {
 	return errors.Join(reg.Register(ordersCreated), reg.Register(intakeGroupOrders))
