@@ -385,58 +385,59 @@ func TestOrderCreatedForOrderThatMovedOnIsDropped(t *testing.T) {
 	}
 }
 
-func TestOrderExpiredDuringPaymentIsNotCompleted(t *testing.T) {
+// TestOrderChangedDuringPaymentIsNotCompleted: while an order's payment runs, the cron job
+// expires it, or an administrator deletes it. The payment then succeeds with nothing to
+// complete: the delivery is acknowledged, no event is written, an expired order stays
+// expired, and the log says which of the two happened.
+func TestOrderChangedDuringPaymentIsNotCompleted(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	log, logs := newLogger()
-	w := worker.New(s.client, log, worker.Options{
-		PaymentDelay:          300 * time.Millisecond,
-		CompletionProbability: 1,
-	})
-	created := s.newOrder(t, s.newUser(t, "Niklaus Wirth"), 1)
-	_, body := envelope(t, events.SourceAPI, created)
-	errc := make(chan error, 1)
-	go func() { errc <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
-	testutil.Eventually(t, 10*time.Second, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
-	// The cron job expires the order while its payment runs; the payment then succeeds.
-	s.setStatus(t, created.OrderID, order.StatusExpired)
-	if err := <-errc; err != nil {
-		t.Fatalf("handle: %v", err)
+	const msgGone = "payment succeeded but the order no longer exists: nothing to complete"
+	for _, c := range []struct {
+		name           string
+		change         func(t *testing.T, orderID int)
+		level, logLine string
+	}{
+		{"expired by the cron job", func(t *testing.T, id int) {
+			s.setStatus(t, id, order.StatusExpired)
+		}, "INFO", msgTooLate},
+		{"deleted by an administrator", func(t *testing.T, id int) {
+			if err := s.client.Order.DeleteOneID(id).Exec(context.Background()); err != nil {
+				t.Fatalf("delete order: %v", err)
+			}
+		}, "WARN", msgGone},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			log, logs := newLogger()
+			w := worker.New(s.client, log, worker.Options{
+				PaymentDelay:          300 * time.Millisecond,
+				CompletionProbability: 1,
+			})
+			created := s.newOrder(t, s.newUser(t, c.name), 1)
+			_, body := envelope(t, events.SourceAPI, created)
+			errc := make(chan error, 1)
+			go func() { errc <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
+			testutil.Eventually(t, 10*time.Second, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
+			c.change(t, created.OrderID)
+			if err := <-errc; err != nil {
+				t.Fatalf("handle: %v, want nil (ack)", err)
+			}
+			mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 0)
+			if c.logLine == msgTooLate {
+				mustEqual(t, "status", s.status(t, created.OrderID), order.StatusExpired)
+			}
+			for _, line := range []string{msgTooLate, msgGone} {
+				got := logs.lines(t, line)
+				want := 0
+				if line == c.logLine {
+					want = 1
+				}
+				if len(got) != want || (want == 1 && got[0]["level"] != c.level) {
+					t.Errorf("log lines %q: %v, want %d at %s", line, got, want, c.level)
+				}
+			}
+		})
 	}
-	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusExpired)
-	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 0)
-	mustEqual(t, "log lines", len(logs.lines(t, "payment succeeded but the order is no longer processing: nothing to complete")), 1)
-}
-
-// TestOrderDeletedDuringPaymentIsDroppedWithAWarning: an administrator deletes an order while
-// its payment runs. The payment then has nothing to complete: the delivery is acknowledged,
-// no event is written, and the log says that the order no longer exists rather than that it
-// moved on to another status.
-func TestOrderDeletedDuringPaymentIsDroppedWithAWarning(t *testing.T) {
-	t.Parallel()
-	s := newStore(t)
-	log, logs := newLogger()
-	w := worker.New(s.client, log, worker.Options{
-		PaymentDelay:          300 * time.Millisecond,
-		CompletionProbability: 1,
-	})
-	created := s.newOrder(t, s.newUser(t, "Dana Scott"), 1)
-	_, body := envelope(t, events.SourceAPI, created)
-	errc := make(chan error, 1)
-	go func() { errc <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
-	testutil.Eventually(t, 10*time.Second, "payment to start", func() bool { return w.PaymentsInFlight() == 1 })
-	if err := s.client.Order.DeleteOneID(created.OrderID).Exec(context.Background()); err != nil {
-		t.Fatalf("delete order: %v", err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatalf("handle: %v, want nil (ack)", err)
-	}
-	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 0)
-	lines := logs.lines(t, "payment succeeded but the order no longer exists: nothing to complete")
-	if len(lines) != 1 || lines[0]["level"] != "WARN" {
-		t.Fatalf("log lines saying the order no longer exists: %v, want one warning", lines)
-	}
-	mustEqual(t, "lines saying the order moved on", len(logs.lines(t, msgTooLate)), 0)
 }
 
 func TestEventsForMissingOrderAreAcknowledged(t *testing.T) {
