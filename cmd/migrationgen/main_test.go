@@ -78,7 +78,10 @@ func TestCheckFailsWhenAMigrationIsMissing(t *testing.T) {
 	}
 }
 
-func TestCheckRejectsAStaleSum(t *testing.T) {
+// staleSumDir returns a copy of the migrations in which a file was edited after atlas.sum
+// was written.
+func staleSumDir(t *testing.T) string {
+	t.Helper()
 	dir := copyDir(t, repoMigrations)
 	seed := only(t, dir, "*_seed_products.sql")
 	b, err := os.ReadFile(seed)
@@ -88,7 +91,12 @@ func TestCheckRejectsAStaleSum(t *testing.T) {
 	if err := os.WriteFile(seed, append(b, "-- edited\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = Check(ctx(t), adminDSN(), dir)
+	return dir
+}
+
+func TestCheckRejectsAStaleSum(t *testing.T) {
+	dir := staleSumDir(t)
+	err := Check(ctx(t), adminDSN(), dir)
 	if !errors.Is(err, migrate.ErrChecksumMismatch) || !strings.Contains(err.Error(), "-rehash") {
 		t.Fatalf("check = %v, want a checksum mismatch pointing to -rehash", err)
 	}
@@ -99,15 +107,7 @@ func TestCheckRejectsAStaleSum(t *testing.T) {
 // Check, with the command that fixes it, instead of a bare "checksum mismatch"; nothing is
 // written.
 func TestGenerateRejectsAStaleSum(t *testing.T) {
-	dir := copyDir(t, repoMigrations)
-	seed := only(t, dir, "*_seed_products.sql")
-	b, err := os.ReadFile(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(seed, append(b, "-- edited\n"...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := staleSumDir(t)
 	before := snapshot(t, dir)
 	written, err := Generate(ctx(t), adminDSN(), dir, "anything")
 	if !errors.Is(err, migrate.ErrChecksumMismatch) || !strings.Contains(err.Error(), "go run ./cmd/migrationgen -rehash") {
