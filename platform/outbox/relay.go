@@ -24,8 +24,8 @@ const (
 	publishTimeout = 10 * time.Second
 	// roundTimeout bounds a whole round, its statements and its publishing: see Relay.round.
 	roundTimeout = publishTimeout + 20*time.Second
-	// maxBackoff caps the wait after a batch of which nothing was published (it doubles from
-	// pollInterval).
+	// maxBackoff caps the wait after a round that failed without publishing a row (it
+	// doubles from pollInterval).
 	maxBackoff = 10 * time.Second
 	// maxRetryDelay caps how long a row whose publishing failed is held back (the delay
 	// doubles from twice pollInterval with each failed attempt).
@@ -55,8 +55,9 @@ type Publisher interface {
 // records the error and is held back for a delay that doubles with each attempt, so that rows
 // that keep failing never fill the batches and hold back the others. A row that the broker did
 // not take through no fault of its own (publishing blocked by an alarm, the connection lost,
-// no confirm in time) stays as it is. Only a round that published nothing makes the relay
-// itself wait longer.
+// no confirm in time) stays as it is. Only a round that fails without publishing a row (the
+// database failing, or none of its rows published) makes the relay itself wait longer; a
+// round that finds no row due waits for the next wake-up or poll as usual.
 type Relay struct {
 	pool      *sql.DB
 	pub       Publisher
