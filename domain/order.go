@@ -1,5 +1,7 @@
-// Package domain holds orderflow's order rules as plain Go: the order state machine and
-// exact money arithmetic. It knows nothing of storage or transport.
+// Package domain holds orderflow's business rules as plain Go: the order state machine,
+// exact money arithmetic, and the rules of the fields of users, products and orders (e-mail
+// addresses, lengths, passwords, roles, order items). It knows nothing of storage or
+// transport.
 package domain
 
 import (
