@@ -1,4 +1,7 @@
-// Package db opens orderflow's PostgreSQL pool and the ent client on top of it.
+// Package db opens orderflow's PostgreSQL pool and the ent client on top of it, and holds
+// two helpers for the processes' database work: WithTx runs a function in a transaction, and
+// Bounded gives work a time limit, so that a database that stops answering cannot hold it up
+// for long.
 package db
 
 import (
@@ -17,7 +20,8 @@ import (
 	"orderflow/ent"
 )
 
-// Module provides the *sql.DB pool and the *ent.Client of a process, and closes them on stop.
+// Module provides the *sql.DB pool and the *ent.Client of a process, and closes the pool,
+// which the client shares, on stop.
 var Module = fx.Module("db",
 	fx.Provide(NewPool, NewClient),
 )
