@@ -43,8 +43,8 @@ func newExpiryNotes(client *ent.Client) *expiryNotes {
 }
 
 // insert inserts the OrderExpired notification of orderID with message, unless the order
-// has one, and tells whether it did. alone means it was not tried: the caller inserts it
-// by itself.
+// has one, and tells whether it did. alone means that the statement of its group failed:
+// the caller inserts it by itself.
 func (x *expiryNotes) insert(ctx context.Context, orderID int, message string) (inserted, alone bool) {
 	n := &expiryNote{orderID: orderID, message: message, done: make(chan struct{})}
 	x.groups.Write(n, n.done, func(group []*expiryNote) { x.insertGroup(ctx, group) })
