@@ -79,11 +79,11 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 		}
 	}
 
-	w.payments.Add(1)
+	w.inFlight.Add(1)
 	paymentsInFlight.Inc()
 	err = sleep(ctx, w.opts.PaymentDelay)
 	paymentsInFlight.Dec()
-	w.payments.Add(-1)
+	w.inFlight.Add(-1)
 	if err != nil {
 		payments.WithLabelValues("interrupted").Inc()
 		return fmt.Errorf("payment of order %d interrupted: %w", e.OrderID, err)
@@ -127,7 +127,7 @@ func (w *Worker) paymentSucceeds(orderID int) bool {
 }
 
 // PaymentsInFlight returns the number of simulated payments running right now.
-func (w *Worker) PaymentsInFlight() int64 { return w.payments.Load() }
+func (w *Worker) PaymentsInFlight() int64 { return w.inFlight.Load() }
 
 // claim moves the order from pending to processing and reports whether it did.
 func (w *Worker) claim(ctx context.Context, orderID int) (bool, error) {

@@ -52,7 +52,7 @@ type Worker struct {
 	log      *slog.Logger
 	opts     Options
 	expiries *expiryNotes
-	payments atomic.Int64 // simulated payments running now
+	inFlight atomic.Int64 // simulated payments running now
 	outage   atomic.Bool  // the database was found unavailable and not reached since
 	// attemptTimeout bounds one attempt of the handlers' database work: the constant
 	// attemptTimeout, shorter in tests (SetAttemptTimeout).
