@@ -42,41 +42,9 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // settling).
 func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
-	// uncertain: an attempt to claim the order failed in a way that may have committed it
-	// (the connection dropped, or gave no answer within attemptTimeout, after the update was
-	// sent), so processing may be this delivery's own doing. An attempt that never reached
-	// the database (no connection) changed nothing: a copy of the event may have claimed the
-	// order meanwhile.
-	var claimed, uncertain bool
-	err := w.retry(ctx, func(ctx context.Context) error {
-		var err error
-		claimed, err = w.claim(ctx, e.OrderID)
-		uncertain = uncertain || (err != nil && !unsent(err))
+	pay, err := w.startPayment(ctx, log, e.OrderID, redelivered)
+	if err != nil || !pay {
 		return err
-	})
-	if err != nil {
-		return err
-	}
-	if !claimed {
-		var status order.Status
-		err := w.retry(ctx, func(ctx context.Context) error {
-			var err error
-			status, err = w.status(ctx, e.OrderID)
-			return err
-		})
-		switch {
-		case errors.Is(err, errOrderGone):
-			log.WarnContext(ctx, "order created event dropped: the order no longer exists")
-			return nil
-		case err != nil:
-			return err
-		case status == order.StatusProcessing && (redelivered || uncertain):
-			log.InfoContext(ctx, "resuming a payment interrupted before its outcome")
-		default:
-			log.InfoContext(ctx, "order created event dropped: the order is no longer pending",
-				slog.String("status", string(status)), slog.Bool("redelivered", redelivered))
-			return nil
-		}
 	}
 
 	w.inFlight.Add(1)
@@ -119,6 +87,48 @@ func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e 
 	payments.WithLabelValues("completed").Inc()
 	log.InfoContext(ctx, "payment succeeded: order completed", slog.String("total", e.Total.StringFixed(2)))
 	return nil
+}
+
+// startPayment claims the order for its payment (pending -> processing) and tells whether
+// this delivery runs the payment: it does when it claimed the order, or when it finds the
+// order processing with its payment interrupted (see HandleOrderCreated). It logs why it
+// does not, when it does not.
+func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int, redelivered bool) (bool, error) {
+	// uncertain: an attempt to claim the order failed in a way that may have committed it
+	// (the connection dropped, or gave no answer within attemptTimeout, after the update was
+	// sent), so processing may be this delivery's own doing. An attempt that never reached
+	// the database (no connection) changed nothing: a copy of the event may have claimed the
+	// order meanwhile.
+	var claimed, uncertain bool
+	err := w.retry(ctx, func(ctx context.Context) error {
+		var err error
+		claimed, err = w.claim(ctx, orderID)
+		uncertain = uncertain || (err != nil && !unsent(err))
+		return err
+	})
+	if err != nil || claimed {
+		return claimed, err
+	}
+	var status order.Status
+	err = w.retry(ctx, func(ctx context.Context) error {
+		var err error
+		status, err = w.status(ctx, orderID)
+		return err
+	})
+	switch {
+	case errors.Is(err, errOrderGone):
+		log.WarnContext(ctx, "order created event dropped: the order no longer exists")
+		return false, nil
+	case err != nil:
+		return false, err
+	case status == order.StatusProcessing && (redelivered || uncertain):
+		log.InfoContext(ctx, "resuming a payment interrupted before its outcome")
+		return true, nil
+	default:
+		log.InfoContext(ctx, "order created event dropped: the order is no longer pending",
+			slog.String("status", string(status)), slog.Bool("redelivered", redelivered))
+		return false, nil
+	}
 }
 
 // paymentSucceeds draws the outcome of an order's payment.
