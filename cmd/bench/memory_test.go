@@ -1,0 +1,25 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestWorkerRSSTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		peak, burst, limit int
+		want, wantNot      string
+	}{
+		{"limited by the configuration", 3000, 5000, 3000,
+			"3000 payments in flight at most, not the burst's 5000: orders.maxPaymentsInFlight 3000", ""},
+		{"the whole burst in flight", 5000, 5000, 6000, "5000 payments in flight at most", "not the burst"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := workerRSSTarget(tc.peak, tc.burst, tc.limit)
+			if !strings.Contains(got, tc.want) || tc.wantNot != "" && strings.Contains(got, tc.wantNot) {
+				t.Errorf("workerRSSTarget(%d, %d, %d) = %q, want it to say %q", tc.peak, tc.burst, tc.limit, got, tc.want)
+			}
+		})
+	}
+}
