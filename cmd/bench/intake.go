@@ -173,6 +173,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
 		cat.products, cat.users, r.size.history)
 	res.setup("each order: 2 random products x 1, random customer, posted by the administrator")
+	res.setup("pgbench runs api.OrderStatement, the API's statement for one order, one order per transaction; the api stores the orders that wait together in one transaction (up to orders.intakeGroupSize, with api.GroupStatement when every one of them can be placed), so under load it commits less often per order than pgbench")
 	var autovacuum string
 	if err := e.pool.QueryRowContext(ctx, `SHOW autovacuum`).Scan(&autovacuum); err != nil {
 		return res, fmt.Errorf("read autovacuum: %w", err)
