@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,37 @@ func (p *phase) finish(lat latencies) {
 	p.Done = len(lat)
 	p.Throughput = float64(p.Done) / p.Elapsed.Seconds()
 	p.P50, p.P99 = lat.quantile(0.50), lat.quantile(0.99)
+}
+
+// MarshalJSON writes the latencies a phase has no figure for (NaN: none measured, or a
+// second without calls) as null, which encoding/json would refuse to write.
+func (p phase) MarshalJSON() ([]byte, error) {
+	type plain phase // without this method
+	return json.Marshal(struct {
+		plain
+		P50       *float64   `json:"p50Ms"`
+		P99       *float64   `json:"p99Ms"`
+		SecondP99 []*float64 `json:"secondP99Ms,omitempty"`
+	}{plain(p), orNull(p.P50), orNull(p.P99), orNulls(p.SecondP99)})
+}
+
+// orNull is v, or nil for NaN: a figure that JSON writes as null where none was measured.
+func orNull(v float64) *float64 {
+	if math.IsNaN(v) {
+		return nil
+	}
+	return &v
+}
+
+func orNulls(vs []float64) []*float64 {
+	if vs == nil {
+		return nil
+	}
+	out := make([]*float64, len(vs))
+	for i, v := range vs {
+		out[i] = orNull(v)
+	}
+	return out
 }
 
 // errorLog remembers the number of failures and the first one.

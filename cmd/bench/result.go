@@ -97,6 +97,16 @@ type Target struct {
 	Met     bool `json:"met"`
 }
 
+// MarshalJSON writes a measured figure of NaN (nothing measured) as null, which
+// encoding/json would refuse to write.
+func (t Target) MarshalJSON() ([]byte, error) {
+	type plain Target // without this method
+	return json.Marshal(struct {
+		plain
+		Measured *float64 `json:"measured"`
+	}{plain(t), orNull(t.Measured)})
+}
+
 func newResult() *Result { return &Result{CPUs: numCPU()} }
 
 func (r *Result) setup(format string, args ...any) {
