@@ -219,8 +219,11 @@ func fixedRate(ctx context.Context, rate float64, warm, d time.Duration, maxInFl
 		seconds bySecond
 		warmed  atomic.Int64
 	)
+	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
-	from := start.Add(warm) // the first measured call is due then
+	// The first measured call is due then: the warm-up is warmN whole calls, which end before
+	// warm where rate times warm is not a whole number.
+	from := start.Add(time.Duration(warmN) * interval)
 	wait := startWorkers(maxInFlight, start, func(rng *rand.Rand, lat *latencies) {
 		for at := range due {
 			if ctx.Err() != nil {
@@ -239,7 +242,6 @@ func fixedRate(ctx context.Context, rate float64, warm, d time.Duration, maxInFl
 			seconds.add(int(at.Sub(from)/time.Second), d)
 		}
 	})
-	interval := time.Duration(float64(time.Second) / rate)
 	for i := range warmN + n {
 		at := start.Add(time.Duration(i) * interval)
 		if w := time.Until(at); w > 0 {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -19,5 +21,18 @@ func TestBySecond(t *testing.T) {
 	worst, over := phase{SecondP99: got}.secondsOver(25)
 	if worst != 99 || over != 1 {
 		t.Errorf("worst %v, over 25 ms %d; want 99 and 1", worst, over)
+	}
+}
+
+// TestFixedRateCountsEveryMeasuredCall checks that a fixed-rate phase measures each call of
+// its schedule after the warm-up's, also where the rate times the warm-up is not a whole
+// number of calls.
+func TestFixedRateCountsEveryMeasuredCall(t *testing.T) {
+	noop := func(context.Context, *rand.Rand) error { return nil }
+	measuring := 0
+	// 1,000.5 calls/s: 10 calls of warm-up in 10 ms, then 20 measured.
+	p := fixedRate(context.Background(), 1000.5, 10*time.Millisecond, 20*time.Millisecond, 4, noop, func() { measuring++ })
+	if p.Warm != 10 || p.Done != 20 || measuring != 1 {
+		t.Errorf("warm-up %d calls, measured %d, measuring called %d times; want 10, 20 and 1", p.Warm, p.Done, measuring)
 	}
 }
