@@ -23,3 +23,15 @@ func TestWorkerRSSTarget(t *testing.T) {
 		})
 	}
 }
+
+func TestPaymentsLimit(t *testing.T) {
+	if got, err := paymentsLimit(overrides{}, 5000); got != 5000 || err != nil {
+		t.Errorf("without -set: %d, %v; want the burst, 5000", got, err)
+	}
+	if got, err := paymentsLimit(overrides{"ORDERFLOW_ORDERS_MAXPAYMENTSINFLIGHT": "300"}, 5000); got != 300 || err != nil {
+		t.Errorf("with -set ...=300: %d, %v; want 300", got, err)
+	}
+	if _, err := paymentsLimit(overrides{"ORDERFLOW_ORDERS_MAXPAYMENTSINFLIGHT": "many"}, 5000); err == nil {
+		t.Error("with -set ...=many: no error")
+	}
+}
