@@ -29,24 +29,10 @@ func TestExpiredOrdersReachTheWorker(t *testing.T) {
 	insertStaleOrders(t, pool, "e2e@example.com", n)
 
 	logger := slog.New(slog.DiscardHandler)
-	process := func(module fx.Option) *fxtest.App {
-		app := fxtest.New(t,
-			fx.NopLogger,
-			fx.Supply(cfg, logger),
-			fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
-			db.Module,
-			bus.Module,
-			outbox.Module,
-			module,
-		)
-		app.RequireStart()
-		t.Cleanup(app.RequireStop)
-		return app
-	}
 	// The two processes, each with its own connections, as `orderflow cronjob` and
 	// `orderflow worker` run them.
-	process(worker.Module)
-	process(cronjob.Module)
+	startProcess(t, cfg, logger, worker.Module)
+	startProcess(t, cfg, logger, cronjob.Module)
 
 	deadline := time.Now().Add(30 * time.Second)
 	for count(t, pool, `SELECT count(*) FROM notifications WHERE event_type = 'OrderExpired'`) < n {
@@ -71,4 +57,21 @@ func TestExpiredOrdersReachTheWorker(t *testing.T) {
 			t.Errorf("%s: %d, want %d", query, got, want)
 		}
 	}
+}
+
+// startProcess starts a process of the system, as the orderflow command builds it: the
+// database, the broker and the outbox relay, then modules (worker.Module, cronjob.Module), on
+// connections of its own and a metrics registry of its own; it stops when the test ends.
+func startProcess(t *testing.T, cfg *configuration.Config, logger *slog.Logger, modules ...fx.Option) {
+	t.Helper()
+	app := fxtest.New(t, append([]fx.Option{
+		fx.NopLogger,
+		fx.Supply(cfg, logger),
+		fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
+		db.Module,
+		bus.Module,
+		outbox.Module,
+	}, modules...)...)
+	app.RequireStart()
+	t.Cleanup(app.RequireStop)
 }

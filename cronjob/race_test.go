@@ -9,10 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
 	"go.uber.org/fx"
-	"go.uber.org/fx/fxtest"
 
 	"orderflow/configuration"
 	"orderflow/cronjob"
@@ -20,7 +18,6 @@ import (
 	"orderflow/events"
 	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
-	"orderflow/platform/bus"
 	"orderflow/platform/db"
 	"orderflow/platform/outbox"
 	"orderflow/worker"
@@ -73,20 +70,8 @@ func TestPaymentsRacingTwoSweepersEndEachOrderOnce(t *testing.T) {
 	}
 	mailer := &countingMailer{sent: map[int]int{}}
 	logger := slog.New(slog.DiscardHandler)
-	process := func(modules ...fx.Option) {
-		app := fxtest.New(t, append([]fx.Option{
-			fx.NopLogger,
-			fx.Supply(cfg, logger),
-			fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
-			db.Module,
-			bus.Module,
-			outbox.Module,
-		}, modules...)...)
-		app.RequireStart()
-		t.Cleanup(app.RequireStop)
-	}
 	for range 2 {
-		process(worker.Module, fx.Decorate(func(client *ent.Client) *worker.Worker {
+		startProcess(t, cfg, logger, worker.Module, fx.Decorate(func(client *ent.Client) *worker.Worker {
 			return worker.New(client, logger, worker.Options{
 				// The orders placed up to half this long ago complete, those placed earlier
 				// reach expireAfter while their payment runs, and those in between race.
@@ -99,7 +84,7 @@ func TestPaymentsRacingTwoSweepersEndEachOrderOnce(t *testing.T) {
 		}))
 	}
 	for range 2 {
-		process(cronjob.Module)
+		startProcess(t, cfg, logger, cronjob.Module)
 	}
 
 	const n = 200
