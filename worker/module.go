@@ -55,5 +55,5 @@ func RegisterConsumers(lc fx.Lifecycle, cfg *configuration.Config, conn *bus.Con
 
 // consume is the bus handler of every queue.
 func (w *Worker) consume(ctx context.Context, d bus.Delivery) error {
-	return w.Handle(ctx, Delivery{Body: d.Body, Redelivered: d.Redelivered})
+	return w.handle(ctx, Delivery{Body: d.Body, Redelivered: d.Redelivered})
 }

@@ -11,6 +11,7 @@ import (
 	"orderflow/ent"
 	"orderflow/ent/order"
 	"orderflow/events"
+	"orderflow/platform/bus"
 	"orderflow/platform/db"
 	"orderflow/platform/outbox"
 )
@@ -37,33 +38,40 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // completion keeps a second completion impossible. See the README, "An order found in
 // processing on redelivery".
 //
-// A payment interrupted by ctx returns an error, so the message is not acknowledged. Once
-// the payment has succeeded, its completion is recorded even if ctx ends meanwhile (see
-// settling).
+// The payment's wait is returned as bus.After, so that a payment in flight holds a timer
+// instead of a goroutine: the consumer calls the rest once the wait is over. Handle, and any
+// caller other than the consumer, waits it out with bus.Finish. A payment interrupted by
+// ctx returns an error, so the message is not acknowledged. Once the payment has succeeded,
+// its completion is recorded even if ctx ends meanwhile (see settling).
 func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	pay, err := w.startPayment(ctx, log, e.OrderID, redelivered)
 	if err != nil || !pay {
 		return err
 	}
-
 	w.inFlight.Add(1)
 	paymentsInFlight.Inc()
-	err = sleep(ctx, w.opts.PaymentDelay)
-	paymentsInFlight.Dec()
-	w.inFlight.Add(-1)
-	if err != nil {
-		payments.WithLabelValues("interrupted").Inc()
-		return fmt.Errorf("payment of order %d interrupted: %w", e.OrderID, err)
-	}
+	return bus.After(w.opts.PaymentDelay, func(ctx context.Context) error {
+		paymentsInFlight.Dec()
+		w.inFlight.Add(-1)
+		if ctx.Err() != nil {
+			payments.WithLabelValues("interrupted").Inc()
+			return fmt.Errorf("payment of order %d interrupted: %w", e.OrderID, context.Cause(ctx))
+		}
+		return w.finishPayment(ctx, log, e)
+	})
+}
 
+// finishPayment draws the outcome of the order's payment, once its wait is over, and records
+// a success: the order completed with its OrderCompleted event.
+func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.OrderCreated) error {
 	if !w.paymentSucceeds(e.OrderID) {
 		payments.WithLabelValues("declined").Inc()
 		log.InfoContext(ctx, "payment declined: the order stays processing until it expires")
 		return nil
 	}
 	var completed bool
-	err = w.retry(ctx, func(ctx context.Context) error {
+	err := w.retry(ctx, func(ctx context.Context) error {
 		settle, done := settling(ctx)
 		defer done()
 		var err error

@@ -9,7 +9,7 @@
 // what happens to an order whose payment was interrupted.
 //
 // Worker.Handle decodes a delivery and calls the handler of its type. A new event type needs
-// a handler here and its case in Handle; RegisterConsumers consumes every queue of
+// a handler here and its case in handle; RegisterConsumers consumes every queue of
 // bus.SystemQueues. The package comment of events lists the other places it touches.
 package worker
 
@@ -46,7 +46,7 @@ type Options struct {
 }
 
 // Worker handles the order events. Its methods are safe for concurrent use; many payments
-// run at once, each holding no database connection while it waits.
+// run at once, each holding neither a database connection nor a goroutine while it waits.
 type Worker struct {
 	client   *ent.Client
 	log      *slog.Logger
@@ -87,8 +87,13 @@ type Delivery struct {
 // is done with (handled, a duplicate, or about an order that no longer exists), an error
 // wrapping bus.ErrPermanent when it can never be handled (the consumer dead-letters it), and
 // any other error when it should be delivered again later (a database outage, a shutdown
-// during a payment).
+// during a payment). It returns once a payment is over.
 func (w *Worker) Handle(ctx context.Context, d Delivery) error {
+	return bus.Finish(ctx, w.handle(ctx, d))
+}
+
+// handle is Handle for the consumer: it returns a payment's wait as bus.After.
+func (w *Worker) handle(ctx context.Context, d Delivery) error {
 	env, ev, err := events.Decode(d.Body)
 	if err != nil {
 		return bus.Permanent(err)

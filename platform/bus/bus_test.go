@@ -487,7 +487,7 @@ func TestConsumerConcurrency(t *testing.T) {
 
 // TestPoisonMessage: a message whose handler always fails transiently is dead-lettered after
 // the delivery limit, a permanently failing one at once, one whose handler panics at once
-// too, without ending the process, and none blocks the others.
+// too, or after its wait (After), without ending the process, and none blocks the others.
 func TestPoisonMessage(t *testing.T) {
 	t.Parallel()
 	cfg := rabbitConfig(t)
@@ -503,6 +503,8 @@ func TestPoisonMessage(t *testing.T) {
 			return Permanent(errors.New("not json"))
 		case "panics":
 			panic("a handler's defect")
+		case "panics-later":
+			return After(0, func(context.Context) error { panic("a handler's defect, after its wait") })
 		}
 		return nil
 	})
@@ -510,11 +512,12 @@ func TestPoisonMessage(t *testing.T) {
 	cons.Start()
 	defer cons.Stop(context.Background())
 
-	poison, malformed, panics := message(testKey, 1000), message(testKey, 1001), message(testKey, 1002)
+	poison, malformed, panics, panicsLater := message(testKey, 1000), message(testKey, 1001), message(testKey, 1002), message(testKey, 1003)
 	poison.ID, poison.Body = "poison", []byte("poison")
 	malformed.ID, malformed.Body = "malformed", []byte("malformed")
 	panics.ID, panics.Body = "panics", []byte("panics")
-	msgs := []Message{poison, malformed, panics}
+	panicsLater.ID, panicsLater.Body = "panics-later", []byte("panics-later")
+	msgs := []Message{poison, malformed, panics, panicsLater}
 	for i := range 50 {
 		msgs = append(msgs, message(testKey, i))
 	}
@@ -523,12 +526,12 @@ func TestPoisonMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testutil.Eventually(t, 20*time.Second, "every good message handled", func() bool { return seen.distinct() == 53 })
+	testutil.Eventually(t, 20*time.Second, "every good message handled", func() bool { return seen.distinct() == 54 })
 
 	dlq := DeadLetterQueue(c.Topology().QueueName("c"))
 	ch := testenv.AdminChannel(t, cfg)
 	reasons := map[string]any{}
-	testutil.Eventually(t, 20*time.Second, "three dead letters", func() bool {
+	testutil.Eventually(t, 20*time.Second, "four dead letters", func() bool {
 		d, ok, err := ch.Get(dlq, true)
 		if err != nil {
 			t.Fatal(err)
@@ -536,15 +539,15 @@ func TestPoisonMessage(t *testing.T) {
 		if ok {
 			reasons[d.MessageId] = d.Headers["x-first-death-reason"]
 		}
-		return len(reasons) == 3
+		return len(reasons) == 4
 	})
-	if reasons["poison"] != "delivery_limit" || reasons["malformed"] != "rejected" || reasons["panics"] != "rejected" {
+	if reasons["poison"] != "delivery_limit" || reasons["malformed"] != "rejected" || reasons["panics"] != "rejected" || reasons["panics-later"] != "rejected" {
 		t.Errorf("dead-letter reasons %v", reasons)
 	}
 	if n := seen.get("poison"); n != limit+1 {
 		t.Errorf("poison message delivered %d times, want %d", n, limit+1)
 	}
-	for _, id := range []string{"malformed", "panics"} {
+	for _, id := range []string{"malformed", "panics", "panics-later"} {
 		if n := seen.get(id); n != 1 {
 			t.Errorf("%s message delivered %d times, want 1", id, n)
 		}

@@ -60,8 +60,8 @@ type Delivery struct {
 }
 
 // Handler handles one delivery. nil acks it; an error wrapping ErrPermanent rejects it to the
-// dead-letter queue; any other error requeues it after a short delay, up to the queue's
-// delivery limit. The context ends when the delivery's channel closes (the cause is then
+// dead-letter queue; After leaves the rest for later; any other error requeues it after a
+// short delay, up to the queue's delivery limit. The context ends when the delivery's channel closes (the cause is then
 // ErrChannelClosed: the delivery can no longer be acknowledged, and the broker delivers the
 // message again) or when the consumer's stop deadline passes; an error returned after that is
 // taken for the interruption, not for a failure.
@@ -255,12 +255,11 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) (subscribed
 			c.inFlight.Add(1)
 			c.running.Add(1)
 			handlers.Add(1)
-			go func() {
-				defer c.inFlight.Done()
-				defer c.running.Add(-1)
-				defer handlers.Done()
-				c.handle(handlerCtx, d)
-			}()
+			go c.handle(handlerCtx, d, func() {
+				handlers.Done()
+				c.running.Add(-1)
+				c.inFlight.Done()
+			})
 		case amqpErr := <-closed:
 			return true, c.interrupt(cancelHandlers, &handlers, channelError(amqpErr))
 		case <-ctx.Done():
@@ -326,17 +325,52 @@ func waitDone(wg *sync.WaitGroup) <-chan struct{} {
 }
 
 // handle runs the handler on d with a context derived from parent, the context of the
-// subscription's handlers, and settles d on its own channel.
-func (c *Consumer) handle(parent context.Context, d amqp.Delivery) {
-	start := time.Now()
+// subscription's handlers, settles d on its own channel, and then calls done.
+func (c *Consumer) handle(parent context.Context, d amqp.Delivery, done func()) {
 	count, _ := d.Headers["x-delivery-count"].(int64)
 	ctx, span := deliveryContext(parent, c.consumer, d)
-	defer span.End()
-	err := c.call(ctx, Delivery{
-		Body: d.Body, MessageID: d.MessageId, Type: d.Type, RoutingKey: d.RoutingKey,
-		Headers: d.Headers, Timestamp: d.Timestamp, Redelivered: d.Redelivered, DeliveryCount: count,
+	h := &handling{c: c, ctx: ctx, d: d, count: count, start: time.Now(), span: span, done: done}
+	h.step(func(ctx context.Context) error {
+		return c.handler(ctx, Delivery{
+			Body: d.Body, MessageID: d.MessageId, Type: d.Type, RoutingKey: d.RoutingKey,
+			Headers: d.Headers, Timestamp: d.Timestamp, Redelivered: d.Redelivered, DeliveryCount: count,
+		})
 	})
-	took := time.Since(start) // the handler's time, without the wait before a requeue
+}
+
+// handling is one delivery from its handler's start until it is settled.
+type handling struct {
+	c     *Consumer
+	ctx   context.Context
+	d     amqp.Delivery
+	count int64 // the queue's x-delivery-count
+	start time.Time
+	span  trace.Span
+	done  func()
+}
+
+// step runs fn, the handler or what it left for later, and settles the delivery by its
+// result. When fn returns After, no goroutine waits: a timer runs the next step in a new one
+// once the wait is over, or once the delivery's context ends.
+func (h *handling) step(fn func(ctx context.Context) error) {
+	err := h.c.call(h.ctx, h.d.MessageId, fn)
+	var l *later
+	if errors.As(err, &l) {
+		wake, cancel := context.WithTimeout(h.ctx, l.wait)
+		context.AfterFunc(wake, func() {
+			cancel()
+			h.step(l.then)
+		})
+		return
+	}
+	h.c.settle(h.ctx, h.d, h.count, time.Since(h.start), err)
+	h.span.End()
+	h.done()
+}
+
+// settle acknowledges or rejects d by its handler's result err, after took in the handler
+// (without the wait before a requeue), and counts the outcome.
+func (c *Consumer) settle(ctx context.Context, d amqp.Delivery, count int64, took time.Duration, err error) {
 	var ackErr error
 	outcome := "ack"
 	switch {
@@ -383,17 +417,18 @@ func (c *Consumer) handle(parent context.Context, d amqp.Delivery) {
 	}
 }
 
-// call runs the handler on d. A panic becomes a permanent error, so the message goes to the
-// dead-letter queue: a handler that panics on a message would panic on each of its
-// deliveries, and ending the process would interrupt every other delivery in flight.
-func (c *Consumer) call(ctx context.Context, d Delivery) (err error) {
+// call runs fn, a step of the handler, for the message messageID. A panic becomes a permanent
+// error, so the message goes to the dead-letter queue: a handler that panics on a message
+// would panic on each of its deliveries, and ending the process would interrupt every other
+// delivery in flight.
+func (c *Consumer) call(ctx context.Context, messageID string, fn func(ctx context.Context) error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.log.ErrorContext(ctx, "handler panicked", "message_id", d.MessageID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			c.log.ErrorContext(ctx, "handler panicked", "message_id", messageID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			err = Permanent(fmt.Errorf("handler panicked: %v", v))
 		}
 	}()
-	return c.handler(ctx, d)
+	return fn(ctx)
 }
 
 // deliveryContext continues the trace and the request id that the message carries, so the
