@@ -159,25 +159,28 @@ func TestBodyNotAnObject(t *testing.T) {
 	}
 }
 
-// TestBodyMissing checks that a request that needs a body and sends none is told so,
-// whatever Content-Type it names or leaves out: no media type is wrong where nothing was
-// sent, and a client told that it was would set the header and only then learn of the body.
+// TestBodyMissing checks that a request that needs a body and sends none, or only
+// whitespace, is told so, whatever Content-Type it names or leaves out: no media type is
+// wrong where nothing was sent, and a client told that it was would set the header and only
+// then learn of the body.
 func TestBodyMissing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	tok := e.adminToken()
-	for _, contentType := range []string{"", "application/json", "text/plain"} {
-		for _, c := range []struct{ method, path string }{
-			{http.MethodPost, "/api/orders"},
-			{http.MethodPost, "/api/auth/login"},
-			{http.MethodPut, "/api/products/1"},
-		} {
-			t.Run(c.method+" "+c.path+" "+contentType, func(t *testing.T) {
-				got := problemBody(t, e.do(c.method, c.path, tok, contentType, ""), http.StatusBadRequest)
-				if got["detail"] != "A request body is required." {
-					t.Errorf("detail %q", got["detail"])
-				}
-			})
+	for _, body := range []string{"", " \r\n\t"} {
+		for _, contentType := range []string{"", "application/json", "text/plain"} {
+			for _, c := range []struct{ method, path string }{
+				{http.MethodPost, "/api/orders"},
+				{http.MethodPost, "/api/auth/login"},
+				{http.MethodPut, "/api/products/1"},
+			} {
+				t.Run(fmt.Sprintf("%s %s %s %q", c.method, c.path, contentType, body), func(t *testing.T) {
+					got := problemBody(t, e.do(c.method, c.path, tok, contentType, body), http.StatusBadRequest)
+					if got["detail"] != "A request body is required." {
+						t.Errorf("detail %q", got["detail"])
+					}
+				})
+			}
 		}
 	}
 }

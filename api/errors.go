@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -159,9 +160,9 @@ func writeProblem(w http.ResponseWriter, e *oas.ErrorStatusCode) {
 
 // handleRequestError answers requests that ogen could not decode or validate: 400 with one
 // entry per bad field where it can name them, 413 for a body over the size limit, 415 for a
-// body that is not JSON (400 for none, whatever media type it names), 404 for a path without
-// its id, the security handler's answer (401, 403) for a request it refused, and ogen's own
-// code for anything else.
+// body that is not JSON (400 for none, or only whitespace, whatever media type it names), 404
+// for a path without its id, the security handler's answer (401, 403) for a request it
+// refused, and ogen's own code for anything else.
 func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		maxErr   *http.MaxBytesError
@@ -195,6 +196,10 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		return
 	case errors.As(err, &bodyErr):
 		body := requestInfoFrom(ctx).body
+		if blank(body) {
+			writeProblem(w, problemResponse(http.StatusBadRequest, "A request body is required.", nil))
+			return
+		}
 		if jx.Valid(body) && jx.DecodeBytes(body).Next() != jx.Object {
 			// Every operation takes an object; null is what a client that serialized
 			// nothing sends.
@@ -215,7 +220,7 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 	// A body without a media type, or with one that does not parse, fails before ogen
 	// compares it with application/json.
 	if errors.As(err, &ctErr) || (errors.As(err, &reqErr) && !parsesAsMediaType(r.Header.Get("Content-Type"))) {
-		if len(requestInfoFrom(ctx).body) == 0 {
+		if blank(requestInfoFrom(ctx).body) {
 			// Nothing was sent, so no media type was wrong: the body is what is missing.
 			writeProblem(w, problemResponse(http.StatusBadRequest, "A request body is required.", nil))
 			return
@@ -231,6 +236,10 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 	}
 	writeProblem(w, problemResponse(code, "The request is invalid: "+err.Error()+".", nil))
 }
+
+// blank reports whether a request body holds nothing but whitespace, as a client that sent
+// no body, or an empty line, does.
+func blank(body []byte) bool { return len(bytes.TrimSpace(body)) == 0 }
 
 func parsesAsMediaType(v string) bool {
 	_, _, err := mime.ParseMediaType(v)
