@@ -61,10 +61,11 @@ type Delivery struct {
 
 // Handler handles one delivery. nil acks it; an error wrapping ErrPermanent rejects it to the
 // dead-letter queue; After leaves the rest for later; any other error requeues it after a
-// short delay, up to the queue's delivery limit. The context ends when the delivery's channel closes (the cause is then
-// ErrChannelClosed: the delivery can no longer be acknowledged, and the broker delivers the
-// message again) or when the consumer's stop deadline passes; an error returned after that is
-// taken for the interruption, not for a failure.
+// short delay, up to the queue's delivery limit. The context ends when the delivery's
+// channel closes (the cause is then ErrChannelClosed: the delivery can no longer be
+// acknowledged, and the broker delivers the message again) or when the consumer's stop
+// deadline passes; an error returned after that is taken for the interruption, not for a
+// failure.
 type Handler func(ctx context.Context, d Delivery) error
 
 // Consumer runs a Handler on every message of one queue, concurrently up to the prefetch,
