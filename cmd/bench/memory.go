@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -57,7 +58,12 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 		delay, limit, e.cfg.Orders.MaxPaymentsInFlight, e.cfg.Database.MaxConns)
 	res.setup("api: 16 clients posting orders for %s; worker: then %d orders with their OrderCreated events written in one transaction",
 		r.size.phase, burst)
+	res.setup("the worker's peak goroutines and stacks: its go_goroutines and go_memstats_stack_inuse_bytes (stacks kept for reuse included), read every 50 ms from the api load's start to the burst's end")
 
+	// Where the worker's memory goes: its goroutines and their stacks, from the api load's
+	// start to the burst's end.
+	runtimePeaks := watchRuntime(ctx, worker)
+	defer runtimePeaks()
 	load := closedLoop(ctx, 16, r.size.phase, func(ctx context.Context, rng *rand.Rand) error {
 		return client.create(ctx, cat.orderBody(rng))
 	})
@@ -103,6 +109,7 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 			allBegun = p.at
 		}
 	}
+	goroutines, stackMiB := runtimePeaks()
 	// How fast the worker takes up a backlog: the burst's payments begun per second.
 	begunRate := float64(burst) / allBegun.Sub(written).Seconds()
 	workerRSS, err := worker.peakRSS()
@@ -111,15 +118,49 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 	}
 	res.Tables = append(res.Tables, Table{
 		Title:  "peak resident set (VmHWM)",
-		Header: []string{"api MiB", "api orders/s under load", "worker MiB", "worker peak payments in flight", "burst payments begun/s"},
-		Rows:   [][]string{{num(apiRSS), num(load.Throughput), num(workerRSS), strconv.Itoa(peak), num(begunRate)}},
+		Header: []string{"api MiB", "api orders/s under load", "worker MiB", "worker peak payments in flight", "burst payments begun/s", "worker peak goroutines", "worker peak stacks MiB"},
+		Rows:   [][]string{{num(apiRSS), num(load.Throughput), num(workerRSS), strconv.Itoa(peak), num(begunRate), strconv.Itoa(goroutines), num(stackMiB)}},
 		Data: []map[string]any{{"apiPeakRSSMiB": apiRSS, "apiLoad": load, "workerPeakRSSMiB": workerRSS,
-			"workerPeakInFlight": peak, "burstPaymentsBegunPerSecond": begunRate}},
+			"workerPeakInFlight": peak, "burstPaymentsBegunPerSecond": begunRate,
+			"workerPeakGoroutines": goroutines, "workerPeakStackMiB": stackMiB}},
 	})
 	res.target(fmt.Sprintf("worker takes up a burst of %d orders (payments begun per second)", burst), begunRate, "orders/s", 500, true)
 	res.target("api peak RSS under intake load", apiRSS, "MiB", 150, false)
 	res.target(workerRSSTarget(peak, burst, limit), workerRSS, "MiB", 200, false)
 	return res, nil
+}
+
+// watchRuntime reads the worker's metrics every 50 ms until the returned function is first
+// called, which returns the most goroutines and stack memory (MiB) read.
+func watchRuntime(ctx context.Context, worker *process) func() (goroutines int, stackMiB float64) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	var goroutines int
+	var stackMiB float64
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			// A reading that fails (the worker busy past the request's deadline) is skipped:
+			// the next one counts.
+			if p, err := readProgress(ctx, worker); err == nil {
+				goroutines, stackMiB = max(goroutines, p.goroutines), max(stackMiB, p.stackMiB)
+			}
+			select {
+			case <-tick.C:
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() (int, float64) {
+		once.Do(func() { close(stop) })
+		<-done
+		return goroutines, stackMiB
+	}
 }
 
 // paymentsLimit is the worker's orders.maxPaymentsInFlight for a burst: the target is for

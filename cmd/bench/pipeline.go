@@ -19,6 +19,8 @@ const (
 	metricInFlight   = `orderflow_worker_payments_in_flight`
 	metricNotifiedOK = `orderflow_worker_notifications_total{event_type="OrderCompleted"}`
 	metricNotifiedEx = `orderflow_worker_notifications_total{event_type="OrderExpired"}`
+	metricGoroutines = `go_goroutines`
+	metricStack      = `go_memstats_stack_inuse_bytes`
 )
 
 // progress is one reading of the worker's metrics.
@@ -26,6 +28,10 @@ type progress struct {
 	at                               time.Time
 	completed, declined, tooLate     int
 	inFlight, notifiedOK, notifiedEx int
+	// goroutines and stackMiB are the Go runtime's: its goroutines, and the memory of their
+	// stacks, with the stacks it keeps for reuse.
+	goroutines int
+	stackMiB   float64
 }
 
 // decided is the number of payments with an outcome.
@@ -47,6 +53,8 @@ func readProgress(ctx context.Context, worker *process) (progress, error) {
 		inFlight:   int(m[metricInFlight]),
 		notifiedOK: int(m[metricNotifiedOK]),
 		notifiedEx: int(m[metricNotifiedEx]),
+		goroutines: int(m[metricGoroutines]),
+		stackMiB:   m[metricStack] / (1 << 20),
 	}, nil
 }
 
