@@ -53,12 +53,12 @@ func (m LogMailer) Send(ctx context.Context, e Email) error {
 	return nil
 }
 
-// HandleOrderCompleted tells the customer that their order completed. In one transaction
+// handleOrderCompleted tells the customer that their order completed. In one transaction
 // it inserts the OrderCompleted notification, sends the e-mail and marks it sent. A
 // redelivery finds the notification already there and sends nothing: the unique index on
 // (order_id, event_type) also makes a concurrent duplicate wait for the first transaction
 // and then insert nothing.
-func (w *Worker) HandleOrderCompleted(ctx context.Context, env events.Envelope, e events.OrderCompleted) error {
+func (w *Worker) handleOrderCompleted(ctx context.Context, env events.Envelope, e events.OrderCompleted) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	var sent bool
 	err := w.retry(ctx, func(ctx context.Context) error {
@@ -120,11 +120,11 @@ func (w *Worker) notifyCompleted(ctx context.Context, tx *ent.Tx, e events.Order
 	return true, nil
 }
 
-// HandleOrderExpired records the OrderExpired notification of an order, once, as an audit
+// handleOrderExpired records the OrderExpired notification of an order, once, as an audit
 // trail; no e-mail is sent. The notifications of the handlers running at once are inserted
 // together, in one statement without a transaction around it (expiryNotes); when that
 // statement fails, each handler inserts its own.
-func (w *Worker) HandleOrderExpired(ctx context.Context, env events.Envelope, e events.OrderExpired) error {
+func (w *Worker) handleOrderExpired(ctx context.Context, env events.Envelope, e events.OrderExpired) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	body := fmt.Sprintf("Your order #%d for %s has expired: its payment was not completed within %s, and the reserved items have been released.",
 		e.OrderID, e.Total.StringFixed(2), e.ExpiredAfter)

@@ -24,7 +24,7 @@ type RandomSource func(orderID int) float64
 // concurrent use.
 func DefaultRandom(int) float64 { return rand.Float64() }
 
-// HandleOrderCreated takes a new order through its payment: pending -> processing (a
+// handleOrderCreated takes a new order through its payment: pending -> processing (a
 // conditional update), the simulated payment of Options.PaymentDelay, and with
 // Options.CompletionProbability processing -> completed together with an OrderCompleted
 // outbox row, in one transaction. A declined payment leaves the order processing for the
@@ -39,11 +39,11 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // processing on redelivery".
 //
 // The payment's wait is returned as bus.After, so that a payment in flight holds a timer
-// instead of a goroutine: the consumer calls the rest once the wait is over. Handle, and any
-// caller other than the consumer, waits it out with bus.Finish. A payment interrupted by
-// ctx returns an error, so the message is not acknowledged. Once the payment has succeeded,
-// its completion is recorded even if ctx ends meanwhile (see settling).
-func (w *Worker) HandleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
+// instead of a goroutine: the consumer calls the rest once the wait is over, and Handle
+// waits it out with bus.Finish. A payment interrupted by ctx returns an error, so the
+// message is not acknowledged. Once the payment has succeeded, its completion is recorded
+// even if ctx ends meanwhile (see settling).
+func (w *Worker) handleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	pay, err := w.startPayment(ctx, log, e.OrderID, redelivered)
 	if err != nil || !pay {
@@ -99,7 +99,7 @@ func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.O
 
 // startPayment claims the order for its payment (pending -> processing) and tells whether
 // this delivery runs the payment: it does when it claimed the order, or when it finds the
-// order processing with its payment interrupted (see HandleOrderCreated). It logs why it
+// order processing with its payment interrupted (see handleOrderCreated). It logs why it
 // does not, when it does not.
 func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int, redelivered bool) (bool, error) {
 	// uncertain: an attempt to claim the order failed in a way that may have committed it

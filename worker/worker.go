@@ -100,11 +100,11 @@ func (w *Worker) handle(ctx context.Context, d Delivery) error {
 	}
 	switch e := ev.(type) {
 	case events.OrderCreated:
-		return w.HandleOrderCreated(ctx, env, e, d.Redelivered)
+		return w.handleOrderCreated(ctx, env, e, d.Redelivered)
 	case events.OrderCompleted:
-		return w.HandleOrderCompleted(ctx, env, e)
+		return w.handleOrderCompleted(ctx, env, e)
 	case events.OrderExpired:
-		return w.HandleOrderExpired(ctx, env, e)
+		return w.handleOrderExpired(ctx, env, e)
 	default:
 		return bus.Permanent(fmt.Errorf("no handler for event type %s", env.Type))
 	}
