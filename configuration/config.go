@@ -169,7 +169,7 @@ func Defaults() Config {
 			ExpireAfter:           Duration(10 * time.Minute),
 			ExpiryInterval:        Duration(60 * time.Second),
 			ExpiryBatchSize:       500,
-			MaxPaymentsInFlight:   3000,
+			MaxPaymentsInFlight:   5000,
 			IntakeConnections:     4,
 			IntakeGroupSize:       32,
 		},

@@ -64,7 +64,7 @@ var meanings = map[string]string{
 	"orders.expireAfter":                    "age after which an order still processing expires; longer than `orders.paymentDelay`",
 	"orders.expiryInterval":                 "time between two expiry sweeps of the cron job, at least 100ms",
 	"orders.expiryBatchSize":                "largest number of orders one expiry sweep statement expires",
-	"orders.maxPaymentsInFlight":            "payments one worker process simulates at once (its OrderCreated prefetch); with the default 5 s payment, 3000 allow 600 orders/s; at most 1000000",
+	"orders.maxPaymentsInFlight":            "payments one worker process simulates at once (its OrderCreated prefetch); with the default 5 s payment and a second of claiming and completing each, 5000 allow about 800 orders/s; at most 1000000",
 	"orders.intakeConnections":              "database connections (of `database.maxConns`, so at most that many) one API process stores new orders on at once: one whenever orders wait, the others only while a whole group (`orders.intakeGroupSize`) waits; orders arriving while a writer is busy wait and are stored together",
 	"orders.intakeGroupSize":                "largest number of waiting orders stored in one transaction",
 	"outbox.pollInterval":                   "time between two scans of the outbox for unpublished events, at least 10ms",

@@ -16,8 +16,9 @@ func TestNewFromConfigDefaults(t *testing.T) {
 	if w.opts.PaymentDelay != 5*time.Second || w.opts.CompletionProbability != 0.5 {
 		t.Fatalf("payment %s at probability %v, want 5s at 0.5", w.opts.PaymentDelay, w.opts.CompletionProbability)
 	}
-	// At least 2,500 payments in flight, so that 500 orders per second pass a 5 s payment.
-	if w.opts.MaxPaymentsInFlight < 2500 {
-		t.Fatalf("%d payments in flight, want at least 2500", w.opts.MaxPaymentsInFlight)
+	// At least 3,000 payments in flight, so that 500 orders per second pass a 5 s payment
+	// and a second of claiming and completing it.
+	if w.opts.MaxPaymentsInFlight < 3000 {
+		t.Fatalf("%d payments in flight, want at least 3000", w.opts.MaxPaymentsInFlight)
 	}
 }

@@ -164,8 +164,9 @@ func watchRuntime(ctx context.Context, worker *process) func() (goroutines int, 
 }
 
 // paymentsLimit is the worker's orders.maxPaymentsInFlight for a burst: the target is for
-// the whole burst in flight at once, so the limit (3,000 by default) is raised to the burst,
-// unless -set names another. The pipeline benchmark measures the default limit.
+// the whole burst in flight at once, so the limit (5,000 by default, the full size's burst) is
+// set to the burst, unless -set names another. The pipeline benchmark measures the default
+// limit.
 func paymentsLimit(set overrides, burst int) (int, error) {
 	v, ok := set["ORDERFLOW_ORDERS_MAXPAYMENTSINFLIGHT"]
 	if !ok {
