@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -60,13 +60,26 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 		r.size.phase, burst)
 	res.setup("the worker's peak goroutines and stacks: its go_goroutines and go_memstats_stack_inuse_bytes (stacks kept for reuse included), read every 50 ms from the api load's start to the burst's end")
 
-	// Where the worker's memory goes: its goroutines and their stacks, from the api load's
-	// start to the burst's end.
-	runtimePeaks := watchRuntime(ctx, worker)
-	defer runtimePeaks()
+	// Where the worker's memory goes: its goroutines and their stacks, read during the api's
+	// load here, then by the waits below.
+	var (
+		loadOver     atomic.Bool
+		loadReadings []progress
+		watchErr     error
+	)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		loadReadings, watchErr = follow(ctx, worker, time.Hour, func(progress) bool { return loadOver.Load() })
+	}()
 	load := closedLoop(ctx, 16, r.size.phase, func(ctx context.Context, rng *rand.Rand) error {
 		return client.create(ctx, cat.orderBody(rng))
 	})
+	loadOver.Store(true)
+	<-watched
+	if watchErr != nil {
+		return res, fmt.Errorf("the worker's metrics during the api's load: %w", watchErr)
+	}
 	if load.Errors > 0 {
 		return res, fmt.Errorf("%d orders failed, first: %s", load.Errors, load.FirstError)
 	}
@@ -75,7 +88,8 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, err
 	}
 	// Let the load's own payments finish, so that the burst starts from an idle worker.
-	if _, err := follow(ctx, worker, 5*time.Minute, func(p progress) bool { return p.inFlight == 0 }); err != nil {
+	idleReadings, err := follow(ctx, worker, 5*time.Minute, func(p progress) bool { return p.inFlight == 0 })
+	if err != nil {
 		return res, fmt.Errorf("payments of the intake load: %w", err)
 	}
 	before, err := readProgress(ctx, worker)
@@ -109,7 +123,7 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 			allBegun = p.at
 		}
 	}
-	goroutines, stackMiB := runtimePeaks()
+	goroutines, stackMiB := runtimePeaks(loadReadings, idleReadings, readings)
 	// How fast the worker takes up a backlog: the burst's payments begun per second.
 	begunRate := float64(burst) / allBegun.Sub(written).Seconds()
 	workerRSS, err := worker.peakRSS()
@@ -130,37 +144,14 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 	return res, nil
 }
 
-// watchRuntime reads the worker's metrics every 50 ms until the returned function is first
-// called, which returns the most goroutines and stack memory (MiB) read.
-func watchRuntime(ctx context.Context, worker *process) func() (goroutines int, stackMiB float64) {
-	stop, done := make(chan struct{}), make(chan struct{})
-	var goroutines int
-	var stackMiB float64
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			// A reading that fails (the worker busy past the request's deadline) is skipped:
-			// the next one counts.
-			if p, err := readProgress(ctx, worker); err == nil {
-				goroutines, stackMiB = max(goroutines, p.goroutines), max(stackMiB, p.stackMiB)
-			}
-			select {
-			case <-tick.C:
-			case <-stop:
-				return
-			case <-ctx.Done():
-				return
-			}
+// runtimePeaks returns the most goroutines and stack memory (MiB) of the readings.
+func runtimePeaks(readings ...[]progress) (goroutines int, stackMiB float64) {
+	for _, rs := range readings {
+		for _, p := range rs {
+			goroutines, stackMiB = max(goroutines, p.goroutines), max(stackMiB, p.stackMiB)
 		}
-	}()
-	var once sync.Once
-	return func() (int, float64) {
-		once.Do(func() { close(stop) })
-		<-done
-		return goroutines, stackMiB
 	}
+	return goroutines, stackMiB
 }
 
 // paymentsLimit is the worker's orders.maxPaymentsInFlight for a burst: the target is for
