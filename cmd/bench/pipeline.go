@@ -113,7 +113,7 @@ func runPipeline(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	_, client, err := e.startAPI(ctx, overrides)
+	api, client, err := e.startAPI(ctx, overrides)
 	if err != nil {
 		return res, err
 	}
@@ -128,6 +128,8 @@ func runPipeline(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, err
 	}
 
+	workerPid := strconv.Itoa(worker.cmd.Process.Pid)
+	cpuBefore, workerBefore := readCPU(api.cmd.Process.Pid), processCPU(workerPid)
 	start := time.Now()
 	var (
 		posted  phase
@@ -149,6 +151,8 @@ func runPipeline(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, fmt.Errorf("pipeline: %w", err)
 	}
+	cpu := readCPU(api.cmd.Process.Pid).sub(cpuBefore)
+	workerCPU := processCPU(workerPid) - workerBefore
 	total := readings[len(readings)-1].at.Sub(start)
 	last := readings[len(readings)-1]
 
@@ -185,6 +189,17 @@ func runPipeline(ctx context.Context, r *runner) (res *Result, err error) {
 		Header: []string{"peak RSS MiB", "peak payments in flight"},
 		Rows:   [][]string{{num(rss), strconv.Itoa(peakInFlight)}},
 	})
+	if per := cpu.perOp(n); per != nil {
+		perWorker := ms(workerCPU) / float64(n)
+		res.Tables = append(res.Tables, Table{
+			Title:  "CPU time per order, ms, from the first POST until every order is decided (2 cores: 1,000 orders/s at 2 ms each is the whole machine)",
+			Header: []string{"machine", "api process", "worker process", "load generator", "PostgreSQL", "RabbitMQ", "rest"},
+			Rows: [][]string{{num(per.Machine), num(per.API), num(perWorker), num(per.LoadGenerator), num(per.PostgreSQL),
+				num(per.RabbitMQ), num(per.Rest - perWorker)}},
+			Data: []map[string]any{{"machine": per.Machine, "api": per.API, "worker": perWorker, "loadGenerator": per.LoadGenerator,
+				"postgresql": per.PostgreSQL, "rabbitmq": per.RabbitMQ, "rest": per.Rest - perWorker}},
+		})
+	}
 	res.target(fmt.Sprintf("all %d orders decided", n), total.Seconds(), "s", 30, false)
 	// The payments cannot begin faster than the orders arrive: below 500 orders/s posted, the
 	// in-flight payments limit nothing when the last payment began within a second of the
