@@ -119,31 +119,58 @@ func encodeHeaders(ctx context.Context, headers map[string]string) ([]byte, erro
 // WriteBatch inserts evs in one statement inside tx and returns their event ids in the same
 // order. headers apply to every event.
 func WriteBatch(ctx context.Context, tx *ent.Tx, source string, evs []events.Event, headers map[string]string) ([]uuid.UUID, error) {
-	if len(evs) == 0 {
-		return nil, nil
-	}
 	rows, err := newRows(ctx, source, evs, headers)
 	if err != nil {
 		return nil, err
 	}
+	if err := WriteRows(ctx, tx, rows); err != nil {
+		return nil, err
+	}
+	ids := make([]uuid.UUID, len(rows))
+	for i, r := range rows {
+		ids[i] = r.EventID
+	}
+	return ids, nil
+}
+
+// NewRow returns the row that Write would insert for e, for a writer that gathers the rows of
+// several callers, each with the request id and trace context of its own ctx, and inserts
+// them with WriteRows.
+func NewRow(ctx context.Context, source string, e events.Event, headers map[string]string) (Row, error) {
+	rows, err := newRows(ctx, source, []events.Event{e}, headers)
+	if err != nil {
+		return Row{}, err
+	}
+	return rows[0], nil
+}
+
+// WriteRows inserts rows, as NewRow or NewEnvelopeRow made them, in one statement inside tx.
+// Their events are published only if tx commits.
+func WriteRows(ctx context.Context, tx *ent.Tx, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	created := make([]time.Time, len(rows))
 	ids := make([]uuid.UUID, len(rows))
 	types := make([]string, len(rows))
 	keys := make([]string, len(rows))
 	bodies := make([]string, len(rows))
+	headers := make([]string, len(rows)) // "" for none
 	for i, r := range rows {
-		ids[i], types[i], keys[i], bodies[i] = r.EventID, r.EventType, r.RoutingKey, string(r.Payload)
+		created[i], ids[i], types[i], keys[i], bodies[i], headers[i] = r.CreatedAt, r.EventID, r.EventType, r.RoutingKey, string(r.Payload), string(r.Headers)
 	}
 	// One statement for the batch; plain SQL, as the relay's claim is, because this runs in
 	// many transactions and ent's bulk insert costs several times the encoding.
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload, headers)
-		SELECT $1, e.id, e.type, e.key, e.body::jsonb, $6::jsonb
-		FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS e(id, type, key, body)`,
-		rows[0].CreatedAt, ids, types, keys, bodies, rows[0].Headers); err != nil {
-		return nil, fmt.Errorf("insert %d outbox events: %w", len(evs), err)
+		SELECT e.created, e.id, e.type, e.key, e.body::jsonb, NULLIF(e.headers, '')::jsonb
+		FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+			AS e(created, id, type, key, body, headers)`,
+		created, ids, types, keys, bodies, headers); err != nil {
+		return fmt.Errorf("insert %d outbox events: %w", len(rows), err)
 	}
 	wakeOnCommit(tx)
-	return ids, nil
+	return nil
 }
 
 // wakeOnCommit wakes this process's relays once tx has committed.

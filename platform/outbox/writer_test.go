@@ -220,3 +220,42 @@ func TestBacklogCollectorLogsAFailedReading(t *testing.T) {
 		t.Errorf("log %q does not give the reason", logs.String())
 	}
 }
+
+// TestWriteRowsKeepsEachRowsHeaders: rows made by NewRow for different callers keep each its
+// own request id in one statement, a row without headers stores none, and every row is as
+// Write stores it.
+func TestWriteRowsKeepsEachRowsHeaders(t *testing.T) {
+	t.Parallel()
+	client, _ := newClient(t)
+	ctx := context.Background()
+	var rows []outbox.Row
+	for i, reqID := range []string{"req-a", "req-b", ""} {
+		rctx := ctx
+		if reqID != "" {
+			rctx = log.WithRequestID(ctx, reqID)
+		}
+		row, err := outbox.NewRow(rctx, events.SourceWorker, completed(100+i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, row)
+	}
+	err := db.WithTx(ctx, client, func(tx *ent.Tx) error { return outbox.WriteRows(ctx, tx, rows) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"req-a", "req-b", ""} {
+		got := client.Outbox.Query().Where(entoutbox.EventID(rows[i].EventID)).OnlyX(ctx)
+		if got.Headers[bus.HeaderRequestID] != want || (want == "" && got.Headers != nil) {
+			t.Errorf("row %d: headers %v, want request id %q", i, got.Headers, want)
+		}
+		if got.EventType != events.TypeOrderCompleted || got.RoutingKey != events.RoutingKeyOrderCompleted ||
+			!got.CreatedAt.Equal(rows[i].CreatedAt.Truncate(time.Microsecond)) {
+			t.Errorf("row %d: type %q, key %q, created %v, want %v", i, got.EventType, got.RoutingKey, got.CreatedAt, rows[i].CreatedAt)
+		}
+		_, ev, err := events.Decode(got.Payload)
+		if err != nil || ev.(events.OrderCompleted).OrderID != 100+i {
+			t.Errorf("row %d: payload %s: %v", i, got.Payload, err)
+		}
+	}
+}
