@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -31,22 +32,23 @@ func expireAll(t *testing.T, w *worker.Worker, orderIDs ...int) {
 	}
 }
 
-// transactions counts the transactions that inserted the notifications of orderIDs.
-func (s *store) transactions(t *testing.T, orderIDs []int) (notes, transactions int) {
+// transactions counts the rows of table whose column is one of ids, and the transactions
+// that last wrote them.
+func (s *store) transactions(t *testing.T, table, column string, ids []int) (rows, transactions int) {
 	t.Helper()
-	rows, err := s.client.QueryContext(context.Background(),
-		`SELECT count(*), count(DISTINCT xmin::text) FROM notifications WHERE order_id = ANY($1)`, orderIDs)
+	res, err := s.client.QueryContext(context.Background(), fmt.Sprintf(
+		`SELECT count(*), count(DISTINCT xmin::text) FROM %s WHERE %s = ANY($1)`, table, column), ids)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	if !rows.Next() {
+	defer res.Close()
+	if !res.Next() {
 		t.Fatal("no count")
 	}
-	if err := rows.Scan(&notes, &transactions); err != nil {
+	if err := res.Scan(&rows, &transactions); err != nil {
 		t.Fatal(err)
 	}
-	return notes, transactions
+	return rows, transactions
 }
 
 // TestOrderExpiredNotificationsOfConcurrentDeliveriesShareAStatement: the notifications of
@@ -58,7 +60,7 @@ func TestOrderExpiredNotificationsOfConcurrentDeliveriesShareAStatement(t *testi
 	w, logs := newWorker(s, always(0))
 	ids := s.newOrders(t, 5)
 	expireAll(t, w, append(ids, ids[2])...)
-	notes, transactions := s.transactions(t, ids)
+	notes, transactions := s.transactions(t, "notifications", "order_id", ids)
 	if notes != 5 || transactions != 1 {
 		t.Fatalf("%d notifications in %d transactions, want 5 in 1", notes, transactions)
 	}
@@ -76,7 +78,7 @@ func TestOrderExpiredNotificationsFallBackToOneEach(t *testing.T) {
 	ids := s.newOrders(t, 4)
 	const missing = 987654
 	expireAll(t, w, append(ids, missing)...)
-	notes, transactions := s.transactions(t, ids)
+	notes, transactions := s.transactions(t, "notifications", "order_id", ids)
 	if notes != 4 || transactions != 4 {
 		t.Fatalf("%d notifications in %d transactions, want 4 in 4 (each by itself)", notes, transactions)
 	}

@@ -8,14 +8,27 @@ import (
 
 // HoldExpiryWriter keeps the writer of the OrderExpired notifications busy until release is
 // called; waiting tells how many notifications wait for it meanwhile.
-func (w *Worker) HoldExpiryWriter() (waiting func() int, release func()) {
-	blocker := &expiryNote{done: make(chan struct{})}
-	release = grouptest.Hold(w.expiries.groups, blocker, blocker.done, func(group []*expiryNote) {
-		for _, n := range group {
-			close(n.done)
+func (w *Worker) HoldExpiryWriter() (waiting func() int, release func()) { return hold(w.expiries) }
+
+// HoldClaimWriter keeps the writer of the claims of new orders (pending -> processing) busy
+// until release is called; waiting tells how many claims wait for it meanwhile.
+func (w *Worker) HoldClaimWriter() (waiting func() int, release func()) { return hold(w.claims) }
+
+// HoldCompletionWriter keeps the writer of the completions of paid orders (processing ->
+// completed) busy until release is called; waiting tells how many completions wait for it
+// meanwhile.
+func (w *Worker) HoldCompletionWriter() (waiting func() int, release func()) {
+	return hold(w.completions)
+}
+
+func hold[T any](b *orderBatch[T]) (waiting func() int, release func()) {
+	blocker := &batchItem[T]{done: make(chan struct{})}
+	release = grouptest.Hold(b.groups, blocker, blocker.done, func(items []*batchItem[T]) {
+		for _, it := range items {
+			close(it.done)
 		}
 	})
-	return w.expiries.groups.Waiting, release
+	return b.groups.Waiting, release
 }
 
 // SetAttemptTimeout sets the bound of one attempt of a handler's database work.

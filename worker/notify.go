@@ -122,7 +122,7 @@ func (w *Worker) notifyCompleted(ctx context.Context, tx *ent.Tx, e events.Order
 
 // handleOrderExpired records the OrderExpired notification of an order, once, as an audit
 // trail; no e-mail is sent. The notifications of the handlers running at once are inserted
-// together, in one statement without a transaction around it (expiryNotes); when that
+// together, in one statement without a transaction around it (newExpiryNotes); when that
 // statement fails, each handler inserts its own.
 func (w *Worker) handleOrderExpired(ctx context.Context, env events.Envelope, e events.OrderExpired) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
@@ -130,11 +130,10 @@ func (w *Worker) handleOrderExpired(ctx context.Context, env events.Envelope, e 
 		e.OrderID, e.Total.StringFixed(2), e.ExpiredAfter)
 	var inserted bool
 	err := w.retry(ctx, func(ctx context.Context) error {
-		var alone bool
-		if inserted, alone = w.expiries.insert(ctx, e.OrderID, body); !alone {
+		var err error
+		if inserted, err = w.expiries.do(ctx, e.OrderID, body); err == nil {
 			return nil
 		}
-		var err error
 		_, inserted, err = insertNotification(ctx, w.client.Notification, e.OrderID, notification.EventTypeOrderExpired, body)
 		return err
 	})

@@ -147,17 +147,42 @@ func (w *Worker) paymentSucceeds(orderID int) bool {
 // PaymentsInFlight returns the number of simulated payments running right now.
 func (w *Worker) PaymentsInFlight() int64 { return w.inFlight.Load() }
 
-// claim moves the order from pending to processing and reports whether it did.
+// claim moves the order from pending to processing and reports whether it did. The orders
+// of the handlers that claim at once are claimed together (claimOrders).
 func (w *Worker) claim(ctx context.Context, orderID int) (bool, error) {
-	n, err := w.client.Order.Update().
-		Where(order.ID(orderID), order.StatusEQ(order.StatusPending)).
-		SetStatus(order.StatusProcessing).
-		Save(ctx)
+	claimed, err := w.claims.do(ctx, orderID, struct{}{})
 	if err != nil {
 		return false, fmt.Errorf("start processing order %d: %w", orderID, err)
 	}
-	return n == 1, nil
+	return claimed, nil
 }
+
+// maxClaims is the most orders one statement claims.
+const maxClaims = 500
+
+// newClaims returns the batch that claims the orders of the OrderCreated handlers that run at
+// once, up to maxClaims in one statement: a burst of new orders then costs the database a
+// statement and a commit for many orders instead of one each.
+func newClaims(w *Worker) *orderBatch[struct{}] {
+	return newOrderBatch(w, maxClaims, func(ctx context.Context, items []*batchItem[struct{}]) (map[int]bool, error) {
+		ids := make([]int64, len(items))
+		for i, it := range items {
+			ids[i] = int64(it.orderID)
+		}
+		claimed, err := orderIDs(w.client.QueryContext(ctx, claimOrders, ids,
+			string(order.StatusPending), string(order.StatusProcessing)))
+		if err != nil {
+			return nil, fmt.Errorf("claim %d orders: %w", len(items), err)
+		}
+		return claimed, nil
+	})
+}
+
+// claimOrders moves the orders of $1 that are $2 (pending) to $3 (processing) and returns
+// the ones it moved.
+const claimOrders = `UPDATE orders SET status = $3, updated_at = now()
+WHERE id = ANY($1) AND status = $2
+RETURNING id`
 
 // status returns the order's current status, or errOrderGone.
 func (w *Worker) status(ctx context.Context, orderID int) (order.Status, error) {
@@ -173,34 +198,72 @@ func (w *Worker) status(ctx context.Context, orderID int) (order.Status, error) 
 
 // complete moves the order from processing to completed and writes its OrderCompleted
 // event, in one transaction. It reports false, and writes nothing, when the order is no
-// longer processing (expired meanwhile, completed by another delivery, or deleted).
+// longer processing (expired meanwhile, completed by another delivery, or deleted). The
+// orders of the payments that complete at once are completed together (newCompletions).
 func (w *Worker) complete(ctx context.Context, e events.OrderCreated) (bool, error) {
-	var completed bool
-	err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
-		n, err := tx.Order.Update().
-			Where(order.ID(e.OrderID), order.StatusEQ(order.StatusProcessing)).
-			SetStatus(order.StatusCompleted).
-			Save(ctx)
-		if err != nil {
-			return fmt.Errorf("complete order %d: %w", e.OrderID, err)
-		}
-		if n == 0 {
-			return nil
-		}
-		done := events.OrderCompleted{
-			OrderID:     e.OrderID,
-			UserID:      e.UserID,
-			Total:       e.Total,
-			CompletedAt: time.Now().UTC(),
-		}
-		if _, err := outbox.Write(ctx, tx, events.SourceWorker, done, nil); err != nil {
-			return fmt.Errorf("complete order %d: %w", e.OrderID, err)
-		}
-		completed = true
-		return nil
-	})
-	return completed, err
+	done := events.OrderCompleted{
+		OrderID:     e.OrderID,
+		UserID:      e.UserID,
+		Total:       e.Total,
+		CompletedAt: time.Now().UTC(),
+	}
+	// The row is made here, so that the event carries this delivery's request id and trace.
+	row, err := outbox.NewRow(ctx, events.SourceWorker, done, nil)
+	if err != nil {
+		return false, fmt.Errorf("complete order %d: %w", e.OrderID, err)
+	}
+	completed, err := w.completions.do(ctx, e.OrderID, row)
+	if err != nil {
+		return false, fmt.Errorf("complete order %d: %w", e.OrderID, err)
+	}
+	return completed, nil
 }
+
+// maxCompletions is the most orders one transaction completes.
+const maxCompletions = 500
+
+// newCompletions returns the batch that completes the orders of the payments that succeed at
+// once, up to maxCompletions in one transaction: the orders still processing become
+// completed, and the OrderCompleted event of each is written to the outbox. The payments of a
+// burst of new orders end together, 5 s after it.
+func newCompletions(w *Worker) *orderBatch[outbox.Row] {
+	return newOrderBatch(w, maxCompletions, func(ctx context.Context, items []*batchItem[outbox.Row]) (map[int]bool, error) {
+		ids := make([]int64, len(items))
+		for i, it := range items {
+			ids[i] = int64(it.orderID)
+		}
+		var completed map[int]bool
+		err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
+			var err error
+			completed, err = orderIDs(tx.QueryContext(ctx, completeOrders, ids,
+				string(order.StatusProcessing), string(order.StatusCompleted)))
+			if err != nil {
+				return err
+			}
+			// One event per order completed: the first item of an order takes it, as
+			// orderBatch tells the first that it changed the order.
+			rows := make([]outbox.Row, 0, len(completed))
+			written := make(map[int]bool, len(completed))
+			for _, it := range items {
+				if completed[it.orderID] && !written[it.orderID] {
+					written[it.orderID] = true
+					rows = append(rows, it.value)
+				}
+			}
+			return outbox.WriteRows(ctx, tx, rows)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("complete %d orders: %w", len(items), err)
+		}
+		return completed, nil
+	})
+}
+
+// completeOrders moves the orders of $1 that are $2 (processing) to $3 (completed) and
+// returns the ones it moved.
+const completeOrders = `UPDATE orders SET status = $3, updated_at = now()
+WHERE id = ANY($1) AND status = $2
+RETURNING id`
 
 // settleGrace is how long recording an outcome that was already decided may go on after the
 // delivery's context ended.

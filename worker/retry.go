@@ -103,8 +103,12 @@ func unavailable(err error) bool {
 // attempt ran out of time before it had a connection to write to (waiting for the pool, or
 // for the check of an idle connection: database/sql then returns the context's error as it
 // is, where pgx wraps the error of a statement it sent, see pgconn.Timeout). Such a statement
-// changed nothing. It holds for a statement run by Exec.
+// changed nothing. It holds for a statement run by Exec, and for one run by QueryContext
+// whose rows are read by orderIDs (errAnswerCut).
 func unsent(err error) bool {
+	if errors.Is(err, errAnswerCut) {
+		return false
+	}
 	var connectErr *pgconn.ConnectError
 	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) ||
 		(errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err))

@@ -43,3 +43,24 @@ func TestUnavailable(t *testing.T) {
 		}
 	}
 }
+
+func TestUnsent(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no connection opened", fmt.Errorf("start processing order 1: %w", &pgconn.ConnectError{}), true},
+		{"bad connection", fmt.Errorf("start processing order 1: %w", driver.ErrBadConn), true},
+		{"no connection from the pool in time", fmt.Errorf("%w within 30s: %w", db.ErrNoAnswer, context.DeadlineExceeded), true},
+		{"an error of the statement", &pgconn.PgError{Code: "57P01"}, false},
+		{"rows cut off in time", fmt.Errorf("claim 3 orders: %w: %w", errAnswerCut, context.DeadlineExceeded), false},
+		{"rows cut off by a bad connection", fmt.Errorf("claim 3 orders: %w: %w", errAnswerCut, driver.ErrBadConn), false},
+	}
+	for _, c := range cases {
+		if got := unsent(c.err); got != c.want {
+			t.Errorf("%s: unsent(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"orderflow/ent"
 	"orderflow/events"
 	"orderflow/platform/bus"
+	"orderflow/platform/outbox"
 )
 
 // errOrderGone reports that the order an event is about no longer exists.
@@ -48,12 +49,14 @@ type Options struct {
 // Worker handles the order events. Its methods are safe for concurrent use; many payments
 // run at once, each holding neither a database connection nor a goroutine while it waits.
 type Worker struct {
-	client   *ent.Client
-	log      *slog.Logger
-	opts     Options
-	expiries *expiryNotes
-	inFlight atomic.Int64 // simulated payments running now
-	outage   atomic.Bool  // the database was found unavailable and not reached since
+	client      *ent.Client
+	log         *slog.Logger
+	opts        Options
+	claims      *orderBatch[struct{}]   // pending -> processing
+	completions *orderBatch[outbox.Row] // processing -> completed, with its OrderCompleted event
+	expiries    *orderBatch[string]     // OrderExpired notifications, each with its message
+	inFlight    atomic.Int64            // simulated payments running now
+	outage      atomic.Bool             // the database was found unavailable and not reached since
 	// attemptTimeout bounds one attempt of the handlers' database work: the constant
 	// attemptTimeout, shorter in tests (SetAttemptTimeout).
 	attemptTimeout time.Duration
@@ -70,7 +73,9 @@ func New(client *ent.Client, log *slog.Logger, opts Options) *Worker {
 	if opts.Mailer == nil {
 		opts.Mailer = LogMailer{Log: log}
 	}
-	return &Worker{client: client, log: log, opts: opts, expiries: newExpiryNotes(client), attemptTimeout: attemptTimeout}
+	w := &Worker{client: client, log: log, opts: opts, attemptTimeout: attemptTimeout}
+	w.claims, w.completions, w.expiries = newClaims(w), newCompletions(w), newExpiryNotes(w)
+	return w
 }
 
 // Delivery is one message as the worker sees it.
