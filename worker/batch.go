@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"orderflow/internal/group"
 	"orderflow/platform/db"
@@ -17,14 +19,15 @@ import (
 // OrderExpired ones after a sweep) then cost a statement and a commit for many orders
 // instead of one each.
 //
-// The statement runs with a context of its own, bounded by the worker's attemptTimeout, that
-// ends early only once no handler waits for it any longer, at least one of them cancelled (a
-// stop, a closed channel, the end of a settling grace): the handler that runs it carries the
-// others' work, so its own cancellation must not cut theirs short.
+// The statement runs with a context of its own (groupContext), bounded by the worker's
+// attemptTimeout, that ends early only once the context of every handler waiting for it has
+// ended: the handler that runs it carries the others' work, so its own cancellation (a stop,
+// a closed channel) must not cut theirs short.
 type orderBatch[T any] struct {
 	w      *Worker
 	groups *group.Writer[*batchItem[T]]
-	// run runs the statement for items and returns the orders it changed. It fails whole.
+	// run runs the statement for items and returns the orders it changed. It fails whole,
+	// or fails an item alone by setting its err.
 	run func(ctx context.Context, items []*batchItem[T]) (map[int]bool, error)
 }
 
@@ -36,9 +39,19 @@ type batchItem[T any] struct {
 	value   T
 
 	done    chan struct{}
-	changed bool  // the statement changed the order for this handler
-	err     error // the statement failed: nothing was changed for any handler
+	changed bool // the statement changed the order for this handler
+	// err is this item's failure, which run may set for it alone, or a groupFailure.
+	err error
 }
+
+// groupFailure is the error of a statement that failed whole: it changed nothing for any of
+// its items.
+type groupFailure struct{ error }
+
+func (g groupFailure) Unwrap() error { return g.error }
+
+// failedWhole reports an error of do that is its group's failure.
+func failedWhole(err error) bool { return errors.As(err, new(groupFailure)) }
 
 func newOrderBatch[T any](w *Worker, max int, run func(context.Context, []*batchItem[T]) (map[int]bool, error)) *orderBatch[T] {
 	return &orderBatch[T]{w: w, groups: group.NewWriter[*batchItem[T]](1, max), run: run}
@@ -61,38 +74,38 @@ func (b *orderBatch[T]) runGroup(ctx context.Context, items []*batchItem[T]) {
 			close(it.done)
 		}
 	}()
-	ctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancel(nil)
-	var (
-		waiting   atomic.Int64
-		cancelled atomic.Pointer[error] // the cause of a handler's cancellation
-	)
+	gctx, stop := newGroupContext(ctx, b.w.attemptTimeout)
+	defer stop()
+	var waiting atomic.Int64
 	waiting.Store(int64(len(items)))
 	for _, it := range items {
 		stop := context.AfterFunc(it.ctx, func() {
-			// A handler's attempt that ran out of time does not end the statement, which
-			// has a bound of its own: its error would then not tell whether it was sent.
-			if cause := context.Cause(it.ctx); !errors.Is(cause, context.DeadlineExceeded) {
-				cancelled.Store(&cause)
-			}
 			if waiting.Add(-1) == 0 {
-				if cause := cancelled.Load(); cause != nil {
-					cancel(*cause)
-				}
+				gctx.end(true)
 			}
 		})
 		defer stop()
 	}
 	var changed map[int]bool
-	err := db.Bounded(ctx, b.w.attemptTimeout, func(ctx context.Context) error {
-		var err error
-		changed, err = b.run(ctx, items)
+	err := func() (err error) {
+		// A panic (in a Mailer, say) fails the group: each handler then does its own work,
+		// where the consumer dead-letters a message whose handler panics.
+		defer func() {
+			if v := recover(); v != nil {
+				err = fmt.Errorf("panic: %v", v)
+			}
+		}()
+		changed, err = b.run(gctx, items)
 		return err
-	})
+	}()
+	if err != nil && gctx.Err() != nil && !gctx.abandoned.Load() {
+		err = fmt.Errorf("%w within %s: %w", db.ErrNoAnswer, b.w.attemptTimeout, err)
+	}
 	for _, it := range items {
 		switch {
 		case err != nil:
-			it.err = err
+			it.err = groupFailure{err}
+		case it.err != nil: // failed alone
 		case changed[it.orderID]:
 			it.changed = true
 			delete(changed, it.orderID)
@@ -123,4 +136,47 @@ func orderIDs(rows *sql.Rows, err error) (map[int]bool, error) {
 		return nil, fmt.Errorf("%w: %w", errAnswerCut, err)
 	}
 	return ids, nil
+}
+
+// groupContext is the context of a group's statement: it carries the values of the context
+// of the handler that runs it, and ends once its bound has passed or end is called, in either
+// case as a context whose deadline passed. pgx reports a statement whose context was
+// cancelled as context.Canceled whether or not it had been sent, and one whose deadline
+// passed as a timeout once sent (pgconn.Timeout), so that unsent can tell the two apart.
+type groupContext struct {
+	context.Context // the values; it never ends
+	deadline        time.Time
+	done            chan struct{}
+	once            sync.Once
+	abandoned       atomic.Bool // ended because no handler waits for it any longer
+}
+
+// newGroupContext returns a groupContext bounded by bound; call stop once done with it.
+func newGroupContext(parent context.Context, bound time.Duration) (c *groupContext, stop func()) {
+	c = &groupContext{Context: context.WithoutCancel(parent), deadline: time.Now().Add(bound), done: make(chan struct{})}
+	t := time.AfterFunc(bound, func() { c.end(false) })
+	return c, func() {
+		t.Stop()
+		c.end(false)
+	}
+}
+
+// end ends c; abandoned tells that every handler's context ended.
+func (c *groupContext) end(abandoned bool) {
+	c.once.Do(func() {
+		c.abandoned.Store(abandoned)
+		close(c.done)
+	})
+}
+
+func (c *groupContext) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *groupContext) Done() <-chan struct{}       { return c.done }
+
+func (c *groupContext) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
 }

@@ -3,8 +3,11 @@ package worker
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"orderflow/platform/db"
 )
 
 // startBatch starts do for each context at once on a batch whose statement is held back
@@ -61,39 +64,72 @@ func TestOrderBatchOutlivesACancelledWriter(t *testing.T) {
 }
 
 // TestOrderBatchEndsOnceEveryCallerIsCancelled: a statement that no caller waits for any
-// longer is cut short with the cause of the last cancellation, but not by an attempt's
-// deadline, which the statement's own bound replaces.
+// longer, each cancelled or out of time, is cut short as if its deadline had passed, so that
+// unsent can tell whether it was sent.
 func TestOrderBatchEndsOnceEveryCallerIsCancelled(t *testing.T) {
 	t.Parallel()
-	errStop := errors.New("stopping")
-	first, cancelFirst := context.WithCancelCause(context.Background())
-	second, cancelSecond := context.WithCancelCause(context.Background())
+	first, cancelFirst := context.WithCancel(context.Background())
+	second, cancelSecond := context.WithCancel(context.Background())
 	timed, cancelTimed := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancelTimed()
 	started := make(chan struct{})
 	run := func(ctx context.Context, _ []*batchItem[struct{}]) (map[int]bool, error) {
 		close(started)
 		<-ctx.Done()
-		return nil, context.Cause(ctx)
+		return nil, ctx.Err()
 	}
 	release, outcomes := startBatch(t, run, first, second, timed)
 	release()
 	<-started
-	cancelFirst(errStop)
+	cancelFirst()
 	select {
 	case err := <-outcomes:
 		t.Fatalf("a call returned (%v) while another still waits", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	cancelSecond(errStop)
+	cancelSecond()
 	for range 3 {
 		select {
 		case err := <-outcomes:
-			if !errors.Is(err, errStop) {
-				t.Fatalf("call: %v, want %v", err, errStop)
+			if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, db.ErrNoAnswer) || !failedWhole(err) {
+				t.Fatalf("call: %v, want the group's failure by its context's deadline", err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("the statement went on after every caller was cancelled")
 		}
+	}
+}
+
+// TestOrderBatchIsBounded: a statement that does not end by itself is cut off after the
+// worker's attemptTimeout, and its callers are told that the database did not answer.
+func TestOrderBatchIsBounded(t *testing.T) {
+	t.Parallel()
+	b := newOrderBatch(&Worker{attemptTimeout: 50 * time.Millisecond}, 10, func(ctx context.Context, _ []*batchItem[struct{}]) (map[int]bool, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	_, err := b.do(context.Background(), 1, struct{}{})
+	if !errors.Is(err, db.ErrNoAnswer) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("do: %v, want no answer within the bound", err)
+	}
+}
+
+// TestOrderBatchSurvivesAPanic: a statement that panics fails its group, and the batch takes
+// the next group.
+func TestOrderBatchSurvivesAPanic(t *testing.T) {
+	t.Parallel()
+	panics := true
+	b := newOrderBatch(&Worker{attemptTimeout: time.Second}, 10, func(context.Context, []*batchItem[struct{}]) (map[int]bool, error) {
+		if panics {
+			panics = false
+			panic("mailer exploded")
+		}
+		return map[int]bool{1: true}, nil
+	})
+	if _, err := b.do(context.Background(), 1, struct{}{}); !failedWhole(err) || !strings.Contains(err.Error(), "mailer exploded") {
+		t.Fatalf("do: %v, want the group failed by the panic", err)
+	}
+	if changed, err := b.do(context.Background(), 1, struct{}{}); err != nil || !changed {
+		t.Fatalf("do after the panic: %v, %v; want the order changed", changed, err)
 	}
 }

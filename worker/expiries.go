@@ -25,7 +25,7 @@ func newExpiryNotes(w *Worker) *orderBatch[string] {
 		for i, n := range notes {
 			ids[i], messages[i] = int64(n.orderID), n.value
 		}
-		inserted, err := orderIDs(w.client.QueryContext(ctx, insertExpiryNotes, ids, messages, string(notification.EventTypeOrderExpired)))
+		inserted, err := orderIDs(w.client.QueryContext(ctx, insertNotes, ids, messages, string(notification.EventTypeOrderExpired)))
 		if err != nil {
 			return nil, fmt.Errorf("insert %d OrderExpired notifications: %w", len(notes), err)
 		}
@@ -33,10 +33,10 @@ func newExpiryNotes(w *Worker) *orderBatch[string] {
 	})
 }
 
-// insertExpiryNotes inserts one notification of event type $3 (OrderExpired) per order of
-// $1 with the message of $2, skipping the orders that have one, and returns the orders it
+// insertNotes inserts one notification of event type $3 per order of $1 with the message of
+// $2, its e-mail not sent, skipping the orders that have one, and returns the orders it
 // inserted.
-const insertExpiryNotes = `INSERT INTO notifications (created_at, event_type, message, is_email_sent, order_id)
+const insertNotes = `INSERT INTO notifications (created_at, event_type, message, is_email_sent, order_id)
 SELECT now(), $3, n.message, false, n.order_id FROM unnest($1::bigint[], $2::text[]) AS n(order_id, message)
 ON CONFLICT (order_id, event_type) DO NOTHING
 RETURNING order_id`

@@ -49,14 +49,17 @@ type Options struct {
 // Worker handles the order events. Its methods are safe for concurrent use; many payments
 // run at once, each holding neither a database connection nor a goroutine while it waits.
 type Worker struct {
-	client      *ent.Client
-	log         *slog.Logger
-	opts        Options
-	claims      *orderBatch[struct{}]   // pending -> processing
-	completions *orderBatch[outbox.Row] // processing -> completed, with its OrderCompleted event
-	expiries    *orderBatch[string]     // OrderExpired notifications, each with its message
-	inFlight    atomic.Int64            // simulated payments running now
-	outage      atomic.Bool             // the database was found unavailable and not reached since
+	client *ent.Client
+	log    *slog.Logger
+	opts   Options
+	// The statements that the handlers running at once share (orderBatch):
+	claims         *orderBatch[struct{}]   // pending -> processing
+	completions    *orderBatch[outbox.Row] // processing -> completed, with its OrderCompleted event
+	completedNotes *orderBatch[struct{}]   // OrderCompleted notifications, with their e-mails
+	expiries       *orderBatch[string]     // OrderExpired notifications, each with its message
+
+	inFlight atomic.Int64 // simulated payments running now
+	outage   atomic.Bool  // the database was found unavailable and not reached since
 	// attemptTimeout bounds one attempt of the handlers' database work: the constant
 	// attemptTimeout, shorter in tests (SetAttemptTimeout).
 	attemptTimeout time.Duration
@@ -74,7 +77,8 @@ func New(client *ent.Client, log *slog.Logger, opts Options) *Worker {
 		opts.Mailer = LogMailer{Log: log}
 	}
 	w := &Worker{client: client, log: log, opts: opts, attemptTimeout: attemptTimeout}
-	w.claims, w.completions, w.expiries = newClaims(w), newCompletions(w), newExpiryNotes(w)
+	w.claims, w.completions = newClaims(w), newCompletions(w)
+	w.completedNotes, w.expiries = newCompletedNotes(w), newExpiryNotes(w)
 	return w
 }
 
