@@ -2,10 +2,7 @@ package worker_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -102,81 +99,4 @@ func TestPaymentsThatSucceedAtOnceCompleteInOneTransaction(t *testing.T) {
 		}
 	}
 	mustEqual(t, "completed log lines", len(logs.lines(t, "payment succeeded: order completed")), 4)
-}
-
-// refusingMailer sends like LogMailer, except to the customer of one order.
-type refusingMailer struct {
-	worker.LogMailer
-	refuse int
-}
-
-func (m refusingMailer) Send(ctx context.Context, e worker.Email) error {
-	if e.OrderID == m.refuse {
-		return errors.New("mailbox full")
-	}
-	return m.LogMailer.Send(ctx, e)
-}
-
-// TestOrderCompletedNotificationsOfConcurrentDeliveriesShareATransaction: the notifications
-// of OrderCompleted events handled at once are recorded in one transaction, each e-mail sent
-// once, even when an event is delivered twice at the same time. An order that no longer
-// exists and an e-mail that fails fail their own events only: the failed one's notification
-// is not kept, so that its redelivery sends it.
-func TestOrderCompletedNotificationsOfConcurrentDeliveriesShareATransaction(t *testing.T) {
-	t.Parallel()
-	s := newStore(t)
-	log, logs := newLogger()
-	user := s.newUser(t, "Edsger Dijkstra")
-	var ids []int
-	var bodies [][]byte
-	for range 4 {
-		created := s.newOrder(t, user, 1)
-		s.setStatus(t, created.OrderID, order.StatusCompleted)
-		ids = append(ids, created.OrderID)
-	}
-	const missing = 987654
-	w := worker.New(s.client, log, worker.Options{Mailer: refusingMailer{worker.LogMailer{Log: log}, ids[1]}})
-	for _, id := range append(slices.Clone(ids), ids[0], missing) {
-		_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
-			OrderID: id, UserID: user.ID, Total: money("99.99"), CompletedAt: time.Now(),
-		})
-		bodies = append(bodies, body)
-	}
-
-	waiting, release := w.HoldNotificationWriter()
-	errs := make([]chan error, len(bodies))
-	for i, body := range bodies {
-		errs[i] = make(chan error, 1)
-		go func() { errs[i] <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
-	}
-	testutil.Eventually(t, 5*time.Second, "every notification waiting", func() bool { return waiting() == len(bodies) })
-	release()
-	for i := range bodies {
-		select {
-		case err := <-errs[i]:
-			if i == 1 && (err == nil || errors.Is(err, bus.ErrPermanent) || !strings.Contains(err.Error(), "mailbox full")) {
-				t.Errorf("handler of the refused e-mail: %v, want the mailer's error, to be retried", err)
-			}
-			if i != 1 && err != nil {
-				t.Errorf("handler %d: %v", i, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("handler %d still waiting", i)
-		}
-	}
-
-	notified := []int{ids[0], ids[2], ids[3]}
-	notes, transactions := s.transactions(t, "notifications", "order_id", notified)
-	if notes != 3 || transactions != 1 {
-		t.Fatalf("%d notifications in %d transactions, want 3 in 1", notes, transactions)
-	}
-	for _, id := range notified {
-		if ns := s.notifications(t, id); len(ns) != 1 || !ns[0].IsEmailSent {
-			t.Errorf("order %d: notifications %s, want one with its e-mail sent", id, describe(ns))
-		}
-	}
-	mustEqual(t, "notifications of the refused e-mail", len(s.notifications(t, ids[1])), 0)
-	mustEqual(t, "e-mails", fmt.Sprint(logs.emails(t)), fmt.Sprint(map[int]int{ids[0]: 1, ids[2]: 1, ids[3]: 1}))
-	mustEqual(t, "duplicate log lines", len(logs.lines(t, "order completed event dropped: the customer was already notified")), 1)
-	mustEqual(t, "missing order log lines", len(logs.lines(t, "order completed event dropped: the order no longer exists")), 1)
 }

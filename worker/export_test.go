@@ -21,12 +21,6 @@ func (w *Worker) HoldCompletionWriter() (waiting func() int, release func()) {
 	return hold(w.completions)
 }
 
-// HoldNotificationWriter keeps the writer of the OrderCompleted notifications busy until
-// release is called; waiting tells how many notifications wait for it meanwhile.
-func (w *Worker) HoldNotificationWriter() (waiting func() int, release func()) {
-	return hold(w.completedNotes)
-}
-
 func hold[T any](b *orderBatch[T]) (waiting func() int, release func()) {
 	blocker := &batchItem[T]{done: make(chan struct{})}
 	release = grouptest.Hold(b.groups, blocker, blocker.done, func(items []*batchItem[T]) {

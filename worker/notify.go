@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
@@ -59,9 +57,7 @@ func (m LogMailer) Send(ctx context.Context, e Email) error {
 // it inserts the OrderCompleted notification, sends the e-mail and marks it sent. A
 // redelivery finds the notification already there and sends nothing: the unique index on
 // (order_id, event_type) also makes a concurrent duplicate wait for the first transaction
-// and then insert nothing. The notifications of the handlers running at once are recorded
-// together, in one transaction (newCompletedNotes); when it fails whole, each handler
-// records its own.
+// and then insert nothing.
 func (w *Worker) handleOrderCompleted(ctx context.Context, env events.Envelope, e events.OrderCompleted) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	var sent bool
@@ -71,10 +67,6 @@ func (w *Worker) handleOrderCompleted(ctx context.Context, env events.Envelope, 
 		// interrupted: a rollback would send the e-mail again on the redelivery.
 		settle, done := settling(ctx)
 		defer done()
-		var err error
-		if sent, err = w.completedNotes.do(settle, e.OrderID, struct{}{}); !failedWhole(err) {
-			return err
-		}
 		return db.WithTx(settle, w.client, func(tx *ent.Tx) error {
 			var err error
 			sent, err = w.notifyCompleted(settle, tx, e)
@@ -105,10 +97,19 @@ func (w *Worker) notifyCompleted(ctx context.Context, tx *ent.Tx, e events.Order
 	if err != nil {
 		return false, fmt.Errorf("read order %d: %w", e.OrderID, err)
 	}
-	mail := completionEmail(customer{orderID: o.ID, total: o.Total, email: o.Edges.User.Email, name: o.Edges.User.Name})
-	id, inserted, err := insertNotification(ctx, tx.Notification, o.ID, notification.EventTypeOrderCompleted, mail.Body)
+	body := fmt.Sprintf("Your order #%d for %s has been completed. Thank you for your purchase!",
+		o.ID, o.Total.StringFixed(2))
+	id, inserted, err := insertNotification(ctx, tx.Notification, o.ID, notification.EventTypeOrderCompleted, body)
 	if err != nil || !inserted {
 		return false, err
+	}
+	mail := Email{
+		To:      o.Edges.User.Email,
+		Name:    o.Edges.User.Name,
+		Subject: fmt.Sprintf("Your order #%d has been completed", o.ID),
+		Body:    body,
+		OrderID: o.ID,
+		Total:   o.Total,
 	}
 	if err := w.opts.Mailer.Send(ctx, mail); err != nil {
 		return false, fmt.Errorf("send completion e-mail for order %d: %w", o.ID, err)
@@ -117,129 +118,6 @@ func (w *Worker) notifyCompleted(ctx context.Context, tx *ent.Tx, e events.Order
 		return false, fmt.Errorf("mark e-mail of order %d sent: %w", o.ID, err)
 	}
 	return true, nil
-}
-
-// customer is a completed order and whom to tell about it.
-type customer struct {
-	orderID     int
-	total       decimal.Decimal
-	email, name string
-}
-
-// completionEmail is the e-mail that tells c that their order completed; its body is also
-// the notification's message.
-func completionEmail(c customer) Email {
-	return Email{
-		To:      c.email,
-		Name:    c.name,
-		Subject: fmt.Sprintf("Your order #%d has been completed", c.orderID),
-		Body: fmt.Sprintf("Your order #%d for %s has been completed. Thank you for your purchase!",
-			c.orderID, c.total.StringFixed(2)),
-		OrderID: c.orderID,
-		Total:   c.total,
-	}
-}
-
-// maxCompletedNotes is the most OrderCompleted notifications one transaction records.
-const maxCompletedNotes = 500
-
-// newCompletedNotes returns the batch that records the OrderCompleted notifications of the
-// handlers that run at once, up to maxCompletedNotes in one transaction: it reads the orders
-// and their customers, inserts the notifications that are not there yet, sends their e-mails
-// (each with its own handler's context) and marks them sent. An order that no longer exists
-// fails its handler alone (errOrderGone), as does an e-mail that could not be sent: its
-// notification is deleted again before the commit, so that its redelivery sends it.
-func newCompletedNotes(w *Worker) *orderBatch[struct{}] {
-	return newOrderBatch(w, maxCompletedNotes, func(ctx context.Context, items []*batchItem[struct{}]) (map[int]bool, error) {
-		var sent map[int]bool
-		err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
-			var err error
-			sent, err = w.notifyAllCompleted(ctx, tx, items)
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("record %d OrderCompleted notifications: %w", len(items), err)
-		}
-		return sent, nil
-	})
-}
-
-// notifyAllCompleted is newCompletedNotes' transaction: it returns the orders whose e-mail it
-// sent.
-func (w *Worker) notifyAllCompleted(ctx context.Context, tx *ent.Tx, items []*batchItem[struct{}]) (map[int]bool, error) {
-	ids := make([]int64, len(items))
-	for i, it := range items {
-		ids[i] = int64(it.orderID)
-	}
-	customers, err := readCustomers(ctx, tx, ids)
-	if err != nil {
-		return nil, err
-	}
-	// In order of id, as another worker's group would insert the same orders.
-	found, messages := make([]int64, 0, len(customers)), make([]string, 0, len(customers))
-	for _, id := range slices.Sorted(maps.Keys(customers)) {
-		found, messages = append(found, int64(id)), append(messages, completionEmail(customers[id]).Body)
-	}
-	inserted, err := orderIDs(tx.QueryContext(ctx, insertNotes, found, messages, string(notification.EventTypeOrderCompleted)))
-	if err != nil {
-		return nil, fmt.Errorf("insert: %w", err)
-	}
-	sent := make(map[int]bool, len(inserted))
-	var failed []int64
-	for _, it := range items {
-		c, found := customers[it.orderID]
-		switch {
-		case !found:
-			it.err = errOrderGone
-		case inserted[it.orderID]: // the first item of the order sends its e-mail
-			delete(inserted, it.orderID)
-			if err := w.opts.Mailer.Send(it.ctx, completionEmail(c)); err != nil {
-				it.err = fmt.Errorf("send completion e-mail for order %d: %w", it.orderID, err)
-				failed = append(failed, int64(it.orderID))
-				continue
-			}
-			sent[it.orderID] = true
-		}
-	}
-	if len(sent) > 0 {
-		marked := make([]int64, 0, len(sent))
-		for id := range sent {
-			marked = append(marked, int64(id))
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE notifications SET is_email_sent = true
-			WHERE order_id = ANY($1) AND event_type = $2`, marked, string(notification.EventTypeOrderCompleted)); err != nil {
-			return nil, fmt.Errorf("mark e-mails sent: %w", err)
-		}
-	}
-	if len(failed) > 0 {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM notifications WHERE order_id = ANY($1) AND event_type = $2`,
-			failed, string(notification.EventTypeOrderCompleted)); err != nil {
-			return nil, fmt.Errorf("delete the notifications whose e-mail failed: %w", err)
-		}
-	}
-	return sent, nil
-}
-
-// readCustomers reads the orders of ids that exist, with their customers.
-func readCustomers(ctx context.Context, tx *ent.Tx, ids []int64) (map[int]customer, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT o.id, o.total, u.email, u.name
-		FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = ANY($1)`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("read orders: %w", err)
-	}
-	defer rows.Close()
-	customers := make(map[int]customer, len(ids))
-	for rows.Next() {
-		var c customer
-		if err := rows.Scan(&c.orderID, &c.total, &c.email, &c.name); err != nil {
-			return nil, fmt.Errorf("read orders: %w", err)
-		}
-		customers[c.orderID] = c
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read orders: %w", err)
-	}
-	return customers, nil
 }
 
 // handleOrderExpired records the OrderExpired notification of an order, once, as an audit

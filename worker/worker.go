@@ -53,10 +53,9 @@ type Worker struct {
 	log    *slog.Logger
 	opts   Options
 	// The statements that the handlers running at once share (orderBatch):
-	claims         *orderBatch[struct{}]   // pending -> processing
-	completions    *orderBatch[outbox.Row] // processing -> completed, with its OrderCompleted event
-	completedNotes *orderBatch[struct{}]   // OrderCompleted notifications, with their e-mails
-	expiries       *orderBatch[string]     // OrderExpired notifications, each with its message
+	claims      *orderBatch[struct{}]   // pending -> processing
+	completions *orderBatch[outbox.Row] // processing -> completed, with its OrderCompleted event
+	expiries    *orderBatch[string]     // OrderExpired notifications, each with its message
 
 	inFlight atomic.Int64 // simulated payments running now
 	outage   atomic.Bool  // the database was found unavailable and not reached since
@@ -77,8 +76,7 @@ func New(client *ent.Client, log *slog.Logger, opts Options) *Worker {
 		opts.Mailer = LogMailer{Log: log}
 	}
 	w := &Worker{client: client, log: log, opts: opts, attemptTimeout: attemptTimeout}
-	w.claims, w.completions = newClaims(w), newCompletions(w)
-	w.completedNotes, w.expiries = newCompletedNotes(w), newExpiryNotes(w)
+	w.claims, w.completions, w.expiries = newClaims(w), newCompletions(w), newExpiryNotes(w)
 	return w
 }
 

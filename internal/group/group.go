@@ -1,7 +1,7 @@
 // Package group lets concurrent callers share the writing of their items: the items that
 // wait together are written together, a group at a time, by one of the callers, with no
-// goroutine of its own. The API stores new orders this way, and the worker claims new
-// orders for their payment and stores the notifications of expired ones.
+// goroutine of its own. The API stores new orders this way, and the worker claims orders
+// for their payment, completes paid ones and records the notifications of expired ones.
 package group
 
 import (
