@@ -12,7 +12,6 @@ import (
 
 	"orderflow/ent"
 	"orderflow/ent/notification"
-	"orderflow/ent/order"
 	"orderflow/events"
 	"orderflow/platform/db"
 )
@@ -54,10 +53,10 @@ func (m LogMailer) Send(ctx context.Context, e Email) error {
 }
 
 // handleOrderCompleted tells the customer that their order completed. In one transaction
-// it inserts the OrderCompleted notification, sends the e-mail and marks it sent. A
-// redelivery finds the notification already there and sends nothing: the unique index on
-// (order_id, event_type) also makes a concurrent duplicate wait for the first transaction
-// and then insert nothing.
+// it inserts the OrderCompleted notification, marked sent, and sends the e-mail before the
+// commit: an e-mail that cannot be sent rolls the notification back. A redelivery finds the
+// notification already there and sends nothing: the unique index on (order_id, event_type)
+// also makes a concurrent duplicate wait for the first transaction and then insert nothing.
 func (w *Worker) handleOrderCompleted(ctx context.Context, env events.Envelope, e events.OrderCompleted) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
 	var sent bool
@@ -87,37 +86,66 @@ func (w *Worker) handleOrderCompleted(ctx context.Context, env events.Envelope, 
 	return nil
 }
 
-// notifyCompleted records the OrderCompleted notification inside tx and sends its e-mail,
-// unless the order already has one; it reports whether it sent the e-mail.
+// notifyCompleted records the OrderCompleted notification inside tx, marked sent, and sends
+// its e-mail, unless the order already has one; it reports whether it sent the e-mail. One
+// statement reads the order and its customer and inserts the notification
+// (notifyCompletedSQL).
 func (w *Worker) notifyCompleted(ctx context.Context, tx *ent.Tx, e events.OrderCompleted) (bool, error) {
-	o, err := tx.Order.Query().Where(order.ID(e.OrderID)).WithUser().Only(ctx)
-	if ent.IsNotFound(err) {
+	rows, err := tx.QueryContext(ctx, notifyCompletedSQL, e.OrderID, string(notification.EventTypeOrderCompleted))
+	if err != nil {
+		return false, notifyError(e.OrderID, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return false, notifyError(e.OrderID, err)
+		}
 		return false, errOrderGone
 	}
-	if err != nil {
-		return false, fmt.Errorf("read order %d: %w", e.OrderID, err)
+	mail := Email{}
+	var message sql.NullString // NULL: the order already had its notification
+	if err := rows.Scan(&mail.OrderID, &mail.Total, &mail.To, &mail.Name, &message); err != nil {
+		return false, notifyError(e.OrderID, err)
 	}
-	body := fmt.Sprintf("Your order #%d for %s has been completed. Thank you for your purchase!",
-		o.ID, o.Total.StringFixed(2))
-	id, inserted, err := insertNotification(ctx, tx.Notification, o.ID, notification.EventTypeOrderCompleted, body)
-	if err != nil || !inserted {
-		return false, err
+	if err := rows.Close(); err != nil {
+		return false, notifyError(e.OrderID, err)
 	}
-	mail := Email{
-		To:      o.Edges.User.Email,
-		Name:    o.Edges.User.Name,
-		Subject: fmt.Sprintf("Your order #%d has been completed", o.ID),
-		Body:    body,
-		OrderID: o.ID,
-		Total:   o.Total,
+	if !message.Valid {
+		return false, nil
 	}
+	mail.Subject = fmt.Sprintf("Your order #%d has been completed", mail.OrderID)
+	mail.Body = message.String
 	if err := w.opts.Mailer.Send(ctx, mail); err != nil {
-		return false, fmt.Errorf("send completion e-mail for order %d: %w", o.ID, err)
-	}
-	if err := tx.Notification.UpdateOneID(id).SetIsEmailSent(true).Exec(ctx); err != nil {
-		return false, fmt.Errorf("mark e-mail of order %d sent: %w", o.ID, err)
+		return false, fmt.Errorf("send completion e-mail for order %d: %w", mail.OrderID, err)
 	}
 	return true, nil
+}
+
+// notifyCompletedSQL reads the order $1 and its customer and inserts its notification of
+// event type $2 (OrderCompleted), marked sent, unless it has one. It returns the order's id
+// and total, the customer's e-mail address and name, and the notification's message, NULL
+// when the order already had one; no row when the order does not exist.
+const notifyCompletedSQL = `
+WITH o AS (
+	SELECT o.id, o.total, u.email, u.name FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $1
+), inserted AS (
+	INSERT INTO notifications (created_at, event_type, message, is_email_sent, order_id)
+	SELECT now(), $2,
+		format('Your order #%s for %s has been completed. Thank you for your purchase!', o.id, round(o.total, 2)),
+		true, o.id
+	FROM o
+	ON CONFLICT (order_id, event_type) DO NOTHING
+	RETURNING message
+)
+SELECT o.id, o.total, o.email, o.name, (SELECT message FROM inserted) FROM o`
+
+// notifyError is the error of notifyCompletedSQL: errOrderGone for an order deleted while
+// its notification was inserted.
+func notifyError(orderID int, err error) error {
+	if isForeignKeyViolation(err) {
+		return errOrderGone
+	}
+	return fmt.Errorf("insert %s notification of order %d: %w", notification.EventTypeOrderCompleted, orderID, err)
 }
 
 // handleOrderExpired records the OrderExpired notification of an order, once, as an audit
