@@ -113,6 +113,15 @@ func (b *orderBatch[T]) runGroup(ctx context.Context, items []*batchItem[T]) {
 	}
 }
 
+// orderIDsOf returns the order ids of items, in their order, for a statement's array.
+func orderIDsOf[T any](items []*batchItem[T]) []int64 {
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = int64(it.orderID)
+	}
+	return ids
+}
+
 // errAnswerCut marks a statement's failure while its answer was being read: the statement
 // reached the database and may have committed (see unsent). database/sql reports a context
 // that ended while it read rows by the context's error alone.

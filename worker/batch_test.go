@@ -4,16 +4,27 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"orderflow/ent/order"
 	entoutbox "orderflow/ent/outbox"
 	"orderflow/events"
-	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
 	"orderflow/platform/log"
 	"orderflow/worker"
 )
+
+// newOrderEvents inserts n pending orders of a new customer called name, and returns their
+// ids and the bodies of their OrderCreated events.
+func (s *store) newOrderEvents(t *testing.T, name string, n int) (ids []int, bodies [][]byte) {
+	t.Helper()
+	user := s.newUser(t, name)
+	for range n {
+		created := s.newOrder(t, user, 1)
+		_, body := envelope(t, events.SourceAPI, created)
+		ids, bodies = append(ids, created.OrderID), append(bodies, body)
+	}
+	return ids, bodies
+}
 
 // TestOrderCreatedClaimsOfConcurrentDeliveriesShareAStatement: the orders of OrderCreated
 // events handled at once are claimed (pending -> processing) in one statement, each once,
@@ -23,24 +34,11 @@ func TestOrderCreatedClaimsOfConcurrentDeliveriesShareAStatement(t *testing.T) {
 	s := newStore(t)
 	draws := &counted{r: always(0.9)} // declined: the orders stay as the claim left them
 	w, logs := newWorker(s, draws.draw)
-	user := s.newUser(t, "Barbara Liskov")
-	var ids []int
-	var bodies [][]byte
-	for range 5 {
-		created := s.newOrder(t, user, 1)
-		_, body := envelope(t, events.SourceAPI, created)
-		ids, bodies = append(ids, created.OrderID), append(bodies, body)
-	}
+	ids, bodies := s.newOrderEvents(t, "Barbara Liskov", 5)
 	bodies = append(bodies, bodies[2])
-
-	waiting, release := w.HoldClaimWriter()
-	errs := make(chan error, len(bodies))
-	for _, body := range bodies {
-		go func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
-	}
-	testutil.Eventually(t, 5*time.Second, "every claim waiting", func() bool { return waiting() == len(bodies) })
-	release()
-	waitAll(t, errs, len(bodies), 10*time.Second, "handlers")
+	handleWhileHeld(t, w.HoldClaimWriter, len(bodies), func(i int) error {
+		return w.Handle(context.Background(), worker.Delivery{Body: bodies[i]})
+	})
 
 	for _, id := range ids {
 		mustEqual(t, "status", s.status(t, id), order.StatusProcessing)
@@ -61,24 +59,11 @@ func TestPaymentsThatSucceedAtOnceCompleteInOneTransaction(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	w, logs := newWorker(s, always(0.1))
-	user := s.newUser(t, "Jim Gray")
-	var ids []int
-	var bodies [][]byte
-	for range 4 {
-		created := s.newOrder(t, user, 1)
-		_, body := envelope(t, events.SourceAPI, created)
-		ids, bodies = append(ids, created.OrderID), append(bodies, body)
-	}
-
-	waiting, release := w.HoldCompletionWriter()
-	errs := make(chan error, len(bodies))
-	for i, body := range bodies {
+	ids, bodies := s.newOrderEvents(t, "Jim Gray", 4)
+	handleWhileHeld(t, w.HoldCompletionWriter, len(bodies), func(i int) error {
 		ctx := log.WithRequestID(context.Background(), fmt.Sprintf("req-%d", ids[i]))
-		go func() { errs <- w.Handle(ctx, worker.Delivery{Body: body}) }()
-	}
-	testutil.Eventually(t, 5*time.Second, "every completion waiting", func() bool { return waiting() == len(bodies) })
-	release()
-	waitAll(t, errs, len(bodies), 10*time.Second, "handlers")
+		return w.Handle(ctx, worker.Delivery{Body: bodies[i]})
+	})
 
 	orders, transactions := s.transactions(t, "orders", "id", ids)
 	if orders != 4 || transactions != 1 {

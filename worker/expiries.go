@@ -20,12 +20,11 @@ const maxExpiryNotes = 500
 // connection: each handler then inserts its notification by itself.
 func newExpiryNotes(w *Worker) *orderBatch[string] {
 	return newOrderBatch(w, maxExpiryNotes, func(ctx context.Context, notes []*batchItem[string]) (map[int]bool, error) {
-		ids := make([]int64, len(notes))
 		messages := make([]string, len(notes))
 		for i, n := range notes {
-			ids[i], messages[i] = int64(n.orderID), n.value
+			messages[i] = n.value
 		}
-		inserted, err := orderIDs(w.client.QueryContext(ctx, insertNotes, ids, messages, string(notification.EventTypeOrderExpired)))
+		inserted, err := orderIDs(w.client.QueryContext(ctx, insertNotes, orderIDsOf(notes), messages, string(notification.EventTypeOrderExpired)))
 		if err != nil {
 			return nil, fmt.Errorf("insert %d OrderExpired notifications: %w", len(notes), err)
 		}

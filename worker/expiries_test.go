@@ -11,25 +11,30 @@ import (
 	"orderflow/worker"
 )
 
+// handleWhileHeld starts handle(i) for each i in [0, n) at once while the writer that hold
+// holds is busy, waits until all n wait for it, then lets it go; every handler must succeed.
+func handleWhileHeld(t *testing.T, hold func() (waiting func() int, release func()), n int, handle func(i int) error) {
+	t.Helper()
+	waiting, release := hold()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- handle(i) }()
+	}
+	testutil.Eventually(t, 5*time.Second, "every handler waiting", func() bool { return waiting() == n })
+	release()
+	waitAll(t, errs, n, 10*time.Second, "handlers")
+}
+
 // expireAll delivers an OrderExpired event for each of orderIDs at once, while the
 // notifications' writer is held, then lets the writer go; every handler must succeed.
 func expireAll(t *testing.T, w *worker.Worker, orderIDs ...int) {
 	t.Helper()
-	waiting, release := w.HoldExpiryWriter()
-	errs := make(chan error, len(orderIDs))
-	for i, id := range orderIDs {
+	handleWhileHeld(t, w.HoldExpiryWriter, len(orderIDs), func(i int) error {
 		_, body := envelope(t, events.SourceCronJob, events.OrderExpired{
-			OrderID: id, UserID: 1, Total: money("99.99"), ExpiredAt: time.Now(), ExpiredAfter: "10m0s",
+			OrderID: orderIDs[i], UserID: 1, Total: money("99.99"), ExpiredAt: time.Now(), ExpiredAfter: "10m0s",
 		})
-		go func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: i > 0}) }()
-	}
-	testutil.Eventually(t, 5*time.Second, "every notification waiting", func() bool { return waiting() == len(orderIDs) })
-	release()
-	for range orderIDs {
-		if err := <-errs; err != nil {
-			t.Fatalf("handler: %v", err)
-		}
-	}
+		return w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: i > 0})
+	})
 }
 
 // transactions counts the rows of table whose column is one of ids, and the transactions

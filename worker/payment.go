@@ -148,7 +148,7 @@ func (w *Worker) paymentSucceeds(orderID int) bool {
 func (w *Worker) PaymentsInFlight() int64 { return w.inFlight.Load() }
 
 // claim moves the order from pending to processing and reports whether it did. The orders
-// of the handlers that claim at once are claimed together (claimOrders).
+// of the handlers that claim at once are claimed together (newClaims).
 func (w *Worker) claim(ctx context.Context, orderID int) (bool, error) {
 	claimed, err := w.claims.do(ctx, orderID, struct{}{})
 	if err != nil {
@@ -165,11 +165,7 @@ const maxClaims = 500
 // statement and a commit for many orders instead of one each.
 func newClaims(w *Worker) *orderBatch[struct{}] {
 	return newOrderBatch(w, maxClaims, func(ctx context.Context, items []*batchItem[struct{}]) (map[int]bool, error) {
-		ids := make([]int64, len(items))
-		for i, it := range items {
-			ids[i] = int64(it.orderID)
-		}
-		claimed, err := orderIDs(w.client.QueryContext(ctx, claimOrders, ids,
+		claimed, err := orderIDs(w.client.QueryContext(ctx, moveOrders, orderIDsOf(items),
 			string(order.StatusPending), string(order.StatusProcessing)))
 		if err != nil {
 			return nil, fmt.Errorf("claim %d orders: %w", len(items), err)
@@ -178,9 +174,9 @@ func newClaims(w *Worker) *orderBatch[struct{}] {
 	})
 }
 
-// claimOrders moves the orders of $1 that are $2 (pending) to $3 (processing) and returns
-// the ones it moved.
-const claimOrders = `UPDATE orders SET status = $3, updated_at = now()
+// moveOrders moves the orders of $1 whose status is $2 to status $3 and returns the ones it
+// moved: a claim (pending -> processing) or a completion (processing -> completed).
+const moveOrders = `UPDATE orders SET status = $3, updated_at = now()
 WHERE id = ANY($1) AND status = $2
 RETURNING id`
 
@@ -228,14 +224,10 @@ const maxCompletions = 500
 // burst of new orders end together, 5 s after it.
 func newCompletions(w *Worker) *orderBatch[outbox.Row] {
 	return newOrderBatch(w, maxCompletions, func(ctx context.Context, items []*batchItem[outbox.Row]) (map[int]bool, error) {
-		ids := make([]int64, len(items))
-		for i, it := range items {
-			ids[i] = int64(it.orderID)
-		}
 		var completed map[int]bool
 		err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
 			var err error
-			completed, err = orderIDs(tx.QueryContext(ctx, completeOrders, ids,
+			completed, err = orderIDs(tx.QueryContext(ctx, moveOrders, orderIDsOf(items),
 				string(order.StatusProcessing), string(order.StatusCompleted)))
 			if err != nil {
 				return err
@@ -258,12 +250,6 @@ func newCompletions(w *Worker) *orderBatch[outbox.Row] {
 		return completed, nil
 	})
 }
-
-// completeOrders moves the orders of $1 that are $2 (processing) to $3 (completed) and
-// returns the ones it moved.
-const completeOrders = `UPDATE orders SET status = $3, updated_at = now()
-WHERE id = ANY($1) AND status = $2
-RETURNING id`
 
 // settleGrace is how long recording an outcome that was already decided may go on after the
 // delivery's context ended.
