@@ -88,8 +88,8 @@ func (b *orderBatch[T]) runGroup(ctx context.Context, items []*batchItem[T]) {
 	}
 	var changed map[int]bool
 	err := func() (err error) {
-		// A panic (in a Mailer, say) fails the group: each handler then does its own work,
-		// where the consumer dead-letters a message whose handler panics.
+		// A panic fails the group instead of leaving its writer's place taken: each handler
+		// then retries, or does its own work, as after any failure of the group.
 		defer func() {
 			if v := recover(); v != nil {
 				err = fmt.Errorf("panic: %v", v)
