@@ -123,8 +123,8 @@ func orderIDsOf[T any](items []*batchItem[T]) []int64 {
 }
 
 // errAnswerCut marks a statement's failure while its answer was being read: the statement
-// reached the database and may have committed (see unsent). database/sql reports a context
-// that ended while it read rows by the context's error alone.
+// reached the database and may have committed (see changedNothing). database/sql reports a
+// context that ended while it read rows by the context's error alone.
 var errAnswerCut = errors.New("answer cut off")
 
 // orderIDs reads the order ids that a statement run by QueryContext returned, one per row.
@@ -151,7 +151,8 @@ func orderIDs(rows *sql.Rows, err error) (map[int]bool, error) {
 // of the handler that runs it, and ends once its bound has passed or end is called, in either
 // case as a context whose deadline passed. pgx reports a statement whose context was
 // cancelled as context.Canceled whether or not it had been sent, and one whose deadline
-// passed as a timeout once sent (pgconn.Timeout), so that unsent can tell the two apart.
+// passed as a timeout once sent (pgconn.Timeout), so that changedNothing can tell the two
+// apart.
 type groupContext struct {
 	context.Context // the values; it never ends
 	deadline        time.Time

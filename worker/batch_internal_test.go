@@ -65,7 +65,7 @@ func TestOrderBatchOutlivesACancelledWriter(t *testing.T) {
 
 // TestOrderBatchEndsOnceEveryCallerIsCancelled: a statement that no caller waits for any
 // longer, each cancelled or out of time, is cut short as if its deadline had passed, so that
-// unsent can tell whether it was sent.
+// changedNothing can tell whether it was sent.
 func TestOrderBatchEndsOnceEveryCallerIsCancelled(t *testing.T) {
 	t.Parallel()
 	first, cancelFirst := context.WithCancel(context.Background())

@@ -111,7 +111,7 @@ func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int
 	err := w.retry(ctx, func(ctx context.Context) error {
 		var err error
 		claimed, err = w.claim(ctx, orderID)
-		uncertain = uncertain || (err != nil && !unsent(err))
+		uncertain = uncertain || (err != nil && !changedNothing(err))
 		return err
 	})
 	if err != nil || claimed {

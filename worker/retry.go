@@ -31,7 +31,7 @@ const (
 // while the handler kept its message and, with enough of them, the worker took no more
 // events. pgx closes the connection, and the attempt counts as the database being
 // unavailable: it is retried on a new connection. Like a dropped connection, an attempt cut
-// off after its statement was sent may have committed (see unsent).
+// off after its statement was sent may have committed (see changedNothing).
 const attemptTimeout = 30 * time.Second
 
 // retry runs op, each attempt with a context that ctx bounds and that ends after
@@ -98,16 +98,22 @@ func unavailable(err error) bool {
 		pgconn.Timeout(err)
 }
 
-// unsent reports an error that came before the statement reached the database: the
-// connection could not be opened, the driver found it broken before writing to it, or the
-// attempt ran out of time before it had a connection to write to (waiting for the pool, or
-// for the check of an idle connection: database/sql then returns the context's error as it
-// is, where pgx wraps the error of a statement it sent, see pgconn.Timeout). Such a statement
-// changed nothing. It holds for a statement run by Exec, and for one run by QueryContext
-// whose rows are read by orderIDs (errAnswerCut).
-func unsent(err error) bool {
+// changedNothing reports an error of a statement run without a transaction of its own (as
+// the claim is) after which the statement surely changed nothing: an error that came before
+// the statement reached the database (the connection could not be opened, the driver found
+// it broken before writing to it, or the attempt ran out of time before it had a connection
+// to write to: waiting for the pool, or for the check of an idle connection, where
+// database/sql returns the context's error as it is, and pgx wraps the error of a statement
+// it sent, see pgconn.Timeout), or the database's answer that the statement failed (an
+// error of severity ERROR, such as a deadlock or a serialization failure: the statement was
+// rolled back). It holds for a statement run by Exec, and for one run by QueryContext whose
+// rows are read by orderIDs (errAnswerCut). Any other failure may have come after a commit.
+func changedNothing(err error) bool {
 	if errors.Is(err, errAnswerCut) {
 		return false
+	}
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+		return pgErr.Severity == "ERROR"
 	}
 	var connectErr *pgconn.ConnectError
 	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) ||

@@ -44,7 +44,7 @@ func TestUnavailable(t *testing.T) {
 	}
 }
 
-func TestUnsent(t *testing.T) {
+func TestChangedNothing(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name string
@@ -54,13 +54,15 @@ func TestUnsent(t *testing.T) {
 		{"no connection opened", fmt.Errorf("start processing order 1: %w", &pgconn.ConnectError{}), true},
 		{"bad connection", fmt.Errorf("start processing order 1: %w", driver.ErrBadConn), true},
 		{"no connection from the pool in time", fmt.Errorf("%w within 30s: %w", db.ErrNoAnswer, context.DeadlineExceeded), true},
-		{"an error of the statement", &pgconn.PgError{Code: "57P01"}, false},
+		{"the server shutting down", &pgconn.PgError{Severity: "FATAL", Code: "57P01"}, false},
+		{"a deadlock", fmt.Errorf("claim 3 orders: %w", &pgconn.PgError{Severity: "ERROR", Code: "40P01"}), true},
+		{"a serialization failure", &pgconn.PgError{Severity: "ERROR", Code: "40001"}, true},
 		{"rows cut off in time", fmt.Errorf("claim 3 orders: %w: %w", errAnswerCut, context.DeadlineExceeded), false},
 		{"rows cut off by a bad connection", fmt.Errorf("claim 3 orders: %w: %w", errAnswerCut, driver.ErrBadConn), false},
 	}
 	for _, c := range cases {
-		if got := unsent(c.err); got != c.want {
-			t.Errorf("%s: unsent(%v) = %v, want %v", c.name, c.err, got, c.want)
+		if got := changedNothing(c.err); got != c.want {
+			t.Errorf("%s: changedNothing(%v) = %v, want %v", c.name, c.err, got, c.want)
 		}
 	}
 }
