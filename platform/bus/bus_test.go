@@ -300,9 +300,7 @@ func TestStopWaitsForHandlers(t *testing.T) {
 		return nil
 	})
 	cons.Start()
-	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, c, 1)
 	<-started
 	if err := cons.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -313,15 +311,9 @@ func TestStopWaitsForHandlers(t *testing.T) {
 
 	cons = NewConsumer(c, "c", 10, cons.handler)
 	cons.Start()
-	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 2)); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, c, 2)
 	<-started
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := cons.Stop(ctx); err == nil {
-		t.Error("Stop past its deadline reported no error")
-	}
+	stopPastDeadline(t, cons, 100*time.Millisecond)
 	if aborted.Load() != 1 {
 		t.Error("the handler's context was not cancelled")
 	}
@@ -341,9 +333,7 @@ func TestStopWaitsForHandlers(t *testing.T) {
 		return ctx.Err()
 	})
 	cons.Start()
-	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 3)); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, c, 3)
 	<-started
 	past, cancelPast := context.WithCancel(context.Background())
 	cancelPast()
@@ -386,9 +376,7 @@ func TestStopOnASilentBroker(t *testing.T) {
 		return nil
 	})
 	cons.Start()
-	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, c, 1)
 	<-started
 	proxy.Silence()
 

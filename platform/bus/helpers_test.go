@@ -98,6 +98,25 @@ func message(key string, i int) Message {
 	}
 }
 
+// publish publishes message(testKey, i) through c, failing t if it cannot.
+func publish(t *testing.T, c *Conn, i int) {
+	t.Helper()
+	if err := NewPublisher(c).Publish(context.Background(), message(testKey, i)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stopPastDeadline stops cons with a deadline of d that its handlers outlast, and requires
+// Stop to report it.
+func stopPastDeadline(t *testing.T, cons *Consumer, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := cons.Stop(ctx); err == nil {
+		t.Error("Stop past its deadline reported no error")
+	}
+}
+
 // closeConnections closes, on the broker, the connections whose client-provided name is
 // name, like `rabbitmqctl close_all_connections` does for all of them; it returns how many
 // it closed. Only the test's own connections are closed, so parallel tests of other packages

@@ -83,16 +83,10 @@ func TestAfterIsCutShortByStop(t *testing.T) {
 		})
 	})
 	cons.Start()
-	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, c, 1)
 	<-waiting
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
 	start := time.Now()
-	if err := cons.Stop(ctx); err == nil {
-		t.Error("Stop past its deadline reported no error")
-	}
+	stopPastDeadline(t, cons, 200*time.Millisecond)
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Stop took %s", took)
 	}
@@ -129,9 +123,7 @@ func TestAfterIsCutShortByADroppedChannel(t *testing.T) {
 	})
 	cons.Start()
 	defer cons.Stop(context.Background())
-	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, c, 1)
 	<-waiting
 	if n := closeConnections(t, c.name); n != 1 {
 		t.Fatalf("closed %d connections, want 1", n)

@@ -27,9 +27,7 @@ func TestHandlerDurationIsTheHandlers(t *testing.T) {
 	cons.requeueDelay = 2 * time.Second
 	cons.Start()
 	defer cons.Stop(context.Background())
-	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, c, 1)
 	var m dto.Metric
 	testutil.Eventually(t, 20*time.Second, "a failed delivery timed", func() bool {
 		if err := handlerDuration.WithLabelValues(consumer).(prometheus.Histogram).Write(&m); err != nil {
@@ -64,9 +62,7 @@ func TestAckOnAClosedChannelIsNotCountedAsAck(t *testing.T) {
 	})
 	cons.Start()
 	defer cons.Stop(context.Background())
-	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, c, 1)
 	<-first
 	if n := closeConnections(t, c.name); n != 1 {
 		t.Fatalf("closed %d connections, want 1", n)

@@ -218,9 +218,7 @@ func TestChannelLossInterruptsHandlers(t *testing.T) {
 		defer cancel()
 		_ = cons.Stop(ctx)
 	}()
-	if err := NewPublisher(c).Publish(context.Background(), message(testKey, 1)); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, c, 1)
 	testutil.Eventually(t, 10*time.Second, "the handler to start", func() bool { return deliveries.get("m-1") == 1 })
 
 	if n := closeConnections(t, c.name); n != 1 {
