@@ -33,3 +33,7 @@ func hold[T any](b *orderBatch[T]) (waiting func() int, release func()) {
 
 // SetAttemptTimeout sets the bound of one attempt of a handler's database work.
 func (w *Worker) SetAttemptTimeout(d time.Duration) { w.attemptTimeout = d }
+
+// SettleGrace is how long a decided outcome's transaction may go on after its delivery was
+// interrupted, or after its e-mail went out.
+const SettleGrace = settleGrace

@@ -15,6 +15,7 @@ import (
 	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
+	"orderflow/platform/db"
 	"orderflow/worker"
 )
 
@@ -600,6 +601,87 @@ func TestOrderCompletedInterruptedAfterTheEmailCommits(t *testing.T) {
 		t.Fatalf("handle redelivery: %v", err)
 	}
 	mustEqual(t, "e-mails", logs.emails(t)[created.OrderID], 1)
+}
+
+// slowMailer takes d to send each e-mail, as a mail server that answers in d, whatever its
+// context says meanwhile; with interrupt set, it interrupts the delivery as it starts.
+type slowMailer struct {
+	d         time.Duration
+	interrupt context.CancelFunc
+	failingMailer
+}
+
+func (m *slowMailer) Send(ctx context.Context, e worker.Email) error {
+	if m.interrupt != nil {
+		m.interrupt()
+	}
+	time.Sleep(m.d)
+	return m.failingMailer.Send(ctx, e)
+}
+
+// TestOrderCompletedEmailSentPastTheAttemptsBoundCommits: an attempt bound runs from the
+// attempt's start, waiting for a connection included, so an e-mail can go out just before
+// the bound passes. Its notification still commits: rolled back, the next attempt would send
+// the e-mail again.
+func TestOrderCompletedEmailSentPastTheAttemptsBoundCommits(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	one := s.cfg
+	one.MaxConns = 1
+	pool := testenv.Pool(t, one)
+	log, _ := newLogger()
+	mailer := &slowMailer{d: 300 * time.Millisecond}
+	w := worker.New(db.NewClient(pool), log, worker.Options{Mailer: mailer})
+	w.SetAttemptTimeout(time.Second)
+	user := s.newUser(t, "Jean Sammet")
+	created := s.newOrder(t, user, 1)
+	s.setStatus(t, created.OrderID, order.StatusCompleted)
+	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
+		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
+	})
+	// The pool's one connection is busy for most of the attempt's second, as under load.
+	busy, err := pool.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(800*time.Millisecond, func() { busy.Close() })
+
+	if err := w.Handle(context.Background(), worker.Delivery{Body: body}); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	mustEqual(t, "notifications", len(s.notifications(t, created.OrderID)), 1)
+	mustEqual(t, "e-mails", len(mailer.sent), 1)
+}
+
+// TestOrderCompletedInterruptedDuringASlowSendCommits: the commit's grace after an
+// interruption runs from the e-mail's sending, not from the interruption, so an e-mail that
+// took longer than the grace to go out still has its notification committed, and the
+// redelivery sends nothing.
+func TestOrderCompletedInterruptedDuringASlowSendCommits(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	log, _ := newLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mailer := &slowMailer{d: worker.SettleGrace + 300*time.Millisecond, interrupt: cancel}
+	w := worker.New(s.client, log, worker.Options{Mailer: mailer})
+	user := s.newUser(t, "Margaret Hamilton")
+	created := s.newOrder(t, user, 1)
+	s.setStatus(t, created.OrderID, order.StatusCompleted)
+	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
+		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
+	})
+
+	if err := w.Handle(ctx, worker.Delivery{Body: body}); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	mustEqual(t, "notifications", len(s.notifications(t, created.OrderID)), 1)
+	// The acknowledgement was lost with the channel: the redelivery sends nothing.
+	mailer.interrupt = nil
+	if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}); err != nil {
+		t.Fatalf("handle redelivery: %v", err)
+	}
+	mustEqual(t, "e-mails", len(mailer.sent), 1)
 }
 
 func TestOrderExpiredRecordsNotificationOnce(t *testing.T) {

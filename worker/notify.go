@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
@@ -28,7 +29,9 @@ type Email struct {
 
 // Mailer sends e-mails to customers. Send is called inside the transaction that records the
 // notification, so the notification commits only if the e-mail went out; an error rolls the
-// notification back and the event is delivered again.
+// notification back and the event is delivered again. ctx ends when the delivery is
+// interrupted or the attempt's bound passes: a Send that stops then returns an error, having
+// sent nothing. Once Send has returned nil, the notification commits even so.
 type Mailer interface {
 	Send(ctx context.Context, e Email) error
 }
@@ -62,13 +65,11 @@ func (w *Worker) handleOrderCompleted(ctx context.Context, env events.Envelope, 
 	var sent bool
 	err := w.retry(ctx, func(ctx context.Context) error {
 		sent = false
-		// Once the e-mail is out, the notification must commit even if the delivery is
-		// interrupted: a rollback would send the e-mail again on the redelivery.
-		settle, done := settling(ctx)
+		txCtx, send, done := mailBeforeCommit(ctx)
 		defer done()
-		return db.WithTx(settle, w.client, func(tx *ent.Tx) error {
+		return db.WithTx(txCtx, w.client, func(tx *ent.Tx) error {
 			var err error
-			sent, err = w.notifyCompleted(settle, tx, e)
+			sent, err = w.notifyCompleted(txCtx, tx, e, send)
 			return err
 		})
 	})
@@ -87,10 +88,10 @@ func (w *Worker) handleOrderCompleted(ctx context.Context, env events.Envelope, 
 }
 
 // notifyCompleted records the OrderCompleted notification inside tx, marked sent, and sends
-// its e-mail, unless the order already has one; it reports whether it sent the e-mail. One
-// statement reads the order and its customer and inserts the notification
+// its e-mail through send, unless the order already has one; it reports whether it sent the
+// e-mail. One statement reads the order and its customer and inserts the notification
 // (notifyCompletedSQL).
-func (w *Worker) notifyCompleted(ctx context.Context, tx *ent.Tx, e events.OrderCompleted) (bool, error) {
+func (w *Worker) notifyCompleted(ctx context.Context, tx *ent.Tx, e events.OrderCompleted, send func(func(context.Context) error) error) (bool, error) {
 	rows, err := tx.QueryContext(ctx, notifyCompletedSQL, e.OrderID, string(notification.EventTypeOrderCompleted))
 	if err != nil {
 		return false, notifyError(e.OrderID, err)
@@ -115,10 +116,50 @@ func (w *Worker) notifyCompleted(ctx context.Context, tx *ent.Tx, e events.Order
 	}
 	mail.Subject = fmt.Sprintf("Your order #%d has been completed", mail.OrderID)
 	mail.Body = message.String
-	if err := w.opts.Mailer.Send(ctx, mail); err != nil {
+	err = send(func(ctx context.Context) error { return w.opts.Mailer.Send(ctx, mail) })
+	if err != nil {
 		return false, fmt.Errorf("send completion e-mail for order %d: %w", mail.OrderID, err)
 	}
 	return true, nil
+}
+
+// errCommitAfterMail ends a transaction whose commit did not answer within settleGrace after
+// its e-mail went out.
+var errCommitAfterMail = fmt.Errorf("no commit within %s after the e-mail was sent", settleGrace)
+
+// mailBeforeCommit returns the context of a transaction that sends an e-mail before its
+// commit, and send, which sends it by calling f.
+//
+// Until send is called, the transaction ends with ctx (the delivery's, bounded by the
+// attempt's timeout): no e-mail has gone out, so a rollback is safe. send stops following
+// ctx, or fails without calling f once ctx has ended. f gets ctx, so that an interrupted
+// delivery or the attempt's bound still stops an e-mail that is not out. Once f has sent
+// it, the transaction no longer ends with ctx, and the commit has settleGrace of its own from
+// then: a rollback would send the e-mail again, on the next attempt or delivery. The grace
+// keeps a database that does not answer from holding the worker up.
+//
+// Call done once the transaction is over.
+func mailBeforeCommit(ctx context.Context) (txCtx context.Context, send func(f func(context.Context) error) error, done func()) {
+	txCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	var grace *time.Timer
+	send = func(f func(context.Context) error) error {
+		if !stop() { // ctx has ended: the transaction is ending with it
+			return context.Cause(ctx)
+		}
+		if err := f(ctx); err != nil {
+			return err
+		}
+		grace = time.AfterFunc(settleGrace, func() { cancel(errCommitAfterMail) })
+		return nil
+	}
+	return txCtx, send, func() {
+		stop()
+		if grace != nil {
+			grace.Stop()
+		}
+		cancel(nil)
+	}
 }
 
 // notifyCompletedSQL reads the order $1 and its customer and inserts its notification of

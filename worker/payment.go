@@ -252,17 +252,18 @@ func newCompletions(w *Worker) *orderBatch[outbox.Row] {
 }
 
 // settleGrace is how long recording an outcome that was already decided may go on after the
-// delivery's context ended.
+// delivery's context ended (settling), or after the e-mail of a notification went out
+// (mailBeforeCommit).
 const settleGrace = 5 * time.Second
 
 // settling returns a context for recording an outcome that has been decided: a payment's
-// completion, or a notification whose e-mail goes out in the same transaction. It outlives
-// the cancellation of ctx by up to settleGrace. A delivery is interrupted when its channel
-// closes or the stop deadline passes; rolling such a transaction back then would leave the
-// decision to the redelivery, which would draw the payment again or send the e-mail a second
-// time. The grace keeps a database that does not answer from holding the worker up. ctx's
-// deadline, the bound of an attempt (attemptTimeout), ends it at once: a transaction that had
-// no answer by then will not get one. Call the returned function once done.
+// completion. It outlives the cancellation of ctx by up to settleGrace. A delivery is
+// interrupted when its channel closes or the stop deadline passes; rolling such a
+// transaction back then would leave the decision to the redelivery, which would draw the
+// payment again. The grace keeps a database that does not answer from holding the worker
+// up. ctx's deadline, the bound of an attempt (attemptTimeout), ends it at once: a
+// transaction that had no answer by then will not get one. Call the returned function once
+// done.
 func settling(ctx context.Context) (context.Context, func()) {
 	settle, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() {
