@@ -2,6 +2,7 @@ package orderflow_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"regexp"
@@ -26,17 +27,59 @@ import (
 // No Docker engine runs where the tests run, so the compose file and the Dockerfile are
 // checked by parsing them with the loaders Docker itself uses.
 
-func loadCompose(t *testing.T) *types.Project {
+// loadCompose loads docker-compose.yml, with the files given after it over it.
+func loadCompose(t *testing.T, over ...string) *types.Project {
 	t.Helper()
+	files := []types.ConfigFile{{Filename: "docker-compose.yml"}}
+	for _, f := range over {
+		files = append(files, types.ConfigFile{Filename: f})
+	}
 	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  ".",
-		ConfigFiles: []types.ConfigFile{{Filename: "docker-compose.yml"}},
+		ConfigFiles: files,
 		Environment: types.Mapping{},
 	}, func(o *loader.Options) { o.SetProjectName("orderflow", true) })
 	if err != nil {
-		t.Fatalf("load docker-compose.yml: %v", err)
+		t.Fatalf("load docker-compose.yml %v: %v", over, err)
 	}
 	return project
+}
+
+// published returns the ports that service publishes, as "hostIP:published->target".
+func published(p *types.Project, service string) []string {
+	var ports []string
+	for _, port := range p.Services[service].Ports {
+		ports = append(ports, fmt.Sprintf("%s:%s->%d", port.HostIP, port.Published, port.Target))
+	}
+	return ports
+}
+
+// TestComposeLeavesTheServersPortsToTheTests: docker compose up publishes neither
+// PostgreSQL's nor RabbitMQ's port, so that it starts on a host whose own servers hold them
+// (where make test runs against local servers); the tests publish them, on 127.0.0.1, with
+// docker-compose.test.yml, which scripts/test-services.sh gives compose when it starts them.
+func TestComposeLeavesTheServersPortsToTheTests(t *testing.T) {
+	up := loadCompose(t)
+	if got := published(up, "postgres"); len(got) != 0 {
+		t.Errorf("postgres publishes %v, want nothing", got)
+	}
+	if got, want := published(up, "rabbitmq"), []string{"127.0.0.1:15672->15672"}; !slices.Equal(got, want) {
+		t.Errorf("rabbitmq publishes %v, want only its management UI %v", got, want)
+	}
+	tests := loadCompose(t, "docker-compose.test.yml")
+	if got, want := published(tests, "postgres"), []string{"127.0.0.1:5432->5432"}; !slices.Equal(got, want) {
+		t.Errorf("with docker-compose.test.yml postgres publishes %v, want %v", got, want)
+	}
+	if got, want := sorted(published(tests, "rabbitmq")), []string{"127.0.0.1:15672->15672", "127.0.0.1:5672->5672"}; !slices.Equal(got, want) {
+		t.Errorf("with docker-compose.test.yml rabbitmq publishes %v, want %v", got, want)
+	}
+	script, err := os.ReadFile("scripts/test-services.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(script), "docker compose -f docker-compose.yml -f docker-compose.test.yml up -d --wait") {
+		t.Error("scripts/test-services.sh does not start the servers with docker-compose.test.yml")
+	}
 }
 
 func TestComposeServices(t *testing.T) {

@@ -97,7 +97,7 @@ func TestServicesScriptComposesOnlyWhatIsMissing(t *testing.T) {
 					composes = append(composes, call)
 				}
 			}
-			if want := []string{"compose up -d --wait " + missing}; !slices.Equal(composes, want) {
+			if want := []string{"compose -f docker-compose.yml -f docker-compose.test.yml up -d --wait " + missing}; !slices.Equal(composes, want) {
 				t.Errorf("compose calls = %q, want %q", composes, want)
 			}
 			if !strings.Contains(string(out), missing) || strings.Contains(string(out), listening) {

@@ -24,7 +24,7 @@ fi
 reachable() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # The compose services of the servers not listening: compose cannot publish a port that
-# another server holds.
+# another server holds. docker-compose.test.yml publishes their ports on 127.0.0.1.
 services=()
 reachable 5432 || services+=(postgres)
 reachable 5672 || services+=(rabbitmq)
@@ -33,7 +33,7 @@ if [ ${#services[@]} = 0 ]; then
 fi
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   echo "starting with docker compose: ${services[*]}" >&2
-  docker compose up -d --wait "${services[@]}"
+  docker compose -f docker-compose.yml -f docker-compose.test.yml up -d --wait "${services[@]}"
   exit 0
 fi
 if as_debian_root; then

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
 )
 
@@ -33,11 +34,8 @@ func (b *logBuffer) readyAddress(process string) string {
 func rabbitUser(t *testing.T, name, password string) {
 	t.Helper()
 	run := func(args ...string) error {
-		out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("rabbitmqctl %s: %v: %s", args[0], err, out)
-		}
-		return nil
+		_, err := testenv.Rabbitmqctl(args...)
+		return err
 	}
 	if err := run("add_user", name, password); err != nil {
 		t.Fatal(err)

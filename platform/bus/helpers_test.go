@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -115,30 +114,6 @@ func stopPastDeadline(t *testing.T, cons *Consumer, d time.Duration) {
 	if err := cons.Stop(ctx); err == nil {
 		t.Error("Stop past its deadline reported no error")
 	}
-}
-
-// closeConnections closes, on the broker, the connections whose client-provided name is
-// name, like `rabbitmqctl close_all_connections` does for all of them; it returns how many
-// it closed. Only the test's own connections are closed, so parallel tests of other packages
-// are not disturbed.
-func closeConnections(t *testing.T, name string) int {
-	t.Helper()
-	out, err := exec.Command("rabbitmqctl", "list_connections", "-q", "pid", "client_properties").CombinedOutput()
-	if err != nil {
-		t.Fatalf("rabbitmqctl list_connections: %v: %s", err, out)
-	}
-	closed := 0
-	for _, line := range strings.Split(string(out), "\n") {
-		conn, props, ok := strings.Cut(line, "\t")
-		if !ok || !strings.Contains(props, `{"connection_name","`+name+`"}`) {
-			continue
-		}
-		if out, err := exec.Command("rabbitmqctl", "close_connection", conn, "test: connection closed").CombinedOutput(); err != nil {
-			t.Fatalf("rabbitmqctl close_connection: %v: %s", err, out)
-		}
-		closed++
-	}
-	return closed
 }
 
 // counter records how often each message id was seen.

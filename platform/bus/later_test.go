@@ -125,7 +125,7 @@ func TestAfterIsCutShortByADroppedChannel(t *testing.T) {
 	defer cons.Stop(context.Background())
 	publish(t, c, 1)
 	<-waiting
-	if n := closeConnections(t, c.name); n != 1 {
+	if n := testenv.CloseConnections(t, c.name); n != 1 {
 		t.Fatalf("closed %d connections, want 1", n)
 	}
 	testutil.Eventually(t, 30*time.Second, "the message delivered again", func() bool { return redelivered.Load() == 1 })

@@ -11,6 +11,7 @@ import (
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
 )
 
@@ -64,7 +65,7 @@ func TestAckOnAClosedChannelIsNotCountedAsAck(t *testing.T) {
 	defer cons.Stop(context.Background())
 	publish(t, c, 1)
 	<-first
-	if n := closeConnections(t, c.name); n != 1 {
+	if n := testenv.CloseConnections(t, c.name); n != 1 {
 		t.Fatalf("closed %d connections, want 1", n)
 	}
 	testutil.Eventually(t, 30*time.Second, "both deliveries counted", func() bool {

@@ -76,7 +76,7 @@ func runThroughDisruption(t *testing.T, disrupt func(c *Conn)) {
 func TestReconnectAfterConnectionsClosed(t *testing.T) {
 	t.Parallel()
 	runThroughDisruption(t, func(c *Conn) {
-		if n := closeConnections(t, c.name); n != 1 {
+		if n := testenv.CloseConnections(t, c.name); n != 1 {
 			t.Fatalf("closed %d connections named %s, want 1", n, c.name)
 		}
 	})
@@ -117,7 +117,7 @@ func TestAcksAfterReconnectAckNothingElse(t *testing.T) {
 		}
 	}
 	blocked.Wait() // ten handlers hold the whole prefetch
-	if n := closeConnections(t, c.name); n != 1 {
+	if n := testenv.CloseConnections(t, c.name); n != 1 {
 		t.Fatalf("closed %d connections, want 1", n)
 	}
 	// The new channel delivers the ten again and the other ten.
@@ -221,7 +221,7 @@ func TestChannelLossInterruptsHandlers(t *testing.T) {
 	publish(t, c, 1)
 	testutil.Eventually(t, 10*time.Second, "the handler to start", func() bool { return deliveries.get("m-1") == 1 })
 
-	if n := closeConnections(t, c.name); n != 1 {
+	if n := testenv.CloseConnections(t, c.name); n != 1 {
 		t.Fatalf("closed %d connections, want 1", n)
 	}
 	select {

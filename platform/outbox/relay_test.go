@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +51,7 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
-// newConn starts a bus connection named name (the name closeConnections looks for).
+// newConn starts a bus connection named name (the name testenv.CloseConnections looks for).
 func (e *env) newConn(t testing.TB, name string) *bus.Conn {
 	t.Helper()
 	return e.newConnTo(t, e.cfg.RabbitMQ, name)
@@ -293,7 +292,9 @@ func TestRelayReconnects(t *testing.T) {
 	relayConn := e.newConn(t, e.cfg.RabbitMQ.Exchange+".relay")
 	e.startRelay(t, relayConn, nil)
 	e.write(t, 500)
-	closeConnections(t, e.cfg.RabbitMQ.Exchange+".relay")
+	if n := testenv.CloseConnections(t, e.cfg.RabbitMQ.Exchange+".relay"); n != 1 {
+		t.Fatalf("closed %d connections named %s, want 1", n, e.cfg.RabbitMQ.Exchange+".relay")
+	}
 	e.write(t, 500)
 	testutil.Eventually(t, 60*time.Second, "1,000 events delivered", func() bool { d, _ := seen.snapshot(); return d == 1000 })
 	testutil.Eventually(t, 10*time.Second, "every row marked", func() bool { return unpublished(t, e.pool) == 0 })
@@ -398,30 +399,6 @@ func TestPrune(t *testing.T) {
 	}
 	if total != 2 || published != 1 {
 		t.Errorf("%d rows (%d published) left, want the recent published one and the unpublished one", total, published)
-	}
-}
-
-// closeConnections closes on the broker the connections named name, as
-// `rabbitmqctl close_all_connections` does for all of them.
-func closeConnections(t *testing.T, name string) {
-	t.Helper()
-	out, err := exec.Command("rabbitmqctl", "list_connections", "-q", "pid", "client_properties").CombinedOutput()
-	if err != nil {
-		t.Fatalf("rabbitmqctl list_connections: %v: %s", err, out)
-	}
-	closed := 0
-	for _, line := range strings.Split(string(out), "\n") {
-		pid, props, ok := strings.Cut(line, "\t")
-		if !ok || !strings.Contains(props, fmt.Sprintf(`{"connection_name","%s"}`, name)) {
-			continue
-		}
-		if out, err := exec.Command("rabbitmqctl", "close_connection", pid, "test").CombinedOutput(); err != nil {
-			t.Fatalf("rabbitmqctl close_connection: %v: %s", err, out)
-		}
-		closed++
-	}
-	if closed != 1 {
-		t.Fatalf("closed %d connections named %s, want 1", closed, name)
 	}
 }
 
