@@ -81,6 +81,17 @@ func TestBodyOutsideTheSchemaNamesTheField(t *testing.T) {
 	if body["errors"] != nil {
 		t.Errorf("errors %v for malformed JSON", body["errors"])
 	}
+	// It says where the JSON breaks, in words of JSON, not of the server's decoder.
+	for _, c := range []struct{ body, detail string }{
+		{`{"name":"x","price":1e,"stock":1}`, "The request body is not valid JSON: invalid character ',' in exponent of numeric literal (at byte 23)."},
+		{`{"items": [{"productId": 3, "quantity": 2}`, "The request body is not valid JSON: unexpected end of JSON input (at byte 42)."},
+		{"\ufeff" + `{"items":[]}`, "The request body is not valid JSON: invalid character 'ï' looking for beginning of value (at byte 1)."},
+	} {
+		body := problemBody(t, e.do(http.MethodPost, "/api/orders", tok, "application/json", c.body), http.StatusBadRequest)
+		if body["detail"] != c.detail {
+			t.Errorf("detail for %q = %q, want %q", c.body, body["detail"], c.detail)
+		}
+	}
 }
 
 // TestParameterGivenTwice checks that a parameter sent twice is refused, and named, rather

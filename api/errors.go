@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -200,7 +201,11 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 			writeProblem(w, problemResponse(http.StatusBadRequest, "A request body is required.", nil))
 			return
 		}
-		if jx.Valid(body) && jx.DecodeBytes(body).Next() != jx.Object {
+		if msg := syntaxError(body); msg != "" {
+			writeProblem(w, problemResponse(http.StatusBadRequest, "The request body is not valid JSON: "+msg+".", nil))
+			return
+		}
+		if jx.DecodeBytes(body).Next() != jx.Object {
 			// Every operation takes an object; null is what a client that serialized
 			// nothing sends.
 			writeProblem(w, problemResponse(http.StatusBadRequest, "The request body must be a JSON object.", nil))
@@ -235,6 +240,19 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		return
 	}
 	writeProblem(w, problemResponse(code, "The request is invalid: "+err.Error()+".", nil))
+}
+
+// syntaxError tells where body stops being JSON, in encoding/json's words and with the
+// position of the byte it stopped at (counted from 1), or returns "" when body is JSON.
+func syntaxError(body []byte) string {
+	var (
+		v  any
+		se *json.SyntaxError
+	)
+	if err := json.Unmarshal(body, &v); errors.As(err, &se) {
+		return fmt.Sprintf("%s (at byte %d)", se.Error(), se.Offset)
+	}
+	return ""
 }
 
 // blank reports whether a request body holds nothing but whitespace, as a client that sent
