@@ -240,12 +240,12 @@ func (h *Handler) dummyHash() []byte {
 // Login exchanges an e-mail address and password for a token.
 func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginResponse, error) {
 	// The rule of every account's address: one that breaks it belongs to no account.
+	var c fieldChecks
 	email, err := normalizeEmail(req.Email)
-	if err != nil {
-		return nil, invalid("email", err.Error())
-	}
-	if err := domain.ValidatePassword(req.Password); err != nil {
-		return nil, invalid("password", err.Error())
+	c.check("email", err)
+	c.check("password", domain.ValidatePassword(req.Password))
+	if err := c.err(); err != nil {
+		return nil, err
 	}
 	// Known and unknown addresses take from the budget alike, so a 429 says nothing about
 	// whether an account exists.

@@ -3,11 +3,13 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"orderflow/api/oas"
+	"orderflow/domain"
 )
 
 // TestMissingFieldIsRequired checks that a required field left out is said to be required in
@@ -229,4 +231,48 @@ func TestUnknownQueryParameter(t *testing.T) {
 	t.Run("a customer is refused an admin operation first", func(t *testing.T) {
 		problemBody(t, e.do(http.MethodGet, "/api/users?foo=1", cust, "", ""), http.StatusForbidden)
 	})
+}
+
+// TestEveryFieldAtFaultIsNamed: a request with several fields at fault is answered with all
+// of them, not with the first, so that a client fixes them in one go.
+func TestEveryFieldAtFaultIsNamed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+	// Few enough characters for the schema, too many bytes for a password.
+	longPassword := strings.Repeat("é", domain.MaxPasswordBytes/2+1)
+	for _, c := range []struct {
+		name, path, tok, body string
+		fields                []string
+	}{
+		// Each field passes the contract's schema and breaks a rule the handler checks.
+		{"product", "/api/products", tok, `{"name":" ","description":"a\u0000b","price":0.001,"stock":1}`,
+			[]string{"name", "description", "price"}},
+		{"user", "/api/users", tok, `{"name":" ","email":"no-at-sign","password":"` + longPassword + `"}`,
+			[]string{"name", "email", "password"}},
+		{"user update", "/api/users/1", tok, `{"name":" ","email":"no-at-sign","password":"` + longPassword + `"}`,
+			[]string{"name", "email", "password"}},
+		{"login", "/api/auth/login", "", `{"email":"no-at-sign","password":"` + longPassword + `"}`,
+			[]string{"email", "password"}},
+		{"order", "/api/orders", tok, `{"userId":999999,"items":[{"productId":999998,"quantity":1},{"productId":999997,"quantity":1}]}`,
+			[]string{"userId", "items[0].productId", "items[1].productId"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			method := http.MethodPost
+			if c.name == "user update" {
+				method = http.MethodPut
+			}
+			body := problemBody(t, e.do(method, c.path, c.tok, "application/json", c.body), http.StatusBadRequest)
+			errs, _ := body["errors"].([]any)
+			var fields []string
+			for _, f := range errs {
+				m, _ := f.(map[string]any)
+				name, _ := m["field"].(string)
+				fields = append(fields, name)
+			}
+			if !slices.Equal(fields, c.fields) {
+				t.Errorf("fields at fault %q, want %q (errors %v)", fields, c.fields, body["errors"])
+			}
+		})
+	}
 }

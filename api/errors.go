@@ -57,6 +57,25 @@ func invalid(field, message string) *Problem {
 	}
 }
 
+// fieldChecks collects the field errors of one request, so that the answer names every
+// field at fault at once instead of one per attempt.
+type fieldChecks []oas.FieldError
+
+// check records err, if any, as field's error.
+func (c *fieldChecks) check(field string, err error) {
+	if err != nil {
+		*c = append(*c, oas.FieldError{Field: field, Message: err.Error()})
+	}
+}
+
+// err returns the 400 naming every field recorded, or nil when there is none.
+func (c fieldChecks) err() error {
+	if len(c) == 0 {
+		return nil
+	}
+	return &Problem{Status: http.StatusBadRequest, Detail: "The request is invalid.", Fields: c}
+}
+
 // notFound is the answer for the resource of the given kind ("Order") and id that does
 // not exist, or that the caller may not see: the same answer, so that it tells nothing of
 // other users' resources.

@@ -88,7 +88,7 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 	}
 	if pgCode(err) == pgForeignKeyViolation {
 		// The user was deleted while the order was being placed.
-		return nil, invalid("userId", "no such user")
+		return nil, invalid("userId", errNoSuchUser.Error())
 	}
 	if err != nil {
 		return nil, err
@@ -410,11 +410,16 @@ const OrderStatement = `
 	SELECT o.id, o.total, buyer.name, items.id, items.product_id, priced.name, priced.quantity, priced.price
 	FROM o, buyer, items JOIN priced ON priced.product_id = items.product_id`
 
+var (
+	errNoSuchUser    = errors.New("no such user")
+	errNoSuchProduct = errors.New("no such product")
+)
+
 // explainRefusal says why OrderStatement stored nothing, checking what it checked in the
 // order the answers take precedence: the caller is gone or its token was issued before its
-// password was changed (401), a customer ordering for someone else (403), the user or a
-// product does not exist or the total is too large (400), a product has too little stock
-// (409). A refusal that no longer shows (the stock came back meanwhile) is a 409 too.
+// password was changed (401), a customer ordering for someone else (403), the user or some
+// of the products do not exist (400, naming each) or the total is too large (400), a
+// product has too little stock (409). A refusal that no longer shows (the stock came back meanwhile) is a 409 too.
 func explainRefusal(ctx context.Context, q querier, in orderInput) error {
 	callerID, userID, items := in.callerID, in.userID, in.items
 	rows, err := q.QueryContext(ctx, `
@@ -460,16 +465,21 @@ func explainRefusal(ctx context.Context, q querier, in orderInput) error {
 		return errTokenPasswordChanged
 	case userID != callerID && !(Principal{Role: role.String}).IsAdmin():
 		return problem(http.StatusForbidden, "A customer may only order for itself.")
-	case !user.Valid:
-		return invalid("userId", "no such user")
+	}
+	var c fieldChecks
+	if !user.Valid {
+		c.check("userId", errNoSuchUser)
 	}
 	lines := make([]domain.Line, len(items))
 	for i, it := range items {
 		p, ok := products[it.ProductID]
 		if !ok {
-			return invalid(fmt.Sprintf("items[%d].productId", i), "no such product")
+			c.check(fmt.Sprintf("items[%d].productId", i), errNoSuchProduct)
 		}
 		lines[i] = domain.Line{Price: p.price, Quantity: it.Quantity}
+	}
+	if err := c.err(); err != nil {
+		return err
 	}
 	if _, err := domain.Total(lines); err != nil {
 		return invalid("items", err.Error())

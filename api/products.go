@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -59,25 +60,23 @@ func (h *Handler) GetProduct(ctx context.Context, params oas.GetProductParams) (
 
 // validateProduct checks what the contract's schema cannot express.
 func validateProduct(req *oas.ProductInput) error {
-	if err := validateText(req.Name, 1, domain.MaxNameLength); err != nil {
-		return invalid("name", err.Error())
-	}
+	var c fieldChecks
+	c.check("name", validateText(req.Name, 1, domain.MaxNameLength))
 	if req.Description.Set {
-		if err := validateText(req.Description.Value, 0, domain.MaxDescriptionLength); err != nil {
-			return invalid("description", err.Error())
-		}
+		c.check("description", validateText(req.Description.Value, 0, domain.MaxDescriptionLength))
 	}
-	if err := checkExponent(decimal.Decimal(req.Price)); err != nil {
-		return invalid("price", err.Error())
+	price := checkExponent(decimal.Decimal(req.Price))
+	if price == nil {
+		price = domain.ValidatePrice(decimal.Decimal(req.Price))
 	}
-	if err := domain.ValidatePrice(decimal.Decimal(req.Price)); err != nil {
-		return invalid("price", err.Error())
-	}
+	c.check("price", price)
 	if req.Stock < 0 {
-		return invalid("stock", "must not be negative")
+		c.check("stock", errNegativeStock)
 	}
-	return nil
+	return c.err()
 }
+
+var errNegativeStock = errors.New("must not be negative")
 
 // maxMoneyExponent bounds the decimal exponent of an amount in a request. Without it,
 // valid JSON numbers such as 1e999999999 or 1e-999999999 would make the exact comparisons

@@ -67,17 +67,17 @@ func (h *Handler) GetUser(ctx context.Context, params oas.GetUserParams) (*oas.U
 	return &out, nil
 }
 
-// validateUser checks the fields that the contract's schema cannot express and returns the
-// normalized e-mail address.
-func validateUser(name, email string) (string, error) {
-	if err := validateText(name, 1, domain.MaxNameLength); err != nil {
-		return "", invalid("name", err.Error())
-	}
+// validateUser checks the fields that the contract's schema cannot express, the password
+// too unless it is nil (not given), and returns the normalized e-mail address.
+func validateUser(name, email string, password *string) (string, error) {
+	var c fieldChecks
+	c.check("name", validateText(name, 1, domain.MaxNameLength))
 	email, err := normalizeEmail(email)
-	if err != nil {
-		return "", invalid("email", err.Error())
+	c.check("email", err)
+	if password != nil {
+		c.check("password", domain.ValidatePassword(*password))
 	}
-	return email, nil
+	return email, c.err()
 }
 
 // normalizeEmail returns email in the form it is stored in, or why no account may have it:
@@ -138,12 +138,9 @@ func (h *Handler) CreateUser(ctx context.Context, req *oas.UserCreate) (*oas.Use
 	if !p.IsAdmin() {
 		return nil, errForbidden
 	}
-	email, err := validateUser(req.Name, req.Email)
+	email, err := validateUser(req.Name, req.Email, &req.Password)
 	if err != nil {
 		return nil, err
-	}
-	if err := domain.ValidatePassword(req.Password); err != nil {
-		return nil, invalid("password", err.Error())
 	}
 	hash, err := h.hashPassword(req.Password)
 	if err != nil {
@@ -184,7 +181,11 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if !p.IsAdmin() && req.Role.Set {
 		return nil, problem(http.StatusForbidden, "Only an admin may set a role.")
 	}
-	email, err := validateUser(req.Name, req.Email)
+	var password *string
+	if req.Password.Set {
+		password = &req.Password.Value
+	}
+	email, err := validateUser(req.Name, req.Email, password)
 	if err != nil {
 		return nil, err
 	}
@@ -195,9 +196,6 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	}
 	upd := h.client.User.UpdateOneID(params.ID).SetName(req.Name).SetEmail(email)
 	if req.Password.Set {
-		if err := domain.ValidatePassword(req.Password.Value); err != nil {
-			return nil, invalid("password", err.Error())
-		}
 		hash, err := h.hashPassword(req.Password.Value)
 		if err != nil {
 			return nil, err
