@@ -179,10 +179,11 @@ func writeProblem(w http.ResponseWriter, e *oas.ErrorStatusCode) {
 }
 
 // handleRequestError answers requests that ogen could not decode or validate: 400 with one
-// entry per bad field where it can name them, 413 for a body over the size limit, 415 for a
-// body that is not JSON (400 for none, or only whitespace, whatever media type it names), 404
-// for a path without its id, the security handler's answer (401, 403) for a request it
-// refused, and ogen's own code for anything else.
+// entry per bad field where it can name them, 400 saying where a body that is not JSON
+// breaks, 413 for a body over the size limit, 415 for a body whose media type is not JSON
+// (400 for none, or only whitespace, whatever media type it names), 404 for a path without
+// its id, the security handler's answer (401, 403) for a request it refused, and ogen's own
+// code for anything else.
 func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		maxErr   *http.MaxBytesError

@@ -20,9 +20,11 @@ import (
 	"orderflow/internal/group"
 )
 
-// intake stores new orders, and stores the orders that are waiting together in one round
-// trip and one transaction: PostgreSQL then flushes its log once for all of them, and,
-// when every one of them can be placed, runs one statement for all of them.
+// intake stores new orders, and stores the orders that are waiting together in one
+// transaction, so that PostgreSQL flushes its log once for all of them: when every one of
+// them can be placed, GroupStatement, one statement and one round trip for all of them;
+// otherwise, once that statement has stored nothing, each order's OrderStatement in one
+// pipelined transaction (insertEach), a second round trip.
 //
 // The orders waiting together are written by one of their requests (group.Writer): one
 // writer at a time under a moderate load, up to writers while a whole group of maxGroup

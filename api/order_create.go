@@ -149,10 +149,12 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 // storeOrder places the order of in.userID for in.items, made by in.callerID with a token of
 // in.callerVersion: one statement (OrderStatement) checks the caller and the user, reserves
 // the stock, inserts the order and its items at the products' current prices and writes the
-// OrderCreated event to the outbox. The intake runs it, for several orders that wait
-// together in one transaction. With an Idempotency-Key the statement runs in a transaction
-// of its own that also stores the key. When the statement stores nothing, a second query
-// says why.
+// OrderCreated event to the outbox. Without an Idempotency-Key the order goes to the intake
+// (intake.go), which runs OrderStatement for an order that waits alone and GroupStatement,
+// the same checks and writes for several orders, for orders that wait together: a change to
+// one statement's rules belongs in the other too. With an Idempotency-Key OrderStatement runs
+// in a transaction of its own that also stores the key. When the statement stores nothing,
+// a second query says why.
 //
 // Before the statement, storeOrder takes this process's locks on the products, and releases
 // them once the rows are released in PostgreSQL.
@@ -173,8 +175,9 @@ func (h *Handler) storeOrder(ctx context.Context, in orderInput, key, hash strin
 	return o, nil
 }
 
-// insertUnderStockLocks runs insertOrder for in placed now, and stores the Idempotency-Key
-// with it when there is one, while holding this process's locks on the products.
+// insertUnderStockLocks stores the order of in, placed now, while holding this process's
+// locks on the products: through the intake, or, with an Idempotency-Key, with insertOrder
+// in a transaction that also stores the key.
 func (h *Handler) insertUnderStockLocks(ctx context.Context, in orderInput, key, hash string) (*oas.Order, error) {
 	unlock, err := h.stock.lock(ctx, in.ids)
 	if err != nil {

@@ -88,8 +88,11 @@ func (b *orderBatch[T]) runGroup(ctx context.Context, items []*batchItem[T]) {
 	}
 	var changed map[int]bool
 	err := func() (err error) {
-		// A panic fails the group instead of leaving its writer's place taken: each handler
-		// then retries, or does its own work, as after any failure of the group.
+		// A panic fails the group instead of leaving its writer's place taken: its handlers
+		// get the failure as after any failure of the group. Not being the database's
+		// unavailability, it is not retried: an expiry's handler inserts its own
+		// notification, a claim or a completion returns it, and its message is delivered
+		// again.
 		defer func() {
 			if v := recover(); v != nil {
 				err = fmt.Errorf("panic: %v", v)

@@ -36,7 +36,9 @@ const attemptTimeout = 30 * time.Second
 
 // retry runs op, each attempt with a context that ctx bounds and that ends after
 // attemptTimeout, until it succeeds, fails with an error other than the database being
-// unavailable, or ctx ends (then it returns op's last error).
+// unavailable or a conflict with another transaction, or ctx ends (then it returns op's
+// last error). Only unavailability counts as an outage, logged once at its start and once
+// at its end.
 //
 // A handler waits for the database here, keeping its message, instead of returning the
 // error for the message to be requeued: every requeue counts toward the queue's delivery
@@ -53,10 +55,11 @@ func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) 
 			}
 			return nil
 		}
-		if !unavailable(err) || ctx.Err() != nil {
+		down := unavailable(err)
+		if !down && !conflicted(err) || ctx.Err() != nil {
 			return err
 		}
-		if w.outage.CompareAndSwap(false, true) {
+		if down && w.outage.CompareAndSwap(false, true) {
 			w.log.WarnContext(ctx, "database unavailable: handlers keep their messages and retry", slog.Any("error", err))
 		}
 		jitter := time.Duration(rand.Int64N(int64(delay) / 2))
@@ -77,9 +80,7 @@ func unavailable(err error) bool {
 			strings.HasPrefix(pgErr.Code, "53"), // insufficient resources, such as too many connections
 			pgErr.Code == "57P01",               // admin shutdown
 			pgErr.Code == "57P02",               // crash shutdown
-			pgErr.Code == "57P03",               // cannot connect now (starting up)
-			pgErr.Code == "40001",               // serialization failure
-			pgErr.Code == "40P01":               // deadlock detected
+			pgErr.Code == "57P03":               // cannot connect now (starting up)
 			return true
 		}
 		return false
@@ -118,4 +119,13 @@ func changedNothing(err error) bool {
 	var connectErr *pgconn.ConnectError
 	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) ||
 		(errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err))
+}
+
+// conflicted reports an error with which PostgreSQL rolled a transaction back for a conflict
+// with another one (a serialization failure, a deadlock): the database answers, and the
+// same work run again may succeed. Two worker processes handling copies of one event can
+// deadlock this way.
+func conflicted(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }

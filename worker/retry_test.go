@@ -1,13 +1,16 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 
 	"orderflow/platform/db"
@@ -29,7 +32,7 @@ func TestUnavailable(t *testing.T) {
 		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, true},
 		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
 		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
-		{"deadlock", &pgconn.PgError{Code: "40P01"}, true},
+		{"deadlock", &pgconn.PgError{Code: "40P01"}, false},
 		{"no answer in time", fmt.Errorf("%w within 30s: commit transaction: %w", db.ErrNoAnswer, sql.ErrTxDone), true},
 		{"unique violation", fmt.Errorf("insert: %w", &pgconn.PgError{Code: "23505"}), false},
 		{"check violation", &pgconn.PgError{Code: "23514"}, false},
@@ -41,6 +44,61 @@ func TestUnavailable(t *testing.T) {
 		if got := unavailable(c.err); got != c.want {
 			t.Errorf("%s: unavailable(%v) = %v, want %v", c.name, c.err, got, c.want)
 		}
+	}
+}
+
+func TestConflicted(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"deadlock", fmt.Errorf("claim 3 orders: %w", &pgconn.PgError{Severity: "ERROR", Code: "40P01"}), true},
+		{"serialization failure", &pgconn.PgError{Severity: "ERROR", Code: "40001"}, true},
+		{"unique violation", &pgconn.PgError{Code: "23505"}, false},
+		{"connection failure", &pgconn.PgError{Code: "08006"}, false},
+		{"plain error", errors.New("deadlock"), false},
+	}
+	for _, c := range cases {
+		if got := conflicted(c.err); got != c.want {
+			t.Errorf("%s: conflicted(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}
+
+// TestRetryConflictsWithoutAnOutage: work that PostgreSQL rolled back for a conflict is run
+// again, as work that found the database unavailable is, but only the latter is logged as an
+// outage; other errors are returned at once.
+func TestRetryConflictsWithoutAnOutage(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name    string
+		err     error
+		retried bool
+		outage  bool
+	}{
+		{"deadlock", &pgconn.PgError{Severity: "ERROR", Code: "40P01"}, true, false},
+		{"connection failure", &pgconn.PgError{Severity: "FATAL", Code: "08006"}, true, true},
+		{"unique violation", &pgconn.PgError{Severity: "ERROR", Code: "23505"}, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			w := New(nil, slog.New(slog.NewTextHandler(&logs, nil)), Options{})
+			calls := 0
+			err := w.retry(context.Background(), func(context.Context) error {
+				if calls++; calls == 1 {
+					return c.err
+				}
+				return nil
+			})
+			if retried := err == nil && calls == 2; retried != c.retried {
+				t.Errorf("calls %d, error %v: retried %v, want %v", calls, err, retried, c.retried)
+			}
+			if outage := strings.Contains(logs.String(), "database unavailable"); outage != c.outage {
+				t.Errorf("outage logged %v, want %v; log:\n%s", outage, c.outage, logs.String())
+			}
+		})
 	}
 }
 

@@ -70,7 +70,7 @@ type Handler func(ctx context.Context, d Delivery) error
 
 // Consumer runs a Handler on every message of one queue, concurrently up to the prefetch,
 // and resubscribes by itself after a connection drop, once the handlers that the drop
-// interrupted have returned.
+// interrupted have returned, or after interruptGrace without those that have not.
 type Consumer struct {
 	conn     *Conn
 	consumer string
