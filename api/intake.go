@@ -51,8 +51,8 @@ type orderJob struct {
 	alone bool
 }
 
-// errGroupNotSent marks a group's failure before any of it reached PostgreSQL.
-var errGroupNotSent = errors.New("group not sent")
+// errNotSent marks a failure before anything reached PostgreSQL.
+var errNotSent = errors.New("not sent to the database")
 
 func newIntake(db *sql.DB, log *slog.Logger, writers, maxGroup int) *intake {
 	return &intake{db: db, log: log, groups: group.NewWriter[*orderJob](writers, maxGroup), stored: intakeGroupOrders}
@@ -70,11 +70,26 @@ func (in *intake) store(job *orderJob) (*oas.Order, error) {
 
 // storeAlone stores job's order by itself.
 func (in *intake) storeAlone(job *orderJob) (*oas.Order, error) {
-	o, err := insertOrder(job.ctx, in.db, job.orderInput)
-	if o != nil {
+	err := in.onConn(job.ctx, func(c *pgx.Conn) error {
+		return insertEach(job.ctx, c, []*orderJob{job})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if job.order != nil {
 		in.stored.Observe(1)
 	}
-	return o, err
+	return job.order, nil
+}
+
+// onConn runs f on one of the pool's connections.
+func (in *intake) onConn(ctx context.Context, f func(c *pgx.Conn) error) error {
+	conn, err := in.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("insert orders: %w: %w", errNotSent, err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(driverConn any) error { return f(driverConn.(*stdlib.Conn).Conn()) })
 }
 
 // answerEnded answers the orders of group whose request has ended while they waited, and
@@ -140,7 +155,7 @@ func (in *intake) storeGroup(group []*orderJob) {
 
 // storedNothing tells whether a group's err means that none of it was stored.
 func storedNothing(err error) bool {
-	return errors.Is(err, errGroupNotSent) || pgCode(err) != ""
+	return errors.Is(err, errNotSent) || pgCode(err) != ""
 }
 
 // groupContext is a group's context: it ends when the last of the group's requests would
@@ -160,23 +175,33 @@ func groupContext(group []*orderJob) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(ctx, last)
 }
 
-// lockProducts locks products $1 in id order, as OrderStatement does for one order: a group
-// takes the locks of all its orders' products first, so that two transactions never wait
-// for each other.
-const lockProducts = `SELECT FROM products WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`
+// LockProducts locks products $1 in id order. It runs in a statement of its own, in the
+// transaction and before the statement that reserves their stock (OrderStatement or
+// GroupStatement), which then begins with the locks held and sees each product as the last
+// transaction that changed it left it. That statement locks them too, but a statement judges
+// the rows it updates as they were when it began: with the locks taken only there, an order
+// that waited for a product while another transaction added to its stock would have reserved
+// its other products and stored nothing, and their units would have been lost. Taking every
+// lock of a group first, in id order, also keeps two transactions from waiting for each
+// other.
+const LockProducts = `SELECT FROM products WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`
+
+// groupProductIDs are the products of the orders of group, each once, in id order.
+func groupProductIDs(group []*orderJob) []int64 {
+	var ids []int64
+	for _, j := range group {
+		ids = append(ids, j.ids...)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
 
 // insertGroup stores the orders of group in one transaction: all of them at once with
 // GroupStatement, or, when that stores nothing because one of them cannot be placed, each
 // with OrderStatement in one pipeline, in the group's order, so that an order that cannot be
 // placed keeps no other from being placed.
 func (in *intake) insertGroup(ctx context.Context, group []*orderJob) error {
-	conn, err := in.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("insert orders: %w: %w", errGroupNotSent, err)
-	}
-	defer conn.Close()
-	return conn.Raw(func(driverConn any) error {
-		c := driverConn.(*stdlib.Conn).Conn()
+	return in.onConn(ctx, func(c *pgx.Conn) error {
 		stored, err := insertTogether(ctx, c, group)
 		if err != nil || stored {
 			return err
@@ -185,12 +210,41 @@ func (in *intake) insertGroup(ctx context.Context, group []*orderJob) error {
 	})
 }
 
-// insertTogether runs GroupStatement for group and tells whether it stored the orders.
+// insertTogether runs LockProducts and GroupStatement for group in one pipeline, which
+// PostgreSQL runs as one transaction, and tells whether it stored the orders.
 func insertTogether(ctx context.Context, c *pgx.Conn, group []*orderJob) (bool, error) {
-	rows, err := c.Query(ctx, GroupStatement, groupArgs(group)...)
+	b := &pgx.Batch{}
+	b.Queue(LockProducts, groupProductIDs(group))
+	b.Queue(GroupStatement, groupArgs(group)...)
+	res := c.SendBatch(ctx, b)
+	defer res.Close()
+	if _, err := res.Exec(); err != nil {
+		return false, fmt.Errorf("insert orders: lock products: %w", err)
+	}
+	rows, err := res.Query()
 	if err != nil {
 		return false, fmt.Errorf("insert orders: %w", err)
 	}
+	orders, err := scanGroup(rows, group)
+	if err != nil {
+		return false, err
+	}
+	// The transaction commits at the end of the pipeline, which Close reads.
+	if err := res.Close(); err != nil {
+		return false, fmt.Errorf("insert orders: %w", err)
+	}
+	if orders == nil {
+		return false, nil
+	}
+	for i, j := range group {
+		j.order = orders[i]
+	}
+	return true, nil
+}
+
+// scanGroup reads the orders that GroupStatement stored for group from its rows, in the
+// group's order, or returns nil when it stored none.
+func scanGroup(rows pgx.Rows, group []*orderJob) ([]*oas.Order, error) {
 	defer rows.Close()
 	orders := make([]*oas.Order, len(group))
 	for rows.Next() {
@@ -202,7 +256,7 @@ func insertTogether(ctx context.Context, c *pgx.Conn, group []*orderJob) (bool, 
 			total, price decimal.Decimal
 		)
 		if err := rows.Scan(&k, &id, &total, &name, &it.ID, &it.ProductId, &it.ProductName, &it.Quantity, &price); err != nil {
-			return false, fmt.Errorf("insert orders: %w", err)
+			return nil, fmt.Errorf("insert orders: %w", err)
 		}
 		o := orders[k-1]
 		if o == nil {
@@ -214,19 +268,18 @@ func insertTogether(ctx context.Context, c *pgx.Conn, group []*orderJob) (bool, 
 		o.Items = append(o.Items, it)
 	}
 	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("insert orders: %w", err)
+		return nil, fmt.Errorf("insert orders: %w", err)
 	}
 	if orders[0] == nil {
-		return false, nil
+		return nil, nil
 	}
-	for i, j := range group {
-		if orders[i] == nil {
-			return false, fmt.Errorf("insert orders: order %d of %d missing from the stored group", i+1, len(group))
+	for i, o := range orders {
+		if o == nil {
+			return nil, fmt.Errorf("insert orders: order %d of %d missing from the stored group", i+1, len(group))
 		}
-		sortItems(orders[i])
-		j.order = orders[i]
+		sortItems(o)
 	}
-	return true, nil
+	return orders, nil
 }
 
 // groupArgs are GroupStatement's parameters for group.
@@ -260,15 +313,8 @@ func groupArgs(group []*orderJob) []any {
 // insertEach runs OrderStatement for every order of group in one pipeline, which PostgreSQL
 // runs as one transaction: all of them are stored, or none.
 func insertEach(ctx context.Context, c *pgx.Conn, group []*orderJob) error {
-	var ids []int64
-	for _, j := range group {
-		ids = append(ids, j.ids...)
-	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-
 	b := &pgx.Batch{}
-	b.Queue(lockProducts, ids)
+	b.Queue(LockProducts, groupProductIDs(group))
 	for _, j := range group {
 		b.Queue(OrderStatement, j.args()...)
 	}

@@ -405,7 +405,7 @@ func TestStoredNothing(t *testing.T) {
 		want bool
 	}{
 		{fmt.Errorf("insert orders: %w", &pgconn.PgError{Code: "22P02"}), true},
-		{fmt.Errorf("insert orders: %w: %w", errGroupNotSent, sql.ErrConnDone), true},
+		{fmt.Errorf("insert orders: %w: %w", errNotSent, sql.ErrConnDone), true},
 		{fmt.Errorf("insert orders: %w", context.DeadlineExceeded), false},
 		{fmt.Errorf("insert orders: %w", io.ErrUnexpectedEOF), false},
 	} {
@@ -431,5 +431,76 @@ func TestGroupContextOutlivesTheWriter(t *testing.T) {
 	want, _ := later.Deadline()
 	if got, _ := gctx.Deadline(); !got.Equal(want) {
 		t.Errorf("deadline %v, want the last request's %v", got, want)
+	}
+}
+
+// TestStockAddedWhileAnOrderWaitsIsSeen: an order that waits for a product's row while
+// another transaction adds to its stock is placed against the stock that transaction left,
+// with every one of its items reserved. A statement that locks its products itself judges
+// its reservations against the rows as they were when it began, and could then reserve some
+// products and store no order, losing their units.
+func TestStockAddedWhileAnOrderWaitsIsSeen(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, custID := e.customer()
+	for _, c := range []struct {
+		name  string
+		place func(a, b int) error
+		// a and b: the units the orders take from each
+		a, b int
+	}{
+		{"a lone order", func(a, b int) error {
+			_, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(a, 1, b, 2)}, oas.CreateOrderParams{})
+			return err
+		}, 1, 2},
+		{"an order with an Idempotency-Key", func(a, b int) error {
+			_, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(a, 1, b, 2)},
+				oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("added-stock")})
+			return err
+		}, 1, 2},
+		{"orders stored together", func(a, b int) error {
+			group := []*orderJob{
+				e.job(ctx, custID, custID, domain.Item{ProductID: a, Quantity: 1}, domain.Item{ProductID: b, Quantity: 1}),
+				e.job(ctx, custID, custID, domain.Item{ProductID: b, Quantity: 1}),
+			}
+			if stored, err := e.together(group); !stored || err != nil {
+				return fmt.Errorf("stored %v, %v; want the group stored", stored, err)
+			}
+			return nil
+		}, 1, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, b := e.product("1.00", 10), e.product("1.00", 0)
+			// Another transaction adds 3 units of b (an order released, say), and commits
+			// once the order waits for b's row.
+			tx, err := e.db.Begin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if _, err := tx.Exec(`UPDATE products SET stock = stock + 3 WHERE id = $1`, b); err != nil {
+				t.Fatal(err)
+			}
+			placed := make(chan error, 1)
+			go func() { placed <- c.place(a, b) }()
+			testutil.Eventually(t, 10*time.Second, "the order waiting for the product's row", func() bool {
+				var waiting int
+				err := e.db.QueryRow(`SELECT count(*) FROM pg_stat_activity
+					WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+				return err == nil && waiting > 0
+			})
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-placed; err != nil {
+				t.Errorf("order: %v", err)
+			}
+			if got, want := e.stock(a), 10-c.a; got != want {
+				t.Errorf("stock of a %d, want %d", got, want)
+			}
+			if got, want := e.stock(b), 3-c.b; got != want {
+				t.Errorf("stock of b %d, want %d", got, want)
+			}
+		})
 	}
 }

@@ -193,6 +193,9 @@ func (h *Handler) insertUnderStockLocks(ctx context.Context, in orderInput, key,
 		if err := claimIdempotencyKey(ctx, tx, in.callerID, key, in.now); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, LockProducts, in.ids); err != nil {
+			return fmt.Errorf("insert order: lock products: %w", err)
+		}
 		if o, err = insertOrder(ctx, tx, in); err != nil || o == nil {
 			return err
 		}
@@ -264,8 +267,9 @@ type orderInput struct {
 	ev                      outbox.Row
 }
 
-// insertOrder runs OrderStatement for in on q and returns the stored order, or nil when the
-// statement stored nothing.
+// insertOrder runs OrderStatement for in on q, in a transaction that has run LockProducts
+// for in's products, and returns the stored order, or nil when the statement stored
+// nothing.
 func insertOrder(ctx context.Context, q querier, in orderInput) (*oas.Order, error) {
 	rows, err := q.QueryContext(ctx, OrderStatement, in.args()...)
 	if err != nil {
@@ -363,8 +367,11 @@ var maxTotal = domain.MaxMoney.String()
 // the user and every product exist, every product has enough stock and the total is at most
 // $6; explainRefusal then says which failed.
 //
-// The products are locked in id order first, so that two orders never wait for each other,
-// and the stock of all of them is checked under the locks before any is reserved. The
+// It runs in a transaction after LockProducts for its products, in a statement of its own
+// (see there: locked only by this statement, a product whose stock another transaction raised
+// meanwhile would be judged by its stock before that). The products are locked in id order
+// first, so that two orders never wait for each other, and the stock of all of them is
+// checked under the locks before any is reserved. The
 // locking CTE is not inlined (it has FOR NO KEY UPDATE), and the reservation joins the
 // draft, which needs its whole result, so every lock is taken before the first row is
 // updated. The order copies the prices read under the locks: an order pays the price in

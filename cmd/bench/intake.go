@@ -43,9 +43,10 @@ INSERT INTO order_items (order_id, product_id, quantity, price) VALUES (currval(
 END;
 `
 
-// pgbenchScript is the API's order statement (api.OrderStatement) as a pgbench script, for
-// 2 random products x 1 (in product id order, as the API sends them) placed by a random
-// customer, with an OrderCreated envelope and headers of the API's size.
+// pgbenchScript is the API's transaction for one order as a pgbench script: the products'
+// locks (api.LockProducts) and the order statement (api.OrderStatement) in one pipeline, as
+// the api sends them, for 2 random products x 1 (in product id order, as the API sends them)
+// placed by a random customer, with an OrderCreated envelope and headers of the API's size.
 func pgbenchScript() (string, error) {
 	at := time.Date(2026, 12, 1, 3, 0, 0, 123456789, time.UTC)
 	env, err := events.NewEnvelopeWithoutData("0193a5b2-7c1e-7d3a-9f00-5b1f3c2d4e6f", events.SourceAPI, events.TypeOrderCreated, at)
@@ -78,12 +79,14 @@ func pgbenchScript() (string, error) {
 	for n := len(params); n >= 1; n-- { // $14 before $1
 		stmt = strings.ReplaceAll(stmt, "$"+strconv.Itoa(n), params[n-1])
 	}
+	lock := strings.ReplaceAll(api.LockProducts, "$1", "ARRAY[:p1, :p2]::bigint[]")
 	return `\set uid random(:ufirst, :ufirst + :users - 1)
 \set a random(0, :products - 1)
 \set b (:a + random(1, :products - 1)) % :products
 \set p1 :pfirst + least(:a, :b)
 \set p2 :pfirst + greatest(:a, :b)
-` + strings.Join(strings.Fields(stmt), " ") + ";\n", nil
+\startpipeline
+` + lock + ";\n" + strings.Join(strings.Fields(stmt), " ") + ";\n\\endpipeline\n", nil
 }
 
 // checkReference warms pgbench's database up with the API's statement and checks that every
@@ -173,7 +176,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
 		cat.products, cat.users, r.size.history)
 	res.setup("each order: 2 random products x 1, random customer, posted by the administrator")
-	res.setup("pgbench runs api.OrderStatement, the API's statement for one order, one order per transaction; the api stores the orders that wait together in one transaction (up to orders.intakeGroupSize, with api.GroupStatement when every one of them can be placed), so under load it commits less often per order than pgbench")
+	res.setup("pgbench runs the API's transaction for one order, api.LockProducts and api.OrderStatement in one pipeline, one order per transaction; the api stores the orders that wait together in one transaction (up to orders.intakeGroupSize, with api.GroupStatement when every one of them can be placed), so under load it commits less often per order than pgbench")
 	var autovacuum string
 	if err := e.pool.QueryRowContext(ctx, `SHOW autovacuum`).Scan(&autovacuum); err != nil {
 		return res, fmt.Errorf("read autovacuum: %w", err)
