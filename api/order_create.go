@@ -138,12 +138,14 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 	if !orderID.Valid {
 		return nil, ErrIdempotencyKeyOrderDeleted
 	}
-	o, err := loadOrder(ctx, h.db, int(orderID.Int64))
-	if ent.IsNotFound(err) {
-		// Deleted since the key was read.
+	orders, err := loadOrders(ctx, h.db, []int{int(orderID.Int64)})
+	if err != nil {
+		return nil, err
+	}
+	if len(orders) == 0 { // deleted since the key was read
 		return nil, ErrIdempotencyKeyOrderDeleted
 	}
-	return o, err
+	return &orders[0], nil
 }
 
 // storeOrder places the order of in.userID for in.items, made by in.callerID with a token of

@@ -465,3 +465,40 @@ func TestIdempotentRetryTakesNoStockOfItsOwn(t *testing.T) {
 		t.Errorf("orders %v, stock %d; want one order and stock 0", ids, e.stock(pid))
 	}
 }
+
+// TestIdempotencyKeyRetryAfterADeleteBetweenItsReads: a retry that reads its key while the
+// order is still there, and the order once it has been deleted, is answered as a retry after
+// the delete is (409), not with a 404 for an order it never asked for by id. The key's
+// foreign key, which clears the key's order when the order is deleted, is dropped to hold
+// the moment between the two reads.
+func TestIdempotencyKeyRetryAfterADeleteBetweenItsReads(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	pid := e.product("1.00", 10)
+	req := &oas.OrderCreate{Items: items(pid, 1)}
+	k := oas.CreateOrderParams{IdempotencyKey: oas.NewOptString("deleted-between-reads")}
+	o, err := cust.CreateOrder(ctx, req, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fk string
+	if err := e.db.QueryRow(`SELECT conname FROM pg_constraint
+		WHERE conrelid = 'idempotency_keys'::regclass AND contype = 'f' AND confrelid = 'orders'::regclass`).Scan(&fk); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`ALTER TABLE idempotency_keys DROP CONSTRAINT ` + fk,
+		`DELETE FROM order_items WHERE order_id = ` + strconv.Itoa(o.Response.ID),
+		`DELETE FROM orders WHERE id = ` + strconv.Itoa(o.Response.ID),
+	} {
+		if _, err := e.db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	_, err = cust.CreateOrder(ctx, req, k)
+	p := wantStatus(t, err, http.StatusConflict)
+	if want := "The order placed with this Idempotency-Key was deleted; send a new key to place it again."; p.Detail.Value != want {
+		t.Errorf("detail %q, want %q", p.Detail.Value, want)
+	}
+}
