@@ -537,12 +537,7 @@ func TestOrderCompletedMailFailureRollsBackAndRetries(t *testing.T) {
 	log, _ := newLogger()
 	mailer := &failingMailer{fails: 1}
 	w := worker.New(s.client, log, worker.Options{Mailer: mailer})
-	user := s.newUser(t, "John Backus")
-	created := s.newOrder(t, user, 1)
-	s.setStatus(t, created.OrderID, order.StatusCompleted)
-	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
-		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
-	})
+	created, user, body := s.completedOrder(t, "John Backus")
 
 	err := w.Handle(context.Background(), worker.Delivery{Body: body})
 	if err == nil || errors.Is(err, bus.ErrPermanent) {
@@ -582,12 +577,7 @@ func TestOrderCompletedInterruptedAfterTheEmailCommits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := worker.New(s.client, log, worker.Options{Mailer: interruptingMailer{worker.LogMailer{Log: log}, cancel}})
-	user := s.newUser(t, "Frances Allen")
-	created := s.newOrder(t, user, 1)
-	s.setStatus(t, created.OrderID, order.StatusCompleted)
-	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
-		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
-	})
+	created, _, body := s.completedOrder(t, "Frances Allen")
 
 	if err := w.Handle(ctx, worker.Delivery{Body: body}); err != nil {
 		t.Fatalf("handle: %v", err)
@@ -633,12 +623,7 @@ func TestOrderCompletedEmailSentPastTheAttemptsBoundCommits(t *testing.T) {
 	mailer := &slowMailer{d: 300 * time.Millisecond}
 	w := worker.New(db.NewClient(pool), log, worker.Options{Mailer: mailer})
 	w.SetAttemptTimeout(time.Second)
-	user := s.newUser(t, "Jean Sammet")
-	created := s.newOrder(t, user, 1)
-	s.setStatus(t, created.OrderID, order.StatusCompleted)
-	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
-		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
-	})
+	created, _, body := s.completedOrder(t, "Jean Sammet")
 	// The pool's one connection is busy for most of the attempt's second, as under load.
 	busy, err := pool.Conn(context.Background())
 	if err != nil {
@@ -665,12 +650,7 @@ func TestOrderCompletedInterruptedDuringASlowSendCommits(t *testing.T) {
 	defer cancel()
 	mailer := &slowMailer{d: worker.SettleGrace + 300*time.Millisecond, interrupt: cancel}
 	w := worker.New(s.client, log, worker.Options{Mailer: mailer})
-	user := s.newUser(t, "Margaret Hamilton")
-	created := s.newOrder(t, user, 1)
-	s.setStatus(t, created.OrderID, order.StatusCompleted)
-	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
-		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
-	})
+	created, _, body := s.completedOrder(t, "Margaret Hamilton")
 
 	if err := w.Handle(ctx, worker.Delivery{Body: body}); err != nil {
 		t.Fatalf("handle: %v", err)

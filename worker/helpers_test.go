@@ -191,6 +191,19 @@ func (s *store) newOrders(t testing.TB, n int) []int {
 }
 
 // setStatus forces an order's status, as another process would have changed it.
+// completedOrder stores an order of one unit for a new customer named name, already
+// completed, and returns it, its customer and the body of its OrderCompleted event.
+func (s *store) completedOrder(t testing.TB, name string) (events.OrderCreated, *ent.User, []byte) {
+	t.Helper()
+	user := s.newUser(t, name)
+	created := s.newOrder(t, user, 1)
+	s.setStatus(t, created.OrderID, order.StatusCompleted)
+	_, body := envelope(t, events.SourceWorker, events.OrderCompleted{
+		OrderID: created.OrderID, UserID: user.ID, Total: created.Total, CompletedAt: time.Now(),
+	})
+	return created, user, body
+}
+
 func (s *store) setStatus(t testing.TB, orderID int, st order.Status) {
 	t.Helper()
 	if err := s.client.Order.UpdateOneID(orderID).SetStatus(st).Exec(context.Background()); err != nil {
