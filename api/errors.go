@@ -50,11 +50,12 @@ func (p *Problem) Unwrap() error { return p.Err }
 func problem(status int, detail string) *Problem { return &Problem{Status: status, Detail: detail} }
 
 func invalid(field, message string) *Problem {
-	return &Problem{
-		Status: http.StatusBadRequest,
-		Detail: "The request is invalid.",
-		Fields: []oas.FieldError{{Field: field, Message: message}},
-	}
+	return invalidFields([]oas.FieldError{{Field: field, Message: message}})
+}
+
+// invalidFields is the 400 naming every field in fields.
+func invalidFields(fields []oas.FieldError) *Problem {
+	return &Problem{Status: http.StatusBadRequest, Detail: "The request is invalid.", Fields: fields}
 }
 
 // fieldChecks collects the field errors of one request, so that the answer names every
@@ -73,7 +74,7 @@ func (c fieldChecks) err() error {
 	if len(c) == 0 {
 		return nil
 	}
-	return &Problem{Status: http.StatusBadRequest, Detail: "The request is invalid.", Fields: c}
+	return invalidFields(c)
 }
 
 // notFound is the answer for the resource of the given kind ("Order") and id that does

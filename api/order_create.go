@@ -195,9 +195,6 @@ func (h *Handler) insertUnderStockLocks(ctx context.Context, in orderInput, key,
 		if err := claimIdempotencyKey(ctx, tx, in.callerID, key, in.now); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, LockProducts, in.ids); err != nil {
-			return fmt.Errorf("insert order: lock products: %w", err)
-		}
 		if o, err = insertOrder(ctx, tx, in); err != nil || o == nil {
 			return err
 		}
@@ -269,11 +266,14 @@ type orderInput struct {
 	ev                      outbox.Row
 }
 
-// insertOrder runs OrderStatement for in on q, in a transaction that has run LockProducts
-// for in's products, and returns the stored order, or nil when the statement stored
-// nothing.
-func insertOrder(ctx context.Context, q querier, in orderInput) (*oas.Order, error) {
-	rows, err := q.QueryContext(ctx, OrderStatement, in.args()...)
+// insertOrder runs LockProducts for in's products and then OrderStatement for in, inside tx,
+// and returns the stored order, or nil when the statement stored nothing. The intake sends
+// the same two statements in one pipeline (insertEach).
+func insertOrder(ctx context.Context, tx *ent.Tx, in orderInput) (*oas.Order, error) {
+	if _, err := tx.ExecContext(ctx, LockProducts, in.ids); err != nil {
+		return nil, fmt.Errorf("insert order: lock products: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, OrderStatement, in.args()...)
 	if err != nil {
 		return nil, fmt.Errorf("insert order: %w", err)
 	}
