@@ -253,8 +253,8 @@ func TestHostileStringsStoredVerbatim(t *testing.T) {
 				t.Fatalf("create product %q: %v", s, err)
 			}
 			got, err := e.admin.GetProduct(ctx, oas.GetProductParams{ID: p.Response.ID})
-			if err != nil || got.Name != s || got.Description.Value != s {
-				t.Fatalf("product %q came back as %q / %q (%v)", s, got.Name, got.Description.Value, err)
+			if err != nil || got.Response.Name != s || got.Response.Description.Value != s {
+				t.Fatalf("product %q came back as %+v (%v)", s, got, err)
 			}
 			u, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: s, Email: fmt.Sprintf("verbatim%d@example.com", i), Password: "secret1"})
 			if err != nil {

@@ -2,17 +2,22 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
+	entsql "entgo.io/ent/dialect/sql"
 	"github.com/shopspring/decimal"
 
 	"orderflow/api/oas"
 	"orderflow/domain"
 	"orderflow/ent"
 	"orderflow/ent/product"
+	"orderflow/platform/db"
 )
 
 func productOut(p *ent.Product) oas.Product {
@@ -49,13 +54,13 @@ func (h *Handler) ListProducts(ctx context.Context, params oas.ListProductsParam
 }
 
 // GetProduct reads a product.
-func (h *Handler) GetProduct(ctx context.Context, params oas.GetProductParams) (*oas.Product, error) {
+func (h *Handler) GetProduct(ctx context.Context, params oas.GetProductParams) (*oas.GetProductOKHeaders, error) {
 	p, err := h.client.Product.Get(ctx, params.ID)
 	if err != nil {
 		return nil, fmt.Errorf("get product %d: %w", params.ID, orNotFound(err, "Product", params.ID))
 	}
 	out := productOut(p)
-	return &out, nil
+	return &oas.GetProductOKHeaders{ETag: productETag(out), Response: out}, nil
 }
 
 // validateProduct checks what the contract's schema cannot express.
@@ -115,33 +120,87 @@ func (h *Handler) CreateProduct(ctx context.Context, req *oas.ProductInput) (*oa
 	if err != nil {
 		return nil, fmt.Errorf("create product: %w", err)
 	}
-	return &oas.ProductHeaders{Location: "/api/products/" + strconv.Itoa(p.ID), Response: productOut(p)}, nil
+	out := productOut(p)
+	return &oas.ProductHeaders{Location: "/api/products/" + strconv.Itoa(p.ID), ETag: productETag(out), Response: out}, nil
 }
 
-// UpdateProduct replaces a product (admin); a description left out is removed.
-func (h *Handler) UpdateProduct(ctx context.Context, req *oas.ProductInput, params oas.UpdateProductParams) (*oas.Product, error) {
+// UpdateProduct replaces a product (admin); a description left out is removed. With
+// If-Match, only the product as the client read it is replaced: the product is locked and
+// compared with the tags first, so that a stock computed from an earlier read cannot undo an
+// order's reservation or release made since.
+func (h *Handler) UpdateProduct(ctx context.Context, req *oas.ProductInput, params oas.UpdateProductParams) (*oas.GetProductOKHeaders, error) {
 	if err := requireAdmin(ctx); err != nil {
 		return nil, err
+	}
+	var match entityTags
+	if params.IfMatch.Set {
+		var err error
+		if match, err = parseIfMatch(params.IfMatch.Value); err != nil {
+			return nil, invalid("If-Match", err.Error())
+		}
 	}
 	if err := validateProduct(req); err != nil {
 		return nil, err
 	}
-	upd := h.client.Product.UpdateOneID(params.ID).
-		SetName(req.Name).
-		SetPrice(decimal.Decimal(req.Price)).
-		SetStock(req.Stock)
-	if req.Description.Set {
-		upd.SetDescription(req.Description.Value)
-	} else {
-		upd.ClearDescription()
-	}
-	p, err := upd.Save(ctx)
+	var p *ent.Product
+	err := db.WithTx(ctx, h.client, func(tx *ent.Tx) error {
+		if params.IfMatch.Set {
+			if err := checkProductVersion(ctx, tx, params.ID, match); err != nil {
+				return err
+			}
+		}
+		upd := tx.Product.UpdateOneID(params.ID).
+			SetName(req.Name).
+			SetPrice(decimal.Decimal(req.Price)).
+			SetStock(req.Stock)
+		if req.Description.Set {
+			upd.SetDescription(req.Description.Value)
+		} else {
+			upd.ClearDescription()
+		}
+		var err error
+		p, err = upd.Save(ctx)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("update product %d: %w", params.ID, orNotFound(err, "Product", params.ID))
 	}
 	out := productOut(p)
-	return &out, nil
+	return &oas.GetProductOKHeaders{ETag: productETag(out), Response: out}, nil
 }
+
+// errProductChanged answers a product replacement whose If-Match no longer matches.
+var errProductChanged = problem(http.StatusPreconditionFailed,
+	"The product has changed since the version in If-Match was read (an order may have reserved or released its stock): nothing was changed. Read it again and retry with its new ETag.")
+
+// checkProductVersion locks product id in tx and returns errProductChanged unless match
+// matches its current ETag.
+func checkProductVersion(ctx context.Context, tx *ent.Tx, id int, match entityTags) error {
+	p, err := tx.Product.Query().Where(product.ID(id)).
+		Modify(func(s *entsql.Selector) { s.For(entsql.LockNoKeyUpdate) }).
+		Only(ctx)
+	if err != nil {
+		return err
+	}
+	if !match.matches(productETag(productOut(p))) {
+		return errProductChanged
+	}
+	return nil
+}
+
+// productETag is the strong entity tag of p: a digest of every field, so that it changes
+// whenever the product does, an order's reservation of its stock included. The fields are
+// taken as PostgreSQL stores them (times in microseconds, the price with two decimals), so
+// that the product a create or a replacement returns has the tag of the stored one.
+func productETag(p oas.Product) string {
+	sum := sha256.New()
+	fmt.Fprintf(sum, "%d\x00%s\x00%t\x00%s\x00%s\x00%d\x00%s\x00%s", p.ID, p.Name, p.Description.Set, p.Description.Value,
+		decimal.Decimal(p.Price).StringFixed(2), p.Stock, asStored(p.CreatedAt), asStored(p.UpdatedAt))
+	return `"` + hex.EncodeToString(sum.Sum(nil)[:16]) + `"`
+}
+
+// asStored is t as PostgreSQL keeps it: pgx sends times cut to the microsecond.
+func asStored(t time.Time) string { return t.Truncate(time.Microsecond).UTC().Format(time.RFC3339Nano) }
 
 // DeleteProduct deletes a product that no order contains (admin).
 func (h *Handler) DeleteProduct(ctx context.Context, params oas.DeleteProductParams) error {

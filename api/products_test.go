@@ -69,7 +69,7 @@ func TestProducts(t *testing.T) {
 
 	t.Run("get and list as a customer", func(t *testing.T) {
 		p, err := cust.GetProduct(ctx, oas.GetProductParams{ID: id})
-		if err != nil || p.Name != "Widget" {
+		if err != nil || p.Response.Name != "Widget" {
 			t.Fatalf("%+v, %v", p, err)
 		}
 		list, err := cust.ListProducts(ctx, oas.ListProductsParams{})
@@ -98,10 +98,11 @@ func TestProducts(t *testing.T) {
 	})
 
 	t.Run("update replaces the product", func(t *testing.T) {
-		p, err := e.admin.UpdateProduct(ctx, &oas.ProductInput{Name: "Widget 2", Price: money("20.5"), Stock: 3}, oas.UpdateProductParams{ID: id})
+		res, err := e.admin.UpdateProduct(ctx, &oas.ProductInput{Name: "Widget 2", Price: money("20.5"), Stock: 3}, oas.UpdateProductParams{ID: id})
 		if err != nil {
 			t.Fatal(err)
 		}
+		p := res.Response
 		if p.Name != "Widget 2" || p.Description.Set || !moneyEq(p.Price, "20.50") || p.Stock != 3 || p.UpdatedAt.Before(p.CreatedAt) {
 			t.Errorf("updated %+v", p)
 		}

@@ -77,7 +77,7 @@ type Invoker interface {
 	// Read a product.
 	//
 	// GET /api/products/{id}
-	GetProduct(ctx context.Context, params GetProductParams) (*Product, error)
+	GetProduct(ctx context.Context, params GetProductParams) (*GetProductOKHeaders, error)
 	// GetUser invokes getUser operation.
 	//
 	// Read a user (admin, or the user itself; 404 for anyone else).
@@ -127,10 +127,15 @@ type Invoker interface {
 	UpdateOrderStatus(ctx context.Context, request *OrderStatusUpdate, params UpdateOrderStatusParams) (*Order, error)
 	// UpdateProduct invokes updateProduct operation.
 	//
-	// Replace a product (admin).
+	// Sets the product's name, description (removed when left out), price and stock. Orders change the
+	// stock in between: each reserves its units, and an order that expires or is deleted releases them. So
+	// a stock computed from a product read earlier (a restock added to it, or the stock sent back
+	// unchanged with a new price) would undo what happened since. Send the `ETag` of that read in
+	// `If-Match`: when the product has changed since, nothing is changed and the answer is 412; read it
+	// again and retry.
 	//
 	// PUT /api/products/{id}
-	UpdateProduct(ctx context.Context, request *ProductInput, params UpdateProductParams) (*Product, error)
+	UpdateProduct(ctx context.Context, request *ProductInput, params UpdateProductParams) (*GetProductOKHeaders, error)
 	// UpdateUser invokes updateUser operation.
 	//
 	// Allowed to an admin and to the user itself (404 for anyone else); only an admin may set `role` (403
@@ -824,12 +829,12 @@ func (c *Client) sendGetOrder(ctx context.Context, params GetOrderParams) (res *
 // Read a product.
 //
 // GET /api/products/{id}
-func (c *Client) GetProduct(ctx context.Context, params GetProductParams) (*Product, error) {
+func (c *Client) GetProduct(ctx context.Context, params GetProductParams) (*GetProductOKHeaders, error) {
 	res, err := c.sendGetProduct(ctx, params)
 	return res, err
 }
 
-func (c *Client) sendGetProduct(ctx context.Context, params GetProductParams) (res *Product, err error) {
+func (c *Client) sendGetProduct(ctx context.Context, params GetProductParams) (res *GetProductOKHeaders, err error) {
 
 	u := uri.Clone(c.requestURL(ctx))
 	var pathParts [2]string
@@ -1625,15 +1630,20 @@ func (c *Client) sendUpdateOrderStatus(ctx context.Context, request *OrderStatus
 
 // UpdateProduct invokes updateProduct operation.
 //
-// Replace a product (admin).
+// Sets the product's name, description (removed when left out), price and stock. Orders change the
+// stock in between: each reserves its units, and an order that expires or is deleted releases them. So
+// a stock computed from a product read earlier (a restock added to it, or the stock sent back
+// unchanged with a new price) would undo what happened since. Send the `ETag` of that read in
+// `If-Match`: when the product has changed since, nothing is changed and the answer is 412; read it
+// again and retry.
 //
 // PUT /api/products/{id}
-func (c *Client) UpdateProduct(ctx context.Context, request *ProductInput, params UpdateProductParams) (*Product, error) {
+func (c *Client) UpdateProduct(ctx context.Context, request *ProductInput, params UpdateProductParams) (*GetProductOKHeaders, error) {
 	res, err := c.sendUpdateProduct(ctx, request, params)
 	return res, err
 }
 
-func (c *Client) sendUpdateProduct(ctx context.Context, request *ProductInput, params UpdateProductParams) (res *Product, err error) {
+func (c *Client) sendUpdateProduct(ctx context.Context, request *ProductInput, params UpdateProductParams) (res *GetProductOKHeaders, err error) {
 
 	u := uri.Clone(c.requestURL(ctx))
 	var pathParts [2]string
@@ -1664,6 +1674,22 @@ func (c *Client) sendUpdateProduct(ctx context.Context, request *ProductInput, p
 	}
 	if err := encodeUpdateProductRequest(request, r); err != nil {
 		return res, errors.Wrap(err, "encode request")
+	}
+
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
 	}
 
 	{

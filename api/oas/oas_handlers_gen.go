@@ -1114,7 +1114,7 @@ func (s *Server) handleGetProductRequest(args [1]string, argsEscaped bool, w htt
 
 	var rawBody []byte
 
-	var response *Product
+	var response *GetProductOKHeaders
 	if m := s.cfg.Middleware; m != nil {
 		mreq := middleware.Request{
 			Context:          ctx,
@@ -1135,7 +1135,7 @@ func (s *Server) handleGetProductRequest(args [1]string, argsEscaped bool, w htt
 		type (
 			Request  = struct{}
 			Params   = GetProductParams
-			Response = *Product
+			Response = *GetProductOKHeaders
 		)
 		response, err = middleware.HookMiddleware[
 			Request,
@@ -2162,7 +2162,12 @@ func (s *Server) handleUpdateOrderStatusRequest(args [1]string, argsEscaped bool
 
 // handleUpdateProductRequest handles updateProduct operation.
 //
-// Replace a product (admin).
+// Sets the product's name, description (removed when left out), price and stock. Orders change the
+// stock in between: each reserves its units, and an order that expires or is deleted releases them. So
+// a stock computed from a product read earlier (a restock added to it, or the stock sent back
+// unchanged with a new price) would undo what happened since. Send the `ETag` of that read in
+// `If-Match`: when the product has changed since, nothing is changed and the answer is 412; read it
+// again and retry.
 //
 // PUT /api/products/{id}
 func (s *Server) handleUpdateProductRequest(args [1]string, argsEscaped bool, w http.ResponseWriter, r *http.Request) {
@@ -2251,7 +2256,7 @@ func (s *Server) handleUpdateProductRequest(args [1]string, argsEscaped bool, w 
 		}
 	}()
 
-	var response *Product
+	var response *GetProductOKHeaders
 	if m := s.cfg.Middleware; m != nil {
 		mreq := middleware.Request{
 			Context:          ctx,
@@ -2261,6 +2266,10 @@ func (s *Server) handleUpdateProductRequest(args [1]string, argsEscaped bool, w 
 			Body:             request,
 			RawBody:          rawBody,
 			Params: middleware.Parameters{
+				{
+					Name: "If-Match",
+					In:   "header",
+				}: params.IfMatch,
 				{
 					Name: "id",
 					In:   "path",
@@ -2272,7 +2281,7 @@ func (s *Server) handleUpdateProductRequest(args [1]string, argsEscaped bool, w 
 		type (
 			Request  = *ProductInput
 			Params   = UpdateProductParams
-			Response = *Product
+			Response = *GetProductOKHeaders
 		)
 		response, err = middleware.HookMiddleware[
 			Request,

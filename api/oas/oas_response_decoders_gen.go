@@ -179,6 +179,38 @@ func decodeCreateProductResponse(resp *http.Response) (res *ProductHeaders, _ er
 			var wrapper ProductHeaders
 			wrapper.Response = response
 			h := uri.NewHeaderDecoder(resp.Header)
+			// Parse "ETag" header.
+			{
+				cfg := uri.HeaderParameterDecodingConfig{
+					Name:    "ETag",
+					Explode: false,
+				}
+				if err := func() error {
+					if err := h.HasParam(cfg); err == nil {
+						if err := h.DecodeParam(cfg, func(d uri.Decoder) error {
+							val, err := d.DecodeValue()
+							if err != nil {
+								return err
+							}
+
+							c, err := conv.ToString(val)
+							if err != nil {
+								return err
+							}
+
+							wrapper.ETag = c
+							return nil
+						}); err != nil {
+							return err
+						}
+					} else {
+						return err
+					}
+					return nil
+				}(); err != nil {
+					return res, errors.Wrap(err, "parse ETag header")
+				}
+			}
 			// Parse "Location" header.
 			{
 				cfg := uri.HeaderParameterDecodingConfig{
@@ -633,7 +665,7 @@ func decodeGetOrderResponse(resp *http.Response) (res *Order, _ error) {
 	return res, errors.Wrap(defRes, "error")
 }
 
-func decodeGetProductResponse(resp *http.Response) (res *Product, _ error) {
+func decodeGetProductResponse(resp *http.Response) (res *GetProductOKHeaders, _ error) {
 	switch resp.StatusCode {
 	case 200:
 		// Code 200.
@@ -666,7 +698,42 @@ func decodeGetProductResponse(resp *http.Response) (res *Product, _ error) {
 				}
 				return res, err
 			}
-			return &response, nil
+			var wrapper GetProductOKHeaders
+			wrapper.Response = response
+			h := uri.NewHeaderDecoder(resp.Header)
+			// Parse "ETag" header.
+			{
+				cfg := uri.HeaderParameterDecodingConfig{
+					Name:    "ETag",
+					Explode: false,
+				}
+				if err := func() error {
+					if err := h.HasParam(cfg); err == nil {
+						if err := h.DecodeParam(cfg, func(d uri.Decoder) error {
+							val, err := d.DecodeValue()
+							if err != nil {
+								return err
+							}
+
+							c, err := conv.ToString(val)
+							if err != nil {
+								return err
+							}
+
+							wrapper.ETag = c
+							return nil
+						}); err != nil {
+							return err
+						}
+					} else {
+						return err
+					}
+					return nil
+				}(); err != nil {
+					return res, errors.Wrap(err, "parse ETag header")
+				}
+			}
+			return &wrapper, nil
 		default:
 			return res, validate.InvalidContentType(ct)
 		}
@@ -1548,7 +1615,7 @@ func decodeUpdateOrderStatusResponse(resp *http.Response) (res *Order, _ error) 
 	return res, errors.Wrap(defRes, "error")
 }
 
-func decodeUpdateProductResponse(resp *http.Response) (res *Product, _ error) {
+func decodeUpdateProductResponse(resp *http.Response) (res *GetProductOKHeaders, _ error) {
 	switch resp.StatusCode {
 	case 200:
 		// Code 200.
@@ -1581,7 +1648,42 @@ func decodeUpdateProductResponse(resp *http.Response) (res *Product, _ error) {
 				}
 				return res, err
 			}
-			return &response, nil
+			var wrapper GetProductOKHeaders
+			wrapper.Response = response
+			h := uri.NewHeaderDecoder(resp.Header)
+			// Parse "ETag" header.
+			{
+				cfg := uri.HeaderParameterDecodingConfig{
+					Name:    "ETag",
+					Explode: false,
+				}
+				if err := func() error {
+					if err := h.HasParam(cfg); err == nil {
+						if err := h.DecodeParam(cfg, func(d uri.Decoder) error {
+							val, err := d.DecodeValue()
+							if err != nil {
+								return err
+							}
+
+							c, err := conv.ToString(val)
+							if err != nil {
+								return err
+							}
+
+							wrapper.ETag = c
+							return nil
+						}); err != nil {
+							return err
+						}
+					} else {
+						return err
+					}
+					return nil
+				}(); err != nil {
+					return res, errors.Wrap(err, "parse ETag header")
+				}
+			}
+			return &wrapper, nil
 		default:
 			return res, validate.InvalidContentType(ct)
 		}

@@ -33,7 +33,7 @@ var (
 	rn8AllowedHeaders = map[string]string{
 		"DELETE": "Authorization",
 		"GET":    "Authorization",
-		"PUT":    "Authorization,Content-Type",
+		"PUT":    "Authorization,Content-Type,If-Match",
 	}
 	rn4AllowedHeaders = map[string]string{
 		"GET":  "Authorization",

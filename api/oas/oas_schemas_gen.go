@@ -101,6 +101,32 @@ func (s *FieldError) SetMessage(val string) {
 	s.Message = val
 }
 
+// GetProductOKHeaders wraps Product with response headers.
+type GetProductOKHeaders struct {
+	ETag     string
+	Response Product
+}
+
+// GetETag returns the value of ETag.
+func (s *GetProductOKHeaders) GetETag() string {
+	return s.ETag
+}
+
+// GetResponse returns the value of Response.
+func (s *GetProductOKHeaders) GetResponse() Product {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *GetProductOKHeaders) SetETag(val string) {
+	s.ETag = val
+}
+
+// SetResponse sets the value of Response.
+func (s *GetProductOKHeaders) SetResponse(val Product) {
+	s.Response = val
+}
+
 // ListOrdersOKHeaders wraps []Order with response headers.
 type ListOrdersOKHeaders struct {
 	XTotalCount int
@@ -994,8 +1020,14 @@ func (s *Product) SetUpdatedAt(val time.Time) {
 
 // ProductHeaders wraps Product with response headers.
 type ProductHeaders struct {
+	ETag     string
 	Location string
 	Response Product
+}
+
+// GetETag returns the value of ETag.
+func (s *ProductHeaders) GetETag() string {
+	return s.ETag
 }
 
 // GetLocation returns the value of Location.
@@ -1006,6 +1038,11 @@ func (s *ProductHeaders) GetLocation() string {
 // GetResponse returns the value of Response.
 func (s *ProductHeaders) GetResponse() Product {
 	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *ProductHeaders) SetETag(val string) {
+	s.ETag = val
 }
 
 // SetLocation sets the value of Location.

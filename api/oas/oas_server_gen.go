@@ -63,7 +63,7 @@ type Handler interface {
 	// Read a product.
 	//
 	// GET /api/products/{id}
-	GetProduct(ctx context.Context, params GetProductParams) (*Product, error)
+	GetProduct(ctx context.Context, params GetProductParams) (*GetProductOKHeaders, error)
 	// GetUser implements getUser operation.
 	//
 	// Read a user (admin, or the user itself; 404 for anyone else).
@@ -113,10 +113,15 @@ type Handler interface {
 	UpdateOrderStatus(ctx context.Context, req *OrderStatusUpdate, params UpdateOrderStatusParams) (*Order, error)
 	// UpdateProduct implements updateProduct operation.
 	//
-	// Replace a product (admin).
+	// Sets the product's name, description (removed when left out), price and stock. Orders change the
+	// stock in between: each reserves its units, and an order that expires or is deleted releases them. So
+	// a stock computed from a product read earlier (a restock added to it, or the stock sent back
+	// unchanged with a new price) would undo what happened since. Send the `ETag` of that read in
+	// `If-Match`: when the product has changed since, nothing is changed and the answer is 412; read it
+	// again and retry.
 	//
 	// PUT /api/products/{id}
-	UpdateProduct(ctx context.Context, req *ProductInput, params UpdateProductParams) (*Product, error)
+	UpdateProduct(ctx context.Context, req *ProductInput, params UpdateProductParams) (*GetProductOKHeaders, error)
 	// UpdateUser implements updateUser operation.
 	//
 	// Allowed to an admin and to the user itself (404 for anyone else); only an admin may set `role` (403

@@ -89,7 +89,7 @@ func (UnimplementedHandler) GetOrder(ctx context.Context, params GetOrderParams)
 // Read a product.
 //
 // GET /api/products/{id}
-func (UnimplementedHandler) GetProduct(ctx context.Context, params GetProductParams) (r *Product, _ error) {
+func (UnimplementedHandler) GetProduct(ctx context.Context, params GetProductParams) (r *GetProductOKHeaders, _ error) {
 	return r, ht.ErrNotImplemented
 }
 
@@ -163,10 +163,15 @@ func (UnimplementedHandler) UpdateOrderStatus(ctx context.Context, req *OrderSta
 
 // UpdateProduct implements updateProduct operation.
 //
-// Replace a product (admin).
+// Sets the product's name, description (removed when left out), price and stock. Orders change the
+// stock in between: each reserves its units, and an order that expires or is deleted releases them. So
+// a stock computed from a product read earlier (a restock added to it, or the stock sent back
+// unchanged with a new price) would undo what happened since. Send the `ETag` of that read in
+// `If-Match`: when the product has changed since, nothing is changed and the answer is 412; read it
+// again and retry.
 //
 // PUT /api/products/{id}
-func (UnimplementedHandler) UpdateProduct(ctx context.Context, req *ProductInput, params UpdateProductParams) (r *Product, _ error) {
+func (UnimplementedHandler) UpdateProduct(ctx context.Context, req *ProductInput, params UpdateProductParams) (r *GetProductOKHeaders, _ error) {
 	return r, ht.ErrNotImplemented
 }
 

@@ -1,0 +1,141 @@
+package api
+
+import (
+	"net/http"
+	"testing"
+
+	"orderflow/api/oas"
+)
+
+func TestParseIfMatch(t *testing.T) {
+	t.Parallel()
+	const cur = `"abc"`
+	tests := []struct {
+		header  string
+		matches bool
+		invalid bool
+	}{
+		{header: `*`, matches: true},
+		{header: ` * `, matches: true},
+		{header: `"abc"`, matches: true},
+		{header: `"x", "abc"`, matches: true},
+		{header: `"x","abc" ,`, matches: true},
+		{header: `"x"`},
+		{header: `W/"abc"`},                     // If-Match compares strongly: a weak tag never matches
+		{header: `"a,b", "abc"`, matches: true}, // a comma inside a tag is part of it
+		{header: `abc`, invalid: true},
+		{header: `"abc`, invalid: true},
+		{header: `"abc" "x"`, invalid: true},
+		{header: `,`, invalid: true},
+		{header: ``, invalid: true},
+	}
+	for _, tt := range tests {
+		tags, err := parseIfMatch(tt.header)
+		if (err != nil) != tt.invalid {
+			t.Errorf("parseIfMatch(%q) error %v, want invalid %t", tt.header, err, tt.invalid)
+			continue
+		}
+		if got := tags.matches(cur); err == nil && got != tt.matches {
+			t.Errorf("parseIfMatch(%q).matches(%s) = %t, want %t", tt.header, cur, got, tt.matches)
+		}
+	}
+}
+
+// TestProductReplacedOnlyAsRead: a replacement with If-Match changes the product only as the
+// client read it. An order's reservation or release since then changes the ETag, so a stock
+// computed from the earlier read is refused with 412 instead of undoing it.
+func TestProductReplacedOnlyAsRead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	read := func(id int) (oas.Product, string) {
+		t.Helper()
+		res, err := e.admin.GetProduct(ctx, oas.GetProductParams{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ETag == "" {
+			t.Fatalf("product %d read without an ETag", id)
+		}
+		return res.Response, res.ETag
+	}
+	// repriced is p with a new price and the stock as read, as an edit form sends it.
+	repriced := func(p oas.Product) *oas.ProductInput {
+		return &oas.ProductInput{Name: p.Name, Price: money("6.00"), Stock: p.Stock}
+	}
+	ifMatch := func(id int, tag string) oas.UpdateProductParams {
+		return oas.UpdateProductParams{ID: id, IfMatch: oas.NewOptString(tag)}
+	}
+
+	t.Run("a reservation since the read", func(t *testing.T) {
+		created, err := e.admin.CreateProduct(ctx, &oas.ProductInput{Name: "Lamp", Price: money("5.00"), Stock: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := created.Response.ID
+		p, tag := read(id)
+		if created.ETag != tag {
+			t.Errorf("created with ETag %s, read with %s", created.ETag, tag)
+		}
+		if _, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(id, 3)}, oas.CreateOrderParams{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, tag))
+		wantStatus(t, err, http.StatusPreconditionFailed)
+		if got, _ := read(id); got.Stock != 7 || !moneyEq(got.Price, "5.00") {
+			t.Fatalf("after a refused replacement: %+v, want stock 7 and price 5.00", got)
+		}
+
+		p, tag = read(id)
+		res, err := e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Response.Stock != 7 || !moneyEq(res.Response.Price, "6.00") {
+			t.Errorf("replaced: %+v", res.Response)
+		}
+		if _, now := read(id); res.ETag != now || res.ETag == tag {
+			t.Errorf("replaced with ETag %s; read before %s, after %s", res.ETag, tag, now)
+		}
+	})
+
+	t.Run("a release since the read", func(t *testing.T) {
+		id := e.product("5.00", 10)
+		o, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(id, 3)}, oas.CreateOrderParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, tag := read(id)
+		if err := e.admin.DeleteOrder(ctx, oas.DeleteOrderParams{ID: o.Response.ID}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, tag))
+		wantStatus(t, err, http.StatusPreconditionFailed)
+		if got := e.stock(id); got != 10 {
+			t.Errorf("stock %d after a refused replacement, want the 10 released", got)
+		}
+	})
+
+	t.Run("any version, one of several, a weak tag", func(t *testing.T) {
+		id := e.product("5.00", 10)
+		p, tag := read(id)
+		if _, err := e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, `"elsewhere", `+tag)); err != nil {
+			t.Fatalf("one of several tags: %v", err)
+		}
+		p, tag = read(id)
+		_, err := e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, "W/"+tag))
+		wantStatus(t, err, http.StatusPreconditionFailed)
+		if _, err := e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, "*")); err != nil {
+			t.Fatalf("*: %v", err)
+		}
+	})
+
+	t.Run("a malformed header, a missing product", func(t *testing.T) {
+		id := e.product("5.00", 10)
+		p, _ := read(id)
+		_, err := e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, "abc"))
+		wantField(t, wantStatus(t, err, http.StatusBadRequest), "If-Match")
+		_, err = e.admin.UpdateProduct(ctx, repriced(p), ifMatch(999999, `"abc"`))
+		wantStatus(t, err, http.StatusNotFound)
+	})
+}
