@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -503,4 +504,100 @@ func TestStockAddedWhileAnOrderWaitsIsSeen(t *testing.T) {
 			}
 		})
 	}
+}
+
+// each runs insertEach for group on one of e's connections.
+func (e *env) each(group []*orderJob) error {
+	e.t.Helper()
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(driverConn any) error {
+		return insertEach(ctx, driverConn.(*stdlib.Conn).Conn(), group)
+	})
+}
+
+// TestBothStatementsRefuseAlike: the rules of an order are written in OrderStatement and in
+// GroupStatement, and explainRefusal says why. For every reason to refuse an order, each
+// statement stores nothing (GroupStatement nothing of a group that holds it), and
+// explainRefusal gives the reason; beside it, an order that can be placed is.
+func TestBothStatementsRefuseAlike(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, cust := e.customer()
+	_, other := e.customer()
+	a := e.product("1.00", 10)
+	dear := e.product("6000000000.00", 10)
+	item := func(product, quantity int) domain.Item { return domain.Item{ProductID: product, Quantity: quantity} }
+	tests := []struct {
+		name string
+		bad  func() *orderJob
+		want func(t *testing.T, err error)
+	}{
+		{"the caller's token issued before a password change", func() *orderJob {
+			j := e.job(ctx, cust, cust, item(a, 1))
+			j.callerVersion++
+			return j
+		}, func(t *testing.T, err error) { wantIs(t, err, errTokenPasswordChanged) }},
+		{"a customer ordering for another", func() *orderJob { return e.job(ctx, cust, other, item(a, 1)) },
+			func(t *testing.T, err error) { wantRefusal(t, err, http.StatusForbidden, "") }},
+		{"a user that does not exist", func() *orderJob { return e.job(ctx, e.adminID, 999999, item(a, 1)) },
+			func(t *testing.T, err error) { wantRefusal(t, err, http.StatusBadRequest, "userId") }},
+		{"a product that does not exist", func() *orderJob { return e.job(ctx, cust, cust, item(a, 1), item(999999, 1)) },
+			func(t *testing.T, err error) { wantRefusal(t, err, http.StatusBadRequest, "items[1].productId") }},
+		{"a total too large", func() *orderJob { return e.job(ctx, cust, cust, item(dear, 2)) },
+			func(t *testing.T, err error) { wantRefusal(t, err, http.StatusBadRequest, "items") }},
+		{"too little stock", func() *orderJob { return e.job(ctx, cust, cust, item(a, 11)) },
+			func(t *testing.T, err error) { wantIs(t, err, ErrInsufficientStock) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			good := func() *orderJob { return e.job(ctx, cust, cust, item(a, 1)) }
+			before := e.stock(a)
+
+			if stored, err := e.together([]*orderJob{good(), tt.bad()}); stored || err != nil {
+				t.Fatalf("GroupStatement: stored %v, %v; want nothing stored", stored, err)
+			}
+			bad := tt.bad()
+			if err := e.each([]*orderJob{bad}); err != nil || bad.order != nil {
+				t.Fatalf("OrderStatement: %+v, %v; want nothing stored", bad.order, err)
+			}
+			if got := e.stock(a); got != before {
+				t.Fatalf("stock %d after the refusals, want %d", got, before)
+			}
+			tt.want(t, explainRefusal(ctx, e.db, bad.orderInput))
+
+			placeable := good()
+			if err := e.each([]*orderJob{placeable}); err != nil || placeable.order == nil {
+				t.Fatalf("the order beside it: %+v, %v; want it stored", placeable.order, err)
+			}
+		})
+	}
+}
+
+func wantIs(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Errorf("explainRefusal: %v, want %v", err, target)
+	}
+}
+
+// wantRefusal fails unless err is a problem with status, naming field when one is given.
+func wantRefusal(t *testing.T, err error, status int, field string) {
+	t.Helper()
+	var p *Problem
+	if !errors.As(err, &p) || p.Status != status {
+		t.Fatalf("explainRefusal: %v, want a %d problem", err, status)
+	}
+	if field == "" {
+		return
+	}
+	for _, f := range p.Fields {
+		if f.Field == field {
+			return
+		}
+	}
+	t.Errorf("explainRefusal: %+v does not name %s", p, field)
 }
