@@ -3,20 +3,15 @@ package api
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/go-faster/jx"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/ogen-go/ogen/ogenerrors"
 	"github.com/ogen-go/ogen/openapi"
 	"github.com/ogen-go/ogen/validate"
@@ -24,6 +19,7 @@ import (
 	"orderflow/api/oas"
 	"orderflow/domain"
 	"orderflow/ent"
+	"orderflow/platform/db"
 )
 
 // Problem is an error that answers with a specific status and RFC 9457 body. Handlers
@@ -119,7 +115,7 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return problemResponse(http.StatusServiceUnavailable, "The request took too long; try again later.", nil)
-	case unavailable(err):
+	case db.Unavailable(err):
 		h.log.WarnContext(ctx, "database unavailable", "error", err)
 		return problemResponse(http.StatusServiceUnavailable, "The database is unavailable; try again later.", nil)
 	case errors.As(err, &p):
@@ -437,28 +433,6 @@ func matches(s, format string, args ...any) bool {
 	return err == nil && n == len(args)
 }
 
-// unavailable reports whether err means that PostgreSQL could not be reached, dropped the
-// connection (a restart, a failover: pgx then reports an end of file, and a closed connection
-// to what follows in the same request) or refused work for a reason that a retry may fix.
-func unavailable(err error) bool {
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, pgconn.ErrConnClosed) {
-		return true
-	}
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		// Class 08: connection exception; 53: insufficient resources; 57P0x: shutdown.
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") ||
-			strings.HasPrefix(pgErr.Code, "57P0")
-	}
-	var netErr net.Error
-	return errors.As(err, &netErr)
-}
-
 func capitalize(s string) string {
 	if s == "" {
 		return s
@@ -466,17 +440,8 @@ func capitalize(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// pgCode returns the SQLSTATE of a PostgreSQL error in err's chain, or "".
-func pgCode(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
-}
+// pgCode and pgForeignKeyViolation are db.Code and db.ForeignKeyViolation under the names
+// that the product handlers use.
+var pgCode = db.Code
 
-// SQLSTATE codes the handlers react to.
-const (
-	pgUniqueViolation     = "23505"
-	pgForeignKeyViolation = "23503"
-)
+const pgForeignKeyViolation = db.ForeignKeyViolation

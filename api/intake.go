@@ -18,6 +18,7 @@ import (
 	"orderflow/api/oas"
 	"orderflow/domain"
 	"orderflow/internal/group"
+	"orderflow/platform/db"
 )
 
 // intake stores new orders, and stores the orders that are waiting together in one
@@ -155,7 +156,7 @@ func (in *intake) storeGroup(group []*orderJob) {
 
 // storedNothing tells whether a group's err means that none of it was stored.
 func storedNothing(err error) bool {
-	return errors.Is(err, errNotSent) || pgCode(err) != ""
+	return errors.Is(err, errNotSent) || db.Code(err) != ""
 }
 
 // groupContext is a group's context: it ends when the last of the group's requests would

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"orderflow/domain"
+	"orderflow/platform/db"
 )
 
 // ordersCreated counts POST /api/orders by outcome: created (including idempotent
@@ -53,7 +54,7 @@ func orderOutcome(err error) string {
 		return "insufficient_stock"
 	case errors.Is(err, ErrIdempotencyKeyReused), errors.Is(err, ErrIdempotencyKeyOrderDeleted):
 		return "idempotency_conflict"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), unavailable(err):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), db.Unavailable(err):
 		return "unavailable"
 	case errors.As(err, &p), errors.As(err, &itE), errors.Is(err, domain.ErrEmptyOrder):
 		return "rejected"

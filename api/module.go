@@ -14,6 +14,7 @@ import (
 	"orderflow/configuration"
 	"orderflow/ent"
 	"orderflow/ent/user"
+	"orderflow/platform/db"
 	"orderflow/platform/migrate"
 )
 
@@ -93,7 +94,7 @@ func EnsureAdmin(ctx context.Context, client *ent.Client, admin configuration.Ad
 			log.Info("admin account created", "email", email)
 			return nil
 		}
-		if pgCode(err) != pgUniqueViolation {
+		if db.Code(err) != db.UniqueViolation {
 			return fmt.Errorf("create admin %s: %w", email, err)
 		}
 		// Another API instance, or a request, took the address at the same moment: the

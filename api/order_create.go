@@ -86,7 +86,7 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 		}
 		return created(o), err
 	}
-	if pgCode(err) == pgForeignKeyViolation {
+	if db.Code(err) == db.ForeignKeyViolation {
 		// The user was deleted while the order was being placed.
 		return nil, invalid("userId", errNoSuchUser.Error())
 	}

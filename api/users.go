@@ -14,6 +14,7 @@ import (
 	"orderflow/ent"
 	"orderflow/ent/order"
 	"orderflow/ent/user"
+	"orderflow/platform/db"
 )
 
 func userOut(u *ent.User) oas.User {
@@ -159,7 +160,7 @@ func (h *Handler) CreateUser(ctx context.Context, req *oas.UserCreate) (*oas.Use
 		SetPasswordHash(hash).
 		SetRole(role).
 		Save(ctx)
-	if pgCode(err) == pgUniqueViolation {
+	if db.Code(err) == db.UniqueViolation {
 		return nil, errEmailTaken
 	}
 	if err != nil {
@@ -213,7 +214,7 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 		upd.Where(user.RoleEQ(user.RoleAdmin))
 	}
 	u, err := upd.Save(ctx)
-	if pgCode(err) == pgUniqueViolation {
+	if db.Code(err) == db.UniqueViolation {
 		return nil, errEmailTaken
 	}
 	if reserved && ent.IsNotFound(err) {
@@ -260,7 +261,7 @@ func (h *Handler) DeleteUser(ctx context.Context, params oas.DeleteUserParams) e
 	// The configured administrator's account is kept by the condition of the delete itself,
 	// so that no change of its address can slip between a check and the write.
 	n, err := h.client.User.Delete().Where(user.ID(params.ID), user.EmailNEQ(h.adminEmail)).Exec(ctx)
-	if pgCode(err) == pgForeignKeyViolation {
+	if db.Code(err) == db.ForeignKeyViolation {
 		return errUserHasOrders
 	}
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
 
 	"orderflow/ent"
@@ -183,7 +182,7 @@ SELECT o.id, o.total, o.email, o.name, (SELECT message FROM inserted) FROM o`
 // notifyError is the error of notifyCompletedSQL: errOrderGone for an order deleted while
 // its notification was inserted.
 func notifyError(orderID int, err error) error {
-	if isForeignKeyViolation(err) {
+	if db.Code(err) == db.ForeignKeyViolation {
 		return errOrderGone
 	}
 	return fmt.Errorf("insert %s notification of order %d: %w", notification.EventTypeOrderCompleted, orderID, err)
@@ -238,15 +237,9 @@ func insertNotification(ctx context.Context, nc *ent.NotificationClient, orderID
 		return id, true, nil
 	case errors.Is(err, sql.ErrNoRows):
 		return 0, false, nil
-	case isForeignKeyViolation(err):
+	case db.Code(err) == db.ForeignKeyViolation:
 		return 0, false, errOrderGone
 	default:
 		return 0, false, fmt.Errorf("insert %s notification of order %d: %w", typ, orderID, err)
 	}
-}
-
-// isForeignKeyViolation reports a PostgreSQL foreign_key_violation (SQLSTATE 23503).
-func isForeignKeyViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23503"
 }

@@ -2,14 +2,10 @@ package worker
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"strings"
 	"time"
 
 	"orderflow/platform/db"
@@ -55,7 +51,7 @@ func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) 
 			}
 			return nil
 		}
-		down := unavailable(err)
+		down := db.Unavailable(err)
 		if !down && !conflicted(err) || ctx.Err() != nil {
 			return err
 		}
@@ -68,35 +64,6 @@ func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) 
 		}
 		delay = min(2*delay, maxRetryDelay)
 	}
-}
-
-// unavailable reports an error that says the database could not be reached or dropped the
-// connection, rather than one about the statement: such an operation may succeed later.
-func unavailable(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch {
-		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
-			strings.HasPrefix(pgErr.Code, "53"), // insufficient resources, such as too many connections
-			pgErr.Code == "57P01",               // admin shutdown
-			pgErr.Code == "57P02",               // crash shutdown
-			pgErr.Code == "57P03":               // cannot connect now (starting up)
-			return true
-		}
-		return false
-	}
-	var connectErr *pgconn.ConnectError
-	var netErr net.Error
-	return errors.Is(err, db.ErrNoAnswer) ||
-		errors.As(err, &connectErr) ||
-		errors.As(err, &netErr) ||
-		errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, sql.ErrConnDone) ||
-		errors.Is(err, pgconn.ErrConnClosed) ||
-		errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) ||
-		pgconn.SafeToRetry(err) ||
-		pgconn.Timeout(err)
 }
 
 // changedNothing reports an error of a statement run without a transaction of its own (as
@@ -126,6 +93,6 @@ func changedNothing(err error) bool {
 // same work run again may succeed. Two worker processes handling copies of one event can
 // deadlock this way.
 func conflicted(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+	code := db.Code(err)
+	return code == db.SerializationFailure || code == db.DeadlockDetected
 }

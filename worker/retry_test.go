@@ -3,13 +3,10 @@ package worker
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 
@@ -17,35 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-func TestUnavailable(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"connection refused", fmt.Errorf("begin transaction: %w", &net.OpError{Op: "dial", Err: errors.New("connection refused")}), true},
-		{"bad connection", fmt.Errorf("start processing order 1: %w", driver.ErrBadConn), true},
-		{"closed connection", fmt.Errorf("begin transaction: ent: starting a transaction: %w", pgconn.ErrConnClosed), true},
-		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
-		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, true},
-		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
-		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
-		{"deadlock", &pgconn.PgError{Code: "40P01"}, false},
-		{"no answer in time", fmt.Errorf("%w within 30s: commit transaction: %w", db.ErrNoAnswer, sql.ErrTxDone), true},
-		{"unique violation", fmt.Errorf("insert: %w", &pgconn.PgError{Code: "23505"}), false},
-		{"check violation", &pgconn.PgError{Code: "23514"}, false},
-		{"syntax error", &pgconn.PgError{Code: "42601"}, false},
-		{"plain error", errors.New("mail server unavailable"), false},
-		{"cancelled", context.Canceled, false},
-	}
-	for _, c := range cases {
-		if got := unavailable(c.err); got != c.want {
-			t.Errorf("%s: unavailable(%v) = %v, want %v", c.name, c.err, got, c.want)
-		}
-	}
-}
 
 func TestConflicted(t *testing.T) {
 	t.Parallel()
