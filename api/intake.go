@@ -127,7 +127,7 @@ func (in *intake) storeGroup(group []*orderJob) {
 		}
 		return
 	}
-	ctx, cancel := groupContext(group)
+	ctx, cancel := latestDeadline(group)
 	defer cancel()
 	err := in.insertGroup(ctx, group)
 	switch {
@@ -159,9 +159,12 @@ func storedNothing(err error) bool {
 	return errors.Is(err, errNotSent) || db.Code(err) != ""
 }
 
-// groupContext is a group's context: it ends when the last of the group's requests would
-// end, not when the request that writes it ends.
-func groupContext(group []*orderJob) (context.Context, context.CancelFunc) {
+// latestDeadline returns a group's context: it ends when the last of the group's requests
+// would end, not when the request that writes it ends. Unlike the worker's groupContext, it
+// has no bound of its own and does not end early once no request waits, because a request's
+// context ends only at its deadline (httpserver.WithTimeout keeps it when the client leaves),
+// so the latest deadline is already when the last request stops waiting.
+func latestDeadline(group []*orderJob) (context.Context, context.CancelFunc) {
 	ctx := context.WithoutCancel(group[0].ctx)
 	var last time.Time
 	for _, j := range group {

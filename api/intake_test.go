@@ -416,14 +416,14 @@ func TestStoredNothing(t *testing.T) {
 	}
 }
 
-// TestGroupContextOutlivesTheWriter: a group's statement may run until its last request's
+// TestLatestDeadlineOutlivesTheWriter: a group's statement may run until its last request's
 // deadline, whoever writes it.
-func TestGroupContextOutlivesTheWriter(t *testing.T) {
+func TestLatestDeadlineOutlivesTheWriter(t *testing.T) {
 	soon, cancelSoon := context.WithTimeout(ctx, time.Millisecond)
 	defer cancelSoon()
 	later, cancelLater := context.WithTimeout(ctx, time.Hour)
 	defer cancelLater()
-	gctx, cancel := groupContext([]*orderJob{{ctx: soon}, {ctx: later}})
+	gctx, cancel := latestDeadline([]*orderJob{{ctx: soon}, {ctx: later}})
 	defer cancel()
 	<-soon.Done()
 	if gctx.Err() != nil {
