@@ -317,7 +317,8 @@ func sorted(s []string) []string {
 	return s
 }
 
-// TestReadmeConfigurationTable keeps the README's configuration reference complete.
+// TestReadmeConfigurationTable keeps the README's configuration reference complete, and
+// each key's meaning in the code (configuration.KeyTable) the same as in its row.
 func TestReadmeConfigurationTable(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
@@ -340,6 +341,9 @@ func TestReadmeConfigurationTable(t *testing.T) {
 		}
 		if k.Default != "" && !strings.Contains(row, "`"+k.Default+"`") {
 			t.Errorf("README row of %s lacks the default %s", k.Path, k.Default)
+		}
+		if !strings.Contains(row, "| "+k.Meaning+" |") {
+			t.Errorf("README row of %s lacks its meaning %q", k.Path, k.Meaning)
 		}
 		delete(rows, k.Path)
 	}

@@ -36,7 +36,7 @@ var secretKeys = map[string]bool{
 // shows it.
 var meanings = map[string]string{
 	"http.address":                          "host:port the process's HTTP server listens on (port 0 picks a free port)",
-	"http.shutdownTimeout":                  "how long a stopping process waits for in-flight requests",
+	"http.shutdownTimeout":                  "how long a stopping process lets its work in flight finish (the api's requests, the worker's payments, the events they committed) before it cuts it short and exits 1; compose's `stop_grace_period` must be longer",
 	"http.requestTimeout":                   "deadline of one API request (a request whose client leaves still runs to its answer or this deadline)",
 	"http.maxBodyBytes":                     "largest accepted request body, in bytes",
 	"http.pprofAddress":                     "host:port of a separate listener serving Go's profiles under /debug/pprof/; empty serves none",
@@ -54,11 +54,11 @@ var meanings = map[string]string{
 	"rabbitmq.prefetch":                     "unacknowledged deliveries a consumer may hold (AMQP QoS prefetch count)",
 	"rabbitmq.user":                         "RabbitMQ user",
 	"rabbitmq.password":                     "RabbitMQ password",
-	"auth.tokenTtl":                         "lifetime of an issued access token, at least 1s",
+	"auth.tokenTtl":                         "lifetime of an issued access token, at least 1s. A token names its user and the version of the user's password, and the user is read at every request: a changed role counts at once, and a deleted user's tokens, and a user's tokens issued before its password was changed (by `PUT /api/users/{id}`, or by a start-up with a new `admin.password`), are refused at once with 401",
 	"auth.issuer":                           "issuer (iss) written into and required of access tokens",
 	"auth.jwtSecret":                        "HMAC key that signs access tokens, at least 32 bytes",
 	"auth.loginAttemptsPerMinute":           "failed logins allowed per e-mail address per minute (burst, refilled evenly) before 429",
-	"auth.loginAttemptsPerAddressPerMinute": "failed logins allowed per client IP address per minute (burst, refilled evenly) before 429",
+	"auth.loginAttemptsPerAddressPerMinute": "failed logins allowed per client IP address (an IPv6 client's whole /64 network) per minute (burst, refilled evenly) before 429",
 	"orders.paymentDelay":                   "simulated payment time of an order in processing",
 	"orders.completionProbability":          "probability in [0, 1] that a processed order completes",
 	"orders.expireAfter":                    "age after which an order still processing expires; longer than `orders.paymentDelay`",
@@ -73,8 +73,8 @@ var meanings = map[string]string{
 	"log.level":                             "lowest logged level: debug, info, warn or error",
 	"log.format":                            "log line format: json or text",
 	"admin.name":                            "name of the administrator account created at API start-up",
-	"admin.email":                           "e-mail (login) of the administrator account, stored lower-cased; the API does not start while it breaks the rule of every account's address (ASCII) or belongs to an account that is not an admin",
-	"admin.password":                        "password of the administrator account, 6 to 72 bytes",
+	"admin.email":                           "e-mail (login) of the administrator account, stored lower-cased; the API does not start while it breaks the rule of every account's address (ASCII) or belongs to an account that is not an admin; that account cannot be deleted or given another role",
+	"admin.password":                        "password of the administrator account, 6 to 72 bytes; the API start-up that stores a new one ends the administrator's earlier tokens",
 }
 
 // Key describes one configuration key.
