@@ -27,9 +27,9 @@ import (
 // otherwise, once that statement has stored nothing, each order's OrderStatement in one
 // pipelined transaction (insertEach), a second round trip.
 //
-// The orders waiting together are written by one of their requests (group.Writer): one
-// writer at a time under a moderate load, up to writers while a whole group of maxGroup
-// waits.
+// The orders waiting together are written by one of their requests (group.Writer). One
+// request writes at a time; more, up to orders.intakeConnections at once, only while a whole
+// group (orders.intakeGroupSize orders) is waiting.
 type intake struct {
 	db     *sql.DB
 	log    *slog.Logger
@@ -186,8 +186,8 @@ func latestDeadline(group []*orderJob) (context.Context, context.CancelFunc) {
 // the rows it updates as they were when it began: with the locks taken only there, an order
 // that waited for a product while another transaction added to its stock would have reserved
 // its other products and stored nothing, and their units would have been lost. Taking every
-// lock of a group first, in id order, also keeps two transactions from waiting for each
-// other.
+// lock of a group first, in id order, also means that transactions that wait for each
+// other's products never wait in a cycle: there is no deadlock.
 const LockProducts = `SELECT FROM products WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`
 
 // groupProductIDs are the products of the orders of group, each once, in id order.

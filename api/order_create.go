@@ -115,8 +115,9 @@ func requestHash(userID int, items []domain.Item) string {
 }
 
 // replay returns the order that an earlier request with the same Idempotency-Key created,
-// nil if the key is unknown (or older than idempotencyKeyTTL), or ErrIdempotencyKeyReused
-// when the key came with another request.
+// nil if the key is unknown (or older than idempotencyKeyTTL), ErrIdempotencyKeyReused when
+// the key came with another request, or ErrIdempotencyKeyOrderDeleted when the order that
+// the key's first request placed has been deleted since.
 func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*oas.Order, error) {
 	var (
 		storedHash string
@@ -157,9 +158,6 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 // one statement's rules belongs in the other too. With an Idempotency-Key OrderStatement runs
 // in a transaction of its own that also stores the key. When the statement stores nothing,
 // a second query says why.
-//
-// Before the statement, storeOrder takes this process's locks on the products, and releases
-// them once the rows are released in PostgreSQL.
 func (h *Handler) storeOrder(ctx context.Context, in orderInput, key, hash string) (*oas.Order, error) {
 	ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(in.callerID))
 	if err != nil {
@@ -179,7 +177,8 @@ func (h *Handler) storeOrder(ctx context.Context, in orderInput, key, hash strin
 
 // insertUnderStockLocks stores the order of in, placed now, while holding this process's
 // locks on the products: through the intake, or, with an Idempotency-Key, with insertOrder
-// in a transaction that also stores the key.
+// in a transaction that also stores the key. It takes the locks before the statement, and
+// releases them once the transaction has ended, and with it the rows' locks in PostgreSQL.
 func (h *Handler) insertUnderStockLocks(ctx context.Context, in orderInput, key, hash string) (*oas.Order, error) {
 	unlock, err := h.stock.lock(ctx, in.ids)
 	if err != nil {
@@ -372,11 +371,11 @@ var maxTotal = domain.MaxMoney.String()
 // It runs in a transaction after LockProducts for its products, in a statement of its own
 // (see there: locked only by this statement, a product whose stock another transaction raised
 // meanwhile would be judged by its stock before that). The products are locked in id order
-// first, so that two orders never wait for each other, and the stock of all of them is
-// checked under the locks before any is reserved. The
-// locking CTE is not inlined (it has FOR NO KEY UPDATE), and the reservation joins the
-// draft, which needs its whole result, so every lock is taken before the first row is
-// updated. The order copies the prices read under the locks: an order pays the price in
+// first, so that an order that waits for another's products never waits in a cycle (there
+// is no deadlock), and the stock of all of them is checked under the locks before any is
+// reserved. The locking CTE is not inlined (it has FOR NO KEY UPDATE), and the reservation
+// joins the draft, which needs its whole result, so every lock is taken before the first row
+// is updated. The order copies the prices read under the locks: an order pays the price in
 // force when it was placed. Inserting the items while holding the products' locks spares
 // PostgreSQL a shared (multixact) lock for each foreign-key check. The reservation names
 // its products by $3 as well as through the join: without that, a catalogue of a thousand
