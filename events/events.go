@@ -28,6 +28,14 @@
 //     from the contract refuses a value outside it);
 //   - the README: the routing keys in the Architecture diagram and the queues in
 //     Operations > Dead letters.
+//
+// Changing an event's payload touches the payload struct, validate, schema.json and the
+// sample here, and also the writers that build the payload in SQL instead of from the struct,
+// which the compiler does not point at:
+//
+//   - api.OrderStatement and api.GroupStatement: their ev CTE builds OrderCreated's data;
+//   - the cron job's sweep (expireBatch in cronjob/sweep.go): it writes OrderExpired's whole
+//     envelope, as outbox.WriteBatch would.
 package events
 
 import (
