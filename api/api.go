@@ -122,7 +122,7 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 			return
 		}
 		if key := duplicateKey(body); key != "" {
-			writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.",
+			writeProblem(w, problemResponse(http.StatusBadRequest, invalidRequest,
 				[]oas.FieldError{{Field: key, Message: "appears more than once in one object"}}))
 			return
 		}

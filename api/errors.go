@@ -49,9 +49,12 @@ func invalid(field, message string) *Problem {
 	return invalidFields([]oas.FieldError{{Field: field, Message: message}})
 }
 
+// invalidRequest is the detail of every 400 that names the fields at fault.
+const invalidRequest = "The request is invalid."
+
 // invalidFields is the 400 naming every field in fields.
 func invalidFields(fields []oas.FieldError) *Problem {
-	return &Problem{Status: http.StatusBadRequest, Detail: "The request is invalid.", Fields: fields}
+	return &Problem{Status: http.StatusBadRequest, Detail: invalidRequest, Fields: fields}
 }
 
 // fieldChecks collects the field errors of one request, so that the answer names every
@@ -127,17 +130,17 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	case errors.Is(err, domain.ErrTransitionNotAllowed):
 		return problemResponse(http.StatusConflict, capitalize(err.Error())+".", nil)
 	case errors.Is(err, domain.ErrUnknownStatus):
-		return problemResponse(http.StatusBadRequest, "The request is invalid.",
+		return problemResponse(http.StatusBadRequest, invalidRequest,
 			[]oas.FieldError{{Field: "status", Message: err.Error()}})
 	case errors.As(err, &itE):
 		field := fmt.Sprintf("items[%d].productId", itE.Index)
 		if errors.Is(itE.Err, domain.ErrBadQuantity) {
 			field = fmt.Sprintf("items[%d].quantity", itE.Index)
 		}
-		return problemResponse(http.StatusBadRequest, "The request is invalid.",
+		return problemResponse(http.StatusBadRequest, invalidRequest,
 			[]oas.FieldError{{Field: field, Message: itE.Err.Error()}})
 	case errors.Is(err, domain.ErrEmptyOrder):
-		return problemResponse(http.StatusBadRequest, "The request is invalid.",
+		return problemResponse(http.StatusBadRequest, invalidRequest,
 			[]oas.FieldError{{Field: "items", Message: err.Error()}})
 	case errors.Is(err, ErrInsufficientStock):
 		return problemResponse(http.StatusConflict, capitalize(err.Error())+".", nil)
@@ -205,12 +208,12 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		writeProblem(w, problemResponse(http.StatusNotFound, "The resource does not exist.", nil))
 		return
 	case errors.As(err, &paramErr):
-		writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.",
+		writeProblem(w, problemResponse(http.StatusBadRequest, invalidRequest,
 			[]oas.FieldError{{Field: paramErr.Name, Message: paramMessage(paramErr.Name, paramErr.Err)}}))
 		return
 	case errors.As(err, &valErr):
 		fields := fieldErrors(decodedObjectPath(err, valErr, requestInfoFrom(ctx).body), valErr, nil)
-		writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.", fields))
+		writeProblem(w, problemResponse(http.StatusBadRequest, invalidRequest, fields))
 		return
 	case errors.As(err, &bodyErr):
 		body := requestInfoFrom(ctx).body
@@ -229,7 +232,7 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 			return
 		}
 		if f, ok := bodyFieldError(bodyErr.Err, body); ok {
-			writeProblem(w, problemResponse(http.StatusBadRequest, "The request is invalid.", []oas.FieldError{f}))
+			writeProblem(w, problemResponse(http.StatusBadRequest, invalidRequest, []oas.FieldError{f}))
 			return
 		}
 		writeProblem(w, problemResponse(http.StatusBadRequest, "The request body is not valid JSON for this operation: "+bodyErr.Err.Error()+".", nil))

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"net/http"
 	"slices"
 	"strings"
 
@@ -41,7 +40,7 @@ func refuseUnknownQuery(req middleware.Request, next middleware.Next) (middlewar
 	for i, name := range unknown {
 		fields[i] = oas.FieldError{Field: name, Message: msg}
 	}
-	return middleware.Response{}, &Problem{Status: http.StatusBadRequest, Detail: "The request is invalid.", Fields: fields}
+	return middleware.Response{}, invalidFields(fields)
 }
 
 // listWords lists words as a sentence does: "a", "a and b", "a, b and c"; "none" for none.
