@@ -442,9 +442,3 @@ func capitalize(s string) string {
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
 }
-
-// pgCode and pgForeignKeyViolation are db.Code and db.ForeignKeyViolation under the names
-// that the product handlers use.
-var pgCode = db.Code
-
-const pgForeignKeyViolation = db.ForeignKeyViolation

@@ -208,7 +208,7 @@ func (h *Handler) DeleteProduct(ctx context.Context, params oas.DeleteProductPar
 		return err
 	}
 	err := h.client.Product.DeleteOneID(params.ID).Exec(ctx)
-	if pgCode(err) == pgForeignKeyViolation {
+	if db.Code(err) == db.ForeignKeyViolation {
 		return problem(http.StatusConflict, "The product is part of an order and cannot be deleted.")
 	}
 	if err != nil {
