@@ -1,0 +1,55 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"orderflow/platform/bus"
+)
+
+// brokerGone fails every message as a publisher does whose channel closed before the
+// broker confirmed: the broker's fault, not the rows'.
+type brokerGone struct{ err error }
+
+func (brokerGone) WaitReady(context.Context) error { return nil }
+func (p brokerGone) PublishBatch(_ context.Context, msgs []bus.Message) []error {
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		errs[i] = fmt.Errorf("wait for confirm of %s: %w", m.ID, p.err)
+	}
+	return errs
+}
+
+// TestRelayLeavesUnconfirmedRowsUnpublished: rows the broker did not confirm (channel
+// closed, blocked by an alarm, no confirm in time) stay unpublished and untouched, so the
+// next round publishes them: a broker restart loses no event.
+func TestRelayLeavesUnconfirmedRowsUnpublished(t *testing.T) {
+	t.Parallel()
+	for _, cause := range []error{fmt.Errorf("channel closed"), bus.ErrBlocked, context.DeadlineExceeded} {
+		t.Run(cause.Error(), func(t *testing.T) {
+			e := newEnv(t)
+			e.write(t, 5)
+			r := NewRelay(e.pool, brokerGone{cause}, e.cfg.Outbox, testLogger())
+			n, published, err := r.round(context.Background())
+			if n != 5 || published != 0 || err == nil {
+				t.Fatalf("round = %d claimed, %d published, %v; want 5, 0 and an error", n, published, err)
+			}
+			if got := unpublished(t, e.pool); got != 5 {
+				t.Fatalf("%d rows unpublished after the broker confirmed none, want 5", got)
+			}
+			var touched int
+			if err := e.pool.QueryRow(`SELECT count(*) FROM outbox WHERE attempts > 0 OR last_error IS NOT NULL OR next_attempt_at IS NOT NULL`).Scan(&touched); err != nil || touched != 0 {
+				t.Errorf("%d rows recorded as failed (%v), want none: the broker's fault, not theirs", touched, err)
+			}
+			// The broker is back: the next round publishes them.
+			r = NewRelay(e.pool, bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
+			if _, _, err := r.round(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := unpublished(t, e.pool); got != 0 {
+				t.Errorf("%d rows unpublished once the broker is back, want 0", got)
+			}
+		})
+	}
+}
