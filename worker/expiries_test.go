@@ -90,3 +90,19 @@ func TestOrderExpiredNotificationsFallBackToOneEach(t *testing.T) {
 	mustEqual(t, "recorded log lines", len(logs.lines(t, "order expiry recorded")), 4)
 	mustEqual(t, "dropped log lines", len(logs.lines(t, "order expired event dropped: the order no longer exists")), 1)
 }
+
+// TestOrderExpiredFallbackRecordsADuplicateOnce: when the shared statement fails (an order
+// no longer exists) and each handler inserts its own notification, a copy of an event
+// delivered at the same time still records nothing.
+func TestOrderExpiredFallbackRecordsADuplicateOnce(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, logs := newWorker(s, always(0))
+	ids := s.newOrders(t, 3)
+	const missing = 987654
+	expireAll(t, w, append(ids, missing, ids[0])...)
+	notes, _ := s.transactions(t, "notifications", "order_id", ids)
+	mustEqual(t, "notifications", notes, 3)
+	mustEqual(t, "recorded log lines", len(logs.lines(t, "order expiry recorded")), 3)
+	mustEqual(t, "duplicate log lines", len(logs.lines(t, "order expired event dropped: the expiry was already recorded")), 1)
+}
