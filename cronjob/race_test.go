@@ -92,7 +92,7 @@ func TestPaymentsRacingTwoSweepersEndEachOrderOnce(t *testing.T) {
 
 	testutil.Eventually(t, 60*time.Second, "every order ended and notified", func() bool {
 		return count(t, pool, `SELECT count(*) FROM orders WHERE status IN ('pending', 'processing')`) == 0 &&
-			count(t, pool, `SELECT count(*) FROM notifications`) == n
+			count(t, pool, `SELECT count(*) FROM notifications`) >= n
 	})
 	// Give a duplicate, were there one, time to arrive.
 	time.Sleep(time.Second)

@@ -318,7 +318,8 @@ func TestOrderCreatedClaimCutOffAfterItCommittedPays(t *testing.T) {
 	go func() { errs <- f.worker.Handle(ctx, worker.Delivery{Body: body}) }()
 	testutil.Eventually(t, 10*time.Second, "the claim to wait for the row", func() bool {
 		var waiting int
-		if err := direct.QueryRow(`SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+		if err := direct.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		return waiting > 0
