@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
@@ -183,18 +184,22 @@ func TestIntakeCountsStoredOrders(t *testing.T) {
 	want("one order stored", 2, 3)
 }
 
-// together runs insertTogether for group on one of e's connections.
-func (e *env) together(group []*orderJob) (bool, error) {
+// onConn runs f on one of e's connections.
+func (e *env) onConn(f func(c *pgx.Conn) error) error {
 	e.t.Helper()
 	conn, err := e.db.Conn(ctx)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	defer conn.Close()
-	var stored bool
-	err = conn.Raw(func(driverConn any) error {
-		var err error
-		stored, err = insertTogether(ctx, driverConn.(*stdlib.Conn).Conn(), group)
+	return conn.Raw(func(driverConn any) error { return f(driverConn.(*stdlib.Conn).Conn()) })
+}
+
+// together runs insertTogether for group on one of e's connections.
+func (e *env) together(group []*orderJob) (stored bool, err error) {
+	e.t.Helper()
+	err = e.onConn(func(c *pgx.Conn) error {
+		stored, err = insertTogether(ctx, c, group)
 		return err
 	})
 	return stored, err
@@ -509,14 +514,7 @@ func TestStockAddedWhileAnOrderWaitsIsSeen(t *testing.T) {
 // each runs insertEach for group on one of e's connections.
 func (e *env) each(group []*orderJob) error {
 	e.t.Helper()
-	conn, err := e.db.Conn(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer conn.Close()
-	return conn.Raw(func(driverConn any) error {
-		return insertEach(ctx, driverConn.(*stdlib.Conn).Conn(), group)
-	})
+	return e.onConn(func(c *pgx.Conn) error { return insertEach(ctx, c, group) })
 }
 
 // TestBothStatementsRefuseAlike: the rules of an order are written in OrderStatement and in
