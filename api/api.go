@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,6 +129,11 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		info.body = body
+		// A list header sent on several lines is one list (RFC 9110, section 5.3); the
+		// generated decoder reads only the first line.
+		if v := r.Header.Values("If-Match"); len(v) > 1 {
+			r.Header.Set("If-Match", strings.Join(v, ", "))
+		}
 		srv.ServeHTTP(&challengeWriter{ResponseWriter: w, info: info}, r)
 	}), nil
 }

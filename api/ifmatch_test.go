@@ -2,6 +2,8 @@ package api
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 
 	"orderflow/api/oas"
@@ -138,4 +140,32 @@ func TestProductReplacedOnlyAsRead(t *testing.T) {
 		_, err = e.admin.UpdateProduct(ctx, repriced(p), ifMatch(999999, `"abc"`))
 		wantStatus(t, err, http.StatusNotFound)
 	})
+}
+
+// TestIfMatchOnSeveralLines: an If-Match sent on several header lines is one list.
+func TestIfMatchOnSeveralLines(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.product("5.00", 10)
+	res, err := e.admin.GetProduct(ctx, oas.GetProductParams{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPut, e.srv.URL+"/api/products/"+strconv.Itoa(id),
+		strings.NewReader(`{"name": "Lamp", "price": 6, "stock": 10}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.adminToken())
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Add("If-Match", `"stale"`)
+	req.Header.Add("If-Match", res.ETag)
+	answer, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer answer.Body.Close()
+	if answer.StatusCode != http.StatusOK {
+		t.Errorf("status %d, want 200: the second line holds the current ETag", answer.StatusCode)
+	}
 }
