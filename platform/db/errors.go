@@ -22,6 +22,7 @@ const (
 	CrashShutdown        = "57P02"
 	CannotConnectNow     = "57P03"
 	IdleSessionTimeout   = "57P05"
+	ProtocolViolation    = "08P01"
 )
 
 // SQLSTATE classes that orderflow reacts to: a code of the class starts with it.
@@ -53,6 +54,10 @@ func Code(err error) string {
 // as driver.ErrBadConn), and the second reports an ended context.
 func Unavailable(err error) bool {
 	switch code := Code(err); {
+	case code == ProtocolViolation:
+		// In the connection-exception class, but the server says that what it was sent
+		// breaks the protocol: the same work would break it again.
+		return false
 	case strings.HasPrefix(code, ClassConnectionException):
 		// The server reports the connection as broken or refuses to open it.
 		return true
