@@ -190,7 +190,6 @@ func (s *store) newOrders(t testing.TB, n int) []int {
 	return ids
 }
 
-// setStatus forces an order's status, as another process would have changed it.
 // completedOrder stores an order of one unit for a new customer named name, already
 // completed, and returns it, its customer and the body of its OrderCompleted event.
 func (s *store) completedOrder(t testing.TB, name string) (events.OrderCreated, *ent.User, []byte) {
@@ -204,6 +203,7 @@ func (s *store) completedOrder(t testing.TB, name string) (events.OrderCreated, 
 	return created, user, body
 }
 
+// setStatus forces an order's status, as another process would have changed it.
 func (s *store) setStatus(t testing.TB, orderID int, st order.Status) {
 	t.Helper()
 	if err := s.client.Order.UpdateOneID(orderID).SetStatus(st).Exec(context.Background()); err != nil {

@@ -8,9 +8,9 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"orderflow/platform/db"
-
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"orderflow/platform/db"
 )
 
 // Back-off of a handler waiting for the database: doubled after each failed attempt, capped,

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"orderflow/platform/db"
-
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"orderflow/platform/db"
 )
 
 func TestConflicted(t *testing.T) {

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"orderflow/internal/testenv"
 	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
-
-	"github.com/google/uuid"
 )
 
 // TestFaultBrokerStoppedRowsAccumulate: while the broker is stopped, writing events still
