@@ -131,8 +131,8 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		info.body = body
 		// A list header sent on several lines is one list (RFC 9110, section 5.3); the
 		// generated decoder reads only the first line.
-		if v := r.Header.Values("If-Match"); len(v) > 1 {
-			r.Header.Set("If-Match", strings.Join(v, ", "))
+		if r.Method == http.MethodPut && len(r.Header.Values("If-Match")) > 1 {
+			r.Header.Set("If-Match", strings.Join(r.Header.Values("If-Match"), ", "))
 		}
 		srv.ServeHTTP(&challengeWriter{ResponseWriter: w, info: info}, r)
 	}), nil

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"slices"
 	"strings"
 )
 
@@ -13,15 +14,7 @@ type entityTags struct {
 
 // matches tells whether current, a strong tag with its quotes, satisfies the header.
 func (t entityTags) matches(current string) bool {
-	if t.any {
-		return true
-	}
-	for _, s := range t.strong {
-		if s == current {
-			return true
-		}
-	}
-	return false
+	return t.any || slices.Contains(t.strong, current)
 }
 
 var errIfMatch = errors.New(`must be * or entity tags in double quotes, separated by commas, as the ETag header gives them`)

@@ -430,7 +430,8 @@ var (
 // order the answers take precedence: the caller is gone or its token was issued before its
 // password was changed (401), a customer ordering for someone else (403), the user or some
 // of the products do not exist (400, naming each) or the total is too large (400), a
-// product has too little stock (409). A refusal that no longer shows (the stock came back meanwhile) is a 409 too.
+// product has too little stock (409). A refusal that no longer shows (the stock came back
+// meanwhile) is a 409 too.
 func explainRefusal(ctx context.Context, q querier, in orderInput) error {
 	callerID, userID, items := in.callerID, in.userID, in.items
 	rows, err := q.QueryContext(ctx, `
