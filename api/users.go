@@ -128,6 +128,9 @@ func printableASCII(s string) bool {
 var (
 	errEmailTaken         = problem(http.StatusConflict, "The e-mail address belongs to another user.")
 	errAdminEmailReserved = problem(http.StatusConflict, "The e-mail address is reserved for the administrator: only an admin account may use it.")
+	// The account of admin.email keeps the address: were it renamed, it could then be
+	// deleted or demoted like any other, and the service left without its administrator.
+	errConfiguredAdminAddress = problem(http.StatusConflict, "The configured administrator's account keeps its e-mail address: to move the administrator to another address, change admin.email in the configuration.")
 )
 
 // CreateUser creates a user (admin); the role defaults to customer.
@@ -190,7 +193,8 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if err != nil {
 		return nil, err
 	}
-	// Only an admin account may hold the configured admin address.
+	// Only an admin account may hold the configured admin address, and the account that
+	// holds it keeps it: the configuration names the administrator by its address.
 	reserved := email == h.adminEmail
 	if reserved && req.Role.Set && req.Role.Value != oas.RoleAdmin {
 		return nil, errAdminEmailReserved
@@ -208,22 +212,28 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if req.Role.Set {
 		upd.SetRole(user.Role(req.Role.Value))
 	}
+	// Both conditions are checked by the update itself, so that no change of the role or
+	// the address can slip between a check and the write.
 	if reserved && !req.Role.Set {
-		// Checked by the update itself, so that no change of the role can slip between a
-		// check and the write.
 		upd.Where(user.RoleEQ(user.RoleAdmin))
+	}
+	if !reserved {
+		upd.Where(user.EmailNEQ(h.adminEmail))
 	}
 	u, err := upd.Save(ctx)
 	if db.Code(err) == db.UniqueViolation {
 		return nil, errEmailTaken
 	}
-	if reserved && ent.IsNotFound(err) {
+	if ent.IsNotFound(err) {
 		exists, xerr := h.client.User.Query().Where(user.ID(params.ID)).Exist(ctx)
 		if xerr != nil {
 			return nil, fmt.Errorf("update user %d: %w", params.ID, xerr)
 		}
-		if exists {
+		switch {
+		case exists && reserved:
 			return nil, errAdminEmailReserved
+		case exists:
+			return nil, errConfiguredAdminAddress
 		}
 	}
 	if err != nil {

@@ -248,9 +248,9 @@ func TestEnsureAdminRefusesAnAddressNoAccountMayHave(t *testing.T) {
 }
 
 // TestAdminEmailReserved checks that only an admin account may take the configured admin
-// address, which the API's start-up keeps as the admin's: after the administrator moved to
-// another address, a customer cannot take it for themselves, nor an admin give it to a
-// customer, nor its holder keep it while giving up the admin role.
+// address, which the API's start-up keeps as the admin's: with the address free (the
+// administrator's account moved by SQL), a customer cannot take it for themselves, nor an
+// admin give it to a customer, nor its holder keep it while giving up the admin role.
 func TestAdminEmailReserved(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -267,8 +267,8 @@ func TestAdminEmailReserved(t *testing.T) {
 		return c.UpdateUser(ctx, &oas.UserUpdate{Name: "Some One", Email: email, Role: role}, oas.UpdateUserParams{ID: id})
 	}
 
-	if _, err := update(e.admin, e.adminID, "boss@example.com", oas.OptRole{}); err != nil {
-		t.Fatalf("the administrator moves to another address: %v", err)
+	if _, err := e.db.Exec(`UPDATE users SET email = 'boss@example.com' WHERE id = $1`, e.adminID); err != nil {
+		t.Fatal(err)
 	}
 	t.Run("customer takes it", func(t *testing.T) {
 		_, err := update(cust, custID, strings.ToUpper(adminEmail), oas.OptRole{})
@@ -311,5 +311,44 @@ func TestAdminEmailReserved(t *testing.T) {
 	reserved(t, err)
 	if err := EnsureAdmin(ctx, e.client, e.cfg.Admin, bcrypt.MinCost, discard()); err != nil {
 		t.Errorf("start-up with the address on an admin account: %v", err)
+	}
+}
+
+// TestConfiguredAdminKeepsItsAddress: the account holding admin.email cannot give the address
+// up, alone or with its role, so that it cannot be renamed and then deleted or demoted like
+// any other account; its name can still change.
+func TestConfiguredAdminKeepsItsAddress(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	update := func(email string, role oas.OptRole) error {
+		_, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Boss", Email: email, Role: role}, oas.UpdateUserParams{ID: e.adminID})
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		role oas.OptRole
+	}{
+		{"renamed", oas.OptRole{}},
+		{"renamed and demoted", oas.NewOptRole(oas.RoleCustomer)},
+		{"renamed, still an admin", oas.NewOptRole(oas.RoleAdmin)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := wantStatus(t, update("boss@example.com", tc.role), http.StatusConflict)
+			if !strings.Contains(p.Detail.Value, "change admin.email in the configuration") {
+				t.Errorf("detail %q does not say how to move the administrator", p.Detail.Value)
+			}
+		})
+	}
+	var name, email, role string
+	if err := e.db.QueryRow(`SELECT name, email, role FROM users WHERE id = $1`, e.adminID).Scan(&name, &email, &role); err != nil {
+		t.Fatal(err)
+	}
+	if email != e.cfg.Admin.Email || role != "admin" || name == "Boss" {
+		t.Errorf("the administrator's account is now %s, %s, %s", name, email, role)
+	}
+	err := e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: e.adminID})
+	wantStatus(t, err, http.StatusConflict)
+	if err := update(strings.ToUpper(e.cfg.Admin.Email), oas.OptRole{}); err != nil {
+		t.Errorf("the administrator renames itself, keeping its address: %v", err)
 	}
 }

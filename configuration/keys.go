@@ -73,7 +73,7 @@ var meanings = map[string]string{
 	"log.level":                             "lowest logged level: debug, info, warn or error",
 	"log.format":                            "log line format: json or text",
 	"admin.name":                            "name of the administrator account created at API start-up",
-	"admin.email":                           "e-mail (login) of the administrator account, stored lower-cased; the API does not start while it breaks the rule of every account's address (ASCII) or belongs to an account that is not an admin; that account cannot be deleted or given another role",
+	"admin.email":                           "e-mail (login) of the administrator account, stored lower-cased; the API does not start while it breaks the rule of every account's address (ASCII) or belongs to an account that is not an admin; that account cannot be deleted, given another role or another address (change `admin.email` to move the administrator)",
 	"admin.password":                        "password of the administrator account, 6 to 72 bytes; the API start-up that stores a new one ends the administrator's earlier tokens",
 }
 

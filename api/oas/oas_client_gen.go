@@ -140,7 +140,9 @@ type Invoker interface {
 	//
 	// Allowed to an admin and to the user itself (404 for anyone else); only an admin may set `role` (403
 	// otherwise). 409 when the e-mail address belongs to another user, or is the administrator's (the
-	// configured `admin.email`) and the account is not, or would no longer be, an admin.
+	// configured `admin.email`) and the account is not, or would no longer be, an admin; and when the
+	// account holding the administrator's address would give it up (change `admin.email` in the
+	// configuration to move the administrator).
 	//
 	// PUT /api/users/{id}
 	UpdateUser(ctx context.Context, request *UserUpdate, params UpdateUserParams) (*User, error)
@@ -1750,7 +1752,9 @@ func (c *Client) sendUpdateProduct(ctx context.Context, request *ProductInput, p
 //
 // Allowed to an admin and to the user itself (404 for anyone else); only an admin may set `role` (403
 // otherwise). 409 when the e-mail address belongs to another user, or is the administrator's (the
-// configured `admin.email`) and the account is not, or would no longer be, an admin.
+// configured `admin.email`) and the account is not, or would no longer be, an admin; and when the
+// account holding the administrator's address would give it up (change `admin.email` in the
+// configuration to move the administrator).
 //
 // PUT /api/users/{id}
 func (c *Client) UpdateUser(ctx context.Context, request *UserUpdate, params UpdateUserParams) (*User, error) {
