@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -230,6 +231,38 @@ func TestUnknownQueryParameter(t *testing.T) {
 	})
 	t.Run("a customer is refused an admin operation first", func(t *testing.T) {
 		problemBody(t, e.do(http.MethodGet, "/api/users?foo=1", cust, "", ""), http.StatusForbidden)
+	})
+}
+
+// TestMalformedQueryString: a query that does not parse whole is refused, not read without
+// the pairs that did not parse, which would answer a filtered list unfiltered.
+func TestMalformedQueryString(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.adminToken()
+	e.product("1.00", 10)
+	e.product("2.00", 10)
+	for _, c := range []struct{ name, path, cause string }{
+		{"semicolon", "/api/orders?status=completed;", "invalid semicolon separator"},
+		{"bad escape", "/api/products?limit=%ZZ", `invalid URL escape "%ZZ"`},
+		{"bad escape beside a good pair", "/api/orders?status=completed&x=%zz", `invalid URL escape "%zz"`},
+		{"too many parameters", "/api/products?" + strings.Repeat("limit=1&", 10_001) + "limit=1", "number of URL query parameters exceeded limit"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := problemBody(t, e.do(http.MethodGet, c.path, tok, "", ""), http.StatusBadRequest)
+			detail, _ := got["detail"].(string)
+			if !strings.HasPrefix(detail, "The query string is malformed") || !strings.Contains(detail, c.cause) {
+				t.Errorf("detail %q, want the query string named malformed, with %q", detail, c.cause)
+			}
+		})
+	}
+	t.Run("escaped", func(t *testing.T) {
+		res := e.do(http.MethodGet, "/api/products?limit=%31", tok, "", "")
+		defer res.Body.Close()
+		var page []json.RawMessage
+		if err := json.NewDecoder(res.Body).Decode(&page); err != nil || res.StatusCode != http.StatusOK || len(page) != 1 {
+			t.Errorf("status %d, %d products (%v), want 200 and limit=1's one", res.StatusCode, len(page), err)
+		}
 	})
 }
 

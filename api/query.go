@@ -1,6 +1,8 @@
 package api
 
 import (
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -13,12 +15,19 @@ import (
 // refuseUnknownQuery refuses a request whose query names a parameter that its operation
 // does not take, as an unknown body field is refused: ignored, a misspelled filter
 // (user_id for userId) would answer with the unfiltered list as if it were the filtered one.
-// It runs after the security handler and the decoding of the known parameters and the body.
+// A query that does not parse whole is refused too: the decoders skip the pairs they cannot
+// parse (a ";", a bad escape, parameters past net/url's limit), and a filter would be lost
+// the same way. It runs after the security handler and the decoding of the known parameters
+// and the body.
 func refuseUnknownQuery(req middleware.Request, next middleware.Next) (middleware.Response, error) {
 	if req.Raw.URL.RawQuery == "" { // most requests, order intake among them: nothing to parse
 		return next(req)
 	}
-	query := req.Raw.URL.Query()
+	query, err := url.ParseQuery(req.Raw.URL.RawQuery)
+	if err != nil {
+		return middleware.Response{}, problem(http.StatusBadRequest,
+			"The query string is malformed ("+err.Error()+"): separate parameters with &, and escape % as %25 and ; as %3B.")
+	}
 	var takes, unknown []string
 	for k := range req.Params {
 		if k.In == openapi.LocationQuery {
