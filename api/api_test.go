@@ -127,7 +127,7 @@ func TestProtocol(t *testing.T) {
 		{http.MethodGet, "/api/products?limit=1001", "", "limit", "must be at most 1000"},
 		{http.MethodGet, "/api/users?offset=-1", "", "offset", "must be at least 0"},
 		{http.MethodGet, "/api/orders/0", "", "id", "must be at least 1"},
-		{http.MethodPost, "/api/products", `{"name":"x","price":1,"stock":2147483648}`, "stock", "must be at most 2147483647"},
+		{http.MethodPost, "/api/products", `{"name":"x","price":1,"stock":9007199254740992}`, "stock", "must be at most 9007199254740991"},
 		{http.MethodPost, "/api/orders", `{"items":[{"productId":1,"quantity":0}]}`, "items[0].quantity", "must be at least 1"},
 		{http.MethodGet, "/api/orders?status=unknown", "", "status", "must be one of pending, processing, completed, expired"},
 		{http.MethodPut, "/api/orders/1", `{"status":"unknown"}`, "status", "must be one of pending, processing, completed, expired"},

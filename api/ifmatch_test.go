@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -115,6 +116,29 @@ func TestProductReplacedOnlyAsRead(t *testing.T) {
 		wantStatus(t, err, http.StatusPreconditionFailed)
 		if got := e.stock(id); got != 10 {
 			t.Errorf("stock %d after a refused replacement, want the 10 released", got)
+		}
+	})
+
+	t.Run("a release past the largest stock set before", func(t *testing.T) {
+		id := e.product("5.00", 1_000_000)
+		o, err := cust.CreateOrder(ctx, &oas.OrderCreate{Items: items(id, 1_000_000)}, oas.CreateOrderParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, tag := read(id)
+		p.Stock = math.MaxInt32
+		if _, err := e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, tag)); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.admin.DeleteOrder(ctx, oas.DeleteOrderParams{ID: o.Response.ID}); err != nil {
+			t.Fatal(err)
+		}
+		p, tag = read(id)
+		if p.Stock != math.MaxInt32+1_000_000 {
+			t.Fatalf("stock %d after the release, want %d", p.Stock, math.MaxInt32+1_000_000)
+		}
+		if _, err := e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, tag)); err != nil {
+			t.Errorf("the stock as read, sent back: %v", err)
 		}
 	})
 

@@ -1060,7 +1060,10 @@ type ProductInput struct {
 	Name        string    `json:"name"`
 	Description OptString `json:"description"`
 	Price       Money     `json:"price"`
-	Stock       int       `json:"stock"`
+	// Units in stock. Releasing an order's reservation adds its units back, so a product read can hold
+	// more than was set; the maximum, the largest integer that a JSON number keeps exactly in every
+	// client, leaves room for them, so that the stock read can be sent back.
+	Stock int `json:"stock"`
 }
 
 // GetName returns the value of Name.
