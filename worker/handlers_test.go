@@ -685,7 +685,7 @@ func TestOrderExpiredRecordsNotificationOnce(t *testing.T) {
 		t.Fatalf("notifications = %s, want one OrderExpired without e-mail", describe(ns))
 	}
 	mustEqual(t, "notification message", ns[0].Message,
-		"Your order #"+itoa(created.OrderID)+" for 99.99 has expired: its payment was not completed within 10m0s, and the reserved items have been released.")
+		"Your order #"+itoa(created.OrderID)+" for 99.99 has expired after 10m0s without being paid, and the reserved items have been released.")
 	mustEqual(t, "recorded log lines", len(logs.lines(t, "order expiry recorded")), 1)
 	mustEqual(t, "e-mails", len(logs.emails(t)), 0)
 	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusExpired)

@@ -194,7 +194,7 @@ func notifyError(orderID int, err error) error {
 // statement fails, each handler inserts its own.
 func (w *Worker) handleOrderExpired(ctx context.Context, env events.Envelope, e events.OrderExpired) error {
 	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
-	body := fmt.Sprintf("Your order #%d for %s has expired: its payment was not completed within %s, and the reserved items have been released.",
+	body := fmt.Sprintf("Your order #%d for %s has expired after %s without being paid, and the reserved items have been released.",
 		e.OrderID, e.Total.StringFixed(2), e.ExpiredAfter)
 	var inserted bool
 	err := w.retry(ctx, func(ctx context.Context) error {
