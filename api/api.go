@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -72,8 +73,8 @@ func (h *Handler) Tokens() *Tokens { return h.tokens }
 // NewServer returns the http.Handler serving the API's operations under /api/: ogen's
 // router with problem+json answers for unknown routes and undecodable requests, request
 // bodies limited to maxBodyBytes and refused when an object repeats a key,
-// WWW-Authenticate on every 401, Retry-After on a 429 that sets it, and on every answer
-// Cache-Control: no-store and X-Content-Type-Options: nosniff.
+// WWW-Authenticate on every 401, Retry-After on a 429 that sets it, HEAD answered as GET, and
+// on every answer Cache-Control: no-store and X-Content-Type-Options: nosniff.
 func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 	srv, err := oas.NewServer(h, h,
 		oas.WithErrorHandler(h.handleRequestError),
@@ -82,6 +83,9 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 			writeProblem(w, problemResponse(http.StatusNotFound, "No operation is served at "+r.URL.Path+".", nil))
 		}),
 		oas.WithMethodNotAllowed(func(w http.ResponseWriter, r *http.Request, allowed string) {
+			if slices.Contains(strings.Split(allowed, ","), http.MethodGet) {
+				allowed += "," + http.MethodHead
+			}
 			w.Header().Set("Allow", allowed)
 			writeProblem(w, problemResponse(http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+".", nil))
 		}),
@@ -96,6 +100,12 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		r, info := withRequestInfo(r)
+		if _, get := srv.FindPath(http.MethodGet, r.URL); get && r.Method == http.MethodHead {
+			// Answered as GET where GET is served (RFC 9110, section 9.3.2): the server,
+			// which keeps the request it read, drops the body written to a HEAD's answer.
+			r = r.Clone(r.Context())
+			r.Method = http.MethodGet
+		}
 		if route, ok := srv.FindPath(r.Method, r.URL); ok {
 			// Metrics and spans name the operation, not the /api/ prefix.
 			metrics.SetRoute(r.Context(), route.OperationID())

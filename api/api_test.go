@@ -61,8 +61,29 @@ func TestProtocol(t *testing.T) {
 	t.Run("method not allowed", func(t *testing.T) {
 		res := e.do(http.MethodPatch, "/api/products", tok, "", "")
 		problemBody(t, res, http.StatusMethodNotAllowed)
-		if res.Header.Get("Allow") == "" {
-			t.Error("no Allow header")
+		if got := res.Header.Get("Allow"); got != "GET,POST,HEAD" {
+			t.Errorf("Allow %q, want GET,POST,HEAD", got)
+		}
+		res = e.do(http.MethodHead, "/api/auth/login", "", "", "")
+		if got := res.Header.Get("Allow"); res.StatusCode != http.StatusMethodNotAllowed || got != "POST" {
+			t.Errorf("HEAD where only POST is served: status %d, Allow %q", res.StatusCode, got)
+		}
+	})
+	t.Run("HEAD as GET without the body", func(t *testing.T) {
+		id := strconv.Itoa(e.product("1.00", 10))
+		get := e.do(http.MethodGet, "/api/products/"+id, tok, "", "")
+		head := e.do(http.MethodHead, "/api/products/"+id, tok, "", "")
+		body, err := io.ReadAll(head.Body)
+		if err != nil || head.StatusCode != http.StatusOK || len(body) != 0 {
+			t.Errorf("HEAD: status %d, %d bytes of body (%v), want 200 and none", head.StatusCode, len(body), err)
+		}
+		for _, h := range []string{"ETag", "Content-Type"} {
+			if head.Header.Get(h) != get.Header.Get(h) || head.Header.Get(h) == "" {
+				t.Errorf("%s: HEAD %q, GET %q", h, head.Header.Get(h), get.Header.Get(h))
+			}
+		}
+		if res := e.do(http.MethodHead, "/api/products/"+id, "", "", ""); res.StatusCode != http.StatusUnauthorized || res.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("HEAD without a token: status %d, WWW-Authenticate %q", res.StatusCode, res.Header.Get("WWW-Authenticate"))
 		}
 	})
 	t.Run("unknown field", func(t *testing.T) {
