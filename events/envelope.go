@@ -91,7 +91,7 @@ var envelopeAttributes = []string{"specversion", "id", "source", "type", "time",
 // Decode parses a message body strictly: every envelope attribute must be present, the
 // specversion 1.0, the datacontenttype application/json, the type one of this package's, and
 // data must hold exactly the fields of that type's payload, all present and valid. The event
-// is returned as a value (OrderCreated, OrderCompleted or OrderExpired). Errors wrap
+// is returned as a value (OrderCreated, not *OrderCreated). Errors wrap
 // ErrMalformed or ErrUnknownType.
 func Decode(body []byte) (Envelope, Event, error) {
 	var attrs map[string]json.RawMessage

@@ -6,20 +6,22 @@
 // Adding an event type touches, in order of the event's journey:
 //
 //   - here: its routing key, versioned type and name constants, the payload struct with the
-//     Event methods and validate, its entry in decoders (envelope.go); in schema.json a $defs
-//     entry, the type in the envelope's enum and an if/then under its allOf; and a sample in
-//     the tests' samples() (TestEveryTypeIsCovered names each of these that a type in
-//     decoders lacks);
+//     Event methods and validate, its entry in decoders (envelope.go) and in All; in
+//     schema.json a $defs entry, the type in the envelope's enum and an if/then under its
+//     allOf; and a sample in the tests' samples() (TestEveryTypeIsCovered names each of
+//     these that a type in decoders lacks);
 //   - platform/bus: a consumer name and its entry in SystemQueues, so that every process
 //     declares the queue and the event is routable before the worker starts (an unroutable
-//     event is returned, and its outbox row held back); the same name in the list of
-//     internal/testenv/broker.go, which TestTestenvDeletesWhatProcessesDeclare keeps equal;
+//     event is returned, and its outbox row held back; TestEveryEventIsRouted names a type
+//     without its queue); the same name in the list of internal/testenv/broker.go, which
+//     TestTestenvDeletesWhatProcessesDeclare keeps equal;
 //   - the writer: outbox.Write (or WriteBatch) inside the transaction of the change the event
 //     announces, never after it (a writer that builds its outbox rows in SQL, as the cron
 //     job's sweep does, calls outbox.Wake once they commit);
 //   - worker: an idempotent handler (a conditional update, or a row unique per order and
-//     event) and its case in Worker.Handle (without one, the event is dead-lettered as
-//     "no handler for event type"); RegisterConsumers consumes every queue of SystemQueues;
+//     event) and its case in Worker.dispatch (without one, the event is dead-lettered as
+//     "no handler for event type", and TestEveryEventHasAHandler fails); RegisterConsumers
+//     consumes every queue of SystemQueues;
 //   - if the worker records a notification for it: the event_type enum and check in
 //     ent/schema/notification.go, the check under a new name (a check changed under its
 //     old name makes no migration, and go run ./cmd/migrationgen -check says so), then go
@@ -65,6 +67,11 @@ const (
 	NameOrderCompleted = "OrderCompleted"
 	NameOrderExpired   = "OrderExpired"
 )
+
+// All returns the zero value of every event type that Decode knows, so that the packages
+// downstream can check that each is routed to a queue (platform/bus) and has a handler
+// (worker).
+func All() []Event { return []Event{OrderCreated{}, OrderCompleted{}, OrderExpired{}} }
 
 // CloudEvents sources: the process that wrote the event.
 const (

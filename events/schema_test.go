@@ -145,7 +145,17 @@ func TestEveryTypeIsCovered(t *testing.T) {
 	for _, c := range env.AllOf {
 		conditioned[c.If.Properties.Type.Const] = true
 	}
+	listed := map[string]bool{}
+	for _, e := range All() {
+		listed[e.Type()] = true
+		if decoders[e.Type()] == nil {
+			t.Errorf("%s: in All(), but Decode does not know it (events.decoders)", e.Type())
+		}
+	}
 	for typ := range decoders {
+		if !listed[typ] {
+			t.Errorf("%s: not in All() (events.go), so no test checks that it is routed and handled", typ)
+		}
 		if !sampled[typ] {
 			t.Errorf("%s: no sample in samples() (envelope_test.go)", typ)
 		}

@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"context"
 	"time"
 
+	"orderflow/events"
 	"orderflow/internal/group/grouptest"
+	"orderflow/platform/bus"
 )
 
 // HoldExpiryWriter keeps the writer of the OrderExpired notifications busy until release is
@@ -37,3 +40,11 @@ func (w *Worker) SetAttemptTimeout(d time.Duration) { w.attemptTimeout = d }
 // SettleGrace is how long a decided outcome's transaction may go on after its delivery was
 // interrupted, or after its e-mail went out.
 const SettleGrace = settleGrace
+
+// Dispatch passes ev, carried by env, to the handler of its type, and waits out a payment.
+func (w *Worker) Dispatch(ctx context.Context, env events.Envelope, ev events.Event) error {
+	return bus.Finish(ctx, w.dispatch(ctx, env, ev, false))
+}
+
+// ErrNoHandler is the error of an event of a type that the worker does not handle.
+var ErrNoHandler = errNoHandler

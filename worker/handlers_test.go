@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"orderflow/ent/notification"
 	"orderflow/ent/order"
 	"orderflow/events"
@@ -759,4 +761,22 @@ func money(s string) events.Money {
 		panic(err)
 	}
 	return m
+}
+
+// TestEveryEventHasAHandler: every event type that Decode knows reaches a handler of its own
+// instead of the dead-letter queue as "no handler for event type". The events name no
+// existing order, which every handler drops.
+func TestEveryEventHasAHandler(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, _ := newWorker(s, always(0.1))
+	for _, e := range events.All() {
+		env, err := events.NewEnvelopeWithoutData(uuid.NewString(), events.SourceAPI, e.Type(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Dispatch(context.Background(), env, e); errors.Is(err, worker.ErrNoHandler) {
+			t.Errorf("%s: %v; add its case to Worker.dispatch", e.Name(), err)
+		}
+	}
 }

@@ -22,7 +22,7 @@ import (
 // cap).
 const DefaultMaxPaymentsInFlight = 5000
 
-// Module runs the worker in an fx app: a consumer on each of the three order event queues,
+// Module runs the worker in an fx app: a consumer on each queue of bus.SystemQueues,
 // on the process's bus connection. It needs *configuration.Config, *ent.Client and
 // *slog.Logger, bus.Module for the connection, the outbox relay (outbox.Module) to publish
 // the OrderCompleted events the worker writes, and the prometheus.Registerer of

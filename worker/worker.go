@@ -105,14 +105,22 @@ func (w *Worker) handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return bus.Permanent(err)
 	}
+	return w.dispatch(ctx, env, ev, d.Redelivered)
+}
+
+// errNoHandler: the event is of a type that the worker does not handle.
+var errNoHandler = errors.New("no handler for event type")
+
+// dispatch passes ev to the handler of its type.
+func (w *Worker) dispatch(ctx context.Context, env events.Envelope, ev events.Event, redelivered bool) error {
 	switch e := ev.(type) {
 	case events.OrderCreated:
-		return w.handleOrderCreated(ctx, env, e, d.Redelivered)
+		return w.handleOrderCreated(ctx, env, e, redelivered)
 	case events.OrderCompleted:
 		return w.handleOrderCompleted(ctx, env, e)
 	case events.OrderExpired:
 		return w.handleOrderExpired(ctx, env, e)
 	default:
-		return bus.Permanent(fmt.Errorf("no handler for event type %s", env.Type))
+		return bus.Permanent(fmt.Errorf("%w %s", errNoHandler, env.Type))
 	}
 }
