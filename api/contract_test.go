@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"orderflow"
+
+	"github.com/ogen-go/ogen"
+
 	"orderflow/api/oas"
 	"orderflow/domain"
 )
@@ -45,6 +49,7 @@ func TestFieldErrorsNameTheJSONPath(t *testing.T) {
 		{"productId repeated in the second item", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1},{"productId":1,"quantity":1,"productId":2}]}`, p), "items[1].productId"},
 		{"items repeated", `{"items":[],"items":[]}`, "items"},
 		{"quantity too large", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1000001}]}`, p), "items[0].quantity"},
+		{"too many items", `{"items":[` + strings.Repeat(`{"productId":1,"quantity":1},`, 100) + `{"productId":1,"quantity":1}]}`, "items"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			wantFieldError(t, problemBody(t, e.do(http.MethodPost, "/api/orders", tok, "application/json", c.body), http.StatusBadRequest), c.field, "")
@@ -307,5 +312,88 @@ func TestEveryFieldAtFaultIsNamed(t *testing.T) {
 				t.Errorf("fields at fault %q, want %q (errors %v)", fields, c.fields, body["errors"])
 			}
 		})
+	}
+}
+
+// TestContractLimitsAreDomains: the lengths that openapi.yaml states for users' and products'
+// fields are the limits in domain, which the handlers and (through platform/migrate's tests)
+// the CHECKs enforce; a limit changed in one place alone fails here.
+func TestContractLimitsAreDomains(t *testing.T) {
+	t.Parallel()
+	spec, err := ogen.Parse(orderflow.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type limits struct{ min, max uint64 }
+	want := map[string]limits{
+		"LoginRequest.email":       {0, domain.MaxEmailLength},
+		"LoginRequest.password":    {domain.MinPasswordLength, 0},
+		"UserCreate.name":          {1, domain.MaxNameLength},
+		"UserCreate.email":         {0, domain.MaxEmailLength},
+		"UserCreate.password":      {domain.MinPasswordLength, domain.MaxPasswordBytes},
+		"UserUpdate.name":          {1, domain.MaxNameLength},
+		"UserUpdate.email":         {0, domain.MaxEmailLength},
+		"UserUpdate.password":      {domain.MinPasswordLength, domain.MaxPasswordBytes},
+		"ProductInput.name":        {1, domain.MaxNameLength},
+		"ProductInput.description": {0, domain.MaxDescriptionLength},
+	}
+	got := map[string]limits{}
+	for name, schema := range spec.Components.Schemas {
+		for _, p := range schema.Properties {
+			if p.Schema == nil || (p.Schema.MinLength == nil && p.Schema.MaxLength == nil) {
+				continue
+			}
+			var l limits
+			if p.Schema.MinLength != nil {
+				l.min = *p.Schema.MinLength
+			}
+			if p.Schema.MaxLength != nil {
+				l.max = *p.Schema.MaxLength
+			}
+			got[name+"."+p.Name] = l
+		}
+	}
+	for field, w := range want {
+		if got[field] != w {
+			t.Errorf("%s: openapi.yaml has minLength %d, maxLength %d; domain's limits are %d and %d (0: none)",
+				field, got[field].min, got[field].max, w.min, w.max)
+		}
+	}
+	for field := range got {
+		if _, ok := want[field]; !ok {
+			t.Errorf("%s: openapi.yaml limits its length; add it here with domain's limit", field)
+		}
+	}
+}
+
+// TestContractTransitionsAreDomains: the status changes that openapi.yaml lists as allowed
+// are the ones domain.CanTransition allows.
+func TestContractTransitionsAreDomains(t *testing.T) {
+	t.Parallel()
+	spec, err := ogen.Parse(orderflow.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := spec.Paths["/api/orders/{id}"].Put
+	allowed, _, ok := strings.Cut(strings.TrimPrefix(op.Description, "Allowed: "), ".")
+	if !ok || allowed == op.Description {
+		t.Fatalf("updateOrderStatus's description does not begin with the allowed changes: %q", op.Description)
+	}
+	var listed []string
+	for _, pair := range strings.Split(allowed, ",") {
+		listed = append(listed, strings.Join(strings.Fields(pair), " "))
+	}
+	var want []string
+	for _, from := range domain.Statuses {
+		for _, to := range domain.Statuses {
+			if domain.CanTransition(from, to) == nil {
+				want = append(want, string(from)+" -> "+string(to))
+			}
+		}
+	}
+	slices.Sort(listed)
+	slices.Sort(want)
+	if !slices.Equal(listed, want) {
+		t.Errorf("openapi.yaml allows %q, domain %q", listed, want)
 	}
 }

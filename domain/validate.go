@@ -104,7 +104,8 @@ func (e *ItemError) Unwrap() error { return e.Err }
 
 // ValidateItems checks an order's requested items: at least one, each quantity at least 1,
 // and no product twice. The first problem is returned, as an *ItemError when it concerns
-// one item.
+// one item. The upper bounds (100 items, a quantity of 1,000,000) are the contract's
+// (openapi.yaml, OrderCreate), which the API checks before its handlers run.
 func ValidateItems(items []Item) error {
 	if len(items) == 0 {
 		return ErrEmptyOrder
