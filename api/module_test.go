@@ -44,7 +44,7 @@ func moduleApp(cfg *configuration.Config) fx.Option {
 func TestModuleValidates(t *testing.T) {
 	t.Parallel()
 	cfg := configuration.Defaults()
-	if err := fx.ValidateApp(moduleApp(&cfg)); err != nil {
+	if err := fx.ValidateApp(fx.NopLogger, moduleApp(&cfg)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -23,6 +23,7 @@ func TestModuleValidates(t *testing.T) {
 	t.Parallel()
 	cfg := configuration.Defaults()
 	err := fx.ValidateApp(
+		fx.NopLogger,
 		fx.Supply(&cfg, slog.New(slog.DiscardHandler)),
 		fx.Supply(fx.Annotate(prometheus.NewRegistry(), fx.As(new(prometheus.Registerer)))),
 		db.Module,

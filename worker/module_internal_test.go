@@ -4,7 +4,6 @@ import (
 	"io"
 	"log/slog"
 	"testing"
-	"time"
 
 	"orderflow/configuration"
 )
@@ -13,8 +12,9 @@ func TestNewFromConfigDefaults(t *testing.T) {
 	t.Parallel()
 	cfg := configuration.Defaults()
 	w := NewFromConfig(&cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if w.opts.PaymentDelay != 5*time.Second || w.opts.CompletionProbability != 0.5 {
-		t.Fatalf("payment %s at probability %v, want 5s at 0.5", w.opts.PaymentDelay, w.opts.CompletionProbability)
+	if w.opts.PaymentDelay != cfg.Orders.PaymentDelay.D() || w.opts.CompletionProbability != cfg.Orders.CompletionProbability {
+		t.Fatalf("payment %s at probability %v, want the configuration's %s at %v", w.opts.PaymentDelay, w.opts.CompletionProbability,
+			cfg.Orders.PaymentDelay.D(), cfg.Orders.CompletionProbability)
 	}
 	// At least 3,000 payments in flight, so that 500 orders per second pass a 5 s payment
 	// and a second of claiming and completing it.

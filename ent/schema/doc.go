@@ -17,6 +17,6 @@
 //     handler in api/, and its limits, which the contract (minLength, maxLength), the
 //     handler (the constants in domain/validate.go) and the CHECK here all state and must
 //     agree on; a unique field's duplicate is a 409 only where the handler maps the
-//     violation (pgCode(err) == pgUniqueViolation, as for users' e-mail), and a 500
+//     violation (db.Code(err) == db.UniqueViolation, as for users' e-mail), and a 500
 //     otherwise.
 package schema
