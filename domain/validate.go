@@ -45,7 +45,10 @@ func NormalizeEmail(email string) string {
 // ValidateEmail checks that email is a bare address ("a@b.example", no display name) of at
 // most MaxEmailLength characters.
 func ValidateEmail(email string) error {
-	if email == "" || utf8.RuneCountInString(email) > MaxEmailLength {
+	switch {
+	case email == "":
+		return fmt.Errorf("%w, not empty", ErrInvalidEmail)
+	case utf8.RuneCountInString(email) > MaxEmailLength:
 		return fmt.Errorf("%w of at most %d characters", ErrInvalidEmail, MaxEmailLength)
 	}
 	addr, err := mail.ParseAddress(email)

@@ -9,26 +9,27 @@ import (
 func TestValidateEmail(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		in string
-		ok bool
+		in   string
+		ok   bool
+		says string // in the error, when not ok
 	}{
-		{"ann@example.com", true},
-		{"a.b+c@sub.example.org", true},
-		{"", false},
-		{"ann", false},
-		{"ann@", false},
-		{"@example.com", false},
-		{"Ann <ann@example.com>", false},
-		{"ann@example.com ", false},
-		{strings.Repeat("a", 90) + "@example.com", false},
+		{"ann@example.com", true, ""},
+		{"a.b+c@sub.example.org", true, ""},
+		{"", false, "must be a valid e-mail address, not empty"},
+		{"ann", false, "must be a valid e-mail address"},
+		{"ann@", false, "must be a valid e-mail address"},
+		{"@example.com", false, "must be a valid e-mail address"},
+		{"Ann <ann@example.com>", false, "must be a valid e-mail address"},
+		{"ann@example.com ", false, "must be a valid e-mail address"},
+		{strings.Repeat("a", 90) + "@example.com", false, "must be a valid e-mail address of at most 100 characters"},
 	}
 	for _, tt := range tests {
 		err := ValidateEmail(tt.in)
 		if (err == nil) != tt.ok {
 			t.Errorf("ValidateEmail(%q) = %v, want ok=%v", tt.in, err, tt.ok)
 		}
-		if err != nil && !errors.Is(err, ErrInvalidEmail) {
-			t.Errorf("ValidateEmail(%q) = %v, want ErrInvalidEmail", tt.in, err)
+		if err != nil && (!errors.Is(err, ErrInvalidEmail) || err.Error() != tt.says) {
+			t.Errorf("ValidateEmail(%q) = %v, want ErrInvalidEmail saying %q", tt.in, err, tt.says)
 		}
 	}
 }
