@@ -78,7 +78,7 @@ func (h *Handler) Tokens() *Tokens { return h.tokens }
 func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 	srv, err := oas.NewServer(h, h,
 		oas.WithErrorHandler(h.handleRequestError),
-		oas.WithMiddleware(refuseUnknownQuery),
+		oas.WithMiddleware(refuseUnknownQuery, refuseOtherCharset),
 		oas.WithNotFound(func(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, problemResponse(http.StatusNotFound, "No operation is served at "+r.URL.Path+".", nil))
 		}),

@@ -107,6 +107,19 @@ func TestProtocol(t *testing.T) {
 			}
 		})
 	}
+	t.Run("charset", func(t *testing.T) {
+		body := problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json; charset=latin1",
+			"{\"name\":\"caf\xe9\",\"price\":1,\"stock\":1}"), http.StatusUnsupportedMediaType)
+		if detail, _ := body["detail"].(string); detail != "The request body must be application/json in UTF-8, not in charset latin1." {
+			t.Errorf("detail %q", detail)
+		}
+		for _, charset := range []string{"utf-8", "UTF-8"} {
+			res := e.do(http.MethodPost, "/api/products", tok, "application/json; charset="+charset, `{"name":"café","price":1,"stock":1}`)
+			if res.StatusCode != http.StatusCreated {
+				t.Errorf("charset=%s: status %d", charset, res.StatusCode)
+			}
+		}
+	})
 	t.Run("body over the limit", func(t *testing.T) {
 		big := `{"name":"x","price":1,"stock":1,"description":"` + strings.Repeat("a", int(e.cfg.HTTP.MaxBodyBytes)) + `"}`
 		problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json", big), http.StatusRequestEntityTooLarge)
