@@ -9,7 +9,8 @@ import (
 // entityTags are the entity tags of an If-Match header (RFC 9110, section 13.1.1).
 type entityTags struct {
 	any    bool     // "*": any current version
-	strong []string // the strong tags, quotes included; weak ones never match
+	strong []string // the strong tags, quotes included
+	weak   []string // the weak tags, quotes included and W/ left out: they never match
 }
 
 // matches tells whether current, a strong tag with its quotes, satisfies the header.
@@ -47,7 +48,9 @@ func parseIfMatch(v string) (entityTags, error) {
 		}
 		tag := v[:end+2]
 		n++
-		if !weak {
+		if weak {
+			tags.weak = append(tags.weak, tag)
+		} else {
 			tags.strong = append(tags.strong, tag)
 		}
 		v = v[end+2:]

@@ -150,7 +150,13 @@ func TestProductReplacedOnlyAsRead(t *testing.T) {
 		}
 		p, tag = read(id)
 		_, err := e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, "W/"+tag))
-		wantStatus(t, err, http.StatusPreconditionFailed)
+		if prob := wantStatus(t, err, http.StatusPreconditionFailed); !strings.Contains(prob.Detail.Value, "a weak tag") {
+			t.Errorf("the current ETag as a weak tag: detail %q does not say why it does not match", prob.Detail.Value)
+		}
+		_, err = e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, `W/"elsewhere"`))
+		if prob := wantStatus(t, err, http.StatusPreconditionFailed); !strings.Contains(prob.Detail.Value, "has changed") {
+			t.Errorf("another weak tag: detail %q", prob.Detail.Value)
+		}
 		if _, err := e.admin.UpdateProduct(ctx, repriced(p), ifMatch(id, "*")); err != nil {
 			t.Fatalf("*: %v", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -173,8 +174,13 @@ func (h *Handler) UpdateProduct(ctx context.Context, req *oas.ProductInput, para
 var errProductChanged = problem(http.StatusPreconditionFailed,
 	"The product has changed since the version in If-Match was read (an order may have reserved or released its stock): nothing was changed. Read it again and retry with its new ETag.")
 
+// errWeakTag answers a product replacement whose If-Match holds the current ETag only as a
+// weak tag, as a proxy that compresses answers may have made it.
+var errWeakTag = problem(http.StatusPreconditionFailed,
+	"If-Match compares entity tags strongly, and a weak tag (W/\"...\") never matches: nothing was changed. Send the ETag as the product was read, without W/.")
+
 // checkProductVersion locks product id in tx and returns errProductChanged unless match
-// matches its current ETag.
+// matches its current ETag (errWeakTag when it holds it as a weak tag).
 func checkProductVersion(ctx context.Context, tx *ent.Tx, id int, match entityTags) error {
 	p, err := tx.Product.Query().Where(product.ID(id)).
 		Modify(func(s *entsql.Selector) { s.For(entsql.LockNoKeyUpdate) }).
@@ -182,10 +188,14 @@ func checkProductVersion(ctx context.Context, tx *ent.Tx, id int, match entityTa
 	if err != nil {
 		return err
 	}
-	if !match.matches(productETag(productOut(p))) {
-		return errProductChanged
+	current := productETag(productOut(p))
+	switch {
+	case match.matches(current):
+		return nil
+	case slices.Contains(match.weak, current):
+		return errWeakTag
 	}
-	return nil
+	return errProductChanged
 }
 
 // productETag is the strong entity tag of p: a digest of every field, so that it changes
