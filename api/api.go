@@ -132,6 +132,11 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 			writeProblem(w, problemResponse(http.StatusBadRequest, "The request body could not be read.", nil))
 			return
 		}
+		if at := loneSurrogate(body); at >= 0 {
+			writeProblem(w, problemResponse(http.StatusBadRequest, fmt.Sprintf(
+				"The request body holds half of a UTF-16 surrogate pair (the \\u escape at byte %d) without its other half: text must be valid Unicode.", at), nil))
+			return
+		}
 		if key := duplicateKey(body); key != "" {
 			writeProblem(w, problemResponse(http.StatusBadRequest, invalidRequest,
 				[]oas.FieldError{{Field: key, Message: "appears more than once in one object"}}))

@@ -107,6 +107,18 @@ func TestProtocol(t *testing.T) {
 			}
 		})
 	}
+	t.Run("half of a surrogate pair", func(t *testing.T) {
+		body := problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json",
+			`{"name":"\ud800","price":1,"stock":1}`), http.StatusBadRequest)
+		if detail, _ := body["detail"].(string); !strings.Contains(detail, `half of a UTF-16 surrogate pair (the \u escape at byte 9)`) {
+			t.Errorf("detail %q", detail)
+		}
+		res := e.do(http.MethodPost, "/api/products", tok, "application/json", `{"name":"\ud83d\ude00","price":1,"stock":1}`)
+		var p oas.Product
+		if err := json.NewDecoder(res.Body).Decode(&p); err != nil || res.StatusCode != http.StatusCreated || p.Name != "\U0001F600" {
+			t.Errorf("a whole pair: status %d, name %q (%v)", res.StatusCode, p.Name, err)
+		}
+	})
 	t.Run("charset", func(t *testing.T) {
 		body := problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json; charset=latin1",
 			"{\"name\":\"caf\xe9\",\"price\":1,\"stock\":1}"), http.StatusUnsupportedMediaType)
