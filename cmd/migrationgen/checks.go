@@ -7,42 +7,167 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
 	"entgo.io/ent/schema/field"
 
 	entmigrate "orderflow/ent/migrate"
 	"orderflow/platform/migrate"
 )
 
-// checkConstraints makes sure that every value of an ent enum passes the CHECKs on its
-// column in the database that the migrations in dirPath build. The diff cannot see an enum
-// value that a hand-written CHECK lacks, the enum being a plain varchar to PostgreSQL, nor a
-// CHECK whose expression changed under the same name (in ent/schema, or in a migration file
-// edited and rehashed after the fact): ent would accept the value and the database refuse it.
+// checkConstraints builds, each on a scratch database, the schema that the migrations in
+// dirPath build and the one ent/schema describes (as generated into ent/migrate), and fails
+// on what the diff cannot see:
+//
+//   - a CHECK of the same name whose definition differs: the diff matches CHECKs by name
+//     only, so one changed under its old name in ent/schema (or in a migration file edited
+//     and rehashed after the fact) writes no migration, and the database refuses with a 500
+//     what the API and ent accept. Both definitions are compared as the same server prints
+//     them (settledChecks);
+//   - a value of an ent enum that a CHECK on its column refuses, in the schema ent/schema
+//     describes: an enum is a plain varchar to PostgreSQL, so a value added to it without
+//     its CHECK makes no difference between the two databases, yet the database refuses it.
+//
+// A CHECK that only one of the databases has is the diff's business, not this function's.
 func checkConstraints(ctx context.Context, adminDSN, dirPath string) (err error) {
-	db, drop, err := scratchDatabase(ctx, adminDSN)
+	migrated, dropMigrated, err := scratchDatabase(ctx, adminDSN)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		db.Close()
-		err = errors.Join(err, drop())
+		migrated.Close()
+		err = errors.Join(err, dropMigrated())
 	}()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := migrate.ApplyFS(ctx, db, os.DirFS(dirPath), quiet); err != nil {
+	if _, err := migrate.ApplyFS(ctx, migrated, os.DirFS(dirPath), quiet); err != nil {
 		return fmt.Errorf("replay the migrations: %w", err)
 	}
-	refused, err := refusedEnumValues(ctx, db)
+	described, dropDescribed, err := scratchDatabase(ctx, adminDSN)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		described.Close()
+		err = errors.Join(err, dropDescribed())
+	}()
+	if err := entmigrate.NewSchema(entsql.OpenDB(dialect.Postgres, described)).Create(ctx); err != nil {
+		return fmt.Errorf("build the schema of ent/schema on a scratch database: %w", err)
+	}
+
+	var problems []error
+	changed, err := changedChecks(ctx, migrated, described)
+	if err != nil {
+		return err
+	}
+	for _, c := range changed {
+		problems = append(problems, c.err())
+	}
+	refused, err := refusedEnumValues(ctx, described)
 	if err != nil {
 		return err
 	}
 	if len(refused) > 0 {
-		return fmt.Errorf("%s: ent would accept what the database refuses; allow the values in a CHECK of a new name in ent/schema (one changed under the same name makes no diff), then run go run ./cmd/migrationgen <name>",
-			strings.Join(refused, "; "))
+		problems = append(problems, fmt.Errorf("%s: ent would accept what the database refuses; allow the values in a CHECK of a new name in ent/schema (one changed under the same name makes no diff), then run go generate ./... and go run ./cmd/migrationgen <name>",
+			strings.Join(refused, "; ")))
 	}
-	return nil
+	return errors.Join(problems...)
+}
+
+// checkDiff is a CHECK defined one way by the migrations and another by ent/schema.
+type checkDiff struct {
+	table, name           string
+	migrations, entSchema string
+}
+
+// err says how the definitions differ and what to do.
+func (c checkDiff) err() error {
+	if c.migrations == c.entSchema+" NOT VALID" {
+		return fmt.Errorf("CHECK %s on %s is left NOT VALID by the migrations (it holds for new rows only, and a row written before it may break it): validate it in a file of its own, go run ./cmd/migrationgen -new validate_%s, holding ALTER TABLE %s VALIDATE CONSTRAINT %s; then go run ./cmd/migrationgen -rehash",
+			c.name, c.table, c.name, c.table, quoteIdent(c.name))
+	}
+	return fmt.Errorf("CHECK %s on %s is %s in ent/schema but %s in the database the migrations build: a CHECK changed under its old name makes no migration; give it a new name in ent/schema (the diff then drops the old one and adds the new), then run make migration name=<name>",
+		c.name, c.table, c.entSchema, c.migrations)
+}
+
+// checkKey names a CHECK: PostgreSQL's names are unique per table only.
+type checkKey struct{ table, name string }
+
+// changedChecks compares the CHECKs that migrated and described both have, by table and
+// name, and returns those whose definitions differ, ordered by table and name.
+func changedChecks(ctx context.Context, migrated, described *sql.DB) ([]checkDiff, error) {
+	fromMigrations, _, err := settledChecks(ctx, migrated)
+	if err != nil {
+		return nil, fmt.Errorf("read the CHECKs the migrations build: %w", err)
+	}
+	fromSchema, order, err := settledChecks(ctx, described)
+	if err != nil {
+		return nil, fmt.Errorf("read the CHECKs of ent/schema: %w", err)
+	}
+	var changed []checkDiff
+	for _, k := range order {
+		if def, ok := fromMigrations[k]; ok && def != fromSchema[k] {
+			changed = append(changed, checkDiff{table: k.table, name: k.name, migrations: def, entSchema: fromSchema[k]})
+		}
+	}
+	return changed, nil
+}
+
+// maxRounds bounds the rounds of settledChecks; two suffice for the forms PostgreSQL 15
+// prints.
+const maxRounds = 5
+
+// settledChecks is checkDefinitions once the definitions no longer change when PostgreSQL
+// reads them back. Its printed form of an expression does not always read back as the same
+// tree: "status IN ('a')" prints as "(status)::text = ANY ((ARRAY['a'::character
+// varying])::text[])", which reads back, and prints, as "... ANY (ARRAY[('a'::character
+// varying)::text])". The migration files hold the printed form of their day, ent/schema the
+// source form, so each CHECK of db (a scratch database, its tables empty) is added again
+// with its own definition until none changes.
+func settledChecks(ctx context.Context, db *sql.DB) (map[checkKey]string, []checkKey, error) {
+	defs, order, err := checkDefinitions(ctx, db)
+	for round := 0; err == nil && round < maxRounds; round++ {
+		for _, k := range order {
+			q := fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s, ADD CONSTRAINT %s %s", k.table, quoteIdent(k.name), quoteIdent(k.name), defs[k])
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				return nil, nil, fmt.Errorf("add CHECK %s on %s again: %w", k.name, k.table, err)
+			}
+		}
+		var again map[checkKey]string
+		again, order, err = checkDefinitions(ctx, db)
+		if err == nil && maps.Equal(again, defs) {
+			return defs, order, nil
+		}
+		defs = again
+	}
+	return defs, order, err
+}
+
+// checkDefinitions reads the definitions of the CHECKs on the tables of db's public schema,
+// as pg_get_constraintdef gives them, and their names ordered by table and name.
+func checkDefinitions(ctx context.Context, db *sql.DB) (map[checkKey]string, []checkKey, error) {
+	rows, err := db.QueryContext(ctx, `SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+FROM pg_constraint WHERE contype = 'c' AND connamespace = 'public'::regnamespace
+ORDER BY 1, 2`)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	defs := map[checkKey]string{}
+	var order []checkKey
+	for rows.Next() {
+		var k checkKey
+		var def string
+		if err := rows.Scan(&k.table, &k.name, &def); err != nil {
+			return nil, nil, err
+		}
+		defs[k] = def
+		order = append(order, k)
+	}
+	return defs, order, rows.Err()
 }
 
 // refusedEnumValues describes each value of an ent enum that a CHECK on its column refuses
@@ -104,3 +229,6 @@ WHERE con.contype = 'c' AND con.conrelid = to_regclass($1) AND a.attname = $2 AN
 	}
 	return problems, nil
 }
+
+// quoteIdent quotes an SQL identifier.
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

@@ -119,6 +119,11 @@ func Generate(ctx context.Context, adminDSN, dirPath, name string) ([]string, er
 	if err := validateSum(dirPath, dir); err != nil {
 		return nil, err
 	}
+	// A CHECK changed under its old name makes no diff: refuse to write a migration that
+	// lacks it, or to report that nothing changed.
+	if err := checkConstraints(ctx, adminDSN, dirPath); err != nil {
+		return nil, err
+	}
 	before, err := fileSet(dir)
 	if err != nil {
 		return nil, err

@@ -3,14 +3,19 @@ package main
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"ariga.io/atlas/sql/migrate"
+	entschema "entgo.io/ent/dialect/sql/schema"
+
+	entmigrate "orderflow/ent/migrate"
 )
 
 const repoMigrations = "../../migrations"
@@ -255,9 +260,9 @@ func only(t *testing.T, dir, pattern string) string {
 }
 
 // TestCheckFailsWhenACheckDisagrees: CHECK constraints whose expression changed under the
-// same name make no diff, so a migration file edited after the fact (and rehashed) or an
-// enum value added in ent/schema without its CHECK went unnoticed, and the database refused
-// with a 500 a value ent accepted. Check compares the constraints and the enums itself.
+// same name make no diff, so a migration file edited after the fact (and rehashed) went
+// unnoticed, and the database refused with a 500 a value ent accepted. Check compares the
+// constraints itself.
 func TestCheckFailsWhenACheckDisagrees(t *testing.T) {
 	dir := copyDir(t, repoMigrations)
 	initial := only(t, dir, "*_initial.sql")
@@ -277,7 +282,90 @@ func TestCheckFailsWhenACheckDisagrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = Check(ctx(t), adminDSN(), dir)
-	if err == nil || !strings.Contains(err.Error(), "orders_status_valid") || !strings.Contains(err.Error(), `"expired"`) {
+	if err == nil || !strings.Contains(err.Error(), "CHECK orders_status_valid on orders") || !strings.Contains(err.Error(), "'expired'") {
+		t.Fatalf("check = %v, want an error naming orders_status_valid and both its definitions", err)
+	}
+}
+
+// withCheck changes, for the duration of the test, the CHECK name of table in the schema
+// migrationgen reads (ent/migrate, as go generate ./... writes it from ent/schema) to expr,
+// as a change to ent/schema's entsql.Checks would.
+func withCheck(t *testing.T, table *entschema.Table, name, expr string) {
+	t.Helper()
+	old := table.Annotation.Checks
+	checks := maps.Clone(old)
+	checks[name] = expr
+	table.Annotation.Checks = checks
+	t.Cleanup(func() { table.Annotation.Checks = old })
+}
+
+// TestACheckChangedUnderItsOldNameIsRefused: products_name_length raised from 100 to 120
+// characters in ent/schema under the same name makes no diff. Check passed and Generate
+// said "no schema changes", while the database kept refusing names of 101 to 120
+// characters. Both now fail naming the CHECK, its two definitions and the way out, and
+// Generate writes nothing.
+func TestACheckChangedUnderItsOldNameIsRefused(t *testing.T) {
+	withCheck(t, entmigrate.ProductsTable, "products_name_length", "char_length(name) BETWEEN 1 AND 120")
+	dir := copyDir(t, repoMigrations)
+	before := snapshot(t, dir)
+	want := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("%s passed; want it to refuse the changed products_name_length", what)
+		}
+		for _, s := range []string{"CHECK products_name_length on products", "<= 120", "<= 100", "new name", "make migration"} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("%s = %v; want it to say %q", what, err, s)
+			}
+		}
+	}
+	want("check", Check(ctx(t), adminDSN(), dir))
+	written, err := Generate(ctx(t), adminDSN(), dir, "longer_names")
+	want("generate", err)
+	if len(written) != 0 {
+		t.Errorf("generate wrote %v", written)
+	}
+	if after := snapshot(t, dir); !equal(before, after) {
+		t.Fatal("generate changed the directory")
+	}
+}
+
+// TestCheckFailsWhenACheckRefusesAnEnumValue: a value added to an ent enum without its
+// CHECK makes no difference between the migrated database and ent/schema's, the enum being
+// a plain varchar to PostgreSQL, yet the database refuses it.
+func TestCheckFailsWhenACheckRefusesAnEnumValue(t *testing.T) {
+	var status *entschema.Column
+	for _, c := range entmigrate.OrdersTable.Columns {
+		if c.Name == "status" {
+			status = c
+		}
+	}
+	if status == nil {
+		t.Fatal("orders has no status column")
+	}
+	old := status.Enums
+	status.Enums = append(slices.Clip(old), "refunded")
+	t.Cleanup(func() { status.Enums = old })
+	err := Check(ctx(t), adminDSN(), copyDir(t, repoMigrations))
+	if err == nil || !strings.Contains(err.Error(), "orders.orders_status_valid") || !strings.Contains(err.Error(), `"refunded"`) {
 		t.Fatalf("check = %v, want an error naming orders_status_valid and the value it refuses", err)
+	}
+}
+
+// TestCheckFailsWhenACheckIsLeftNotValid: a CHECK added NOT VALID whose VALIDATE file is
+// missing holds for new rows only; the diff cannot tell, the definitions differing only by
+// NOT VALID.
+func TestCheckFailsWhenACheckIsLeftNotValid(t *testing.T) {
+	dir := copyDir(t, repoMigrations)
+	if err := os.Remove(only(t, dir, "*_validate_users_token_version.sql")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rehash(dir); err != nil {
+		t.Fatal(err)
+	}
+	err := Check(ctx(t), adminDSN(), dir)
+	if err == nil || !strings.Contains(err.Error(), "users_token_version_non_negative on users is left NOT VALID") ||
+		!strings.Contains(err.Error(), `VALIDATE CONSTRAINT "users_token_version_non_negative"`) {
+		t.Fatalf("check = %v, want an error naming the CHECK left NOT VALID and the statement that validates it", err)
 	}
 }

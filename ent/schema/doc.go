@@ -4,7 +4,8 @@
 //   - the field, edge or index here, and its invariants as named CHECKs in Annotations
 //     (entsql.Checks): ent's enums are plain varchar to PostgreSQL, and a length here
 //     (MaxRuneLen counts characters, MaxLen bytes) is checked only by ent. A check whose
-//     expression changes needs a new name, or no migration is written;
+//     expression changes needs a new name: under its old one it makes no diff, and
+//     cmd/migrationgen refuses to go on;
 //   - go generate ./... (make generate), which writes ent/ and ent/migrate, from which
 //     cmd/migrationgen reads the schema;
 //   - make migration name=<name>, then a review of the SQL for the locks it takes
