@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"orderflow/domain"
 	"orderflow/internal/testenv"
 )
 
@@ -53,6 +54,12 @@ const (
 	 VALUES ($1, 'OrderCreated', 'order.created', '{}', $2, now())`
 )
 
+// long is a string of n characters, for the length CHECKs, whose limits are domain's.
+func long(n int) string { return strings.Repeat("a", n) }
+
+// email is an e-mail address of n characters.
+func email(n int) string { return long(n-len("@x.io")) + "@x.io" }
+
 type violation struct {
 	sql  string
 	args []any
@@ -64,12 +71,11 @@ type violation struct {
 // violations are the cases of TestConstraints, at least one for each constraint and unique
 // index (TestEveryConstraintHasACase).
 func violations() map[string]violation {
-	long := func(n int) string { return strings.Repeat("a", n) }
 	return map[string]violation{
 		// users
 		"users_name_length empty":          {insertUser, []any{"", "e1@x.io", "customer"}, checkViolation, "users_name_length"},
-		"users_name_length too long":       {insertUser, []any{long(101), "e2@x.io", "customer"}, checkViolation, "users_name_length"},
-		"users_email_length":               {insertUser, []any{"Bo", long(96) + "@x.io", "customer"}, checkViolation, "users_email_length"},
+		"users_name_length too long":       {insertUser, []any{long(domain.MaxNameLength + 1), "e2@x.io", "customer"}, checkViolation, "users_name_length"},
+		"users_email_length":               {insertUser, []any{"Bo", email(domain.MaxEmailLength + 1), "customer"}, checkViolation, "users_email_length"},
 		"users_email_lower":                {insertUser, []any{"Bo", "Bo@x.io", "customer"}, checkViolation, "users_email_lower"},
 		"users_role_valid":                 {insertUser, []any{"Bo", "bo@x.io", "root"}, checkViolation, "users_role_valid"},
 		"users_email_key":                  {insertUser, []any{"Ada Two", "ada@x.io", "customer"}, uniqueViolation, "users_email_key"},
@@ -78,8 +84,8 @@ func violations() map[string]violation {
 			`UPDATE users SET token_version = -1 WHERE id = 1001`, nil, checkViolation, "users_token_version_non_negative"},
 		// products
 		"products_name_length empty":    {insertProduct, []any{"", nil, "1.00", 1}, checkViolation, "products_name_length"},
-		"products_name_length too long": {insertProduct, []any{long(101), nil, "1.00", 1}, checkViolation, "products_name_length"},
-		"products_description_length":   {insertProduct, []any{"P", long(501), "1.00", 1}, checkViolation, "products_description_length"},
+		"products_name_length too long": {insertProduct, []any{long(domain.MaxNameLength + 1), nil, "1.00", 1}, checkViolation, "products_name_length"},
+		"products_description_length":   {insertProduct, []any{"P", long(domain.MaxDescriptionLength + 1), "1.00", 1}, checkViolation, "products_description_length"},
 		"products_price_non_negative":   {insertProduct, []any{"P", nil, "-0.01", 1}, checkViolation, "products_price_non_negative"},
 		"products_stock_non_negative":   {insertProduct, []any{"P", nil, "1.00", -1}, checkViolation, "products_stock_non_negative"},
 		"products_stock_non_negative oversell": {
@@ -116,6 +122,7 @@ func violations() map[string]violation {
 		"idempotency_keys_key_length empty": {
 			insertIdempotencyKey, []any{1001, "", 1001}, checkViolation, "idempotency_keys_key_length"},
 		"idempotency_keys_key_length too long": {
+			// 255: the contract's maxLength of Idempotency-Key (openapi.yaml), which domain does not state.
 			insertIdempotencyKey, []any{1001, long(256), 1001}, checkViolation, "idempotency_keys_key_length"},
 		"idempotency_keys unique (user_id, key)": {
 			insertIdempotencyKey, []any{1001, "k1", 1001}, uniqueViolation, "idempotencykey_user_id_key"},
@@ -191,16 +198,16 @@ func TestConstraintsAcceptValidRows(t *testing.T) {
 	db := open(t, testenv.Database(t).DSN())
 	inTx(t, db, func(tx *sql.Tx) {
 		for _, s := range []violation{
-			{sql: insertUser, args: []any{strings.Repeat("a", 100), strings.Repeat("a", 95) + "@x.io", "admin"}},
+			{sql: insertUser, args: []any{long(domain.MaxNameLength), email(domain.MaxEmailLength), "admin"}},
 			{sql: `UPDATE users SET token_version = 0 WHERE id = 1001`},
-			{sql: insertProduct, args: []any{strings.Repeat("a", 100), strings.Repeat("a", 500), "0.00", 0}},
+			{sql: insertProduct, args: []any{long(domain.MaxNameLength), long(domain.MaxDescriptionLength), "0.00", 0}},
 			{sql: `UPDATE products SET stock = stock - 5 WHERE id = 1001`},
 			{sql: insertOrder, args: []any{1001, "0.00", "expired"}},
 			{sql: insertItem, args: []any{1001, 1001, 1, "0.00"}},
 			{sql: insertNotification, args: []any{1001, "OrderExpired"}},
 			{sql: insertOutbox, args: []any{"00000000-0000-0000-0000-000000000002", 0}},
 			{sql: insertIdempotencyKey, args: []any{1001, "k2", 1001}},
-			{sql: insertIdempotencyKey, args: []any{1001, strings.Repeat("a", 255), 1001}},
+			{sql: insertIdempotencyKey, args: []any{1001, long(255), 1001}},
 		} {
 			if _, err := tx.Exec(s.sql, s.args...); err != nil {
 				t.Fatalf("valid row rejected: %s %v: %v", s.sql, s.args, err)
