@@ -10,6 +10,10 @@
 //	go run ./cmd/migrationgen -new <name> create an empty hand-written migration and rehash
 //	go run ./cmd/migrationgen -rehash    recompute atlas.sum after editing a migration by hand
 //
+// A CHECK or foreign key added to an existing table is written NOT VALID, and validated in a
+// second file, <name>_validate, so that neither file scans a table under a lock that blocks
+// its writes (migrations/README.md).
+//
 // The scratch database is created on the server of -admin-dsn (or ORDERFLOW_MIGRATIONGEN_DSN)
 // under a random name and dropped afterwards.
 package main
@@ -28,6 +32,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -80,10 +85,10 @@ func main() {
 			fmt.Println("created", file)
 		}
 	case flag.NArg() == 1:
-		var files []string
-		files, err = Generate(ctx, *adminDSN, *dirPath, flag.Arg(0))
+		var g Generated
+		g, err = Generate(ctx, *adminDSN, *dirPath, flag.Arg(0))
 		if err == nil {
-			report(os.Stdout, files)
+			report(os.Stdout, g)
 		}
 	default:
 		flag.Usage()
@@ -96,55 +101,95 @@ func main() {
 }
 
 // report tells what Generate wrote.
-func report(w io.Writer, files []string) {
-	if len(files) == 0 {
+func report(w io.Writer, g Generated) {
+	if len(g.Files) == 0 {
 		// The diff reads ent/schema as last generated into ent/migrate.
 		fmt.Fprintln(w, "no schema changes: nothing written (the schema is read from the generated ent/migrate: after changing ent/schema, run go generate ./... first, or make migration name=<name>, which does)")
 	}
-	for _, f := range files {
+	for _, f := range g.Files {
 		fmt.Fprintln(w, "wrote", f)
+	}
+	if len(g.NotValid) > 0 {
+		fmt.Fprintf(w, "added NOT VALID in %s, and validated in %s, so that neither file scans a table under a lock that blocks its writes: %s\n",
+			filepath.Base(g.Files[0]), filepath.Base(g.Files[1]), joined(g.NotValid))
 	}
 }
 
+// joined lists constraints for a message.
+func joined(cs []constraint) string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.String()
+	}
+	return strings.Join(names, ", ")
+}
+
+// Generated is what Generate wrote.
+type Generated struct {
+	// Files are the new migration files, in order, then atlas.sum; none without a change.
+	Files []string
+	// NotValid are the CHECKs and foreign keys that the first file adds NOT VALID to
+	// existing tables and the second (<name>_validate) validates.
+	NotValid []constraint
+}
+
 // Generate writes a migration named name to dirPath if ent/schema differs from the state
-// the directory builds, and returns the files it wrote (none when there is no change).
-func Generate(ctx context.Context, adminDSN, dirPath, name string) ([]string, error) {
+// the directory builds, and returns what it wrote (nothing when there is no change). A
+// CHECK or foreign key added to an existing table is added NOT VALID, and validated in a
+// second file, <name>_validate.
+func Generate(ctx context.Context, adminDSN, dirPath, name string) (Generated, error) {
 	if !validName.MatchString(name) {
-		return nil, fmt.Errorf("migration name %q: use lower-case letters, digits and _", name)
+		return Generated{}, fmt.Errorf("migration name %q: use lower-case letters, digits and _", name)
 	}
 	dir, err := migrate.NewLocalDir(dirPath)
 	if err != nil {
-		return nil, fmt.Errorf("open migration directory: %w", err)
+		return Generated{}, fmt.Errorf("open migration directory: %w", err)
 	}
 	if err := validateSum(dirPath, dir); err != nil {
-		return nil, err
+		return Generated{}, err
 	}
 	// A CHECK changed under its old name makes no diff: refuse to write a migration that
 	// lacks it, or to report that nothing changed.
 	if err := checkConstraints(ctx, adminDSN, dirPath); err != nil {
-		return nil, err
+		return Generated{}, err
 	}
 	before, err := fileSet(dir)
 	if err != nil {
-		return nil, err
+		return Generated{}, err
 	}
-	if err := diff(ctx, adminDSN, dir, name, false); err != nil {
-		return nil, err
+	var g Generated
+	if err := diff(ctx, adminDSN, dir, name, false, &g.NotValid); err != nil {
+		return Generated{}, err
 	}
 	after, err := fileSet(dir)
 	if err != nil {
-		return nil, err
+		return Generated{}, err
 	}
 	var written []string
 	for f := range after {
 		if _, ok := before[f]; !ok {
-			written = append(written, filepath.Join(dirPath, f))
+			written = append(written, f)
 		}
 	}
-	if len(written) > 0 {
-		written = append(written, filepath.Join(dirPath, migrate.HashFileName))
+	if len(written) == 0 {
+		return Generated{}, nil
 	}
-	return written, nil
+	if len(written) != 1 {
+		return Generated{}, fmt.Errorf("the diff wrote %d files, %v; want one", len(written), written)
+	}
+	g.Files = []string{filepath.Join(dirPath, written[0])}
+	if len(g.NotValid) > 0 {
+		file, err := writeValidation(dir, dirPath, written[0], name, g.NotValid)
+		if err != nil {
+			return Generated{}, err
+		}
+		if err := Rehash(dirPath); err != nil {
+			return Generated{}, err
+		}
+		g.Files = append(g.Files, file)
+	}
+	g.Files = append(g.Files, filepath.Join(dirPath, migrate.HashFileName))
+	return g, nil
 }
 
 // Check fails when ent/schema has changes that no migration in dirPath covers, or when
@@ -173,7 +218,7 @@ func Check(ctx context.Context, adminDSN, dirPath string) error {
 	if err := migrate.WriteSumFile(mem, sum); err != nil {
 		return fmt.Errorf("copy atlas.sum: %w", err)
 	}
-	err = diff(ctx, adminDSN, mem, "check", true)
+	err = diff(ctx, adminDSN, mem, "check", true, nil)
 	switch {
 	case errors.Is(err, migrate.ErrNoPlan):
 		return checkConstraints(ctx, adminDSN, dirPath)
@@ -230,8 +275,10 @@ func Rehash(dirPath string) error {
 }
 
 // diff replays dir on a fresh scratch database and writes the difference to ent/schema
-// into dir. With errNoPlan, an empty difference is reported as migrate.ErrNoPlan.
-func diff(ctx context.Context, adminDSN string, dir migrate.Dir, name string, errNoPlan bool) (err error) {
+// into dir. With errNoPlan, an empty difference is reported as migrate.ErrNoPlan. With
+// notValid, a CHECK or foreign key added to an existing table is written NOT VALID and
+// recorded in notValid (deferValidation).
+func diff(ctx context.Context, adminDSN string, dir migrate.Dir, name string, errNoPlan bool, notValid *[]constraint) (err error) {
 	db, drop, err := scratchDatabase(ctx, adminDSN)
 	if err != nil {
 		return err
@@ -252,6 +299,9 @@ func diff(ctx context.Context, adminDSN string, dir migrate.Dir, name string, er
 	}
 	if errNoPlan {
 		opts = append(opts, schema.WithErrNoPlan(true))
+	}
+	if notValid != nil {
+		opts = append(opts, schema.WithDiffHook(deferValidation(notValid)))
 	}
 	err = entmigrate.NewSchema(entsql.OpenDB(dialect.Postgres, db)).NamedDiff(ctx, name, opts...)
 	if err != nil && !errors.Is(err, migrate.ErrNoPlan) {

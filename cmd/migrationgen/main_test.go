@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -61,7 +62,8 @@ func TestCheckFailsWhenAMigrationIsMissing(t *testing.T) {
 		t.Fatal("check left files behind")
 	}
 
-	written, err := Generate(ctx(t), adminDSN(), dir, "restore_index")
+	g, err := Generate(ctx(t), adminDSN(), dir, "restore_index")
+	written := g.Files
 	if err != nil {
 		t.Fatalf("generate: %v", err)
 	}
@@ -78,8 +80,8 @@ func TestCheckFailsWhenAMigrationIsMissing(t *testing.T) {
 	if err := Check(ctx(t), adminDSN(), dir); err != nil {
 		t.Fatalf("check after generating: %v", err)
 	}
-	if written, err := Generate(ctx(t), adminDSN(), dir, "nothing"); err != nil || len(written) != 0 {
-		t.Fatalf("generate without schema changes wrote %v, %v; want nothing", written, err)
+	if g, err := Generate(ctx(t), adminDSN(), dir, "nothing"); err != nil || len(g.Files) != 0 {
+		t.Fatalf("generate without schema changes wrote %v, %v; want nothing", g.Files, err)
 	}
 }
 
@@ -114,9 +116,9 @@ func TestCheckRejectsAStaleSum(t *testing.T) {
 func TestGenerateRejectsAStaleSum(t *testing.T) {
 	dir := staleSumDir(t)
 	before := snapshot(t, dir)
-	written, err := Generate(ctx(t), adminDSN(), dir, "anything")
+	g, err := Generate(ctx(t), adminDSN(), dir, "anything")
 	if !errors.Is(err, migrate.ErrChecksumMismatch) || !strings.Contains(err.Error(), "go run ./cmd/migrationgen -rehash") {
-		t.Fatalf("generate = %v, %v; want a checksum mismatch pointing to -rehash", written, err)
+		t.Fatalf("generate = %v, %v; want a checksum mismatch pointing to -rehash", g.Files, err)
 	}
 	if after := snapshot(t, dir); !equal(before, after) {
 		t.Fatal("generate changed the directory")
@@ -150,12 +152,12 @@ func TestUnreachableServerNamesTheSetting(t *testing.T) {
 // "nothing written" must say so, or the change looks as if it needed no migration.
 func TestNothingWrittenSaysWhatWasRead(t *testing.T) {
 	var out strings.Builder
-	report(&out, nil)
+	report(&out, Generated{})
 	if !strings.Contains(out.String(), "nothing written") || !strings.Contains(out.String(), "go generate ./...") {
 		t.Errorf("with no change, migrationgen says %q; want it to name go generate ./...", out.String())
 	}
 	out.Reset()
-	report(&out, []string{"migrations/1_x.sql", "migrations/atlas.sum"})
+	report(&out, Generated{Files: []string{"migrations/1_x.sql", "migrations/atlas.sum"}})
 	if out.String() != "wrote migrations/1_x.sql\nwrote migrations/atlas.sum\n" {
 		t.Errorf("with a change, migrationgen says %q", out.String())
 	}
@@ -320,10 +322,10 @@ func TestACheckChangedUnderItsOldNameIsRefused(t *testing.T) {
 		}
 	}
 	want("check", Check(ctx(t), adminDSN(), dir))
-	written, err := Generate(ctx(t), adminDSN(), dir, "longer_names")
+	g, err := Generate(ctx(t), adminDSN(), dir, "longer_names")
 	want("generate", err)
-	if len(written) != 0 {
-		t.Errorf("generate wrote %v", written)
+	if len(g.Files) != 0 {
+		t.Errorf("generate wrote %v", g.Files)
 	}
 	if after := snapshot(t, dir); !equal(before, after) {
 		t.Fatal("generate changed the directory")
@@ -368,4 +370,69 @@ func TestCheckFailsWhenACheckIsLeftNotValid(t *testing.T) {
 		!strings.Contains(err.Error(), `VALIDATE CONSTRAINT "users_token_version_non_negative"`) {
 		t.Fatalf("check = %v, want an error naming the CHECK left NOT VALID and the statement that validates it", err)
 	}
+}
+
+// TestConstraintsAddedToExistingTablesAreValidatedApart: a CHECK or foreign key added to a
+// table the migrations already create was written as a plain ADD CONSTRAINT, which scans
+// the table under a lock that blocks its reads and writes, against the rule of
+// migrations/README.md. Generate now adds it NOT VALID and validates it in a second file,
+// <name>_validate, which sorts right after the first.
+func TestConstraintsAddedToExistingTablesAreValidatedApart(t *testing.T) {
+	// A new CHECK on products, and (with the files that made it removed) the foreign key of
+	// idempotency_keys.order_id changed from ON DELETE CASCADE to SET NULL.
+	withCheck(t, entmigrate.ProductsTable, "products_stock_below_a_billion", "stock < 1000000000")
+	dir := copyDir(t, repoMigrations)
+	for _, pattern := range []string{"*_keep_idempotency_keys_of_deleted_orders.sql", "*_validate_idempotency_keys_order_fk.sql"} {
+		if err := os.Remove(only(t, dir, pattern)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Rehash(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	g, err := Generate(ctx(t), adminDSN(), dir, "stock_limit")
+	if err != nil {
+		t.Fatalf("generate: %v", err)
+	}
+	if len(g.Files) != 3 || !strings.HasSuffix(g.Files[0], "_stock_limit.sql") || !strings.HasSuffix(g.Files[1], "_stock_limit_validate.sql") ||
+		filepath.Base(g.Files[1]) <= filepath.Base(g.Files[0]) || filepath.Base(g.Files[2]) != migrate.HashFileName {
+		t.Fatalf("generate wrote %v, want the migration, the file validating it right after, and atlas.sum", g.Files)
+	}
+	added, validation := read(t, g.Files[0]), read(t, g.Files[1])
+	for _, c := range []struct{ table, name string }{
+		{"products", "products_stock_below_a_billion"},
+		{"idempotency_keys", "idempotency_keys_orders_idempotency_keys"},
+	} {
+		if !regexp.MustCompile(`ADD CONSTRAINT "` + c.name + `" [^,;]* NOT VALID[,;]`).MatchString(added) {
+			t.Errorf("%s does not add %s NOT VALID:\n%s", g.Files[0], c.name, added)
+		}
+		validate := `ALTER TABLE "` + c.table + `" VALIDATE CONSTRAINT "` + c.name + `";`
+		if !strings.Contains(validation, validate) {
+			t.Errorf("%s lacks %s:\n%s", g.Files[1], validate, validation)
+		}
+	}
+	if strings.Contains(added, "VALIDATE") {
+		t.Errorf("%s validates in the file that adds:\n%s", g.Files[0], added)
+	}
+	var out strings.Builder
+	report(&out, g)
+	for _, s := range []string{filepath.Base(g.Files[1]), "NOT VALID", "products.products_stock_below_a_billion", "idempotency_keys.idempotency_keys_orders_idempotency_keys"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("migrationgen says %q; want it to name %s", out.String(), s)
+		}
+	}
+	// atlas.sum covers both files, and the migrations build ent/schema, validated.
+	if err := Check(ctx(t), adminDSN(), dir); err != nil {
+		t.Fatalf("check after generating: %v", err)
+	}
+}
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
