@@ -103,8 +103,10 @@ func main() {
 // report tells what Generate wrote.
 func report(w io.Writer, g Generated) {
 	if len(g.Files) == 0 {
-		// The diff reads ent/schema as last generated into ent/migrate.
-		fmt.Fprintln(w, "no schema changes: nothing written (the schema is read from the generated ent/migrate: after changing ent/schema, run go generate ./... first, or make migration name=<name>, which does)")
+		// The diff reads ent/schema as last generated into ent/migrate, and sees only what
+		// PostgreSQL holds. A CHECK changed under its old name does not get here: Generate
+		// fails on it, naming it.
+		fmt.Fprintln(w, "no schema changes: nothing written. The schema is read from ent/migrate as go generate ./... last wrote it: if ent/schema changed since, run it and try again (make migration name=<name> runs both). Otherwise the change is one PostgreSQL does not hold, such as an ent validator (MaxRuneLen, NonNegative): if the database must refuse the same values, state it as a CHECK of a new name in entsql.Checks too.")
 	}
 	for _, f := range g.Files {
 		fmt.Fprintln(w, "wrote", f)
