@@ -79,6 +79,11 @@ func WithTx(ctx context.Context, client *ent.Client, fn func(tx *ent.Tx) error) 
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
+			// ctx ended before the commit, and database/sql rolled the transaction back:
+			// the commit was never sent, and the cause is the context's.
+			return fmt.Errorf("commit transaction: %w", context.Cause(ctx))
+		}
 		return fmt.Errorf("commit transaction: %w", err)
 	}
 	return nil
