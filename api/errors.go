@@ -97,6 +97,10 @@ var (
 	errUnauthorized = problem(http.StatusUnauthorized, "A valid bearer token is required.")
 )
 
+// errOrderMayBeStored answers an order whose outcome is unknown (errOutcomeUnknown).
+const errOrderMayBeStored = "The database did not confirm in time whether the order was stored, and it may have been. " +
+	"Look for it (GET /api/orders) before placing it again; a request with an Idempotency-Key can be sent again with the same key, which never stores an order twice."
+
 // ErrInsufficientStock is returned when a product has fewer units than an order asks for.
 var ErrInsufficientStock = errors.New("insufficient stock")
 
@@ -116,6 +120,9 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 		itE  *domain.ItemError
 	)
 	switch {
+	case errors.Is(err, errOutcomeUnknown):
+		h.log.WarnContext(ctx, "order outcome unknown", "error", err)
+		return problemResponse(http.StatusServiceUnavailable, errOrderMayBeStored, nil)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return problemResponse(http.StatusServiceUnavailable, "The request took too long; try again later.", nil)
 	case db.Unavailable(err):

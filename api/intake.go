@@ -44,9 +44,10 @@ type orderJob struct {
 	ctx context.Context
 	orderInput
 
-	done  chan struct{} // closed once order and err are set
-	order *oas.Order
-	err   error
+	queued time.Time     // when the order joined the intake's queue
+	done   chan struct{} // closed once order and err are set
+	order  *oas.Order
+	err    error
 	// alone is set when the job's group failed as a whole and stored nothing: the job's
 	// request stores its order by itself, so that one order's error is its own.
 	alone bool
@@ -55,18 +56,29 @@ type orderJob struct {
 // errNotSent marks a failure before anything reached PostgreSQL.
 var errNotSent = errors.New("not sent to the database")
 
+// errOutcomeUnknown marks an order whose statements reached PostgreSQL without an answer
+// coming back: the time ran out, or the connection broke, after they were sent. The order may
+// have been stored, and its commit may even complete later, so its request is not told to
+// try again as if nothing had happened.
+var errOutcomeUnknown = errors.New("the database did not confirm whether the order was stored")
+
 func newIntake(db *sql.DB, log *slog.Logger, writers, maxGroup int) *intake {
 	return &intake{db: db, log: log, groups: group.NewWriter[*orderJob](writers, maxGroup), stored: intakeGroupOrders}
 }
 
-// store stores job's order and returns it, or nil when OrderStatement stored nothing.
+// store stores job's order and returns it, or nil when OrderStatement stored nothing. An
+// error after its statements were sent wraps errOutcomeUnknown.
 func (in *intake) store(job *orderJob) (*oas.Order, error) {
-	job.done = make(chan struct{})
+	job.queued, job.done = time.Now(), make(chan struct{})
 	in.groups.Write(job, job.done, in.storeGroup)
+	o, err := job.order, job.err
 	if job.alone {
-		return in.storeAlone(job)
+		o, err = in.storeAlone(job)
 	}
-	return job.order, job.err
+	if err != nil && !storedNothing(err) {
+		return nil, fmt.Errorf("%w: %w", errOutcomeUnknown, err)
+	}
+	return o, err
 }
 
 // storeAlone stores job's order by itself.
@@ -93,13 +105,18 @@ func (in *intake) onConn(ctx context.Context, f func(c *pgx.Conn) error) error {
 	return conn.Raw(func(driverConn any) error { return f(driverConn.(*stdlib.Conn).Conn()) })
 }
 
-// answerEnded answers the orders of group whose request has ended while they waited, and
-// returns the others.
+// answerEnded answers the orders of group whose request has ended while they waited, or has
+// too little of its time left (sendMargin), and returns the others. Nothing of theirs was
+// sent: their requests may safely try again.
 func answerEnded(group []*orderJob) []*orderJob {
 	live := group[:0] // a group is the writer's own copy
 	for _, j := range group {
-		if err := j.ctx.Err(); err != nil {
-			j.err = err
+		err := j.ctx.Err()
+		if d, ok := j.ctx.Deadline(); ok && err == nil && time.Until(d) < sendMargin(d.Sub(j.queued)) {
+			err = fmt.Errorf("too little of the request's time left: %w", context.DeadlineExceeded)
+		}
+		if err != nil {
+			j.err = fmt.Errorf("insert orders: %w: %w", errNotSent, err)
 			close(j.done)
 			continue
 		}
@@ -108,9 +125,17 @@ func answerEnded(group []*orderJob) []*orderJob {
 	return live
 }
 
+// sendMargin is the time an order's request must have left for its statements to be sent:
+// a tenth of the time it had when it joined the queue, at most a second. A group sent with
+// less would likely be cut off by a deadline in flight, which leaves its orders' outcome
+// unknown (errOutcomeUnknown); one that waited that long in the queue is answered before
+// anything of it is sent.
+func sendMargin(budget time.Duration) time.Duration { return min(time.Second, budget/10) }
+
 // storeGroup stores the orders of group and answers them: one order by itself, several in
-// one transaction. When the transaction fails and surely stored nothing (PostgreSQL reported
-// the error, which rolls it back), each order is stored by its own request. When the outcome
+// one transaction. When the transaction fails and surely stored nothing because PostgreSQL
+// reported the error, which rolls it back, each order is stored by its own request; when it
+// never got a connection, every order gets the error. When the outcome
 // is unknown (the connection broke, or the time ran out, after the commit may have been
 // sent), every order of the group gets the error, as a single order would: storing them
 // again could store them twice.
@@ -141,6 +166,11 @@ func (in *intake) storeGroup(group []*orderJob) {
 		}
 		if n > 0 {
 			in.stored.Observe(float64(n))
+		}
+	case errors.Is(err, errNotSent):
+		// No connection in time: storing each order by itself would wait for one again.
+		for _, j := range group {
+			j.order, j.err = nil, err
 		}
 	case storedNothing(err):
 		in.log.Warn("storing orders together failed, each is stored by itself", "orders", len(group), "error", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -351,6 +352,90 @@ func TestIntakeAnswersEndedRequests(t *testing.T) {
 	}
 	if e.stock(a) != 8 {
 		t.Errorf("stock left %d, want 8", e.stock(a))
+	}
+}
+
+// TestIntakeSendsNoOrderWithTooLittleTimeLeft: an order whose request has spent nearly all
+// its time in the queue is answered before anything of it is sent, as not stored (a 503
+// that may be retried), rather than sent to be cut off in flight with its outcome unknown.
+func TestIntakeSendsNoOrderWithTooLittleTimeLeft(t *testing.T) {
+	t.Parallel()
+	e, cust, a, in := newQueueEnv(t)
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	late := e.job(short, cust, cust, domain.Item{ProductID: a, Quantity: 1})
+	timely := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 2})
+	release := in.hold()
+	results := in.storeQueued(t, late, timely)
+	deadline, _ := short.Deadline()
+	time.Sleep(time.Until(deadline) - 400*time.Millisecond) // less than its margin of 500 ms left
+	release()
+
+	r := <-results[0]
+	if !errors.Is(r.err, errNotSent) || !errors.Is(r.err, context.DeadlineExceeded) || errors.Is(r.err, errOutcomeUnknown) ||
+		!strings.Contains(r.err.Error(), "too little of the request's time left") || r.order != nil {
+		t.Errorf("the order with too little time left: %+v, %v; want it not sent, for too little time", r.order, r.err)
+	}
+	if r := <-results[1]; r.err != nil || r.order == nil {
+		t.Fatalf("the order with time left: %+v, %v", r.order, r.err)
+	}
+	if e.stock(a) != 8 {
+		t.Errorf("stock left %d, want 8", e.stock(a))
+	}
+}
+
+// TestIntakeGroupWithoutAConnectionFailsWhole: a group that gets no connection before its
+// deadline stored nothing, and each of its orders is answered so, instead of each waiting
+// for a connection again by itself.
+func TestIntakeGroupWithoutAConnectionFailsWhole(t *testing.T) {
+	t.Parallel()
+	e, cust, a, in := newQueueEnv(t)
+	e.db.SetMaxOpenConns(1)
+	held, err := e.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	jobs := []*orderJob{
+		e.job(short, cust, cust, domain.Item{ProductID: a, Quantity: 1}),
+		e.job(short, cust, cust, domain.Item{ProductID: a, Quantity: 2}),
+	}
+	for _, j := range jobs {
+		j.queued = time.Now()
+	}
+	in.storeGroup(jobs)
+	for i, j := range jobs {
+		if !errors.Is(j.err, errNotSent) || j.alone || j.order != nil {
+			t.Errorf("order %d: %+v, %v, alone %v; want it not sent, answered with its group", i+1, j.order, j.err, j.alone)
+		}
+	}
+}
+
+// TestIntakeOrderCutOffInFlightIsOfUnknownOutcome: an order whose statements were sent and
+// got no answer before its deadline may have been stored, and is answered so: not with the
+// deadline alone, which its request would answer as "try again".
+func TestIntakeOrderCutOffInFlightIsOfUnknownOutcome(t *testing.T) {
+	t.Parallel()
+	e, cust, a, in := newQueueEnv(t)
+	locker, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Rollback()
+	if _, err := locker.ExecContext(ctx, `SELECT FROM products WHERE id = $1 FOR UPDATE`, a); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	o, err := in.store(e.job(short, cust, cust, domain.Item{ProductID: a, Quantity: 1}))
+	if !errors.Is(err, errOutcomeUnknown) || o != nil {
+		t.Fatalf("an order cut off while its statement waited: %+v, %v; want errOutcomeUnknown", o, err)
+	}
+	p := e.h.NewError(ctx, err)
+	if p.StatusCode != http.StatusServiceUnavailable || !strings.Contains(p.Response.Detail.Value, "it may have been") {
+		t.Errorf("answered %d %q", p.StatusCode, p.Response.Detail.Value)
 	}
 }
 
