@@ -33,7 +33,7 @@ var (
 
 // Collectors are the bus's metrics, for a process registry.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{consumed, handlerDuration, redelivered, published}
+	return []prometheus.Collector{consumed, handlerDuration, redelivered, published, deadLetters}
 }
 
 func observeDelivery(consumer, eventType, outcome string, again bool, took time.Duration) {

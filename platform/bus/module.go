@@ -25,16 +25,39 @@ var Module = fx.Module("bus",
 
 // RunConsumers starts consumers with the app and, when it stops, stops them together
 // (StopConsumers), before their connection closes and before any hook appended before this
-// call, such as the outbox relay's, which then publishes what their handlers wrote.
+// call, such as the outbox relay's, which then publishes what their handlers wrote. Meanwhile
+// it counts the messages in their queues' dead-letter queues every minute
+// (watchDeadLetters). The consumers share one connection.
 func RunConsumers(lc fx.Lifecycle, consumers ...*Consumer) {
+	var (
+		stopWatch context.CancelFunc
+		watching  = make(chan struct{})
+	)
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {
-			for _, c := range consumers {
+			queues := make([]string, len(consumers))
+			for i, c := range consumers {
 				c.Start()
+				queues[i] = c.queue
 			}
+			var ctx context.Context
+			ctx, stopWatch = context.WithCancel(context.Background())
+			go func() {
+				defer close(watching)
+				if len(consumers) > 0 {
+					watchDeadLetters(ctx, consumers[0].conn, queues, deadLetterInterval)
+				}
+			}()
 			return nil
 		},
-		OnStop: func(ctx context.Context) error { return StopConsumers(ctx, consumers...) },
+		OnStop: func(ctx context.Context) error {
+			stopWatch()
+			select { // a count waiting for a silent broker ends when the connection closes
+			case <-watching:
+			case <-ctx.Done():
+			}
+			return StopConsumers(ctx, consumers...)
+		},
 	})
 }
 
