@@ -46,6 +46,7 @@ type Handler struct {
 	stock     *stockLocks
 	intake    *intake
 	logins    *loginLimiter
+	outages   *outageLog
 	dummyOnce sync.Once
 	dummy     []byte
 }
@@ -63,6 +64,7 @@ func NewHandler(client *ent.Client, db *sql.DB, cfg *configuration.Config, log *
 		stock:      newStockLocks(),
 		intake:     newIntake(db, log, cfg.Orders.IntakeConnections, cfg.Orders.IntakeGroupSize),
 		logins:     newLoginLimiter(cfg.Auth.LoginAttemptsPerMinute, cfg.Auth.LoginAttemptsPerAddressPerMinute, time.Now),
+		outages:    newOutageLog(time.Now),
 		now:        func() time.Time { return time.Now().UTC() },
 	}
 }

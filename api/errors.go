@@ -124,9 +124,10 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 		h.log.WarnContext(ctx, "order outcome unknown", "error", err)
 		return problemResponse(http.StatusServiceUnavailable, errOrderMayBeStored, nil)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		h.outages.warn(ctx, h.log, "requests ran out of time: answered 503 (requests: how many since the last such line)", err)
 		return problemResponse(http.StatusServiceUnavailable, "The request took too long; try again later.", nil)
 	case db.Unavailable(err):
-		h.log.WarnContext(ctx, "database unavailable", "error", err)
+		h.outages.warn(ctx, h.log, "database unavailable: requests answered 503 (requests: how many since the last such line)", err)
 		return problemResponse(http.StatusServiceUnavailable, "The database is unavailable; try again later.", nil)
 	case errors.As(err, &p):
 		return problemResponse(p.Status, p.Detail, p.Fields)
