@@ -97,8 +97,8 @@ var (
 	errUnauthorized = problem(http.StatusUnauthorized, "A valid bearer token is required.")
 )
 
-// errOrderMayBeStored answers an order whose outcome is unknown (errOutcomeUnknown).
-const errOrderMayBeStored = "The database did not confirm in time whether the order was stored, and it may have been. " +
+// detailOrderMayBeStored answers an order whose outcome is unknown (errOutcomeUnknown).
+const detailOrderMayBeStored = "The database did not confirm in time whether the order was stored, and it may have been. " +
 	"Look for it (GET /api/orders) before placing it again; a request with an Idempotency-Key can be sent again with the same key, which never stores an order twice."
 
 // ErrInsufficientStock is returned when a product has fewer units than an order asks for.
@@ -122,12 +122,12 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	switch {
 	case errors.Is(err, errOutcomeUnknown):
 		h.log.WarnContext(ctx, "order outcome unknown", "error", err)
-		return problemResponse(http.StatusServiceUnavailable, errOrderMayBeStored, nil)
+		return problemResponse(http.StatusServiceUnavailable, detailOrderMayBeStored, nil)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		h.outages.warn(ctx, h.log, "requests ran out of time: answered 503 (requests: how many since the last such line)", err)
+		h.outages.warn(ctx, h.log, "requests ran out of time: answered 503", err)
 		return problemResponse(http.StatusServiceUnavailable, "The request took too long; try again later.", nil)
 	case db.Unavailable(err):
-		h.outages.warn(ctx, h.log, "database unavailable: requests answered 503 (requests: how many since the last such line)", err)
+		h.outages.warn(ctx, h.log, "database unavailable: requests answered 503", err)
 		return problemResponse(http.StatusServiceUnavailable, "The database is unavailable; try again later.", nil)
 	case errors.As(err, &p):
 		return problemResponse(p.Status, p.Detail, p.Fields)
