@@ -102,11 +102,13 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		r, info := withRequestInfo(r)
-		if _, get := srv.FindPath(http.MethodGet, r.URL); get && r.Method == http.MethodHead {
+		if r.Method == http.MethodHead {
 			// Answered as GET where GET is served (RFC 9110, section 9.3.2): the server,
 			// which keeps the request it read, drops the body written to a HEAD's answer.
-			r = r.Clone(r.Context())
-			r.Method = http.MethodGet
+			if _, get := srv.FindPath(http.MethodGet, r.URL); get {
+				r = r.Clone(r.Context())
+				r.Method = http.MethodGet
+			}
 		}
 		if route, ok := srv.FindPath(r.Method, r.URL); ok {
 			// Metrics and spans name the operation, not the /api/ prefix.
