@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // deadLetterInterval is how often a consuming process counts the messages in the dead-letter
@@ -19,6 +20,7 @@ var deadLetters = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 
 // watchDeadLetters counts the messages in the dead-letter queues of queues, at once and then
 // every interval until ctx ends: it sets orderflow_dead_letter_messages, and logs a warning
+// for a queue that holds messages at the first count (in every process that starts) and
 // whenever a count has grown. A consumer logs each message it rejects, but the broker
 // dead-letters a message by itself once its deliveries reach the delivery limit however they
 // ended, also when the worker or its connection went away while a handler ran (a broker or
@@ -41,17 +43,25 @@ func watchDeadLetters(ctx context.Context, c *Conn, queues []string, interval ti
 // the counts in seen, which it updates. While the broker is away it waits for it, until ctx
 // ends; the connection's own log tells of the outage.
 func countDeadLetters(ctx context.Context, c *Conn, queues []string, seen map[string]int) {
-	ch, err := c.channel(ctx)
-	if err != nil {
-		return
-	}
-	defer ch.Close()
+	var ch *amqp.Channel
+	defer func() {
+		if ch != nil {
+			ch.Close()
+		}
+	}()
 	for _, q := range queues {
+		if ch == nil {
+			var err error
+			if ch, err = c.channel(ctx); err != nil {
+				return
+			}
+		}
 		dlq := DeadLetterQueue(q)
 		st, err := ch.QueueDeclarePassive(dlq, true, false, false, false, nil)
-		if err != nil { // the error closed the channel
+		if err != nil { // the broker closed the channel: the next queue gets another
 			c.log.WarnContext(ctx, "cannot count the messages in a dead-letter queue", "queue", dlq, "error", err)
-			return
+			ch = nil
+			continue
 		}
 		deadLetters.WithLabelValues(dlq).Set(float64(st.Messages))
 		if added := st.Messages - seen[dlq]; added > 0 {

@@ -52,11 +52,12 @@ func RunConsumers(lc fx.Lifecycle, consumers ...*Consumer) {
 		},
 		OnStop: func(ctx context.Context) error {
 			stopWatch()
-			select { // a count waiting for a silent broker ends when the connection closes
+			err := StopConsumers(ctx, consumers...)
+			select { // a count held by a silent broker ends once the connection closes, later
 			case <-watching:
 			case <-ctx.Done():
 			}
-			return StopConsumers(ctx, consumers...)
+			return err
 		},
 	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
@@ -93,6 +94,33 @@ func TestModule(t *testing.T) {
 	if count, err := testutil.GatherAndCount(reg, "orderflow_events_consumed_total"); err != nil || count == 0 {
 		t.Errorf("registry does not expose the consumer metrics: %d, %v", count, err)
 	}
+	// RunConsumers counts the consumers' dead-letter queues from the start.
+	dlq := DeadLetterQueue(conn.Topology().QueueName(ConsumerOrderExpired))
+	deadline = time.Now().Add(5 * time.Second)
+	for !hasSeries(t, deadLetters, "queue", dlq) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not counted", dlq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// hasSeries tells whether c holds a series whose label has value.
+func hasSeries(t *testing.T, c prometheus.Collector, label, value string) bool {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 100)
+	go func() { c.Collect(ch); close(ch) }()
+	found := false
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range d.GetLabel() {
+			found = found || (l.GetName() == label && l.GetValue() == value)
+		}
+	}
+	return found
 }
 
 // TestBrokerCheckRequiredOnlyByConsumers: with the broker unreachable, the check that Module
