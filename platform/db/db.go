@@ -82,7 +82,7 @@ func WithTx(ctx context.Context, client *ent.Client, fn func(tx *ent.Tx) error) 
 		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
 			// ctx ended before the commit, and database/sql rolled the transaction back:
 			// the commit was never sent, and the cause is the context's.
-			return fmt.Errorf("commit transaction: %w", context.Cause(ctx))
+			return fmt.Errorf("commit transaction: %w", ctx.Err())
 		}
 		return fmt.Errorf("commit transaction: %w", err)
 	}

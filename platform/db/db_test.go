@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestWithTxEndedBeforeCommit(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // database/sql rolls back once it sees ctx end
 		return nil
 	})
-	if !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrTxDone) {
 		t.Fatalf("WithTx = %v, want context.DeadlineExceeded", err)
 	}
 }
