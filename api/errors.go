@@ -99,7 +99,7 @@ var (
 
 // detailOrderMayBeStored answers an order whose outcome is unknown (errOutcomeUnknown).
 const detailOrderMayBeStored = "The database did not confirm in time whether the order was stored, and it may have been. " +
-	"Look for it (GET /api/orders) before placing it again; a request with an Idempotency-Key can be sent again with the same key, which never stores an order twice."
+	"Look for it (GET /api/orders) before placing it again. An order sent with an Idempotency-Key can be retried with the same key instead, which never stores it twice."
 
 // ErrInsufficientStock is returned when a product has fewer units than an order asks for.
 var ErrInsufficientStock = errors.New("insufficient stock")
@@ -121,7 +121,7 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	)
 	switch {
 	case errors.Is(err, errOutcomeUnknown):
-		h.log.WarnContext(ctx, "order outcome unknown", "error", err)
+		h.outages.warn(ctx, h.log, "order outcome unknown: requests answered 503", err)
 		return problemResponse(http.StatusServiceUnavailable, detailOrderMayBeStored, nil)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		h.outages.warn(ctx, h.log, "requests ran out of time: answered 503", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
@@ -184,9 +185,11 @@ func (in *intake) storeGroup(group []*orderJob) {
 	}
 }
 
-// storedNothing tells whether a group's err means that none of it was stored.
+// storedNothing tells whether a group's err means that none of it was stored: it failed
+// before anything was sent (errNotSent, or pgx's word that nothing was, pgconn.SafeToRetry),
+// or PostgreSQL reported the error, which rolls the transaction back.
 func storedNothing(err error) bool {
-	return errors.Is(err, errNotSent) || db.Code(err) != ""
+	return errors.Is(err, errNotSent) || pgconn.SafeToRetry(err) || db.Code(err) != ""
 }
 
 // latestDeadline returns a group's context: it ends when the last of the group's requests

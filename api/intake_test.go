@@ -499,9 +499,32 @@ func TestStoredNothing(t *testing.T) {
 		{fmt.Errorf("insert orders: %w: %w", errNotSent, sql.ErrConnDone), true},
 		{fmt.Errorf("insert orders: %w", context.DeadlineExceeded), false},
 		{fmt.Errorf("insert orders: %w", io.ErrUnexpectedEOF), false},
+		{fmt.Errorf("insert orders: %w", unsent{}), true},
 	} {
 		if got := storedNothing(tc.err); got != tc.want {
 			t.Errorf("storedNothing(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// unsent is an error of pgx's that says nothing was sent (pgconn.SafeToRetry), as when a
+// batch begins on a context that has already ended, or a write to a dead connection fails.
+type unsent struct{}
+
+func (unsent) Error() string     { return "not sent" }
+func (unsent) SafeToRetry() bool { return true }
+
+// TestSendMargin: a tenth of the time a request had when its order joined the queue, at most
+// a second.
+func TestSendMargin(t *testing.T) {
+	for budget, want := range map[time.Duration]time.Duration{
+		time.Second:      100 * time.Millisecond,
+		5 * time.Second:  500 * time.Millisecond,
+		10 * time.Second: time.Second,
+		time.Minute:      time.Second,
+	} {
+		if got := sendMargin(budget); got != want {
+			t.Errorf("sendMargin(%s) = %s, want %s", budget, got, want)
 		}
 	}
 }
