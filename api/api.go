@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -80,7 +81,7 @@ func (h *Handler) Tokens() *Tokens { return h.tokens }
 func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 	srv, err := oas.NewServer(h, h,
 		oas.WithErrorHandler(h.handleRequestError),
-		oas.WithMiddleware(refuseUnknownQuery, refuseOtherCharset),
+		oas.WithMiddleware(refuseUnknownQuery),
 		oas.WithNotFound(func(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, problemResponse(http.StatusNotFound, "No operation is served at "+r.URL.Path+".", nil))
 		}),
@@ -136,6 +137,11 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 			writeProblem(w, problemResponse(http.StatusBadRequest, "The request body could not be read.", nil))
 			return
 		}
+		if charset := otherCharset(r.Header.Get("Content-Type")); charset != "" && len(body) > 0 {
+			writeProblem(w, problemResponse(http.StatusUnsupportedMediaType,
+				"The request body must be application/json in UTF-8, not in charset "+charset+".", nil))
+			return
+		}
 		if at := loneSurrogate(body); at >= 0 {
 			writeProblem(w, problemResponse(http.StatusBadRequest, fmt.Sprintf(
 				"The request body holds half of a UTF-16 surrogate pair (the \\u escape at byte %d) without its other half: text must be valid Unicode.", at), nil))
@@ -155,6 +161,20 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		}
 		srv.ServeHTTP(&challengeWriter{ResponseWriter: w, info: info}, r)
 	}), nil
+}
+
+// otherCharset returns the charset that contentType names when it is not UTF-8. JSON
+// exchanged between systems is UTF-8 (RFC 8259): a body in Latin-1 or UTF-16 read as UTF-8
+// would store other text than the client meant, or fail to decode with a misleading 400.
+func otherCharset(contentType string) string {
+	if strings.IndexByte(contentType, ';') < 0 { // no parameters, as nearly every request
+		return ""
+	}
+	_, params, err := mime.ParseMediaType(contentType)
+	if charset, ok := params["charset"]; err == nil && ok && !strings.EqualFold(charset, "utf-8") {
+		return charset
+	}
+	return ""
 }
 
 // challengeWriter adds the bearer challenge to 401 answers, and Retry-After to 429 answers

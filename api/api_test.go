@@ -125,6 +125,8 @@ func TestProtocol(t *testing.T) {
 		if detail, _ := body["detail"].(string); detail != "The request body must be application/json in UTF-8, not in charset latin1." {
 			t.Errorf("detail %q", detail)
 		}
+		utf16 := "\xff\xfe{\x00\"\x00n\x00a\x00m\x00e\x00\"\x00:\x001\x00}\x00"
+		problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json; charset=utf-16", utf16), http.StatusUnsupportedMediaType)
 		for _, charset := range []string{"utf-8", "UTF-8"} {
 			res := e.do(http.MethodPost, "/api/products", tok, "application/json; charset="+charset, `{"name":"café","price":1,"stock":1}`)
 			if res.StatusCode != http.StatusCreated {

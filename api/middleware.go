@@ -1,7 +1,6 @@
 package api
 
 import (
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -63,19 +62,4 @@ func listWords(words []string) string {
 	default:
 		return strings.Join(words[:n-1], ", ") + " and " + words[n-1]
 	}
-}
-
-// refuseOtherCharset refuses a body sent as application/json in a charset other than UTF-8:
-// JSON exchanged between systems is UTF-8 (RFC 8259), and a body in Latin-1 read as UTF-8
-// would store other text than the client meant. It runs where refuseUnknownQuery does.
-func refuseOtherCharset(req middleware.Request, next middleware.Next) (middleware.Response, error) {
-	if req.Body == nil { // an operation without a body: nothing was read in the charset
-		return next(req)
-	}
-	_, params, err := mime.ParseMediaType(req.Raw.Header.Get("Content-Type"))
-	if charset, ok := params["charset"]; err == nil && ok && !strings.EqualFold(charset, "utf-8") {
-		return middleware.Response{}, problem(http.StatusUnsupportedMediaType,
-			"The request body must be application/json in UTF-8, not in charset "+charset+".")
-	}
-	return next(req)
 }
