@@ -1061,8 +1061,9 @@ type ProductInput struct {
 	Description OptString `json:"description"`
 	Price       Money     `json:"price"`
 	// Units in stock. Releasing an order's reservation adds its units back, so a product read can hold
-	// more than was set; the maximum, the largest integer that a JSON number keeps exactly in every
-	// client, leaves room for them, so that the stock read can be sent back.
+	// more than was set. The maximum, the largest integer that a JSON number keeps exactly in every
+	// client, is far above any stock set in practice, so that the stock read can be sent back; only one
+	// set near it and then raised by releases cannot.
 	Stock int `json:"stock"`
 }
 
