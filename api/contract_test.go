@@ -9,10 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"orderflow"
-
 	"github.com/ogen-go/ogen"
 
+	"orderflow"
 	"orderflow/api/oas"
 	"orderflow/domain"
 )

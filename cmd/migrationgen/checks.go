@@ -93,9 +93,6 @@ func (c checkDiff) err() error {
 		c.name, c.table, c.entSchema, c.migrations)
 }
 
-// checkKey names a CHECK: PostgreSQL's names are unique per table only.
-type checkKey struct{ table, name string }
-
 // changedChecks compares the CHECKs that migrated and described both have, by table and
 // name, and returns those whose definitions differ, ordered by table and name.
 func changedChecks(ctx context.Context, migrated, described *sql.DB) ([]checkDiff, error) {
@@ -127,7 +124,7 @@ const maxRounds = 5
 // varying)::text])". The migration files hold the printed form of their day, ent/schema the
 // source form, so each CHECK of db (a scratch database, its tables empty) is added again
 // with its own definition until none changes.
-func settledChecks(ctx context.Context, db *sql.DB) (map[checkKey]string, []checkKey, error) {
+func settledChecks(ctx context.Context, db *sql.DB) (map[constraint]string, []constraint, error) {
 	defs, order, err := checkDefinitions(ctx, db)
 	for round := 0; err == nil && round < maxRounds; round++ {
 		for _, k := range order {
@@ -136,7 +133,7 @@ func settledChecks(ctx context.Context, db *sql.DB) (map[checkKey]string, []chec
 				return nil, nil, fmt.Errorf("add CHECK %s on %s again: %w", k.name, k.table, err)
 			}
 		}
-		var again map[checkKey]string
+		var again map[constraint]string
 		again, order, err = checkDefinitions(ctx, db)
 		if err == nil && maps.Equal(again, defs) {
 			return defs, order, nil
@@ -148,7 +145,7 @@ func settledChecks(ctx context.Context, db *sql.DB) (map[checkKey]string, []chec
 
 // checkDefinitions reads the definitions of the CHECKs on the tables of db's public schema,
 // as pg_get_constraintdef gives them, and their names ordered by table and name.
-func checkDefinitions(ctx context.Context, db *sql.DB) (map[checkKey]string, []checkKey, error) {
+func checkDefinitions(ctx context.Context, db *sql.DB) (map[constraint]string, []constraint, error) {
 	rows, err := db.QueryContext(ctx, `SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
 FROM pg_constraint WHERE contype = 'c' AND connamespace = 'public'::regnamespace
 ORDER BY 1, 2`)
@@ -156,10 +153,10 @@ ORDER BY 1, 2`)
 		return nil, nil, err
 	}
 	defer rows.Close()
-	defs := map[checkKey]string{}
-	var order []checkKey
+	defs := map[constraint]string{}
+	var order []constraint
 	for rows.Next() {
-		var k checkKey
+		var k constraint
 		var def string
 		if err := rows.Scan(&k.table, &k.name, &def); err != nil {
 			return nil, nil, err

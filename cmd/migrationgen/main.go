@@ -10,9 +10,9 @@
 //	go run ./cmd/migrationgen -new <name> create an empty hand-written migration and rehash
 //	go run ./cmd/migrationgen -rehash    recompute atlas.sum after editing a migration by hand
 //
-// A CHECK or foreign key added to an existing table is written NOT VALID, and validated in a
-// second file, <name>_validate, so that neither file scans a table under a lock that blocks
-// its writes (migrations/README.md).
+// A named CHECK or a foreign key added to an existing table is written NOT VALID, and
+// validated in a second file, <name>_validate, so that neither file scans a table under a
+// lock that blocks its writes (migrations/README.md).
 //
 // The scratch database is created on the server of -admin-dsn (or ORDERFLOW_MIGRATIONGEN_DSN)
 // under a random name and dropped afterwards.

@@ -12,7 +12,8 @@ import (
 	"entgo.io/ent/dialect/sql/schema"
 )
 
-// constraint names a CHECK or foreign key that a generated migration adds NOT VALID.
+// constraint names a CHECK or foreign key by its table and name: PostgreSQL's constraint
+// names are unique per table only.
 type constraint struct{ table, name string }
 
 // String is the constraint as the report names it.
