@@ -38,6 +38,10 @@ var ErrTopology = errors.New("declaring the topology failed")
 const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 5 * time.Second
+	// unavailableLogInterval spaces the warnings of a broker outage: the first failed
+	// attempt is logged, then one every this often (the others at debug level), so that an
+	// outage of an hour does not write a line every maxBackoff for each connection.
+	unavailableLogInterval = time.Minute
 )
 
 // dialTimeout bounds opening the TCP connection, and then the AMQP handshake on it.
@@ -220,6 +224,7 @@ func (c *Conn) channel(ctx context.Context) (*amqp.Channel, error) {
 func (c *Conn) run() {
 	defer close(c.done)
 	backoff, connected := minBackoff, false
+	var warned time.Time // when the outage was last logged as a warning
 	for attempt := 1; ; attempt++ {
 		conn, err := c.dial()
 		if err != nil {
@@ -236,7 +241,11 @@ func (c *Conn) run() {
 				// Not an outage: retrying helps only once someone acts on the message.
 				c.log.Error("declaring the rabbitmq topology failed: "+topoErr.advice, "attempt", attempt, "retry_in", backoff, "error", topoErr.err)
 			} else {
-				c.log.Warn("rabbitmq unavailable", "attempt", attempt, "retry_in", backoff, "error", err)
+				level := slog.LevelDebug
+				if attempt == 1 || time.Since(warned) >= unavailableLogInterval {
+					level, warned = slog.LevelWarn, time.Now()
+				}
+				c.log.Log(context.Background(), level, "rabbitmq unavailable", "attempt", attempt, "retry_in", backoff, "error", err)
 			}
 			select {
 			case <-time.After(backoff):

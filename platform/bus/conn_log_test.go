@@ -34,3 +34,19 @@ func TestConnLogsNameTheConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestConnSpacesItsOutageWarnings: a broker outage is logged at its first failed attempt and
+// then once a minute, not at every attempt (every 5 s once the back-off is at its longest).
+func TestConnSpacesItsOutageWarnings(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	cfg.Port = 1 // nothing listens there: every attempt fails at once
+	out := &testutil.Buffer{}
+	c := NewConn(cfg, slog.New(slog.NewJSONHandler(out, nil)), Options{Name: "orderflow-test"})
+	c.Start()
+	t.Cleanup(func() { _ = c.Close() })
+	time.Sleep(3 * time.Second) // attempts after 0.1, 0.2, 0.4, 0.8 and 1.6 s
+	if n := strings.Count(out.String(), `"msg":"rabbitmq unavailable"`); n != 1 {
+		t.Errorf("%d warnings in the outage's first 3 s, want the first attempt's; log:\n%s", n, out.String())
+	}
+}
