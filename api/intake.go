@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
@@ -186,10 +185,9 @@ func (in *intake) storeGroup(group []*orderJob) {
 }
 
 // storedNothing tells whether a group's err means that none of it was stored: it failed
-// before anything was sent (errNotSent, or pgx's word that nothing was, pgconn.SafeToRetry),
-// or PostgreSQL reported the error, which rolls the transaction back.
+// before anything was sent (errNotSent), or as db.ChangedNothing says.
 func storedNothing(err error) bool {
-	return errors.Is(err, errNotSent) || pgconn.SafeToRetry(err) || db.Code(err) != ""
+	return errors.Is(err, errNotSent) || db.ChangedNothing(err)
 }
 
 // latestDeadline returns a group's context: it ends when the last of the group's requests

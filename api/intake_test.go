@@ -495,7 +495,9 @@ func TestStoredNothing(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{fmt.Errorf("insert orders: %w", &pgconn.PgError{Code: "22P02"}), true},
+		{fmt.Errorf("insert orders: %w", &pgconn.PgError{Severity: "ERROR", Code: "22P02"}), true},
+		// The server ended the session: the commit may have been written first.
+		{fmt.Errorf("insert orders: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P01"}), false},
 		{fmt.Errorf("insert orders: %w: %w", errNotSent, sql.ErrConnDone), true},
 		{fmt.Errorf("insert orders: %w", context.DeadlineExceeded), false},
 		{fmt.Errorf("insert orders: %w", io.ErrUnexpectedEOF), false},

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"database/sql/driver"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -67,25 +66,17 @@ func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) 
 }
 
 // changedNothing reports an error of a statement run without a transaction of its own (as
-// the claim is) after which the statement surely changed nothing: an error that came before
-// the statement reached the database (the connection could not be opened, the driver found
-// it broken before writing to it, or the attempt ran out of time before it had a connection
-// to write to: waiting for the pool, or for the check of an idle connection, where
-// database/sql returns the context's error as it is, and pgx wraps the error of a statement
-// it sent, see pgconn.Timeout), or the database's answer that the statement failed (an
-// error of severity ERROR, such as a deadlock or a serialization failure: the statement was
-// rolled back). It holds for a statement run by Exec, and for one run by QueryContext whose
-// rows are read by orderIDs (errAnswerCut). Any other failure may have come after a commit.
+// the claim is) after which the statement surely changed nothing: db.ChangedNothing, or the
+// attempt ran out of time before it had a connection to write to (waiting for the pool, or
+// for the check of an idle connection), where database/sql returns the context's error as it
+// is, while pgx wraps the error of a statement it sent (pgconn.Timeout). It holds for a
+// statement run by Exec, and for one run by QueryContext whose rows are read by orderIDs,
+// unless the rows were cut off (errAnswerCut): the statement had run by then.
 func changedNothing(err error) bool {
 	if errors.Is(err, errAnswerCut) {
 		return false
 	}
-	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
-		return pgErr.Severity == "ERROR"
-	}
-	var connectErr *pgconn.ConnectError
-	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) ||
-		(errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err))
+	return db.ChangedNothing(err) || (errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err))
 }
 
 // conflicted reports an error with which PostgreSQL rolled a transaction back for a conflict

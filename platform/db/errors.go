@@ -109,3 +109,18 @@ func Unavailable(err error) bool {
 	}
 	return false
 }
+
+// ChangedNothing reports an error after which the statement (or transaction) that failed
+// surely changed nothing: an error that came before it reached the database (no connection
+// could be opened, the driver found the connection broken before writing to it, or pgx says
+// that nothing was sent, pgconn.SafeToRetry), or the database's answer that it failed (an
+// error of severity ERROR, such as a constraint's, a deadlock or a serialization failure,
+// which rolls the statement and its transaction back). Any other failure, a FATAL one
+// included, may have come after a commit.
+func ChangedNothing(err error) bool {
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+		return pgErr.Severity == "ERROR"
+	}
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err)
+}

@@ -73,3 +73,30 @@ func TestUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// notSent is an error of pgx's that says nothing was sent (pgconn.SafeToRetry).
+type notSent struct{}
+
+func (notSent) Error() string     { return "not sent" }
+func (notSent) SafeToRetry() bool { return true }
+
+func TestChangedNothing(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no connection opened", fmt.Errorf("claim: %w", &pgconn.ConnectError{}), true},
+		{"a bad connection, before writing", fmt.Errorf("claim: %w", driver.ErrBadConn), true},
+		{"nothing sent, says pgx", fmt.Errorf("claim: %w", notSent{}), true},
+		{"the statement failed", &pgconn.PgError{Severity: "ERROR", Code: DeadlockDetected}, true},
+		{"the session ended", &pgconn.PgError{Severity: "FATAL", Code: AdminShutdown}, false},
+		{"the connection dropped under it", fmt.Errorf("claim: %w", io.ErrUnexpectedEOF), false},
+		{"an ended context, as it is", fmt.Errorf("claim: %w", context.DeadlineExceeded), false},
+	} {
+		if got := ChangedNothing(c.err); got != c.want {
+			t.Errorf("%s: ChangedNothing(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}
