@@ -448,6 +448,16 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	}
 	need := int64(rate*(warm+r.size.fixedRate).Seconds()*walPerOrderBound)/fileSize + 1
 	var ready []string
+	// And where a slow second came from a slow disk: a probe syncs a file on the WAL's disk.
+	probe, err := startProbeBeside(ctx, e.pool)
+	if err != nil {
+		res.setup("the disk's syncs were not probed: %v", err)
+	} else {
+		defer probe.close()
+		res.setup("during each load a probe wrote %d KiB to a file beside the server's WAL directory and synced it every %s: "+
+			"a commit waits for its WAL's sync on that disk, so a sync that stalls delays every commit behind it, the API's and pgbench's alike",
+			probeBlock>>10, probeInterval)
+	}
 	// run runs one load at the fixed rate and measures its CPU and WAL from the moment its
 	// warm-up ends.
 	run := func(name string, load func(measuring func()) (phase, error)) (phase, error) {
@@ -460,7 +470,7 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 			files += " (prepared)"
 		}
 		ready = append(ready, files)
-		m := in.newMeter(ctx)
+		m := in.newMeter(ctx, probe)
 		p, err := load(m.start)
 		if err != nil {
 			return p, err
@@ -504,6 +514,27 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 		Rows: [][]string{row("api", fr), row(fmt.Sprintf("pgbench -R, %d clients", fixedRateClients), pgfr)},
 		Data: []map[string]any{{"fixedRate": fr, "pgbenchFixedRate": pgfr}},
 	})
+	if probe != nil {
+		disk := func(name string, p phase) []string {
+			_, over := p.secondsOver(25)
+			worstSync, slowSyncs := 0.0, 0
+			for _, v := range p.SecondDiskSync {
+				if v > worstSync { // false for NaN, a second without a sync
+					worstSync = v
+				}
+				if v > 25 {
+					slowSyncs++
+				}
+			}
+			return []string{name, num(worstSync), fmt.Sprintf("%d of %d", slowSyncs, len(p.SecondDiskSync)),
+				fmt.Sprintf("%d of %d", slowTogether(p.SecondP99, p.SecondDiskSync, 25), over)}
+		}
+		res.Tables = append(res.Tables, Table{
+			Title:  "the disk's syncs during each load (the probe's)",
+			Header: []string{"", "slowest sync ms", "seconds with a sync > 25 ms", "seconds with p99 > 25 ms that met one (in that second or the one before)"},
+			Rows:   [][]string{disk("api", fr), disk("pgbench -R", pgfr)},
+		})
+	}
 	// Where the CPU per order goes at the fixed rate, as at each level of the closed loops.
 	res.Tables = append(res.Tables, Table{
 		Title:  "CPU time per order at the fixed rate, ms",
@@ -581,6 +612,7 @@ func vacuum(ctx context.Context, e *env, dbs ...string) (time.Duration, error) {
 // server wrote and the checkpoints it began, from start to stop.
 type meter struct {
 	in      *intakeRun
+	probe   *diskProbe // nil where the disk is not probed
 	ctx     context.Context
 	once    sync.Once
 	started chan struct{} // closed once the readings at the start are taken
@@ -590,14 +622,17 @@ type meter struct {
 	err     error
 }
 
-func (in *intakeRun) newMeter(ctx context.Context) *meter {
-	return &meter{in: in, ctx: ctx, started: make(chan struct{})}
+func (in *intakeRun) newMeter(ctx context.Context, probe *diskProbe) *meter {
+	return &meter{in: in, ctx: ctx, probe: probe, started: make(chan struct{})}
 }
 
 // start takes the readings at the start, in the background: it is called on a load's
 // schedule. Calls after the first do nothing.
 func (m *meter) start() {
 	m.once.Do(func() {
+		if m.probe != nil {
+			m.probe.restart()
+		}
 		go func() {
 			defer close(m.started)
 			m.cpu = readCPU(m.in.apiPid)
@@ -625,6 +660,11 @@ func (m *meter) stop(p *phase) error {
 	p.WALPerOp = wal / float64(max(p.Done, 1))
 	ckpts -= m.ckpts
 	p.Checkpoints = &ckpts
+	if m.probe != nil {
+		if p.SecondDiskSync, err = m.probe.secondWorst(); err != nil {
+			return fmt.Errorf("disk probe: %w", err)
+		}
+	}
 	return nil
 }
 

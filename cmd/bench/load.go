@@ -28,6 +28,10 @@ type phase struct {
 	// SecondP99 is the p99 of each second of a fixed-rate phase, the calls grouped by the
 	// second in which they were due: it shows whether the tail is spread or a few stalls.
 	SecondP99 []float64 `json:"secondP99Ms,omitempty"`
+	// SecondDiskSync is the slowest sync of the disk probe (diskProbe) begun in each second of
+	// a fixed-rate phase, in ms, where the phase was measured with a meter and the disk could be
+	// probed.
+	SecondDiskSync []float64 `json:"secondDiskSyncMs,omitempty"`
 	// WALPerOp is the WAL the server wrote per operation during the phase, in bytes, where
 	// the phase was measured with a meter.
 	WALPerOp float64 `json:"walBytesPerOp,omitempty"`
@@ -51,10 +55,11 @@ func (p phase) MarshalJSON() ([]byte, error) {
 	type plain phase // without this method
 	return json.Marshal(struct {
 		plain
-		P50       *float64   `json:"p50Ms"`
-		P99       *float64   `json:"p99Ms"`
-		SecondP99 []*float64 `json:"secondP99Ms,omitempty"`
-	}{plain(p), orNull(p.P50), orNull(p.P99), orNulls(p.SecondP99)})
+		P50            *float64   `json:"p50Ms"`
+		P99            *float64   `json:"p99Ms"`
+		SecondP99      []*float64 `json:"secondP99Ms,omitempty"`
+		SecondDiskSync []*float64 `json:"secondDiskSyncMs,omitempty"`
+	}{plain(p), orNull(p.P50), orNull(p.P99), orNulls(p.SecondP99), orNulls(p.SecondDiskSync)})
 }
 
 // orNull is v, or nil for NaN: a figure that JSON writes as null where none was measured.

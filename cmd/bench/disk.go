@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// A commit returns once PostgreSQL has synced its WAL to disk, so a disk whose syncs stall
+// delays every commit behind the stall, the API's and pgbench's alike. A diskProbe measures
+// that disk while a load runs: every probeInterval it writes probeBlock bytes to a file beside
+// the server's data directory and syncs them, and it keeps each sync's duration. It shows
+// which of a load's slow seconds came with a slow disk.
+type diskProbe struct {
+	file *os.File
+	stop chan struct{}
+	done chan struct{}
+
+	mu     sync.Mutex
+	start  time.Time
+	syncs  []probeSync
+	failed error
+}
+
+// probeSync is one sync of the probe: when it began and how long it took.
+type probeSync struct {
+	at   time.Time
+	took time.Duration
+}
+
+const (
+	probeInterval = 20 * time.Millisecond
+	probeBlock    = 8 << 10 // a WAL page
+	probeSpan     = 1 << 20 // the probe rewrites the blocks of this much of its file in turn
+)
+
+// probeDir returns a directory on the disk the server syncs its WAL to: the one that holds
+// its WAL directory (pg_wal, or where that links to), or, when that is the data directory,
+// the one that holds the data directory. It fails where the server's files are not on this
+// machine, or not readable to this process.
+func probeDir(ctx context.Context, pool *sql.DB) (string, error) {
+	var data string
+	if err := pool.QueryRowContext(ctx, `SHOW data_directory`).Scan(&data); err != nil {
+		return "", fmt.Errorf("read data_directory: %w", err)
+	}
+	wal, err := filepath.EvalSymlinks(filepath.Join(data, "pg_wal"))
+	if err != nil {
+		return "", err
+	}
+	if dir := filepath.Dir(wal); dir != filepath.Clean(data) {
+		return dir, nil
+	}
+	return filepath.Dir(filepath.Clean(data)), nil
+}
+
+// startProbeBeside starts a probe of the disk of pool's server's WAL (probeDir).
+func startProbeBeside(ctx context.Context, pool *sql.DB) (*diskProbe, error) {
+	dir, err := probeDir(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	return startDiskProbe(dir)
+}
+
+// startDiskProbe creates the probe's file in dir and starts syncing it.
+func startDiskProbe(dir string) (*diskProbe, error) {
+	f, err := os.CreateTemp(dir, "orderflow-bench-sync-")
+	if err != nil {
+		return nil, err
+	}
+	p := &diskProbe{file: f, stop: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
+	go p.run()
+	return p, nil
+}
+
+func (p *diskProbe) run() {
+	defer close(p.done)
+	block := make([]byte, probeBlock)
+	tick := time.NewTicker(probeInterval)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		at := time.Now()
+		_, err := p.file.WriteAt(block, int64(i%(probeSpan/probeBlock))*probeBlock)
+		if err == nil {
+			err = p.file.Sync()
+		}
+		p.mu.Lock()
+		if err != nil {
+			p.failed = err
+		} else {
+			p.syncs = append(p.syncs, probeSync{at, time.Since(at)})
+		}
+		p.mu.Unlock()
+		if err != nil {
+			return
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// restart forgets the syncs so far: the probe's seconds count from now.
+func (p *diskProbe) restart() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.start, p.syncs = time.Now(), nil
+}
+
+// close stops the probe and removes its file.
+func (p *diskProbe) close() {
+	close(p.stop)
+	<-p.done
+	p.file.Close()
+	os.Remove(p.file.Name())
+}
+
+// secondWorst returns the slowest sync begun in each second since the probe started or
+// restarted, in ms, NaN for a second without one, and the error that stopped the probe.
+func (p *diskProbe) secondWorst() ([]float64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []float64
+	for _, s := range p.syncs {
+		i := int(s.at.Sub(p.start) / time.Second)
+		for len(out) <= i {
+			out = append(out, math.NaN())
+		}
+		if ms := s.took.Seconds() * 1000; !(ms <= out[i]) { // true for NaN
+			out[i] = ms
+		}
+	}
+	return out, p.failed
+}
+
+// slowTogether counts the seconds whose p99 is over limit ms with a sync over limit ms begun
+// in the same second or the one before, whose stall the calls due in that second met.
+func slowTogether(p99s, syncs []float64, limit float64) int {
+	n := 0
+	for i, v := range p99s {
+		if !(v > limit) {
+			continue
+		}
+		for _, j := range []int{i, i - 1} {
+			if j >= 0 && j < len(syncs) && syncs[j] > limit {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
