@@ -3,9 +3,13 @@ package api
 import (
 	"math"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
 
 	"orderflow/api/oas"
 )
@@ -197,5 +201,43 @@ func TestIfMatchOnSeveralLines(t *testing.T) {
 	defer answer.Body.Close()
 	if answer.StatusCode != http.StatusOK {
 		t.Errorf("status %d, want 200: the second line holds the current ETag", answer.StatusCode)
+	}
+}
+
+// TestProductETagCoversEveryField changes each field of a product in turn and checks that
+// its ETag changes: a field added to the contract's Product but not to productETag would let
+// an If-Match written against an older read replace the new field's value unseen.
+func TestProductETagCoversEveryField(t *testing.T) {
+	t.Parallel()
+	base := oas.Product{ID: 1, Name: "Lamp", Description: oas.NewOptString("Brass"),
+		Price: oas.Money(decimal.RequireFromString("9.99")), Stock: 3,
+		CreatedAt: time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC), UpdatedAt: time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)}
+	typ := reflect.TypeFor[oas.Product]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		changed := base
+		v := reflect.ValueOf(&changed).Elem().Field(i)
+		switch x := v.Addr().Interface().(type) {
+		case *int:
+			*x++
+		case *string:
+			*x += "x"
+		case *oas.OptString:
+			x.Value += "x"
+		case *oas.Money:
+			*x = oas.Money(decimal.Decimal(*x).Add(decimal.New(1, -2)))
+		case *time.Time:
+			*x = x.Add(time.Microsecond)
+		default:
+			t.Fatalf("field %s of type %s: the test does not know how to change it; add a case, and add the field to productETag", f.Name, f.Type)
+		}
+		if productETag(changed) == productETag(base) {
+			t.Errorf("a product whose %s changed keeps its ETag: add the field to productETag", f.Name)
+		}
+	}
+	unset := base
+	unset.Description = oas.OptString{Value: "Brass"} // absent, with a stale value behind it
+	if productETag(unset) == productETag(base) {
+		t.Error("a product whose description was removed keeps its ETag")
 	}
 }
