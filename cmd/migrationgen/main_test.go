@@ -376,6 +376,23 @@ func TestCheckFailsWhenACheckIsLeftNotValid(t *testing.T) {
 	}
 }
 
+// TestCheckFailsWhenAForeignKeyIsLeftNotValid: a foreign key added NOT VALID whose VALIDATE
+// file is missing holds for new rows only; neither the diff nor the CHECKs' definitions tell.
+func TestCheckFailsWhenAForeignKeyIsLeftNotValid(t *testing.T) {
+	dir := copyDir(t, repoMigrations)
+	if err := os.Remove(only(t, dir, "*_validate_idempotency_keys_order_fk.sql")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rehash(dir); err != nil {
+		t.Fatal(err)
+	}
+	err := Check(ctx(t), adminDSN(), dir)
+	if err == nil || !strings.Contains(err.Error(), "FOREIGN KEY idempotency_keys_orders_idempotency_keys on idempotency_keys is left NOT VALID") ||
+		!strings.Contains(err.Error(), `VALIDATE CONSTRAINT "idempotency_keys_orders_idempotency_keys"`) {
+		t.Fatalf("check = %v, want an error naming the foreign key left NOT VALID and the statement that validates it", err)
+	}
+}
+
 // TestConstraintsAddedToExistingTablesAreValidatedApart: a CHECK or foreign key added to a
 // table the migrations already create was written as a plain ADD CONSTRAINT, which scans
 // the table under a lock that blocks its reads and writes, against the rule of
