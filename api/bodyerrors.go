@@ -8,11 +8,11 @@ import (
 	"orderflow/api/oas"
 )
 
-// bodyFieldError names the field of a well-formed JSON body that ogen's decoder refused (err):
-// a value of a type the contract does not give the field, or a field the contract does not
-// have. ok is false when body is not JSON, which is no field's fault, or the field cannot be
-// told.
-func bodyFieldError(err error, body []byte) (f oas.FieldError, ok bool) {
+// bodyFieldError names the field of a well-formed JSON body of the operation op (its
+// operationId) that ogen's decoder refused (err): a value of a type the contract does not give
+// the field, or a field the contract does not have. ok is false when body is not JSON, which
+// is no field's fault, or the field cannot be told.
+func bodyFieldError(op string, err error, body []byte) (f oas.FieldError, ok bool) {
 	if !jx.Valid(body) {
 		return f, false
 	}
@@ -38,24 +38,25 @@ func bodyFieldError(err error, body []byte) (f oas.FieldError, ok bool) {
 	// that overflows is: that is the first one.
 	outOfRange := strings.Contains(msg, "value out of range")
 	path, ok := findInBody(body, trail, valueLocator{offset: offset, outOfRange: outOfRange})
-	return oas.FieldError{Field: path, Message: typeMessage(err.Error())}, ok
+	if !ok {
+		return f, false
+	}
+	return oas.FieldError{Field: path, Message: typeMessage(err.Error(), op, path)}, true
 }
 
-// typeMessage says, in the contract's words, what is wrong with a value that ogen's decoder
-// refused with the error text msg.
-func typeMessage(msg string) string {
+// typeMessage says what is wrong with the value at path in a body of the operation op, which
+// ogen's decoder refused with the error text msg: what the contract expects there, unless
+// the decoder says more precisely.
+func typeMessage(msg, op, path string) string {
 	switch {
 	case strings.Contains(msg, "floating point character"):
 		return "must be an integer"
 	case strings.Contains(msg, "value out of range"):
 		return "is out of range"
-	case strings.Contains(msg, `"[" expected`):
-		return "must be an array"
-	case strings.Contains(msg, `"{" expected`):
-		return "must be an object"
-	case strings.Contains(msg, "alias: "):
-		// Money, a number read as a decimal.
-		return "must be a number"
+	}
+	// The decoder does not say what it expected: the contract does.
+	if want := expectedType(op, path); want != "" {
+		return want
 	}
 	return "has the wrong type"
 }

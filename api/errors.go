@@ -239,7 +239,7 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 			writeProblem(w, problemResponse(http.StatusBadRequest, "The request body must be a JSON object.", nil))
 			return
 		}
-		if f, ok := bodyFieldError(bodyErr.Err, body); ok {
+		if f, ok := bodyFieldError(operationID(err), bodyErr.Err, body); ok {
 			writeProblem(w, problemResponse(http.StatusBadRequest, invalidRequest, []oas.FieldError{f}))
 			return
 		}
@@ -268,6 +268,16 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 		return
 	}
 	writeProblem(w, problemResponse(code, "The request is invalid: "+err.Error()+".", nil))
+}
+
+// operationID returns the operationId of the operation whose request ogen refused with err,
+// or "" when err does not say.
+func operationID(err error) string {
+	var opErr ogenerrors.Error
+	if errors.As(err, &opErr) {
+		return opErr.OperationID()
+	}
+	return ""
 }
 
 // syntaxError tells where body stops being JSON, in encoding/json's words and with the

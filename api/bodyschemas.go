@@ -1,0 +1,140 @@
+package api
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/ogen-go/ogen"
+
+	"orderflow"
+)
+
+// bodySchemas are the schemas of the contract's request bodies, by operationId, and the
+// components that their references name.
+type bodySchemas struct {
+	bodies     map[string]*ogen.Schema
+	components map[string]*ogen.Schema
+}
+
+// contractBodies reads the request bodies' schemas from the contract the first time a body
+// breaks one of them; a request whose body decodes never does. A contract that does not
+// parse (its tests fail first) leaves them empty.
+var contractBodies = sync.OnceValue(func() bodySchemas {
+	spec, err := ogen.Parse(orderflow.OpenAPI)
+	if err != nil {
+		return bodySchemas{}
+	}
+	c := bodySchemas{bodies: map[string]*ogen.Schema{}, components: spec.Components.Schemas}
+	for _, item := range spec.Paths {
+		for _, op := range []*ogen.Operation{item.Get, item.Put, item.Post, item.Delete, item.Patch} {
+			if op != nil && op.RequestBody != nil {
+				c.bodies[op.OperationID] = op.RequestBody.Content["application/json"].Schema
+			}
+		}
+	}
+	return c
+})
+
+// expectedType says, in the contract's words, what the contract expects of the value at path
+// (a JSON path from the body, "items[1].quantity") in the request body of the operation op,
+// or returns "" when the contract does not say.
+func expectedType(op, path string) string {
+	c := contractBodies()
+	return typeWords(c.schemaAt(c.bodies[op], path))
+}
+
+// schemaAt returns the schema of the value at path in a body of schema s, or nil when there
+// is none.
+func (c bodySchemas) schemaAt(s *ogen.Schema, path string) *ogen.Schema {
+	for s = c.resolve(s); s != nil && path != ""; s = c.resolve(s) {
+		if rest, ok := strings.CutPrefix(path, "["); ok {
+			index, after, ok := strings.Cut(rest, "]")
+			if !ok {
+				return nil
+			}
+			s, path = elementSchema(s, index), after
+			continue
+		}
+		path = strings.TrimPrefix(path, ".")
+		end := strings.IndexAny(path, ".[")
+		if end < 0 {
+			end = len(path)
+		}
+		s, path = propertySchema(s, path[:end]), path[end:]
+	}
+	return s
+}
+
+// resolve follows s's references to the components, and returns nil for a reference that
+// leads nowhere, or round in a circle.
+func (c bodySchemas) resolve(s *ogen.Schema) *ogen.Schema {
+	for range len(c.components) + 1 {
+		if s == nil || s.Ref == "" {
+			return s
+		}
+		name, ok := strings.CutPrefix(s.Ref, "#/components/schemas/")
+		if !ok {
+			return nil
+		}
+		s = c.components[name]
+	}
+	return nil
+}
+
+// propertySchema returns the schema of the object member name in s, or nil.
+func propertySchema(s *ogen.Schema, name string) *ogen.Schema {
+	for _, p := range s.Properties {
+		if p.Name == name {
+			return p.Schema
+		}
+	}
+	return nil
+}
+
+// elementSchema returns the schema of the array element at index in s, or nil.
+func elementSchema(s *ogen.Schema, index string) *ogen.Schema {
+	switch i, err := strconv.Atoi(index); {
+	case s.Items == nil || err != nil:
+		return nil
+	case s.Items.Item != nil:
+		return s.Items.Item
+	case i >= 0 && i < len(s.Items.Items):
+		return s.Items.Items[i]
+	}
+	return nil
+}
+
+// typeWords says what a value of schema s must be: one of its values, or of its type; or ""
+// when s is nil or names no type.
+func typeWords(s *ogen.Schema) string {
+	if s == nil {
+		return ""
+	}
+	if len(s.Enum) > 0 {
+		values := make([]string, len(s.Enum))
+		for i, raw := range s.Enum {
+			// A string is said without its quotes, as the answer to any other string is.
+			if err := json.Unmarshal(raw, &values[i]); err != nil {
+				values[i] = string(raw)
+			}
+		}
+		return "must be one of " + strings.Join(values, ", ")
+	}
+	switch s.Type {
+	case "integer":
+		return "must be an integer"
+	case "number":
+		return "must be a number"
+	case "string":
+		return "must be a string"
+	case "boolean":
+		return "must be true or false"
+	case "array":
+		return "must be an array"
+	case "object":
+		return "must be an object"
+	}
+	return ""
+}
