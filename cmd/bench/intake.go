@@ -609,7 +609,7 @@ func vacuum(ctx context.Context, e *env, dbs ...string) (time.Duration, error) {
 }
 
 // meter measures the machine's CPU time (as intakeRun.measure does), the WAL the API's
-// server wrote and the checkpoints it began, from start to stop.
+// server wrote and the checkpoints it began, and the disk probe's syncs, from start to stop.
 type meter struct {
 	in      *intakeRun
 	probe   *diskProbe // nil where the disk is not probed
