@@ -239,14 +239,10 @@ func (h *Handler) dummyHash() []byte {
 
 // Login exchanges an e-mail address and password for a token.
 func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginResponse, error) {
-	// The rule of every account's address: one that breaks it belongs to no account.
-	var c fieldChecks
-	email, err := normalizeEmail(req.Email)
-	c.check("email", err)
-	c.check("password", domain.ValidatePassword(req.Password))
-	if err := c.err(); err != nil {
+	if err := loginChecks(req).err(); err != nil {
 		return nil, err
 	}
+	email := domain.NormalizeEmail(req.Email)
 	// Known and unknown addresses take from the budget alike, so a 429 says nothing about
 	// whether an account exists.
 	info := requestInfoFrom(ctx)
@@ -272,6 +268,16 @@ func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginR
 	}
 	h.logins.refund(email, client)
 	return &oas.LoginResponse{Token: token, ExpiresAt: exp, User: userOut(u)}, nil
+}
+
+// loginChecks are the field checks of Login's body: an e-mail address or a password that
+// breaks the rules of every account's belongs to no account.
+func loginChecks(req *oas.LoginRequest) fieldChecks {
+	var c fieldChecks
+	_, err := normalizeEmail(req.Email)
+	c.check("email", err)
+	c.check("password", domain.ValidatePassword(req.Password))
+	return c
 }
 
 var (

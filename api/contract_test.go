@@ -373,6 +373,8 @@ func TestEveryFieldAtFaultIsNamed(t *testing.T) {
 			[]string{"email", "password"}},
 		{"order", "/api/orders", tok, `{"userId":999999,"items":[{"productId":999998,"quantity":1},{"productId":999997,"quantity":1}]}`,
 			[]string{"userId", "items[0].productId", "items[1].productId"}},
+		{"order listing products twice", "/api/orders", tok, `{"items":[{"productId":1,"quantity":1},{"productId":1,"quantity":1},{"productId":2,"quantity":1},{"productId":2,"quantity":1}]}`,
+			[]string{"items[1].productId", "items[3].productId"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			method := http.MethodPost

@@ -140,16 +140,8 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	case errors.Is(err, domain.ErrUnknownStatus):
 		return problemResponse(http.StatusBadRequest, invalidRequest,
 			[]oas.FieldError{{Field: "status", Message: err.Error()}})
-	case errors.As(err, &itE):
-		field := fmt.Sprintf("items[%d].productId", itE.Index)
-		if errors.Is(itE.Err, domain.ErrBadQuantity) {
-			field = fmt.Sprintf("items[%d].quantity", itE.Index)
-		}
-		return problemResponse(http.StatusBadRequest, invalidRequest,
-			[]oas.FieldError{{Field: field, Message: itE.Err.Error()}})
-	case errors.Is(err, domain.ErrEmptyOrder):
-		return problemResponse(http.StatusBadRequest, invalidRequest,
-			[]oas.FieldError{{Field: "items", Message: err.Error()}})
+	case errors.As(err, &itE), errors.Is(err, domain.ErrEmptyOrder):
+		return problemResponse(http.StatusBadRequest, invalidRequest, itemFields(err))
 	case errors.Is(err, ErrInsufficientStock):
 		return problemResponse(http.StatusConflict, capitalize(err.Error())+".", nil)
 	case errors.Is(err, ErrIdempotencyKeyReused):

@@ -48,14 +48,11 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 	if err != nil {
 		return nil, err
 	}
-	userID := req.UserId.Or(callerID)
-	items := make([]domain.Item, len(req.Items))
-	for i, it := range req.Items {
-		items[i] = domain.Item{ProductID: it.ProductId, Quantity: it.Quantity}
-	}
-	if err := domain.ValidateItems(items); err != nil {
+	if err := createOrderChecks(req).err(); err != nil {
 		return nil, err
 	}
+	userID := req.UserId.Or(callerID)
+	items := requestedItems(req)
 
 	key, hash := "", ""
 	if params.IdempotencyKey.Set {
@@ -94,6 +91,43 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 		return nil, err
 	}
 	return created(o), nil
+}
+
+// requestedItems are the items that req asks for.
+func requestedItems(req *oas.OrderCreate) []domain.Item {
+	items := make([]domain.Item, len(req.Items))
+	for i, it := range req.Items {
+		items[i] = domain.Item{ProductID: it.ProductId, Quantity: it.Quantity}
+	}
+	return items
+}
+
+// createOrderChecks are the field checks of CreateOrder's body: its items, by
+// domain.ValidateItems, which adds to the contract's rules that no product is listed twice.
+func createOrderChecks(req *oas.OrderCreate) fieldChecks {
+	return itemFields(domain.ValidateItems(requestedItems(req)))
+}
+
+// itemFields names the fields at fault in err, an error of domain.ValidateItems, by their
+// JSON paths: an item's quantity or product, or the items when there are none.
+func itemFields(err error) fieldChecks {
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	var c fieldChecks
+	for _, err := range errs {
+		var itE *domain.ItemError
+		switch {
+		case errors.As(err, &itE) && errors.Is(itE.Err, domain.ErrBadQuantity):
+			c.check(fmt.Sprintf("items[%d].quantity", itE.Index), itE.Err)
+		case errors.As(err, &itE):
+			c.check(fmt.Sprintf("items[%d].productId", itE.Index), itE.Err)
+		default:
+			c.check("items", err)
+		}
+	}
+	return c
 }
 
 func created(o *oas.Order) *oas.OrderHeaders {

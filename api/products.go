@@ -64,8 +64,9 @@ func (h *Handler) GetProduct(ctx context.Context, params oas.GetProductParams) (
 	return &oas.GetProductOKHeaders{ETag: productETag(out), Response: out}, nil
 }
 
-// validateProduct checks what the contract's schema cannot express.
-func validateProduct(req *oas.ProductInput) error {
+// productChecks are the field checks of CreateProduct's and UpdateProduct's body: what the
+// contract's schema cannot express.
+func productChecks(req *oas.ProductInput) fieldChecks {
 	var c fieldChecks
 	c.check("name", validateText(req.Name, 1, domain.MaxNameLength))
 	if req.Description.Set {
@@ -79,7 +80,7 @@ func validateProduct(req *oas.ProductInput) error {
 	if req.Stock < 0 {
 		c.check("stock", errNegativeStock)
 	}
-	return c.err()
+	return c
 }
 
 var errNegativeStock = errors.New("must not be negative")
@@ -107,7 +108,7 @@ func (h *Handler) CreateProduct(ctx context.Context, req *oas.ProductInput) (*oa
 	if err := requireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if err := validateProduct(req); err != nil {
+	if err := productChecks(req).err(); err != nil {
 		return nil, err
 	}
 	create := h.client.Product.Create().
@@ -140,7 +141,7 @@ func (h *Handler) UpdateProduct(ctx context.Context, req *oas.ProductInput, para
 			return nil, invalid("If-Match", err.Error())
 		}
 	}
-	if err := validateProduct(req); err != nil {
+	if err := productChecks(req).err(); err != nil {
 		return nil, err
 	}
 	var p *ent.Product

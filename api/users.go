@@ -68,17 +68,32 @@ func (h *Handler) GetUser(ctx context.Context, params oas.GetUserParams) (*oas.U
 	return &out, nil
 }
 
-// validateUser checks the fields that the contract's schema cannot express, the password
-// too unless it is nil (not given), and returns the normalized e-mail address.
-func validateUser(name, email string, password *string) (string, error) {
+// userChecks checks the fields of a user that the contract's schema cannot express: the name
+// as stored text, the e-mail address by the rule of every account's (normalizeEmail), and
+// the password unless it is nil (not given).
+func userChecks(name, email string, password *string) fieldChecks {
 	var c fieldChecks
 	c.check("name", validateText(name, 1, domain.MaxNameLength))
-	email, err := normalizeEmail(email)
+	_, err := normalizeEmail(email)
 	c.check("email", err)
 	if password != nil {
 		c.check("password", domain.ValidatePassword(*password))
 	}
-	return email, c.err()
+	return c
+}
+
+// createUserChecks are the field checks of CreateUser's body.
+func createUserChecks(req *oas.UserCreate) fieldChecks {
+	return userChecks(req.Name, req.Email, &req.Password)
+}
+
+// updateUserChecks are the field checks of UpdateUser's body.
+func updateUserChecks(req *oas.UserUpdate) fieldChecks {
+	var password *string
+	if req.Password.Set {
+		password = &req.Password.Value
+	}
+	return userChecks(req.Name, req.Email, password)
 }
 
 // normalizeEmail returns email in the form it is stored in, or why no account may have it:
@@ -142,10 +157,11 @@ func (h *Handler) CreateUser(ctx context.Context, req *oas.UserCreate) (*oas.Use
 	if !p.IsAdmin() {
 		return nil, errForbidden
 	}
-	email, err := validateUser(req.Name, req.Email, &req.Password)
-	if err != nil {
+	if err := createUserChecks(req).err(); err != nil {
 		return nil, err
 	}
+	// The checks passed the address: what is left is the form it is stored in.
+	email := domain.NormalizeEmail(req.Email)
 	hash, err := h.hashPassword(req.Password)
 	if err != nil {
 		return nil, err
@@ -185,14 +201,10 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if !p.IsAdmin() && req.Role.Set {
 		return nil, problem(http.StatusForbidden, "Only an admin may set a role.")
 	}
-	var password *string
-	if req.Password.Set {
-		password = &req.Password.Value
-	}
-	email, err := validateUser(req.Name, req.Email, password)
-	if err != nil {
+	if err := updateUserChecks(req).err(); err != nil {
 		return nil, err
 	}
+	email := domain.NormalizeEmail(req.Email)
 	// Only an admin account may hold the configured admin address, and the account that
 	// holds it keeps it: the configuration names the administrator by its address.
 	reserved := email == h.adminEmail

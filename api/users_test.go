@@ -228,7 +228,7 @@ func TestEnsureAdminRefusesAnAddressNoAccountMayHave(t *testing.T) {
 		"admin <admin@example.com>",
 		strings.Repeat("a", 89) + "@example.com",
 	} {
-		if _, err := validateUser("Admin", addr, nil); err == nil {
+		if err := userChecks("Admin", addr, nil).err(); err == nil {
 			t.Fatalf("%q: the API accepts it for a user", addr)
 		}
 		admin := configuration.Admin{Name: "Admin", Email: addr, Password: "admin-password"}

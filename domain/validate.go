@@ -106,22 +106,24 @@ func (e *ItemError) Error() string { return fmt.Sprintf("item %d: %v", e.Index, 
 func (e *ItemError) Unwrap() error { return e.Err }
 
 // ValidateItems checks an order's requested items: at least one, each quantity at least 1,
-// and no product twice. The first problem is returned, as an *ItemError when it concerns
-// one item. The upper bounds (100 items, a quantity of 1,000,000) are the contract's
+// and no product twice. Every problem is returned, joined (errors.Join): ErrEmptyOrder, or an
+// *ItemError for each item at fault, in the items' order, so that an answer can name them
+// all. The upper bounds (100 items, a quantity of 1,000,000) are the contract's
 // (openapi.yaml, OrderCreate), which the API checks before its handlers run.
 func ValidateItems(items []Item) error {
 	if len(items) == 0 {
 		return ErrEmptyOrder
 	}
+	var errs []error
 	seen := make(map[int]struct{}, len(items))
 	for i, it := range items {
 		if it.Quantity < 1 {
-			return &ItemError{Index: i, Err: ErrBadQuantity}
+			errs = append(errs, &ItemError{Index: i, Err: ErrBadQuantity})
 		}
 		if _, dup := seen[it.ProductID]; dup {
-			return &ItemError{Index: i, Err: ErrDuplicateProduct}
+			errs = append(errs, &ItemError{Index: i, Err: ErrDuplicateProduct})
 		}
 		seen[it.ProductID] = struct{}{}
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -103,5 +104,32 @@ func TestValidateItems(t *testing.T) {
 		if tt.index >= 0 && tt.want != nil && (!errors.As(err, &ie) || ie.Index != tt.index) {
 			t.Errorf("%s: got %v, want item %d", tt.name, err, tt.index)
 		}
+	}
+}
+
+// TestValidateItemsNamesEveryItem checks that every item at fault is returned, not only the
+// first, with an item that breaks both rules named for each.
+func TestValidateItemsNamesEveryItem(t *testing.T) {
+	t.Parallel()
+	err := ValidateItems([]Item{{1, 0}, {2, 1}, {1, 1}, {2, -1}})
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("ValidateItems = %v, want every problem joined", err)
+	}
+	type fault struct {
+		index int
+		err   error
+	}
+	var got []fault
+	for _, e := range joined.Unwrap() {
+		var ie *ItemError
+		if !errors.As(e, &ie) {
+			t.Fatalf("%v is not an *ItemError", e)
+		}
+		got = append(got, fault{ie.Index, ie.Err})
+	}
+	want := []fault{{0, ErrBadQuantity}, {2, ErrDuplicateProduct}, {3, ErrBadQuantity}, {3, ErrDuplicateProduct}}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }
