@@ -2,6 +2,8 @@ package api
 
 import (
 	"encoding/json"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	"github.com/ogen-go/ogen"
 
 	"orderflow"
+	"orderflow/api/oas"
 )
 
 // bodySchemas are the schemas of the contract's request bodies, by operationId, and the
@@ -49,22 +52,74 @@ func expectedType(op, path string) string {
 // is none.
 func (c bodySchemas) schemaAt(s *ogen.Schema, path string) *ogen.Schema {
 	for s = c.resolve(s); s != nil && path != ""; s = c.resolve(s) {
-		if rest, ok := strings.CutPrefix(path, "["); ok {
-			index, after, ok := strings.Cut(rest, "]")
-			if !ok {
-				return nil
-			}
-			s, path = elementSchema(s, index), after
-			continue
+		step, index, rest, ok := cutStep(path)
+		switch {
+		case !ok:
+			return nil
+		case index:
+			s = elementSchema(s, step)
+		default:
+			s = propertySchema(s, step)
 		}
-		path = strings.TrimPrefix(path, ".")
-		end := strings.IndexAny(path, ".[")
-		if end < 0 {
-			end = len(path)
-		}
-		s, path = propertySchema(s, path[:end]), path[end:]
+		path = rest
 	}
 	return s
+}
+
+// cutStep splits the first step off path, a JSON path from a body ("items[1].quantity"): the
+// name of an object's member, or, with index set, the index of an array's element. ok is
+// false when path does not parse.
+func cutStep(path string) (step string, index bool, rest string, ok bool) {
+	if after, found := strings.CutPrefix(path, "["); found {
+		step, rest, ok = strings.Cut(after, "]")
+		return step, true, rest, ok
+	}
+	path = strings.TrimPrefix(path, ".")
+	end := strings.IndexAny(path, ".[")
+	if end < 0 {
+		end = len(path)
+	}
+	return path[:end], false, path[end:], true
+}
+
+// sortAsContract sorts fields, errors about the values of a body of the operation op, in the
+// order of the contract: an object's members in the order of its schema's properties, an
+// array's elements by index, a value before the values inside it. A field that the contract
+// does not have comes after the others of its object, in its place among them.
+func sortAsContract(op string, fields []oas.FieldError) {
+	c := contractBodies()
+	body := c.bodies[op]
+	slices.SortStableFunc(fields, func(a, b oas.FieldError) int {
+		return slices.Compare(c.positionAt(body, a.Field), c.positionAt(body, b.Field))
+	})
+}
+
+// positionAt returns the place of the value at path in a body of schema s: for each step of
+// the path, the index of the member among its object schema's properties, or of the element
+// in its array, and math.MaxInt for a step that the contract does not have, which ends it.
+func (c bodySchemas) positionAt(s *ogen.Schema, path string) []int {
+	var pos []int
+	for path != "" {
+		step, index, rest, ok := cutStep(path)
+		if s = c.resolve(s); !ok || s == nil {
+			return append(pos, math.MaxInt)
+		}
+		i := -1
+		if index {
+			if n, err := strconv.Atoi(step); err == nil && n >= 0 {
+				i = n
+			}
+			s = elementSchema(s, step)
+		} else {
+			i = propertyIndex(s, step)
+			s = propertySchema(s, step)
+		}
+		if i < 0 {
+			return append(pos, math.MaxInt)
+		}
+		pos, path = append(pos, i), rest
+	}
+	return pos
 }
 
 // resolve follows s's references to the components, and returns nil for a reference that
@@ -85,12 +140,15 @@ func (c bodySchemas) resolve(s *ogen.Schema) *ogen.Schema {
 
 // propertySchema returns the schema of the object member name in s, or nil.
 func propertySchema(s *ogen.Schema, name string) *ogen.Schema {
-	for _, p := range s.Properties {
-		if p.Name == name {
-			return p.Schema
-		}
+	if i := propertyIndex(s, name); i >= 0 {
+		return s.Properties[i].Schema
 	}
 	return nil
+}
+
+// propertyIndex returns the index of the object member name among s's properties, or -1.
+func propertyIndex(s *ogen.Schema, name string) int {
+	return slices.IndexFunc(s.Properties, func(p ogen.Property) bool { return p.Name == name })
 }
 
 // elementSchema returns the schema of the array element at index in s, or nil.

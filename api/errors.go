@@ -179,7 +179,8 @@ func writeProblem(w http.ResponseWriter, e *oas.ErrorStatusCode) {
 }
 
 // handleRequestError answers requests that ogen could not decode or validate: 400 with one
-// entry per bad field where it can name them, 400 saying where a body that is not JSON
+// entry per bad field where it can name them (for a body that breaks the contract, those
+// that its operation's bodyChecks find too), 400 saying where a body that is not JSON
 // breaks, 413 for a body over the size limit, 415 for a body whose media type is not JSON
 // (400 for none, or only whitespace, whatever media type it names), 404 for a path without
 // its id, the security handler's answer (401, 403) for a request it refused, and ogen's own
@@ -212,7 +213,11 @@ func (h *Handler) handleRequestError(ctx context.Context, w http.ResponseWriter,
 			[]oas.FieldError{{Field: paramErr.Name, Message: paramMessage(paramErr.Name, paramErr.Err)}}))
 		return
 	case errors.As(err, &valErr):
-		fields := fieldErrors(decodedObjectPath(err, valErr, requestInfoFrom(ctx).body), valErr, nil)
+		body := requestInfoFrom(ctx).body
+		fields := fieldErrors(decodedObjectPath(err, valErr, body), valErr, nil)
+		// The handler, which never runs, would name more: its checks are run here too, so
+		// that one answer names every field at fault.
+		fields = withBodyChecks(operationID(err), body, fields)
 		writeProblem(w, problemResponse(http.StatusBadRequest, invalidRequest, fields))
 		return
 	case errors.As(err, &bodyErr):
