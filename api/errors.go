@@ -117,7 +117,6 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	var (
 		p    *Problem
 		secE *ogenerrors.SecurityError
-		itE  *domain.ItemError
 	)
 	switch {
 	case errors.Is(err, errOutcomeUnknown):
@@ -140,8 +139,6 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	case errors.Is(err, domain.ErrUnknownStatus):
 		return problemResponse(http.StatusBadRequest, invalidRequest,
 			[]oas.FieldError{{Field: "status", Message: err.Error()}})
-	case errors.As(err, &itE), errors.Is(err, domain.ErrEmptyOrder):
-		return problemResponse(http.StatusBadRequest, invalidRequest, itemFields(err))
 	case errors.Is(err, ErrInsufficientStock):
 		return problemResponse(http.StatusConflict, capitalize(err.Error())+".", nil)
 	case errors.Is(err, ErrIdempotencyKeyReused):

@@ -6,7 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"orderflow/domain"
 	"orderflow/platform/db"
 )
 
@@ -43,10 +42,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 }
 
 func orderOutcome(err error) string {
-	var (
-		p   *Problem
-		itE *domain.ItemError
-	)
+	var p *Problem
 	switch {
 	case err == nil:
 		return "created"
@@ -56,7 +52,7 @@ func orderOutcome(err error) string {
 		return "idempotency_conflict"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), db.Unavailable(err):
 		return "unavailable"
-	case errors.As(err, &p), errors.As(err, &itE), errors.Is(err, domain.ErrEmptyOrder):
+	case errors.As(err, &p):
 		return "rejected"
 	}
 	return "error"

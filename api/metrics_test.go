@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"orderflow/domain"
+	"orderflow/api/oas"
 	"orderflow/platform/httpserver"
 	"orderflow/platform/metrics"
 )
@@ -31,7 +31,7 @@ func TestOrderOutcome(t *testing.T) {
 		{context.DeadlineExceeded, "unavailable"},
 		{fmt.Errorf("insert order: %w", io.ErrUnexpectedEOF), "unavailable"},
 		{problem(http.StatusForbidden, "no"), "rejected"},
-		{domain.ErrEmptyOrder, "rejected"},
+		{createOrderChecks(&oas.OrderCreate{}).err(), "rejected"}, // an order without items
 		{errors.New("boom"), "error"},
 	} {
 		if got := orderOutcome(tc.err); got != tc.want {

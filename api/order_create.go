@@ -48,11 +48,11 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 	if err != nil {
 		return nil, err
 	}
-	if err := createOrderChecks(req).err(); err != nil {
+	items, checks := orderItems(req)
+	if err := checks.err(); err != nil {
 		return nil, err
 	}
 	userID := req.UserId.Or(callerID)
-	items := requestedItems(req)
 
 	key, hash := "", ""
 	if params.IdempotencyKey.Set {
@@ -93,19 +93,20 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 	return created(o), nil
 }
 
-// requestedItems are the items that req asks for.
-func requestedItems(req *oas.OrderCreate) []domain.Item {
+// orderItems returns the items that req asks for, and their field checks: those of
+// domain.ValidateItems, which adds to the contract's rules that no product is listed twice.
+func orderItems(req *oas.OrderCreate) ([]domain.Item, fieldChecks) {
 	items := make([]domain.Item, len(req.Items))
 	for i, it := range req.Items {
 		items[i] = domain.Item{ProductID: it.ProductId, Quantity: it.Quantity}
 	}
-	return items
+	return items, itemFields(domain.ValidateItems(items))
 }
 
-// createOrderChecks are the field checks of CreateOrder's body: its items, by
-// domain.ValidateItems, which adds to the contract's rules that no product is listed twice.
+// createOrderChecks are the field checks of CreateOrder's body (orderItems).
 func createOrderChecks(req *oas.OrderCreate) fieldChecks {
-	return itemFields(domain.ValidateItems(requestedItems(req)))
+	_, c := orderItems(req)
+	return c
 }
 
 // itemFields names the fields at fault in err, an error of domain.ValidateItems, by their
