@@ -66,8 +66,8 @@ func checksOf[T any, P interface {
 // operation op, the errors of the operation's bodyCheck for the fields that they do not name
 // (one error per field, the contract's first), in the order of the contract's fields. An error
 // about a value inside one that the contract refuses whole is left out: the contract does not
-// look into an array of too many items either, and such an array, unbounded but for the
-// body's size, would make an answer larger than the body.
+// look into an array of too many items either, and such an array is bounded only by the
+// body's size, as the errors about its items would be.
 func withBodyChecks(op string, body []byte, fields []oas.FieldError) []oas.FieldError {
 	check := bodyChecks[op]
 	if check == nil {

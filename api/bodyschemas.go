@@ -22,11 +22,11 @@ type bodySchemas struct {
 }
 
 // contractBodies reads the request bodies' schemas from the contract the first time a body
-// breaks one of them; a request whose body decodes never does. A contract that does not
-// parse (its tests fail first) leaves them empty.
+// breaks one of them; a request whose body the contract accepts never does. A contract that
+// does not parse, or has no components (its tests fail first), leaves them empty.
 var contractBodies = sync.OnceValue(func() bodySchemas {
 	spec, err := ogen.Parse(orderflow.OpenAPI)
-	if err != nil {
+	if err != nil || spec.Components == nil {
 		return bodySchemas{}
 	}
 	c := bodySchemas{bodies: map[string]*ogen.Schema{}, components: spec.Components.Schemas}

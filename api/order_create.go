@@ -112,6 +112,9 @@ func createOrderChecks(req *oas.OrderCreate) fieldChecks {
 // itemFields names the fields at fault in err, an error of domain.ValidateItems, by their
 // JSON paths: an item's quantity or product, or the items when there are none.
 func itemFields(err error) fieldChecks {
+	if err == nil {
+		return nil // an order's request passes here
+	}
 	errs := []error{err}
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = joined.Unwrap()
