@@ -8,14 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // A commit returns once PostgreSQL has synced its WAL to disk, so a disk whose syncs stall
 // delays every commit behind the stall, the API's and pgbench's alike. A diskProbe measures
-// that disk while a load runs: every probeInterval it writes probeBlock bytes to a file beside
-// the server's data directory and syncs them, and it keeps each sync's duration. It shows
-// which of a load's slow seconds came with a slow disk.
+// that disk while a load runs: every probeInterval it writes probeBlock bytes to a file on
+// the WAL's file system (probeDir) and syncs them, and it keeps each sync's duration. It
+// shows which of a load's slow seconds came with a slow disk.
 type diskProbe struct {
 	file *os.File
 	stop chan struct{}
@@ -39,23 +40,46 @@ const (
 	probeSpan     = 1 << 20 // the probe rewrites the blocks of this much of its file in turn
 )
 
-// probeDir returns a directory on the disk the server syncs its WAL to: the one that holds
-// its WAL directory (pg_wal, or where that links to), or, when that is the data directory,
-// the one that holds the data directory. It fails where the server's files are not on this
-// machine, or not readable to this process.
+// probeDir returns a directory on the file system the server syncs its WAL to, outside the
+// server's data directory: the one that holds its WAL directory (pg_wal, or where that links
+// to), or, when that is the data directory, the one that holds the data directory. It fails
+// where the server's files are not on this machine or not readable to this process, and where
+// that directory is on another file system than the WAL (a data directory that is a mount
+// point of its own).
 func probeDir(ctx context.Context, pool *sql.DB) (string, error) {
 	var data string
 	if err := pool.QueryRowContext(ctx, `SHOW data_directory`).Scan(&data); err != nil {
 		return "", fmt.Errorf("read data_directory: %w", err)
 	}
+	data = filepath.Clean(data)
 	wal, err := filepath.EvalSymlinks(filepath.Join(data, "pg_wal"))
 	if err != nil {
 		return "", err
 	}
-	if dir := filepath.Dir(wal); dir != filepath.Clean(data) {
-		return dir, nil
+	dir := filepath.Dir(wal)
+	if dir == data {
+		dir = filepath.Dir(data)
 	}
-	return filepath.Dir(filepath.Clean(data)), nil
+	same, err := sameFileSystem(dir, wal)
+	if err != nil {
+		return "", err
+	}
+	if !same {
+		return "", fmt.Errorf("%s is on another file system than the WAL (%s)", dir, wal)
+	}
+	return dir, nil
+}
+
+// sameFileSystem reports whether the files at a and b are on one file system (device).
+func sameFileSystem(a, b string) (bool, error) {
+	var sa, sb syscall.Stat_t
+	if err := syscall.Stat(a, &sa); err != nil {
+		return false, &os.PathError{Op: "stat", Path: a, Err: err}
+	}
+	if err := syscall.Stat(b, &sb); err != nil {
+		return false, &os.PathError{Op: "stat", Path: b, Err: err}
+	}
+	return sa.Dev == sb.Dev, nil
 }
 
 // startProbeBeside starts a probe of the disk of pool's server's WAL (probeDir).
@@ -122,14 +146,21 @@ func (p *diskProbe) close() {
 	os.Remove(p.file.Name())
 }
 
-// secondWorst returns the slowest sync begun in each second since the probe started or
-// restarted, in ms, NaN for a second without one, and the error that stopped the probe.
-func (p *diskProbe) secondWorst() ([]float64, error) {
+// secondWorst returns the slowest sync begun in each of the first seconds seconds since
+// the probe started or restarted, in ms, NaN for a second without one, and the error that
+// stopped the probe.
+func (p *diskProbe) secondWorst(seconds int) ([]float64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []float64
 	for _, s := range p.syncs {
+		if s.at.Before(p.start) { // begun before a restart, recorded after it
+			continue
+		}
 		i := int(s.at.Sub(p.start) / time.Second)
+		if i >= seconds {
+			break
+		}
 		for len(out) <= i {
 			out = append(out, math.NaN())
 		}
