@@ -448,11 +448,18 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	}
 	need := int64(rate*(warm+r.size.fixedRate).Seconds()*walPerOrderBound)/fileSize + 1
 	var ready []string
-	// And where a slow second came from a slow disk: a probe syncs a file on the WAL's disk.
-	probe, err := startProbeBeside(ctx, e.pool)
-	if err != nil {
+	// And, when asked, where a slow second came from a slow disk: a probe syncs a file on the
+	// WAL's disk.
+	var probe *diskProbe
+	if r.size.probeDisk {
+		probe, err = startProbeBeside(ctx, e.pool)
+	}
+	switch {
+	case !r.size.probeDisk:
+		res.setup("the disk's syncs were not probed (-probe-disk probes them, with syncs of its own that load the disk the commits wait for)")
+	case err != nil:
 		res.setup("the disk's syncs were not probed: %v", err)
-	} else {
+	default:
 		defer probe.close()
 		res.setup("a probe wrote %d KiB to a file in %s (the WAL's file system) and synced it every %s: "+
 			"a commit waits for its WAL's sync on that disk, so a sync that stalls delays every commit behind it, the API's and pgbench's alike; "+

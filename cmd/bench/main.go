@@ -64,6 +64,7 @@ func run() int {
 		phase   = flag.Duration("phase", 0, "length of one intake phase (default: the size's)")
 		rate    = flag.Float64("rate", 0, "intake: post at this many orders/s (and pgbench at the same rate) without the closed loops (default: half the closed loops' peak)")
 		fixed   = flag.Duration("fixed", 0, "length of the intake's fixed-rate phase (default: the size's)")
+		probe   = flag.Bool("probe-disk", false, "intake: sync a file on the WAL's file system every 20ms during the fixed-rate loads, and count the slow seconds that met a slow sync (its syncs load that disk too)")
 		set     = overrides{}
 	)
 	flag.Var(set, "set", "ORDERFLOW_KEY=value for every process started (repeatable), to measure a setting")
@@ -94,7 +95,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "bench: -rate must not be negative\n")
 		return 2
 	}
-	sz.rate = *rate
+	sz.rate, sz.probeDisk = *rate, *probe
 	selected, err := selectBenchmarks(*only)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)

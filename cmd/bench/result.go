@@ -32,6 +32,9 @@ type size struct {
 	fixedRateWarmUp time.Duration
 	// rate, when set, is the intake's fixed rate: the closed loops do not run.
 	rate float64
+	// probeDisk runs the disk probe (diskProbe) during the intake's fixed-rate loads. Its
+	// own syncs load the disk that the commits wait for, so it is off unless asked for.
+	probeDisk bool
 	// history is the number of old orders loaded before measuring intake.
 	history int
 	// orders is the number of orders of the event pipeline.
