@@ -529,15 +529,7 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	if probe != nil {
 		disk := func(name string, p phase) []string {
 			_, over := p.secondsOver(25)
-			worstSync, slowSyncs := 0.0, 0
-			for _, v := range p.SecondDiskSync {
-				if v > worstSync { // false for NaN, a second without a sync
-					worstSync = v
-				}
-				if v > 25 {
-					slowSyncs++
-				}
-			}
+			worstSync, slowSyncs := worstAndOver(p.SecondDiskSync, 25)
 			return []string{name, num(worstSync), fmt.Sprintf("%d of %d", slowSyncs, len(p.SecondDiskSync)),
 				fmt.Sprintf("%d of %d", slowTogether(p.SecondP99, p.SecondDiskSync, 25), over)}
 		}

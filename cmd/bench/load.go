@@ -114,11 +114,17 @@ func (b *bySecond) p99s() []float64 {
 
 // secondsOver returns the worst of a phase's per-second p99s and the number above limit ms.
 func (p phase) secondsOver(limit float64) (worst float64, over int) {
-	for _, v := range p.SecondP99 {
+	return worstAndOver(p.SecondP99, limit)
+}
+
+// worstAndOver returns the largest of per-second figures and the number above limit, NaN (a
+// second without a figure) counting in neither.
+func worstAndOver(seconds []float64, limit float64) (worst float64, over int) {
+	for _, v := range seconds {
 		if v > limit {
 			over++
 		}
-		if v > worst { // false for NaN, a second without calls
+		if v > worst { // false for NaN
 			worst = v
 		}
 	}
