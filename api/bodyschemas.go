@@ -178,7 +178,7 @@ func typeWords(s *ogen.Schema) string {
 				values[i] = string(raw)
 			}
 		}
-		return "must be one of " + strings.Join(values, ", ")
+		return mustBeOneOf(values)
 	}
 	switch s.Type {
 	case "integer":

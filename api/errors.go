@@ -380,6 +380,9 @@ var enumValues = map[string][]string{
 	"role":   enumStrings(oas.Role("").AllValues()),
 }
 
+// mustBeOneOf is the answer to a value outside an enumeration of values.
+func mustBeOneOf(values []string) string { return "must be one of " + strings.Join(values, ", ") }
+
 func enumStrings[T ~string](values []T) []string {
 	out := make([]string, len(values))
 	for i, v := range values {
@@ -425,7 +428,7 @@ func fieldMessage(name string, err error) string {
 	inner := innermost(err).Error()
 	switch values, ok := enumValues[name]; {
 	case ok && strings.HasPrefix(inner, "invalid value: "):
-		return "must be one of " + strings.Join(values, ", ")
+		return mustBeOneOf(values)
 	case matches(inner, "value %d less than %d", &value, &bound):
 		return fmt.Sprintf("must be at least %d", bound)
 	case matches(inner, "value %d greater than %d", &value, &bound):
