@@ -74,8 +74,7 @@ func checkConstraints(ctx context.Context, adminDSN, dirPath string) (err error)
 		return err
 	}
 	for _, k := range unvalidated {
-		problems = append(problems, fmt.Errorf("FOREIGN KEY %s on %s is left NOT VALID by the migrations (it holds for new rows only, and a row written before it may break it): validate it in a file of its own, go run ./cmd/migrationgen -new validate_%s, holding ALTER TABLE %s VALIDATE CONSTRAINT %s; then go run ./cmd/migrationgen -rehash",
-			k.name, k.table, k.name, k.table, quoteIdent(k.name)))
+		problems = append(problems, leftNotValid("FOREIGN KEY", k))
 	}
 	refused, err := refusedEnumValues(ctx, described)
 	if err != nil {
@@ -97,11 +96,17 @@ type checkDiff struct {
 // err says how the definitions differ and what to do.
 func (c checkDiff) err() error {
 	if c.migrations == c.entSchema+" NOT VALID" {
-		return fmt.Errorf("CHECK %s on %s is left NOT VALID by the migrations (it holds for new rows only, and a row written before it may break it): validate it in a file of its own, go run ./cmd/migrationgen -new validate_%s, holding ALTER TABLE %s VALIDATE CONSTRAINT %s; then go run ./cmd/migrationgen -rehash",
-			c.name, c.table, c.name, c.table, quoteIdent(c.name))
+		return leftNotValid("CHECK", constraint{table: c.table, name: c.name})
 	}
 	return fmt.Errorf("CHECK %s on %s is %s in ent/schema but %s in the database the migrations build: a CHECK changed under its old name makes no migration; give it a new name in ent/schema (the diff then drops the old one and adds the new), then run make migration name=<name>",
 		c.name, c.table, c.entSchema, c.migrations)
+}
+
+// leftNotValid is the error for a constraint of kind (CHECK, FOREIGN KEY) that the
+// migrations add NOT VALID and never validate, and what to do.
+func leftNotValid(kind string, k constraint) error {
+	return fmt.Errorf("%s %s on %s is left NOT VALID by the migrations (it holds for new rows only, and a row written before it may break it): validate it in a file of its own, go run ./cmd/migrationgen -new validate_%s, holding ALTER TABLE %s VALIDATE CONSTRAINT %s; then go run ./cmd/migrationgen -rehash",
+		kind, k.name, k.table, k.name, k.table, quoteIdent(k.name))
 }
 
 // changedChecks compares the CHECKs that migrated and described both have, by table and
