@@ -466,6 +466,17 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 			"each load's seconds of syncs count from the moment its first measured call was due (pgbench's own seconds begin about half a second later, once its connections are open)",
 			probeBlock>>10, filepath.Dir(probe.file.Name()), probeInterval)
 	}
+	// And which seconds came with the kernel writing dirty pages back: a meter reads what the
+	// machine wrote out in each second, and adds no load.
+	wb, err := startWriteback()
+	if err != nil {
+		res.setup("the machine's writeback was not measured: %v", err)
+	} else {
+		defer wb.close()
+		res.setup("writeback: the pages the machine wrote out to disk in each second (nr_written in /proc/vmstat), the WAL's syncs included; "+
+			"the kernel writes dirty pages back %s, so the data files a load dirties since the checkpoint before it may go at once, "+
+			"and a commit whose WAL sync comes behind them waits", writebackSettings())
+	}
 	// run runs one load at the fixed rate and measures its CPU and WAL from the moment its
 	// warm-up ends.
 	run := func(name string, load func(measuring func()) (phase, error)) (phase, error) {
@@ -478,7 +489,7 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 			files += " (prepared)"
 		}
 		ready = append(ready, files)
-		m := in.newMeter(ctx, probe)
+		m := in.newMeter(ctx, probe, wb)
 		p, err := load(m.start)
 		if err != nil {
 			return p, err
@@ -486,6 +497,9 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 		err = m.stop(&p)
 		if m.probeErr != nil {
 			res.setup("the disk probe stopped during the %s load: %v", name, m.probeErr)
+		}
+		if m.writebackErr != nil {
+			res.setup("the writeback meter stopped during the %s load: %v", name, m.writebackErr)
 		}
 		return p, err
 	}
@@ -537,6 +551,18 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 			Title:  "the disk's syncs during each load (the probe's)",
 			Header: []string{"", "slowest sync ms", "seconds with a sync > 25 ms", "seconds with p99 > 25 ms that met one (in that second or the one before)"},
 			Rows:   [][]string{disk("api", fr), disk("pgbench -R", pgfr)},
+		})
+	}
+	if wb != nil {
+		written := func(name string, p phase) []string {
+			most, at := worstAt(p.SecondWriteback)
+			worst, slowest := worstAt(p.SecondP99)
+			return []string{name, num(medianOf(p.SecondWriteback)), num(most), strconv.Itoa(at), num(worst), strconv.Itoa(slowest)}
+		}
+		res.Tables = append(res.Tables, Table{
+			Title:  "the machine's writeback during each load (MiB written out to disk per second, seconds counted from 1)",
+			Header: []string{"", "median second", "most in a second", "in second", "worst second's p99 ms", "in second"},
+			Rows:   [][]string{written("api", fr), written("pgbench -R", pgfr)},
 		})
 	}
 	// Where the CPU per order goes at the fixed rate, as at each level of the closed loops.
@@ -613,23 +639,27 @@ func vacuum(ctx context.Context, e *env, dbs ...string) (time.Duration, error) {
 }
 
 // meter measures the machine's CPU time (as intakeRun.measure does), the WAL the API's
-// server wrote and the checkpoints it began, and the disk probe's syncs, from start to stop.
+// server wrote and the checkpoints it began, the disk probe's syncs and the machine's
+// writeback, from start to stop.
 type meter struct {
 	in    *intakeRun
 	probe *diskProbe // nil where the disk is not probed
 	// probeErr is the error that stopped the probe during the load.
 	probeErr error
-	ctx      context.Context
-	once     sync.Once
-	started  chan struct{} // closed once the readings at the start are taken
-	cpu      cpuTimes
-	lsn      string
-	ckpts    int
-	err      error
+	wb       *writebackMeter // nil where the writeback is not measured
+	// writebackErr is the error that stopped the writeback meter during the load.
+	writebackErr error
+	ctx          context.Context
+	once         sync.Once
+	started      chan struct{} // closed once the readings at the start are taken
+	cpu          cpuTimes
+	lsn          string
+	ckpts        int
+	err          error
 }
 
-func (in *intakeRun) newMeter(ctx context.Context, probe *diskProbe) *meter {
-	return &meter{in: in, ctx: ctx, probe: probe, started: make(chan struct{})}
+func (in *intakeRun) newMeter(ctx context.Context, probe *diskProbe, wb *writebackMeter) *meter {
+	return &meter{in: in, ctx: ctx, probe: probe, wb: wb, started: make(chan struct{})}
 }
 
 // start takes the readings at the start, in the background: it is called on a load's
@@ -638,6 +668,9 @@ func (m *meter) start() {
 	m.once.Do(func() {
 		if m.probe != nil {
 			m.probe.restart()
+		}
+		if m.wb != nil {
+			m.writebackErr = m.wb.restart()
 		}
 		go func() {
 			defer close(m.started)
@@ -669,6 +702,10 @@ func (m *meter) stop(p *phase) error {
 	if m.probe != nil {
 		// A probe that failed takes nothing from the load's figures; run notes it in the setup.
 		p.SecondDiskSync, m.probeErr = m.probe.secondWorst(len(p.SecondP99))
+	}
+	if m.wb != nil && m.writebackErr == nil {
+		// As with the probe, a meter that failed takes nothing from the load's figures.
+		p.SecondWriteback, m.writebackErr = m.wb.perSecond(len(p.SecondP99))
 	}
 	return nil
 }

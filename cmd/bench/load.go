@@ -32,6 +32,10 @@ type phase struct {
 	// a fixed-rate phase, in ms, where the phase was measured with a meter and the disk could be
 	// probed.
 	SecondDiskSync []float64 `json:"secondDiskSyncMs,omitempty"`
+	// SecondWriteback is the MiB the machine wrote out to disk in each second of a fixed-rate
+	// phase (writebackMeter), where the phase was measured with a meter and /proc/vmstat could
+	// be read.
+	SecondWriteback []float64 `json:"secondWritebackMiB,omitempty"`
 	// WALPerOp is the WAL the server wrote per operation during the phase, in bytes, where
 	// the phase was measured with a meter.
 	WALPerOp float64 `json:"walBytesPerOp,omitempty"`
@@ -55,11 +59,12 @@ func (p phase) MarshalJSON() ([]byte, error) {
 	type plain phase // without this method
 	return json.Marshal(struct {
 		plain
-		P50            *float64   `json:"p50Ms"`
-		P99            *float64   `json:"p99Ms"`
-		SecondP99      []*float64 `json:"secondP99Ms,omitempty"`
-		SecondDiskSync []*float64 `json:"secondDiskSyncMs,omitempty"`
-	}{plain(p), orNull(p.P50), orNull(p.P99), orNulls(p.SecondP99), orNulls(p.SecondDiskSync)})
+		P50             *float64   `json:"p50Ms"`
+		P99             *float64   `json:"p99Ms"`
+		SecondP99       []*float64 `json:"secondP99Ms,omitempty"`
+		SecondDiskSync  []*float64 `json:"secondDiskSyncMs,omitempty"`
+		SecondWriteback []*float64 `json:"secondWritebackMiB,omitempty"`
+	}{plain(p), orNull(p.P50), orNull(p.P99), orNulls(p.SecondP99), orNulls(p.SecondDiskSync), orNulls(p.SecondWriteback)})
 }
 
 // orNull is v, or nil for NaN: a figure that JSON writes as null where none was measured.
