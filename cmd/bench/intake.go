@@ -475,7 +475,8 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 		defer wb.close()
 		res.setup("writeback: the pages the machine wrote out to disk in each second (nr_written in /proc/vmstat), the WAL's syncs included; "+
 			"the kernel writes dirty pages back %s, so the data files a load dirties since the checkpoint before it may go at once, "+
-			"and a commit whose WAL sync comes behind them waits", writebackSettings())
+			"and a commit whose WAL sync comes behind them waits; a reading counts what the last %s wrote, "+
+			"and pgbench's own seconds begin about half a second later than the meter's", writebackSettings(), writebackInterval)
 	}
 	// run runs one load at the fixed rate and measures its CPU and WAL from the moment its
 	// warm-up ends.
@@ -555,14 +556,17 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 	}
 	if wb != nil {
 		written := func(name string, p phase) []string {
-			most, at := worstAt(p.SecondWriteback)
-			worst, slowest := worstAt(p.SecondP99)
-			return []string{name, num(medianOf(p.SecondWriteback)), num(most), strconv.Itoa(at), num(worst), strconv.Itoa(slowest)}
+			most, busiest := worstAt(p.SecondWriteback)
+			_, slowest := worstAt(p.SecondP99)
+			return []string{name, num(medianOf(p.SecondWriteback)),
+				num(most), secondNo(busiest), num(secondFigure(p.SecondP99, busiest)),
+				secondNo(slowest), num(secondFigure(p.SecondWriteback, slowest))}
 		}
 		res.Tables = append(res.Tables, Table{
-			Title:  "the machine's writeback during each load (MiB written out to disk per second, seconds counted from 1)",
-			Header: []string{"", "median second", "most in a second", "in second", "worst second's p99 ms", "in second"},
-			Rows:   [][]string{written("api", fr), written("pgbench -R", pgfr)},
+			Title: "the machine's writeback during each load (MiB written out to disk per second; seconds counted from 1)",
+			Header: []string{"", "median second MiB", "most in a second MiB", "in second", "that second's p99 ms",
+				"the worst second (p99)", "its MiB"},
+			Rows: [][]string{written("api", fr), written("pgbench -R", pgfr)},
 		})
 	}
 	// Where the CPU per order goes at the fixed rate, as at each level of the closed loops.

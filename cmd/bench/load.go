@@ -122,18 +122,31 @@ func (p phase) secondsOver(limit float64) (worst float64, over int) {
 	return worstAndOver(p.SecondP99, limit)
 }
 
-// worstAndOver returns the largest of per-second figures and the number above limit, NaN (a
-// second without a figure) counting in neither.
+// worstAndOver returns the largest of per-second figures (0 where none is a number) and the
+// number above limit, NaN (a second without a figure) counting in neither.
 func worstAndOver(seconds []float64, limit float64) (worst float64, over int) {
+	worst, second := worstAt(seconds)
+	if second == 0 {
+		worst = 0
+	}
 	for _, v := range seconds {
-		if v > limit {
+		if v > limit { // false for NaN
 			over++
-		}
-		if v > worst { // false for NaN
-			worst = v
 		}
 	}
 	return worst, over
+}
+
+// worstAt returns the largest of per-second figures and its second, counted from 1: NaN and
+// 0 where none is a number.
+func worstAt(seconds []float64) (worst float64, second int) {
+	worst = math.NaN()
+	for i, v := range seconds {
+		if v > worst || math.IsNaN(worst) && !math.IsNaN(v) {
+			worst, second = v, i+1
+		}
+	}
+	return worst, second
 }
 
 func (l *errorLog) add(err error) {

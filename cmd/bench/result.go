@@ -197,9 +197,14 @@ func (l latencies) quantile(q float64) float64 {
 	}
 	s := slices.Clone(l)
 	slices.Sort(s)
-	i := int(math.Ceil(q*float64(len(s)))) - 1
-	i = max(0, min(i, len(s)-1))
-	return ms(s[i])
+	return ms(s[nearestRank(len(s), q)])
+}
+
+// nearestRank is the index of the q-quantile (0..1) among n sorted figures, by the
+// nearest-rank method.
+func nearestRank(n int, q float64) int {
+	i := int(math.Ceil(q*float64(n))) - 1
+	return max(0, min(i, n-1))
 }
 
 func numCPU() int { return runtime.NumCPU() }

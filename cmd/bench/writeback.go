@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -25,10 +26,12 @@ type writebackMeter struct {
 	stop chan struct{}
 	done chan struct{}
 
-	mu     sync.Mutex
-	start  time.Time
-	last   uint64   // the count at the last reading
-	pages  []uint64 // pages written out in each second since start
+	mu    sync.Mutex
+	start time.Time
+	last  uint64 // the count at the last reading
+	// pages is what was written out in each second since start, NaN for a second without a
+	// reading (the next reading counts what it missed).
+	pages  []float64
 	failed error
 }
 
@@ -40,10 +43,11 @@ func startWriteback() (*writebackMeter, error) {
 }
 
 func startWritebackOf(read func() (uint64, error)) (*writebackMeter, error) {
-	w := &writebackMeter{read: read, stop: make(chan struct{}), done: make(chan struct{})}
-	if err := w.restart(); err != nil {
+	n, err := read()
+	if err != nil {
 		return nil, err
 	}
+	w := &writebackMeter{read: read, stop: make(chan struct{}), done: make(chan struct{}), start: time.Now(), last: n}
 	go w.run()
 	return w, nil
 }
@@ -70,31 +74,37 @@ func (w *writebackMeter) run() {
 }
 
 // add counts what was written out between the last reading and the reading n taken at at,
-// in at's second. A reading taken before a restart is left out.
+// in at's second. A reading taken before a restart is left out of the seconds.
 func (w *writebackMeter) add(at time.Time, n uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if at.Before(w.start) || n < w.last {
+	if n < w.last { // the kernel's count only grows
+		return
+	}
+	written := n - w.last
+	w.last = n
+	if at.Before(w.start) {
 		return
 	}
 	i := int(at.Sub(w.start) / time.Second)
 	for len(w.pages) <= i {
-		w.pages = append(w.pages, 0)
+		w.pages = append(w.pages, math.NaN())
 	}
-	w.pages[i] += n - w.last
-	w.last = n
+	if math.IsNaN(w.pages[i]) {
+		w.pages[i] = 0
+	}
+	w.pages[i] += float64(written)
 }
 
-// restart forgets the seconds so far: the meter's seconds count from now.
+// restart forgets the seconds so far: the meter's seconds count from now, and its first
+// reading after now counts what was written since the last one, up to writebackInterval
+// before. It reads nothing itself, as it is called on a load's schedule, and returns the
+// error that stopped the meter.
 func (w *writebackMeter) restart() error {
-	n, err := w.read()
-	if err != nil {
-		return err
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.start, w.last, w.pages = time.Now(), n, nil
-	return nil
+	w.start, w.pages = time.Now(), nil
+	return w.failed
 }
 
 // close stops the meter.
@@ -113,7 +123,7 @@ func (w *writebackMeter) perSecond(seconds int) ([]float64, error) {
 	for i := range out {
 		out[i] = math.NaN()
 		if i < len(w.pages) {
-			out[i] = float64(w.pages[i]) * float64(os.Getpagesize()) / (1 << 20)
+			out[i] = w.pages[i] * float64(os.Getpagesize()) / (1 << 20) // NaN stays NaN
 		}
 	}
 	return out, w.failed
@@ -136,28 +146,35 @@ func vmstatCounter(path, name string) (uint64, error) {
 	return 0, fmt.Errorf("%s has no %s", path, name)
 }
 
-// writebackSettings describes when the kernel writes dirty pages back, from /proc/sys/vm.
+// writebackSettings describes when the kernel writes dirty pages back, from /proc/sys/vm,
+// or says that it could not read that.
 func writebackSettings() string {
-	get := func(name string) string {
+	read := func(name string) (int64, error) {
 		b, err := os.ReadFile("/proc/sys/vm/" + name)
 		if err != nil {
-			return "?"
+			return 0, err
 		}
-		return strings.TrimSpace(string(b))
+		return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	}
-	bg := "vm.dirty_background_ratio " + get("dirty_background_ratio") + "% of memory"
-	if b := get("dirty_background_bytes"); b != "0" && b != "?" {
-		bg = "vm.dirty_background_bytes " + b
+	expire, err1 := read("dirty_expire_centisecs")
+	bgBytes, err2 := read("dirty_background_bytes")
+	ratio, err3 := read("dirty_background_ratio")
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return fmt.Sprintf("as this machine's settings say (not read: %v)", err)
 	}
-	expire := get("dirty_expire_centisecs")
-	if cs, err := strconv.Atoi(expire); err == nil {
-		expire = (time.Duration(cs) * 10 * time.Millisecond).String()
+	age := "never by age (vm.dirty_expire_centisecs 0)"
+	if expire > 0 {
+		age = fmt.Sprintf("once they have waited %s (vm.dirty_expire_centisecs)", time.Duration(expire)*10*time.Millisecond)
 	}
-	return fmt.Sprintf("once they have waited %s (vm.dirty_expire_centisecs) or pass %s", expire, bg)
+	amount := fmt.Sprintf("vm.dirty_background_ratio %d%% of memory", ratio)
+	if bgBytes > 0 {
+		amount = fmt.Sprintf("vm.dirty_background_bytes %d MiB", bgBytes>>20)
+	}
+	return age + " or pass " + amount
 }
 
-// medianOf is the median of the figures that are not NaN (the nearest rank, as
-// latencies.quantile takes it), NaN where there are none.
+// medianOf is the median of the figures that are not NaN, as latencies.quantile takes it,
+// NaN where there are none.
 func medianOf(vs []float64) float64 {
 	s := slices.Sorted(func(yield func(float64) bool) {
 		for _, v := range vs {
@@ -169,17 +186,22 @@ func medianOf(vs []float64) float64 {
 	if len(s) == 0 {
 		return math.NaN()
 	}
-	return s[(len(s)+1)/2-1]
+	return s[nearestRank(len(s), 0.5)]
 }
 
-// worstAt returns the largest of per-second figures and its second, counted from 1 (0 where
-// none is a number).
-func worstAt(seconds []float64) (worst float64, second int) {
-	worst = math.NaN()
-	for i, v := range seconds {
-		if v > worst || math.IsNaN(worst) && !math.IsNaN(v) {
-			worst, second = v, i+1
-		}
+// secondFigure is the figure of second (counted from 1) among per-second figures, NaN where
+// there is none.
+func secondFigure(seconds []float64, second int) float64 {
+	if second < 1 || second > len(seconds) {
+		return math.NaN()
 	}
-	return worst, second
+	return seconds[second-1]
+}
+
+// secondNo writes a second counted from 1, "-" for none (0).
+func secondNo(second int) string {
+	if second == 0 {
+		return "-"
+	}
+	return strconv.Itoa(second)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,29 +13,48 @@ func TestWritebackMeterSeconds(t *testing.T) {
 	start := time.Now()
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	w := &writebackMeter{start: start, last: 1000}
-	w.add(start.Add(-ms(50)), 5000) // taken before a restart
-	w.add(start.Add(ms(100)), 1256)
-	w.add(start.Add(ms(900)), 1512)
-	w.add(start.Add(ms(2500)), 1768)
-	w.add(start.Add(ms(3200)), 1000) // older than the last reading
+	w.add(start.Add(-ms(50)), 1100) // taken before a restart: the base of the next reading
+	w.add(start.Add(ms(100)), 1356)
+	w.add(start.Add(ms(900)), 1612)
+	w.add(start.Add(ms(2500)), 1868) // after a second without a reading
+	w.add(start.Add(ms(3200)), 1000) // a count that went back
 	mib := func(pages float64) float64 { return pages * float64(os.Getpagesize()) / (1 << 20) }
 
-	got, err := w.perSecond(4)
-	if err != nil || len(got) != 4 || got[0] != mib(512) || got[1] != 0 || got[2] != mib(256) || !math.IsNaN(got[3]) {
-		t.Fatalf("MiB by second = %v, %v; want [%v 0 %v NaN]", got, err, mib(512), mib(256))
+	got, err := w.perSecond(5)
+	if err != nil || len(got) != 5 || got[0] != mib(512) || !math.IsNaN(got[1]) || got[2] != mib(256) ||
+		!math.IsNaN(got[3]) || !math.IsNaN(got[4]) {
+		t.Fatalf("MiB by second = %v, %v; want [%v NaN %v NaN NaN]", got, err, mib(512), mib(256))
+	}
+
+	w.failed = errors.New("read /proc/vmstat: gone")
+	if err := w.restart(); err != w.failed {
+		t.Errorf("restart of a meter that stopped = %v, want its error", err)
+	}
+	if got, err := w.perSecond(1); err == nil || len(got) != 1 || !math.IsNaN(got[0]) {
+		t.Errorf("after the restart, MiB by second = %v, %v; want [NaN] and the error", got, err)
 	}
 }
 
 func TestWritebackMeterReadsTheMachine(t *testing.T) {
+	if _, err := pagesWrittenOut(); err != nil {
+		t.Skipf("this machine's count of pages written out cannot be read: %v", err)
+	}
 	w, err := startWriteback()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.close()
-	time.Sleep(3 * writebackInterval)
-	got, err := w.perSecond(1)
-	if err != nil || len(got) != 1 || !(got[0] >= 0) {
-		t.Fatalf("MiB by second = %v, %v; want one figure", got, err)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(writebackInterval) {
+		got, err := w.perSecond(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] >= 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("MiB by second = %v after 5s; want a figure", got)
+		}
 	}
 }
 
