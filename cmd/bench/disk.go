@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -21,17 +20,8 @@ type diskProbe struct {
 	file *os.File
 	stop chan struct{}
 	done chan struct{}
-
-	mu     sync.Mutex
-	start  time.Time
-	syncs  []probeSync
-	failed error
-}
-
-// probeSync is one sync of the probe: when it began and how long it took.
-type probeSync struct {
-	at   time.Time
-	took time.Duration
+	// syncs is the slowest sync begun in each second, in ms.
+	syncs secondFigures
 }
 
 const (
@@ -97,7 +87,7 @@ func startDiskProbe(dir string) (*diskProbe, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &diskProbe{file: f, stop: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
+	p := &diskProbe{file: f, stop: make(chan struct{}), done: make(chan struct{}), syncs: newSecondFigures(math.Max)}
 	go p.run()
 	return p, nil
 }
@@ -113,16 +103,11 @@ func (p *diskProbe) run() {
 		if err == nil {
 			err = p.file.Sync()
 		}
-		p.mu.Lock()
 		if err != nil {
-			p.failed = err
-		} else {
-			p.syncs = append(p.syncs, probeSync{at, time.Since(at)})
-		}
-		p.mu.Unlock()
-		if err != nil {
+			p.syncs.fail(err)
 			return
 		}
+		p.syncs.add(at, ms(time.Since(at)))
 		select {
 		case <-p.stop:
 			return
@@ -131,44 +116,12 @@ func (p *diskProbe) run() {
 	}
 }
 
-// restart forgets the syncs so far: the probe's seconds count from now.
-func (p *diskProbe) restart() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.start, p.syncs = time.Now(), nil
-}
-
 // close stops the probe and removes its file.
 func (p *diskProbe) close() {
 	close(p.stop)
 	<-p.done
 	p.file.Close()
 	os.Remove(p.file.Name())
-}
-
-// secondWorst returns the slowest sync begun in each of the first seconds seconds since
-// the probe started or restarted, in ms, NaN for a second without one, and the error that
-// stopped the probe.
-func (p *diskProbe) secondWorst(seconds int) ([]float64, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []float64
-	for _, s := range p.syncs {
-		if s.at.Before(p.start) { // begun before a restart, recorded after it
-			continue
-		}
-		i := int(s.at.Sub(p.start) / time.Second)
-		if i >= seconds {
-			break
-		}
-		for len(out) <= i {
-			out = append(out, math.NaN())
-		}
-		if ms := s.took.Seconds() * 1000; !(ms <= out[i]) { // true for NaN
-			out[i] = ms
-		}
-	}
-	return out, p.failed
 }
 
 // slowTogether counts the seconds whose p99 is over limit ms with a sync over limit ms begun

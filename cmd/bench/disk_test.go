@@ -6,21 +6,6 @@ import (
 	"time"
 )
 
-func TestDiskProbeSecondWorst(t *testing.T) {
-	start := time.Now()
-	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
-	p := &diskProbe{start: start, syncs: []probeSync{
-		{start.Add(-ms(1500)), ms(90)}, // begun before a restart
-		{start.Add(ms(10)), ms(3)}, {start.Add(ms(900)), ms(40)}, {start.Add(ms(990)), ms(2)},
-		{start.Add(ms(2100)), ms(30)},
-		{start.Add(ms(3100)), ms(80)}, // after the load's seconds
-	}}
-	got, err := p.secondWorst(3)
-	if err != nil || len(got) != 3 || got[0] != 40 || !math.IsNaN(got[1]) || got[2] != 30 {
-		t.Fatalf("slowest sync by second = %v, %v; want [40 NaN 30]", got, err)
-	}
-}
-
 func TestDiskProbeSyncs(t *testing.T) {
 	p, err := startDiskProbe(t.TempDir())
 	if err != nil {
@@ -28,7 +13,7 @@ func TestDiskProbeSyncs(t *testing.T) {
 	}
 	defer p.close()
 	time.Sleep(5 * probeInterval)
-	got, err := p.secondWorst(1)
+	got, err := p.syncs.first(1)
 	if err != nil || len(got) == 0 || !(got[0] >= 0) {
 		t.Fatalf("slowest sync by second = %v, %v; want one figure at least", got, err)
 	}

@@ -478,6 +478,13 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 			"and a commit whose WAL sync comes behind them waits; a reading counts what the last %s wrote, "+
 			"and pgbench's own seconds begin about half a second later than the meter's", writebackSettings(), writebackInterval)
 	}
+	var syncs, written *secondFigures // what the probe and the meter keep, where they run
+	if probe != nil {
+		syncs = &probe.syncs
+	}
+	if wb != nil {
+		written = &wb.written
+	}
 	// run runs one load at the fixed rate and measures its CPU and WAL from the moment its
 	// warm-up ends.
 	run := func(name string, load func(measuring func()) (phase, error)) (phase, error) {
@@ -490,7 +497,7 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 			files += " (prepared)"
 		}
 		ready = append(ready, files)
-		m := in.newMeter(ctx, probe, wb)
+		m := in.newMeter(ctx, syncs, written)
 		p, err := load(m.start)
 		if err != nil {
 			return p, err
@@ -646,35 +653,33 @@ func vacuum(ctx context.Context, e *env, dbs ...string) (time.Duration, error) {
 // server wrote and the checkpoints it began, the disk probe's syncs and the machine's
 // writeback, from start to stop.
 type meter struct {
-	in    *intakeRun
-	probe *diskProbe // nil where the disk is not probed
-	// probeErr is the error that stopped the probe during the load.
-	probeErr error
-	wb       *writebackMeter // nil where the writeback is not measured
-	// writebackErr is the error that stopped the writeback meter during the load.
-	writebackErr error
-	ctx          context.Context
-	once         sync.Once
-	started      chan struct{} // closed once the readings at the start are taken
-	cpu          cpuTimes
-	lsn          string
-	ckpts        int
-	err          error
+	in *intakeRun
+	// syncs and written are the disk probe's syncs and the machine's writeback by the second,
+	// nil where they are not measured; probeErr and writebackErr are the errors that stopped
+	// their samplers.
+	syncs, written         *secondFigures
+	probeErr, writebackErr error
+	ctx                    context.Context
+	once                   sync.Once
+	started                chan struct{} // closed once the readings at the start are taken
+	cpu                    cpuTimes
+	lsn                    string
+	ckpts                  int
+	err                    error
 }
 
-func (in *intakeRun) newMeter(ctx context.Context, probe *diskProbe, wb *writebackMeter) *meter {
-	return &meter{in: in, ctx: ctx, probe: probe, wb: wb, started: make(chan struct{})}
+func (in *intakeRun) newMeter(ctx context.Context, syncs, written *secondFigures) *meter {
+	return &meter{in: in, ctx: ctx, syncs: syncs, written: written, started: make(chan struct{})}
 }
 
 // start takes the readings at the start, in the background: it is called on a load's
 // schedule. Calls after the first do nothing.
 func (m *meter) start() {
 	m.once.Do(func() {
-		if m.probe != nil {
-			m.probe.restart()
-		}
-		if m.wb != nil {
-			m.writebackErr = m.wb.restart()
+		for _, s := range []*secondFigures{m.syncs, m.written} {
+			if s != nil {
+				s.restart()
+			}
 		}
 		go func() {
 			defer close(m.started)
@@ -703,13 +708,12 @@ func (m *meter) stop(p *phase) error {
 	p.WALPerOp = wal / float64(max(p.Done, 1))
 	ckpts -= m.ckpts
 	p.Checkpoints = &ckpts
-	if m.probe != nil {
-		// A probe that failed takes nothing from the load's figures; run notes it in the setup.
-		p.SecondDiskSync, m.probeErr = m.probe.secondWorst(len(p.SecondP99))
+	// A sampler that failed takes nothing from the load's figures; run notes it in the setup.
+	if m.syncs != nil {
+		p.SecondDiskSync, m.probeErr = m.syncs.first(len(p.SecondP99))
 	}
-	if m.wb != nil && m.writebackErr == nil {
-		// As with the probe, a meter that failed takes nothing from the load's figures.
-		p.SecondWriteback, m.writebackErr = m.wb.perSecond(len(p.SecondP99))
+	if m.written != nil {
+		p.SecondWriteback, m.writebackErr = m.written.first(len(p.SecondP99))
 	}
 	return nil
 }

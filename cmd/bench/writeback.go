@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -22,32 +21,24 @@ import (
 // a load runs and keeps what each second wrote. Unlike the disk probe, it writes nothing of
 // its own.
 type writebackMeter struct {
-	read func() (uint64, error) // the machine's pages written out so far
 	stop chan struct{}
 	done chan struct{}
-
-	mu    sync.Mutex
-	start time.Time
-	last  uint64 // the count at the last reading
-	// pages is what was written out in each second since start, NaN for a second without a
-	// reading (the next reading counts what it missed).
-	pages  []float64
-	failed error
+	last uint64 // the count at the last reading, run's own
+	// written is the MiB written out in each second (the next reading after a second without
+	// one counts what it missed).
+	written secondFigures
 }
 
 const writebackInterval = 100 * time.Millisecond
 
 // startWriteback starts a meter of the pages the machine writes out (/proc/vmstat).
 func startWriteback() (*writebackMeter, error) {
-	return startWritebackOf(pagesWrittenOut)
-}
-
-func startWritebackOf(read func() (uint64, error)) (*writebackMeter, error) {
-	n, err := read()
+	n, err := pagesWrittenOut()
 	if err != nil {
 		return nil, err
 	}
-	w := &writebackMeter{read: read, stop: make(chan struct{}), done: make(chan struct{}), start: time.Now(), last: n}
+	w := &writebackMeter{stop: make(chan struct{}), done: make(chan struct{}), last: n,
+		written: newSecondFigures(func(a, b float64) float64 { return a + b })}
 	go w.run()
 	return w, nil
 }
@@ -62,11 +53,9 @@ func (w *writebackMeter) run() {
 			return
 		case <-tick.C:
 		}
-		n, err := w.read()
+		n, err := pagesWrittenOut()
 		if err != nil {
-			w.mu.Lock()
-			w.failed = err
-			w.mu.Unlock()
+			w.written.fail(err)
 			return
 		}
 		w.add(time.Now(), n)
@@ -74,59 +63,20 @@ func (w *writebackMeter) run() {
 }
 
 // add counts what was written out between the last reading and the reading n taken at at,
-// in at's second. A reading taken before a restart is left out of the seconds.
+// in at's second.
 func (w *writebackMeter) add(at time.Time, n uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	if n < w.last { // the kernel's count only grows
 		return
 	}
-	written := n - w.last
+	pages := n - w.last
 	w.last = n
-	if at.Before(w.start) {
-		return
-	}
-	i := int(at.Sub(w.start) / time.Second)
-	for len(w.pages) <= i {
-		w.pages = append(w.pages, math.NaN())
-	}
-	if math.IsNaN(w.pages[i]) {
-		w.pages[i] = 0
-	}
-	w.pages[i] += float64(written)
-}
-
-// restart forgets the seconds so far: the meter's seconds count from now, and its first
-// reading after now counts what was written since the last one, up to writebackInterval
-// before. It reads nothing itself, as it is called on a load's schedule, and returns the
-// error that stopped the meter.
-func (w *writebackMeter) restart() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.start, w.pages = time.Now(), nil
-	return w.failed
+	w.written.add(at, float64(pages)*float64(os.Getpagesize())/(1<<20))
 }
 
 // close stops the meter.
 func (w *writebackMeter) close() {
 	close(w.stop)
 	<-w.done
-}
-
-// perSecond returns the MiB written out in each of the first seconds seconds since the
-// meter started or restarted, NaN for a second it has no reading for, and the error that
-// stopped it.
-func (w *writebackMeter) perSecond(seconds int) ([]float64, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make([]float64, seconds)
-	for i := range out {
-		out[i] = math.NaN()
-		if i < len(w.pages) {
-			out[i] = w.pages[i] * float64(os.Getpagesize()) / (1 << 20) // NaN stays NaN
-		}
-	}
-	return out, w.failed
 }
 
 // pagesWrittenOut is the machine's count of pages written out to disk since it started.
