@@ -28,9 +28,9 @@ import (
 //     and rehashed after the fact) writes no migration, and the database refuses with a 500
 //     what the API and ent accept. Both definitions are compared as the same server prints
 //     them (settledChecks);
-//   - a foreign key that the migrations add NOT VALID and never validate: it holds for new
-//     rows only, and its definition is ent/schema's but for NOT VALID, which the diff
-//     ignores (a CHECK left so is told by its definition);
+//   - a CHECK or foreign key that the migrations add NOT VALID and never validate: it holds
+//     for new rows only, and its definition is ent/schema's but for NOT VALID, which the
+//     diff ignores;
 //   - a value of an ent enum that a CHECK on its column refuses, in the schema ent/schema
 //     describes: an enum is a plain varchar to PostgreSQL, so a value added to it without
 //     its CHECK makes no difference between the two databases, yet the database refuses it.
@@ -69,12 +69,12 @@ func checkConstraints(ctx context.Context, adminDSN, dirPath string) (err error)
 	for _, c := range changed {
 		problems = append(problems, c.err())
 	}
-	unvalidated, err := unvalidatedForeignKeys(ctx, migrated)
+	unvalidated, err := unvalidatedConstraints(ctx, migrated)
 	if err != nil {
 		return err
 	}
 	for _, k := range unvalidated {
-		problems = append(problems, leftNotValid("FOREIGN KEY", k))
+		problems = append(problems, k.err())
 	}
 	refused, err := refusedEnumValues(ctx, described)
 	if err != nil {
@@ -95,22 +95,26 @@ type checkDiff struct {
 
 // err says how the definitions differ and what to do.
 func (c checkDiff) err() error {
-	if c.migrations == c.entSchema+" NOT VALID" {
-		return leftNotValid("CHECK", constraint{table: c.table, name: c.name})
-	}
 	return fmt.Errorf("CHECK %s on %s is %s in ent/schema but %s in the database the migrations build: a CHECK changed under its old name makes no migration; give it a new name in ent/schema (the diff then drops the old one and adds the new), then run make migration name=<name>",
 		c.name, c.table, c.entSchema, c.migrations)
 }
 
-// leftNotValid is the error for a constraint of kind (CHECK, FOREIGN KEY) that the
-// migrations add NOT VALID and never validate, and what to do.
-func leftNotValid(kind string, k constraint) error {
+// unvalidated is a CHECK or foreign key (kind) that the migrations add NOT VALID and never
+// validate.
+type unvalidated struct {
+	kind string
+	constraint
+}
+
+// err says what is wrong and what to do.
+func (k unvalidated) err() error {
 	return fmt.Errorf("%s %s on %s is left NOT VALID by the migrations (it holds for new rows only, and a row written before it may break it): validate it in a file of its own, go run ./cmd/migrationgen -new validate_%s, holding ALTER TABLE %s VALIDATE CONSTRAINT %s; then go run ./cmd/migrationgen -rehash",
-		kind, k.name, k.table, k.name, k.table, quoteIdent(k.name))
+		k.kind, k.name, k.table, k.name, k.table, quoteIdent(k.name))
 }
 
 // changedChecks compares the CHECKs that migrated and described both have, by table and
-// name, and returns those whose definitions differ, ordered by table and name.
+// name, and returns those whose definitions differ, ordered by table and name. A CHECK that
+// only the migrations leave NOT VALID is unvalidatedConstraints' to tell, not a change.
 func changedChecks(ctx context.Context, migrated, described *sql.DB) ([]checkDiff, error) {
 	fromMigrations, _, err := settledChecks(ctx, migrated)
 	if err != nil {
@@ -122,7 +126,8 @@ func changedChecks(ctx context.Context, migrated, described *sql.DB) ([]checkDif
 	}
 	var changed []checkDiff
 	for _, k := range order {
-		if def, ok := fromMigrations[k]; ok && def != fromSchema[k] {
+		def, ok := fromMigrations[k]
+		if def = strings.TrimSuffix(def, " NOT VALID"); ok && def != fromSchema[k] {
 			changed = append(changed, checkDiff{table: k.table, name: k.name, migrations: def, entSchema: fromSchema[k]})
 		}
 	}
@@ -183,23 +188,22 @@ ORDER BY 1, 2`)
 	return defs, order, rows.Err()
 }
 
-// unvalidatedForeignKeys returns the foreign keys on the tables of db's public schema that
-// were added NOT VALID and never validated, ordered by table and name. A CHECK left so
-// differs from ent/schema's by its definition (changedChecks); a foreign key's definition
-// says nothing of it.
-func unvalidatedForeignKeys(ctx context.Context, db *sql.DB) ([]constraint, error) {
-	rows, err := db.QueryContext(ctx, `SELECT conrelid::regclass::text, conname FROM pg_constraint
-WHERE contype = 'f' AND NOT convalidated AND connamespace = 'public'::regnamespace
-ORDER BY 1, 2`)
+// unvalidatedConstraints returns the CHECKs and foreign keys on the tables of db's public
+// schema that were added NOT VALID and never validated, ordered by table and name.
+func unvalidatedConstraints(ctx context.Context, db *sql.DB) ([]unvalidated, error) {
+	rows, err := db.QueryContext(ctx, `SELECT CASE contype WHEN 'c' THEN 'CHECK' ELSE 'FOREIGN KEY' END,
+	conrelid::regclass::text, conname FROM pg_constraint
+WHERE contype IN ('c', 'f') AND NOT convalidated AND connamespace = 'public'::regnamespace
+ORDER BY 2, 3`)
 	if err != nil {
-		return nil, fmt.Errorf("read the foreign keys the migrations build: %w", err)
+		return nil, fmt.Errorf("read the constraints the migrations build: %w", err)
 	}
 	defer rows.Close()
-	var keys []constraint
+	var keys []unvalidated
 	for rows.Next() {
-		var k constraint
-		if err := rows.Scan(&k.table, &k.name); err != nil {
-			return nil, fmt.Errorf("read the foreign keys the migrations build: %w", err)
+		var k unvalidated
+		if err := rows.Scan(&k.kind, &k.table, &k.name); err != nil {
+			return nil, fmt.Errorf("read the constraints the migrations build: %w", err)
 		}
 		keys = append(keys, k)
 	}
