@@ -51,19 +51,8 @@ func expectedType(op, path string) string {
 // schemaAt returns the schema of the value at path in a body of schema s, or nil when there
 // is none.
 func (c bodySchemas) schemaAt(s *ogen.Schema, path string) *ogen.Schema {
-	for s = c.resolve(s); s != nil && path != ""; s = c.resolve(s) {
-		step, index, rest, ok := cutStep(path)
-		switch {
-		case !ok:
-			return nil
-		case index:
-			s = elementSchema(s, step)
-		default:
-			s = propertySchema(s, step)
-		}
-		path = rest
-	}
-	return s
+	_, at := c.walk(s, path)
+	return at
 }
 
 // cutStep splits the first step off path, a JSON path from a body ("items[1].quantity"): the
@@ -89,20 +78,24 @@ func cutStep(path string) (step string, index bool, rest string, ok bool) {
 func sortAsContract(op string, fields []oas.FieldError) {
 	c := contractBodies()
 	body := c.bodies[op]
+	place := func(path string) []int {
+		pos, _ := c.walk(body, path)
+		return pos
+	}
 	slices.SortStableFunc(fields, func(a, b oas.FieldError) int {
-		return slices.Compare(c.positionAt(body, a.Field), c.positionAt(body, b.Field))
+		return slices.Compare(place(a.Field), place(b.Field))
 	})
 }
 
-// positionAt returns the place of the value at path in a body of schema s: for each step of
-// the path, the index of the member among its object schema's properties, or of the element
-// in its array, and math.MaxInt for a step that the contract does not have, which ends it.
-func (c bodySchemas) positionAt(s *ogen.Schema, path string) []int {
-	var pos []int
+// walk follows path from a body of schema s. It returns the place of the value there: for
+// each step of the path, the index of the member among its object schema's properties, or of
+// the element in its array, and math.MaxInt for a step that the contract does not have, which
+// ends it; and the schema of the value, nil where the contract has none.
+func (c bodySchemas) walk(s *ogen.Schema, path string) (pos []int, at *ogen.Schema) {
 	for path != "" {
 		step, index, rest, ok := cutStep(path)
 		if s = c.resolve(s); !ok || s == nil {
-			return append(pos, math.MaxInt)
+			return append(pos, math.MaxInt), nil
 		}
 		i := -1
 		if index {
@@ -115,11 +108,11 @@ func (c bodySchemas) positionAt(s *ogen.Schema, path string) []int {
 			s = propertySchema(s, step)
 		}
 		if i < 0 {
-			return append(pos, math.MaxInt)
+			return append(pos, math.MaxInt), nil
 		}
 		pos, path = append(pos, i), rest
 	}
-	return pos
+	return pos, c.resolve(s)
 }
 
 // resolve follows s's references to the components, and returns nil for a reference that
