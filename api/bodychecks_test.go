@@ -50,6 +50,9 @@ func TestContractAndHandlerFaultsInOneAnswer(t *testing.T) {
 			{"price", "must have at most two decimals"},
 			{"stock", "must be at least 0"},
 		}},
+		{"createProduct with an invisible name", http.MethodPost, "/api/products", `{"name":"\u200b\u200d","price":1,"stock":1}`, [][2]string{
+			{"name", "must not be blank"},
+		}},
 		{"updateProduct", http.MethodPut, "/api/products/1", `{"stock":-1,"price":1,"description":"a\u0000b","name":""}`, [][2]string{
 			{"name", "must not be empty"},
 			{"description", "must be valid UTF-8 without NUL characters"},

@@ -114,18 +114,19 @@ var errNotText = errors.New("must be valid UTF-8 without NUL characters")
 
 // validateText checks a string that is stored as text: valid UTF-8, no NUL (which
 // PostgreSQL's text type cannot hold), and between min and max characters. A string that
-// must not be empty must not be blank either (only spaces), as admin.name.
+// must not be empty must not be blank either (domain.Blank: only spaces or invisible
+// characters), as admin.name.
 func validateText(s string, min, max int) error {
 	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
 		return errNotText
 	}
-	if min > 0 && s != "" && strings.TrimSpace(s) == "" {
+	if min > 0 && s != "" && domain.Blank(s) {
 		return errBlank
 	}
 	return domain.ValidateLength(s, min, max)
 }
 
-// errBlank is the answer for a name of nothing but white space.
+// errBlank is the answer for a name that shows nothing (domain.Blank).
 var errBlank = errors.New("must not be blank")
 
 // printableASCII reports whether s holds only printable ASCII characters. Stored e-mail

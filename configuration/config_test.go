@@ -345,6 +345,7 @@ func TestValidate(t *testing.T) {
 			"configuration: admin.password: must be at least 6 characters and at most 72 bytes, got 73 bytes"},
 		{"empty admin name", func(c *Config) { c.Admin.Name = "" }, "configuration: admin.name: must be 1 to 100 characters and not blank, got 0"},
 		{"blank admin name", func(c *Config) { c.Admin.Name = "   " }, "configuration: admin.name: must be 1 to 100 characters and not blank"},
+		{"invisible admin name", func(c *Config) { c.Admin.Name = "\u200b" }, "configuration: admin.name: must be 1 to 100 characters and not blank, got 1 characters"},
 		{"long admin name", func(c *Config) { c.Admin.Name = strings.Repeat("é", 101) },
 			"configuration: admin.name: must be 1 to 100 characters and not blank, got 101 characters"},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" },

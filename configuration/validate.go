@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -130,7 +131,7 @@ func (c *Config) validate(source func(key string) string) error {
 	v.oneOf("log.level", c.Log.Level, logLevels)
 	v.oneOf("log.format", c.Log.Format, logFormats)
 
-	if n := utf8.RuneCountInString(c.Admin.Name); strings.TrimSpace(c.Admin.Name) == "" || n > maxNameChars {
+	if n := utf8.RuneCountInString(c.Admin.Name); blank(c.Admin.Name) || n > maxNameChars {
 		v.add("admin.name", "must be 1 to %d characters and not blank, got %d characters", maxNameChars, n)
 	}
 	v.email("admin.email", c.Admin.Email)
@@ -153,6 +154,16 @@ func (c *Config) validate(source func(key string) string) error {
 type validator struct {
 	errs   []error
 	source func(key string) string
+}
+
+// blank reports whether s shows nothing: only white space, control characters and invisible
+// format characters (a zero-width space, say). It is domain.Blank, which this package, importing
+// nothing of the project, keeps a copy of, so that the administrator's name follows the API's
+// rule for every name.
+func blank(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool {
+		return !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
+	}) < 0
 }
 
 func (v *validator) add(key, format string, args ...any) {

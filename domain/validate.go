@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -60,6 +61,15 @@ func ValidateEmail(email string) error {
 		return ErrInvalidEmail
 	}
 	return nil
+}
+
+// Blank reports whether s shows nothing: each of its characters is white space, a control
+// character or an invisible format character (a zero-width space or joiner, a direction
+// mark, a byte-order mark). The empty string is blank.
+func Blank(s string) bool { return strings.IndexFunc(s, visible) < 0 }
+
+func visible(r rune) bool {
+	return !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
 }
 
 // ValidateLength checks that s has between min and max characters (runes).

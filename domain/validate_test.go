@@ -62,6 +62,27 @@ func TestValidateLength(t *testing.T) {
 	}
 }
 
+func TestBlank(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]bool{
+		"":                   true,
+		" \t\n\u00a0\u3000":  true,  // white space, ASCII and not
+		"\u200b":             true,  // a zero-width space
+		"\u200d\u2060\ufeff": true,  // a zero-width joiner, a word joiner, a byte-order mark
+		"\u200e \u202e":      true,  // direction marks
+		"\x01\x7f":           true,  // control characters
+		"a":                  false, // one visible letter is enough
+		"\u200ba\u200b":      false,
+		"é":                  false,
+		"\U0001F600":         false, // an emoji
+		"-":                  false,
+	} {
+		if got := Blank(in); got != want {
+			t.Errorf("Blank(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
 func TestValidatePassword(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
