@@ -119,7 +119,13 @@ func Unavailable(err error) bool {
 // included, may have come after a commit.
 func ChangedNothing(err error) bool {
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
-		return pgErr.Severity == "ERROR"
+		// Severity is in the server's language (lc_messages: "ERREUR", "FEHLER");
+		// SeverityUnlocalized, sent by every supported server, is not.
+		severity := pgErr.SeverityUnlocalized
+		if severity == "" {
+			severity = pgErr.Severity
+		}
+		return severity == "ERROR"
 	}
 	var connectErr *pgconn.ConnectError
 	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err)

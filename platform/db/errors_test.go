@@ -92,6 +92,8 @@ func TestChangedNothing(t *testing.T) {
 		{"nothing sent, says pgx", fmt.Errorf("claim: %w", notSent{}), true},
 		{"the statement failed", &pgconn.PgError{Severity: "ERROR", Code: DeadlockDetected}, true},
 		{"the session ended", &pgconn.PgError{Severity: "FATAL", Code: AdminShutdown}, false},
+		{"the statement failed, said in French", &pgconn.PgError{Severity: "ERREUR", SeverityUnlocalized: "ERROR", Code: DeadlockDetected}, true},
+		{"the session ended, said in German", &pgconn.PgError{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: AdminShutdown}, false},
 		{"the connection dropped under it", fmt.Errorf("claim: %w", io.ErrUnexpectedEOF), false},
 		{"an ended context, as it is", fmt.Errorf("claim: %w", context.DeadlineExceeded), false},
 	} {
