@@ -147,6 +147,39 @@ func TestPublishUnroutable(t *testing.T) {
 	}
 }
 
+// TestPublishReturnedThenChannelClosed: the broker closes the channel over a message
+// larger than its max_message_size (128 MiB unless configured otherwise). The message
+// returned before it still fails as returned, not confirmed, the refused one fails as
+// refused with the broker's reason, and the one after it as not taken.
+func TestPublishReturnedThenChannelClosed(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	p := NewPublisher(c)
+	large := message(testKey, 2)
+	large.Body = make([]byte, 128<<20+1)
+	errs := p.PublishBatch(context.Background(), []Message{message(testKey, 0), message("nowhere", 1), large, message(testKey, 3)})
+	if errs[0] != nil {
+		t.Errorf("confirmed message: %v", errs[0])
+	}
+	if !errors.Is(errs[1], ErrReturned) {
+		t.Errorf("returned message: %v, want ErrReturned", errs[1])
+	}
+	if !errors.Is(errs[2], ErrRefused) || !strings.Contains(errs[2].Error(), "PRECONDITION_FAILED") {
+		t.Errorf("message over the broker's limit: %v, want ErrRefused with the broker's reason", errs[2])
+	}
+	if errs[3] == nil || errors.Is(errs[3], ErrReturned) || errors.Is(errs[3], ErrRefused) || errors.Is(errs[3], ErrNacked) {
+		t.Errorf("message after the refused one: %v, want not taken", errs[3])
+	}
+	// A new channel takes the next batch.
+	if err := p.Publish(context.Background(), message(testKey, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if n := queueLength(t, testenv.AdminChannel(t, cfg), c.Topology().QueueName("c")); n != 2 {
+		t.Errorf("%d messages in the queue, want 2 (m-0 and m-4)", n)
+	}
+}
+
 func TestPublishConcurrently(t *testing.T) {
 	t.Parallel()
 	cfg := rabbitConfig(t)

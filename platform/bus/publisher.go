@@ -16,6 +16,9 @@ var (
 	ErrNacked = errors.New("bus: message nacked by the broker")
 	// ErrReturned: the message matched no queue (a mandatory message returned).
 	ErrReturned = errors.New("bus: message returned unroutable")
+	// ErrRefused: the broker closed the channel over the message, a precondition it failed
+	// (larger than the broker's max_message_size, say).
+	ErrRefused = errors.New("bus: message refused by the broker")
 	// ErrBlocked: the broker blocks publishing on the connection (a memory or disk alarm);
 	// publishing now would block the caller until the alarm clears.
 	ErrBlocked = errors.New("bus: publishing blocked by the broker")
@@ -126,24 +129,42 @@ func (p *Publisher) publishBatch(ctx context.Context, msgs []Message) []error {
 			return fail(fmt.Errorf("publish %s: %w", m.ID, err))
 		}
 	}
+	// unconfirmed is the first message whose confirm did not come (len(msgs) when each one
+	// came), failure why.
+	unconfirmed, failure := len(msgs), error(nil)
 	for i, dc := range confirms {
 		ack, err := dc.WaitContext(ctx)
-		switch {
-		case err != nil:
-			return failFrom(i, fmt.Errorf("wait for confirm of %s: %w", msgs[i].ID, err))
-		case !ack && pc.ch.IsClosed():
-			return failFrom(i, fmt.Errorf("wait for confirm of %s: channel closed", msgs[i].ID))
-		case !ack:
+		if err == nil && !ack && pc.ch.IsClosed() {
+			err = pc.closeReason()
+		}
+		if err != nil {
+			unconfirmed, failure = i, fmt.Errorf("no confirm of %s: %w", msgs[i].ID, err)
+			break
+		}
+		if !ack {
 			errs[i] = fmt.Errorf("publish %s: %w", msgs[i].ID, ErrNacked)
 		}
 	}
-	// A return arrives before the confirm of its message, so every return of this batch has
-	// reached the drain goroutine by now.
+	// A return arrives before the confirm of its message, so every return of the messages
+	// confirmed has reached the drain goroutine by now: a returned message fails, also when
+	// the confirm of one after it did not come.
 	returned := pc.takeReturns()
-	for i, m := range msgs {
+	for i, m := range msgs[:unconfirmed] {
 		if r, ok := returned[m.ID]; ok && errs[i] == nil {
 			errs[i] = fmt.Errorf("publish %s with key %s: %w (%d %s)", m.ID, m.RoutingKey, ErrReturned, r.ReplyCode, r.ReplyText)
 		}
+	}
+	if failure != nil {
+		// The broker takes a channel's messages in order and closes the channel at the first
+		// that fails a precondition, so the first unconfirmed one is taken as refused and the
+		// ones after it as not taken. Were it one whose confirm trailed (a queue confirms
+		// later), it is only held back and published again, and the refused one comes first
+		// in the next batch.
+		if reason := (*amqp.Error)(nil); errors.As(failure, &reason) && reason.Code == amqp.PreconditionFailed {
+			m := msgs[unconfirmed]
+			errs[unconfirmed] = fmt.Errorf("publish %s: %w: %w", m.ID, ErrRefused, reason)
+		}
+		return failFrom(unconfirmed, failure)
 	}
 	healthy = true
 	return errs
@@ -239,6 +260,7 @@ func (p *Publisher) release(pc *pubChannel, healthy bool) {
 // pubChannel is a confirming channel with its returns drained into a map.
 type pubChannel struct {
 	ch      *amqp.Channel
+	closed  <-chan *amqp.Error // the broker's reason, when it closes the channel
 	takeReq chan chan map[string]amqp.Return
 	done    chan struct{}
 	final   map[string]amqp.Return // what drain held when the channel closed; read after done
@@ -248,7 +270,9 @@ func newPubChannel(ch *amqp.Channel) *pubChannel {
 	// Unbuffered: the library hands a return over before it processes the confirm that
 	// follows it, which is what lets takeReturns see every return of a confirmed batch.
 	returns := ch.NotifyReturn(make(chan amqp.Return))
-	pc := &pubChannel{ch: ch, takeReq: make(chan chan map[string]amqp.Return), done: make(chan struct{})}
+	// Buffered: the library sends the reason before it closes the channel's confirms.
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	pc := &pubChannel{ch: ch, closed: closed, takeReq: make(chan chan map[string]amqp.Return), done: make(chan struct{})}
 	go pc.drain(returns)
 	return pc
 }
@@ -284,6 +308,19 @@ func (pc *pubChannel) takeReturns() map[string]amqp.Return {
 		pc.final = nil
 		return final
 	}
+}
+
+// closeReason is why the closed channel closed: the broker's reason (a channel exception,
+// or the connection's end), or amqp.ErrClosed when there is none.
+func (pc *pubChannel) closeReason() error {
+	select {
+	case e, ok := <-pc.closed:
+		if ok && e != nil {
+			return e
+		}
+	default:
+	}
+	return amqp.ErrClosed
 }
 
 func (pc *pubChannel) close() {

@@ -398,10 +398,11 @@ func (out outcomes) err(total int) error {
 var errHeaders = errors.New("headers do not decode")
 
 // rowFailure tells whether a publishing error is the row's own: its headers do not decode,
-// or the broker refused or could not route it. Such a row is held back (next_attempt_at);
-// any other error is the broker's.
+// or the broker refused (a nack, or a channel closed over it) or could not route it. Such a
+// row is held back (next_attempt_at); any other error is the broker's.
 func rowFailure(err error) bool {
-	return errors.Is(err, errHeaders) || errors.Is(err, bus.ErrNacked) || errors.Is(err, bus.ErrReturned)
+	return errors.Is(err, errHeaders) || errors.Is(err, bus.ErrNacked) || errors.Is(err, bus.ErrRefused) ||
+		errors.Is(err, bus.ErrReturned)
 }
 
 // claim locks the oldest unpublished rows that are due, up to limit.

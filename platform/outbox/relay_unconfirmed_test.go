@@ -53,3 +53,46 @@ func TestRelayLeavesUnconfirmedRowsUnpublished(t *testing.T) {
 		})
 	}
 }
+
+// refusedFirst fails a batch as the publisher does when the broker closed its channel over
+// the first message (larger than its max_message_size, say): that one refused, the others
+// not taken.
+type refusedFirst struct{}
+
+func (refusedFirst) WaitReady(context.Context) error { return nil }
+func (refusedFirst) PublishBatch(_ context.Context, msgs []bus.Message) []error {
+	errs := make([]error, len(msgs))
+	for i := range msgs {
+		errs[i] = fmt.Errorf("no confirm of %s: channel closed", msgs[0].ID)
+	}
+	errs[0] = fmt.Errorf("publish %s: %w: PRECONDITION_FAILED", msgs[0].ID, bus.ErrRefused)
+	return errs
+}
+
+// TestRelayHoldsBackARefusedRowAlone: a row over which the broker closed the publishing
+// channel is held back as its own failure, so that it does not come first in every round and
+// hold back the rows behind it, which stay untouched and go out in the next round.
+func TestRelayHoldsBackARefusedRowAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.write(t, 5)
+	n, published, err := NewRelay(e.pool, refusedFirst{}, e.cfg.Outbox, testLogger()).round(context.Background())
+	if n != 5 || published != 0 || err == nil {
+		t.Fatalf("round = %d claimed, %d published, %v; want 5, 0 and an error", n, published, err)
+	}
+	var held, touched int
+	if err := e.pool.QueryRow(`SELECT count(*) FILTER (WHERE next_attempt_at > now() AND last_error LIKE '%refused%'),
+		count(*) FILTER (WHERE attempts > 0 OR last_error IS NOT NULL OR next_attempt_at IS NOT NULL) FROM outbox`).Scan(&held, &touched); err != nil {
+		t.Fatal(err)
+	}
+	if held != 1 || touched != 1 {
+		t.Fatalf("%d rows held back as refused and %d touched, want the refused one alone", held, touched)
+	}
+	r := NewRelay(e.pool, bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
+	if _, published, err := r.round(context.Background()); published != 4 || err != nil {
+		t.Fatalf("next round published %d (%v), want the 4 rows behind the refused one", published, err)
+	}
+	if got := unpublished(t, e.pool); got != 1 {
+		t.Errorf("%d rows unpublished, want the refused one, held back", got)
+	}
+}
