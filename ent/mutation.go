@@ -1324,6 +1324,7 @@ type OrderMutation struct {
 	updated_at              *time.Time
 	total                   *decimal.Decimal
 	status                  *order.Status
+	payment_declined_at     *time.Time
 	clearedFields           map[string]struct{}
 	user                    *int
 	cleareduser             bool
@@ -1619,6 +1620,55 @@ func (m *OrderMutation) ResetStatus() {
 	m.status = nil
 }
 
+// SetPaymentDeclinedAt sets the "payment_declined_at" field.
+func (m *OrderMutation) SetPaymentDeclinedAt(t time.Time) {
+	m.payment_declined_at = &t
+}
+
+// PaymentDeclinedAt returns the value of the "payment_declined_at" field in the mutation.
+func (m *OrderMutation) PaymentDeclinedAt() (r time.Time, exists bool) {
+	v := m.payment_declined_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPaymentDeclinedAt returns the old "payment_declined_at" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldPaymentDeclinedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPaymentDeclinedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPaymentDeclinedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPaymentDeclinedAt: %w", err)
+	}
+	return oldValue.PaymentDeclinedAt, nil
+}
+
+// ClearPaymentDeclinedAt clears the value of the "payment_declined_at" field.
+func (m *OrderMutation) ClearPaymentDeclinedAt() {
+	m.payment_declined_at = nil
+	m.clearedFields[order.FieldPaymentDeclinedAt] = struct{}{}
+}
+
+// PaymentDeclinedAtCleared returns if the "payment_declined_at" field was cleared in this mutation.
+func (m *OrderMutation) PaymentDeclinedAtCleared() bool {
+	_, ok := m.clearedFields[order.FieldPaymentDeclinedAt]
+	return ok
+}
+
+// ResetPaymentDeclinedAt resets all changes to the "payment_declined_at" field.
+func (m *OrderMutation) ResetPaymentDeclinedAt() {
+	m.payment_declined_at = nil
+	delete(m.clearedFields, order.FieldPaymentDeclinedAt)
+}
+
 // ClearUser clears the "user" edge to the User entity.
 func (m *OrderMutation) ClearUser() {
 	m.cleareduser = true
@@ -1842,7 +1892,7 @@ func (m *OrderMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OrderMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 6)
 	if m.created_at != nil {
 		fields = append(fields, order.FieldCreatedAt)
 	}
@@ -1857,6 +1907,9 @@ func (m *OrderMutation) Fields() []string {
 	}
 	if m.status != nil {
 		fields = append(fields, order.FieldStatus)
+	}
+	if m.payment_declined_at != nil {
+		fields = append(fields, order.FieldPaymentDeclinedAt)
 	}
 	return fields
 }
@@ -1876,6 +1929,8 @@ func (m *OrderMutation) Field(name string) (ent.Value, bool) {
 		return m.Total()
 	case order.FieldStatus:
 		return m.Status()
+	case order.FieldPaymentDeclinedAt:
+		return m.PaymentDeclinedAt()
 	}
 	return nil, false
 }
@@ -1895,6 +1950,8 @@ func (m *OrderMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldTotal(ctx)
 	case order.FieldStatus:
 		return m.OldStatus(ctx)
+	case order.FieldPaymentDeclinedAt:
+		return m.OldPaymentDeclinedAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown Order field %s", name)
 }
@@ -1939,6 +1996,13 @@ func (m *OrderMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetStatus(v)
 		return nil
+	case order.FieldPaymentDeclinedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPaymentDeclinedAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Order field %s", name)
 }
@@ -1971,7 +2035,11 @@ func (m *OrderMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *OrderMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(order.FieldPaymentDeclinedAt) {
+		fields = append(fields, order.FieldPaymentDeclinedAt)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -1984,6 +2052,11 @@ func (m *OrderMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *OrderMutation) ClearField(name string) error {
+	switch name {
+	case order.FieldPaymentDeclinedAt:
+		m.ClearPaymentDeclinedAt()
+		return nil
+	}
 	return fmt.Errorf("unknown Order nullable field %s", name)
 }
 
@@ -2005,6 +2078,9 @@ func (m *OrderMutation) ResetField(name string) error {
 		return nil
 	case order.FieldStatus:
 		m.ResetStatus()
+		return nil
+	case order.FieldPaymentDeclinedAt:
+		m.ResetPaymentDeclinedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown Order field %s", name)

@@ -81,6 +81,20 @@ func (_c *OrderCreate) SetNillableStatus(v *order.Status) *OrderCreate {
 	return _c
 }
 
+// SetPaymentDeclinedAt sets the "payment_declined_at" field.
+func (_c *OrderCreate) SetPaymentDeclinedAt(v time.Time) *OrderCreate {
+	_c.mutation.SetPaymentDeclinedAt(v)
+	return _c
+}
+
+// SetNillablePaymentDeclinedAt sets the "payment_declined_at" field if the given value is not nil.
+func (_c *OrderCreate) SetNillablePaymentDeclinedAt(v *time.Time) *OrderCreate {
+	if v != nil {
+		_c.SetPaymentDeclinedAt(*v)
+	}
+	return _c
+}
+
 // SetUser sets the "user" edge to the User entity.
 func (_c *OrderCreate) SetUser(v *User) *OrderCreate {
 	return _c.SetUserID(v.ID)
@@ -248,6 +262,10 @@ func (_c *OrderCreate) createSpec() (*Order, *sqlgraph.CreateSpec) {
 		_spec.SetField(order.FieldStatus, field.TypeEnum, value)
 		_node.Status = value
 	}
+	if value, ok := _c.mutation.PaymentDeclinedAt(); ok {
+		_spec.SetField(order.FieldPaymentDeclinedAt, field.TypeTime, value)
+		_node.PaymentDeclinedAt = &value
+	}
 	if nodes := _c.mutation.UserIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -413,6 +431,24 @@ func (u *OrderUpsert) UpdateStatus() *OrderUpsert {
 	return u
 }
 
+// SetPaymentDeclinedAt sets the "payment_declined_at" field.
+func (u *OrderUpsert) SetPaymentDeclinedAt(v time.Time) *OrderUpsert {
+	u.Set(order.FieldPaymentDeclinedAt, v)
+	return u
+}
+
+// UpdatePaymentDeclinedAt sets the "payment_declined_at" field to the value that was provided on create.
+func (u *OrderUpsert) UpdatePaymentDeclinedAt() *OrderUpsert {
+	u.SetExcluded(order.FieldPaymentDeclinedAt)
+	return u
+}
+
+// ClearPaymentDeclinedAt clears the value of the "payment_declined_at" field.
+func (u *OrderUpsert) ClearPaymentDeclinedAt() *OrderUpsert {
+	u.SetNull(order.FieldPaymentDeclinedAt)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create.
 // Using this option is equivalent to using:
 //
@@ -511,6 +547,27 @@ func (u *OrderUpsertOne) SetStatus(v order.Status) *OrderUpsertOne {
 func (u *OrderUpsertOne) UpdateStatus() *OrderUpsertOne {
 	return u.Update(func(s *OrderUpsert) {
 		s.UpdateStatus()
+	})
+}
+
+// SetPaymentDeclinedAt sets the "payment_declined_at" field.
+func (u *OrderUpsertOne) SetPaymentDeclinedAt(v time.Time) *OrderUpsertOne {
+	return u.Update(func(s *OrderUpsert) {
+		s.SetPaymentDeclinedAt(v)
+	})
+}
+
+// UpdatePaymentDeclinedAt sets the "payment_declined_at" field to the value that was provided on create.
+func (u *OrderUpsertOne) UpdatePaymentDeclinedAt() *OrderUpsertOne {
+	return u.Update(func(s *OrderUpsert) {
+		s.UpdatePaymentDeclinedAt()
+	})
+}
+
+// ClearPaymentDeclinedAt clears the value of the "payment_declined_at" field.
+func (u *OrderUpsertOne) ClearPaymentDeclinedAt() *OrderUpsertOne {
+	return u.Update(func(s *OrderUpsert) {
+		s.ClearPaymentDeclinedAt()
 	})
 }
 
@@ -778,6 +835,27 @@ func (u *OrderUpsertBulk) SetStatus(v order.Status) *OrderUpsertBulk {
 func (u *OrderUpsertBulk) UpdateStatus() *OrderUpsertBulk {
 	return u.Update(func(s *OrderUpsert) {
 		s.UpdateStatus()
+	})
+}
+
+// SetPaymentDeclinedAt sets the "payment_declined_at" field.
+func (u *OrderUpsertBulk) SetPaymentDeclinedAt(v time.Time) *OrderUpsertBulk {
+	return u.Update(func(s *OrderUpsert) {
+		s.SetPaymentDeclinedAt(v)
+	})
+}
+
+// UpdatePaymentDeclinedAt sets the "payment_declined_at" field to the value that was provided on create.
+func (u *OrderUpsertBulk) UpdatePaymentDeclinedAt() *OrderUpsertBulk {
+	return u.Update(func(s *OrderUpsert) {
+		s.UpdatePaymentDeclinedAt()
+	})
+}
+
+// ClearPaymentDeclinedAt clears the value of the "payment_declined_at" field.
+func (u *OrderUpsertBulk) ClearPaymentDeclinedAt() *OrderUpsertBulk {
+	return u.Update(func(s *OrderUpsert) {
+		s.ClearPaymentDeclinedAt()
 	})
 }
 

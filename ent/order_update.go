@@ -82,6 +82,26 @@ func (_u *OrderUpdate) SetNillableStatus(v *order.Status) *OrderUpdate {
 	return _u
 }
 
+// SetPaymentDeclinedAt sets the "payment_declined_at" field.
+func (_u *OrderUpdate) SetPaymentDeclinedAt(v time.Time) *OrderUpdate {
+	_u.mutation.SetPaymentDeclinedAt(v)
+	return _u
+}
+
+// SetNillablePaymentDeclinedAt sets the "payment_declined_at" field if the given value is not nil.
+func (_u *OrderUpdate) SetNillablePaymentDeclinedAt(v *time.Time) *OrderUpdate {
+	if v != nil {
+		_u.SetPaymentDeclinedAt(*v)
+	}
+	return _u
+}
+
+// ClearPaymentDeclinedAt clears the value of the "payment_declined_at" field.
+func (_u *OrderUpdate) ClearPaymentDeclinedAt() *OrderUpdate {
+	_u.mutation.ClearPaymentDeclinedAt()
+	return _u
+}
+
 // SetUser sets the "user" edge to the User entity.
 func (_u *OrderUpdate) SetUser(v *User) *OrderUpdate {
 	return _u.SetUserID(v.ID)
@@ -281,6 +301,12 @@ func (_u *OrderUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(order.FieldStatus, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.PaymentDeclinedAt(); ok {
+		_spec.SetField(order.FieldPaymentDeclinedAt, field.TypeTime, value)
+	}
+	if _u.mutation.PaymentDeclinedAtCleared() {
+		_spec.ClearField(order.FieldPaymentDeclinedAt, field.TypeTime)
 	}
 	if _u.mutation.UserCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -516,6 +542,26 @@ func (_u *OrderUpdateOne) SetNillableStatus(v *order.Status) *OrderUpdateOne {
 	return _u
 }
 
+// SetPaymentDeclinedAt sets the "payment_declined_at" field.
+func (_u *OrderUpdateOne) SetPaymentDeclinedAt(v time.Time) *OrderUpdateOne {
+	_u.mutation.SetPaymentDeclinedAt(v)
+	return _u
+}
+
+// SetNillablePaymentDeclinedAt sets the "payment_declined_at" field if the given value is not nil.
+func (_u *OrderUpdateOne) SetNillablePaymentDeclinedAt(v *time.Time) *OrderUpdateOne {
+	if v != nil {
+		_u.SetPaymentDeclinedAt(*v)
+	}
+	return _u
+}
+
+// ClearPaymentDeclinedAt clears the value of the "payment_declined_at" field.
+func (_u *OrderUpdateOne) ClearPaymentDeclinedAt() *OrderUpdateOne {
+	_u.mutation.ClearPaymentDeclinedAt()
+	return _u
+}
+
 // SetUser sets the "user" edge to the User entity.
 func (_u *OrderUpdateOne) SetUser(v *User) *OrderUpdateOne {
 	return _u.SetUserID(v.ID)
@@ -745,6 +791,12 @@ func (_u *OrderUpdateOne) sqlSave(ctx context.Context) (_node *Order, err error)
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(order.FieldStatus, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.PaymentDeclinedAt(); ok {
+		_spec.SetField(order.FieldPaymentDeclinedAt, field.TypeTime, value)
+	}
+	if _u.mutation.PaymentDeclinedAtCleared() {
+		_spec.ClearField(order.FieldPaymentDeclinedAt, field.TypeTime)
 	}
 	if _u.mutation.UserCleared() {
 		edge := &sqlgraph.EdgeSpec{

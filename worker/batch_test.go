@@ -3,11 +3,14 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"orderflow/ent/order"
 	entoutbox "orderflow/ent/outbox"
 	"orderflow/events"
+	"orderflow/internal/testutil"
 	"orderflow/platform/bus"
 	"orderflow/platform/log"
 	"orderflow/worker"
@@ -32,24 +35,66 @@ func (s *store) newOrderEvents(t *testing.T, name string, n int) (ids []int, bod
 func TestOrderCreatedClaimsOfConcurrentDeliveriesShareAStatement(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	draws := &counted{r: always(0.9)} // declined: the orders stay as the claim left them
+	draws := &counted{r: always(0.9)} // declined: the orders stay processing
 	w, logs := newWorker(s, draws.draw)
 	ids, bodies := s.newOrderEvents(t, "Barbara Liskov", 5)
 	bodies = append(bodies, bodies[2])
-	handleWhileHeld(t, w.HoldClaimWriter, len(bodies), func(i int) error {
-		return w.Handle(context.Background(), worker.Delivery{Body: bodies[i]})
-	})
-
-	for _, id := range ids {
-		mustEqual(t, "status", s.status(t, id), order.StatusProcessing)
+	claims, releaseClaims := w.HoldClaimWriter()
+	declines, releaseDeclines := w.HoldDeclineWriter()
+	errs := make(chan error, len(bodies))
+	for _, body := range bodies {
+		go func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
 	}
+	testutil.Eventually(t, 5*time.Second, "every claim waiting", func() bool { return claims() == len(bodies) })
+	releaseClaims()
+	// The declines are held, so that the orders' rows are as the claims left them.
+	testutil.Eventually(t, 5*time.Second, "every payment declined", func() bool { return declines() == len(ids) })
 	orders, transactions := s.transactions(t, "orders", "id", ids)
+	releaseDeclines()
+	waitAll(t, errs, len(bodies), 10*time.Second, "handlers")
 	if orders != 5 || transactions != 1 {
 		t.Fatalf("%d orders claimed in %d transactions, want 5 in 1", orders, transactions)
+	}
+	for _, id := range ids {
+		mustEqual(t, "status", s.status(t, id), order.StatusProcessing)
 	}
 	mustEqual(t, "payments drawn", draws.count(), 5)
 	mustEqual(t, "declined log lines", len(logs.lines(t, "payment declined: the order stays processing until it expires")), 5)
 	mustEqual(t, "dropped log lines", len(logs.lines(t, "order created event dropped: the order is no longer pending")), 1)
+}
+
+// TestPaymentBesideADeclinedOneDoesNotComplete: two deliveries of an OrderCreated pay at
+// once (the second a redelivery that found the order processing); the first payment is
+// declined, and once its decline is recorded the second one's success completes nothing.
+func TestPaymentBesideADeclinedOneDoesNotComplete(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	var draws atomic.Int32
+	w, logs := newWorker(s, func(int) float64 {
+		if draws.Add(1) == 1 {
+			return 0.9 // the first payment: declined
+		}
+		return 0.1 // the second: succeeded
+	})
+	ids, bodies := s.newOrderEvents(t, "Edsger Dijkstra", 1)
+	declines, releaseDeclines := w.HoldDeclineWriter()
+	completions, releaseCompletions := w.HoldCompletionWriter()
+	errs := make(chan error, 2)
+	go func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: bodies[0]}) }()
+	testutil.Eventually(t, 5*time.Second, "the first payment declined", func() bool { return declines() == 1 })
+	go func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: bodies[0], Redelivered: true}) }()
+	testutil.Eventually(t, 5*time.Second, "the second payment succeeded", func() bool { return completions() == 1 })
+	releaseDeclines()
+	testutil.Eventually(t, 5*time.Second, "the decline recorded", func() bool {
+		return len(logs.lines(t, "payment declined: the order stays processing until it expires")) == 1
+	})
+	releaseCompletions()
+	waitAll(t, errs, 2, 10*time.Second, "handlers")
+
+	mustEqual(t, "status", s.status(t, ids[0]), order.StatusProcessing)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, ids[0])), 0)
+	mustEqual(t, "too-late log lines",
+		len(logs.lines(t, "payment succeeded but another payment of the order was declined first: nothing to complete")), 1)
 }
 
 // TestPaymentsThatSucceedAtOnceCompleteInOneTransaction: the orders whose payments succeed at

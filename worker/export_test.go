@@ -48,3 +48,7 @@ func (w *Worker) Dispatch(ctx context.Context, env events.Envelope, ev events.Ev
 
 // ErrNoHandler is the error of an event of a type that the worker does not handle.
 var ErrNoHandler = errNoHandler
+
+// HoldDeclineWriter keeps the writer of the declined payments busy until release is called;
+// waiting tells how many declines wait for it meanwhile.
+func (w *Worker) HoldDeclineWriter() (waiting func() int, release func()) { return hold(w.declines) }

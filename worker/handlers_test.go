@@ -85,6 +85,16 @@ func TestOrderCreatedDeclinedPaymentLeavesOrderProcessing(t *testing.T) {
 	mustEqual(t, "status after duplicates", s.status(t, created.OrderID), order.StatusProcessing)
 	mustEqual(t, "draws after duplicates", random.count(), 1)
 	mustEqual(t, "skip log lines", len(logs.lines(t, "order created event dropped: the order is no longer pending")), 3)
+
+	// Nor does a broker redelivery of one (a copy whose first delivery was interrupted, or
+	// the declined delivery's own, its acknowledgement lost): the order records the decline.
+	if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: true}); err != nil {
+		t.Fatalf("handle redelivery: %v", err)
+	}
+	mustEqual(t, "status after a redelivery", s.status(t, created.OrderID), order.StatusProcessing)
+	mustEqual(t, "draws after a redelivery", random.count(), 1)
+	mustEqual(t, "declined-before log lines",
+		len(logs.lines(t, "order created event dropped: the order's payment was declined before")), 1)
 }
 
 func TestOrderCreatedInterruptedPaymentIsNotAcknowledgedAndResumesOnRedelivery(t *testing.T) {

@@ -27,15 +27,16 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // handleOrderCreated takes a new order through its payment: pending -> processing (a
 // conditional update), the simulated payment of Options.PaymentDelay, and with
 // Options.CompletionProbability processing -> completed together with an OrderCompleted
-// outbox row, in one transaction. A declined payment leaves the order processing for the
-// cron job to expire.
+// outbox row, in one transaction. A declined payment is recorded on the order
+// (payment_declined_at), which stays processing for the cron job to expire.
 //
 // When the order is not pending, the event is a duplicate or stale and is dropped, with two
 // exceptions, in which the payment runs: an order found processing on a redelivery
 // (redelivered is the broker's flag) had its payment interrupted before a decision, and one
 // found processing after a claim that may have committed unseen (the connection dropped, or
-// gave no answer, after the update was sent) may be this delivery's own. The conditional
-// completion keeps a second completion impossible. See the README, "An order found in
+// gave no answer, after the update was sent) may be this delivery's own; unless a decline is
+// recorded, which no later payment overrides. The conditional completion keeps a second
+// completion, and one after a decline, impossible. See the README, "An order found in
 // processing on redelivery".
 //
 // The payment's wait is returned as bus.After, so that a payment in flight holds a timer
@@ -66,6 +67,14 @@ func (w *Worker) handleOrderCreated(ctx context.Context, env events.Envelope, e 
 // a success: the order completed with its OrderCompleted event.
 func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.OrderCreated) error {
 	if !w.paymentSucceeds(e.OrderID) {
+		err := w.retry(ctx, func(ctx context.Context) error {
+			settle, done := settling(ctx)
+			defer done()
+			return w.decline(settle, e.OrderID)
+		})
+		if err != nil {
+			return err
+		}
 		payments.WithLabelValues("declined").Inc()
 		log.InfoContext(ctx, "payment declined: the order stays processing until it expires")
 		return nil
@@ -85,11 +94,15 @@ func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.O
 		payments.WithLabelValues("too_late").Inc()
 		// An order deleted during its payment (an administrator's DELETE) is told apart from
 		// one that moved on, for whoever looks for it in the log.
-		if _, err := w.status(ctx, e.OrderID); errors.Is(err, errOrderGone) {
+		status, declined, err := w.status(ctx, e.OrderID)
+		switch {
+		case errors.Is(err, errOrderGone):
 			log.WarnContext(ctx, "payment succeeded but the order no longer exists: nothing to complete")
-			return nil
+		case err == nil && status == order.StatusProcessing && declined:
+			log.InfoContext(ctx, "payment succeeded but another payment of the order was declined first: nothing to complete")
+		default:
+			log.InfoContext(ctx, "payment succeeded but the order is no longer processing: nothing to complete")
 		}
-		log.InfoContext(ctx, "payment succeeded but the order is no longer processing: nothing to complete")
 		return nil
 	}
 	payments.WithLabelValues("completed").Inc()
@@ -99,8 +112,8 @@ func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.O
 
 // startPayment claims the order for its payment (pending -> processing) and tells whether
 // this delivery runs the payment: it does when it claimed the order, or when it finds the
-// order processing with its payment interrupted (see handleOrderCreated). It logs why it
-// does not, when it does not.
+// order processing with its payment interrupted and not declined (see handleOrderCreated).
+// It logs why it does not, when it does not.
 func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int, redelivered bool) (bool, error) {
 	// uncertain: an attempt to claim the order failed in a way that may have committed it
 	// (the connection dropped, or gave no answer within attemptTimeout, after the update was
@@ -117,10 +130,13 @@ func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int
 	if err != nil || claimed {
 		return claimed, err
 	}
-	var status order.Status
+	var (
+		status   order.Status
+		declined bool
+	)
 	err = w.retry(ctx, func(ctx context.Context) error {
 		var err error
-		status, err = w.status(ctx, orderID)
+		status, declined, err = w.status(ctx, orderID)
 		return err
 	})
 	switch {
@@ -129,6 +145,10 @@ func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int
 		return false, nil
 	case err != nil:
 		return false, err
+	case status == order.StatusProcessing && (redelivered || uncertain) && declined:
+		log.InfoContext(ctx, "order created event dropped: the order's payment was declined before",
+			slog.Bool("redelivered", redelivered))
+		return false, nil
 	case status == order.StatusProcessing && (redelivered || uncertain):
 		log.InfoContext(ctx, "resuming a payment interrupted before its outcome")
 		return true, nil
@@ -165,7 +185,7 @@ const maxClaims = 500
 // statement and a commit for many orders instead of one each.
 func newClaims(w *Worker) *orderBatch[struct{}] {
 	return newOrderBatch(w, maxClaims, func(ctx context.Context, items []*batchItem[struct{}]) (map[int]bool, error) {
-		claimed, err := orderIDs(w.client.QueryContext(ctx, moveOrders, orderIDsOf(items),
+		claimed, err := orderIDs(w.client.QueryContext(ctx, claimOrders, orderIDsOf(items),
 			string(order.StatusPending), string(order.StatusProcessing)))
 		if err != nil {
 			return nil, fmt.Errorf("claim %d orders: %w", len(items), err)
@@ -174,27 +194,37 @@ func newClaims(w *Worker) *orderBatch[struct{}] {
 	})
 }
 
-// moveOrders moves the orders of $1 whose status is $2 to status $3 and returns the ones it
-// moved: a claim (pending -> processing) or a completion (processing -> completed).
-const moveOrders = `UPDATE orders SET status = $3, updated_at = now()
+// claimOrders moves the orders of $1 whose status is $2 (pending) to status $3 (processing)
+// and returns the ones it moved.
+const claimOrders = `UPDATE orders SET status = $3, updated_at = now()
 WHERE id = ANY($1) AND status = $2
 RETURNING id`
 
-// status returns the order's current status, or errOrderGone.
-func (w *Worker) status(ctx context.Context, orderID int) (order.Status, error) {
-	o, err := w.client.Order.Query().Where(order.ID(orderID)).Select(order.FieldStatus).Only(ctx)
+// completeOrders is the same move for a completion (processing -> completed), which leaves
+// an order whose payment was declined: a payment that ran beside the declined one (two
+// deliveries of its OrderCreated at once) does not complete it.
+const completeOrders = `UPDATE orders SET status = $3, updated_at = now()
+WHERE id = ANY($1) AND status = $2 AND payment_declined_at IS NULL
+RETURNING id`
+
+// status returns the order's current status and whether its payment was declined, or
+// errOrderGone.
+func (w *Worker) status(ctx context.Context, orderID int) (order.Status, bool, error) {
+	o, err := w.client.Order.Query().Where(order.ID(orderID)).
+		Select(order.FieldStatus, order.FieldPaymentDeclinedAt).Only(ctx)
 	if ent.IsNotFound(err) {
-		return "", errOrderGone
+		return "", false, errOrderGone
 	}
 	if err != nil {
-		return "", fmt.Errorf("read status of order %d: %w", orderID, err)
+		return "", false, fmt.Errorf("read status of order %d: %w", orderID, err)
 	}
-	return o.Status, nil
+	return o.Status, o.PaymentDeclinedAt != nil, nil
 }
 
 // complete moves the order from processing to completed and writes its OrderCompleted
 // event, in one transaction. It reports false, and writes nothing, when the order is no
-// longer processing (expired meanwhile, completed by another delivery, or deleted). The
+// longer processing (expired meanwhile, completed by another delivery, or deleted) or
+// another delivery declined its payment. The
 // orders of the payments that complete at once are completed together (newCompletions).
 func (w *Worker) complete(ctx context.Context, e events.OrderCreated) (bool, error) {
 	done := events.OrderCompleted{
@@ -227,7 +257,7 @@ func newCompletions(w *Worker) *orderBatch[outbox.Row] {
 		var completed map[int]bool
 		err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
 			var err error
-			completed, err = orderIDs(tx.QueryContext(ctx, moveOrders, orderIDsOf(items),
+			completed, err = orderIDs(tx.QueryContext(ctx, completeOrders, orderIDsOf(items),
 				string(order.StatusProcessing), string(order.StatusCompleted)))
 			if err != nil {
 				return err
@@ -248,6 +278,33 @@ func newCompletions(w *Worker) *orderBatch[outbox.Row] {
 			return nil, fmt.Errorf("complete %d orders: %w", len(items), err)
 		}
 		return completed, nil
+	})
+}
+
+// decline records the declined payment of the order, if it is still processing, so that no
+// later delivery of its OrderCreated pays again (startPayment). The orders of the payments
+// declined at once are recorded together (newDeclines).
+func (w *Worker) decline(ctx context.Context, orderID int) error {
+	if _, err := w.declines.do(ctx, orderID, struct{}{}); err != nil {
+		return fmt.Errorf("record the declined payment of order %d: %w", orderID, err)
+	}
+	return nil
+}
+
+// maxDeclines is the most declined payments one statement records.
+const maxDeclines = 500
+
+// newDeclines returns the batch that records the declined payments of the orders whose
+// payments end at once, up to maxDeclines in one statement. The order's updated_at stays:
+// nothing the API shows of it changes.
+func newDeclines(w *Worker) *orderBatch[struct{}] {
+	return newOrderBatch(w, maxDeclines, func(ctx context.Context, items []*batchItem[struct{}]) (map[int]bool, error) {
+		declined, err := orderIDs(w.client.QueryContext(ctx, `UPDATE orders SET payment_declined_at = now()
+			WHERE id = ANY($1) AND status = $2 RETURNING id`, orderIDsOf(items), string(order.StatusProcessing)))
+		if err != nil {
+			return nil, fmt.Errorf("record %d declined payments: %w", len(items), err)
+		}
+		return declined, nil
 	})
 }
 

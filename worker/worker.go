@@ -55,6 +55,7 @@ type Worker struct {
 	// The statements that the handlers running at once share (orderBatch):
 	claims      *orderBatch[struct{}]   // pending -> processing
 	completions *orderBatch[outbox.Row] // processing -> completed, with its OrderCompleted event
+	declines    *orderBatch[struct{}]   // a processing order's declined payment recorded
 	expiries    *orderBatch[string]     // OrderExpired notifications, each with its message
 
 	inFlight atomic.Int64 // simulated payments running now
@@ -76,7 +77,7 @@ func New(client *ent.Client, log *slog.Logger, opts Options) *Worker {
 		opts.Mailer = LogMailer{Log: log}
 	}
 	w := &Worker{client: client, log: log, opts: opts, attemptTimeout: attemptTimeout}
-	w.claims, w.completions, w.expiries = newClaims(w), newCompletions(w), newExpiryNotes(w)
+	w.claims, w.completions, w.declines, w.expiries = newClaims(w), newCompletions(w), newDeclines(w), newExpiryNotes(w)
 	return w
 }
 

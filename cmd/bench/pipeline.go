@@ -215,13 +215,13 @@ func runPipeline(ctx context.Context, r *runner) (res *Result, err error) {
 
 // checkPipeline checks in the database that every order posted was decided exactly as the
 // worker counted: completed ones with one notification whose e-mail was sent, the others
-// still processing.
+// still processing with their declined payment recorded.
 func checkPipeline(ctx context.Context, e *env, n int, p progress) error {
 	var processing, completed, other, notified int
 	err := e.pool.QueryRowContext(ctx, `
-		SELECT count(*) FILTER (WHERE o.status = 'processing'),
+		SELECT count(*) FILTER (WHERE o.status = 'processing' AND o.payment_declined_at IS NOT NULL),
 		       count(*) FILTER (WHERE o.status = 'completed'),
-		       count(*) FILTER (WHERE o.status NOT IN ('processing', 'completed')),
+		       count(*) FILTER (WHERE o.status NOT IN ('processing', 'completed') OR o.status = 'processing' AND o.payment_declined_at IS NULL),
 		       (SELECT count(*) FROM notifications n JOIN orders c ON c.id = n.order_id
 		        WHERE n.event_type = 'OrderCompleted' AND n.is_email_sent AND c.status = 'completed'
 		          AND c.created_at > now() - interval '1 day')
@@ -231,7 +231,7 @@ func checkPipeline(ctx context.Context, e *env, n int, p progress) error {
 	}
 	switch {
 	case processing+completed != n || other != 0:
-		return fmt.Errorf("%d orders posted; in the database %d processing, %d completed, %d other", n, processing, completed, other)
+		return fmt.Errorf("%d orders posted; in the database %d processing with a declined payment, %d completed, %d other", n, processing, completed, other)
 	case completed != p.completed || processing != p.declined:
 		return fmt.Errorf("the worker counted %d completed and %d declined; the database holds %d and %d", p.completed, p.declined, completed, processing)
 	case notified != completed:
@@ -243,7 +243,8 @@ func checkPipeline(ctx context.Context, e *env, n int, p progress) error {
 // pipelineSQL does the database writes of n orders' lives directly in SQL, clients at a
 // time, and returns how long it took: the intake transaction and the relay marking its
 // event published; pending -> processing; for every other order the completion with its
-// event (published too) and the notification with its e-mail marked sent.
+// event (published too) and the notification with its e-mail marked sent, for the rest the
+// declined payment recorded.
 func pipelineSQL(ctx context.Context, e *env, name string, cat catalogue, n, clients int) (time.Duration, error) {
 	pool, err := e.openDB(ctx, name, clients)
 	if err != nil {
@@ -313,10 +314,13 @@ func orderLifeSQL(ctx context.Context, pool *sql.DB, cat catalogue, rng *rand.Ra
 		return fmt.Errorf("process: %w", err)
 	}
 	if !complete {
+		if _, err := pool.ExecContext(ctx, `UPDATE orders SET payment_declined_at = now() WHERE id = $1 AND status = 'processing'`, orderID); err != nil {
+			return fmt.Errorf("decline: %w", err)
+		}
 		return nil
 	}
 	err = inTx(ctx, pool, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = 'completed', updated_at = now() WHERE id = $1 AND status = 'processing'`, orderID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = 'completed', updated_at = now() WHERE id = $1 AND status = 'processing' AND payment_declined_at IS NULL`, orderID); err != nil {
 			return err
 		}
 		return tx.QueryRowContext(ctx, `INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload)

@@ -25,6 +25,8 @@ const (
 	FieldTotal = "total"
 	// FieldStatus holds the string denoting the status field in the database.
 	FieldStatus = "status"
+	// FieldPaymentDeclinedAt holds the string denoting the payment_declined_at field in the database.
+	FieldPaymentDeclinedAt = "payment_declined_at"
 	// EdgeUser holds the string denoting the user edge name in mutations.
 	EdgeUser = "user"
 	// EdgeItems holds the string denoting the items edge name in mutations.
@@ -73,6 +75,7 @@ var Columns = []string{
 	FieldUserID,
 	FieldTotal,
 	FieldStatus,
+	FieldPaymentDeclinedAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -153,6 +156,11 @@ func ByTotal(opts ...sql.OrderTermOption) OrderOption {
 // ByStatus orders the results by the status field.
 func ByStatus(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldStatus, opts...).ToFunc()
+}
+
+// ByPaymentDeclinedAt orders the results by the payment_declined_at field.
+func ByPaymentDeclinedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPaymentDeclinedAt, opts...).ToFunc()
 }
 
 // ByUserField orders the results by user field.

@@ -76,6 +76,11 @@ func Total(v decimal.Decimal) predicate.Order {
 	return predicate.Order(sql.FieldEQ(FieldTotal, v))
 }
 
+// PaymentDeclinedAt applies equality check predicate on the "payment_declined_at" field. It's identical to PaymentDeclinedAtEQ.
+func PaymentDeclinedAt(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldEQ(FieldPaymentDeclinedAt, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Order {
 	return predicate.Order(sql.FieldEQ(FieldCreatedAt, v))
@@ -234,6 +239,56 @@ func StatusIn(vs ...Status) predicate.Order {
 // StatusNotIn applies the NotIn predicate on the "status" field.
 func StatusNotIn(vs ...Status) predicate.Order {
 	return predicate.Order(sql.FieldNotIn(FieldStatus, vs...))
+}
+
+// PaymentDeclinedAtEQ applies the EQ predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtEQ(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldEQ(FieldPaymentDeclinedAt, v))
+}
+
+// PaymentDeclinedAtNEQ applies the NEQ predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtNEQ(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldNEQ(FieldPaymentDeclinedAt, v))
+}
+
+// PaymentDeclinedAtIn applies the In predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtIn(vs ...time.Time) predicate.Order {
+	return predicate.Order(sql.FieldIn(FieldPaymentDeclinedAt, vs...))
+}
+
+// PaymentDeclinedAtNotIn applies the NotIn predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtNotIn(vs ...time.Time) predicate.Order {
+	return predicate.Order(sql.FieldNotIn(FieldPaymentDeclinedAt, vs...))
+}
+
+// PaymentDeclinedAtGT applies the GT predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtGT(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldGT(FieldPaymentDeclinedAt, v))
+}
+
+// PaymentDeclinedAtGTE applies the GTE predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtGTE(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldGTE(FieldPaymentDeclinedAt, v))
+}
+
+// PaymentDeclinedAtLT applies the LT predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtLT(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldLT(FieldPaymentDeclinedAt, v))
+}
+
+// PaymentDeclinedAtLTE applies the LTE predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtLTE(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldLTE(FieldPaymentDeclinedAt, v))
+}
+
+// PaymentDeclinedAtIsNil applies the IsNil predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtIsNil() predicate.Order {
+	return predicate.Order(sql.FieldIsNull(FieldPaymentDeclinedAt))
+}
+
+// PaymentDeclinedAtNotNil applies the NotNil predicate on the "payment_declined_at" field.
+func PaymentDeclinedAtNotNil() predicate.Order {
+	return predicate.Order(sql.FieldNotNull(FieldPaymentDeclinedAt))
 }
 
 // HasUser applies the HasEdge predicate on the "user" edge.

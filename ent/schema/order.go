@@ -27,6 +27,9 @@ func (Order) Fields() []ent.Field {
 			Values("pending", "processing", "completed", "expired").
 			Default("pending").
 			SchemaType(map[string]string{dialect.Postgres: "varchar(20)"}),
+		// payment_declined_at records the worker's declined payment of a processing order,
+		// so that no later delivery of its OrderCreated, a redelivery or a copy, pays again.
+		field.Time("payment_declined_at").Optional().Nillable(),
 	}
 }
 
