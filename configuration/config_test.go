@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+
+	"orderflow/domain"
 
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -740,6 +743,16 @@ func TestSecretOfTheWrongTypeIsNotEchoed(t *testing.T) {
 		wantErr(t, err, "secrets.json: "+key+": must be a string")
 		if err != nil && strings.Contains(err.Error(), "31415926") {
 			t.Errorf("error %q shows the secret's value", err)
+		}
+	}
+}
+
+// TestBlankIsDomains keeps this package's copy of domain.Blank the same, over every character.
+func TestBlankIsDomains(t *testing.T) {
+	t.Parallel()
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if s := string(r); blank(s) != domain.Blank(s) {
+			t.Fatalf("blank(%q) = %v, domain.Blank = %v", s, blank(s), domain.Blank(s))
 		}
 	}
 }

@@ -156,13 +156,19 @@ type validator struct {
 	source func(key string) string
 }
 
-// blank reports whether s shows nothing: only white space, control characters and invisible
-// format characters (a zero-width space, say). It is domain.Blank, which this package, importing
-// nothing of the project, keeps a copy of, so that the administrator's name follows the API's
-// rule for every name.
+// blank reports whether s shows nothing: only white space, control characters and characters
+// that are not drawn. It is domain.Blank (see there), which this package, importing nothing of
+// the project, keeps a copy of, so that the administrator's name follows the API's rule for
+// every name; a test keeps the two the same.
 func blank(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool {
-		return !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
+		switch {
+		case unicode.IsSpace(r), unicode.IsControl(r), r == '\u2800':
+			return false
+		case unicode.Is(unicode.Prepended_Concatenation_Mark, r):
+			return true
+		}
+		return !unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 	}) < 0
 }
 

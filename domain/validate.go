@@ -64,12 +64,20 @@ func ValidateEmail(email string) error {
 }
 
 // Blank reports whether s shows nothing: each of its characters is white space, a control
-// character or an invisible format character (a zero-width space or joiner, a direction
-// mark, a byte-order mark). The empty string is blank.
+// character or one that is not drawn: a format character (a zero-width space or joiner, a
+// direction mark, a byte-order mark) other than the prepended concatenation marks, which are,
+// another default-ignorable code point (a Hangul filler), a variation selector, or the blank
+// braille pattern. The empty string is blank.
 func Blank(s string) bool { return strings.IndexFunc(s, visible) < 0 }
 
 func visible(r rune) bool {
-	return !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
+	switch {
+	case unicode.IsSpace(r), unicode.IsControl(r), r == '\u2800':
+		return false
+	case unicode.Is(unicode.Prepended_Concatenation_Mark, r):
+		return true
+	}
+	return !unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 }
 
 // ValidateLength checks that s has between min and max characters (runes).

@@ -71,6 +71,10 @@ func TestBlank(t *testing.T) {
 		"\u200d\u2060\ufeff": true,  // a zero-width joiner, a word joiner, a byte-order mark
 		"\u200e \u202e":      true,  // direction marks
 		"\x01\x7f":           true,  // control characters
+		"\u3164\u115f\uffa0": true,  // Hangul fillers
+		"\u2800":             true,  // the blank braille pattern
+		"\u034f\ufe0f":       true,  // a combining grapheme joiner, a variation selector
+		"\u0600":             false, // an Arabic number sign: a format character that is drawn
 		"a":                  false, // one visible letter is enough
 		"\u200ba\u200b":      false,
 		"é":                  false,

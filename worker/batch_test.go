@@ -97,6 +97,34 @@ func TestPaymentBesideADeclinedOneDoesNotComplete(t *testing.T) {
 		len(logs.lines(t, "payment succeeded but another payment of the order was declined first: nothing to complete")), 1)
 }
 
+// TestDeclineOfAnOrderNoLongerProcessingRecordsNothing: an order expired while its payment
+// ran keeps its status, and its declined payment is not recorded on it.
+func TestDeclineOfAnOrderNoLongerProcessingRecordsNothing(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, logs := newWorker(s, always(0.9))
+	ids, bodies := s.newOrderEvents(t, "Tony Hoare", 1)
+	declines, releaseDeclines := w.HoldDeclineWriter()
+	errs := make(chan error, 1)
+	go func() { errs <- w.Handle(context.Background(), worker.Delivery{Body: bodies[0]}) }()
+	testutil.Eventually(t, 5*time.Second, "the payment declined", func() bool { return declines() == 1 })
+	if err := s.client.Order.UpdateOneID(ids[0]).SetStatus(order.StatusExpired).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	releaseDeclines()
+	waitAll(t, errs, 1, 10*time.Second, "handler")
+
+	o, err := s.client.Order.Get(context.Background(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status != order.StatusExpired || o.PaymentDeclinedAt != nil {
+		t.Errorf("order %s, declined at %v; want expired, no decline recorded", o.Status, o.PaymentDeclinedAt)
+	}
+	mustEqual(t, "nothing-to-record log lines",
+		len(logs.lines(t, "payment declined, and the order is no longer processing or has its decline recorded already: nothing to record")), 1)
+}
+
 // TestPaymentsThatSucceedAtOnceCompleteInOneTransaction: the orders whose payments succeed at
 // once are completed in one transaction, each with its one OrderCompleted event, which
 // carries the request id of its own delivery.

@@ -15,7 +15,7 @@ var (
 	})
 	payments = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "orderflow_worker_payments_total",
-		Help: "Simulated payments by outcome (completed, declined, too_late: succeeded for an order no longer processing, interrupted).",
+		Help: "Simulated payments by outcome (completed, declined, too_late: succeeded for an order no longer processing or whose payment another delivery declined, interrupted).",
 	}, []string{"outcome"})
 	notificationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "orderflow_worker_notifications_total",

@@ -67,15 +67,22 @@ func (w *Worker) handleOrderCreated(ctx context.Context, env events.Envelope, e 
 // a success: the order completed with its OrderCompleted event.
 func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.OrderCreated) error {
 	if !w.paymentSucceeds(e.OrderID) {
+		var recorded bool
 		err := w.retry(ctx, func(ctx context.Context) error {
 			settle, done := settling(ctx)
 			defer done()
-			return w.decline(settle, e.OrderID)
+			var err error
+			recorded, err = w.decline(settle, e.OrderID)
+			return err
 		})
 		if err != nil {
 			return err
 		}
 		payments.WithLabelValues("declined").Inc()
+		if !recorded {
+			log.InfoContext(ctx, "payment declined, and the order is no longer processing or has its decline recorded already: nothing to record")
+			return nil
+		}
 		log.InfoContext(ctx, "payment declined: the order stays processing until it expires")
 		return nil
 	}
@@ -224,8 +231,8 @@ func (w *Worker) status(ctx context.Context, orderID int) (order.Status, bool, e
 // complete moves the order from processing to completed and writes its OrderCompleted
 // event, in one transaction. It reports false, and writes nothing, when the order is no
 // longer processing (expired meanwhile, completed by another delivery, or deleted) or
-// another delivery declined its payment. The
-// orders of the payments that complete at once are completed together (newCompletions).
+// another delivery declined its payment. The orders of the payments that complete at once
+// are completed together (newCompletions).
 func (w *Worker) complete(ctx context.Context, e events.OrderCreated) (bool, error) {
 	done := events.OrderCompleted{
 		OrderID:     e.OrderID,
@@ -281,14 +288,16 @@ func newCompletions(w *Worker) *orderBatch[outbox.Row] {
 	})
 }
 
-// decline records the declined payment of the order, if it is still processing, so that no
-// later delivery of its OrderCreated pays again (startPayment). The orders of the payments
-// declined at once are recorded together (newDeclines).
-func (w *Worker) decline(ctx context.Context, orderID int) error {
-	if _, err := w.declines.do(ctx, orderID, struct{}{}); err != nil {
-		return fmt.Errorf("record the declined payment of order %d: %w", orderID, err)
+// decline records the declined payment of the order, if it is still processing and has none
+// recorded, so that no later delivery of its OrderCreated pays again (startPayment), and
+// reports whether it did. The orders of the payments declined at once are recorded together
+// (newDeclines).
+func (w *Worker) decline(ctx context.Context, orderID int) (bool, error) {
+	recorded, err := w.declines.do(ctx, orderID, struct{}{})
+	if err != nil {
+		return false, fmt.Errorf("record the declined payment of order %d: %w", orderID, err)
 	}
-	return nil
+	return recorded, nil
 }
 
 // maxDeclines is the most declined payments one statement records.
@@ -300,7 +309,8 @@ const maxDeclines = 500
 func newDeclines(w *Worker) *orderBatch[struct{}] {
 	return newOrderBatch(w, maxDeclines, func(ctx context.Context, items []*batchItem[struct{}]) (map[int]bool, error) {
 		declined, err := orderIDs(w.client.QueryContext(ctx, `UPDATE orders SET payment_declined_at = now()
-			WHERE id = ANY($1) AND status = $2 RETURNING id`, orderIDsOf(items), string(order.StatusProcessing)))
+			WHERE id = ANY($1) AND status = $2 AND payment_declined_at IS NULL RETURNING id`,
+			orderIDsOf(items), string(order.StatusProcessing)))
 		if err != nil {
 			return nil, fmt.Errorf("record %d declined payments: %w", len(items), err)
 		}
@@ -314,7 +324,7 @@ func newDeclines(w *Worker) *orderBatch[struct{}] {
 const settleGrace = 5 * time.Second
 
 // settling returns a context for recording an outcome that has been decided: a payment's
-// completion. It outlives the cancellation of ctx by up to settleGrace. A delivery is
+// completion or its decline. It outlives the cancellation of ctx by up to settleGrace. A delivery is
 // interrupted when its channel closes or the stop deadline passes; rolling such a
 // transaction back then would leave the decision to the redelivery, which would draw the
 // payment again. The grace keeps a database that does not answer from holding the worker

@@ -150,15 +150,16 @@ func TestPublishUnroutable(t *testing.T) {
 // TestPublishReturnedThenChannelClosed: the broker closes the channel over a message
 // larger than its max_message_size (128 MiB unless configured otherwise). The message
 // returned before it still fails as returned, not confirmed, the refused one fails as
-// refused with the broker's reason, and the one after it as not taken.
+// refused with the broker's reason, and the ones after it, whether written before the close
+// or refused by the closed channel, as not taken. Not parallel: it sends 256 MiB.
 func TestPublishReturnedThenChannelClosed(t *testing.T) {
-	t.Parallel()
 	cfg := rabbitConfig(t)
 	c := startConn(t, cfg, Options{Queues: testQueues()})
 	p := NewPublisher(c)
-	large := message(testKey, 2)
-	large.Body = make([]byte, 128<<20+1)
-	errs := p.PublishBatch(context.Background(), []Message{message(testKey, 0), message("nowhere", 1), large, message(testKey, 3)})
+	large := make([]byte, 128<<20+1)
+	msgs := []Message{message(testKey, 0), message("nowhere", 1), message(testKey, 2), message(testKey, 3), message(testKey, 4)}
+	msgs[2].Body, msgs[3].Body = large, large
+	errs := p.PublishBatch(context.Background(), msgs)
 	if errs[0] != nil {
 		t.Errorf("confirmed message: %v", errs[0])
 	}
@@ -168,15 +169,17 @@ func TestPublishReturnedThenChannelClosed(t *testing.T) {
 	if !errors.Is(errs[2], ErrRefused) || !strings.Contains(errs[2].Error(), "PRECONDITION_FAILED") {
 		t.Errorf("message over the broker's limit: %v, want ErrRefused with the broker's reason", errs[2])
 	}
-	if errs[3] == nil || errors.Is(errs[3], ErrReturned) || errors.Is(errs[3], ErrRefused) || errors.Is(errs[3], ErrNacked) {
-		t.Errorf("message after the refused one: %v, want not taken", errs[3])
+	for i, err := range errs[3:] {
+		if err == nil || errors.Is(err, ErrReturned) || errors.Is(err, ErrRefused) || errors.Is(err, ErrNacked) {
+			t.Errorf("message %d, after the refused one: %v, want not taken", i+3, err)
+		}
 	}
 	// A new channel takes the next batch.
-	if err := p.Publish(context.Background(), message(testKey, 4)); err != nil {
+	if err := p.Publish(context.Background(), message(testKey, 5)); err != nil {
 		t.Fatal(err)
 	}
 	if n := queueLength(t, testenv.AdminChannel(t, cfg), c.Topology().QueueName("c")); n != 2 {
-		t.Errorf("%d messages in the queue, want 2 (m-0 and m-4)", n)
+		t.Errorf("%d messages in the queue, want 2 (m-0 and m-5)", n)
 	}
 }
 

@@ -119,20 +119,24 @@ func (p *Publisher) publishBatch(ctx context.Context, msgs []Message) []error {
 	healthy := false
 	defer func() { p.release(pc, healthy) }()
 
+	// sent is how many messages were written, unconfirmed the first of them whose confirm did
+	// not come (sent when each one came), and failure why the batch stopped short.
 	confirms := make([]*amqp.DeferredConfirmation, len(msgs))
+	sent, failure := len(msgs), error(nil)
 	for i, m := range msgs {
 		confirms[i], err = pc.ch.PublishWithDeferredConfirmWithContext(ctx, p.exchange, m.RoutingKey,
 			true,  // mandatory: an unroutable message comes back as a return
 			false, // immediate
 			publishing(m))
 		if err != nil {
-			return fail(fmt.Errorf("publish %s: %w", m.ID, err))
+			// The channel may have closed over a message already written: the ones before
+			// are told apart below, as after any close.
+			sent, failure = i, fmt.Errorf("publish %s: %w", m.ID, err)
+			break
 		}
 	}
-	// unconfirmed is the first message whose confirm did not come (len(msgs) when each one
-	// came), failure why.
-	unconfirmed, failure := len(msgs), error(nil)
-	for i, dc := range confirms {
+	unconfirmed := sent
+	for i, dc := range confirms[:sent] {
 		ack, err := dc.WaitContext(ctx)
 		if err == nil && !ack && pc.ch.IsClosed() {
 			err = pc.closeReason()
@@ -157,10 +161,10 @@ func (p *Publisher) publishBatch(ctx context.Context, msgs []Message) []error {
 	if failure != nil {
 		// The broker takes a channel's messages in order and closes the channel at the first
 		// that fails a precondition, so the first unconfirmed one is taken as refused and the
-		// ones after it as not taken. Were it one whose confirm trailed (a queue confirms
-		// later), it is only held back and published again, and the refused one comes first
-		// in the next batch.
-		if reason := (*amqp.Error)(nil); errors.As(failure, &reason) && reason.Code == amqp.PreconditionFailed {
+		// ones after it as not taken. Were it one whose confirm only trailed (a queue confirms
+		// once it has the message), that one is held back and published again after its
+		// delay, a duplicate, and the refused one is tried again with the others.
+		if reason := (*amqp.Error)(nil); unconfirmed < sent && errors.As(failure, &reason) && reason.Code == amqp.PreconditionFailed {
 			m := msgs[unconfirmed]
 			errs[unconfirmed] = fmt.Errorf("publish %s: %w: %w", m.ID, ErrRefused, reason)
 		}

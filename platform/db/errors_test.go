@@ -93,7 +93,7 @@ func TestChangedNothing(t *testing.T) {
 		{"the statement failed", &pgconn.PgError{Severity: "ERROR", Code: DeadlockDetected}, true},
 		{"the session ended", &pgconn.PgError{Severity: "FATAL", Code: AdminShutdown}, false},
 		{"the statement failed, said in French", &pgconn.PgError{Severity: "ERREUR", SeverityUnlocalized: "ERROR", Code: DeadlockDetected}, true},
-		{"the session ended, said in German", &pgconn.PgError{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: AdminShutdown}, false},
+		{"the session ended, said in Russian", &pgconn.PgError{Severity: "ВАЖНО", SeverityUnlocalized: "FATAL", Code: AdminShutdown}, false},
 		{"the connection dropped under it", fmt.Errorf("claim: %w", io.ErrUnexpectedEOF), false},
 		{"an ended context, as it is", fmt.Errorf("claim: %w", context.DeadlineExceeded), false},
 	} {

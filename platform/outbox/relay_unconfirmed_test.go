@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
+	"orderflow/configuration"
 	"orderflow/platform/bus"
 )
 
@@ -75,6 +77,8 @@ func (refusedFirst) PublishBatch(_ context.Context, msgs []bus.Message) []error 
 func TestRelayHoldsBackARefusedRowAlone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	// Held back for twice the poll interval: long enough not to be due again in this test.
+	e.cfg.Outbox.PollInterval = configuration.Duration(time.Hour)
 	e.write(t, 5)
 	n, published, err := NewRelay(e.pool, refusedFirst{}, e.cfg.Outbox, testLogger()).round(context.Background())
 	if n != 5 || published != 0 || err == nil {
