@@ -191,13 +191,20 @@ const maxClaims = 500
 // once, up to maxClaims in one statement: a burst of new orders then costs the database a
 // statement and a commit for many orders instead of one each.
 func newClaims(w *Worker) *orderBatch[struct{}] {
-	return newOrderBatch(w, maxClaims, func(ctx context.Context, items []*batchItem[struct{}]) (map[int]bool, error) {
-		claimed, err := orderIDs(w.client.QueryContext(ctx, claimOrders, orderIDsOf(items),
-			string(order.StatusPending), string(order.StatusProcessing)))
+	return newOrderUpdates(w, maxClaims, "claim", claimOrders,
+		string(order.StatusPending), string(order.StatusProcessing))
+}
+
+// newOrderUpdates returns a batch that runs update, a statement that changes the orders of
+// $1 (with args from $2 on) and returns the ids of those it changed; what names it in an
+// error ("claim %d orders").
+func newOrderUpdates(w *Worker, max int, what, update string, args ...any) *orderBatch[struct{}] {
+	return newOrderBatch(w, max, func(ctx context.Context, items []*batchItem[struct{}]) (map[int]bool, error) {
+		changed, err := orderIDs(w.client.QueryContext(ctx, update, append([]any{orderIDsOf(items)}, args...)...))
 		if err != nil {
-			return nil, fmt.Errorf("claim %d orders: %w", len(items), err)
+			return nil, fmt.Errorf("%s %d orders: %w", what, len(items), err)
 		}
-		return claimed, nil
+		return changed, nil
 	})
 }
 
@@ -307,15 +314,9 @@ const maxDeclines = 500
 // payments end at once, up to maxDeclines in one statement. The order's updated_at stays:
 // nothing the API shows of it changes.
 func newDeclines(w *Worker) *orderBatch[struct{}] {
-	return newOrderBatch(w, maxDeclines, func(ctx context.Context, items []*batchItem[struct{}]) (map[int]bool, error) {
-		declined, err := orderIDs(w.client.QueryContext(ctx, `UPDATE orders SET payment_declined_at = now()
-			WHERE id = ANY($1) AND status = $2 AND payment_declined_at IS NULL RETURNING id`,
-			orderIDsOf(items), string(order.StatusProcessing)))
-		if err != nil {
-			return nil, fmt.Errorf("record %d declined payments: %w", len(items), err)
-		}
-		return declined, nil
-	})
+	return newOrderUpdates(w, maxDeclines, "record the declined payments of", `UPDATE orders SET payment_declined_at = now()
+		WHERE id = ANY($1) AND status = $2 AND payment_declined_at IS NULL RETURNING id`,
+		string(order.StatusProcessing))
 }
 
 // settleGrace is how long recording an outcome that was already decided may go on after the
