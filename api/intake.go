@@ -419,7 +419,7 @@ const GroupStatement = `
 			AND (SELECT count(*) FROM totals WHERE total <= $13::numeric) = cardinality($1::bigint[])
 			AND NOT EXISTS (SELECT FROM demand JOIN locked ON locked.id = demand.product_id WHERE locked.stock < demand.quantity)
 	), reserved AS (
-		UPDATE products p SET stock = p.stock - demand.quantity, updated_at = demand.at
+		UPDATE products p SET stock = p.stock - demand.quantity, updated_at = greatest(p.updated_at, demand.at)
 		FROM demand, draft WHERE p.id = ANY($11::bigint[]) AND p.id = demand.product_id AND p.stock >= demand.quantity
 		RETURNING p.id
 	), ids AS (

@@ -709,3 +709,55 @@ func wantRefusal(t *testing.T, err error, status int, field string) {
 	}
 	t.Errorf("explainRefusal: %+v does not name %s", p, field)
 }
+
+// TestOrdersDoNotTurnAProductsUpdatedAtBack: an order stamps its products with the time it
+// was taken, which is earlier than a change of the product that committed while it waited
+// in the intake; the product's updatedAt then stays that change's, by GroupStatement and by
+// OrderStatement alike.
+func TestOrdersDoNotTurnAProductsUpdatedAtBack(t *testing.T) {
+	t.Parallel()
+	e, cust, product, in := newQueueEnv(t)
+	ctx := context.Background()
+	updatedAt := func() time.Time {
+		t.Helper()
+		var at time.Time
+		if err := e.db.QueryRow(`SELECT updated_at FROM products WHERE id = $1`, product).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	changed := updatedAt()
+	taken := func(quantity int) *orderJob {
+		j := e.job(ctx, cust, cust, domain.Item{ProductID: product, Quantity: quantity})
+		j.now = changed.Add(-time.Hour)
+		return j
+	}
+	// Two that can be placed, by GroupStatement.
+	release := in.hold()
+	results := in.storeQueued(t, taken(1), taken(1))
+	release()
+	for _, c := range results {
+		if r := <-c; r.order == nil || r.err != nil {
+			t.Fatalf("order of a group: %v, %v", r.order, r.err)
+		}
+	}
+	if got := updatedAt(); !got.Equal(changed) {
+		t.Errorf("updatedAt %v after orders taken an hour before %v", got, changed)
+	}
+	// Beside one that cannot be placed, by OrderStatement.
+	release = in.hold()
+	results = in.storeQueued(t, taken(1), taken(100))
+	release()
+	if r := <-results[0]; r.order == nil || r.err != nil {
+		t.Fatalf("order beside a refused one: %v, %v", r.order, r.err)
+	}
+	if r := <-results[1]; r.order != nil || r.err != nil {
+		t.Fatalf("order for more than the stock: %v, %v; want nothing stored", r.order, r.err)
+	}
+	if got := updatedAt(); !got.Equal(changed) {
+		t.Errorf("updatedAt %v after an order taken an hour before %v", got, changed)
+	}
+	if got := e.stock(product); got != 7 {
+		t.Errorf("stock %d, want 7", got)
+	}
+}

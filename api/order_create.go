@@ -27,6 +27,9 @@ import (
 // and may be used again.
 const idempotencyKeyTTL = 24 * time.Hour
 
+// errOrderForAnother refuses a customer's order for another user.
+var errOrderForAnother = problem(http.StatusForbidden, "A customer may only order for itself.")
+
 // errIdempotencyConflict means that a concurrent request stored the same Idempotency-Key
 // first; the transaction is rolled back and that request's order is answered instead.
 var errIdempotencyConflict = errors.New("idempotency key stored concurrently")
@@ -56,10 +59,15 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 
 	key, hash := "", ""
 	if params.IdempotencyKey.Set {
-		// A replay answers before the order statement, which would refuse a deleted caller
-		// or a token issued before the caller's password was changed.
-		if _, err := principalFrom(ctx); err != nil {
+		// A replay answers before the order statement, which would refuse a deleted caller,
+		// a token issued before the caller's password was changed, and a customer ordering
+		// for another user (an admin's key, replayed after it lost the role).
+		p, err := principalFrom(ctx)
+		if err != nil {
 			return nil, err
+		}
+		if userID != callerID && !p.IsAdmin() {
+			return nil, errOrderForAnother
 		}
 		// A proxy that joins repeated headers would pass the keys on as one other key, so that
 		// a retry through it would not be recognized.
@@ -434,7 +442,7 @@ const OrderStatement = `
 		SELECT sum(price * quantity) AS total FROM priced
 		HAVING count(*) = cardinality($3::bigint[]) AND sum(price * quantity) <= $6::numeric AND EXISTS (SELECT FROM buyer)
 	), reserved AS (
-		UPDATE products p SET stock = p.stock - priced.quantity, updated_at = $5
+		UPDATE products p SET stock = p.stock - priced.quantity, updated_at = greatest(p.updated_at, $5)
 		FROM priced, draft WHERE p.id = ANY($3::bigint[]) AND p.id = priced.product_id AND p.stock >= priced.quantity
 		RETURNING p.id
 	), o AS (
@@ -514,7 +522,7 @@ func explainRefusal(ctx context.Context, q querier, in orderInput) error {
 	case version.Int64 != int64(in.callerVersion):
 		return errTokenPasswordChanged
 	case userID != callerID && !(Principal{Role: role.String}).IsAdmin():
-		return problem(http.StatusForbidden, "A customer may only order for itself.")
+		return errOrderForAnother
 	}
 	var c fieldChecks
 	if !user.Valid {

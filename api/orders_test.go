@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -321,6 +322,27 @@ func TestIdempotencyKey(t *testing.T) {
 		if s := e.stock(pid); s != 98 {
 			t.Errorf("stock %d, want 98", s)
 		}
+	})
+	t.Run("an admin's key, once it is a customer, replays no order for another user", func(t *testing.T) {
+		n := seq.Add(1)
+		email := fmt.Sprintf("former-admin%d@example.com", n)
+		res, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: "Former Admin", Email: email, Password: "secret1",
+			Role: oas.NewOptRole(oas.RoleAdmin)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		boss := e.login(email, "secret1")
+		_, custID := e.customer()
+		forCust := &oas.OrderCreate{UserId: oas.NewOptInt(custID), Items: items(pid, 1)}
+		if _, err := boss.CreateOrder(ctx, forCust, key); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Former Admin", Email: email,
+			Role: oas.NewOptRole(oas.RoleCustomer)}, oas.UpdateUserParams{ID: res.Response.ID}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = boss.CreateOrder(ctx, forCust, key)
+		wantStatus(t, err, http.StatusForbidden)
 	})
 	t.Run("keys belong to one user", func(t *testing.T) {
 		res, err := other.CreateOrder(ctx, req, key)
