@@ -27,6 +27,12 @@ import (
 // and may be used again.
 const idempotencyKeyTTL = 24 * time.Hour
 
+// The foreign keys from an order, and from an idempotency key, to their user.
+const (
+	orderUserKey          = "orders_users_orders"
+	idempotencyKeyUserKey = "idempotency_keys_users_idempotency_keys"
+)
+
 // errOrderForAnother refuses a customer's order for another user.
 var errOrderForAnother = problem(http.StatusForbidden, "A customer may only order for itself.")
 
@@ -92,8 +98,18 @@ func (h *Handler) createOrder(ctx context.Context, req *oas.OrderCreate, params 
 		return created(o), err
 	}
 	if db.Code(err) == db.ForeignKeyViolation {
-		// The user was deleted while the order was being placed.
-		return nil, invalid("userId", errNoSuchUser.Error())
+		// A user was deleted while the order was being placed, after its statement found
+		// it: the order's user, named by the request when it is another than the caller, or
+		// the caller, whose order or idempotency key refers to it.
+		switch db.Constraint(err) {
+		case orderUserKey:
+			if userID != callerID {
+				return nil, invalid("userId", errNoSuchUser.Error())
+			}
+			return nil, errTokenUserGone
+		case idempotencyKeyUserKey:
+			return nil, errTokenUserGone
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -524,3 +524,57 @@ func TestIdempotencyKeyRetryAfterADeleteBetweenItsReads(t *testing.T) {
 		t.Errorf("detail %q, want %q", p.Detail.Value, want)
 	}
 }
+
+// TestOrderOfAUserDeletedMeanwhile: a user deleted after an order's statement found it,
+// before the order's foreign key was checked. Its own order gets 401, like any request of a
+// deleted user, not an error about a userId it did not send; an admin's order for it gets
+// 400 on the userId that named it.
+func TestOrderOfAUserDeletedMeanwhile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, c := range []struct {
+		name    string
+		byAdmin bool
+		status  int
+	}{
+		{"its own order", false, http.StatusUnauthorized},
+		{"an admin's order for it", true, http.StatusBadRequest},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cust, custID := e.customer()
+			caller, req := cust, &oas.OrderCreate{Items: items(e.product("5.00", 10), 1)}
+			if c.byAdmin {
+				caller, req.UserId = e.admin, oas.NewOptInt(custID)
+			}
+			tx, err := e.db.Begin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if _, err := tx.Exec(`DELETE FROM users WHERE id = $1`, custID); err != nil {
+				t.Fatal(err)
+			}
+			// The order's check of its user waits for the deletion, which has not committed.
+			res := make(chan error, 1)
+			go func() {
+				_, err := caller.CreateOrder(ctx, req, oas.CreateOrderParams{})
+				res <- err
+			}()
+			testutil.Eventually(t, 5*time.Second, "the order waiting for the deletion", func() bool {
+				var waiting int
+				if err := e.db.QueryRow(`SELECT count(*) FROM pg_stat_activity
+					WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO orders%'`).Scan(&waiting); err != nil {
+					t.Fatal(err)
+				}
+				return waiting == 1
+			})
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			p := wantStatus(t, <-res, c.status)
+			if c.byAdmin && (len(p.Errors) != 1 || p.Errors[0].Field != "userId") {
+				t.Errorf("errors %+v, want one about userId", p.Errors)
+			}
+		})
+	}
+}

@@ -40,6 +40,16 @@ func Code(err error) string {
 	return ""
 }
 
+// Constraint returns the name of the constraint that the PostgreSQL error in err's chain
+// names, or "" when there is none.
+func Constraint(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.ConstraintName
+	}
+	return ""
+}
+
 // Unavailable reports whether err says that the database is not answering (it could not be
 // reached, dropped the connection, is shutting down or starting up, or lacks the resources
 // for the work) rather than anything about the work itself: the same work may succeed later,
