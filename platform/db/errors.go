@@ -32,22 +32,18 @@ const (
 )
 
 // Code returns the SQLSTATE of the PostgreSQL error in err's chain, or "" when there is none.
-func Code(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
-}
+func Code(err error) string { return pgError(err).Code }
 
 // Constraint returns the name of the constraint that the PostgreSQL error in err's chain
 // names, or "" when there is none.
-func Constraint(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.ConstraintName
+func Constraint(err error) string { return pgError(err).ConstraintName }
+
+// pgError returns the PostgreSQL error in err's chain, or a zero one when there is none.
+func pgError(err error) *pgconn.PgError {
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+		return pgErr
 	}
-	return ""
+	return &pgconn.PgError{}
 }
 
 // Unavailable reports whether err says that the database is not answering (it could not be
