@@ -73,6 +73,8 @@ type Relay struct {
 	// afterPublish, when set, runs after a batch is published and before it is marked; an
 	// error aborts the round as a crash would (tests).
 	afterPublish func() error
+	// beforePrune, when set, runs before each prune statement (tests).
+	beforePrune func()
 
 	wake    chan struct{}
 	stop    chan struct{}
@@ -100,14 +102,19 @@ func NewRelay(pool *sql.DB, pub Publisher, cfg configuration.Outbox, log *slog.L
 	}
 }
 
-// Start runs the relay in the background and returns at once.
+// Start runs the relay in the background and returns at once. Pruning runs beside the
+// rounds, so that deleting a large backlog of old rows delays no event.
 func (r *Relay) Start() {
 	unsubscribe := subscribe(r.wake)
-	r.done.Add(1)
+	r.done.Add(2)
 	go func() {
 		defer r.done.Done()
 		defer unsubscribe()
 		r.run()
+	}()
+	go func() {
+		defer r.done.Done()
+		r.pruneEvery()
 	}()
 }
 
@@ -157,13 +164,8 @@ func (r *Relay) run() {
 	}()
 	poll := time.NewTicker(r.poll)
 	defer poll.Stop()
-	lastPrune := time.Time{}
 	backoff := r.poll
 	for !r.stopping() {
-		if time.Since(lastPrune) >= r.prune {
-			r.pruneOld(ctx)
-			lastPrune = time.Now()
-		}
 		// Claiming rows while the broker is down would hold their locks for the publish
 		// timeout; wait for the connection instead (the rows keep accumulating).
 		if err := r.waitReady(); err != nil {
@@ -178,7 +180,7 @@ func (r *Relay) run() {
 			r.log.Warn("outbox events not published, each retried later", "error", err)
 		case err != nil:
 			r.log.Warn("outbox relay round failed", "retry_in", backoff, "error", err)
-			if !r.sleep(backoff) {
+			if !r.backOff(backoff) {
 				return
 			}
 			backoff = min(backoff*2, maxBackoff)
@@ -241,6 +243,36 @@ func (r *Relay) sleep(d time.Duration) bool {
 		return true
 	case <-r.stop:
 		return false
+	}
+}
+
+// backOff waits d after a failed round, or until Stop (false). A commit of this process that
+// wrote events (Wake) ends the wait once pollInterval has passed: the database took that
+// commit, so it is likely back, and its events should not wait out the rest of a back-off of
+// up to maxBackoff. Before pollInterval a wake is kept for then, so that a round that keeps
+// failing is retried no more than once a pollInterval however busy the process is.
+func (r *Relay) backOff(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	heed := time.After(min(r.poll, d))
+	woken, heeding := false, false
+	for {
+		select {
+		case <-timer.C:
+			return true
+		case <-r.stop:
+			return false
+		case <-r.wake:
+			if heeding {
+				return true
+			}
+			woken = true
+		case <-heed:
+			if woken {
+				return true
+			}
+			heeding = true
+		}
 	}
 }
 
@@ -428,11 +460,28 @@ func claim(ctx context.Context, tx *sql.Tx, limit int) ([]row, error) {
 	return rows, nil
 }
 
+// pruneEvery prunes at once and then every prune interval, until Stop.
+func (r *Relay) pruneEvery() {
+	tick := time.NewTicker(r.prune)
+	defer tick.Stop()
+	for {
+		r.pruneOld(r.ctx)
+		select {
+		case <-tick.C:
+		case <-r.stop:
+			return
+		}
+	}
+}
+
 // pruneOld deletes published rows older than the retention, in chunks, each given
 // roundTimeout, as a round is.
 func (r *Relay) pruneOld(ctx context.Context) {
 	total := int64(0)
 	for !r.stopping() {
+		if r.beforePrune != nil {
+			r.beforePrune()
+		}
 		var n int64
 		err := db.Bounded(ctx, r.roundTimeout, func(ctx context.Context) error {
 			res, err := r.pool.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (

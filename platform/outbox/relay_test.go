@@ -402,6 +402,57 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// TestRelayPublishesWhilePruning: pruning runs beside the rounds, so that an event committed
+// while a prune statement runs (for minutes, over a large backlog of old rows) is published
+// at once.
+func TestRelayPublishesWhilePruning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pruning, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e.startRelay(t, e.conn, func(r *Relay) {
+		r.beforePrune = func() {
+			once.Do(func() {
+				close(pruning)
+				<-release
+			})
+		}
+	})
+	defer close(release)
+	<-pruning
+	e.write(t, 1)
+	testutil.Eventually(t, 10*time.Second, "the event published while the relay prunes", func() bool {
+		return unpublished(t, e.pool) == 0
+	})
+}
+
+// TestRelayWokenAfterADatabaseOutage: after rounds that failed while the database was away,
+// the relay waits a back-off of up to 10 s; a commit of its process once the database is
+// back ends that wait, so that the commit's events are not held for the rest of it.
+func TestRelayWokenAfterADatabaseOutage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	proxy := testutil.StartProxy(t, fmt.Sprintf("%s:%d", e.cfg.Database.Host, e.cfg.Database.Port))
+	viaProxy := e.cfg.Database
+	viaProxy.Host, viaProxy.Port = "127.0.0.1", proxy.Port()
+	e.cfg.Outbox.PollInterval = configuration.Duration(200 * time.Millisecond)
+	var log testutil.Buffer
+	r := NewRelay(testenv.Pool(t, viaProxy), bus.NewPublisher(e.conn), e.cfg.Outbox, slog.New(slog.NewTextHandler(&log, nil)))
+	r.Start()
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+
+	proxy.Cut()
+	// Back-offs of 0.2, 0.4, 0.8, 1.6 and 3.2 s, then 6.4.
+	testutil.Eventually(t, 30*time.Second, "a back-off of 6.4 s", func() bool {
+		return strings.Contains(log.String(), "retry_in=6.4s")
+	})
+	proxy.Restore()
+	e.write(t, 1) // on the direct pool: the commit wakes the relay
+	testutil.Eventually(t, 3*time.Second, "the event published before the back-off ends", func() bool {
+		return unpublished(t, e.pool) == 0
+	})
+}
+
 // TestCommitWakesRelays: a transaction that wrote events wakes the relays of the process when
 // it commits, and only then; a stopped relay is no longer woken. Not parallel, so that no
 // other test's commit wakes the relays meanwhile.
