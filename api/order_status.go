@@ -92,7 +92,8 @@ func (h *Handler) UpdateOrderStatus(ctx context.Context, req *oas.OrderStatusUpd
 }
 
 // releaseStock gives an order's reserved quantities back to its products, locking them in
-// id order as OrderStatement and GroupStatement do when they reserve stock.
+// id order as OrderStatement and GroupStatement do when they reserve stock. now was read
+// before the locks: a product changed meanwhile keeps its later updated_at.
 func releaseStock(ctx context.Context, tx *ent.Tx, orderID int, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `
 		SELECT p.id FROM products p
@@ -101,7 +102,7 @@ func releaseStock(ctx context.Context, tx *ent.Tx, orderID int, now time.Time) e
 		return fmt.Errorf("lock products of order %d: %w", orderID, err)
 	}
 	if _, err := tx.ExecContext(ctx, `
-		UPDATE products p SET stock = p.stock + i.quantity, updated_at = $2
+		UPDATE products p SET stock = p.stock + i.quantity, updated_at = greatest(p.updated_at, $2)
 		FROM (SELECT product_id, sum(quantity) AS quantity FROM order_items WHERE order_id = $1 GROUP BY product_id) i
 		WHERE p.id = i.product_id`, orderID, now); err != nil {
 		return fmt.Errorf("release stock of order %d: %w", orderID, err)

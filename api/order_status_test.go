@@ -9,7 +9,9 @@ import (
 
 	"orderflow/api/oas"
 	"orderflow/domain"
+	"orderflow/ent"
 	"orderflow/events"
+	"orderflow/platform/db"
 )
 
 // orderIn creates an order of qty units of pid and moves it to status through the API.
@@ -143,6 +145,36 @@ func (e *env) updatedAt(id int) time.Time {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestReleaseDoesNotTurnAProductsUpdatedAtBack: an expiry or a deletion reads its time before
+// it waits for the products' locks; a product changed meanwhile keeps its later updatedAt.
+func TestReleaseDoesNotTurnAProductsUpdatedAtBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, _ := e.customer()
+	pid := e.product("1.00", 10)
+	o := e.orderIn(cust, pid, 3, oas.OrderStatusPending)
+	var changed time.Time
+	if err := e.db.QueryRow(`SELECT updated_at FROM products WHERE id = $1`, pid).Scan(&changed); err != nil {
+		t.Fatal(err)
+	}
+	err := db.WithTx(ctx, e.client, func(tx *ent.Tx) error {
+		return releaseStock(ctx, tx, o.ID, changed.Add(-time.Hour))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got time.Time
+	if err := e.db.QueryRow(`SELECT updated_at FROM products WHERE id = $1`, pid).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(changed) {
+		t.Errorf("updatedAt %v after a release read an hour before %v", got, changed)
+	}
+	if s := e.stock(pid); s != 10 {
+		t.Errorf("stock %d after the release, want 10", s)
+	}
+}
 
 func TestDeleteOrder(t *testing.T) {
 	t.Parallel()

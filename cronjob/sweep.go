@@ -144,7 +144,7 @@ WITH claimed AS (
 	ORDER BY p.id
 	FOR NO KEY UPDATE
 ), released AS (
-	UPDATE products p SET stock = p.stock + q.quantity, updated_at = now()
+	UPDATE products p SET stock = p.stock + q.quantity, updated_at = greatest(p.updated_at, now())
 	FROM quantities q JOIN locked l ON l.id = q.product_id
 	WHERE p.id = q.product_id
 ), clock AS (

@@ -411,3 +411,34 @@ func sweepContext(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// TestSweepDoesNotTurnAProductsUpdatedAtBack: the sweep stamps the products it releases stock
+// to with its transaction's start; a product changed after that start, before the sweep got
+// its lock, keeps its later updated_at.
+func TestSweepDoesNotTurnAProductsUpdatedAtBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	products := e.products(t, 2, 1000)
+	e.orders(t, 2, "processing", time.Hour, e.user(t), products)
+	e.exec(t, `UPDATE products SET updated_at = now() + interval '1 hour' WHERE id = $1`, products[0])
+	e.exec(t, `UPDATE products SET updated_at = now() - interval '1 hour' WHERE id = $1`, products[1])
+	var later time.Time
+	if err := e.pool.QueryRow(`SELECT updated_at FROM products WHERE id = $1`, products[0]).Scan(&later); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	if res, err := NewSweeper(e.pool, ordersConfig(10*time.Minute, 10)).Run(sweepContext(t)); err != nil || res.Expired != 2 {
+		t.Fatalf("sweep: %+v, %v; want 2 expired", res, err)
+	}
+	var kept, stamped time.Time
+	if err := e.pool.QueryRow(`SELECT (SELECT updated_at FROM products WHERE id = $1), (SELECT updated_at FROM products WHERE id = $2)`,
+		products[0], products[1]).Scan(&kept, &stamped); err != nil {
+		t.Fatal(err)
+	}
+	if !kept.Equal(later) {
+		t.Errorf("product changed later than the sweep's start: updatedAt %v, want it kept at %v", kept, later)
+	}
+	if stamped.Before(before.Add(-time.Minute)) {
+		t.Errorf("product released by the sweep: updatedAt %v, want the sweep's time", stamped)
+	}
+}

@@ -23,7 +23,7 @@ WITH expired AS (
 	FROM order_items i JOIN expired e ON e.id = i.order_id
 	GROUP BY i.product_id
 ), released AS (
-	UPDATE products p SET stock = p.stock + q.quantity, updated_at = now()
+	UPDATE products p SET stock = p.stock + q.quantity, updated_at = greatest(p.updated_at, now())
 	FROM quantities q WHERE p.id = q.product_id
 ), written AS (
 	INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload)
