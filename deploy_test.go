@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -315,6 +316,34 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestCheckoutUsesLF: the files a clone gives the Docker build keep LF line endings wherever
+// it is checked out (Git for Windows converts text to CRLF by default): the migrations are
+// embedded in the binary and checked against atlas.sum, which a CRLF copy fails, and the
+// scripts run in Linux.
+func TestCheckoutUsesLF(t *testing.T) {
+	if err := exec.Command("git", "rev-parse", "--is-inside-work-tree").Run(); err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	files, err := exec.Command("git", "ls-files", "migrations", "scripts", ".ci", "configuration", "Dockerfile", "docker-compose.yml").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"check-attr", "eol", "--"}, strings.Fields(string(files))...)
+	out, err := exec.Command("git", args...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 10 {
+		t.Fatalf("git check-attr gave %d lines, want one per file", len(lines))
+	}
+	for _, line := range lines {
+		if !strings.HasSuffix(line, ": eol: lf") {
+			t.Errorf("%s: want eol lf (.gitattributes)", line)
+		}
+	}
 }
 
 // TestReadmeConfigurationTable keeps the README's configuration reference complete, and
