@@ -83,6 +83,8 @@ type Conn struct {
 	blocked atomic.Bool
 	// consumers counts the consumers made on the connection (NewConsumer).
 	consumers atomic.Int32
+	// restoring is held while the topology is declared again (restore).
+	restoring sync.Mutex
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -362,6 +364,31 @@ func (c *Conn) dial() (*amqp.Connection, error) {
 		return nil, err
 	}
 	return conn, nil
+}
+
+// restore declares the topology again on the live connection when err, a publisher's or
+// consumer's failure, is the broker's 404 NOT_FOUND: an exchange or queue of the topology was
+// deleted by hand while the connection was up. Declarations happen only when a connection is
+// made, so without this publishing (a channel closed at every message) or consuming (no
+// queue to subscribe to) would fail until the connection dropped. One restore runs at a
+// time; a failure meanwhile is left to the next.
+func (c *Conn) restore(err error) {
+	var amqpErr *amqp.Error
+	if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
+		return
+	}
+	conn, _ := c.current()
+	if conn == nil || !c.restoring.TryLock() {
+		return // a new connection declares the topology anyway, or a restore runs
+	}
+	defer c.restoring.Unlock()
+	if derr := c.topology.declare(conn); derr != nil {
+		if !conn.IsClosed() {
+			c.log.Error("declaring the rabbitmq topology again failed", "after", amqpErr.Reason, "error", derr)
+		}
+		return
+	}
+	c.log.Warn("part of the rabbitmq topology was gone; declared it again", "error", amqpErr.Reason)
 }
 
 // topologyError is an ErrTopology: what to do about it, and the broker's refusal.

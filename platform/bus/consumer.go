@@ -203,6 +203,7 @@ func (c *Consumer) run(index, prefetch int) {
 			// attempt of the last one.
 			backoff = minBackoff
 		}
+		c.conn.restore(err)
 		c.log.Warn("consumer interrupted, resubscribing", "retry_in", backoff, "error", err)
 		select {
 		case <-time.After(backoff):

@@ -159,6 +159,7 @@ func (p *Publisher) publishBatch(ctx context.Context, msgs []Message) []error {
 		}
 	}
 	if failure != nil {
+		p.conn.restore(failure)
 		// The broker takes a channel's messages in order and closes the channel at the first
 		// that fails a precondition, so the first unconfirmed one is taken as refused and the
 		// ones after it as not taken. Were it one whose confirm only trailed (a queue confirms
