@@ -38,6 +38,16 @@ const maxPrefetchPerChannel = 2000
 // back to the queue, so that a failing dependency is not hammered.
 const requeueDelay = time.Second
 
+// ackTimeout is the consumer timeout a subscription asks the broker for (x-consumer-timeout,
+// RabbitMQ 3.12 and later; older brokers ignore it): how long a delivery may stay
+// unacknowledged before the broker closes the channel and delivers the message again. A
+// handler keeps its message while the database is away (the worker's retry), and every such
+// redelivery counts toward the queue's delivery limit: with the broker's default of 30
+// minutes, an outage of two and a half hours would send the messages in flight to the
+// dead-letter queue. Handlers bound their own work, so the broker's guard against a stuck
+// consumer is left only for an outage of a day.
+const ackTimeout = 24 * time.Hour
+
 // loopsExitGrace is how long Stop, past its deadline, waits for the subscriptions to end:
 // they do at once unless a call to the broker holds one.
 const loopsExitGrace = 100 * time.Millisecond
@@ -241,7 +251,7 @@ func (c *Consumer) consume(ctx context.Context, index, prefetch int) (subscribed
 		false, // exclusive
 		false, // no-local
 		false, // no-wait
-		nil)
+		amqp.Table{"x-consumer-timeout": ackTimeout.Milliseconds()})
 	if err != nil {
 		return false, fmt.Errorf("consume %s: %w", c.queue, err)
 	}

@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +64,34 @@ func TestConsumerDeclaresADeletedQueueAgain(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		return seen.distinct() > 1
 	})
+}
+
+// TestConsumerAsksForADayToAcknowledge: a subscription asks for a consumer timeout of a day,
+// so that a worker keeping its messages through a database outage does not have them
+// redelivered, and counted toward the delivery limit, every 30 minutes (the broker's default).
+func TestConsumerAsksForADayToAcknowledge(t *testing.T) {
+	t.Parallel()
+	cfg := rabbitConfig(t)
+	c := startConn(t, cfg, Options{Queues: testQueues()})
+	cons := NewConsumer(c, "c", 10, func(context.Context, Delivery) error { return nil })
+	cons.Start()
+	t.Cleanup(func() { _ = cons.Stop(context.Background()) })
+	queue := c.Topology().QueueName("c")
+	var line string
+	testutil.Eventually(t, 10*time.Second, "the consumer listed with its arguments", func() bool {
+		out, err := testenv.Rabbitmqctl("list_consumers", "-q", "-p", cfg.VHost, "queue_name", "arguments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, queue+"\t") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if !regexp.MustCompile(`"x-consumer-timeout",(long,)?86400000\}`).MatchString(line) {
+		t.Errorf("consumer %q, want x-consumer-timeout 86400000 ms", line)
+	}
 }
