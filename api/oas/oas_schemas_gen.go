@@ -574,8 +574,9 @@ func (o OptString) Or(d string) string {
 
 // Ref: #/components/schemas/Order
 type Order struct {
-	ID        int         `json:"id"`
-	UserId    int         `json:"userId"`
+	ID     int `json:"id"`
+	UserId int `json:"userId"`
+	// The customer's name as it is now.
 	UserName  string      `json:"userName"`
 	Total     Money       `json:"total"`
 	Status    OrderStatus `json:"status"`
@@ -717,10 +718,12 @@ func (s *OrderHeaders) SetResponse(val Order) {
 	s.Response = val
 }
 
+// One line of an order; its price is the product's unit price when the order was placed.
 // Ref: #/components/schemas/OrderItem
 type OrderItem struct {
-	ID          int    `json:"id"`
-	ProductId   int    `json:"productId"`
+	ID        int `json:"id"`
+	ProductId int `json:"productId"`
+	// The product's name as it is now; renaming a product renames it in its orders.
 	ProductName string `json:"productName"`
 	Quantity    int    `json:"quantity"`
 	Price       Money  `json:"price"`
