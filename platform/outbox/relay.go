@@ -80,7 +80,8 @@ type Relay struct {
 	stop    chan struct{}
 	stopped sync.Once
 	done    sync.WaitGroup
-	// ctx is the context of the relay's work; Stop cancels it when its deadline passes.
+	// ctx is the context of the relay's work: Stop cancels it when its deadline passes, and
+	// the loop once it has drained (ending a prune statement still running).
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -133,7 +134,7 @@ func (r *Relay) Stop(ctx context.Context) error {
 	}
 }
 
-// ended returns a channel closed once the relay's loop has returned.
+// ended returns a channel closed once the relay's loop and its pruning have returned.
 func (r *Relay) ended() <-chan struct{} {
 	ended := make(chan struct{})
 	go func() {
@@ -180,7 +181,9 @@ func (r *Relay) run() {
 			r.log.Warn("outbox events not published, each retried later", "error", err)
 		case err != nil:
 			r.log.Warn("outbox relay round failed", "retry_in", backoff, "error", err)
-			if !r.backOff(backoff) {
+			// A commit tells that the database is back, not that the broker took anything.
+			var unpublished unpublishedError
+			if !r.backOff(backoff, !errors.As(err, &unpublished)) {
 				return
 			}
 			backoff = min(backoff*2, maxBackoff)
@@ -246,12 +249,16 @@ func (r *Relay) sleep(d time.Duration) bool {
 	}
 }
 
-// backOff waits d after a failed round, or until Stop (false). A commit of this process that
-// wrote events (Wake) ends the wait once pollInterval has passed: the database took that
-// commit, so it is likely back, and its events should not wait out the rest of a back-off of
-// up to maxBackoff. Before pollInterval a wake is kept for then, so that a round that keeps
-// failing is retried no more than once a pollInterval however busy the process is.
-func (r *Relay) backOff(d time.Duration) bool {
+// backOff waits d after a failed round, or until Stop (false). After a round that the
+// database failed (wakeable), a commit of this process that wrote events (Wake) ends the
+// wait once pollInterval has passed: the database took that commit, so it is likely back, and
+// its events should not wait out the rest of a back-off of up to maxBackoff. Before
+// pollInterval a wake is kept for then, so that a round that keeps failing is retried no more
+// than once a pollInterval however busy the process is.
+func (r *Relay) backOff(d time.Duration, wakeable bool) bool {
+	if !wakeable {
+		return r.sleep(d)
+	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	heed := time.After(min(r.poll, d))
@@ -414,6 +421,12 @@ func (r *Relay) record(ctx context.Context, tx *sql.Tx, out outcomes) error {
 	return nil
 }
 
+// unpublishedError is a round's error when the database did its part but rows were not
+// published: the broker's fault or the rows' own.
+type unpublishedError struct{ error }
+
+func (e unpublishedError) Unwrap() error { return e.error }
+
 // err reports the rows of a round of total rows that were not published, nil when all were.
 func (out outcomes) err(total int) error {
 	var err error
@@ -423,7 +436,10 @@ func (out outcomes) err(total int) error {
 	if out.untaken > 0 {
 		err = errors.Join(err, fmt.Errorf("%d of %d events not taken by the broker: %w", out.untaken, total, out.untakenErr))
 	}
-	return err
+	if err == nil {
+		return nil
+	}
+	return unpublishedError{err}
 }
 
 // errHeaders marks a row whose headers do not decode.
@@ -460,7 +476,8 @@ func claim(ctx context.Context, tx *sql.Tx, limit int) ([]row, error) {
 	return rows, nil
 }
 
-// pruneEvery prunes at once and then every prune interval, until Stop.
+// pruneEvery prunes at once and then every prune interval, until Stop or the end of the
+// relay's work.
 func (r *Relay) pruneEvery() {
 	tick := time.NewTicker(r.prune)
 	defer tick.Stop()
@@ -469,6 +486,8 @@ func (r *Relay) pruneEvery() {
 		select {
 		case <-tick.C:
 		case <-r.stop:
+			return
+		case <-r.ctx.Done():
 			return
 		}
 	}
@@ -493,7 +512,9 @@ func (r *Relay) pruneOld(ctx context.Context) {
 			return err
 		})
 		if err != nil {
-			r.log.Warn("prune outbox", "error", err)
+			if !r.stopping() { // else Stop's end of the relay's work cancelled it
+				r.log.Warn("prune outbox", "error", err)
+			}
 			return
 		}
 		total += n

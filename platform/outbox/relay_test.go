@@ -453,6 +453,74 @@ func TestRelayWokenAfterADatabaseOutage(t *testing.T) {
 	})
 }
 
+// takesNothing is a broker under a memory alarm: connected, every publish ErrBlocked.
+type takesNothing struct{}
+
+func (takesNothing) WaitReady(context.Context) error { return nil }
+func (takesNothing) PublishBatch(_ context.Context, msgs []bus.Message) []error {
+	errs := make([]error, len(msgs))
+	for i := range errs {
+		errs[i] = bus.ErrBlocked
+	}
+	return errs
+}
+
+// TestRelayBacksOffABrokerThatTakesNothing: a commit ends a back-off only after a round that
+// the database failed. With the broker taking nothing, a busy process's commits leave the
+// back-off to double as it does without them. Not parallel: its wakes reach every relay.
+func TestRelayBacksOffABrokerThatTakesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.write(t, 1)
+	e.cfg.Outbox.PollInterval = configuration.Duration(100 * time.Millisecond)
+	var log testutil.Buffer
+	r := NewRelay(e.pool, takesNothing{}, e.cfg.Outbox, slog.New(slog.NewTextHandler(&log, nil)))
+	r.Start()
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		Wake() // the commits of a process under load
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Rounds at 0, 0.1, 0.3, 0.7, 1.5 and 3.1 s: back-offs of 0.1, 0.2, 0.4, 0.8 and 1.6 s.
+	if n := strings.Count(log.String(), "outbox relay round failed"); n > 8 {
+		t.Errorf("%d failed rounds in 3 s with the broker taking nothing; a back-off doubling from 0.1 s allows 6", n)
+	}
+}
+
+// TestRelayStopEndsAPruneQuietly: a relay stopped while a prune statement waits ends it, as
+// part of an orderly stop, without a warning.
+func TestRelayStopEndsAPruneQuietly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// The prune's DELETE waits for this lock; the rounds' claims do not.
+	tx, err := e.pool.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.Exec(`LOCK TABLE outbox IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	var log testutil.Buffer
+	r := NewRelay(e.pool, bus.NewPublisher(e.conn), e.cfg.Outbox, slog.New(slog.NewTextHandler(&log, nil)))
+	r.Start()
+	testutil.Eventually(t, 10*time.Second, "the prune statement waiting", func() bool {
+		var n int
+		if err := e.pool.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM outbox%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(log.String(), "prune outbox") {
+		t.Errorf("an orderly stop logged: %s", log.String())
+	}
+}
+
 // TestCommitWakesRelays: a transaction that wrote events wakes the relays of the process when
 // it commits, and only then; a stopped relay is no longer woken. Not parallel, so that no
 // other test's commit wakes the relays meanwhile.
