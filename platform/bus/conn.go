@@ -83,8 +83,10 @@ type Conn struct {
 	blocked atomic.Bool
 	// consumers counts the consumers made on the connection (NewConsumer).
 	consumers atomic.Int32
-	// restoring is held while the topology is declared again (restore).
+	// restoring is held while the topology is declared again (restore), and restores counts
+	// those declarations, which Close waits for.
 	restoring sync.Mutex
+	restores  sync.WaitGroup
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -140,6 +142,7 @@ func (c *Conn) Close() error {
 	if started {
 		<-c.done
 	}
+	c.restores.Wait() // the connection is closed: a declaration in progress has failed
 	return nil
 }
 
@@ -370,7 +373,9 @@ func (c *Conn) dial() (*amqp.Connection, error) {
 // consumer's failure, is the broker's 404 NOT_FOUND: an exchange or queue of the topology was
 // deleted by hand while the connection was up. Declarations happen only when a connection is
 // made, so without this publishing (a channel closed at every message) or consuming (no
-// queue to subscribe to) would fail until the connection dropped. One restore runs at a
+// queue to subscribe to) would fail until the connection dropped. The declaration runs in the
+// background, since the broker's answers are not bounded by the caller's context (a publish,
+// a subscription); the caller's next attempt finds the topology back. One restore runs at a
 // time; a failure meanwhile is left to the next.
 func (c *Conn) restore(err error) {
 	var amqpErr *amqp.Error
@@ -381,14 +386,27 @@ func (c *Conn) restore(err error) {
 	if conn == nil || !c.restoring.TryLock() {
 		return // a new connection declares the topology anyway, or a restore runs
 	}
-	defer c.restoring.Unlock()
-	if derr := c.topology.declare(conn); derr != nil {
-		if !conn.IsClosed() {
-			c.log.Error("declaring the rabbitmq topology again failed", "after", amqpErr.Reason, "error", derr)
-		}
+	c.mu.Lock()
+	select {
+	case <-c.closing:
+		c.mu.Unlock()
+		c.restoring.Unlock()
 		return
+	default:
+		c.restores.Add(1) // before Close waits: Close takes c.mu after closing
 	}
-	c.log.Warn("part of the rabbitmq topology was gone; declared it again", "error", amqpErr.Reason)
+	c.mu.Unlock()
+	go func() {
+		defer c.restores.Done()
+		defer c.restoring.Unlock()
+		if derr := c.topology.declare(conn); derr != nil {
+			if !conn.IsClosed() {
+				c.log.Error("declaring the rabbitmq topology again failed", "after", amqpErr.Reason, "error", derr)
+			}
+			return
+		}
+		c.log.Warn("part of the rabbitmq topology was gone; declared it again", "error", amqpErr.Reason)
+	}()
 }
 
 // topologyError is an ErrTopology: what to do about it, and the broker's refusal.

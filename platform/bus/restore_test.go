@@ -1,9 +1,13 @@
 package bus
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,5 +97,84 @@ func TestConsumerAsksForADayToAcknowledge(t *testing.T) {
 	})
 	if !regexp.MustCompile(`"x-consumer-timeout",(long,)?86400000\}`).MatchString(line) {
 		t.Errorf("consumer %q, want x-consumer-timeout 86400000 ms", line)
+	}
+}
+
+// silentAfterNotFound forwards to target until the broker sends a NOT_FOUND, then forwards
+// nothing more either way: a broker that stops answering right after its 404. It returns its
+// port.
+func silentAfterNotFound(t *testing.T, target string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var silent atomic.Bool
+	pipe := func(dst, src net.Conn, fromBroker bool) {
+		defer dst.Close()
+		defer src.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 && !silent.Load() {
+				_, _ = dst.Write(buf[:n])
+				if fromBroker && bytes.Contains(buf[:n], []byte("NOT_FOUND")) {
+					silent.Store(true)
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			go pipe(up, c, false)
+			go pipe(c, up, true)
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestPublishIsNotHeldByRestore: the topology is declared again in the background, so that a
+// broker that stops answering right after its 404 holds the declaration, not the publish,
+// which its context bounds.
+func TestPublishIsNotHeldByRestore(t *testing.T) {
+	t.Parallel()
+	direct := rabbitConfig(t)
+	cfg := direct
+	cfg.Port = silentAfterNotFound(t, net.JoinHostPort(direct.Host, strconv.Itoa(direct.Port)))
+	c := NewConn(cfg, testLogger(), Options{Name: cfg.Exchange, Queues: testQueues()})
+	c.Start()
+	deleteAtCleanup(t, direct, c.Topology()) // not through the proxy, silent by then
+	t.Cleanup(func() { _ = c.Close() })
+	ready, cancelReady := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelReady()
+	if err := c.WaitReady(ready); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, c, 0)
+	if err := testenv.AdminChannel(t, direct).ExchangeDelete(cfg.Exchange, false, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	err := NewPublisher(c).Publish(ctx, message(testKey, 1))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("a publish with a context of 1 s returned after %v (%v)", took.Round(time.Millisecond), err)
+	}
+	if err == nil {
+		t.Error("a publish to the deleted exchange succeeded")
 	}
 }
