@@ -26,7 +26,9 @@ func migrateOnce(dir string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := signalContext(10 * time.Minute)
+	// No deadline: a migration that builds an index or validates a constraint on a large
+	// table takes as long as it takes; a signal stops it (and rolls its file back).
+	ctx, cancel := signalContext()
 	defer cancel()
 	pool, err := db.Open(ctx, cfg.Database)
 	if err != nil {

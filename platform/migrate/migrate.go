@@ -30,6 +30,8 @@ const (
 	lockName = "atlas_migrate_execute"
 	// lockTimeout bounds the wait for another process that is applying migrations.
 	lockTimeout = time.Minute
+	// lockRetry is how often the lock is tried while another process holds it.
+	lockRetry = 250 * time.Millisecond
 	// tableLockTimeout bounds a migration's wait for a lock on a table. While a statement
 	// such as ALTER TABLE waits, every query on that table queues behind it: without a bound,
 	// one long transaction (a report, a dump) would stop the order intake for as long as it
@@ -69,15 +71,12 @@ func applyFS(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger, lock
 	if err != nil {
 		return 0, fmt.Errorf("open atlas driver: %w", err)
 	}
-	// The lock belongs to conn, and the unlock runs with the context given here: it must not
-	// be cancelled, or the connection would go back to the pool still holding the lock.
-	// lockWait bounds the wait instead.
-	unlock, err := drv.(schema.Locker).Lock(context.WithoutCancel(ctx), lockName, lockWait)
+	unlock, err := lock(ctx, conn, lockWait)
 	if errors.Is(err, schema.ErrLocked) {
 		return 0, lockHeld(ctx, conn, lockWait, err)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("take migration lock %q: %w", lockName, err)
+		return 0, err
 	}
 	defer func() {
 		if uerr := unlock(); uerr != nil && err == nil {
@@ -412,19 +411,65 @@ func failed(f migrate.File, err error) error {
 // than wait, Atlas's error err: what happened, what to do, and the query that finds the
 // session holding it. Atlas's driver takes it as the advisory lock keyed by the 32-bit
 // FNV-1 hash of lockName, which pg_locks shows as its objid.
+// lockKey is the key of the advisory lock that `atlas migrate apply` takes: the 32-bit FNV-1
+// hash of lockName, as Atlas's PostgreSQL driver computes it.
+func lockKey() int64 {
+	key := fnv.New32()
+	key.Write([]byte(lockName))
+	return int64(key.Sum32())
+}
+
+// lock takes the migration lock on conn, trying again every lockRetry while another session
+// holds it, until lockWait has passed (schema.ErrLocked) or ctx ends, and returns the function
+// that releases it. It takes the lock Atlas's driver takes, but not through the driver: its
+// wait doubles a delay that overflows after about 45 s and panics (ariga/atlas#3759), and it
+// does not end with its context, so a signal would not stop `orderflow migrate` waiting.
+func lock(ctx context.Context, conn *sql.Conn, lockWait time.Duration) (unlock func() error, err error) {
+	key := lockKey()
+	deadline := time.Now().Add(lockWait)
+	for {
+		var taken bool
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&taken); err != nil {
+			return nil, fmt.Errorf("take migration lock %q: %w", lockName, err)
+		}
+		if taken {
+			break
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil, schema.ErrLocked
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for migration lock %q: %w", lockName, ctx.Err())
+		case <-time.After(min(lockRetry, wait)):
+		}
+	}
+	// The lock belongs to conn: the unlock must not be cancelled with ctx, or the connection
+	// would go back to the pool still holding it.
+	return func() error {
+		var released bool
+		if err := conn.QueryRowContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key).Scan(&released); err != nil {
+			return err
+		}
+		if !released {
+			return fmt.Errorf("migration lock %q was not held", lockName)
+		}
+		return nil
+	}, nil
+}
+
 func lockHeld(ctx context.Context, conn *sql.Conn, wait time.Duration, err error) error {
 	var name string
 	if qerr := conn.QueryRowContext(ctx, `SELECT current_database()`).Scan(&name); qerr != nil {
 		return fmt.Errorf("take migration lock %q: %w (look up the database name: %v)", lockName, err, qerr)
 	}
-	key := fnv.New32()
-	key.Write([]byte(lockName))
 	return explainedError{
 		msg: fmt.Sprintf("another process has been applying migrations to database %s for more than %s, and this one gave up waiting: "+
 			"start it again once the other has finished, or find the session that holds the migration lock with "+
 			"SELECT pid, application_name, client_addr, backend_start FROM pg_stat_activity WHERE datname = '%s' AND "+
 			"pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %d)",
-			name, wait, strings.ReplaceAll(name, "'", "''"), key.Sum32()),
+			name, wait, strings.ReplaceAll(name, "'", "''"), lockKey()),
 		err: err,
 	}
 }

@@ -334,6 +334,29 @@ func TestApplyGivesUpOnAMigrationLockHeldLong(t *testing.T) {
 	}
 }
 
+// TestApplyStopsWaitingForTheLockWithItsContext: a signal ends the wait of `orderflow
+// migrate` for another process's migration lock at once, not at the end of the wait.
+func TestApplyStopsWaitingForTheLockWithItsContext(t *testing.T) {
+	cfg := testenv.EmptyDatabase(t)
+	key := fnv.New32()
+	key.Write([]byte("atlas_migrate_execute"))
+	other, err := open(t, cfg.DSN()).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.ExecContext(context.Background(), `SELECT pg_advisory_lock($1)`, int64(key.Sum32())); err != nil {
+		t.Fatalf("take the migration lock: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = migrate.ApplyFSWaiting(ctx, open(t, cfg.DSN()), migrations.FS, quiet, time.Minute)
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 10*time.Second {
+		t.Errorf("apply waiting for the lock with a context of 1 s = %v after %v; want the context's error at once", err, took.Round(time.Millisecond))
+	}
+}
+
 // schemaOf describes the tables, columns, constraints and indexes of the public schema.
 func schemaOf(t *testing.T, db *sql.DB) string {
 	t.Helper()
