@@ -349,6 +349,8 @@ func TestValidate(t *testing.T) {
 		{"empty admin name", func(c *Config) { c.Admin.Name = "" }, "configuration: admin.name: must be 1 to 100 characters and not blank, got 0"},
 		{"blank admin name", func(c *Config) { c.Admin.Name = "   " }, "configuration: admin.name: must be 1 to 100 characters and not blank"},
 		{"invisible admin name", func(c *Config) { c.Admin.Name = "\u200b" }, "configuration: admin.name: must be 1 to 100 characters and not blank, got 1 characters"},
+		{"admin name with NUL", func(c *Config) { c.Admin.Name = "Ad\x00min" }, "configuration: admin.name: must be valid UTF-8 without NUL characters"},
+		{"admin name not UTF-8", func(c *Config) { c.Admin.Name = "Ad\xffmin" }, "configuration: admin.name: must be valid UTF-8 without NUL characters"},
 		{"long admin name", func(c *Config) { c.Admin.Name = strings.Repeat("é", 101) },
 			"configuration: admin.name: must be 1 to 100 characters and not blank, got 101 characters"},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" },

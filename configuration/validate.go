@@ -133,6 +133,9 @@ func (c *Config) validate(source func(key string) string) error {
 
 	if n := utf8.RuneCountInString(c.Admin.Name); blank(c.Admin.Name) || n > maxNameChars {
 		v.add("admin.name", "must be 1 to %d characters and not blank, got %d characters", maxNameChars, n)
+	} else if !utf8.ValidString(c.Admin.Name) || strings.IndexByte(c.Admin.Name, 0) >= 0 {
+		// PostgreSQL's text holds neither; the API refuses them in a user's name too.
+		v.add("admin.name", "must be valid UTF-8 without NUL characters")
 	}
 	v.email("admin.email", c.Admin.Email)
 	if n := len(c.Admin.Password); utf8.RuneCountInString(c.Admin.Password) < minPasswordChars || n > maxPasswordBytes {
