@@ -504,8 +504,8 @@ func (r *Relay) pruneOld(ctx context.Context) {
 		var n int64
 		err := db.Bounded(ctx, r.roundTimeout, func(ctx context.Context) error {
 			res, err := r.pool.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (
-				SELECT id FROM outbox WHERE published_at < now() - $1::interval
-				LIMIT $2 FOR UPDATE SKIP LOCKED)`, r.retention.String(), pruneChunk)
+				SELECT id FROM outbox WHERE published_at < now() - $1 * interval '1 microsecond'
+				LIMIT $2 FOR UPDATE SKIP LOCKED)`, r.retention.Microseconds(), pruneChunk)
 			if err == nil {
 				n, err = res.RowsAffected()
 			}

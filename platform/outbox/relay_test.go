@@ -400,6 +400,19 @@ func TestPrune(t *testing.T) {
 	if total != 2 || published != 1 {
 		t.Errorf("%d rows (%d published) left, want the recent published one and the unpublished one", total, published)
 	}
+	// A retention under a millisecond, which Go writes in µs or ns, is not a PostgreSQL
+	// interval's syntax.
+	if _, err := e.pool.Exec(`UPDATE outbox SET published_at = now() - interval '1 second' WHERE published_at IS NOT NULL`); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Outbox.Retention = configuration.Duration(500 * time.Microsecond)
+	NewRelay(e.pool, bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger()).pruneOld(context.Background())
+	if err := e.pool.QueryRow(`SELECT count(*), count(published_at) FROM outbox`).Scan(&total, &published); err != nil {
+		t.Fatal(err)
+	}
+	if total != 1 || published != 0 {
+		t.Errorf("retention 500µs: %d rows (%d published) left, want the unpublished one", total, published)
+	}
 }
 
 // TestRelayPublishesWhilePruning: pruning runs beside the rounds, so that an event committed
