@@ -22,6 +22,9 @@ type Writer[T any] struct {
 
 	mu    sync.Mutex
 	queue []T
+	// queued counts the items ever queued, and taken those ever taken by a writer: the item
+	// queued n-th (from 1) has been taken once taken >= n, since writers take the oldest.
+	queued, taken int
 }
 
 // NewWriter returns a Writer of groups of at most max items, written by up to writers
@@ -36,11 +39,15 @@ func NewWriter[T any](writers, max int) *Writer[T] {
 
 // Write queues item and returns once done is closed. While it waits, the caller may become
 // a writer: it then takes groups of at most max items from the queue, oldest first, and
-// passes each to write, until done is closed or the queue is empty (another writer took
-// item's group). write must close the done channel of every item it is given.
+// passes each to write, until it has written item's group or another writer has taken it.
+// A writer thus writes no item queued after its own, whose wait could outlast its caller's.
+// write must close the done channel of every item it is given; a write that panics leaves
+// the writer's place free for the callers still waiting.
 func (w *Writer[T]) Write(item T, done <-chan struct{}, write func(group []T)) {
 	w.mu.Lock()
 	w.queue = append(w.queue, item)
+	w.queued++
+	mine := w.queued
 	full := len(w.queue) >= w.max
 	w.mu.Unlock()
 	var extra chan struct{} // nil, which never takes a send, unless a whole group is waiting
@@ -56,20 +63,18 @@ func (w *Writer[T]) Write(item T, done <-chan struct{}, write func(group []T)) {
 	case extra <- struct{}{}:
 		slot = w.extra
 	}
-	w.writeUntil(done, write)
-	<-slot
+	func() {
+		defer func() { <-slot }()
+		w.writeThrough(mine, write)
+	}()
 	<-done // written by this caller, or by the writer that took it from the queue
 }
 
-// writeUntil writes groups from the queue until done is closed or the queue is empty.
-func (w *Writer[T]) writeUntil(done <-chan struct{}, write func(group []T)) {
+// writeThrough writes groups from the queue until it has written the one holding the item
+// queued mine-th, or finds it taken by another writer.
+func (w *Writer[T]) writeThrough(mine int, write func(group []T)) {
 	for {
-		select {
-		case <-done:
-			return
-		default:
-		}
-		group := w.take()
+		group := w.takeBefore(mine)
 		if len(group) == 0 {
 			return
 		}
@@ -84,12 +89,17 @@ func (w *Writer[T]) Waiting() int {
 	return len(w.queue)
 }
 
-// take removes the oldest max items from the queue.
-func (w *Writer[T]) take() []T {
+// takeBefore removes the oldest max items from the queue, or none once the item queued
+// mine-th has been taken.
+func (w *Writer[T]) takeBefore(mine int) []T {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.taken >= mine {
+		return nil
+	}
 	n := min(len(w.queue), w.max)
 	group := slices.Clone(w.queue[:n])
 	w.queue = slices.Delete(w.queue, 0, n)
+	w.taken += n
 	return group
 }

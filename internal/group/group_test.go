@@ -115,3 +115,120 @@ func TestOneWriterTakesWhatWaits(t *testing.T) {
 		t.Errorf("groups written: %v, want [[1 2] [3]]", r.groups)
 	}
 }
+
+// onceItem is an item whose done channel may be closed more than once, so that its caller
+// can leave (done closed beforehand) while the item stays queued for a writer.
+type onceItem struct {
+	v    int
+	once *sync.Once
+	done chan struct{}
+}
+
+func newOnceItem(v int) onceItem { return onceItem{v, new(sync.Once), make(chan struct{})} }
+
+func (it onceItem) close() { it.once.Do(func() { close(it.done) }) }
+
+// TestAWriterStopsOnceAnotherTookItsItem: a writer writing an older group stops there when
+// another writer has taken its own item meanwhile, rather than writing items queued after
+// its own, whose wait could outlast its request's. The items after it wait for a free writer.
+func TestAWriterStopsOnceAnotherTookItsItem(t *testing.T) {
+	t.Parallel()
+	w := group.NewWriter[onceItem](2, 2)
+	// Groups holding these values wait until their gate is opened.
+	gates := map[int]chan struct{}{-1: make(chan struct{}), 1: make(chan struct{}), 4: make(chan struct{})}
+	var mu sync.Mutex
+	var written []int
+	write := func(g []onceItem) {
+		for _, it := range g {
+			if gate, ok := gates[it.v]; ok {
+				<-gate
+			}
+		}
+		mu.Lock()
+		for _, it := range g {
+			written = append(written, it.v)
+		}
+		mu.Unlock()
+		for _, it := range g {
+			it.close()
+		}
+	}
+	isWritten := func(v int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(written, v)
+	}
+	start := func(it onceItem) <-chan struct{} {
+		returned := make(chan struct{})
+		go func() { w.Write(it, it.done, write); close(returned) }()
+		return returned
+	}
+	// queueAlone queues an item whose caller has left: no writer's place is free for it.
+	queueAlone := func(v int) {
+		it := newOnceItem(v)
+		it.close()
+		w.Write(it, it.done, write)
+	}
+	h := newOnceItem(0)
+	releaseH := grouptest.Hold(w, h, h.done, write) // the first writer, busy
+	// The other writer, busy with -1 and -2: -2's caller found a whole group waiting.
+	queueAlone(-1)
+	start(newOnceItem(-2))
+	testutil.Eventually(t, 5*time.Second, "-1 and -2 taken", func() bool { return w.Waiting() == 0 })
+	// 1 and 2 queued, a whole group, and then item 3, whose caller waits for a writer's place.
+	queueAlone(1)
+	queueAlone(2)
+	mine := newOnceItem(3)
+	mineReturned := start(mine)
+	testutil.Eventually(t, 5*time.Second, "item 3 queued", func() bool { return w.Waiting() == 3 })
+	// The other writer done, item 3's caller takes its place and writes 1 and 2, held.
+	close(gates[-1])
+	testutil.Eventually(t, 5*time.Second, "item 3's caller writing 1 and 2", func() bool { return w.Waiting() == 1 })
+	// Item 4 makes a whole group with 3; with the first writer free, 4's caller takes 3 and
+	// 4, held.
+	fourReturned := start(newOnceItem(4))
+	testutil.Eventually(t, 5*time.Second, "item 4 queued", func() bool { return w.Waiting() == 2 })
+	releaseH()
+	testutil.Eventually(t, 5*time.Second, "item 4's caller taking 3 and 4", func() bool { return w.Waiting() == 0 })
+	fiveReturned := start(newOnceItem(5))
+	testutil.Eventually(t, 5*time.Second, "item 5 queued", func() bool { return w.Waiting() == 1 })
+	close(gates[1]) // 1 and 2 written: item 3's caller, its item taken by 4's, must not take 5
+	testutil.Eventually(t, 5*time.Second, "1 and 2 written", func() bool { return isWritten(2) })
+	time.Sleep(100 * time.Millisecond)
+	if isWritten(5) {
+		t.Fatal("item 3's caller wrote item 5, queued after its own, which another writer had taken")
+	}
+	close(gates[4])
+	for _, c := range []<-chan struct{}{mineReturned, fourReturned, fiveReturned} {
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a caller did not return once its item was written")
+		}
+	}
+	if !isWritten(5) {
+		t.Error("item 5 never written")
+	}
+}
+
+// TestAPanickingWriteLeavesTheWriterFree: a write that panics (recovered further up, as the
+// HTTP server recovers a handler's panic) does not keep the writer's place.
+func TestAPanickingWriteLeavesTheWriterFree(t *testing.T) {
+	t.Parallel()
+	w := group.NewWriter[item](1, 8)
+	func() {
+		defer func() { _ = recover() }()
+		it := newItem(1)
+		w.Write(it, it.done, func(g []item) {
+			for _, it := range g {
+				close(it.done)
+			}
+			panic("write failed")
+		})
+	}()
+	select {
+	case <-write(w, &recorder{}, 2):
+	case <-time.After(5 * time.Second):
+		t.Fatal("the next Write never returned: the panicking writer kept the writer's place")
+	}
+}
