@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -140,19 +141,27 @@ func sendMargin(budget time.Duration) time.Duration { return min(time.Second, bu
 // sent), every order of the group gets the error, as a single order would: storing them
 // again could store them twice.
 func (in *intake) storeGroup(group []*orderJob) {
-	group = answerEnded(group)
 	defer func() {
+		// A panic fails the whole group, whose transaction may have committed, and is not
+		// left to the writer's request alone: every request of the group is answered.
+		if v := recover(); v != nil {
+			in.log.Error("storing orders panicked", "orders", len(group), "panic", v, "stack", string(debug.Stack()))
+			for _, j := range group {
+				j.order, j.alone, j.err = nil, false, fmt.Errorf("store orders: panic: %v", v)
+			}
+		}
 		for _, j := range group {
 			close(j.done)
 		}
 	}()
+	group = answerEnded(group)
 	if len(group) < 2 { // one order, or none whose request is still there
 		for _, j := range group {
 			j.order, j.err = in.storeAlone(j)
 		}
 		return
 	}
-	ctx, cancel := latestDeadline(group)
+	ctx, cancel := firstDeadline(group)
 	defer cancel()
 	err := in.insertGroup(ctx, group)
 	switch {
@@ -190,24 +199,25 @@ func storedNothing(err error) bool {
 	return errors.Is(err, errNotSent) || db.ChangedNothing(err)
 }
 
-// latestDeadline returns a group's context: it ends when the last of the group's requests
-// would end, not when the request that writes it ends. Unlike the worker's groupContext, it
-// has no bound of its own and does not end early once no request waits, because a request's
-// context ends only at its deadline (httpserver.WithTimeout keeps it when the client leaves),
-// so the latest deadline is already when the last request stops waiting.
-func latestDeadline(group []*orderJob) (context.Context, context.CancelFunc) {
+// firstDeadline returns a group's context: it ends at the first deadline of the group's
+// requests, each of which waits for the whole group. A group that ran on to a later deadline
+// would answer the earlier requests after their own time, or not at all (the server writes
+// no answer later than http.requestTimeout and 5 s), even when it stored their orders. The
+// orders sent have at least sendMargin left (answerEnded), and the writer's request, whose
+// group this may not be, does not end it: it writes no group queued after its own
+// (group.Writer), whose deadlines come after its own.
+func firstDeadline(group []*orderJob) (context.Context, context.CancelFunc) {
 	ctx := context.WithoutCancel(group[0].ctx)
-	var last time.Time
+	var first time.Time
 	for _, j := range group {
-		d, ok := j.ctx.Deadline()
-		if !ok {
-			return context.WithCancel(ctx)
-		}
-		if d.After(last) {
-			last = d
+		if d, ok := j.ctx.Deadline(); ok && (first.IsZero() || d.Before(first)) {
+			first = d
 		}
 	}
-	return context.WithDeadline(ctx, last)
+	if first.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, first)
 }
 
 // LockProducts locks products $1 in id order. It runs in a statement of its own, in the

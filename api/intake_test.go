@@ -531,22 +531,80 @@ func TestSendMargin(t *testing.T) {
 	}
 }
 
-// TestLatestDeadlineOutlivesTheWriter: a group's statement may run until its last request's
-// deadline, whoever writes it.
-func TestLatestDeadlineOutlivesTheWriter(t *testing.T) {
-	soon, cancelSoon := context.WithTimeout(ctx, time.Millisecond)
+// TestFirstDeadlineEndsTheGroup: a group's statements end at its first request's deadline,
+// not its last's: every request of the group waits for it.
+func TestFirstDeadlineEndsTheGroup(t *testing.T) {
+	soon, cancelSoon := context.WithTimeout(ctx, time.Hour)
 	defer cancelSoon()
-	later, cancelLater := context.WithTimeout(ctx, time.Hour)
+	later, cancelLater := context.WithTimeout(ctx, 2*time.Hour)
 	defer cancelLater()
-	gctx, cancel := latestDeadline([]*orderJob{{ctx: soon}, {ctx: later}})
+	gctx, cancel := firstDeadline([]*orderJob{{ctx: later}, {ctx: context.Background()}, {ctx: soon}})
 	defer cancel()
-	<-soon.Done()
-	if gctx.Err() != nil {
-		t.Fatalf("the group's context ended with its first request's: %v", gctx.Err())
-	}
-	want, _ := later.Deadline()
+	want, _ := soon.Deadline()
 	if got, _ := gctx.Deadline(); !got.Equal(want) {
-		t.Errorf("deadline %v, want the last request's %v", got, want)
+		t.Errorf("deadline %v, want the first request's %v", got, want)
+	}
+	cancelSoon()
+	if gctx.Err() != nil {
+		t.Error("the group's context ended with a request's cancellation, before its deadline")
+	}
+}
+
+// TestAnOrderIsAnsweredByItsDeadline: a request whose order shares a group with a later
+// request is answered by its own deadline when the group's statements stall, not when the
+// later request's deadline ends the group (after which the server would write no answer).
+func TestAnOrderIsAnsweredByItsDeadline(t *testing.T) {
+	t.Parallel()
+	e, cust, a, in := newQueueEnv(t)
+	b := e.product("1.00", 10)
+	locker, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = locker.Rollback() }()
+	if _, err := locker.ExecContext(ctx, `SELECT FROM products WHERE id = $1 FOR UPDATE`, a); err != nil {
+		t.Fatal(err)
+	}
+	early, cancelEarly := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancelEarly()
+	late, cancelLate := context.WithTimeout(ctx, 20*time.Second)
+	defer cancelLate()
+	start := time.Now()
+	release := in.hold()
+	results := in.storeQueued(t,
+		e.job(early, cust, cust, domain.Item{ProductID: a, Quantity: 1}),
+		e.job(late, cust, cust, domain.Item{ProductID: b, Quantity: 1}))
+	release()
+	r := <-results[0]
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the request with 1.5 s was answered after %v (order %v, %v)", took.Round(time.Millisecond), r.order != nil, r.err)
+	}
+	_ = locker.Rollback()
+	<-results[1]
+}
+
+// TestAPanicInAGroupAnswersEveryOrder: a panic while a group is stored is not the writer's
+// request's alone: every order of the group is answered with an error, and the intake takes
+// orders again.
+func TestAPanicInAGroupAnswersEveryOrder(t *testing.T) {
+	t.Parallel()
+	e, cust, product, in := newQueueEnv(t)
+	good := e.job(ctx, cust, cust, domain.Item{ProductID: product, Quantity: 1})
+	broken := e.job(ctx, cust, cust, domain.Item{ProductID: product, Quantity: 1})
+	broken.ctx = nil // answerEnded reads every order's context: a panic
+	in.storeGroup([]*orderJob{good, broken})
+	for i, j := range []*orderJob{good, broken} {
+		select {
+		case <-j.done:
+		default:
+			t.Fatalf("order %d of the group not answered", i)
+		}
+		if j.err == nil || j.order != nil || j.alone {
+			t.Errorf("order %d: order %v, alone %v, error %v; want the panic's error", i, j.order, j.alone, j.err)
+		}
+	}
+	if o, err := in.store(e.job(ctx, cust, cust, domain.Item{ProductID: product, Quantity: 1})); o == nil || err != nil {
+		t.Errorf("an order after the panic: %v, %v", o, err)
 	}
 }
 
