@@ -126,8 +126,9 @@ func (e *env) login(ctx context.Context, api *process) (*orderClient, error) {
 		url:   api.url() + "/api/orders",
 		token: "Bearer " + res.Token,
 		http: &http.Client{
-			Timeout:   30 * time.Second,
-			Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0},
+			Timeout: 30 * time.Second,
+			// Every client keeps its connection, at the largest level too.
+			Transport: &http.Transport{MaxIdleConnsPerHost: 1 << 13, MaxConnsPerHost: 0},
 		},
 	}, nil
 }

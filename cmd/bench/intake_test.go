@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -47,5 +48,36 @@ func TestAPITurnWaitsForTheRelay(t *testing.T) {
 	}
 	if err := <-published; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPgbenchPhaseLeavesOutConnecting: pgbench's -T counts the time its clients took to
+// connect, its tps does not; merged phases keep pgbench's rate, as the API's turns, whose
+// connections are open already, are measured.
+func TestPgbenchPhaseLeavesOutConnecting(t *testing.T) {
+	out := []byte(`pgbench (15.19 (Debian 15.19-0+deb12u1))
+transaction type: intake.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 32
+number of threads: 32
+maximum number of tries: 1
+duration: 5 s
+number of transactions actually processed: 83476
+number of failed transactions: 0 (0.000%)
+latency average = 1.798 ms
+initial connection time = 537.084 ms
+tps = 17800.130589 (without initial connection time)
+`)
+	p, err := pgbenchPhase(out, 32, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Done != 83476 || p.P50 != 1.798 || p.Throughput != 17800.130589 {
+		t.Errorf("phase %+v", p)
+	}
+	m := merge([]phase{p, p})
+	if math.Abs(m.Throughput-17800.13) > 0.5 {
+		t.Errorf("merged throughput %.2f, want pgbench's 17800.13 (not its transactions over -T, %.0f)", m.Throughput, 83476.0/5)
 	}
 }

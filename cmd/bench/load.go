@@ -236,10 +236,11 @@ func backToBack(ctx context.Context, clients, n int, until time.Time, do call) p
 
 // fixedRate starts calls of do at rate per second for warm and then d, whether or not earlier
 // ones have finished (up to maxInFlight at once), and measures each call due in d from the
-// moment it was due, so that a stall counts against every call it delays. The calls of warm
-// bring the system from idle to the rate on the same schedule; they are counted in Warm and
-// their errors in Errors, but not measured. measuring is called as the first measured call
-// is due.
+// moment it was due, so that a stall counts against every call it delays. The calls are due
+// at the moments of a Poisson process (arrivals), as pgbench -R schedules its transactions
+// and as independent clients arrive. The calls of warm bring the system from idle to the rate
+// on the same schedule; they are counted in Warm and their errors in Errors, but not
+// measured. measuring is called as the first measured call is due.
 func fixedRate(ctx context.Context, rate float64, warm, d time.Duration, maxInFlight int, do call, measuring func()) phase {
 	warmN, n := int(rate*warm.Seconds()), int(rate*d.Seconds())
 	due := make(chan time.Time, warmN+n+1)
@@ -248,11 +249,10 @@ func fixedRate(ctx context.Context, rate float64, warm, d time.Duration, maxInFl
 		seconds bySecond
 		warmed  atomic.Int64
 	)
-	interval := time.Duration(float64(time.Second) / rate)
+	offsets := arrivals(rate, warmN+n+1, 1)
 	start := time.Now()
-	// The first measured call is due then: the warm-up is warmN whole calls, which end before
-	// warm where rate times warm is not a whole number.
-	from := start.Add(time.Duration(warmN) * interval)
+	// The first measured call is due then: the warm-up is warmN whole calls.
+	from := start.Add(offsets[warmN])
 	wait := startWorkers(maxInFlight, start, func(rng *rand.Rand, lat *latencies) {
 		for at := range due {
 			if ctx.Err() != nil {
@@ -272,7 +272,7 @@ func fixedRate(ctx context.Context, rate float64, warm, d time.Duration, maxInFl
 		}
 	})
 	for i := range warmN + n {
-		at := start.Add(time.Duration(i) * interval)
+		at := start.Add(offsets[i])
 		if w := time.Until(at); w > 0 {
 			time.Sleep(w)
 		}
@@ -291,6 +291,20 @@ func fixedRate(ctx context.Context, rate float64, warm, d time.Duration, maxInFl
 	p.finish(all)
 	p.SecondP99 = seconds.p99s()
 	// Throughput over the scheduled window, not the drain after it.
-	p.Throughput = float64(p.Done) / max(d.Seconds(), p.Elapsed.Seconds())
+	p.Throughput = float64(p.Done) / d.Seconds()
 	return p
+}
+
+// arrivals returns the moments, from the first, at which n calls arrive at rate per second
+// on average as a Poisson process: independent gaps drawn from the exponential distribution
+// of mean 1/rate. The draws are seeded, so that runs face the same schedule.
+func arrivals(rate float64, n int, seed uint64) []time.Duration {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	out := make([]time.Duration, n)
+	at := 0.0
+	for i := range out {
+		out[i] = time.Duration(at * float64(time.Second))
+		at += rng.ExpFloat64() / rate
+	}
+	return out
 }

@@ -36,3 +36,31 @@ func TestFixedRateCountsEveryMeasuredCall(t *testing.T) {
 		t.Errorf("warm-up %d calls, measured %d, measuring called %d times; want 10, 20 and 1", p.Warm, p.Done, measuring)
 	}
 }
+
+// TestArrivalsArePoisson: the gaps between calls average 1/rate and are spread as an
+// exponential distribution's (standard deviation equal to the mean), so that a fixed-rate
+// load arrives as pgbench -R's does, not evenly spaced.
+func TestArrivalsArePoisson(t *testing.T) {
+	const rate, n = 2000.0, 200_000
+	at := arrivals(rate, n, 1)
+	if at[0] != 0 {
+		t.Errorf("first call at %v, want 0", at[0])
+	}
+	var sum, sq float64
+	for i := 1; i < n; i++ {
+		g := (at[i] - at[i-1]).Seconds()
+		if g < 0 {
+			t.Fatalf("call %d due before the one before it", i)
+		}
+		sum += g
+		sq += g * g
+	}
+	mean := sum / (n - 1)
+	sd := math.Sqrt(sq/(n-1) - mean*mean)
+	if want := 1 / rate; math.Abs(mean-want) > 0.01*want || math.Abs(sd-want) > 0.02*want {
+		t.Errorf("gaps: mean %.3g s, standard deviation %.3g s; want both %.3g s", mean, sd, want)
+	}
+	if again := arrivals(rate, n, 1); again[n-1] != at[n-1] {
+		t.Error("the same seed gave another schedule")
+	}
+}

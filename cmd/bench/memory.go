@@ -139,8 +139,8 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 			"workerPeakGoroutines": goroutines, "workerPeakStackMiB": stackMiB}},
 	})
 	res.target(fmt.Sprintf("worker takes up a burst of %d orders (payments begun per second)", burst), begunRate, "orders/s", 500, true)
-	res.target("api peak RSS under intake load", apiRSS, "MiB", 150, false)
-	res.target(workerRSSTarget(peak, burst, limit), workerRSS, "MiB", 200, false)
+	res.target("api peak RSS under intake load (150 MB)", apiRSS, "MiB", 150*mibPerMB, false)
+	res.target(workerRSSTarget(peak, burst, limit)+" (200 MB)", workerRSS, "MiB", 200*mibPerMB, false)
 	return res, nil
 }
 
@@ -176,6 +176,9 @@ func paymentsLimit(set overrides, burst int) (int, error) {
 func workerRSSTarget(peak, burst, limit int) string {
 	if peak < burst && limit < burst {
 		return fmt.Sprintf("worker peak RSS (%d payments in flight at most, not the burst's %d: orders.maxPaymentsInFlight %d)", peak, burst, limit)
+	}
+	if peak < burst {
+		return fmt.Sprintf("worker peak RSS (%d payments in flight at most, not the burst's %d)", peak, burst)
 	}
 	return fmt.Sprintf("worker peak RSS (%d payments in flight at most)", peak)
 }

@@ -14,6 +14,7 @@ func TestWorkerRSSTarget(t *testing.T) {
 		{"limited by the configuration", 3000, 5000, 3000,
 			"3000 payments in flight at most, not the burst's 5000: orders.maxPaymentsInFlight 3000", ""},
 		{"the whole burst in flight", 5000, 5000, 6000, "5000 payments in flight at most", "not the burst"},
+		{"short of the burst though the limit allows it", 4200, 5000, 5000, "4200 payments in flight at most, not the burst's 5000", "maxPaymentsInFlight"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := workerRSSTarget(tc.peak, tc.burst, tc.limit)

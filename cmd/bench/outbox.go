@@ -181,10 +181,11 @@ wait:
 		Data: []map[string]any{{"events": n, "warmUpEvents": warmN, "writeSeconds": writeTime.Seconds(), "delivered": got - warmN,
 			"p50Ms": p.P50, "p90Ms": lat.quantile(0.9), "p99Ms": p.P99, "maxMs": lat.quantile(1)}},
 	})
-	res.target("commit-to-publish p50", p.P50, "ms", 10, false)
-	res.target("commit-to-publish p99", p.P99, "ms", 50, false)
+	// The percentiles of the delivered events say nothing of the lost ones.
 	if got < warmN+n || len(lat) < n {
 		return res, fmt.Errorf("%d events committed, %d delivered within 30 s", warmN+n, got)
 	}
+	res.target("commit-to-publish p50", p.P50, "ms", 10, false)
+	res.target("commit-to-publish p99", p.P99, "ms", 50, false)
 	return res, nil
 }

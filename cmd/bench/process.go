@@ -103,6 +103,10 @@ func (p *process) waitReady(ctx context.Context, timeout time.Duration) error {
 	return fmt.Errorf("%s not ready within %s; see %s", p.kind, timeout, p.logPath)
 }
 
+// mibPerMB converts the memory targets, in MB (10^6 bytes), to the MiB the benchmarks read:
+// 150 MB is 143 MiB.
+const mibPerMB = 1e6 / (1 << 20)
+
 // peakRSS returns the process's peak resident set size (VmHWM) in MiB.
 func (p *process) peakRSS() (float64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))

@@ -56,7 +56,7 @@ var sizes = map[string]size{
 		stale: 1_000,
 	},
 	"full": {
-		name: "full", levels: []int{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		name: "full", levels: []int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096},
 		phase: 10 * time.Second, fixedRate: 30 * time.Second, fixedRateWarmUp: 5 * time.Second, history: 100_000,
 		orders: 10_000, paymentDelay: 5 * time.Second,
 		outboxRate: 1_000, outboxFor: 20 * time.Second,
