@@ -184,7 +184,7 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res.setup("this server's autovacuum is %s: the benchmark runs VACUUM between its phases, as autovacuum would within a minute (every order updates two products' stock and its event's outbox row)", autovacuum)
 
 	in := &intakeRun{
-		r: r, e: e, res: res, cat: cat, refDB: refDB, script: script, plain: plain, apiPid: api.cmd.Process.Pid,
+		r: r, e: e, res: res, cat: cat, refDB: refDB, script: script, plain: plain, api: api, apiPid: api.cmd.Process.Pid,
 		post: func(ctx context.Context, rng *rand.Rand) error { return client.create(ctx, cat.orderBody(rng)) },
 	}
 	// Warm up the API (connections, JIT-free plans, token cache) and pgbench's database.
@@ -245,6 +245,7 @@ type intakeRun struct {
 	cat           catalogue
 	refDB         string
 	script, plain string // pgbench scripts: the API's statement, the plain transaction
+	api           *process
 	apiPid        int
 	post          call
 	posted        int // orders the API answered with 201
@@ -344,7 +345,7 @@ func (in *intakeRun) ladder(ctx context.Context) (apiPeak, pgPeak phase, err err
 	res.setup("pgbench reports no percentiles: its p50Ms in the JSON is its average latency")
 	res.setup("CPU per order: busy time of every core (/proc/stat) during the phase, divided by the orders; of it, the api process, the load generator (this process, or pgbench's client), PostgreSQL's and RabbitMQ's processes (with their ended backends); /proc counts in 10 ms ticks, so rest, the difference, may read slightly negative")
 	t := Table{Title: "closed loop: clients posting back to back",
-		Header: []string{"clients", "api orders/s", "p50 ms", "p99 ms", "pgbench tx/s", "avg ms", "api/pgbench",
+		Header: []string{"clients", "api orders/s", "p50 ms", "p99 ms", "api peak RSS MiB", "pgbench tx/s", "avg ms", "api/pgbench",
 			"plain tx/s", "avg ms", "api/plain"}}
 	cpuTable := Table{Title: "CPU time per order, ms (2 cores: 1,000 orders/s at 2 ms each is the whole machine)",
 		Header: []string{"clients", "api: machine", "api process", "load generator", "PostgreSQL", "RabbitMQ", "rest",
@@ -363,9 +364,14 @@ func (in *intakeRun) ladder(ctx context.Context) (apiPeak, pgPeak phase, err err
 		if err != nil {
 			return apiPeak, pgPeak, err
 		}
+		// The api's memory grows with its connections: its peak so far, read after each level.
+		rss, err := in.api.peakRSS()
+		if err != nil {
+			return apiPeak, pgPeak, err
+		}
 		// The API's columns, then the references' or, once pgbench has stopped, dashes.
-		row := []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99)}
-		data := map[string]any{"clients": c, "api": a}
+		row := []string{strconv.Itoa(c), num(a.Throughput), num(a.P50), num(a.P99), num(rss)}
+		data := map[string]any{"clients": c, "api": a, "apiPeakRSSMiB": rss}
 		cpuRow := append([]string{strconv.Itoa(c)}, apiCPUCells(a.CPU)...)
 		cpuData := map[string]any{"clients": c, "api": a.CPU}
 		if refs {
