@@ -106,11 +106,11 @@ func (in *intake) onConn(ctx context.Context, f func(c *pgx.Conn) error) error {
 	return conn.Raw(func(driverConn any) error { return f(driverConn.(*stdlib.Conn).Conn()) })
 }
 
-// answerEnded answers the orders of group whose request has ended while they waited, or has
-// too little of its time left (sendMargin), and returns the others. Nothing of theirs was
-// sent: their requests may safely try again.
+// answerEnded gives the orders of group whose request has ended while they waited, or has
+// too little of its time left (sendMargin), their error, and returns the others, in a slice
+// of their own. Nothing of theirs was sent: their requests may safely try again.
 func answerEnded(group []*orderJob) []*orderJob {
-	live := group[:0] // a group is the writer's own copy
+	live := make([]*orderJob, 0, len(group))
 	for _, j := range group {
 		err := j.ctx.Err()
 		if d, ok := j.ctx.Deadline(); ok && err == nil && time.Until(d) < sendMargin(d.Sub(j.queued)) {
@@ -118,7 +118,6 @@ func answerEnded(group []*orderJob) []*orderJob {
 		}
 		if err != nil {
 			j.err = fmt.Errorf("insert orders: %w: %w", errNotSent, err)
-			close(j.done)
 			continue
 		}
 		live = append(live, j)
@@ -140,28 +139,32 @@ func sendMargin(budget time.Duration) time.Duration { return min(time.Second, bu
 // is unknown (the connection broke, or the time ran out, after the commit may have been
 // sent), every order of the group gets the error, as a single order would: storing them
 // again could store them twice.
-func (in *intake) storeGroup(group []*orderJob) {
+func (in *intake) storeGroup(all []*orderJob) {
+	var group []*orderJob // the orders sent, answerEnded's
 	defer func() {
 		// A panic fails the whole group, whose transaction may have committed, and is not
 		// left to the writer's request alone: every request of the group is answered.
 		if v := recover(); v != nil {
-			in.log.Error("storing orders panicked", "orders", len(group), "panic", v, "stack", string(debug.Stack()))
-			for _, j := range group {
-				j.order, j.alone, j.err = nil, false, fmt.Errorf("store orders: panic: %v", v)
+			in.log.Error("storing orders panicked", "orders", len(all), "panic", v, "stack", string(debug.Stack()))
+			for _, j := range all {
+				// The orders answerEnded answered keep their answer: nothing of theirs was sent.
+				if group == nil && j.err == nil || slices.Contains(group, j) {
+					j.order, j.alone, j.err = nil, false, fmt.Errorf("store orders: panic: %v", v)
+				}
 			}
 		}
-		for _, j := range group {
+		for _, j := range all {
 			close(j.done)
 		}
 	}()
-	group = answerEnded(group)
+	group = answerEnded(all)
 	if len(group) < 2 { // one order, or none whose request is still there
 		for _, j := range group {
 			j.order, j.err = in.storeAlone(j)
 		}
 		return
 	}
-	ctx, cancel := firstDeadline(group)
+	ctx, cancel := groupDeadline(group)
 	defer cancel()
 	err := in.insertGroup(ctx, group)
 	switch {
@@ -199,25 +202,42 @@ func storedNothing(err error) bool {
 	return errors.Is(err, errNotSent) || db.ChangedNothing(err)
 }
 
-// firstDeadline returns a group's context: it ends at the first deadline of the group's
-// requests, each of which waits for the whole group. A group that ran on to a later deadline
-// would answer the earlier requests after their own time, or not at all (the server writes
-// no answer later than http.requestTimeout and 5 s), even when it stored their orders. The
-// orders sent have at least sendMargin left (answerEnded), and the writer's request, whose
-// group this may not be, does not end it: it writes no group queued after its own
-// (group.Writer), whose deadlines come after its own.
-func firstDeadline(group []*orderJob) (context.Context, context.CancelFunc) {
+// answerGrace is how long after the first deadline of a group's requests its statements may
+// still run: each of its requests waits for the whole group, and the server writes no answer
+// later than 5 s after http.requestTimeout.
+const answerGrace = 3 * time.Second
+
+// groupDeadline returns a group's context: it ends at the last deadline of the group's
+// requests, but no later than answerGrace after the first. A group that ran on to a much
+// later deadline would answer the earlier requests too late to be written, even when it
+// stored their orders; one cut at the first deadline would fail every order for the one that
+// had little time left (answerEnded sends those with sendMargin).
+func groupDeadline(group []*orderJob) (context.Context, context.CancelFunc) {
 	ctx := context.WithoutCancel(group[0].ctx)
-	var first time.Time
+	var first, last time.Time
 	for _, j := range group {
-		if d, ok := j.ctx.Deadline(); ok && (first.IsZero() || d.Before(first)) {
+		d, ok := j.ctx.Deadline()
+		if !ok {
+			continue
+		}
+		if first.IsZero() || d.Before(first) {
 			first = d
+		}
+		if d.After(last) {
+			last = d
 		}
 	}
 	if first.IsZero() {
 		return context.WithCancel(ctx)
 	}
-	return context.WithDeadline(ctx, first)
+	return context.WithDeadline(ctx, minTime(last, first.Add(answerGrace)))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // LockProducts locks products $1 in id order. It runs in a statement of its own, in the

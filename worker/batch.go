@@ -155,8 +155,8 @@ func orderIDs(rows *sql.Rows, err error) (map[int]bool, error) {
 // case as a context whose deadline passed. pgx reports a statement whose context was
 // cancelled as context.Canceled whether or not it had been sent, and one whose deadline
 // passed as a timeout once sent (pgconn.Timeout), so that changedNothing can tell the two
-// apart. Unlike the API's latestDeadline, which lasts until the latest deadline of its
-// requests, it has a bound of its own (attemptTimeout, after which retry counts the database
+// apart. Unlike the API's groupDeadline, which lasts until the latest deadline of its
+// requests (and no later than a grace after the first), it has a bound of its own (attemptTimeout, after which retry counts the database
 // as not answering) and ends early once every handler waiting for it has gone, because a
 // handler's context ends when the worker stops or its channel closes, and then its message
 // is delivered again and nothing waits for the statement's outcome.
