@@ -407,10 +407,6 @@ func failed(f migrate.File, err error) error {
 	}
 }
 
-// lockHeld describes in one line the migration lock that another process held for longer
-// than wait, Atlas's error err: what happened, what to do, and the query that finds the
-// session holding it. Atlas's driver takes it as the advisory lock keyed by the 32-bit
-// FNV-1 hash of lockName, which pg_locks shows as its objid.
 // lockKey is the key of the advisory lock that `atlas migrate apply` takes: the 32-bit FNV-1
 // hash of lockName, as Atlas's PostgreSQL driver computes it.
 func lockKey() int64 {
@@ -428,8 +424,10 @@ func lock(ctx context.Context, conn *sql.Conn, lockWait time.Duration) (unlock f
 	key := lockKey()
 	deadline := time.Now().Add(lockWait)
 	for {
+		// Not cancelled with ctx: a lock granted as ctx ends must be seen, or the connection
+		// would go back to the pool holding it. ctx ends the wait between tries.
 		var taken bool
-		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&taken); err != nil {
+		if err := conn.QueryRowContext(context.WithoutCancel(ctx), `SELECT pg_try_advisory_lock($1)`, key).Scan(&taken); err != nil {
 			return nil, fmt.Errorf("take migration lock %q: %w", lockName, err)
 		}
 		if taken {
@@ -459,6 +457,9 @@ func lock(ctx context.Context, conn *sql.Conn, lockWait time.Duration) (unlock f
 	}, nil
 }
 
+// lockHeld describes in one line the migration lock that another process held for longer
+// than wait (err): what happened, what to do, and the query that finds the session holding
+// it. The lock is the advisory lock keyed by lockKey, which pg_locks shows as its objid.
 func lockHeld(ctx context.Context, conn *sql.Conn, wait time.Duration, err error) error {
 	var name string
 	if qerr := conn.QueryRowContext(ctx, `SELECT current_database()`).Scan(&name); qerr != nil {
