@@ -230,14 +230,10 @@ func groupDeadline(group []*orderJob) (context.Context, context.CancelFunc) {
 	if first.IsZero() {
 		return context.WithCancel(ctx)
 	}
-	return context.WithDeadline(ctx, minTime(last, first.Add(answerGrace)))
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
+	if end := first.Add(answerGrace); end.Before(last) {
+		last = end
 	}
-	return b
+	return context.WithDeadline(ctx, last)
 }
 
 // LockProducts locks products $1 in id order. It runs in a statement of its own, in the

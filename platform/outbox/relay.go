@@ -252,34 +252,24 @@ func (r *Relay) sleep(d time.Duration) bool {
 // backOff waits d after a failed round, or until Stop (false). After a round that the
 // database failed (wakeable), a commit of this process that wrote events (Wake) ends the
 // wait once pollInterval has passed: the database took that commit, so it is likely back, and
-// its events should not wait out the rest of a back-off of up to maxBackoff. Before
-// pollInterval a wake is kept for then, so that a round that keeps failing is retried no more
-// than once a pollInterval however busy the process is.
+// its events should not wait out the rest of a back-off of up to maxBackoff. A wake during
+// the first pollInterval stays in r.wake for then, so that a round that keeps failing is
+// retried no more than once a pollInterval however busy the process is.
 func (r *Relay) backOff(d time.Duration, wakeable bool) bool {
 	if !wakeable {
 		return r.sleep(d)
 	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	heed := time.After(min(r.poll, d))
-	woken, heeding := false, false
-	for {
-		select {
-		case <-timer.C:
-			return true
-		case <-r.stop:
-			return false
-		case <-r.wake:
-			if heeding {
-				return true
-			}
-			woken = true
-		case <-heed:
-			if woken {
-				return true
-			}
-			heeding = true
-		}
+	first := min(r.poll, d)
+	if !r.sleep(first) {
+		return false
+	}
+	select {
+	case <-time.After(d - first):
+		return true
+	case <-r.wake:
+		return true
+	case <-r.stop:
+		return false
 	}
 }
 
