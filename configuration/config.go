@@ -20,17 +20,19 @@ type Config struct {
 	Orders   Orders   `json:"orders"`
 	Outbox   Outbox   `json:"outbox"`
 	Log      Log      `json:"log"`
+	Runtime  Runtime  `json:"runtime"`
 	Admin    Admin    `json:"admin"`
 }
 
 // HTTP configures the process's HTTP server (the API, or the health endpoints of the
 // worker and the cron job).
 type HTTP struct {
-	Address         string   `json:"address"`
-	ShutdownTimeout Duration `json:"shutdownTimeout"`
-	RequestTimeout  Duration `json:"requestTimeout"`
-	MaxBodyBytes    int64    `json:"maxBodyBytes"`
-	PprofAddress    string   `json:"pprofAddress"`
+	Address             string   `json:"address"`
+	ShutdownTimeout     Duration `json:"shutdownTimeout"`
+	RequestTimeout      Duration `json:"requestTimeout"`
+	MaxBodyBytes        int64    `json:"maxBodyBytes"`
+	MaxRequestsInFlight int      `json:"maxRequestsInFlight"`
+	PprofAddress        string   `json:"pprofAddress"`
 }
 
 // Database configures the PostgreSQL connection pool.
@@ -121,6 +123,11 @@ type Log struct {
 	Format string `json:"format"`
 }
 
+// Runtime configures Go's runtime in the process.
+type Runtime struct {
+	MemoryLimitMiB int64 `json:"memoryLimitMiB"`
+}
+
 // Admin is the administrator account that the API creates (or updates) at start-up.
 type Admin struct {
 	Name     string `json:"name"`
@@ -158,6 +165,10 @@ func Defaults() Config {
 			ShutdownTimeout: Duration(15 * time.Second),
 			RequestTimeout:  Duration(10 * time.Second),
 			MaxBodyBytes:    1 << 20,
+			// A closed loop of 256 clients reaches the intake's peak on both the fast and the
+			// slow hosts of cmd/bench/RESULTS.md; beyond it each request held costs the api
+			// memory and adds no throughput.
+			MaxRequestsInFlight: 256,
 		},
 		Database: Database{Host: "localhost", Port: 5432, Name: "orderflow", SSLMode: "disable", MaxConns: 20, User: "postgres"},
 		RabbitMQ: RabbitMQ{Host: "localhost", Port: 5672, VHost: "/", Exchange: "orderflow.events", Prefetch: 1000, User: "guest", Password: "guest"},
@@ -175,6 +186,10 @@ func Defaults() Config {
 		},
 		Outbox: Outbox{PollInterval: Duration(time.Second), BatchSize: 100, Retention: Duration(168 * time.Hour)},
 		Log:    Log{Level: "info", Format: "json"},
-		Admin:  Admin{Name: "Administrator", Email: "admin@orderprocessing.local"},
+		// The api with 2,048 clients posting at once kept about 45 MiB live and 40 MiB of
+		// stacks; without a limit its heap doubled past that and it peaked at 165-171 MiB
+		// (cmd/bench/RESULTS.md).
+		Runtime: Runtime{MemoryLimitMiB: 112},
+		Admin:   Admin{Name: "Administrator", Email: "admin@orderprocessing.local"},
 	}
 }

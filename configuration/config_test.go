@@ -332,6 +332,10 @@ func TestValidate(t *testing.T) {
 		{"intake group size", func(c *Config) { c.Orders.IntakeGroupSize = 0 }, "configuration: orders.intakeGroupSize: must be at least 1, got 0"},
 		{"outbox batch size", func(c *Config) { c.Outbox.BatchSize = -1 }, "configuration: outbox.batchSize: must be at least 1, got -1"},
 		{"maxBodyBytes", func(c *Config) { c.HTTP.MaxBodyBytes = 0 }, "configuration: http.maxBodyBytes: must be at least 1, got 0"},
+		{"maxRequestsInFlight", func(c *Config) { c.HTTP.MaxRequestsInFlight = 0 }, "configuration: http.maxRequestsInFlight: must be at least 1, got 0"},
+		{"negative memory limit", func(c *Config) { c.Runtime.MemoryLimitMiB = -1 }, "configuration: runtime.memoryLimitMiB: must be at least 0, got -1"},
+		{"memory limit beyond a TiB", func(c *Config) { c.Runtime.MemoryLimitMiB = 1<<20 + 1 },
+			"configuration: runtime.memoryLimitMiB: must be at most 1048576 (1 TiB), got 1048577"},
 		{"short JWT secret", func(c *Config) { c.Auth.JWTSecret = strings.Repeat("s", 31) },
 			"configuration: auth.jwtSecret: must be at least 32 bytes, got 31"},
 		{"malformed admin email", func(c *Config) { c.Admin.Email = "admin.example.com" },
@@ -574,8 +578,8 @@ func TestKeyTable(t *testing.T) {
 			t.Errorf("secret key %s is not a key of secrets.json: %+v", path, k)
 		}
 	}
-	if got := len(keys); got != 40 {
-		t.Errorf("got %d keys, want 40: %q", got, slices.Collect(maps.Keys(byPath)))
+	if got := len(keys); got != 42 {
+		t.Errorf("got %d keys, want 42: %q", got, slices.Collect(maps.Keys(byPath)))
 	}
 	for path, want := range map[string]Key{
 		"orders.paymentDelay":   {Env: "ORDERFLOW_ORDERS_PAYMENTDELAY", File: InstanceFile, Default: "5s"},

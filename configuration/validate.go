@@ -38,6 +38,10 @@ const (
 	// connection has 2047 channels, shared with the other consumers: about four million
 	// would leave the worker's consumers without channels, while it reports itself ready.
 	maxPaymentsInFlight = 1_000_000
+
+	// maxMemoryLimitMiB bounds runtime.memoryLimitMiB, well below where its bytes would
+	// overflow.
+	maxMemoryLimitMiB = 1 << 20
 )
 
 // Validate reports every problem of c at once, joined with errors.Join, each on one line
@@ -53,6 +57,7 @@ func (c *Config) validate(source func(key string) string) error {
 
 	v.address("http.address", c.HTTP.Address)
 	v.atLeast("http.maxBodyBytes", c.HTTP.MaxBodyBytes, 1)
+	v.atLeast("http.maxRequestsInFlight", int64(c.HTTP.MaxRequestsInFlight), 1)
 	if c.HTTP.PprofAddress != "" {
 		v.address("http.pprofAddress", c.HTTP.PprofAddress)
 	}
@@ -129,6 +134,10 @@ func (c *Config) validate(source func(key string) string) error {
 	v.atLeast("outbox.batchSize", int64(c.Outbox.BatchSize), 1)
 
 	v.oneOf("log.level", c.Log.Level, logLevels)
+	v.atLeast("runtime.memoryLimitMiB", c.Runtime.MemoryLimitMiB, 0)
+	if n := c.Runtime.MemoryLimitMiB; n > maxMemoryLimitMiB {
+		v.add("runtime.memoryLimitMiB", "must be at most %d (1 TiB), got %d", maxMemoryLimitMiB, n)
+	}
 	v.oneOf("log.format", c.Log.Format, logFormats)
 
 	if n := utf8.RuneCountInString(c.Admin.Name); blank(c.Admin.Name) || n > maxNameChars {

@@ -101,6 +101,32 @@ func TestProcessesStartAndStop(t *testing.T) {
 	}
 }
 
+// TestMemoryLimit checks that a process applies runtime.memoryLimitMiB, that GOMEMLIMIT wins
+// over it, and that 0 sets none: each as its ready line reports the runtime's limit.
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"ORDERFLOW_RUNTIME_MEMORYLIMITMIB=77", `"memory_limit_mib":77`},
+		{"ORDERFLOW_RUNTIME_MEMORYLIMITMIB=77 GOMEMLIMIT=50MiB", `"memory_limit_mib":50`},
+		{"ORDERFLOW_RUNTIME_MEMORYLIMITMIB=0", `"memory_limit_mib":"none"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(binary, "cronjob")
+			cmd.Env = slices.DeleteFunc(env(t), func(kv string) bool { return strings.HasPrefix(kv, "GOMEMLIMIT=") })
+			cmd.Env = append(cmd.Env, strings.Fields(tc.name)...)
+			ready, out := startUntilReady(t, cmd, "cronjob", nil)
+			if !ready {
+				t.Fatalf("cronjob exited before it was ready:\n%s", out)
+			}
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, `"msg":"ready"`) && !strings.Contains(line, tc.want) {
+					t.Errorf("ready line %s, want %s", line, tc.want)
+				}
+			}
+		})
+	}
+}
+
 func TestStartupFailuresExitWithOneLine(t *testing.T) {
 	cases := []struct {
 		name, process string
