@@ -46,6 +46,7 @@ type Handler struct {
 
 	stock     *stockLocks
 	intake    *intake
+	places    *places
 	logins    *loginLimiter
 	outages   *outageLog
 	dummyOnce sync.Once
@@ -64,6 +65,7 @@ func NewHandler(client *ent.Client, db *sql.DB, cfg *configuration.Config, log *
 		bcryptCost: bcrypt.DefaultCost,
 		stock:      newStockLocks(),
 		intake:     newIntake(db, log, cfg.Orders.IntakeConnections, cfg.Orders.IntakeGroupSize),
+		places:     newPlaces(cfg.HTTP.MaxRequestsInFlight, cfg.HTTP.RequestTimeout.D()/2),
 		logins:     newLoginLimiter(cfg.Auth.LoginAttemptsPerMinute, cfg.Auth.LoginAttemptsPerAddressPerMinute, time.Now),
 		outages:    newOutageLog(time.Now),
 		now:        func() time.Time { return time.Now().UTC() },
@@ -77,7 +79,8 @@ func (h *Handler) Tokens() *Tokens { return h.tokens }
 // router with problem+json answers for unknown routes and undecodable requests, request
 // bodies limited to maxBodyBytes and refused when an object repeats a key,
 // WWW-Authenticate on every 401, Retry-After on a 429 that sets it, HEAD answered as GET, and
-// on every answer Cache-Control: no-store and X-Content-Type-Options: nosniff.
+// on every answer Cache-Control: no-store and X-Content-Type-Options: nosniff. An operation
+// runs once its request has a place (places), or is answered 503 with Retry-After.
 func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 	srv, err := oas.NewServer(h, h,
 		oas.WithErrorHandler(h.handleRequestError),
@@ -111,10 +114,12 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 				r.Method = http.MethodGet
 			}
 		}
-		if route, ok := srv.FindPath(r.Method, r.URL); ok {
+		route, operation := srv.FindPath(r.Method, r.URL)
+		order := operation && route.Name() == string(oas.CreateOrderOperation)
+		if operation {
 			// Metrics and spans name the operation, not the /api/ prefix.
 			metrics.SetRoute(r.Context(), route.OperationID())
-			if route.Name() == string(oas.CreateOrderOperation) {
+			if order {
 				defer countOrderRefused(info)
 			}
 		} else {
@@ -158,6 +163,19 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		// generated decoder reads only the first line.
 		if r.Method == http.MethodPut && len(r.Header.Values("If-Match")) > 1 {
 			r.Header.Set("If-Match", strings.Join(r.Header.Values("If-Match"), ", "))
+		}
+		if operation {
+			if !h.places.take(r.Context()) {
+				if order {
+					info.orderCounted = true
+					ordersCreated.WithLabelValues("unavailable").Inc()
+				}
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, problemResponse(http.StatusServiceUnavailable,
+					"The server is working on as many requests as it takes at once (http.maxRequestsInFlight), and none left it a place for this one in time; nothing was done: retry later.", nil))
+				return
+			}
+			defer h.places.release()
 		}
 		srv.ServeHTTP(&challengeWriter{ResponseWriter: w, info: info}, r)
 	}), nil

@@ -12,7 +12,8 @@ import (
 // ordersCreated counts POST /api/orders by outcome: created (including idempotent
 // replays), insufficient_stock, rejected (invalid or forbidden, including the requests
 // refused before the operation runs: no valid token, a body that does not decode or is too
-// large), idempotency_conflict, unavailable (database down or request timed out) and error.
+// large), idempotency_conflict, unavailable (database down, request timed out, or no place
+// in time) and error.
 var ordersCreated = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "orderflow_orders_created_total",
 	Help: "Order requests by outcome.",
@@ -38,7 +39,7 @@ func countOrderRefused(info *requestInfo) {
 func orderOperationRuns(ctx context.Context) { requestInfoFrom(ctx).orderCounted = true }
 
 func registerMetrics(reg prometheus.Registerer) error {
-	return errors.Join(reg.Register(ordersCreated), reg.Register(intakeGroupOrders))
+	return errors.Join(reg.Register(ordersCreated), reg.Register(intakeGroupOrders), reg.Register(requestsWaiting))
 }
 
 func orderOutcome(err error) string {

@@ -170,8 +170,8 @@ func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, err
 	}
 	defer stopDrain()
-	res.setup("api process (bin/orderflow api, configuration defaults: http.maxRequestsInFlight %d, database.maxConns %d, orders.intakeConnections %d, orders.intakeGroupSize %d, outbox.batchSize %d, log.level %s); worker not running",
-		e.cfg.HTTP.MaxRequestsInFlight, e.cfg.Database.MaxConns, e.cfg.Orders.IntakeConnections, e.cfg.Orders.IntakeGroupSize, e.cfg.Outbox.BatchSize, e.cfg.Log.Level)
+	res.setup("api process (bin/orderflow api, configuration defaults: http.maxRequestsInFlight %d, runtime.memoryLimitMiB %d, database.maxConns %d, orders.intakeConnections %d, orders.intakeGroupSize %d, outbox.batchSize %d, log.level %s); worker not running",
+		e.cfg.HTTP.MaxRequestsInFlight, e.cfg.Runtime.MemoryLimitMiB, e.cfg.Database.MaxConns, e.cfg.Orders.IntakeConnections, e.cfg.Orders.IntakeGroupSize, e.cfg.Outbox.BatchSize, e.cfg.Log.Level)
 	res.setup("the benchmark process takes the events from the worker's %s queue and drops them (auto-ack), as a running worker keeps that queue short; its CPU counts in the load generator's", bus.ConsumerOrderCreated)
 	res.setup("fixture: %d products, %d customers, %d old orders with 2 items each, VACUUM ANALYZE; pgbench on a copy of the same database",
 		cat.products, cat.users, r.size.history)

@@ -54,8 +54,8 @@ func runMemory(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	res.setup("api and worker processes, configuration defaults but orders.paymentDelay %s and orders.maxPaymentsInFlight %d (the worker's payments at once; %d by default; database.maxConns %d)",
-		delay, limit, e.cfg.Orders.MaxPaymentsInFlight, e.cfg.Database.MaxConns)
+	res.setup("api and worker processes, configuration defaults but orders.paymentDelay %s and orders.maxPaymentsInFlight %d (the worker's payments at once; %d by default; database.maxConns %d, runtime.memoryLimitMiB %d)",
+		delay, limit, e.cfg.Orders.MaxPaymentsInFlight, e.cfg.Database.MaxConns, e.cfg.Runtime.MemoryLimitMiB)
 	res.setup("api: 16 clients posting orders for %s; worker: then %d orders with their OrderCreated events written in one transaction",
 		r.size.phase, burst)
 	res.setup("the worker's peak goroutines and stacks: its go_goroutines and go_memstats_stack_inuse_bytes (stacks kept for reuse included), read every 50 ms from the api load's start to the burst's end")

@@ -117,8 +117,8 @@ func runPipeline(ctx context.Context, r *runner) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	res.setup("api and worker processes (configuration defaults but orders.paymentDelay %s, orders.completionProbability 0.5; orders.maxPaymentsInFlight %d, rabbitmq.prefetch %d, database.maxConns %d each)",
-		delay, e.cfg.Orders.MaxPaymentsInFlight, e.cfg.RabbitMQ.Prefetch, e.cfg.Database.MaxConns)
+	res.setup("api and worker processes (configuration defaults but orders.paymentDelay %s, orders.completionProbability 0.5; orders.maxPaymentsInFlight %d, rabbitmq.prefetch %d, database.maxConns %d, runtime.memoryLimitMiB %d each)",
+		delay, e.cfg.Orders.MaxPaymentsInFlight, e.cfg.RabbitMQ.Prefetch, e.cfg.Database.MaxConns, e.cfg.Runtime.MemoryLimitMiB)
 	res.setup("%d orders posted by %d clients back to back; decided: payment outcome counted by the worker (orderflow_worker_payments_total) and, for completed ones, the notification (orderflow_worker_notifications_total); checked in the database at the end",
 		n, clients)
 

@@ -93,6 +93,7 @@ func serve(process, dir string, stderr io.Writer) int {
 	// where it stands.
 	signals, started, release := takeSignals(process, stderr)
 	defer release()
+	limitMemory(cfg)
 	app := fx.New(processOptions(process, cfg))
 	if err := app.Err(); err != nil {
 		return report(stderr, process, err)

@@ -107,6 +107,8 @@ func TestMemoryLimit(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
 		{"ORDERFLOW_RUNTIME_MEMORYLIMITMIB=77", `"memory_limit_mib":77`},
 		{"ORDERFLOW_RUNTIME_MEMORYLIMITMIB=77 GOMEMLIMIT=50MiB", `"memory_limit_mib":50`},
+		{"ORDERFLOW_RUNTIME_MEMORYLIMITMIB=77 GOMEMLIMIT=", `"memory_limit_mib":77`},
+		{"GOMEMLIMIT=", `"memory_limit_mib":112`}, // the shipped instance.json's
 		{"ORDERFLOW_RUNTIME_MEMORYLIMITMIB=0", `"memory_limit_mib":"none"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

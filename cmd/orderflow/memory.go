@@ -9,10 +9,10 @@ import (
 )
 
 // limitMemory sets the process's soft memory limit to runtime.memoryLimitMiB, unless
-// GOMEMLIMIT is set: the runtime has applied that one, and it wins. 0 leaves the runtime's
-// default, no limit.
+// GOMEMLIMIT is set: the runtime has applied that one, and it wins (an empty one is no
+// setting, for the runtime too). 0 leaves the runtime's default, no limit.
 func limitMemory(cfg *configuration.Config) {
-	if _, set := os.LookupEnv("GOMEMLIMIT"); set || cfg.Runtime.MemoryLimitMiB == 0 {
+	if os.Getenv("GOMEMLIMIT") != "" || cfg.Runtime.MemoryLimitMiB == 0 {
 		return
 	}
 	debug.SetMemoryLimit(cfg.Runtime.MemoryLimitMiB << 20)

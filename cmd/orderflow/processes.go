@@ -28,7 +28,6 @@ import (
 func processOptions(process string, cfg *configuration.Config) fx.Option {
 	return fx.Options(
 		fx.Supply(cfg, log.Process(process), tracing.ServiceName("orderflow-"+process)),
-		fx.Invoke(limitMemory),
 		log.FxLogger,
 		// Stopping drains HTTP requests, consumers and the relay within one deadline.
 		fx.StopTimeout(cfg.HTTP.ShutdownTimeout.D()),

@@ -45,10 +45,8 @@ type Server struct {
 func New(lc fx.Lifecycle, cfg *configuration.Config, mux *http.ServeMux, m *metrics.HTTP, log *slog.Logger) *Server {
 	s := &Server{
 		srv: &http.Server{
-			// Observe sees the pattern the mux matched, as Limit passes the request on as it is,
-			// and counts a request's wait for its place in its duration.
-			Handler: WithRequestID(tracing.Middleware(WithTimeout(
-				Observe(log, m, Limit(mux, cfg.HTTP.MaxRequestsInFlight, m)),
+			// Observe wraps the mux directly, so that it sees the pattern the mux matched.
+			Handler: WithRequestID(tracing.Middleware(WithTimeout(Observe(log, m, mux),
 				cfg.HTTP.RequestTimeout.D()))),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       cfg.HTTP.RequestTimeout.D(),
@@ -155,7 +153,8 @@ func Observe(l *slog.Logger, m *metrics.HTTP, next http.Handler) http.Handler {
 		finish := func() {
 			trace.SpanFromContext(r.Context()).SetName(spanName(r.Method, done(sw.code)))
 			level := slog.LevelInfo
-			if probe(r.URL.Path) {
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
 				level = slog.LevelDebug
 			}
 			l.Log(r.Context(), level, "http request",

@@ -165,30 +165,6 @@ func TestDepartedClientDoesNotCancelTheRequest(t *testing.T) {
 	}
 }
 
-// TestServerBoundsRequestsInFlight checks that the server applies http.maxRequestsInFlight
-// (Limit's own behaviour is in limit_test.go).
-func TestServerBoundsRequestsInFlight(t *testing.T) {
-	cfg := testConfig()
-	cfg.HTTP.MaxRequestsInFlight = 1
-	srv := start(t, cfg)
-	go func() {
-		if resp, err := http.Get(srv.URL() + "/outlive"); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	select {
-	case <-outliveStarted:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the handler did not start")
-	}
-	code, body := get(t, srv.URL()+"/slow")
-	clientGone <- struct{}{}
-	<-outcomes
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "http.maxRequestsInFlight") {
-		t.Errorf("a request beside the only one allowed = %d %q, want 503 once its time ran out waiting", code, body)
-	}
-}
-
 func TestMetricsCountRequests(t *testing.T) {
 	srv := start(t, testConfig())
 	get(t, srv.URL()+"/healthz")

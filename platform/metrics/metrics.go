@@ -49,7 +49,6 @@ func Register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 type HTTP struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	waiting  prometheus.Gauge
 }
 
 // NewHTTP registers the HTTP metrics with reg.
@@ -64,17 +63,10 @@ func NewHTTP(reg prometheus.Registerer) *HTTP {
 			Help:    "HTTP request latency by route and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
-		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "orderflow_http_requests_waiting",
-			Help: "HTTP requests waiting for one of the http.maxRequestsInFlight places.",
-		}),
 	}
-	reg.MustRegister(h.requests, h.duration, h.waiting)
+	reg.MustRegister(h.requests, h.duration)
 	return h
 }
-
-// Waiting counts a request that begins (+1) or ends (-1) its wait for a place.
-func (h *HTTP) Waiting(delta float64) { h.waiting.Add(delta) }
 
 // Unmatched is the route label of a request that no route serves (an unknown path, or a
 // method its path does not take).

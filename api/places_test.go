@@ -1,0 +1,149 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"orderflow/configuration"
+)
+
+func TestPlacesBoundTheRequestsAtOnce(t *testing.T) {
+	t.Parallel()
+	p := newPlaces(2, 100*time.Millisecond)
+	if !p.take(context.Background()) || !p.take(context.Background()) {
+		t.Fatal("two places, and a take of one of them failed")
+	}
+	begin := time.Now()
+	if p.take(context.Background()) {
+		t.Fatal("a third request took one of two places")
+	}
+	if waited := time.Since(begin); waited < 90*time.Millisecond {
+		t.Errorf("gave up after %v, want the 100ms it may wait", waited)
+	}
+	p.release()
+	if !p.take(context.Background()) {
+		t.Error("a released place could not be taken")
+	}
+}
+
+func TestPlacesWaitEndsWithTheRequest(t *testing.T) {
+	t.Parallel()
+	p := newPlaces(1, time.Minute)
+	p.take(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan bool)
+	go func() { got <- p.take(ctx) }()
+	cancel()
+	select {
+	case ok := <-got:
+		if ok {
+			t.Error("a request whose context ended took a place that nobody freed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the wait outlived the request's context")
+	}
+}
+
+func TestPlacesGiveAFreedPlaceToAWaitingRequest(t *testing.T) {
+	t.Parallel()
+	p := newPlaces(1, time.Minute)
+	p.take(context.Background())
+	got := make(chan bool)
+	go func() { got <- p.take(context.Background()) }()
+	time.Sleep(50 * time.Millisecond)
+	p.release()
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Error("a waiting request did not get the place freed for it")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a freed place did not end the wait")
+	}
+}
+
+// busyEnv is an API with one place, for which a request waits at most 300 ms.
+func busyEnv(t *testing.T) *env {
+	return newEnvWith(t, func(c *configuration.Config) {
+		c.HTTP.MaxRequestsInFlight = 1
+		c.HTTP.RequestTimeout = configuration.Duration(600 * time.Millisecond)
+	}, bcrypt.MinCost)
+}
+
+// TestAnOperationWithoutAPlaceIsAnswered503 holds the API's only place and checks that an
+// operation then waits its time and is answered 503 with Retry-After, as the API answers,
+// without running; and that what is not an operation does not wait.
+func TestAnOperationWithoutAPlaceIsAnswered503(t *testing.T) {
+	t.Parallel()
+	e := busyEnv(t)
+	tok := e.adminToken()
+	p := e.product("1.00", 5)
+	e.h.places.take(context.Background()) // as a request being worked on would
+
+	begin := time.Now()
+	res := e.do(http.MethodGet, "/api/products", tok, "", "")
+	waited := time.Since(begin)
+	body := problemBody(t, res, http.StatusServiceUnavailable)
+	if !strings.Contains(fmt.Sprint(body["detail"]), "http.maxRequestsInFlight") {
+		t.Errorf("detail %q, want it to name http.maxRequestsInFlight", body["detail"])
+	}
+	if res.Header.Get("Retry-After") != "1" || res.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("headers %v, want Retry-After: 1 and the API's Cache-Control: no-store", res.Header)
+	}
+	if waited < 250*time.Millisecond || waited > 5*time.Second {
+		t.Errorf("answered after %v, want after the 300ms a request may wait", waited)
+	}
+
+	res = e.do(http.MethodPost, "/api/orders", tok, "application/json", fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1}]}`, p))
+	problemBody(t, res, http.StatusServiceUnavailable)
+	if n := e.client.Order.Query().CountX(context.Background()); n != 0 {
+		t.Errorf("%d orders stored by a request answered 503 for want of a place", n)
+	}
+	if stock := e.stock(p); stock != 5 {
+		t.Errorf("stock %d, want 5", stock)
+	}
+
+	// Neither the contract nor an unknown path waits.
+	if res := e.do(http.MethodGet, "/openapi.yaml", "", "", ""); res.StatusCode != http.StatusOK {
+		t.Errorf("GET /openapi.yaml with no place free = %d, want 200", res.StatusCode)
+	}
+	if res := e.do(http.MethodGet, "/api/nothing-here", tok, "", ""); res.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown path with no place free = %d, want 404", res.StatusCode)
+	}
+
+	e.h.places.release()
+	if res := e.do(http.MethodGet, "/api/products", tok, "", ""); res.StatusCode != http.StatusOK {
+		t.Errorf("with the place free again = %d, want 200", res.StatusCode)
+	}
+}
+
+// TestASlowBodyHoldsNoPlace checks that a request takes a place only once its body has
+// arrived: a client that sends a body slowly, or never finishes it, keeps no other request
+// waiting.
+func TestASlowBodyHoldsNoPlace(t *testing.T) {
+	t.Parallel()
+	e := busyEnv(t)
+	tok := e.adminToken()
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = io.WriteString(conn, "POST /api/orders HTTP/1.1\r\nHost: orderflow\r\nAuthorization: Bearer "+tok+
+		"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"items\":")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the server has read the headers and waits for the rest
+	if res := e.do(http.MethodGet, "/api/products", tok, "", ""); res.StatusCode != http.StatusOK {
+		t.Errorf("beside a body that never ends = %d, want 200", res.StatusCode)
+	}
+}
