@@ -147,7 +147,8 @@ type requestInfo struct {
 	// first.
 	idempotencyKeys int
 	// orderCounted is set by CreateOrder, which counts its outcome in
-	// orderflow_orders_created_total; an order request refused before it is counted apart.
+	// orderflow_orders_created_total, or by NewServer's handler when the order found no
+	// place; an order request refused before either is counted apart.
 	orderCounted bool
 }
 

@@ -6,13 +6,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
 	"orderflow/configuration"
+	"orderflow/platform/httpserver"
 )
 
 func TestPlacesBoundTheRequestsAtOnce(t *testing.T) {
@@ -31,6 +34,34 @@ func TestPlacesBoundTheRequestsAtOnce(t *testing.T) {
 	p.release()
 	if !p.take(context.Background()) {
 		t.Error("a released place could not be taken")
+	}
+}
+
+func TestPlacesKeepHalfTheRequestsTime(t *testing.T) {
+	t.Parallel()
+	p := newPlaces(1, time.Second)
+	p.take(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	begin := time.Now()
+	if p.take(ctx) {
+		t.Fatal("took a place nobody freed")
+	}
+	if waited := time.Since(begin); waited < 900*time.Millisecond || waited > 1800*time.Millisecond {
+		t.Errorf("a request with 2s left gave up after %v, want once 1s was left (after about 1s)", waited)
+	}
+	// One with less than that left does not wait, and one that ran out takes no free place.
+	short, cancelShort := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancelShort()
+	begin = time.Now()
+	if p.take(short) || time.Since(begin) > 250*time.Millisecond {
+		t.Errorf("a request with 500ms left waited %v, want no wait", time.Since(begin))
+	}
+	p.release()
+	ended, cancelEnded := context.WithCancel(context.Background())
+	cancelEnded()
+	if p.take(ended) {
+		t.Error("a request whose context had ended took a place")
 	}
 }
 
@@ -81,12 +112,22 @@ func busyEnv(t *testing.T) *env {
 // TestAnOperationWithoutAPlaceIsAnswered503 holds the API's only place and checks that an
 // operation then waits its time and is answered 503 with Retry-After, as the API answers,
 // without running; and that what is not an operation does not wait.
+//
+// It runs alone, as it counts the orders' outcomes.
 func TestAnOperationWithoutAPlaceIsAnswered503(t *testing.T) {
-	t.Parallel()
 	e := busyEnv(t)
 	tok := e.adminToken()
 	p := e.product("1.00", 5)
-	e.h.places.take(context.Background()) // as a request being worked on would
+	for range 3 { // each frees its place
+		if res := e.do(http.MethodGet, "/api/products", tok, "", ""); res.StatusCode != http.StatusOK {
+			t.Fatalf("GET /api/products = %d", res.StatusCode)
+		}
+	}
+	if !e.h.places.take(context.Background()) { // as a request being worked on would
+		t.Fatal("the only place was not free")
+	}
+	unavailable, rejected := ordersCreated.WithLabelValues("unavailable"), ordersCreated.WithLabelValues("rejected")
+	unavailableBefore, rejectedBefore := testutil.ToFloat64(unavailable), testutil.ToFloat64(rejected)
 
 	begin := time.Now()
 	res := e.do(http.MethodGet, "/api/products", tok, "", "")
@@ -109,6 +150,9 @@ func TestAnOperationWithoutAPlaceIsAnswered503(t *testing.T) {
 	}
 	if stock := e.stock(p); stock != 5 {
 		t.Errorf("stock %d, want 5", stock)
+	}
+	if d, r := testutil.ToFloat64(unavailable)-unavailableBefore, testutil.ToFloat64(rejected)-rejectedBefore; d != 1 || r != 0 {
+		t.Errorf("the refused order counted %v times unavailable and %v times rejected, want once unavailable", d, r)
 	}
 
 	// Neither the contract nor an unknown path waits.
@@ -145,5 +189,56 @@ func TestASlowBodyHoldsNoPlace(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the server has read the headers and waits for the rest
 	if res := e.do(http.MethodGet, "/api/products", tok, "", ""); res.StatusCode != http.StatusOK {
 		t.Errorf("beside a body that never ends = %d, want 200", res.StatusCode)
+	}
+}
+
+// TestAWaitingRequestWhoseClientLeftIsDropped checks that a request waiting for a place
+// stops waiting when its client goes away, behind WithTimeout as the process serves it
+// (whose request contexts outlive their clients): it does not run later for nobody.
+//
+// It runs alone, as it reads the number of waiting requests.
+func TestAWaitingRequestWhoseClientLeftIsDropped(t *testing.T) {
+	e := busyEnv(t)
+	tok := e.adminToken()
+	p := e.product("1.00", 5)
+	ts := httptest.NewServer(httpserver.WithTimeout(e.srv.Config.Handler, 10*time.Second))
+	defer ts.Close()
+	if !e.h.places.take(context.Background()) {
+		t.Fatal("the only place was not free")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/api/orders",
+		strings.NewReader(fmt.Sprintf(`{"items":[{"productId":%d,"quantity":1}]}`, p)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	gone := make(chan error, 1)
+	go func() {
+		res, err := ts.Client().Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		gone <- err
+	}()
+	waiting := func(want float64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); testutil.ToFloat64(requestsWaiting) != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%v requests wait, want %v", testutil.ToFloat64(requestsWaiting), want)
+			}
+		}
+	}
+	waiting(1)
+	cancel() // the client gives up and closes its connection
+	if err := <-gone; err == nil {
+		t.Fatal("the client got an answer while the place was held")
+	}
+	waiting(0)
+	e.h.places.release()
+	time.Sleep(200 * time.Millisecond)
+	if n := e.client.Order.Query().CountX(context.Background()); n != 0 {
+		t.Errorf("%d orders stored for a client that had left while its request waited", n)
 	}
 }

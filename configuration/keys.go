@@ -39,7 +39,7 @@ var meanings = map[string]string{
 	"http.shutdownTimeout":                  "how long a stopping process lets its work in flight finish (the api's requests, the worker's payments, the events they committed) before it cuts it short and exits 1; compose's `stop_grace_period` must be longer",
 	"http.requestTimeout":                   "deadline of one API request (a request whose client leaves still runs to its answer or this deadline)",
 	"http.maxBodyBytes":                     "largest accepted request body, in bytes",
-	"http.maxRequestsInFlight":              "operations under `/api/` the api works on at once; the others wait, in the order they came, once their body has arrived, for at most half their `http.requestTimeout`, and are then answered 503 with `Retry-After` without having run. Nothing else waits: probes, `/metrics`, `/openapi.yaml`, `/docs`",
+	"http.maxRequestsInFlight":              "operations under `/api/` the api works on at once; the others wait, in the order they came, once their body has arrived, while they have more than half their `http.requestTimeout` left and their client is there, and are then answered 503 with `Retry-After` without having run. Nothing else waits: probes, `/metrics`, `/openapi.yaml`, `/docs`",
 	"http.pprofAddress":                     "host:port of a separate listener serving Go's profiles under /debug/pprof/; empty serves none",
 	"database.host":                         "PostgreSQL host",
 	"database.port":                         "PostgreSQL port",

@@ -94,13 +94,27 @@ func (s *Server) URL() string { return "http://" + s.Addr() }
 // other work stop when a request has run out of time. It does not end when the client goes
 // away: the request runs to its answer, as it would have for a client that stayed, instead
 // of being cut off in a database call, which costs the pool its connection (pgx closes a
-// connection whose query is cancelled) just when clients give up under load.
+// connection whose query is cancelled) just when clients give up under load. ClientGone
+// tells from the context when the client left.
 func WithTimeout(next http.Handler, d time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), d)
+		ctx := context.WithValue(context.WithoutCancel(r.Context()), clientKey{}, r.Context())
+		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+type clientKey struct{}
+
+// ClientGone returns a channel closed once the client of the request of ctx has gone away
+// (or its request was answered), for work that is not begun for a client that left, such as
+// a wait before anything was done. Outside WithTimeout it is ctx's own Done.
+func ClientGone(ctx context.Context) <-chan struct{} {
+	if client, ok := ctx.Value(clientKey{}).(context.Context); ok {
+		return client.Done()
+	}
+	return ctx.Done()
 }
 
 // RequestIDHeader carries a request's id in and out of the API. A caller may set it to
