@@ -31,11 +31,13 @@ import (
 )
 
 // GET /outlive's handler signals outliveStarted, waits for the test to send on
-// clientGone, then watches its context for 100 ms and sends how it ended on outcomes.
+// clientGone, then watches its context for 100 ms and sends how it ended on outcomes, and
+// whether httpserver.ClientGone told within 5 s that its client had left on seenGone.
 var (
 	outliveStarted = make(chan struct{})
 	clientGone     = make(chan struct{})
 	outcomes       = make(chan error, 1)
+	seenGone       = make(chan bool, 1)
 )
 
 func start(t *testing.T, cfg *configuration.Config, checks ...health.Check) *httpserver.Server {
@@ -55,6 +57,12 @@ func start(t *testing.T, cfg *configuration.Config, checks ...health.Check) *htt
 				case <-time.After(100 * time.Millisecond):
 				}
 				outcomes <- r.Context().Err()
+				select {
+				case <-httpserver.ClientGone(r.Context()):
+					seenGone <- true
+				case <-time.After(5 * time.Second):
+					seenGone <- false
+				}
 			})
 			mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
 				select {
@@ -162,6 +170,9 @@ func TestDepartedClientDoesNotCancelTheRequest(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the handler did not finish")
+	}
+	if !<-seenGone {
+		t.Error("ClientGone did not tell that the client had gone away")
 	}
 }
 
