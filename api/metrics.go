@@ -26,6 +26,12 @@ var intakeGroupOrders = prometheus.NewHistogram(prometheus.HistogramOpts{
 	Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
 })
 
+// requestsWaiting is the number of operations waiting for a place (places).
+var requestsWaiting = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "orderflow_http_requests_waiting",
+	Help: "API requests waiting for one of the http.maxRequestsInFlight places.",
+})
+
 // countOrderRefused counts the order request of info as rejected unless the operation ran
 // (and counted it itself): it was refused before, for its token, its body or its
 // parameters. Each POST /api/orders thus counts once.

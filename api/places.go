@@ -4,16 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"orderflow/platform/httpserver"
 )
-
-// requestsWaiting is the number of operations waiting for a place (places).
-var requestsWaiting = prometheus.NewGauge(prometheus.GaugeOpts{
-	Name: "orderflow_http_requests_waiting",
-	Help: "API requests waiting for one of the http.maxRequestsInFlight places.",
-})
 
 // places bounds the operations the API works on at once (http.maxRequestsInFlight). A
 // request takes a place once its body has arrived, so that a client that sends it slowly

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -18,87 +19,98 @@ import (
 	"orderflow/platform/httpserver"
 )
 
+// The unit tests of places run in a synctest bubble: its clock moves only when every
+// goroutine in it waits, so their waits are exact, and synctest.Wait tells when a request is
+// waiting for a place.
+
 func TestPlacesBoundTheRequestsAtOnce(t *testing.T) {
 	t.Parallel()
-	p := newPlaces(2, 100*time.Millisecond)
-	if !p.take(context.Background()) || !p.take(context.Background()) {
-		t.Fatal("two places, and a take of one of them failed")
-	}
-	begin := time.Now()
-	if p.take(context.Background()) {
-		t.Fatal("a third request took one of two places")
-	}
-	if waited := time.Since(begin); waited < 90*time.Millisecond {
-		t.Errorf("gave up after %v, want the 100ms it may wait", waited)
-	}
-	p.release()
-	if !p.take(context.Background()) {
-		t.Error("a released place could not be taken")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		p := newPlaces(2, 100*time.Millisecond)
+		if !p.take(context.Background()) || !p.take(context.Background()) {
+			t.Fatal("two places, and a take of one of them failed")
+		}
+		begin := time.Now()
+		if p.take(context.Background()) {
+			t.Fatal("a third request took one of two places")
+		}
+		if waited := time.Since(begin); waited < 90*time.Millisecond {
+			t.Errorf("gave up after %v, want the 100ms it may wait", waited)
+		}
+		p.release()
+		if !p.take(context.Background()) {
+			t.Error("a released place could not be taken")
+		}
+	})
 }
 
 func TestPlacesKeepHalfTheRequestsTime(t *testing.T) {
 	t.Parallel()
-	p := newPlaces(1, time.Second)
-	p.take(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	begin := time.Now()
-	if p.take(ctx) {
-		t.Fatal("took a place nobody freed")
-	}
-	if waited := time.Since(begin); waited < 900*time.Millisecond || waited > 1800*time.Millisecond {
-		t.Errorf("a request with 2s left gave up after %v, want once 1s was left (after about 1s)", waited)
-	}
-	// One with less than that left does not wait, and one that ran out takes no free place.
-	short, cancelShort := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancelShort()
-	begin = time.Now()
-	if p.take(short) || time.Since(begin) > 250*time.Millisecond {
-		t.Errorf("a request with 500ms left waited %v, want no wait", time.Since(begin))
-	}
-	p.release()
-	ended, cancelEnded := context.WithCancel(context.Background())
-	cancelEnded()
-	if p.take(ended) {
-		t.Error("a request whose context had ended took a place")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		p := newPlaces(1, time.Second)
+		p.take(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		begin := time.Now()
+		if p.take(ctx) {
+			t.Fatal("took a place nobody freed")
+		}
+		if waited := time.Since(begin); waited < 900*time.Millisecond || waited > 1800*time.Millisecond {
+			t.Errorf("a request with 2s left gave up after %v, want once 1s was left (after about 1s)", waited)
+		}
+		// One with less than that left does not wait, and one that ran out takes no free place.
+		short, cancelShort := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancelShort()
+		begin = time.Now()
+		if p.take(short) || time.Since(begin) > 250*time.Millisecond {
+			t.Errorf("a request with 500ms left waited %v, want no wait", time.Since(begin))
+		}
+		p.release()
+		ended, cancelEnded := context.WithCancel(context.Background())
+		cancelEnded()
+		if p.take(ended) {
+			t.Error("a request whose context had ended took a place")
+		}
+	})
 }
 
 func TestPlacesWaitEndsWithTheRequest(t *testing.T) {
 	t.Parallel()
-	p := newPlaces(1, time.Minute)
-	p.take(context.Background())
-	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan bool)
-	go func() { got <- p.take(ctx) }()
-	cancel()
-	select {
-	case ok := <-got:
-		if ok {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPlaces(1, time.Minute)
+		p.take(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		got := make(chan bool)
+		go func() { got <- p.take(ctx) }()
+		synctest.Wait() // it waits for the place
+		cancel()
+		begin := time.Now()
+		if <-got {
 			t.Error("a request whose context ended took a place that nobody freed")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the wait outlived the request's context")
-	}
+		if waited := time.Since(begin); waited > 5*time.Second {
+			t.Errorf("the wait outlived the request's context by %v", waited)
+		}
+	})
 }
 
 func TestPlacesGiveAFreedPlaceToAWaitingRequest(t *testing.T) {
 	t.Parallel()
-	p := newPlaces(1, time.Minute)
-	p.take(context.Background())
-	got := make(chan bool)
-	go func() { got <- p.take(context.Background()) }()
-	time.Sleep(50 * time.Millisecond)
-	p.release()
-	select {
-	case ok := <-got:
-		if !ok {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPlaces(1, time.Minute)
+		p.take(context.Background())
+		got := make(chan bool)
+		go func() { got <- p.take(context.Background()) }()
+		synctest.Wait() // it waits for the place
+		p.release()
+		begin := time.Now()
+		if !<-got {
 			t.Error("a waiting request did not get the place freed for it")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a freed place did not end the wait")
-	}
+		if waited := time.Since(begin); waited > 5*time.Second {
+			t.Errorf("a freed place ended the wait only after %v", waited)
+		}
+	})
 }
 
 // busyEnv is an API with one place, for which a request waits at most 300 ms.

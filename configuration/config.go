@@ -186,9 +186,9 @@ func Defaults() Config {
 		},
 		Outbox: Outbox{PollInterval: Duration(time.Second), BatchSize: 100, Retention: Duration(168 * time.Hour)},
 		Log:    Log{Level: "info", Format: "json"},
-		// The api with 2,048 clients posting at once kept about 45 MiB live and 40 MiB of
-		// stacks; without a limit its heap doubled past that and it peaked at 165-171 MiB
-		// (cmd/bench/RESULTS.md).
+		// The api with 2,048 clients posting at once kept about 45 MiB live and 23-44 MiB of
+		// stacks; without a limit its heap doubled past that and it peaked at 171 MiB
+		// (cmd/bench/RESULTS.md, "Requests at once and the memory limit").
 		Runtime: Runtime{MemoryLimitMiB: 112},
 		Admin:   Admin{Name: "Administrator", Email: "admin@orderprocessing.local"},
 	}
