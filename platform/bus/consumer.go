@@ -444,7 +444,10 @@ func (c *Consumer) call(ctx context.Context, messageID string, fn func(ctx conte
 }
 
 // deliveryContext continues the trace and the request id that the message carries, so the
-// handler's log lines and spans join those of the request that caused the event.
+// handler's log lines and spans join those of the request that caused the event. A request
+// id that the API would not have taken (a message from another publisher) is left out: it
+// would go on into the headers of the events the handler writes, where one that PostgreSQL
+// cannot store (a NUL) would fail the transaction of every handler writing with it.
 func deliveryContext(parent context.Context, consumer string, d amqp.Delivery) (context.Context, trace.Span) {
 	headers := make(map[string]string, len(d.Headers))
 	for k, v := range d.Headers {
@@ -453,7 +456,7 @@ func deliveryContext(parent context.Context, consumer string, d amqp.Delivery) (
 		}
 	}
 	ctx := parent
-	if id := headers[HeaderRequestID]; id != "" {
+	if id := headers[HeaderRequestID]; log.ValidRequestID(id) {
 		ctx = log.WithRequestID(ctx, id)
 	}
 	ctx = tracing.Extract(ctx, headers)

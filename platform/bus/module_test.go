@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
@@ -159,5 +160,27 @@ func TestBrokerCheckRequiredOnlyByConsumers(t *testing.T) {
 				t.Errorf("/readyz with the broker unreachable = %d %s, want %d naming the broker", rec.Code, rec.Body, tc.want)
 			}
 		})
+	}
+}
+
+// TestDeliveryRequestIDTakenOnlyWhenValid: a message's request id goes on into the log and
+// into the headers of the events its handler writes, so one that the API would not take
+// from a request (a message from another publisher) is left out.
+func TestDeliveryRequestIDTakenOnlyWhenValid(t *testing.T) {
+	t.Parallel()
+	for id, want := range map[string]string{
+		"req-77":                 "req-77",
+		"a\x00b":                 "",
+		"with spaces":            "",
+		strings.Repeat("r", 129): "",
+	} {
+		ctx, span := deliveryContext(context.Background(), ConsumerOrderExpired, amqp.Delivery{
+			RoutingKey: "order.expired",
+			Headers:    amqp.Table{HeaderRequestID: id},
+		})
+		span.End()
+		if got := log.RequestID(ctx); got != want {
+			t.Errorf("header %q: request id %q, want %q", id, got, want)
+		}
 	}
 }

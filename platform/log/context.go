@@ -13,6 +13,21 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
 }
 
+// ValidRequestID tells whether id may be taken as a request id from outside the process (an
+// HTTP header, a message's header): 1 to 128 ASCII letters, digits, '-', '_' or '.'. It goes
+// into log lines, and into the headers of the events written while handling it, as it is.
+func ValidRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // RequestID returns the id stored by WithRequestID, or "".
 func RequestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey{}).(string)
