@@ -158,3 +158,36 @@ func TestPaymentsThatSucceedAtOnceCompleteInOneTransaction(t *testing.T) {
 	}
 	mustEqual(t, "completed log lines", len(logs.lines(t, "payment succeeded: order completed")), 4)
 }
+
+// TestOneOrderThatCannotCompleteLeavesTheOthersOfItsGroupCompleted: when the transaction of
+// the completions that end at once fails for one order's sake (here its event, whose request
+// id PostgreSQL cannot store), the others complete by themselves, each once, instead of
+// failing with it and having their payments drawn again on redelivery.
+func TestOneOrderThatCannotCompleteLeavesTheOthersOfItsGroupCompleted(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w, logs := newWorker(s, always(0.1))
+	ids, bodies := s.newOrderEvents(t, "Barbara Liskov", 3)
+	errs := make([]error, len(ids))
+	handleWhileHeld(t, w.HoldCompletionWriter, len(bodies), func(i int) error {
+		id := fmt.Sprintf("req-%d", ids[i])
+		if i == 0 {
+			id = "req\x00nul" // jsonb has no NUL: the event's headers fail the insert
+		}
+		errs[i] = w.Handle(log.WithRequestID(context.Background(), id), worker.Delivery{Body: bodies[i]})
+		return nil
+	})
+
+	if errs[0] == nil {
+		t.Error("the order whose event cannot be stored was answered as completed")
+	}
+	mustEqual(t, "status of the order that could not complete", s.status(t, ids[0]), order.StatusProcessing)
+	for i, id := range ids[1:] {
+		if errs[i+1] != nil {
+			t.Errorf("order %d: %v", id, errs[i+1])
+		}
+		mustEqual(t, "status", s.status(t, id), order.StatusCompleted)
+		mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, id)), 1)
+	}
+	mustEqual(t, "completed log lines", len(logs.lines(t, "payment succeeded: order completed")), 2)
+}

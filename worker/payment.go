@@ -253,10 +253,22 @@ func (w *Worker) complete(ctx context.Context, e events.OrderCreated) (bool, err
 		return false, fmt.Errorf("complete order %d: %w", e.OrderID, err)
 	}
 	completed, err := w.completions.do(ctx, e.OrderID, row)
+	if failedWhole(err) && !db.Unavailable(err) && !conflicted(err) {
+		// The transaction of the group failed for a reason that retry does not wait out,
+		// which may be another order's (an event it cannot store): this order completes by
+		// itself, so that its payment, which succeeded, is not drawn again on redelivery.
+		completed, err = w.completeAlone(ctx, e.OrderID, row)
+	}
 	if err != nil {
 		return false, fmt.Errorf("complete order %d: %w", e.OrderID, err)
 	}
 	return completed, nil
+}
+
+// completeAlone completes the order, and writes its event row, in a transaction of its own.
+func (w *Worker) completeAlone(ctx context.Context, orderID int, row outbox.Row) (bool, error) {
+	completed, err := w.storeCompletions(ctx, []*batchItem[outbox.Row]{{ctx: ctx, orderID: orderID, value: row}})
+	return completed[orderID], err
 }
 
 // maxCompletions is the most orders one transaction completes.
@@ -267,32 +279,36 @@ const maxCompletions = 500
 // completed, and the OrderCompleted event of each is written to the outbox. The payments of a
 // burst of new orders end together, 5 s after it.
 func newCompletions(w *Worker) *orderBatch[outbox.Row] {
-	return newOrderBatch(w, maxCompletions, func(ctx context.Context, items []*batchItem[outbox.Row]) (map[int]bool, error) {
-		var completed map[int]bool
-		err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
-			var err error
-			completed, err = orderIDs(tx.QueryContext(ctx, completeOrders, orderIDsOf(items),
-				string(order.StatusProcessing), string(order.StatusCompleted)))
-			if err != nil {
-				return err
-			}
-			// One event per order completed: the first item of an order takes it, as
-			// orderBatch tells the first that it changed the order.
-			rows := make([]outbox.Row, 0, len(completed))
-			written := make(map[int]bool, len(completed))
-			for _, it := range items {
-				if completed[it.orderID] && !written[it.orderID] {
-					written[it.orderID] = true
-					rows = append(rows, it.value)
-				}
-			}
-			return outbox.WriteRows(ctx, tx, rows)
-		})
+	return newOrderBatch(w, maxCompletions, w.storeCompletions)
+}
+
+// storeCompletions completes the orders of items that are still processing, and writes their
+// OrderCompleted events, in one transaction, and returns the orders it completed.
+func (w *Worker) storeCompletions(ctx context.Context, items []*batchItem[outbox.Row]) (map[int]bool, error) {
+	var completed map[int]bool
+	err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
+		var err error
+		completed, err = orderIDs(tx.QueryContext(ctx, completeOrders, orderIDsOf(items),
+			string(order.StatusProcessing), string(order.StatusCompleted)))
 		if err != nil {
-			return nil, fmt.Errorf("complete %d orders: %w", len(items), err)
+			return err
 		}
-		return completed, nil
+		// One event per order completed: the first item of an order takes it, as
+		// orderBatch tells the first that it changed the order.
+		rows := make([]outbox.Row, 0, len(completed))
+		written := make(map[int]bool, len(completed))
+		for _, it := range items {
+			if completed[it.orderID] && !written[it.orderID] {
+				written[it.orderID] = true
+				rows = append(rows, it.value)
+			}
+		}
+		return outbox.WriteRows(ctx, tx, rows)
 	})
+	if err != nil {
+		return nil, fmt.Errorf("complete %d orders: %w", len(items), err)
+	}
+	return completed, nil
 }
 
 // decline records the declined payment of the order, if it is still processing and has none
