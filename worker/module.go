@@ -58,7 +58,8 @@ func RegisterConsumers(lc fx.Lifecycle, cfg *configuration.Config, conn *bus.Con
 	bus.RunConsumers(lc, consumers...)
 }
 
-// consume is the bus handler of every queue.
+// consume is the bus handler of every queue. A message moved back from its dead-letter
+// queue counts as redelivered: an earlier delivery of it was not acknowledged.
 func (w *Worker) consume(ctx context.Context, d bus.Delivery) error {
-	return w.handle(ctx, Delivery{Body: d.Body, Redelivered: d.Redelivered})
+	return w.handle(ctx, Delivery{Body: d.Body, Redelivered: d.Redelivered || d.DeadLettered()})
 }

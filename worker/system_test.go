@@ -388,29 +388,78 @@ func TestSystemConsumesEveryQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	// The worker declares the queues and subscribes after its start has returned; a passive
-	// declaration of a queue not there yet closes its channel, hence one per look.
-	consumers := func(queue string) int {
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ch.Close()
-		q, err := ch.QueueDeclarePassive(queue,
-			true,  // durable
-			false, // auto-delete
-			false, // exclusive
-			false, // no-wait
-			nil)
-		if err != nil {
-			return 0
-		}
-		return q.Consumers
-	}
 	for _, q := range bus.SystemQueues() {
 		queue := sys.cfg.RabbitMQ.Exchange + "." + q.Consumer
-		testutil.Eventually(t, 10*time.Second, "a consumer of "+queue+" ("+q.RoutingKey+")", func() bool { return consumers(queue) > 0 })
+		testutil.Eventually(t, 10*time.Second, "a consumer of "+queue+" ("+q.RoutingKey+")", func() bool { return consumers(t, conn, queue) > 0 })
 	}
+}
+
+// consumers returns the consumers of queue, 0 while it is not declared. The worker declares
+// the queues and subscribes after its start has returned; a passive declaration of a queue
+// not there yet closes its channel, hence one per look.
+func consumers(t testing.TB, conn *amqp.Connection, queue string) int {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue,
+		true,  // durable
+		false, // auto-delete
+		false, // exclusive
+		false, // no-wait
+		nil)
+	if err != nil {
+		return 0
+	}
+	return q.Consumers
+}
+
+// TestSystemOrderCreatedMovedBackFromItsDeadLetterQueueResumesThePayment: an OrderCreated
+// dead-lettered after its deliveries were cut off during the payment leaves its order
+// processing; moved back to its queue (a new message, carrying the broker's x-death header,
+// not flagged redelivered), it resumes the payment instead of being dropped as a copy.
+func TestSystemOrderCreatedMovedBackFromItsDeadLetterQueueResumesThePayment(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	ctx := context.Background()
+	id := sys.store.newOrders(t, 1)[0]
+	// Claimed by the deliveries that were cut off, and published by then.
+	if _, err := sys.store.client.ExecContext(ctx, `UPDATE orders SET status = 'processing' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	row := sys.store.client.Outbox.Query().OnlyX(ctx)
+	sys.store.client.Outbox.UpdateOne(row).SetPublishedAt(time.Now()).ExecX(ctx)
+	w := sys.startWorker(10*time.Millisecond, 1, nil)
+	defer w.stop()
+
+	conn, err := amqp.Dial(sys.cfg.RabbitMQ.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	queue := sys.cfg.RabbitMQ.Exchange + "." + bus.ConsumerOrderCreated
+	// A message published before the worker declared its queue would go nowhere.
+	testutil.Eventually(t, 10*time.Second, "a consumer of "+queue, func() bool { return consumers(t, conn, queue) > 0 })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ch.PublishWithContext(ctx, sys.cfg.RabbitMQ.Exchange, row.RoutingKey, true, false, amqp.Publishing{
+		MessageId: row.EventID.String(), Type: row.EventType, ContentType: events.ContentType,
+		DeliveryMode: amqp.Persistent, Body: row.Payload,
+		Headers: amqp.Table{"x-death": []any{amqp.Table{
+			"count": int64(1), "reason": "delivery_limit", "queue": queue,
+			"exchange": sys.cfg.RabbitMQ.Exchange, "routing-keys": []any{row.RoutingKey},
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the order completed", func() bool { return sys.store.status(t, id) == order.StatusCompleted })
+	mustEqual(t, "payments resumed", len(sys.logs.lines(t, msgResumed)), 1)
+	mustEqual(t, "copies dropped", len(sys.logs.lines(t, msgCreatedDup)), 0)
 }
 
 // TestSystemStopTakesNoNewDeliveries: a stopping worker stops taking deliveries on every

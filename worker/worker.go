@@ -87,7 +87,8 @@ type Delivery struct {
 	Body []byte
 	// Redelivered is the broker's redelivered flag: an earlier delivery of this very
 	// message was not acknowledged (its handler failed, was stopped, or its channel closed).
-	// A copy published again by an outbox relay is a new message and is not redelivered.
+	// A copy published again by an outbox relay is a new message and is not redelivered; a
+	// message moved back from a dead-letter queue is (bus.Delivery.DeadLettered).
 	Redelivered bool
 }
 

@@ -69,6 +69,15 @@ type Delivery struct {
 	DeliveryCount int64
 }
 
+// DeadLettered tells whether the message was dead-lettered before and then published again:
+// moved back from a dead-letter queue (the management UI's "Move messages"), whose copy
+// carries the x-death header the broker added. Such a copy is a new message, not flagged
+// redelivered, and its queue's delivery count starts again.
+func (d Delivery) DeadLettered() bool {
+	_, ok := d.Headers["x-death"]
+	return ok
+}
+
 // Handler handles one delivery. nil acks it; an error wrapping ErrPermanent rejects it to the
 // dead-letter queue; After leaves the rest for later; any other error requeues it after a
 // short delay, up to the queue's delivery limit. The context ends when the delivery's
