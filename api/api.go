@@ -181,18 +181,25 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 	}), nil
 }
 
-// otherCharset returns the charset that contentType names when it is not UTF-8. JSON
-// exchanged between systems is UTF-8 (RFC 8259): a body in Latin-1 or UTF-16 read as UTF-8
-// would store other text than the client meant, or fail to decode with a misleading 400.
+// otherCharset returns the charset that contentType names when it is not UTF-8 or a part of
+// it. JSON exchanged between systems is UTF-8 (RFC 8259): a body in Latin-1 or UTF-16 read as
+// UTF-8 would store other text than the client meant, or fail to decode with a misleading
+// 400. "utf8" is a common label of UTF-8, and US-ASCII text is UTF-8 as it is.
 func otherCharset(contentType string) string {
 	if strings.IndexByte(contentType, ';') < 0 { // no parameters, as nearly every request
 		return ""
 	}
 	_, params, err := mime.ParseMediaType(contentType)
-	if charset, ok := params["charset"]; err == nil && ok && !strings.EqualFold(charset, "utf-8") {
-		return charset
+	charset, ok := params["charset"]
+	if err != nil || !ok {
+		return ""
 	}
-	return ""
+	for _, utf8 := range []string{"utf-8", "utf8", "us-ascii"} {
+		if strings.EqualFold(charset, utf8) {
+			return ""
+		}
+	}
+	return charset
 }
 
 // challengeWriter adds the bearer challenge to 401 answers, and Retry-After to 429 answers

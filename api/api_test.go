@@ -127,7 +127,7 @@ func TestProtocol(t *testing.T) {
 		}
 		utf16 := "\xff\xfe{\x00\"\x00n\x00a\x00m\x00e\x00\"\x00:\x001\x00}\x00"
 		problemBody(t, e.do(http.MethodPost, "/api/products", tok, "application/json; charset=utf-16", utf16), http.StatusUnsupportedMediaType)
-		for _, charset := range []string{"utf-8", "UTF-8"} {
+		for _, charset := range []string{"utf-8", "UTF-8", "utf8", "US-ASCII"} {
 			res := e.do(http.MethodPost, "/api/products", tok, "application/json; charset="+charset, `{"name":"café","price":1,"stock":1}`)
 			if res.StatusCode != http.StatusCreated {
 				t.Errorf("charset=%s: status %d", charset, res.StatusCode)
