@@ -2,6 +2,9 @@ package configuration
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -9,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode"
@@ -276,6 +280,20 @@ func TestLoadFileErrors(t *testing.T) {
 				t.Errorf("error spans several lines: %q", err)
 			}
 		})
+	}
+}
+
+// TestUnreadableFileNamesTheUser: a file the process may not read (tests run as root in CI,
+// who may read any file, so the error is made here) names the user that must be able to.
+func TestUnreadableFileNamesTheUser(t *testing.T) {
+	denied := &fs.PathError{Op: "open", Path: "/app/configuration/secrets.json", Err: syscall.EACCES}
+	err := readError("/app/configuration/secrets.json", denied)
+	want := fmt.Sprintf("read /app/configuration/secrets.json: open /app/configuration/secrets.json: permission denied (this process runs as uid %d, which must be able to read it)", os.Getuid())
+	if err.Error() != want || !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("got %q, want %q wrapping fs.ErrPermission", err, want)
+	}
+	if err := readError("instance.json", syscall.EIO); strings.Contains(err.Error(), "uid") {
+		t.Errorf("an error that is not a permission's names the user: %v", err)
 	}
 }
 

@@ -61,13 +61,23 @@ func LoadWithEnv(dir string, lookup func(string) (string, bool)) (*Config, error
 // decodeFile decodes the file at path, which must hold only the keys of file (InstanceFile
 // or SecretsFile), into cfg. When setBy is not nil, it records there, for each key the file
 // sets, the file and the line.
+// readError is the error of a configuration file that could not be read. One that the
+// process may not read names the user it runs as: a file made private on the host keeps its
+// owner and mode when mounted into a container, whose process runs as another user.
+func readError(path string, err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("read %s: %w (this process runs as uid %d, which must be able to read it)", path, err, os.Getuid())
+	}
+	return fmt.Errorf("read %s: %w", path, err)
+}
+
 func decodeFile(path, file string, cfg *Config, setBy map[string]string) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: file not found (both %s and %s are required)", path, InstanceFile, SecretsFile)
 	}
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return readError(path, err)
 	}
 	// Some editors start a UTF-8 file with a byte-order mark, which JSON does not allow.
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
