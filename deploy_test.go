@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +20,9 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"orderflow/api"
 	"orderflow/configuration"
+	"orderflow/cronjob"
 	"orderflow/platform/bus"
 	"orderflow/platform/metrics"
 	"orderflow/platform/outbox"
@@ -136,18 +140,18 @@ func TestComposePostgresHealthyOverTCP(t *testing.T) {
 	}
 }
 
+// TestComposeProcesses: every process runs from the one image with its own command, waits
+// for what it needs, and reads its configuration as it would in its container: the mounted
+// files with the service's environment over them, where a name that is not a key or a value
+// that does not parse stops the process (and its healthcheck) at start.
 func TestComposeProcesses(t *testing.T) {
 	project := loadCompose(t)
 	processes := map[string]string{"api": "api", "worker": "worker", "cronjob": "cronjob"}
-	cfg, err := configuration.LoadWithEnv("configuration", func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	shutdown := cfg.HTTP.ShutdownTimeout.D()
 	var image string
 	for name, command := range processes {
 		svc := project.Services[name]
 		t.Run(name, func(t *testing.T) {
+			cfg := loadServiceConfig(t, svc)
 			if svc.Build == nil || svc.Build.Context == "" {
 				t.Fatal("not built from the repository")
 			}
@@ -175,7 +179,7 @@ func TestComposeProcesses(t *testing.T) {
 			}
 			// Compose kills a container 10 s after SIGTERM unless told otherwise; the process
 			// lets its work finish for up to http.shutdownTimeout, then closes its connections.
-			if grace := svc.StopGracePeriod; grace == nil || time.Duration(*grace) <= shutdown {
+			if grace, shutdown := svc.StopGracePeriod, cfg.HTTP.ShutdownTimeout.D(); grace == nil || time.Duration(*grace) <= shutdown {
 				t.Errorf("stop_grace_period = %v, want more than http.shutdownTimeout (%v), so that a stop is not cut short", grace, shutdown)
 			}
 			if got := svc.HealthCheck.Test; !slices.Equal(got, []string{"CMD", "orderflow", "health"}) {
@@ -183,32 +187,73 @@ func TestComposeProcesses(t *testing.T) {
 			}
 			mounted := false
 			for _, v := range svc.Volumes {
-				if v.Target == "/app/configuration" && v.ReadOnly {
+				if v.Source == "configuration" && v.Target == imageConfigDir(t) && v.ReadOnly {
 					mounted = true
 				}
 			}
 			if !mounted {
-				t.Error("configuration/ is not mounted read-only at /app/configuration")
+				t.Errorf("configuration/ is not mounted read-only at the image's ORDERFLOW_CONFIG_DIR, %s", imageConfigDir(t))
+			}
+			if cfg.Database.Host != "postgres" || cfg.RabbitMQ.Host != "rabbitmq" {
+				t.Errorf("connects to %s and %s, want the postgres and rabbitmq services", cfg.Database.Host, cfg.RabbitMQ.Host)
 			}
 			env := svc.Environment
-			for key, want := range map[string]string{
-				"ORDERFLOW_DATABASE_HOST": "postgres",
-				"ORDERFLOW_RABBITMQ_HOST": "rabbitmq",
-			} {
-				if v := env[key]; v == nil || *v != want {
-					t.Errorf("%s not set to %q", key, want)
-				}
-			}
 			for _, key := range []string{"ORDERFLOW_DATABASE_PASSWORD", "ORDERFLOW_RABBITMQ_USER", "ORDERFLOW_RABBITMQ_PASSWORD"} {
 				if env[key] == nil {
 					t.Errorf("%s not given", key)
 				}
 			}
+			if name == "api" {
+				_, port, err := net.SplitHostPort(cfg.HTTP.Address)
+				if err != nil {
+					t.Fatalf("http.address %q: %v", cfg.HTTP.Address, err)
+				}
+				if ports := svc.Ports; len(ports) != 1 || strconv.Itoa(int(ports[0].Target)) != port || ports[0].Published != port || ports[0].HostIP != "127.0.0.1" {
+					t.Errorf("api ports = %+v, want 127.0.0.1:%s:%s, the port it listens on (http.address %q)", ports, port, port, cfg.HTTP.Address)
+				}
+			}
 		})
 	}
-	if ports := project.Services["api"].Ports; len(ports) != 1 || ports[0].Target != 8080 || ports[0].Published != "8080" {
-		t.Errorf("api ports = %+v, want 8080:8080", ports)
+}
+
+// loadServiceConfig loads the configuration as svc's process would: the repository's files
+// (mounted over the image's) with svc's environment and nothing else of the test's.
+func loadServiceConfig(t *testing.T, svc types.ServiceConfig) *configuration.Config {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, configuration.EnvPrefix) {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
 	}
+	for name, value := range svc.Environment {
+		if value == nil {
+			t.Fatalf("%s is given no value: compose would take it from the host's environment", name)
+		}
+		t.Setenv(name, *value)
+	}
+	cfg, err := configuration.Load("configuration")
+	if err != nil {
+		t.Fatalf("the process would not start with its environment: %v", err)
+	}
+	return cfg
+}
+
+// imageConfigDir is the ORDERFLOW_CONFIG_DIR the runtime image sets: where its processes
+// read their configuration.
+func imageConfigDir(t *testing.T) string {
+	t.Helper()
+	for _, cmd := range parseDockerfile(t)[1].Commands {
+		if c, ok := cmd.(*instructions.EnvCommand); ok {
+			for _, kv := range c.Env {
+				if kv.Key == "ORDERFLOW_CONFIG_DIR" {
+					return kv.Value
+				}
+			}
+		}
+	}
+	t.Fatal("the runtime image sets no ORDERFLOW_CONFIG_DIR")
+	return ""
 }
 
 func parseDockerfile(t *testing.T) []instructions.Stage {
@@ -251,24 +296,41 @@ func TestDockerfileStages(t *testing.T) {
 		t.Errorf("build stage steps = %q, want to start with %q", order, wantPrefix)
 	}
 
-	var user string
-	var copies []string
+	var (
+		user       string
+		copies     []string
+		entrypoint *instructions.EntrypointCommand
+	)
 	for _, cmd := range runtime.Commands {
 		switch c := cmd.(type) {
 		case *instructions.UserCommand:
 			user = c.User
 		case *instructions.CopyCommand:
 			copies = append(copies, strings.Join(c.SourcePaths, " ")+" -> "+c.DestPath)
+		case *instructions.EntrypointCommand:
+			entrypoint = c
 		}
 	}
 	if user == "" || strings.HasPrefix(user, "root") || strings.HasPrefix(user, "0") {
 		t.Errorf("runtime user = %q, want a non-root user", user)
 	}
 	joined := strings.Join(copies, "\n")
-	for _, want := range []string{"bin/orderflow", "migrations/", "configuration/"} {
+	for _, want := range []string{
+		// Compose's healthcheck runs `orderflow health`, found on the image's PATH (the
+		// distroless base's: /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
+		"/src/bin/orderflow -> /usr/local/bin/orderflow",
+		"migrations/ -> /app/migrations/",
+		// The defaults, where compose mounts the repository's configuration/.
+		"configuration/instance.json configuration/secrets.json -> " + imageConfigDir(t) + "/",
+	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("runtime image does not receive %s (copies: %q)", want, copies)
 		}
+	}
+	// Compose gives each service only its command (api, worker, cronjob), and the
+	// healthcheck runs the binary by name.
+	if entrypoint == nil || entrypoint.PrependShell || !slices.Equal(entrypoint.CmdLine, []string{"orderflow"}) {
+		t.Errorf("runtime ENTRYPOINT = %+v, want [\"orderflow\"] in exec form", entrypoint)
 	}
 }
 
@@ -395,8 +457,9 @@ func (r *collectorRecorder) MustRegister(cs ...prometheus.Collector) {
 
 func (r *collectorRecorder) Unregister(prometheus.Collector) bool { return false }
 
-// TestReadmeMetricLabels: the README's metrics table names every labelled metric with its
-// labels, as `name{label,...}`, so that a query written from it selects something.
+// TestReadmeMetricLabels: the README names every metric of the processes with its labels,
+// as `name{label,...}`, so that a query written from it selects something, and no metric
+// that none of them exports.
 func TestReadmeMetricLabels(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
@@ -407,7 +470,7 @@ func TestReadmeMetricLabels(t *testing.T) {
 	// The outbox backlog collector only describes itself here: it reads the database when
 	// collected, never when described.
 	backlog := outbox.NewBacklogCollector(nil, slog.New(slog.DiscardHandler))
-	collectors := slices.Concat(rec.collectors, bus.Collectors(), worker.Collectors(), []prometheus.Collector{backlog})
+	collectors := slices.Concat(rec.collectors, api.Collectors(), bus.Collectors(), worker.Collectors(), cronjob.Collectors(), []prometheus.Collector{backlog})
 	descs := make(chan *prometheus.Desc, 100)
 	for _, c := range collectors {
 		c.Describe(descs)
@@ -415,6 +478,7 @@ func TestReadmeMetricLabels(t *testing.T) {
 	close(descs)
 	descRE := regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`)
 	documented := regexp.MustCompile("`(orderflow_[a-z_]+)(?:\\{([a-z_,]*)\\})?`").FindAllStringSubmatch(string(readme), -1)
+	described := make(map[string]bool)
 	for d := range descs {
 		m := descRE.FindStringSubmatch(d.String())
 		if m == nil {
@@ -442,6 +506,12 @@ func TestReadmeMetricLabels(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("README does not name %s with its labels, as `%s{%s}`", name, name, m[2])
+		}
+		described[name] = true
+	}
+	for _, doc := range documented {
+		if !described[doc[1]] {
+			t.Errorf("README names %s, which no process exports", doc[0])
 		}
 	}
 }

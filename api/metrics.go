@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"orderflow/platform/db"
+	"orderflow/platform/metrics"
 )
 
 // ordersCreated counts POST /api/orders by outcome: created (including idempotent
@@ -44,8 +45,13 @@ func countOrderRefused(info *requestInfo) {
 // orderOperationRuns marks the order request of ctx as counted by the operation.
 func orderOperationRuns(ctx context.Context) { requestInfoFrom(ctx).orderCounted = true }
 
+// Collectors are the API's own metrics, for a process registry.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{ordersCreated, intakeGroupOrders, requestsWaiting}
+}
+
 func registerMetrics(reg prometheus.Registerer) error {
-	return errors.Join(reg.Register(ordersCreated), reg.Register(intakeGroupOrders), reg.Register(requestsWaiting))
+	return metrics.Register(reg, Collectors()...)
 }
 
 func orderOutcome(err error) string {

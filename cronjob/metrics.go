@@ -23,8 +23,13 @@ var (
 	})
 )
 
+// Collectors are the sweep's metrics, for a process registry.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{runs, expired, runDuration}
+}
+
 func registerMetrics(reg prometheus.Registerer) error {
-	return metrics.Register(reg, runs, expired, runDuration)
+	return metrics.Register(reg, Collectors()...)
 }
 
 // observeRun records one finished run; a failed run's committed batches still count.
