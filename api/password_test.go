@@ -43,11 +43,15 @@ func (e *env) orderWith(tok string, product int, key string) error {
 	return err
 }
 
-// setPassword changes the password of user u with c, keeping its name and address.
-func setPassword(t *testing.T, c *oas.Client, u *oas.User, password string) {
+// setPassword changes the password of user u with c, keeping its name and address; current,
+// unless "", is the password as it is, which users changing their own give.
+func setPassword(t *testing.T, c *oas.Client, u *oas.User, password, current string) {
 	t.Helper()
-	if _, err := c.UpdateUser(ctx, &oas.UserUpdate{Name: u.Name, Email: u.Email, Password: oas.NewOptString(password)},
-		oas.UpdateUserParams{ID: u.ID}); err != nil {
+	req := &oas.UserUpdate{Name: u.Name, Email: u.Email, Password: oas.NewOptString(password)}
+	if current != "" {
+		req.CurrentPassword = oas.NewOptString(current)
+	}
+	if _, err := c.UpdateUser(ctx, req, oas.UpdateUserParams{ID: u.ID}); err != nil {
 		t.Fatalf("change the password of user %d: %v", u.ID, err)
 	}
 }
@@ -78,7 +82,7 @@ func TestPasswordChangeEndsEarlierTokens(t *testing.T) {
 	}
 
 	// The user's own change ends the token it was made with, too.
-	setPassword(t, e.clientWith(tok), u, "secret2")
+	setPassword(t, e.clientWith(tok), u, "secret2", "secret1")
 	_, err = e.getUser(tok, id)
 	wantStaleToken(t, "GET /api/users/{id} after the user changed its password", err)
 	wantStaleToken(t, "POST /api/orders after the user changed its password", e.orderWith(tok, pid, ""))
@@ -94,7 +98,7 @@ func TestPasswordChangeEndsEarlierTokens(t *testing.T) {
 	}
 
 	// An admin's change ends the user's tokens, and not the admin's own.
-	setPassword(t, e.admin, u, "secret3")
+	setPassword(t, e.admin, u, "secret3", "")
 	_, err = e.getUser(fresh, id)
 	wantStaleToken(t, "GET /api/users/{id} after an admin changed the password", err)
 	wantStaleToken(t, "POST /api/orders after an admin changed the password", e.orderWith(fresh, pid, ""))
@@ -140,7 +144,7 @@ func TestPasswordChangeEndsTokensWithoutVersion(t *testing.T) {
 		t.Fatalf("POST /api/orders with a token without a version: %v", err)
 	}
 
-	setPassword(t, e.admin, u, "secret2")
+	setPassword(t, e.admin, u, "secret2", "")
 	_, err = e.getUser(old, id)
 	wantStaleToken(t, "GET /api/users/{id} with a token without a version, after the password changed", err)
 	wantStaleToken(t, "POST /api/orders with a token without a version, after the password changed", e.orderWith(old, pid, ""))
@@ -159,7 +163,7 @@ func TestPasswordChangeEndsTokensInAGroupOfOrders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setPassword(t, e.admin, u, "secret2")
+	setPassword(t, e.admin, u, "secret2", "")
 
 	release := e.h.intake.hold()
 	staleDone, otherDone := make(chan error, 1), make(chan error, 1)

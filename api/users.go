@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"orderflow/api/oas"
 	"orderflow/domain"
 	"orderflow/ent"
@@ -206,6 +208,11 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 		return nil, err
 	}
 	email := domain.NormalizeEmail(req.Email)
+	if p.ID == params.ID {
+		if err := h.checkCurrentPassword(ctx, params.ID, email, req); err != nil {
+			return nil, err
+		}
+	}
 	// Only an admin account may hold the configured admin address, and the account that
 	// holds it keeps it: the configuration names the administrator by its address.
 	reserved := email == h.adminEmail
@@ -256,9 +263,39 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	return &out, nil
 }
 
+// checkCurrentPassword asks users who change their own e-mail address (to email) or password
+// for their current password, so that a token alone, one that leaked, cannot take the
+// account for good: a new address or password, with which the owner's tokens end. A wrong
+// one takes from the login budget of the account and of the client, as a failed login does,
+// so that a token does not make guessing the password any faster.
+func (h *Handler) checkCurrentPassword(ctx context.Context, id int, email string, req *oas.UserUpdate) error {
+	u, err := h.client.User.Query().Where(user.ID(id)).Select(user.FieldEmail, user.FieldPasswordHash).Only(ctx)
+	if err != nil {
+		return fmt.Errorf("get user %d: %w", id, orNotFound(err, "User", id))
+	}
+	if u.Email == email && !req.Password.Set {
+		return nil
+	}
+	if !req.CurrentPassword.Set {
+		return invalid("currentPassword", "required to change your own e-mail address or password")
+	}
+	info := requestInfoFrom(ctx)
+	client := clientKey(info.remoteAddr)
+	if ok, wait := h.logins.take(u.Email, client); !ok {
+		info.retryAfter = retryAfter(wait)
+		return errTooManyLogins
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(req.CurrentPassword.Value)) != nil {
+		return errWrongCurrentPassword
+	}
+	h.logins.refund(u.Email, client)
+	return nil
+}
+
 var (
-	errUserHasOrders   = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
-	errConfiguredAdmin = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")
+	errWrongCurrentPassword = problem(http.StatusForbidden, "currentPassword is not the account's password.")
+	errUserHasOrders        = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
+	errConfiguredAdmin      = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")
 )
 
 // DeleteUser deletes a user without orders (admin).

@@ -126,7 +126,7 @@ func TestUsers(t *testing.T) {
 	t.Run("update: self, with password", func(t *testing.T) {
 		c, id := e.customer()
 		u, err := c.UpdateUser(ctx, &oas.UserUpdate{Name: "Renamed", Email: "Renamed@Example.com",
-			Password: oas.NewOptString("newsecret")}, oas.UpdateUserParams{ID: id})
+			Password: oas.NewOptString("newsecret"), CurrentPassword: oas.NewOptString("secret1")}, oas.UpdateUserParams{ID: id})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,8 @@ func TestUsers(t *testing.T) {
 		wantField(t, wantStatus(t, err, http.StatusBadRequest), "password")
 		_, err = e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Y", Email: "y@example.com"}, oas.UpdateUserParams{ID: 999999})
 		wantStatus(t, err, http.StatusNotFound)
-		_, err = cust.UpdateUser(ctx, &oas.UserUpdate{Name: "Y", Email: strings.ToUpper(e.cfg.Admin.Email)}, oas.UpdateUserParams{ID: custID})
+		_, err = cust.UpdateUser(ctx, &oas.UserUpdate{Name: "Y", Email: strings.ToUpper(e.cfg.Admin.Email),
+			CurrentPassword: oas.NewOptString("secret1")}, oas.UpdateUserParams{ID: custID})
 		wantStatus(t, err, http.StatusConflict)
 	})
 
@@ -263,8 +264,11 @@ func TestAdminEmailReserved(t *testing.T) {
 			t.Errorf("detail %q does not say the address is reserved", p.Detail.Value)
 		}
 	}
+	// Every account here has the password secret1, which a user changing its own address
+	// gives; an admin changing another's account gives none.
 	update := func(c *oas.Client, id int, email string, role oas.OptRole) (*oas.User, error) {
-		return c.UpdateUser(ctx, &oas.UserUpdate{Name: "Some One", Email: email, Role: role}, oas.UpdateUserParams{ID: id})
+		return c.UpdateUser(ctx, &oas.UserUpdate{Name: "Some One", Email: email, Role: role,
+			CurrentPassword: oas.NewOptString("secret1")}, oas.UpdateUserParams{ID: id})
 	}
 
 	if _, err := e.db.Exec(`UPDATE users SET email = 'boss@example.com' WHERE id = $1`, e.adminID); err != nil {
@@ -321,7 +325,8 @@ func TestConfiguredAdminKeepsItsAddress(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	update := func(email string, role oas.OptRole) error {
-		_, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Boss", Email: email, Role: role}, oas.UpdateUserParams{ID: e.adminID})
+		_, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Boss", Email: email, Role: role,
+			CurrentPassword: oas.NewOptString(e.cfg.Admin.Password)}, oas.UpdateUserParams{ID: e.adminID})
 		return err
 	}
 	for _, tc := range []struct {
@@ -350,5 +355,66 @@ func TestConfiguredAdminKeepsItsAddress(t *testing.T) {
 	wantStatus(t, err, http.StatusConflict)
 	if err := update(strings.ToUpper(e.cfg.Admin.Email), oas.OptRole{}); err != nil {
 		t.Errorf("the administrator renames itself, keeping its address: %v", err)
+	}
+}
+
+// TestChangingOnesOwnAddressOrPasswordNeedsTheCurrentPassword: a token alone cannot give its
+// account a new e-mail address or password, which would take the account from its owner for
+// good; a new name needs none, nor does an admin changing another user's account. Wrong
+// current passwords count with the account's failed logins.
+func TestChangingOnesOwnAddressOrPasswordNeedsTheCurrentPassword(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, func(cfg *configuration.Config) { cfg.Auth.LoginAttemptsPerMinute = 3 }, bcrypt.MinCost)
+	cust, id := e.customer()
+	u, err := cust.GetUser(ctx, oas.GetUserParams{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	update := func(c *oas.Client, id int, email string, password, current oas.OptString) error {
+		_, err := c.UpdateUser(ctx, &oas.UserUpdate{Name: "Grace", Email: email, Password: password, CurrentPassword: current},
+			oas.UpdateUserParams{ID: id})
+		return err
+	}
+	none := oas.OptString{}
+	if err := update(cust, id, u.Email, none, none); err != nil {
+		t.Fatalf("a new name alone: %v", err)
+	}
+	wantField(t, wantStatus(t, update(cust, id, "grace@example.com", none, none), http.StatusBadRequest), "currentPassword")
+	wantField(t, wantStatus(t, update(cust, id, u.Email, oas.NewOptString("hopper1"), none), http.StatusBadRequest), "currentPassword")
+	p := wantStatus(t, update(cust, id, "grace@example.com", none, oas.NewOptString("wrong1")), http.StatusForbidden)
+	if p.Detail.Value != "currentPassword is not the account's password." {
+		t.Errorf("detail %q", p.Detail.Value)
+	}
+	if got, _ := cust.GetUser(ctx, oas.GetUserParams{ID: id}); got.Email != u.Email {
+		t.Errorf("address changed to %s by a refused update", got.Email)
+	}
+	if err := update(cust, id, "grace@example.com", oas.NewOptString("hopper1"), oas.NewOptString("secret1")); err != nil {
+		t.Fatalf("with the current password: %v", err)
+	}
+	e.login("grace@example.com", "hopper1") // the new address and password sign in
+
+	// An admin resets another's account without its password, and gives its own to change
+	// its own.
+	if err := update(e.admin, id, "grace.hopper@example.com", oas.NewOptString("navy123"), none); err != nil {
+		t.Fatalf("an admin changing a customer: %v", err)
+	}
+	admin, err := e.admin.GetUser(ctx, oas.GetUserParams{ID: e.adminID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantField(t, wantStatus(t, update(e.admin, e.adminID, admin.Email, oas.NewOptString("another1"), none), http.StatusBadRequest), "currentPassword")
+
+	// Two wrong ones and a failed login use up the account's three attempts: the right
+	// password then waits too, here and at login.
+	grace := e.login("grace.hopper@example.com", "navy123")
+	for range 2 {
+		wantStatus(t, update(grace, id, "grace@example.com", none, oas.NewOptString("wrong1")), http.StatusForbidden)
+	}
+	if res := e.loginRaw("grace.hopper@example.com", "wrong1"); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("failed login: %d", res.StatusCode)
+	}
+	wantStatus(t, update(grace, id, "grace@example.com", none, oas.NewOptString("navy123")), http.StatusTooManyRequests)
+	if res := e.loginRaw("grace.hopper@example.com", "navy123"); res.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("login after the wrong current passwords: %d, want 429", res.StatusCode)
 	}
 }

@@ -58,7 +58,7 @@ var meanings = map[string]string{
 	"auth.tokenTtl":                         "lifetime of an issued access token, at least 1s. A token names its user and the version of the user's password, and the user is read at every request: a changed role counts at once, and a deleted user's tokens, and a user's tokens issued before its password was changed (by `PUT /api/users/{id}`, or by a start-up with a new `admin.password`), are refused at once with 401",
 	"auth.issuer":                           "issuer (iss) written into and required of access tokens",
 	"auth.jwtSecret":                        "HMAC key that signs access tokens, at least 32 bytes",
-	"auth.loginAttemptsPerMinute":           "failed logins allowed per e-mail address per minute (burst, refilled evenly) before 429",
+	"auth.loginAttemptsPerMinute":           "failed logins allowed per e-mail address per minute (burst, refilled evenly) before 429; a wrong currentPassword in PUT /api/users/{id} counts as one",
 	"auth.loginAttemptsPerAddressPerMinute": "failed logins allowed per client IP address (an IPv6 client's whole /64 network) per minute (burst, refilled evenly) before 429",
 	"orders.paymentDelay":                   "simulated payment time of an order in processing",
 	"orders.completionProbability":          "probability in [0, 1] that a processed order completes",

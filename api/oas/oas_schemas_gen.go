@@ -1292,7 +1292,10 @@ type UserUpdate struct {
 	// A new password. It ends every token issued for the user before it, the one that sends this request
 	// included: they get 401, and the user logs in again.
 	Password OptString `json:"password"`
-	Role     OptRole   `json:"role"`
+	// The account's password as it is, required when users change their own e-mail address or password, so
+	// that a token alone cannot take the account; an admin changing another user's account gives none.
+	CurrentPassword OptString `json:"currentPassword"`
+	Role            OptRole   `json:"role"`
 }
 
 // GetName returns the value of Name.
@@ -1308,6 +1311,11 @@ func (s *UserUpdate) GetEmail() string {
 // GetPassword returns the value of Password.
 func (s *UserUpdate) GetPassword() OptString {
 	return s.Password
+}
+
+// GetCurrentPassword returns the value of CurrentPassword.
+func (s *UserUpdate) GetCurrentPassword() OptString {
+	return s.CurrentPassword
 }
 
 // GetRole returns the value of Role.
@@ -1328,6 +1336,11 @@ func (s *UserUpdate) SetEmail(val string) {
 // SetPassword sets the value of Password.
 func (s *UserUpdate) SetPassword(val OptString) {
 	s.Password = val
+}
+
+// SetCurrentPassword sets the value of CurrentPassword.
+func (s *UserUpdate) SetCurrentPassword(val OptString) {
+	s.CurrentPassword = val
 }
 
 // SetRole sets the value of Role.

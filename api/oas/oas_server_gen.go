@@ -125,10 +125,12 @@ type Handler interface {
 	// UpdateUser implements updateUser operation.
 	//
 	// Allowed to an admin and to the user itself (404 for anyone else); only an admin may set `role` (403
-	// otherwise). 409 when the e-mail address belongs to another user, or is the administrator's (the
-	// configured `admin.email`) and the account is not, or would no longer be, an admin; and when the
-	// account holding the administrator's address would give it up (change `admin.email` in the
-	// configuration to move the administrator).
+	// otherwise). Users who change their own e-mail address or password give their current password as
+	// `currentPassword`: 400 without it, 403 when it is wrong, and 429 after too many wrong ones, which
+	// count with the account's failed logins. 409 when the e-mail address belongs to another user, or is
+	// the administrator's (the configured `admin.email`) and the account is not, or would no longer be, an
+	// admin; and when the account holding the administrator's address would give it up (change
+	// `admin.email` in the configuration to move the administrator).
 	//
 	// PUT /api/users/{id}
 	UpdateUser(ctx context.Context, req *UserUpdate, params UpdateUserParams) (*User, error)
