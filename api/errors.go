@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/go-faster/jx"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/ogen-go/ogen/ogenerrors"
 	"github.com/ogen-go/ogen/openapi"
 	"github.com/ogen-go/ogen/validate"
@@ -97,6 +98,50 @@ var (
 	errUnauthorized = problem(http.StatusUnauthorized, "A valid bearer token is required.")
 )
 
+// unconfirmedCreate is the error of a statement that creates a resource and reached PostgreSQL
+// without an answer coming back (unconfirmed): the resource may have been created. Its
+// request is not told to try again as if nothing had happened, which would create a second
+// product, or be refused as if the address were another user's.
+type unconfirmedCreate struct {
+	what, list string // "product", "GET /api/products"
+	err        error
+}
+
+func (u *unconfirmedCreate) Error() string {
+	return fmt.Sprintf("create %s: outcome unknown: %v", u.what, u.err)
+}
+
+func (u *unconfirmedCreate) Unwrap() error { return u.err }
+
+// detail is the answer's: what the client should do.
+func (u *unconfirmedCreate) detail() string {
+	return fmt.Sprintf("The database did not confirm in time whether the %s was created, and it may have been. Look for it (%s) before creating it again.", u.what, u.list)
+}
+
+// createError returns the error of a statement that creates a what, listed by list, that
+// failed with err: unconfirmedCreate when the statement may have run (unconfirmed).
+func createError(what, list string, err error) error {
+	if unconfirmed(err) {
+		return &unconfirmedCreate{what: what, list: list, err: err}
+	}
+	return fmt.Errorf("create %s: %w", what, err)
+}
+
+// unconfirmed tells whether err, of a statement run without a transaction of the caller's,
+// came after the statement was sent and before its answer: the time ran out while it ran
+// (pgx's timeout), or the connection broke. One that came before it was sent (no
+// connection in time, or db.ChangedNothing), or that PostgreSQL answered, changed nothing.
+func unconfirmed(err error) bool {
+	switch {
+	case db.ChangedNothing(err):
+		return false
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return pgconn.Timeout(err)
+	default:
+		return db.Unavailable(err)
+	}
+}
+
 // detailOrderMayBeStored answers an order whose outcome is unknown (errOutcomeUnknown).
 const detailOrderMayBeStored = "The database did not confirm in time whether the order was stored, and it may have been. " +
 	"Look for it (GET /api/orders) before placing it again. An order sent with an Idempotency-Key can be retried with the same key instead, which never stores it twice."
@@ -117,11 +162,15 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	var (
 		p    *Problem
 		secE *ogenerrors.SecurityError
+		uc   *unconfirmedCreate
 	)
 	switch {
 	case errors.Is(err, errOutcomeUnknown):
 		h.outages.warn(ctx, h.log, "order outcome unknown: requests answered 503", err)
 		return problemResponse(http.StatusServiceUnavailable, detailOrderMayBeStored, nil)
+	case errors.As(err, &uc):
+		h.outages.warn(ctx, h.log, "creation outcome unknown: requests answered 503", err)
+		return problemResponse(http.StatusServiceUnavailable, uc.detail(), nil)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		h.outages.warn(ctx, h.log, "requests ran out of time: answered 503", err)
 		return problemResponse(http.StatusServiceUnavailable, "The request took too long; try again later.", nil)

@@ -1,12 +1,20 @@
 package api
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"orderflow/api/oas"
+	"orderflow/platform/httpserver"
 )
 
 func TestProducts(t *testing.T) {
@@ -168,5 +176,73 @@ func TestTextLimitsCountCharacters(t *testing.T) {
 				t.Fatalf("update user: %v", err)
 			}
 		})
+	}
+}
+
+// TestCreationCutOffInFlightIsOfUnknownOutcome: a product or a user whose INSERT was sent and
+// got no answer before the request's deadline may have been created, and is answered so,
+// not with "try again later", which would create a second product, or have the user's
+// retry refused as if the address were another's. One whose deadline passed before anything
+// was sent is answered "try again later".
+func TestCreationCutOffInFlightIsOfUnknownOutcome(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// Served as the process serves it, where a request's time ends its statements.
+	ts := httptest.NewServer(httpserver.WithTimeout(e.srv.Config.Handler, time.Second))
+	defer ts.Close()
+	admin, err := oas.NewClient(ts.URL, token(e.adminToken()), oas.WithClient(ts.Client()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		table, want string
+		create      func() error
+	}{
+		{"products", "whether the product was created, and it may have been. Look for it (GET /api/products)", func() error {
+			_, err := admin.CreateProduct(ctx, &oas.ProductInput{Name: "Widget", Price: money("1.00"), Stock: 1})
+			return err
+		}},
+		{"users", "whether the user was created, and it may have been. Look for it (GET /api/users)", func() error {
+			_, err := admin.CreateUser(ctx, &oas.UserCreate{Name: "Late", Email: "late@example.com", Password: "secret1"})
+			return err
+		}},
+	} {
+		t.Run(tc.table, func(t *testing.T) {
+			// Inserts wait for the lock, reads do not.
+			locker, err := e.db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer locker.Rollback()
+			if _, err := locker.ExecContext(ctx, "LOCK TABLE "+tc.table+" IN SHARE MODE"); err != nil {
+				t.Fatal(err)
+			}
+			p := wantStatus(t, tc.create(), http.StatusServiceUnavailable)
+			if !strings.Contains(p.Detail.Value, tc.want) {
+				t.Errorf("detail %q, want it to say %q", p.Detail.Value, tc.want)
+			}
+		})
+	}
+}
+
+// TestUnconfirmed: only a failure after a statement was sent and before its answer leaves
+// its outcome unknown.
+func TestUnconfirmed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("create product: %w", &pgconn.PgError{Severity: "ERROR", Code: "23514"}), false},
+		// The server ended the session: the insert may have been committed first.
+		{fmt.Errorf("create product: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P01"}), true},
+		// The deadline passed while waiting for a connection: nothing was sent.
+		{fmt.Errorf("create product: %w", context.DeadlineExceeded), false},
+		{fmt.Errorf("create product: %w", io.ErrUnexpectedEOF), true},
+		{fmt.Errorf("create product: %w", unsent{}), false},
+	} {
+		if got := unconfirmed(tc.err); got != tc.want {
+			t.Errorf("unconfirmed(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

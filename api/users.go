@@ -186,7 +186,7 @@ func (h *Handler) CreateUser(ctx context.Context, req *oas.UserCreate) (*oas.Use
 		return nil, errEmailTaken
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create user: %w", err)
+		return nil, createError("user", "GET /api/users", err)
 	}
 	return &oas.UserHeaders{Location: "/api/users/" + strconv.Itoa(u.ID), Response: userOut(u)}, nil
 }
