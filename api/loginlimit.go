@@ -25,11 +25,17 @@ const maxLimiterKeys = 100_000
 // proxy every request would come from the proxy; X-Forwarded-For is deliberately not read,
 // because without a configured list of trusted proxies any client could set it to escape the
 // limit.
+//
+// Checks of a user's current password (checkCurrentPassword) take from a bucket of the user's
+// instead of its address's, of the same size: only the user's token reaches it, so that
+// failed logins for the address, which anyone can send, cannot keep the user from changing a
+// password.
 type loginLimiter struct {
 	now func() time.Time
 
 	mu        sync.Mutex
 	accounts  bucketSet
+	checks    bucketSet // by user id
 	addresses bucketSet
 }
 
@@ -52,6 +58,7 @@ func newLoginLimiter(perAccount, perAddress int, now func() time.Time) *loginLim
 	return &loginLimiter{
 		now:       now,
 		accounts:  newBucketSet(perAccount),
+		checks:    newBucketSet(perAccount),
 		addresses: newBucketSet(perAddress),
 	}
 }
@@ -64,28 +71,44 @@ func newBucketSet(perMinute int) bucketSet {
 // take takes one token from the bucket of account and of address, or from neither. When
 // either is empty it reports false and how long until both hold a token again.
 func (l *loginLimiter) take(account, address string) (bool, time.Duration) {
+	return l.takeFrom(&l.accounts, account, address)
+}
+
+// refund gives back the tokens that take took for a login that succeeded.
+func (l *loginLimiter) refund(account, address string) { l.refundTo(&l.accounts, account, address) }
+
+// takeCheck is take for a check of the current password of user id.
+func (l *loginLimiter) takeCheck(id int, address string) (bool, time.Duration) {
+	return l.takeFrom(&l.checks, strconv.Itoa(id), address)
+}
+
+// refundCheck gives back the tokens that takeCheck took for a check that succeeded.
+func (l *loginLimiter) refundCheck(id int, address string) {
+	l.refundTo(&l.checks, strconv.Itoa(id), address)
+}
+
+func (l *loginLimiter) takeFrom(set *bucketSet, key, address string) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	a := l.accounts.get(account, now)
+	a := set.get(key, now)
 	b := l.addresses.get(address, now)
 	if a.tokens >= 1 && b.tokens >= 1 {
 		a.tokens--
 		b.tokens--
 		return true, 0
 	}
-	return false, max(l.accounts.wait(a), l.addresses.wait(b))
+	return false, max(set.wait(a), l.addresses.wait(b))
 }
 
-// refund gives back the tokens that take took for a login that succeeded.
-func (l *loginLimiter) refund(account, address string) {
+func (l *loginLimiter) refundTo(set *bucketSet, key, address string) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, x := range []struct {
 		set *bucketSet
 		key string
-	}{{&l.accounts, account}, {&l.addresses, address}} {
+	}{{set, key}, {&l.addresses, address}} {
 		b := x.set.get(x.key, now)
 		b.tokens = min(b.tokens+1, x.set.capacity)
 	}

@@ -208,8 +208,9 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 		return nil, err
 	}
 	email := domain.NormalizeEmail(req.Email)
+	var self *ent.User // the account as checkCurrentPassword read it, when it is the caller's
 	if p.ID == params.ID {
-		if err := h.checkCurrentPassword(ctx, params.ID, email, req); err != nil {
+		if self, err = h.checkCurrentPassword(ctx, params.ID, email, req); err != nil {
 			return nil, err
 		}
 	}
@@ -240,16 +241,26 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if !reserved {
 		upd.Where(user.EmailNEQ(h.adminEmail))
 	}
+	// The caller's own account is written only as checked: an address or a password changed
+	// meanwhile (by the owner, where the caller may hold a leaked token) is not undone by
+	// an update that needed no current password for the account as it was.
+	if self != nil {
+		upd.Where(user.EmailEQ(self.Email), user.TokenVersionEQ(self.TokenVersion))
+	}
 	u, err := upd.Save(ctx)
 	if db.Code(err) == db.UniqueViolation {
 		return nil, errEmailTaken
 	}
 	if ent.IsNotFound(err) {
-		exists, xerr := h.client.User.Query().Where(user.ID(params.ID)).Exist(ctx)
-		if xerr != nil {
+		cur, xerr := h.client.User.Query().Where(user.ID(params.ID)).
+			Select(user.FieldEmail, user.FieldTokenVersion).Only(ctx)
+		exists := xerr == nil
+		if xerr != nil && !ent.IsNotFound(xerr) {
 			return nil, fmt.Errorf("update user %d: %w", params.ID, xerr)
 		}
 		switch {
+		case exists && self != nil && (cur.Email != self.Email || cur.TokenVersion != self.TokenVersion):
+			return nil, errAccountChanged
 		case exists && reserved:
 			return nil, errAdminEmailReserved
 		case exists:
@@ -264,38 +275,42 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 }
 
 // checkCurrentPassword asks users who change their own e-mail address (to email) or password
-// for their current password, so that a token alone, one that leaked, cannot take the
+// for their current password, so that their token alone, one that leaked, cannot take the
 // account for good: a new address or password, with which the owner's tokens end. A wrong
-// one takes from the login budget of the account and of the client, as a failed login does,
-// so that a token does not make guessing the password any faster.
-func (h *Handler) checkCurrentPassword(ctx context.Context, id int, email string, req *oas.UserUpdate) error {
-	u, err := h.client.User.Query().Where(user.ID(id)).Select(user.FieldEmail, user.FieldPasswordHash).Only(ctx)
+// one takes from a login budget of the user's and of the client's (loginLimiter.takeCheck),
+// so that a token does not make guessing the password much faster. It returns the account
+// as it read it.
+func (h *Handler) checkCurrentPassword(ctx context.Context, id int, email string, req *oas.UserUpdate) (*ent.User, error) {
+	u, err := h.client.User.Query().Where(user.ID(id)).
+		Select(user.FieldEmail, user.FieldPasswordHash, user.FieldTokenVersion).Only(ctx)
 	if err != nil {
-		return fmt.Errorf("get user %d: %w", id, orNotFound(err, "User", id))
+		return nil, fmt.Errorf("get user %d: %w", id, orNotFound(err, "User", id))
 	}
 	if u.Email == email && !req.Password.Set {
-		return nil
+		return u, nil
 	}
 	if !req.CurrentPassword.Set {
-		return invalid("currentPassword", "required to change your own e-mail address or password")
+		return nil, invalid("currentPassword", "required to change your own e-mail address or password")
 	}
 	info := requestInfoFrom(ctx)
 	client := clientKey(info.remoteAddr)
-	if ok, wait := h.logins.take(u.Email, client); !ok {
+	if ok, wait := h.logins.takeCheck(id, client); !ok {
 		info.retryAfter = retryAfter(wait)
-		return errTooManyLogins
+		return nil, errTooManyPasswordChecks
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(req.CurrentPassword.Value)) != nil {
-		return errWrongCurrentPassword
+		return nil, errWrongCurrentPassword
 	}
-	h.logins.refund(u.Email, client)
-	return nil
+	h.logins.refundCheck(id, client)
+	return u, nil
 }
 
 var (
-	errWrongCurrentPassword = problem(http.StatusForbidden, "currentPassword is not the account's password.")
-	errUserHasOrders        = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
-	errConfiguredAdmin      = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")
+	errWrongCurrentPassword  = problem(http.StatusForbidden, "currentPassword is not the account's password.")
+	errTooManyPasswordChecks = problem(http.StatusTooManyRequests, "Too many wrong current passwords; try again later.")
+	errAccountChanged        = problem(http.StatusConflict, "The account's e-mail address or password changed while this request was handled; read it and try again.")
+	errUserHasOrders         = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
+	errConfiguredAdmin       = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")
 )
 
 // DeleteUser deletes a user without orders (admin).

@@ -5,11 +5,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"orderflow/api/oas"
 	"orderflow/configuration"
+	"orderflow/internal/testutil"
 )
 
 func TestUsers(t *testing.T) {
@@ -404,17 +406,77 @@ func TestChangingOnesOwnAddressOrPasswordNeedsTheCurrentPassword(t *testing.T) {
 	}
 	wantField(t, wantStatus(t, update(e.admin, e.adminID, admin.Email, oas.NewOptString("another1"), none), http.StatusBadRequest), "currentPassword")
 
-	// Two wrong ones and a failed login use up the account's three attempts: the right
-	// password then waits too, here and at login.
+	// With the wrong one above, two more use up the user's own three checks.
 	grace := e.login("grace.hopper@example.com", "navy123")
 	for range 2 {
 		wantStatus(t, update(grace, id, "grace@example.com", none, oas.NewOptString("wrong1")), http.StatusForbidden)
 	}
-	if res := e.loginRaw("grace.hopper@example.com", "wrong1"); res.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("failed login: %d", res.StatusCode)
+	p = wantStatus(t, update(grace, id, "grace@example.com", none, oas.NewOptString("navy123")), http.StatusTooManyRequests)
+	if p.Detail.Value != "Too many wrong current passwords; try again later." {
+		t.Errorf("detail %q", p.Detail.Value)
 	}
-	wantStatus(t, update(grace, id, "grace@example.com", none, oas.NewOptString("navy123")), http.StatusTooManyRequests)
-	if res := e.loginRaw("grace.hopper@example.com", "navy123"); res.StatusCode != http.StatusTooManyRequests {
-		t.Errorf("login after the wrong current passwords: %d, want 429", res.StatusCode)
+
+	// Failed logins for an address, which anyone can send, do not keep its user from
+	// changing its password.
+	other, otherID := e.customer()
+	o, err := other.GetUser(ctx, oas.GetUserParams{ID: otherID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		e.loginRaw(o.Email, "wrong1").Body.Close()
+	}
+	if res := e.loginRaw(o.Email, "secret1"); res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("login after failed ones: %d, want 429", res.StatusCode)
+	}
+	if err := update(other, otherID, o.Email, oas.NewOptString("another1"), oas.NewOptString("secret1")); err != nil {
+		t.Errorf("a password change after failed logins for the address: %v", err)
+	}
+}
+
+// TestAnUpdateWithoutTheCurrentPasswordDoesNotUndoAChangeMadeMeanwhile: an update of one's own
+// name needs no current password for the address it keeps; when the owner moves the account
+// to a new address while that update runs, the update does not put the old address back.
+func TestAnUpdateWithoutTheCurrentPasswordDoesNotUndoAChangeMadeMeanwhile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cust, id := e.customer()
+	u, err := cust.GetUser(ctx, oas.GetUserParams{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Rollback()
+	if _, err := owner.ExecContext(ctx, `UPDATE users SET email = 'moved@example.com' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := cust.UpdateUser(ctx, &oas.UserUpdate{Name: "Token Holder", Email: u.Email}, oas.UpdateUserParams{ID: id})
+		done <- err
+	}()
+	// The update has read the account as it was and waits for the owner's row lock.
+	testutil.Eventually(t, 5*time.Second, "the update waiting for the owner's change", func() bool {
+		var n int
+		err := e.db.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE "users"%'`).Scan(&n)
+		return err == nil && n == 1
+	})
+	if err := owner.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	p := wantStatus(t, <-done, http.StatusConflict)
+	if !strings.Contains(p.Detail.Value, "changed while this request was handled") {
+		t.Errorf("detail %q", p.Detail.Value)
+	}
+	var email, name string
+	if err := e.db.QueryRow(`SELECT email, name FROM users WHERE id = $1`, id).Scan(&email, &name); err != nil {
+		t.Fatal(err)
+	}
+	if email != "moved@example.com" || name == "Token Holder" {
+		t.Errorf("account now %s, %q: the owner's change was undone", email, name)
 	}
 }

@@ -1293,7 +1293,7 @@ type UserUpdate struct {
 	// included: they get 401, and the user logs in again.
 	Password OptString `json:"password"`
 	// The account's password as it is, required when users change their own e-mail address or password, so
-	// that a token alone cannot take the account; an admin changing another user's account gives none.
+	// that their token alone cannot take the account; an admin changing another user's account gives none.
 	CurrentPassword OptString `json:"currentPassword"`
 	Role            OptRole   `json:"role"`
 }
