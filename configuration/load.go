@@ -58,9 +58,6 @@ func LoadWithEnv(dir string, lookup func(string) (string, bool)) (*Config, error
 	return &cfg, nil
 }
 
-// decodeFile decodes the file at path, which must hold only the keys of file (InstanceFile
-// or SecretsFile), into cfg. When setBy is not nil, it records there, for each key the file
-// sets, the file and the line.
 // readError is the error of a configuration file that could not be read. One that the
 // process may not read names the user it runs as: a file made private on the host keeps its
 // owner and mode when mounted into a container, whose process runs as another user.
@@ -71,6 +68,9 @@ func readError(path string, err error) error {
 	return fmt.Errorf("read %s: %w", path, err)
 }
 
+// decodeFile decodes the file at path, which must hold only the keys of file (InstanceFile
+// or SecretsFile), into cfg. When setBy is not nil, it records there, for each key the file
+// sets, the file and the line.
 func decodeFile(path, file string, cfg *Config, setBy map[string]string) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -32,7 +32,8 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 //
 // When the order is not pending, the event is a duplicate or stale and is dropped, with two
 // exceptions, in which the payment runs: an order found processing on a redelivery
-// (redelivered is the broker's flag) had its payment interrupted before a decision, and one
+// (redelivered is the broker's flag, or the message was moved back from its dead-letter
+// queue) had its payment interrupted before a decision, and one
 // found processing after a claim that may have committed unseen (the connection dropped, or
 // gave no answer, after the update was sent) may be this delivery's own; unless a decline is
 // recorded, which no later payment overrides. The conditional completion keeps a second
