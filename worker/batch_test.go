@@ -190,4 +190,6 @@ func TestOneOrderThatCannotCompleteLeavesTheOthersOfItsGroupCompleted(t *testing
 		mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, id)), 1)
 	}
 	mustEqual(t, "completed log lines", len(logs.lines(t, "payment succeeded: order completed")), 2)
+	// The three were tried together first.
+	mustEqual(t, "groups completed order by order", len(logs.lines(t, "completing orders together failed, each is completed by itself")), 1)
 }

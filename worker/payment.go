@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"time"
 
@@ -254,22 +255,10 @@ func (w *Worker) complete(ctx context.Context, e events.OrderCreated) (bool, err
 		return false, fmt.Errorf("complete order %d: %w", e.OrderID, err)
 	}
 	completed, err := w.completions.do(ctx, e.OrderID, row)
-	if failedWhole(err) && !db.Unavailable(err) && !conflicted(err) {
-		// The transaction of the group failed for a reason that retry does not wait out,
-		// which may be another order's (an event it cannot store): this order completes by
-		// itself, so that its payment, which succeeded, is not drawn again on redelivery.
-		completed, err = w.completeAlone(ctx, e.OrderID, row)
-	}
 	if err != nil {
 		return false, fmt.Errorf("complete order %d: %w", e.OrderID, err)
 	}
 	return completed, nil
-}
-
-// completeAlone completes the order, and writes its event row, in a transaction of its own.
-func (w *Worker) completeAlone(ctx context.Context, orderID int, row outbox.Row) (bool, error) {
-	completed, err := w.storeCompletions(ctx, []*batchItem[outbox.Row]{{ctx: ctx, orderID: orderID, value: row}})
-	return completed[orderID], err
 }
 
 // maxCompletions is the most orders one transaction completes.
@@ -284,8 +273,33 @@ func newCompletions(w *Worker) *orderBatch[outbox.Row] {
 }
 
 // storeCompletions completes the orders of items that are still processing, and writes their
-// OrderCompleted events, in one transaction, and returns the orders it completed.
+// OrderCompleted events, in one transaction (completeTogether), and returns the orders it
+// completed. When that transaction fails for a reason that retry does not wait out, which
+// may be one order's own (an event it cannot store), each order is completed in a
+// transaction of its own and gets its own error: the others are not failed with it, to
+// have their payments, which succeeded, drawn again on redelivery.
 func (w *Worker) storeCompletions(ctx context.Context, items []*batchItem[outbox.Row]) (map[int]bool, error) {
+	completed, err := w.completeTogether(ctx, items)
+	if err == nil || len(items) == 1 || waitedOut(err) || ctx.Err() != nil {
+		return completed, err
+	}
+	w.log.WarnContext(ctx, "completing orders together failed, each is completed by itself",
+		slog.Int("orders", len(items)), slog.Any("error", err))
+	completed = make(map[int]bool, len(items))
+	for _, it := range items {
+		done, err := w.completeTogether(ctx, []*batchItem[outbox.Row]{it})
+		if err != nil {
+			it.err = err
+			continue
+		}
+		maps.Copy(completed, done)
+	}
+	return completed, nil
+}
+
+// completeTogether completes the orders of items that are still processing, and writes their
+// OrderCompleted events, in one transaction, and returns the orders it completed.
+func (w *Worker) completeTogether(ctx context.Context, items []*batchItem[outbox.Row]) (map[int]bool, error) {
 	var completed map[int]bool
 	err := db.WithTx(ctx, w.client, func(tx *ent.Tx) error {
 		var err error

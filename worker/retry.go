@@ -50,10 +50,10 @@ func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) 
 			}
 			return nil
 		}
-		down := db.Unavailable(err)
-		if !down && !conflicted(err) || ctx.Err() != nil {
+		if !waitedOut(err) || ctx.Err() != nil {
 			return err
 		}
+		down := db.Unavailable(err)
 		if down && w.outage.CompareAndSwap(false, true) {
 			w.log.WarnContext(ctx, "database unavailable: handlers keep their messages and retry", slog.Any("error", err))
 		}
@@ -64,6 +64,10 @@ func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) 
 		delay = min(2*delay, maxRetryDelay)
 	}
 }
+
+// waitedOut tells whether retry tries op again after err: the database was unavailable, or
+// the transaction conflicted with another.
+func waitedOut(err error) bool { return db.Unavailable(err) || conflicted(err) }
 
 // changedNothing reports an error of a statement run without a transaction of its own (as
 // the claim is) after which the statement surely changed nothing: db.ChangedNothing, or the
