@@ -309,6 +309,12 @@ func TestDockerfileStages(t *testing.T) {
 			copies = append(copies, strings.Join(c.SourcePaths, " ")+" -> "+c.DestPath)
 		case *instructions.EntrypointCommand:
 			entrypoint = c
+		case *instructions.EnvCommand:
+			for _, kv := range c.Env {
+				if kv.Key == "PATH" {
+					t.Errorf("runtime image sets PATH=%s: the healthcheck finds orderflow on the base image's", kv.Value)
+				}
+			}
 		}
 	}
 	if user == "" || strings.HasPrefix(user, "root") || strings.HasPrefix(user, "0") {
