@@ -1,7 +1,7 @@
 // Package cronjob is the expiry process: a scheduler that runs the expiry sweep at start-up
-// and then every orders.expiryInterval, and the sweep itself, which expires the orders that
-// stayed in processing longer than orders.expireAfter, releases their reserved stock and
-// writes one OrderExpired outbox event per order.
+// and then every orders.expiryInterval, and the sweep itself, which expires the orders still
+// processing whose age, counted from their creation, passed orders.expireAfter, releases
+// their reserved stock and writes one OrderExpired outbox event per order.
 package cronjob
 
 import (
@@ -61,7 +61,8 @@ type Sweeper struct {
 const minBatchTimeout = time.Minute
 
 // NewSweeper returns a sweeper that expires, in batches of cfg.ExpiryBatchSize, the orders
-// that have been processing for longer than cfg.ExpireAfter by the database's clock, giving
+// still processing that were created longer than cfg.ExpireAfter ago, their created_at (the
+// API's clock when it stored them) against the database's clock, giving
 // each batch cfg.ExpiryInterval, and at least minBatchTimeout. Tests make orders stale by
 // giving them an old created_at, or use a short ExpireAfter.
 func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
