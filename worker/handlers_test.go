@@ -790,3 +790,53 @@ func TestEveryEventHasAHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestACompletionWhoseAnswerWasLostIsCountedAsCompleted: when the database stops answering on
+// a connection while a completion commits (a failover), the commit may go through unseen; the
+// attempt after it finds the order completed, which it did itself, and the payment counts as
+// completed, not as too late.
+func TestACompletionWhoseAnswerWasLostIsCountedAsCompleted(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	// The completion's commit waits a second, so that the connection is lost while it runs.
+	_, err := s.client.ExecContext(context.Background(), `
+		CREATE FUNCTION slow_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
+		CREATE CONSTRAINT TRIGGER slow_completion AFTER UPDATE ON orders
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status = 'completed')
+		EXECUTE FUNCTION slow_completion()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := testutil.StartProxy(t, net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)))
+	viaProxy := s.cfg
+	viaProxy.Host, viaProxy.Port = "127.0.0.1", px.Port()
+	log, logs := newLogger()
+	w := worker.New(openUnchecked(t, viaProxy), log, worker.Options{
+		PaymentDelay: 10 * time.Millisecond, CompletionProbability: 0.5, Random: always(0.1),
+	})
+	w.SetAttemptTimeout(2 * time.Second)
+	created := s.newOrder(t, s.newUser(t, "Leslie Lamport"), 1)
+	_, body := envelope(t, events.SourceAPI, created)
+
+	done := make(chan error, 1)
+	go func() { done <- w.Handle(context.Background(), worker.Delivery{Body: body}) }()
+	testutil.Eventually(t, 10*time.Second, "the completion committing", func() bool {
+		rows, err := s.client.QueryContext(context.Background(), `SELECT FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event = 'PgSleep'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		return rows.Next()
+	})
+	// The commit completes; its answer goes nowhere, and the attempt gives up after 2 s.
+	px.Strand()
+	if err := <-done; err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusCompleted)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 1)
+	mustEqual(t, "completed log lines", len(logs.lines(t, msgCompleted)), 1)
+	mustEqual(t, "too late log lines", len(logs.lines(t, msgTooLate)), 0)
+}

@@ -11,6 +11,7 @@ import (
 
 	"orderflow/ent"
 	"orderflow/ent/order"
+	entoutbox "orderflow/ent/outbox"
 	"orderflow/events"
 	"orderflow/platform/bus"
 	"orderflow/platform/db"
@@ -88,14 +89,36 @@ func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.O
 		log.InfoContext(ctx, "payment declined: the order stays processing until it expires")
 		return nil
 	}
-	var completed bool
-	err := w.retry(ctx, func(ctx context.Context) error {
+	// The event is made once, before the attempts, so that its row tells whether an attempt
+	// that failed after its statements were sent completed the order after all. It carries
+	// this delivery's request id and trace.
+	row, err := outbox.NewRow(ctx, events.SourceWorker, events.OrderCompleted{
+		OrderID:     e.OrderID,
+		UserID:      e.UserID,
+		Total:       e.Total,
+		CompletedAt: time.Now().UTC(),
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("complete order %d: %w", e.OrderID, err)
+	}
+	var completed, uncertain bool
+	err = w.retry(ctx, func(ctx context.Context) error {
 		settle, done := settling(ctx)
 		defer done()
 		var err error
-		completed, err = w.complete(settle, e)
+		completed, err = w.complete(settle, e.OrderID, row)
+		uncertain = uncertain || (err != nil && !changedNothing(err))
 		return err
 	})
+	if err == nil && !completed && uncertain {
+		// The order found no longer processing may be this delivery's own doing: its commit
+		// went through, and the answer was lost with the connection.
+		err = w.retry(ctx, func(ctx context.Context) error {
+			var err error
+			completed, err = w.client.Outbox.Query().Where(entoutbox.EventID(row.EventID)).Exist(ctx)
+			return err
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -238,25 +261,14 @@ func (w *Worker) status(ctx context.Context, orderID int) (order.Status, bool, e
 }
 
 // complete moves the order from processing to completed and writes its OrderCompleted
-// event, in one transaction. It reports false, and writes nothing, when the order is no
+// event (row), in one transaction. It reports false, and writes nothing, when the order is no
 // longer processing (expired meanwhile, completed by another delivery, or deleted) or
 // another delivery declined its payment. The orders of the payments that complete at once
 // are completed together (newCompletions).
-func (w *Worker) complete(ctx context.Context, e events.OrderCreated) (bool, error) {
-	done := events.OrderCompleted{
-		OrderID:     e.OrderID,
-		UserID:      e.UserID,
-		Total:       e.Total,
-		CompletedAt: time.Now().UTC(),
-	}
-	// The row is made here, so that the event carries this delivery's request id and trace.
-	row, err := outbox.NewRow(ctx, events.SourceWorker, done, nil)
+func (w *Worker) complete(ctx context.Context, orderID int, row outbox.Row) (bool, error) {
+	completed, err := w.completions.do(ctx, orderID, row)
 	if err != nil {
-		return false, fmt.Errorf("complete order %d: %w", e.OrderID, err)
-	}
-	completed, err := w.completions.do(ctx, e.OrderID, row)
-	if err != nil {
-		return false, fmt.Errorf("complete order %d: %w", e.OrderID, err)
+		return false, fmt.Errorf("complete order %d: %w", orderID, err)
 	}
 	return completed, nil
 }
