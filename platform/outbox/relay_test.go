@@ -343,6 +343,9 @@ func TestRelayHoldsBackFailingRows(t *testing.T) {
 	seen := e.count(t)
 	e.startRelay(t, e.conn, nil)
 	testutil.Eventually(t, 20*time.Second, "the 200 events behind the failing ones delivered", func() bool { d, _ := seen.snapshot(); return d == 200 })
+	// A round's rows are marked published once the broker has confirmed them, after their
+	// delivery may have been seen.
+	testutil.Eventually(t, 5*time.Second, "the delivered events marked published", func() bool { return unpublished(t, e.pool) == 10 })
 
 	rs, err := e.pool.Query(`SELECT routing_key, attempts, last_error, next_attempt_at > now() - interval '1 minute'
 		FROM outbox WHERE published_at IS NULL ORDER BY id`)
