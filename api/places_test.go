@@ -188,7 +188,17 @@ func TestASlowBodyHoldsNoPlace(t *testing.T) {
 	t.Parallel()
 	e := busyEnv(t)
 	tok := e.adminToken()
-	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	// The API's handler, told when the slow request reaches it: its headers are read, and
+	// it waits for the rest of the body.
+	arrived := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			close(arrived)
+		}
+		e.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,8 +208,18 @@ func TestASlowBodyHoldsNoPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // the server has read the headers and waits for the rest
-	if res := e.do(http.MethodGet, "/api/products", tok, "", ""); res.StatusCode != http.StatusOK {
+	<-arrived
+	req, err := http.NewRequest(http.MethodGet, ts.URL+"/api/products", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
 		t.Errorf("beside a body that never ends = %d, want 200", res.StatusCode)
 	}
 }

@@ -487,7 +487,12 @@ func TestSystemStopTakesNoNewDeliveries(t *testing.T) {
 	consumers := func(consumer string) int {
 		return queueState(t, ch, sys.cfg.RabbitMQ.Exchange+"."+consumer).Consumers
 	}
-	testutil.Eventually(t, 5*time.Second, "the stop to begin", func() bool { return consumers(bus.ConsumerOrderExpired) == 0 })
+	// Every consumer is cancelled at once, each in a goroutine of its own: the stop has
+	// begun once neither the order-expired nor the order-created queue has one. A stop that
+	// waited for the e-mail before cancelling the others never gets there.
+	testutil.Eventually(t, 5*time.Second, "the stop to begin", func() bool {
+		return consumers(bus.ConsumerOrderExpired) == 0 && consumers(bus.ConsumerOrderCreated) == 0
+	})
 	// The relay still runs, and publishes the order's event.
 	second := sys.store.newOrders(t, 1)
 	testutil.Eventually(t, 5*time.Second, "the second order's event to be published", func() bool { return unpublished(t, sys.store.client) == 0 })

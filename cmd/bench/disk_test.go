@@ -12,11 +12,14 @@ func TestDiskProbeSyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.close()
-	time.Sleep(5 * probeInterval)
-	got, err := p.syncs.first(1)
-	if err != nil || len(got) == 0 || !(got[0] >= 0) {
-		t.Fatalf("slowest sync by second = %v, %v; want one figure at least", got, err)
+	// The first sync may take long on a disk the database keeps busy.
+	var got []float64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(probeInterval) {
+		if got, err = p.syncs.first(1); err == nil && len(got) > 0 && got[0] >= 0 {
+			return
+		}
 	}
+	t.Fatalf("slowest sync by second = %v, %v; want one figure at least", got, err)
 }
 
 func TestSlowTogether(t *testing.T) {

@@ -42,6 +42,9 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	return p
 }
 
+// Connections is the number of connections it has forwarded so far.
+func (p *Proxy) Connections() int64 { return p.pairs.Load() }
+
 // Port is the local port that forwards to the target.
 func (p *Proxy) Port() int { return p.ln.Addr().(*net.TCPAddr).Port }
 

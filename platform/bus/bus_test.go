@@ -443,7 +443,8 @@ func TestCloseWhileConnectingToASilentBroker(t *testing.T) {
 	cfg.Port = proxy.Port()
 	c := NewConn(cfg, testLogger(), Options{Name: cfg.Exchange, Queues: testQueues()})
 	c.Start()
-	time.Sleep(200 * time.Millisecond) // the attempt is waiting for the broker's answer
+	// The attempt has connected, and waits for the broker's answer.
+	testutil.Eventually(t, 5*time.Second, "a connection attempt", func() bool { return proxy.Connections() > 0 })
 	begin := time.Now()
 	_ = c.Close()
 	if took := time.Since(begin); took > closeTimeout+time.Second {

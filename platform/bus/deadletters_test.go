@@ -45,6 +45,11 @@ func TestDeadLettersAreCountedAndLogged(t *testing.T) {
 	deadLetter()
 	deadLetter()
 	testutil.Eventually(t, 10*time.Second, "three dead letters counted", func() bool { return promtest.ToFloat64(gauge) == 3 })
+	// The gauge is set before the warning is logged.
+	testutil.Eventually(t, 10*time.Second, "the third dead letter logged", func() bool {
+		logged := rec.find(warning)
+		return len(logged) > 0 && attr(logged[len(logged)-1], "messages").Int64() == 3
+	})
 	time.Sleep(200 * time.Millisecond) // counts that find nothing new log nothing
 
 	// One warning when the first letter was found, and one or two for the next two.

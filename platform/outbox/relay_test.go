@@ -332,6 +332,10 @@ func TestRelayHoldsBackFailingRows(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.cfg.Outbox.BatchSize = 10
+	// A failing row is held back for 2, 4, 8, ... poll intervals: with a second, a sixth
+	// attempt would take a minute, however slowly the machine delivers the others (full
+	// batches run back to back, whatever the interval).
+	e.cfg.Outbox.PollInterval = configuration.Duration(time.Second)
 	e.write(t, 10)
 	if _, err := e.pool.Exec(`UPDATE outbox SET routing_key = 'nowhere' WHERE id < (SELECT max(id) FROM outbox)`); err != nil {
 		t.Fatal(err)
