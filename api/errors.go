@@ -129,17 +129,10 @@ func createError(what, list string, err error) error {
 
 // unconfirmed tells whether err, of a statement run without a transaction of the caller's,
 // came after the statement was sent and before its answer: the time ran out while it ran
-// (pgx's timeout), or the connection broke. One that came before it was sent (no
-// connection in time, or db.ChangedNothing), or that PostgreSQL answered, changed nothing.
+// (pgx's timeout), or the connection broke. One that came before it was sent (db.NotSent),
+// or that PostgreSQL answered, changed nothing.
 func unconfirmed(err error) bool {
-	switch {
-	case db.ChangedNothing(err):
-		return false
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return pgconn.Timeout(err)
-	default:
-		return db.Unavailable(err)
-	}
+	return !db.NotSent(err) && (pgconn.Timeout(err) || db.Unavailable(err))
 }
 
 // detailOrderMayBeStored answers an order whose outcome is unknown (errOutcomeUnknown).

@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"orderflow/platform/db"
 )
 
@@ -70,17 +68,11 @@ func (w *Worker) retry(ctx context.Context, op func(ctx context.Context) error) 
 func waitedOut(err error) bool { return db.Unavailable(err) || conflicted(err) }
 
 // changedNothing reports an error of a statement run without a transaction of its own (as
-// the claim is) after which the statement surely changed nothing: db.ChangedNothing, or the
-// attempt ran out of time before it had a connection to write to (waiting for the pool, or
-// for the check of an idle connection), where database/sql returns the context's error as it
-// is, while pgx wraps the error of a statement it sent (pgconn.Timeout). It holds for a
-// statement run by Exec, and for one run by QueryContext whose rows are read by orderIDs,
+// the claim is) after which the statement surely changed nothing (db.NotSent). It holds for
+// a statement run by Exec, and for one run by QueryContext whose rows are read by orderIDs,
 // unless the rows were cut off (errAnswerCut): the statement had run by then.
 func changedNothing(err error) bool {
-	if errors.Is(err, errAnswerCut) {
-		return false
-	}
-	return db.ChangedNothing(err) || (errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err))
+	return !errors.Is(err, errAnswerCut) && db.NotSent(err)
 }
 
 // conflicted reports an error with which PostgreSQL rolled a transaction back for a conflict

@@ -4,8 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"io"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"orderflow/ent"
 	"orderflow/internal/testenv"
@@ -31,5 +35,33 @@ func TestWithTxEndedBeforeCommit(t *testing.T) {
 	})
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrTxDone) {
 		t.Fatalf("WithTx = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestNotSent: a statement whose deadline passed while it ran was sent; one whose deadline
+// passed before it had a connection, or that failed before it was written, was not.
+func TestNotSent(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, testenv.EmptyDatabase(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, ranOut := pool.ExecContext(ctx, `SELECT pg_sleep(5)`)
+	if ranOut == nil || db.NotSent(ranOut) {
+		t.Errorf("a statement cut off while it ran: %v, NotSent %v; want an error of a sent statement", ranOut, db.NotSent(ranOut))
+	}
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no connection from the pool in time", fmt.Errorf("claim: %w", context.DeadlineExceeded), true},
+		{"no connection opened", fmt.Errorf("claim: %w", &pgconn.ConnectError{}), true},
+		{"the statement failed", &pgconn.PgError{Severity: "ERROR", Code: db.DeadlockDetected}, true},
+		{"the connection dropped under it", fmt.Errorf("claim: %w", io.ErrUnexpectedEOF), false},
+		{"cancelled, sent or not", fmt.Errorf("claim: %w", context.Canceled), false},
+	} {
+		if got := db.NotSent(c.err); got != c.want {
+			t.Errorf("%s: NotSent(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
 	}
 }

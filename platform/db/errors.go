@@ -136,3 +136,14 @@ func ChangedNothing(err error) bool {
 	var connectErr *pgconn.ConnectError
 	return errors.As(err, &connectErr) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err)
 }
+
+// NotSent reports an error after which a statement run without a transaction of its own
+// surely changed nothing: ChangedNothing, or its deadline passed before it had a connection
+// to be sent on (waiting for the pool, or for the check of an idle connection), where
+// database/sql returns the context's error as it is, while pgx wraps the error of a
+// statement it sent (pgconn.Timeout). database/sql also returns the context's error as it is
+// when the context ends while it reads a statement's rows, after the statement ran: a
+// caller that reads rows tells that case apart itself.
+func NotSent(err error) bool {
+	return ChangedNothing(err) || (errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err))
+}
