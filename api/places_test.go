@@ -23,6 +23,14 @@ import (
 // goroutine in it waits, so their waits are exact, and synctest.Wait tells when a request is
 // waiting for a place.
 
+// timedTake takes a place of p for a request of ctx, and returns whether it got one and how
+// long it waited.
+func timedTake(p *places, ctx context.Context) (bool, time.Duration) {
+	begin := time.Now()
+	took := p.take(ctx)
+	return took, time.Since(begin)
+}
+
 func TestPlacesBoundTheRequestsAtOnce(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -30,11 +38,11 @@ func TestPlacesBoundTheRequestsAtOnce(t *testing.T) {
 		if !p.take(context.Background()) || !p.take(context.Background()) {
 			t.Fatal("two places, and a take of one of them failed")
 		}
-		begin := time.Now()
-		if p.take(context.Background()) {
+		took, waited := timedTake(p, context.Background())
+		if took {
 			t.Fatal("a third request took one of two places")
 		}
-		if waited := time.Since(begin); waited < 90*time.Millisecond {
+		if waited != 100*time.Millisecond {
 			t.Errorf("gave up after %v, want the 100ms it may wait", waited)
 		}
 		p.release()
@@ -51,19 +59,18 @@ func TestPlacesKeepHalfTheRequestsTime(t *testing.T) {
 		p.take(context.Background())
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		begin := time.Now()
-		if p.take(ctx) {
+		took, waited := timedTake(p, ctx)
+		if took {
 			t.Fatal("took a place nobody freed")
 		}
-		if waited := time.Since(begin); waited < 900*time.Millisecond || waited > 1800*time.Millisecond {
-			t.Errorf("a request with 2s left gave up after %v, want once 1s was left (after about 1s)", waited)
+		if waited != time.Second {
+			t.Errorf("a request with 2s left gave up after %v, want once 1s was left (after 1s)", waited)
 		}
 		// One with less than that left does not wait, and one that ran out takes no free place.
 		short, cancelShort := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancelShort()
-		begin = time.Now()
-		if p.take(short) || time.Since(begin) > 250*time.Millisecond {
-			t.Errorf("a request with 500ms left waited %v, want no wait", time.Since(begin))
+		if took, waited := timedTake(p, short); took || waited != 0 {
+			t.Errorf("a request with 500ms left took a place (%v) after %v, want no place and no wait", took, waited)
 		}
 		p.release()
 		ended, cancelEnded := context.WithCancel(context.Background())
@@ -88,7 +95,7 @@ func TestPlacesWaitEndsWithTheRequest(t *testing.T) {
 		if <-got {
 			t.Error("a request whose context ended took a place that nobody freed")
 		}
-		if waited := time.Since(begin); waited > 5*time.Second {
+		if waited := time.Since(begin); waited != 0 {
 			t.Errorf("the wait outlived the request's context by %v", waited)
 		}
 	})
@@ -107,7 +114,7 @@ func TestPlacesGiveAFreedPlaceToAWaitingRequest(t *testing.T) {
 		if !<-got {
 			t.Error("a waiting request did not get the place freed for it")
 		}
-		if waited := time.Since(begin); waited > 5*time.Second {
+		if waited := time.Since(begin); waited != 0 {
 			t.Errorf("a freed place ended the wait only after %v", waited)
 		}
 	})

@@ -404,16 +404,22 @@ func consumers(t testing.TB, conn *amqp.Connection, queue string) int {
 		t.Fatal(err)
 	}
 	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(queue,
+	q, err := declarePassive(ch, queue)
+	if err != nil {
+		return 0
+	}
+	return q.Consumers
+}
+
+// declarePassive reads the messages and consumers of the durable queue name, or fails when
+// it does not exist, which closes ch.
+func declarePassive(ch *amqp.Channel, name string) (amqp.Queue, error) {
+	return ch.QueueDeclarePassive(name,
 		true,  // durable
 		false, // auto-delete
 		false, // exclusive
 		false, // no-wait
 		nil)
-	if err != nil {
-		return 0
-	}
-	return q.Consumers
 }
 
 // TestSystemOrderCreatedMovedBackFromItsDeadLetterQueueResumesThePayment: an OrderCreated
@@ -759,12 +765,7 @@ func deadLetters(t testing.TB, ch *amqp.Channel, exchange string) int {
 // queueState reads the messages and consumers of the durable queue name, which must exist.
 func queueState(t testing.TB, ch *amqp.Channel, name string) amqp.Queue {
 	t.Helper()
-	q, err := ch.QueueDeclarePassive(name,
-		true,  // durable
-		false, // auto-delete
-		false, // exclusive
-		false, // no-wait
-		nil)
+	q, err := declarePassive(ch, name)
 	if err != nil {
 		t.Fatal(err)
 	}
