@@ -21,9 +21,12 @@ import (
 
 // Principal is the signed-in user on whose behalf a request runs.
 type Principal struct {
-	ID   int
-	Name string
-	Role string
+	ID    int
+	Name  string
+	Email string
+	Role  string
+	// tokenVersion is the version of the user's password, the token's.
+	tokenVersion int
 }
 
 // IsAdmin reports whether p has the admin role.
@@ -200,10 +203,10 @@ func (h *Handler) HandleBearerAuth(ctx context.Context, op oas.OperationName, t 
 		return ctx, fmt.Errorf("%w: %w", errUnauthorized, err)
 	}
 	c := &caller{id: id, version: version, load: func(ctx context.Context) (Principal, error) {
-		p := Principal{ID: id}
+		p := Principal{ID: id, tokenVersion: version}
 		var current int
-		err := h.db.QueryRowContext(ctx, `SELECT name, role, token_version FROM users WHERE id = $1`, id).
-			Scan(&p.Name, &p.Role, &current)
+		err := h.db.QueryRowContext(ctx, `SELECT name, email, role, token_version FROM users WHERE id = $1`, id).
+			Scan(&p.Name, &p.Email, &p.Role, &current)
 		if errors.Is(err, sql.ErrNoRows) {
 			return Principal{}, errTokenUserGone
 		}

@@ -186,7 +186,7 @@ func (h *Handler) CreateUser(ctx context.Context, req *oas.UserCreate) (*oas.Use
 		return nil, errEmailTaken
 	}
 	if err != nil {
-		return nil, createError("user", "GET /api/users", err)
+		return nil, createError("user", err)
 	}
 	return &oas.UserHeaders{Location: "/api/users/" + strconv.Itoa(u.ID), Response: userOut(u)}, nil
 }
@@ -208,9 +208,9 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 		return nil, err
 	}
 	email := domain.NormalizeEmail(req.Email)
-	var self *ent.User // the account as checkCurrentPassword read it, when it is the caller's
-	if p.ID == params.ID {
-		if self, err = h.checkCurrentPassword(ctx, params.ID, email, req); err != nil {
+	self := p.ID == params.ID
+	if self {
+		if err := h.checkCurrentPassword(ctx, p, email, req); err != nil {
 			return nil, err
 		}
 	}
@@ -241,11 +241,11 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if !reserved {
 		upd.Where(user.EmailNEQ(h.adminEmail))
 	}
-	// The caller's own account is written only as checked: an address or a password changed
-	// meanwhile (by the owner, where the caller may hold a leaked token) is not undone by
-	// an update that needed no current password for the account as it was.
-	if self != nil {
-		upd.Where(user.EmailEQ(self.Email), user.TokenVersionEQ(self.TokenVersion))
+	// The caller's own account is written only as the request found it: an address or a
+	// password changed meanwhile (by the owner, where the caller may hold a leaked token) is
+	// not undone by an update that needed no current password for the account as it was.
+	if self {
+		upd.Where(user.EmailEQ(p.Email), user.TokenVersionEQ(p.tokenVersion))
 	}
 	u, err := upd.Save(ctx)
 	if db.Code(err) == db.UniqueViolation {
@@ -259,7 +259,7 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 			return nil, fmt.Errorf("update user %d: %w", params.ID, xerr)
 		}
 		switch {
-		case exists && self != nil && (cur.Email != self.Email || cur.TokenVersion != self.TokenVersion):
+		case exists && self && (cur.Email != p.Email || cur.TokenVersion != p.tokenVersion):
 			return nil, errAccountChanged
 		case exists && reserved:
 			return nil, errAdminEmailReserved
@@ -278,31 +278,29 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 // for their current password, so that their token alone, one that leaked, cannot take the
 // account for good: a new address or password, with which the owner's tokens end. A wrong
 // one takes from a login budget of the user's and of the client's (loginLimiter.takeCheck),
-// so that a token does not make guessing the password much faster. It returns the account
-// as it read it.
-func (h *Handler) checkCurrentPassword(ctx context.Context, id int, email string, req *oas.UserUpdate) (*ent.User, error) {
-	u, err := h.client.User.Query().Where(user.ID(id)).
-		Select(user.FieldEmail, user.FieldPasswordHash, user.FieldTokenVersion).Only(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("get user %d: %w", id, orNotFound(err, "User", id))
-	}
-	if u.Email == email && !req.Password.Set {
-		return u, nil
+// so that a token does not make guessing the password much faster.
+func (h *Handler) checkCurrentPassword(ctx context.Context, p Principal, email string, req *oas.UserUpdate) error {
+	if p.Email == email && !req.Password.Set {
+		return nil
 	}
 	if !req.CurrentPassword.Set {
-		return nil, invalid("currentPassword", "required to change your own e-mail address or password")
+		return invalid("currentPassword", "required to change your own e-mail address or password")
 	}
 	info := requestInfoFrom(ctx)
 	client := clientKey(info.remoteAddr)
-	if ok, wait := h.logins.takeCheck(id, client); !ok {
+	if ok, wait := h.logins.takeCheck(p.ID, client); !ok {
 		info.retryAfter = retryAfter(wait)
-		return nil, errTooManyPasswordChecks
+		return errTooManyPasswordChecks
+	}
+	u, err := h.client.User.Query().Where(user.ID(p.ID)).Select(user.FieldPasswordHash).Only(ctx)
+	if err != nil {
+		return fmt.Errorf("get user %d: %w", p.ID, orNotFound(err, "User", p.ID))
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(req.CurrentPassword.Value)) != nil {
-		return nil, errWrongCurrentPassword
+		return errWrongCurrentPassword
 	}
-	h.logins.refundCheck(id, client)
-	return u, nil
+	h.logins.refundCheck(p.ID, client)
+	return nil
 }
 
 var (
