@@ -103,8 +103,8 @@ var (
 // request is not told to try again as if nothing had happened, which would create a second
 // product, or be refused as if the address were another user's.
 type unconfirmedCreate struct {
-	what, list string // "product", "GET /api/products"
-	err        error
+	what string // "product", listed by GET /api/products
+	err  error
 }
 
 func (u *unconfirmedCreate) Error() string {
@@ -115,14 +115,14 @@ func (u *unconfirmedCreate) Unwrap() error { return u.err }
 
 // detail is the answer's: what the client should do.
 func (u *unconfirmedCreate) detail() string {
-	return fmt.Sprintf("The database did not confirm in time whether the %s was created, and it may have been. Look for it (%s) before creating it again.", u.what, u.list)
+	return fmt.Sprintf("The database did not confirm in time whether the %s was created, and it may have been. Look for it (GET /api/%ss) before creating it again.", u.what, u.what)
 }
 
-// createError returns the error of a statement that creates a what, listed by list, that
-// failed with err: unconfirmedCreate when the statement may have run (unconfirmed).
-func createError(what, list string, err error) error {
+// createError returns the error of a statement that creates a what ("product"), failed with
+// err: unconfirmedCreate when the statement may have run (unconfirmed).
+func createError(what string, err error) error {
 	if unconfirmed(err) {
-		return &unconfirmedCreate{what: what, list: list, err: err}
+		return &unconfirmedCreate{what: what, err: err}
 	}
 	return fmt.Errorf("create %s: %w", what, err)
 }

@@ -120,7 +120,7 @@ func (h *Handler) CreateProduct(ctx context.Context, req *oas.ProductInput) (*oa
 	}
 	p, err := create.Save(ctx)
 	if err != nil {
-		return nil, createError("product", "GET /api/products", err)
+		return nil, createError("product", err)
 	}
 	out := productOut(p)
 	return &oas.ProductHeaders{Location: "/api/products/" + strconv.Itoa(p.ID), ETag: productETag(out), Response: out}, nil
