@@ -12,10 +12,11 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
 	"orderflow/configuration"
+	"orderflow/internal/testutil"
 	"orderflow/platform/httpserver"
 )
 
@@ -146,7 +147,7 @@ func TestAnOperationWithoutAPlaceIsAnswered503(t *testing.T) {
 		t.Fatal("the only place was not free")
 	}
 	unavailable, rejected := ordersCreated.WithLabelValues("unavailable"), ordersCreated.WithLabelValues("rejected")
-	unavailableBefore, rejectedBefore := testutil.ToFloat64(unavailable), testutil.ToFloat64(rejected)
+	unavailableBefore, rejectedBefore := promtest.ToFloat64(unavailable), promtest.ToFloat64(rejected)
 
 	begin := time.Now()
 	res := e.do(http.MethodGet, "/api/products", tok, "", "")
@@ -170,7 +171,7 @@ func TestAnOperationWithoutAPlaceIsAnswered503(t *testing.T) {
 	if stock := e.stock(p); stock != 5 {
 		t.Errorf("stock %d, want 5", stock)
 	}
-	if d, r := testutil.ToFloat64(unavailable)-unavailableBefore, testutil.ToFloat64(rejected)-rejectedBefore; d != 1 || r != 0 {
+	if d, r := promtest.ToFloat64(unavailable)-unavailableBefore, promtest.ToFloat64(rejected)-rejectedBefore; d != 1 || r != 0 {
 		t.Errorf("the refused order counted %v times unavailable and %v times rejected, want once unavailable", d, r)
 	}
 
@@ -263,11 +264,9 @@ func TestAWaitingRequestWhoseClientLeftIsDropped(t *testing.T) {
 	}()
 	waiting := func(want float64) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); testutil.ToFloat64(requestsWaiting) != want; time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%v requests wait, want %v", testutil.ToFloat64(requestsWaiting), want)
-			}
-		}
+		testutil.Eventually(t, 5*time.Second, fmt.Sprintf("%v requests waiting", want), func() bool {
+			return promtest.ToFloat64(requestsWaiting) == want
+		})
 	}
 	waiting(1)
 	cancel() // the client gives up and closes its connection

@@ -363,7 +363,7 @@ func TestConfiguredAdminKeepsItsAddress(t *testing.T) {
 // TestChangingOnesOwnAddressOrPasswordNeedsTheCurrentPassword: a token alone cannot give its
 // account a new e-mail address or password, which would take the account from its owner for
 // good; a new name needs none, nor does an admin changing another user's account. Wrong
-// current passwords count with the account's failed logins.
+// current passwords have a budget of the user's, apart from the address's failed logins.
 func TestChangingOnesOwnAddressOrPasswordNeedsTheCurrentPassword(t *testing.T) {
 	t.Parallel()
 	e := newEnvWith(t, func(cfg *configuration.Config) { cfg.Auth.LoginAttemptsPerMinute = 3 }, bcrypt.MinCost)

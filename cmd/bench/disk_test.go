@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"orderflow/internal/testutil"
 )
 
 func TestDiskProbeSyncs(t *testing.T) {
@@ -13,13 +15,10 @@ func TestDiskProbeSyncs(t *testing.T) {
 	}
 	defer p.close()
 	// The first sync may take long on a disk the database keeps busy.
-	var got []float64
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(probeInterval) {
-		if got, err = p.syncs.first(1); err == nil && len(got) > 0 && got[0] >= 0 {
-			return
-		}
-	}
-	t.Fatalf("slowest sync by second = %v, %v; want one figure at least", got, err)
+	testutil.Eventually(t, 5*time.Second, "the slowest sync of a second", func() bool {
+		got, err := p.syncs.first(1)
+		return err == nil && len(got) > 0 && got[0] >= 0
+	})
 }
 
 func TestSlowTogether(t *testing.T) {
