@@ -82,43 +82,39 @@ func TestPlacesKeepHalfTheRequestsTime(t *testing.T) {
 	})
 }
 
-func TestPlacesWaitEndsWithTheRequest(t *testing.T) {
+// TestPlacesWaitEndsAtOnce: a request waiting for a place stops waiting as soon as its
+// context ends, without a place, or a place is freed, which it gets.
+func TestPlacesWaitEndsAtOnce(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		p := newPlaces(1, time.Minute)
-		p.take(context.Background())
-		ctx, cancel := context.WithCancel(context.Background())
-		got := make(chan bool)
-		go func() { got <- p.take(ctx) }()
-		synctest.Wait() // it waits for the place
-		cancel()
-		begin := time.Now()
-		if <-got {
-			t.Error("a request whose context ended took a place that nobody freed")
-		}
-		if waited := time.Since(begin); waited != 0 {
-			t.Errorf("the wait outlived the request's context by %v", waited)
-		}
-	})
-}
-
-func TestPlacesGiveAFreedPlaceToAWaitingRequest(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		p := newPlaces(1, time.Minute)
-		p.take(context.Background())
-		got := make(chan bool)
-		go func() { got <- p.take(context.Background()) }()
-		synctest.Wait() // it waits for the place
-		p.release()
-		begin := time.Now()
-		if !<-got {
-			t.Error("a waiting request did not get the place freed for it")
-		}
-		if waited := time.Since(begin); waited != 0 {
-			t.Errorf("a freed place ended the wait only after %v", waited)
-		}
-	})
+	for _, c := range []struct {
+		name string
+		end  func(p *places, cancel context.CancelFunc)
+		want bool
+	}{
+		{"the request's context ends", func(_ *places, cancel context.CancelFunc) { cancel() }, false},
+		{"a place is freed", func(p *places, _ context.CancelFunc) { p.release() }, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				p := newPlaces(1, time.Minute)
+				p.take(context.Background())
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				got := make(chan bool)
+				go func() { got <- p.take(ctx) }()
+				synctest.Wait() // it waits for the place
+				c.end(p, cancel)
+				begin := time.Now()
+				if took := <-got; took != c.want {
+					t.Errorf("took a place: %v, want %v", took, c.want)
+				}
+				if waited := time.Since(begin); waited != 0 {
+					t.Errorf("the wait went on for %v", waited)
+				}
+			})
+		})
+	}
 }
 
 // busyEnv is an API with one place, for which a request waits at most 300 ms.
