@@ -61,6 +61,8 @@ func TestUsers(t *testing.T) {
 			{"name", oas.UserCreate{Name: " \t\u00a0\u3000", Email: "x6@example.com", Password: "secret1"}},
 			{"email", oas.UserCreate{Name: "X", Email: "not-an-email", Password: "secret1"}},
 			{"email", oas.UserCreate{Name: "X", Email: strings.Repeat("e", 95) + "@example.com", Password: "secret1"}},
+			{"email", oas.UserCreate{Name: "X", Email: "\u212Aate@example.com", Password: "secret1"}}, // not "kate@example.com"
+			{"email", oas.UserCreate{Name: "X", Email: "x7@example.com\u00a0", Password: "secret1"}},
 			{"password", oas.UserCreate{Name: "X", Email: "x3@example.com", Password: "12345"}},
 		}
 		for _, tt := range tests {

@@ -37,10 +37,19 @@ var (
 	ErrDuplicateProduct = errors.New("product is listed more than once")
 )
 
-// NormalizeEmail returns the form in which e-mail addresses are stored and compared:
-// trimmed and lower-cased.
+// NormalizeEmail returns the form in which e-mail addresses are stored and compared: ASCII
+// white space trimmed and ASCII letters lower-cased. Every other character is left as it is,
+// for the rule that addresses are ASCII to refuse: strings.ToLower would turn the Kelvin sign
+// into a "k", and strings.TrimSpace would drop a no-break space, making another address of one
+// that no account may have.
 func NormalizeEmail(email string) string {
-	return strings.ToLower(strings.TrimSpace(email))
+	email = strings.Trim(email, " \t\n\v\f\r")
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, email)
 }
 
 // ValidateEmail checks that email is a bare address ("a@b.example", no display name) of at

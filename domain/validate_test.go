@@ -37,8 +37,19 @@ func TestValidateEmail(t *testing.T) {
 
 func TestNormalizeEmail(t *testing.T) {
 	t.Parallel()
-	if got := NormalizeEmail("  Ann@Example.COM "); got != "ann@example.com" {
-		t.Errorf("NormalizeEmail = %q", got)
+	tests := map[string]string{
+		"  Ann@Example.COM ":      "ann@example.com",
+		"\tann@example.com\r\n":   "ann@example.com",
+		"\u212Aate@example.com":   "\u212Aate@example.com", // the Kelvin sign, which Unicode lower-cases to "k"
+		"kate@example.com\u00a0":  "kate@example.com\u00a0",
+		"\u3000kate@example.com":  "\u3000kate@example.com",
+		"M\u00dcLLER@EXAMPLE.COM": "m\u00dcller@example.com",
+		"\u0130nci@example.com":   "\u0130nci@example.com", // a dotted capital I, which Unicode lower-cases to "i" and a dot
+	}
+	for in, want := range tests {
+		if got := NormalizeEmail(in); got != want {
+			t.Errorf("NormalizeEmail(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
