@@ -250,8 +250,11 @@ func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginR
 	// whether an account exists.
 	info := requestInfoFrom(ctx)
 	client := clientKey(info.remoteAddr)
-	if ok, wait := h.logins.take(email, client); !ok {
+	if ok, wait, byAddress := h.logins.take(email, client); !ok {
 		info.retryAfter = retryAfter(wait)
+		if byAddress {
+			return nil, errTooManyFromClient
+		}
 		return nil, errTooManyLogins
 	}
 	u, err := h.client.User.Query().Where(user.Email(email)).Only(ctx)
@@ -285,7 +288,10 @@ func loginChecks(req *oas.LoginRequest) fieldChecks {
 
 var (
 	errBadCredentials = problem(http.StatusUnauthorized, "The e-mail address or the password is wrong.")
-	errTooManyLogins  = problem(http.StatusTooManyRequests, "Too many failed logins; try again later.")
+	errTooManyLogins  = problem(http.StatusTooManyRequests, "Too many failed logins for this e-mail address; try again later.")
+	// errTooManyFromClient is the answer to a login or a check of a current password once
+	// the client's address has used up the budget that both take from.
+	errTooManyFromClient = problem(http.StatusTooManyRequests, "Too many failed logins and wrong current passwords from your network address; try again later.")
 )
 
 // hashPassword returns the bcrypt hash of password.

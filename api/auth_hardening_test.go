@@ -32,14 +32,15 @@ func (e *env) loginRaw(email, password string) *http.Response {
 
 // wantRetryAfter fails unless res is a 429 problem with a Retry-After of whole seconds
 // between 1 and most.
-func wantRetryAfter(t *testing.T, res *http.Response, most int) {
+func wantRetryAfter(t *testing.T, res *http.Response, most int) (detail string) {
 	t.Helper()
 	ra := res.Header.Get("Retry-After")
-	wantProblem(t, res, http.StatusTooManyRequests)
+	detail = wantProblem(t, res, http.StatusTooManyRequests)
 	n, err := strconv.Atoi(ra)
 	if err != nil || n < 1 || n > most {
 		t.Fatalf("Retry-After %q, want 1 to %d seconds", ra, most)
 	}
+	return detail
 }
 
 func TestLoginRateLimitPerAccount(t *testing.T) {
@@ -62,7 +63,9 @@ func TestLoginRateLimitPerAccount(t *testing.T) {
 		}
 	}
 	// 3 per minute: the next token comes in 20 s.
-	wantRetryAfter(t, e.loginRaw(admin.Email, "wrong-password"), 20)
+	if d := wantRetryAfter(t, e.loginRaw(admin.Email, "wrong-password"), 20); d != errTooManyLogins.Detail {
+		t.Errorf("detail %q, want %q", d, errTooManyLogins.Detail)
+	}
 	// The right password is refused too while the account is limited, and the e-mail
 	// address is compared lower-cased.
 	wantRetryAfter(t, e.loginRaw(strings.ToUpper(admin.Email), admin.Password), 20)
@@ -88,14 +91,26 @@ func TestLoginRateLimitPerAddress(t *testing.T) {
 		cfg.Auth.LoginAttemptsPerMinute = 1000
 		cfg.Auth.LoginAttemptsPerAddressPerMinute = 5
 	}, bcrypt.MinCost)
+	cust, id := e.customerToken()
 	for i := range 5 {
 		if res := e.loginRaw(fmt.Sprintf("guess%d@example.com", i), "wrong-password"); res.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("attempt %d: %d, want 401", i+1, res.StatusCode)
 		}
 	}
-	// Every address is now refused from this client, even the admin's right password.
-	wantRetryAfter(t, e.loginRaw("guess99@example.com", "wrong-password"), 12)
-	wantRetryAfter(t, e.loginRaw(e.cfg.Admin.Email, e.cfg.Admin.Password), 12)
+	// Every address is now refused from this client, even the admin's right password, with
+	// an answer that names the client's budget rather than the address's.
+	for _, res := range []*http.Response{e.loginRaw("guess99@example.com", "wrong-password"), e.loginRaw(e.cfg.Admin.Email, e.cfg.Admin.Password)} {
+		if d := wantRetryAfter(t, res, 12); d != errTooManyFromClient.Detail {
+			t.Errorf("detail %q, want %q", d, errTooManyFromClient.Detail)
+		}
+	}
+	// A user of this client who changes a password, with the right current one, is told
+	// that the client's budget is used up, not that it gave wrong current passwords.
+	res := e.do(http.MethodPut, "/api/users/"+strconv.Itoa(id), cust, "application/json",
+		`{"name":"X","email":"x@example.com","password":"another1","currentPassword":"secret1"}`)
+	if d := wantRetryAfter(t, res, 12); d != errTooManyFromClient.Detail {
+		t.Errorf("password change: detail %q, want %q", d, errTooManyFromClient.Detail)
+	}
 	// Other operations are not limited.
 	if _, err := e.admin.ListProducts(ctx, oas.ListProductsParams{}); err != nil {
 		t.Fatal(err)
@@ -161,21 +176,21 @@ func TestLoginLimiterRefills(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	l := newLoginLimiter(2, 3, func() time.Time { return now })
-	take := func(account, addr string) bool { ok, _ := l.take(account, addr); return ok }
+	take := func(account, addr string) bool { ok, _, _ := l.take(account, addr); return ok }
 
 	if !take("a", "1") || !take("a", "1") {
 		t.Fatal("the first two attempts are refused")
 	}
-	ok, wait := l.take("a", "1")
-	if ok || wait != 30*time.Second {
-		t.Fatalf("third attempt: %v, wait %s; want refused for 30s", ok, wait)
+	ok, wait, byAddress := l.take("a", "1")
+	if ok || wait != 30*time.Second || byAddress {
+		t.Fatalf("third attempt: %v, wait %s, by the address %v; want refused for 30s by the account", ok, wait, byAddress)
 	}
 	if !take("b", "1") {
 		t.Fatal("account b is refused")
 	}
 	// Address 1 has used 3 tokens (the refused attempt took none).
-	if take("c", "1") {
-		t.Fatal("address 1 is not limited")
+	if ok, _, byAddress := l.take("c", "1"); ok || !byAddress {
+		t.Fatalf("account c from address 1: %v, by the address %v; want refused by the address", ok, byAddress)
 	}
 	if !take("c", "2") {
 		t.Fatal("address 2 is refused")

@@ -37,7 +37,7 @@ func (e *env) rowCounts(t *testing.T) map[string]int {
 
 // wantProblem fails unless res is a 4xx problem+json answer with the given status (any 4xx
 // if status is 0) whose body agrees with it.
-func wantProblem(t testing.TB, res *http.Response, status int) {
+func wantProblem(t testing.TB, res *http.Response, status int) (detail string) {
 	t.Helper()
 	body, err := io.ReadAll(res.Body)
 	if err != nil {
@@ -53,10 +53,12 @@ func wantProblem(t testing.TB, res *http.Response, status int) {
 		Type   string `json:"type"`
 		Title  string `json:"title"`
 		Status int    `json:"status"`
+		Detail string `json:"detail"`
 	}
 	if err := json.Unmarshal(body, &p); err != nil || p.Status != res.StatusCode || p.Type == "" || p.Title == "" {
 		t.Fatalf("problem body %.300s (%v) for status %d", body, err, res.StatusCode)
 	}
+	return p.Detail
 }
 
 // TestHostileRequests sends requests that must all be refused with a 4xx problem answer,

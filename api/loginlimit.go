@@ -69,8 +69,10 @@ func newBucketSet(perMinute int) bucketSet {
 }
 
 // take takes one token from the bucket of account and of address, or from neither. When
-// either is empty it reports false and how long until both hold a token again.
-func (l *loginLimiter) take(account, address string) (bool, time.Duration) {
+// either is empty it reports false, how long until both hold a token again, and whether the
+// address's bucket, which failed logins for every account and wrong current passwords of
+// every user take from, is one of the empty ones.
+func (l *loginLimiter) take(account, address string) (ok bool, wait time.Duration, byAddress bool) {
 	return l.takeFrom(&l.accounts, account, address)
 }
 
@@ -78,7 +80,7 @@ func (l *loginLimiter) take(account, address string) (bool, time.Duration) {
 func (l *loginLimiter) refund(account, address string) { l.refundTo(&l.accounts, account, address) }
 
 // takeCheck is take for a check of the current password of user id.
-func (l *loginLimiter) takeCheck(id int, address string) (bool, time.Duration) {
+func (l *loginLimiter) takeCheck(id int, address string) (ok bool, wait time.Duration, byAddress bool) {
 	return l.takeFrom(&l.checks, strconv.Itoa(id), address)
 }
 
@@ -87,7 +89,7 @@ func (l *loginLimiter) refundCheck(id int, address string) {
 	l.refundTo(&l.checks, strconv.Itoa(id), address)
 }
 
-func (l *loginLimiter) takeFrom(set *bucketSet, key, address string) (bool, time.Duration) {
+func (l *loginLimiter) takeFrom(set *bucketSet, key, address string) (bool, time.Duration, bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -96,9 +98,9 @@ func (l *loginLimiter) takeFrom(set *bucketSet, key, address string) (bool, time
 	if a.tokens >= 1 && b.tokens >= 1 {
 		a.tokens--
 		b.tokens--
-		return true, 0
+		return true, 0, false
 	}
-	return false, max(set.wait(a), l.addresses.wait(b))
+	return false, max(set.wait(a), l.addresses.wait(b)), b.tokens < 1
 }
 
 func (l *loginLimiter) refundTo(set *bucketSet, key, address string) {

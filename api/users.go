@@ -288,8 +288,11 @@ func (h *Handler) checkCurrentPassword(ctx context.Context, p Principal, email s
 	}
 	info := requestInfoFrom(ctx)
 	client := clientKey(info.remoteAddr)
-	if ok, wait := h.logins.takeCheck(p.ID, client); !ok {
+	if ok, wait, byAddress := h.logins.takeCheck(p.ID, client); !ok {
 		info.retryAfter = retryAfter(wait)
+		if byAddress {
+			return errTooManyFromClient
+		}
 		return errTooManyPasswordChecks
 	}
 	u, err := h.client.User.Query().Where(user.ID(p.ID)).Select(user.FieldPasswordHash).Only(ctx)
@@ -305,7 +308,7 @@ func (h *Handler) checkCurrentPassword(ctx context.Context, p Principal, email s
 
 var (
 	errWrongCurrentPassword  = problem(http.StatusForbidden, "currentPassword is not the account's password.")
-	errTooManyPasswordChecks = problem(http.StatusTooManyRequests, "Too many wrong current passwords; try again later.")
+	errTooManyPasswordChecks = problem(http.StatusTooManyRequests, "Too many wrong current passwords for this account; try again later.")
 	errAccountChanged        = problem(http.StatusConflict, "The account's e-mail address or password changed while this request was handled; read it and try again.")
 	errUserHasOrders         = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
 	errConfiguredAdmin       = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")

@@ -414,7 +414,7 @@ func TestChangingOnesOwnAddressOrPasswordNeedsTheCurrentPassword(t *testing.T) {
 		wantStatus(t, update(grace, id, "grace@example.com", none, oas.NewOptString("wrong1")), http.StatusForbidden)
 	}
 	p = wantStatus(t, update(grace, id, "grace@example.com", none, oas.NewOptString("navy123")), http.StatusTooManyRequests)
-	if p.Detail.Value != "Too many wrong current passwords; try again later." {
+	if p.Detail.Value != "Too many wrong current passwords for this account; try again later." {
 		t.Errorf("detail %q", p.Detail.Value)
 	}
 
