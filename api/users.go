@@ -95,7 +95,13 @@ func updateUserChecks(req *oas.UserUpdate) fieldChecks {
 	if req.Password.Set {
 		password = &req.Password.Value
 	}
-	return userChecks(req.Name, req.Email, password)
+	c := userChecks(req.Name, req.Email, password)
+	// bcrypt compares only a password's first MaxPasswordBytes bytes: a longer one would pass
+	// as the account's when it begins with it.
+	if req.CurrentPassword.Set && len(req.CurrentPassword.Value) > domain.MaxPasswordBytes {
+		c.check("currentPassword", fmt.Errorf("must have at most %d bytes, as every account's password", domain.MaxPasswordBytes))
+	}
+	return c
 }
 
 // normalizeEmail returns email in the form it is stored in, or why no account may have it:

@@ -11,6 +11,7 @@ import (
 
 	"orderflow/api/oas"
 	"orderflow/configuration"
+	"orderflow/domain"
 	"orderflow/internal/testutil"
 )
 
@@ -434,6 +435,24 @@ func TestChangingOnesOwnAddressOrPasswordNeedsTheCurrentPassword(t *testing.T) {
 	if err := update(other, otherID, o.Email, oas.NewOptString("another1"), oas.NewOptString("secret1")); err != nil {
 		t.Errorf("a password change after failed logins for the address: %v", err)
 	}
+}
+
+// TestACurrentPasswordPastBcryptsLimitIsRefused: bcrypt compares a password's first 72
+// bytes only, so a current password longer than that would pass for an account whose
+// password it begins with.
+func TestACurrentPasswordPastBcryptsLimitIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	long := strings.Repeat("p", domain.MaxPasswordBytes)
+	u, err := e.admin.CreateUser(ctx, &oas.UserCreate{Name: "Long", Email: "long@example.com", Password: long})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.login("long@example.com", long).UpdateUser(ctx, &oas.UserUpdate{
+		Name: "Long", Email: "long@example.com", Password: oas.NewOptString("another1"), CurrentPassword: oas.NewOptString(long + "x"),
+	}, oas.UpdateUserParams{ID: u.Response.ID})
+	wantField(t, wantStatus(t, err, http.StatusBadRequest), "currentPassword")
+	e.login("long@example.com", long) // the password is as it was
 }
 
 // TestAnUpdateWithoutTheCurrentPasswordDoesNotUndoAChangeMadeMeanwhile: an update of one's own
