@@ -9,11 +9,14 @@ import (
 	"strings"
 	"testing"
 
+	entschema "entgo.io/ent/dialect/sql/schema"
 	"github.com/ogen-go/ogen"
 
 	"orderflow"
 	"orderflow/api/oas"
 	"orderflow/domain"
+	entmigrate "orderflow/ent/migrate"
+	"orderflow/events"
 )
 
 // TestMissingFieldIsRequired checks that a required field left out is said to be required in
@@ -477,5 +480,49 @@ func TestContractTransitionsAreDomains(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(listed, want) {
 		t.Errorf("openapi.yaml allows %q, domain %q", listed, want)
+	}
+}
+
+// TestEnumsAgree: the enums that the database's schema, the contract and the Go code each
+// spell out have the same values: an order's status (ent's orders.status, the contract's
+// OrderStatus, domain.Statuses) and a notification's event type (ent's
+// notifications.event_type, the contract's NotificationEventType, the names of events.All).
+// A value the contract lacks would be refused by the clients generated from it.
+func TestEnumsAgree(t *testing.T) {
+	t.Parallel()
+	column := func(cols []*entschema.Column, name string) []string {
+		for _, c := range cols {
+			if c.Name == name {
+				return c.Enums
+			}
+		}
+		t.Fatalf("ent has no column %s", name)
+		return nil
+	}
+	var statuses, contractStatuses, types, contractTypes []string
+	for _, s := range domain.Statuses {
+		statuses = append(statuses, string(s))
+	}
+	for _, s := range oas.OrderStatus("").AllValues() {
+		contractStatuses = append(contractStatuses, string(s))
+	}
+	for _, e := range events.All() {
+		types = append(types, e.Name())
+	}
+	for _, n := range oas.NotificationEventType("").AllValues() {
+		contractTypes = append(contractTypes, string(n))
+	}
+	for _, c := range []struct {
+		what          string
+		ent, contract []string
+		code          []string
+	}{
+		{"an order's status", column(entmigrate.OrdersColumns, "status"), contractStatuses, statuses},
+		{"a notification's event type", column(entmigrate.NotificationsColumns, "event_type"), contractTypes, types},
+	} {
+		ent, contract, code := slices.Sorted(slices.Values(c.ent)), slices.Sorted(slices.Values(c.contract)), slices.Sorted(slices.Values(c.code))
+		if !slices.Equal(ent, code) || !slices.Equal(contract, code) {
+			t.Errorf("%s: ent %q, openapi.yaml %q, Go %q", c.what, ent, contract, code)
+		}
 	}
 }

@@ -17,7 +17,9 @@
 //     TestTestenvDeletesWhatProcessesDeclare keeps equal;
 //   - the writer: outbox.Write (or WriteBatch) inside the transaction of the change the event
 //     announces, never after it (a writer that builds its outbox rows in SQL, as the cron
-//     job's sweep does, calls outbox.Wake once they commit);
+//     job's sweep does, calls outbox.Wake once they commit); an event that announces an
+//     order's new status is also written where an admin sets that status, in the switch of
+//     UpdateOrderStatus (api/order_status.go);
 //   - worker: an idempotent handler (a conditional update, or a row unique per order and
 //     event) and its case in Worker.dispatch (without one, the event is dead-lettered as
 //     "no handler for event type", and TestEveryEventHasAHandler fails); RegisterConsumers
@@ -27,7 +29,8 @@
 //     old name makes no migration, and go run ./cmd/migrationgen -check says so), then go
 //     generate ./... and a migration (migrations/README.md); and the Notification eventType
 //     enum in openapi.yaml, since the API lists notifications with it (a client generated
-//     from the contract refuses a value outside it);
+//     from the contract refuses a value outside it; TestEnumsAgree in api fails until the
+//     three lists agree);
 //   - the README: the routing keys in the Architecture diagram and the queues in
 //     Operations > Dead letters.
 //
