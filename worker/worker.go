@@ -9,7 +9,7 @@
 // what happens to an order whose payment was interrupted.
 //
 // Worker.Handle decodes a delivery and calls the handler of its type. A new event type needs
-// a handler here and its case in handle; RegisterConsumers consumes every queue of
+// a handler here and its case in dispatch; RegisterConsumers consumes every queue of
 // bus.SystemQueues. The package comment of events lists the other places it touches.
 package worker
 

@@ -306,10 +306,10 @@ func withCheck(t *testing.T, table *entschema.Table, name, expr string) {
 }
 
 // TestACheckChangedUnderItsOldNameIsRefused: products_name_length raised from 100 to 120
-// characters in ent/schema under the same name makes no diff. Check passed and Generate
-// said "no schema changes", while the database kept refusing names of 101 to 120
-// characters. Both now fail naming the CHECK, its two definitions and the way out, and
-// Generate writes nothing.
+// characters in ent/schema under the same name makes no diff, so a migration written from
+// the diff alone would leave the database refusing names of 101 to 120 characters. Check and
+// Generate both fail naming the CHECK, its two definitions and the way out, and Generate
+// writes nothing.
 func TestACheckChangedUnderItsOldNameIsRefused(t *testing.T) {
 	withCheck(t, entmigrate.ProductsTable, "products_name_length", "char_length(name) BETWEEN 1 AND 120")
 	dir := copyDir(t, repoMigrations)
@@ -387,9 +387,9 @@ func TestCheckFailsWhenAConstraintIsLeftNotValid(t *testing.T) {
 }
 
 // TestConstraintsAddedToExistingTablesAreValidatedApart: a CHECK or foreign key added to a
-// table the migrations already create was written as a plain ADD CONSTRAINT, which scans
-// the table under a lock that blocks its reads and writes, against the rule of
-// migrations/README.md. Generate now adds it NOT VALID and validates it in a second file,
+// table the migrations already create, written as a plain ADD CONSTRAINT, would scan the
+// table under a lock that blocks its reads and writes, against the rule of
+// migrations/README.md. Generate adds it NOT VALID and validates it in a second file,
 // <name>_validate, which sorts right after the first.
 func TestConstraintsAddedToExistingTablesAreValidatedApart(t *testing.T) {
 	// A new CHECK on products, and (with the files that made it removed) the foreign key of

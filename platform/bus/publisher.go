@@ -282,6 +282,10 @@ func newPubChannel(ch *amqp.Channel) *pubChannel {
 	return pc
 }
 
+// drain collects the channel's returns until it closes. It must never block for long: the
+// library gives up on a listener that has not taken a notification within a few seconds
+// (amqp091-go's notifyAll), and a return dropped so would let its message, confirmed all
+// the same, count as published.
 func (pc *pubChannel) drain(returns <-chan amqp.Return) {
 	got := map[string]amqp.Return{}
 	defer func() {
