@@ -524,7 +524,7 @@ func TestOrderCompletedNotifiesOnce(t *testing.T) {
 	mustEqual(t, "to", m["to"], any(user.Email))
 	mustEqual(t, "name", m["name"], any("Margaret Hamilton"))
 	mustEqual(t, "subject", m["subject"], any("Your order #"+itoa(created.OrderID)+" has been completed"))
-	mustEqual(t, "orderId", m["orderId"], any(float64(created.OrderID)))
+	mustEqual(t, "order_id", m["order_id"], any(float64(created.OrderID)))
 	mustEqual(t, "total", m["total"], any("299.97"))
 	mustEqual(t, "body", m["body"], any(want))
 	mustEqual(t, "duplicate log lines", len(logs.lines(t, "order completed event dropped: the customer was already notified")), 6)

@@ -79,7 +79,7 @@ func (b *logBuffer) emails(t testing.TB) map[int]int {
 	t.Helper()
 	counts := map[int]int{}
 	for _, rec := range b.lines(t, "email sent") {
-		id, ok := rec["orderId"].(float64)
+		id, ok := rec["order_id"].(float64)
 		if !ok {
 			t.Fatalf("e-mail log line without a numeric orderId: %v", rec)
 		}

@@ -36,7 +36,7 @@ type Mailer interface {
 }
 
 // LogMailer is the simulated mail server: it writes each e-mail as one structured log line
-// with the attributes to, name, subject, orderId, total and body.
+// with the attributes to, name, subject, order_id, total and body.
 type LogMailer struct {
 	Log *slog.Logger
 }
@@ -47,7 +47,7 @@ func (m LogMailer) Send(ctx context.Context, e Email) error {
 		slog.String("to", e.To),
 		slog.String("name", e.Name),
 		slog.String("subject", e.Subject),
-		slog.Int("orderId", e.OrderID),
+		slog.Int("order_id", e.OrderID),
 		slog.String("total", e.Total.StringFixed(2)),
 		slog.String("body", e.Body),
 	)
@@ -60,7 +60,7 @@ func (m LogMailer) Send(ctx context.Context, e Email) error {
 // notification already there and sends nothing: the unique index on (order_id, event_type)
 // also makes a concurrent duplicate wait for the first transaction and then insert nothing.
 func (w *Worker) handleOrderCompleted(ctx context.Context, env events.Envelope, e events.OrderCompleted) error {
-	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
+	log := w.log.With(slog.Int("order_id", e.OrderID), slog.String("event_id", env.ID))
 	var sent bool
 	err := w.retry(ctx, func(ctx context.Context) error {
 		sent = false
@@ -193,7 +193,7 @@ func notifyError(orderID int, err error) error {
 // together, in one statement without a transaction around it (newExpiryNotes); when that
 // statement fails, each handler inserts its own.
 func (w *Worker) handleOrderExpired(ctx context.Context, env events.Envelope, e events.OrderExpired) error {
-	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
+	log := w.log.With(slog.Int("order_id", e.OrderID), slog.String("event_id", env.ID))
 	body := fmt.Sprintf("Your order #%d for %s has expired after %s without being paid, and the reserved items have been released.",
 		e.OrderID, e.Total.StringFixed(2), e.ExpiredAfter)
 	var inserted bool

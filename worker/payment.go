@@ -48,7 +48,7 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // message is not acknowledged. Once the payment has succeeded, its completion is recorded
 // even if ctx ends meanwhile (see settling).
 func (w *Worker) handleOrderCreated(ctx context.Context, env events.Envelope, e events.OrderCreated, redelivered bool) error {
-	log := w.log.With(slog.Int("orderId", e.OrderID), slog.String("eventId", env.ID))
+	log := w.log.With(slog.Int("order_id", e.OrderID), slog.String("event_id", env.ID))
 	pay, err := w.startPayment(ctx, log, e.OrderID, redelivered)
 	if err != nil || !pay {
 		return err

@@ -618,7 +618,7 @@ func TestDeliveryLimitIsLogged(t *testing.T) {
 	if len(requeued) != limit || len(deadLettered) != 1 {
 		t.Fatalf("%d lines of a requeue and %d of a dead letter, want %d and 1; log:\n%s", len(requeued), len(deadLettered), limit, out.String())
 	}
-	if rec := deadLettered[0]; rec["level"] != "ERROR" || rec["message_id"] != "poison" || rec["error"] != "database unavailable" {
+	if rec := deadLettered[0]; rec["level"] != "ERROR" || rec["event_id"] != "poison" || rec["error"] != "database unavailable" {
 		t.Errorf("dead-letter line %v, want an error naming the message and the handler's error", rec)
 	}
 }

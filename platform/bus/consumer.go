@@ -399,27 +399,27 @@ func (c *Consumer) settle(ctx context.Context, d amqp.Delivery, count int64, too
 		ackErr = d.Ack(false)
 	case errors.Is(err, ErrPermanent):
 		outcome = "dead_letter"
-		c.log.ErrorContext(ctx, "message rejected to the dead-letter queue", "message_id", d.MessageId, "error", err)
+		c.log.ErrorContext(ctx, "message rejected to the dead-letter queue", "event_id", d.MessageId, "error", err)
 		ackErr = d.Reject(false /* requeue */)
 	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrChannelClosed):
 		// Interrupted, not failed. The channel is gone: the broker delivers the message again
 		// by itself, and a reject could not reach it.
 		outcome = "requeue"
-		c.log.DebugContext(ctx, "handler interrupted: its channel closed, the broker delivers the message again", "message_id", d.MessageId, "error", err)
+		c.log.DebugContext(ctx, "handler interrupted: its channel closed, the broker delivers the message again", "event_id", d.MessageId, "error", err)
 	case ctx.Err() != nil:
 		// Interrupted, not failed: the stop deadline passed.
 		outcome = "requeue"
-		c.log.InfoContext(ctx, "handler interrupted by the stop deadline, message requeued", "message_id", d.MessageId, "error", err)
+		c.log.InfoContext(ctx, "handler interrupted by the stop deadline, message requeued", "event_id", d.MessageId, "error", err)
 		ackErr = d.Reject(true /* requeue */)
 	case count >= int64(c.conn.topology.DeliveryLimit):
 		// The queue has delivered the message as often as its limit allows: requeued, it goes
 		// to the dead-letter queue instead (x-first-death-reason delivery_limit).
 		outcome = "dead_letter"
-		c.log.ErrorContext(ctx, "handler failed, message dead-lettered: delivery limit reached", "message_id", d.MessageId, "delivery_count", count, "error", err)
+		c.log.ErrorContext(ctx, "handler failed, message dead-lettered: delivery limit reached", "event_id", d.MessageId, "delivery_count", count, "error", err)
 		ackErr = d.Reject(true /* requeue */)
 	default:
 		outcome = "requeue"
-		c.log.WarnContext(ctx, "handler failed, message requeued", "message_id", d.MessageId, "delivery_count", count, "error", err)
+		c.log.WarnContext(ctx, "handler failed, message requeued", "event_id", d.MessageId, "delivery_count", count, "error", err)
 		select {
 		case <-time.After(c.requeueDelay):
 		case <-ctx.Done():
@@ -434,7 +434,7 @@ func (c *Consumer) settle(ctx context.Context, d amqp.Delivery, count int64, too
 	}
 	observeDelivery(c.consumer, d.Type, outcome, d.Redelivered || count > 0, took)
 	if ackErr != nil {
-		c.log.WarnContext(ctx, "settle delivery on a closed channel; the broker redelivers it", "message_id", d.MessageId, "error", ackErr)
+		c.log.WarnContext(ctx, "settle delivery on a closed channel; the broker redelivers it", "event_id", d.MessageId, "error", ackErr)
 	}
 }
 
@@ -445,7 +445,7 @@ func (c *Consumer) settle(ctx context.Context, d amqp.Delivery, count int64, too
 func (c *Consumer) call(ctx context.Context, messageID string, fn func(ctx context.Context) error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.log.ErrorContext(ctx, "handler panicked", "message_id", messageID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			c.log.ErrorContext(ctx, "handler panicked", "event_id", messageID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			err = Permanent(fmt.Errorf("handler panicked: %v", v))
 		}
 	}()
