@@ -11,12 +11,12 @@ COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o bin/orderflow ./cmd/orderflow
 
-# Runtime stage: the static binary, the migrations and the default configuration, run as a
-# non-root user. Every process runs from this one image; only the command differs.
+# Runtime stage: the static binary, which embeds the migrations, and the default
+# configuration, run as a non-root user. Every process runs from this one image; only the
+# command differs.
 FROM gcr.io/distroless/static-debian12:nonroot AS runtime
 WORKDIR /app
 COPY --from=build /src/bin/orderflow /usr/local/bin/orderflow
-COPY migrations/ /app/migrations/
 COPY configuration/instance.json configuration/secrets.json /app/configuration/
 ENV ORDERFLOW_CONFIG_DIR=/app/configuration
 USER nonroot:nonroot

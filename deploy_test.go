@@ -325,7 +325,6 @@ func TestDockerfileStages(t *testing.T) {
 		// Compose's healthcheck runs `orderflow health`, found on the image's PATH (the
 		// distroless base's: /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
 		"/src/bin/orderflow -> /usr/local/bin/orderflow",
-		"migrations/ -> /app/migrations/",
 		// The defaults, where compose mounts the repository's configuration/.
 		"configuration/instance.json configuration/secrets.json -> " + imageConfigDir(t) + "/",
 	} {
