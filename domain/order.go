@@ -57,11 +57,6 @@ func (s Status) Valid() bool {
 	return ok
 }
 
-// Terminal reports whether no transition leaves s.
-func (s Status) Terminal() bool {
-	return s.Valid() && len(transitions[s]) == 0
-}
-
 // HoldsStock reports whether an order in status s still holds its reserved stock, which
 // deleting the order must therefore release. A completed order consumed its stock; an
 // expired one released it when it expired.

@@ -66,18 +66,15 @@ func TestParseStatus(t *testing.T) {
 func TestStatusProperties(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		s                  Status
-		terminal, holdsStk bool
+		s        Status
+		holdsStk bool
 	}{
-		{StatusPending, false, true},
-		{StatusProcessing, false, true},
-		{StatusCompleted, true, false},
-		{StatusExpired, true, false},
+		{StatusPending, true},
+		{StatusProcessing, true},
+		{StatusCompleted, false},
+		{StatusExpired, false},
 	}
 	for _, tt := range tests {
-		if got := tt.s.Terminal(); got != tt.terminal {
-			t.Errorf("%s.Terminal() = %v", tt.s, got)
-		}
 		if got := tt.s.HoldsStock(); got != tt.holdsStk {
 			t.Errorf("%s.HoldsStock() = %v", tt.s, got)
 		}
