@@ -126,35 +126,9 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 			// No operation: counted as the mux counts a path it serves nothing at.
 			metrics.SetRoute(r.Context(), metrics.Unmatched)
 		}
-		if r.ContentLength > maxBodyBytes {
-			writeProblem(w, problemResponse(http.StatusRequestEntityTooLarge,
-				fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-		var maxErr *http.MaxBytesError
-		switch {
-		case errors.As(err, &maxErr):
-			writeProblem(w, problemResponse(http.StatusRequestEntityTooLarge,
-				fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil))
-			return
-		case err != nil:
-			writeProblem(w, problemResponse(http.StatusBadRequest, "The request body could not be read.", nil))
-			return
-		}
-		if charset := otherCharset(r.Header.Get("Content-Type")); charset != "" && len(body) > 0 {
-			writeProblem(w, problemResponse(http.StatusUnsupportedMediaType,
-				"The request body must be application/json in UTF-8, not in charset "+charset+".", nil))
-			return
-		}
-		if at := loneSurrogate(body); at >= 0 {
-			writeProblem(w, problemResponse(http.StatusBadRequest, fmt.Sprintf(
-				"The request body holds half of a UTF-16 surrogate pair (the \\u escape at byte %d) without its other half: text must be valid Unicode.", at), nil))
-			return
-		}
-		if key := duplicateKey(body); key != "" {
-			writeProblem(w, problemResponse(http.StatusBadRequest, invalidRequest,
-				[]oas.FieldError{{Field: key, Message: "appears more than once in one object"}}))
+		body, refused := readBody(w, r, maxBodyBytes)
+		if refused != nil {
+			writeProblem(w, refused)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -179,6 +153,40 @@ func NewServer(h *Handler, maxBodyBytes int64) (http.Handler, error) {
 		}
 		srv.ServeHTTP(&challengeWriter{ResponseWriter: w, info: info}, r)
 	}), nil
+}
+
+// readBody reads r's body, of at most maxBodyBytes, or returns the answer that refuses it:
+// 413 for a larger one, 400 for one that could not be read, 415 for one in a charset other
+// than UTF-8, and 400 for one that holds half of a surrogate pair or an object that repeats
+// a key, which the generated decoder would take without a word.
+func readBody(w http.ResponseWriter, r *http.Request, maxBodyBytes int64) ([]byte, *oas.ErrorStatusCode) {
+	tooLarge := func() *oas.ErrorStatusCode {
+		return problemResponse(http.StatusRequestEntityTooLarge, fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil)
+	}
+	if r.ContentLength > maxBodyBytes {
+		return nil, tooLarge()
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return nil, tooLarge()
+	case err != nil:
+		return nil, problemResponse(http.StatusBadRequest, "The request body could not be read.", nil)
+	}
+	if charset := otherCharset(r.Header.Get("Content-Type")); charset != "" && len(body) > 0 {
+		return nil, problemResponse(http.StatusUnsupportedMediaType,
+			"The request body must be application/json in UTF-8, not in charset "+charset+".", nil)
+	}
+	if at := loneSurrogate(body); at >= 0 {
+		return nil, problemResponse(http.StatusBadRequest, fmt.Sprintf(
+			"The request body holds half of a UTF-16 surrogate pair (the \\u escape at byte %d) without its other half: text must be valid Unicode.", at), nil)
+	}
+	if key := duplicateKey(body); key != "" {
+		return nil, problemResponse(http.StatusBadRequest, invalidRequest,
+			[]oas.FieldError{{Field: key, Message: "appears more than once in one object"}})
+	}
+	return body, nil
 }
 
 // otherCharset returns the charset that contentType names when it is not UTF-8 or a part of
