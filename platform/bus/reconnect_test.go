@@ -85,22 +85,29 @@ func TestReconnectAfterConnectionsClosed(t *testing.T) {
 // TestAcksAfterReconnectAckNothingElse: handlers that were running when the connection
 // dropped, and ignore the interruption, finish afterwards. Their acks must not settle other
 // messages on the new channel, where delivery tags start again at 1 (amqp091-go's own
-// recovery reuses the channel and does exactly that, losing messages). Every message is
+// recovery reuses the channel and does exactly that, losing messages). The old handlers
+// finish while the new channel's first ten deliveries, with the same tags, are held: those
+// stay unacknowledged, so the broker sends no more until they are handled. Every message is
 // handled and the queue ends empty.
 func TestAcksAfterReconnectAckNothingElse(t *testing.T) {
 	t.Parallel()
 	cfg := rabbitConfig(t)
-	c := startConn(t, cfg, Options{Queues: testQueues()})
+	logs := &logRecorder{}
+	c := startConnLogging(t, cfg, Options{Queues: testQueues()}, logs.logger())
 	handled := newCounter()
-	gate := make(chan struct{})
-	var blocked sync.WaitGroup
+	oldGate, newGate := make(chan struct{}), make(chan struct{})
+	var blocked, oldDone sync.WaitGroup
 	blocked.Add(10)
-	var holding atomic.Int64
+	oldDone.Add(10)
+	var started atomic.Int64
 	cons := NewConsumer(c, "c", 10, func(ctx context.Context, d Delivery) error {
-		// The first ten deliveries (before the drop) wait for the gate.
-		if holding.Add(1) <= 10 {
+		if n := started.Add(1); n <= 10 {
+			// The first ten deliveries (before the drop) wait for oldGate.
+			defer oldDone.Done()
 			blocked.Done()
-			<-gate
+			<-oldGate
+		} else {
+			<-newGate
 		}
 		handled.add(d.MessageID)
 		return nil
@@ -120,22 +127,25 @@ func TestAcksAfterReconnectAckNothingElse(t *testing.T) {
 	if n := testenv.CloseConnections(t, c.name); n != 1 {
 		t.Fatalf("closed %d connections, want 1", n)
 	}
-	// The new channel delivers the ten again and the other ten.
-	testutil.Eventually(t, 30*time.Second, "all 20 handled on the new channel", func() bool { return handled.distinct() == 20 })
-	close(gate) // the old handlers finish now; their acks fail on the dead channel
-	testutil.Eventually(t, 10*time.Second, "the old handlers done", func() bool {
-		handled.mu.Lock()
-		defer handled.mu.Unlock()
-		total := 0
-		for _, n := range handled.seen {
-			total += n
-		}
-		return total >= 30
+	// The new channel delivers ten, tagged 1 to 10, which wait for newGate.
+	testutil.Eventually(t, 30*time.Second, "ten deliveries on the new channel", func() bool { return started.Load() == 20 })
+	close(oldGate) // the old handlers finish now; their acks fail on the dead channel
+	oldDone.Wait()
+	testutil.Eventually(t, 10*time.Second, "the old handlers' acks refused", func() bool {
+		return len(logs.find("settle delivery on a closed channel")) == 10
 	})
+	// An ack that settled a new delivery would free its place in the prefetch, and the broker
+	// would send another at once.
+	time.Sleep(300 * time.Millisecond)
+	ch := testenv.AdminChannel(t, cfg)
+	if n, ready := started.Load(), queueLength(t, ch, c.Topology().QueueName("c")); n != 20 || ready != 10 {
+		t.Fatalf("after the old handlers' acks: %d deliveries, %d messages ready; want 20 and 10 (the new deliveries held, unacknowledged)", n, ready)
+	}
+	close(newGate)
+	testutil.Eventually(t, 30*time.Second, "all 20 handled", func() bool { return handled.distinct() == 20 })
 	if err := cons.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ch := testenv.AdminChannel(t, cfg)
 	testutil.Eventually(t, 10*time.Second, "an empty queue", func() bool { return queueLength(t, ch, c.Topology().QueueName("c")) == 0 })
 }
 
