@@ -71,7 +71,7 @@ func TestSchedulerRunsAtStartUpAndStopsPromptly(t *testing.T) {
 	if o.err != nil || o.res.Expired != len(stale) {
 		t.Fatalf("first run: %+v, %v; want %d expired", o.res, o.err, len(stale))
 	}
-	if got := logs.String(); !strings.Contains(got, `msg="expiry sweep finished" expired=5 batches=1 duration=`) {
+	if got := logs.String(); !strings.Contains(got, `msg="expiry sweep finished" expired=5 batches=1 skipped=0 duration=`) {
 		t.Errorf("log %q lacks the run's summary line", got)
 	}
 

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"orderflow/configuration"
 	"orderflow/domain"
 	"orderflow/events"
@@ -24,6 +26,9 @@ type Result struct {
 	Expired int
 	// Batches is the number of transactions that expired at least one order.
 	Batches int
+	// Skipped is the number of stale orders this run left for the next, because another
+	// transaction held one of their products longer than productLockWait.
+	Skipped int
 	// Duration is the wall time of the run.
 	Duration time.Duration
 }
@@ -41,14 +46,24 @@ type Result struct {
 // such a lock would add nothing to correctness, and a holder whose connection hangs would
 // stop every sweeper until the server noticed. The one place where batches (and the API's
 // order intake) wait for each other is the products' rows, which every batch locks in
-// ascending id order before releasing stock, so lock waits never form a cycle.
+// ascending id order before releasing stock, so lock waits never form a cycle. A batch
+// waits up to productLockWait for them; a product held longer (by a client gone without
+// closing its connection, a session left open in psql) makes the batch run again without
+// waiting, leaving the orders that have that product for the next run, so that it neither
+// stops every expiry nor holds the products the batch locked until it is released.
 type Sweeper struct {
 	pool        *sql.DB
 	expireAfter time.Duration
 	batchSize   int
 	// batchTimeout bounds one batch: see minBatchTimeout.
 	batchTimeout time.Duration
+	// lockWait is how long a batch waits for a product: productLockWait.
+	lockWait time.Duration
 }
+
+// productLockWait is how long a batch waits for a product that another transaction holds.
+// An order's intake or another batch holds its products for milliseconds.
+const productLockWait = 5 * time.Second
 
 // minBatchTimeout is the least time one batch may take; it is given orders.expiryInterval
 // when that is longer. Without a bound, a database that stops answering without closing the
@@ -75,12 +90,15 @@ func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
 		expireAfter:  cfg.ExpireAfter.D(),
 		batchSize:    batch,
 		batchTimeout: max(cfg.ExpiryInterval.D(), minBatchTimeout),
+		lockWait:     productLockWait,
 	}
 }
 
-// Run expires every stale order, one transaction per batch, until a batch comes back short.
-// On error the batches committed so far stay committed and are counted in the Result; the
-// failed batch is rolled back whole.
+// Run expires every stale order, one transaction per batch, until a batch claims fewer
+// orders than it may. A batch that waited productLockWait for a product runs again without
+// waiting (expireSkipping), and the orders it skips are not claimed again in the same run,
+// so that they cannot fill the batches that follow. On error the batches committed so far
+// stay committed and are counted in the Result; the failed batch is rolled back whole.
 func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 	start := time.Now()
 	var res Result
@@ -88,8 +106,12 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 		// Every processing order would expire at once, and the event contract rejects it.
 		return res, fmt.Errorf("orders.expireAfter must be positive, got %s", s.expireAfter)
 	}
+	skipped := []int64{}
 	for {
-		n, err := s.batch(ctx)
+		n, skips, err := s.batch(ctx, expireWaiting, skipped)
+		if db.Code(err) == db.LockNotAvailable {
+			n, skips, err = s.batch(ctx, expireSkipping, skipped)
+		}
 		if err != nil {
 			res.Duration = time.Since(start)
 			return res, fmt.Errorf("expire batch %d: %w", res.Batches+1, err)
@@ -98,7 +120,9 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 			res.Batches++
 			res.Expired += n
 		}
-		if n < s.batchSize {
+		skipped = append(skipped, skips...)
+		res.Skipped = len(skipped)
+		if n+len(skips) < s.batchSize {
 			res.Duration = time.Since(start)
 			return res, nil
 		}
@@ -106,16 +130,19 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 }
 
 // expireBatch expires one batch in one statement. It claims up to $2 processing orders
-// older than $1 microseconds by the database clock, expires them, gives their reserved
-// quantities back to their products, and writes one OrderExpired outbox row per order. It
-// returns the number of orders expired.
+// older than $1 microseconds by the database clock, other than those of $11, locks their
+// products, expires those whose products it locked, gives their reserved quantities back to
+// their products, and writes one OrderExpired outbox row per order. It returns the number
+// of orders expired and the ids of the orders claimed but not expired.
 //
 // The claim takes FOR NO KEY UPDATE, the lock the UPDATE itself needs, so that it does not
 // block foreign-key checks (a notification being inserted for the order); the UPDATE checks
-// the status again although the locked claim already guarantees it. Products are locked in
-// id order, as the API's order intake locks them, before the stock UPDATE, whose own row
-// order is up to the planner. Data-modifying CTEs run to completion whether or not the
-// final SELECT reads them.
+// the status again although the locked claim already guarantees it. Orders are claimed SKIP
+// LOCKED. Products are locked in id order, as the API's order intake locks them, in a CTE
+// of their own (MATERIALIZED, so that they are locked once) before the stock UPDATE, whose
+// own row order is up to the planner: waiting for each (expireWaiting), or skipping those
+// another transaction holds (expireSkipping), whose orders are then not expired. Data-
+// modifying CTEs run to completion whether or not the final SELECT reads them.
 //
 // The outbox rows are exactly what outbox.WriteBatch writes (a test compares the two): the
 // CloudEvents envelope as payload, the CloudEvents type as event_type, a version 7 UUID as
@@ -126,27 +153,31 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 const expireBatch = `
 WITH claimed AS (
 	SELECT id FROM orders
-	WHERE status = $3 AND created_at <= now() - $1 * interval '1 microsecond'
+	WHERE status = $3 AND created_at <= now() - $1 * interval '1 microsecond' AND id <> ALL($11::bigint[])
 	ORDER BY created_at
 	LIMIT $2
 	FOR NO KEY UPDATE SKIP LOCKED
+), items AS (
+	SELECT i.order_id, i.product_id, i.quantity
+	FROM order_items i JOIN claimed c ON c.id = i.order_id
+), locked AS MATERIALIZED (
+	SELECT p.id FROM products p
+	WHERE p.id IN (SELECT product_id FROM items)
+	ORDER BY p.id
+	FOR NO KEY UPDATE %s
 ), expired AS (
 	UPDATE orders o SET status = $4, updated_at = now()
 	FROM claimed c
 	WHERE o.id = c.id AND o.status = $3
+		AND c.id NOT IN (SELECT i.order_id FROM items i WHERE i.product_id NOT IN (SELECT id FROM locked))
 	RETURNING o.id, o.user_id, o.total
 ), quantities AS (
 	SELECT i.product_id, sum(i.quantity) AS quantity
-	FROM order_items i JOIN expired e ON e.id = i.order_id
+	FROM items i JOIN expired e ON e.id = i.order_id
 	GROUP BY i.product_id
-), locked AS (
-	SELECT p.id FROM products p
-	WHERE p.id IN (SELECT product_id FROM quantities)
-	ORDER BY p.id
-	FOR NO KEY UPDATE
 ), released AS (
 	UPDATE products p SET stock = p.stock + q.quantity, updated_at = greatest(p.updated_at, now())
-	FROM quantities q JOIN locked l ON l.id = q.product_id
+	FROM quantities q
 	WHERE p.id = q.product_id
 ), clock AS (
 	SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS now
@@ -174,27 +205,50 @@ WITH claimed AS (
 		ORDER BY e.id
 	) x
 )
-SELECT count(*) FROM expired`
+SELECT (SELECT count(*) FROM expired),
+	(SELECT coalesce(array_agg(c.id), '{}') FROM claimed c WHERE c.id NOT IN (SELECT id FROM expired))`
 
-// batch expires one batch in one transaction, so that status, stock and outbox rows commit
-// together or not at all. It returns the number of orders expired.
-func (s *Sweeper) batch(ctx context.Context) (int, error) {
+// The two forms of expireBatch: one that waits for the products (up to the sweeper's
+// lockWait, which batch sets), one that skips those held.
+var (
+	expireWaiting  = fmt.Sprintf(expireBatch, "")
+	expireSkipping = fmt.Sprintf(expireBatch, "SKIP LOCKED")
+)
+
+// batch expires one batch with statement (expireWaiting or expireSkipping) in one
+// transaction, so that status, stock and outbox rows commit together or not at all,
+// claiming none of the orders skipped. It returns the number of orders expired and the ids
+// of those it skipped.
+func (s *Sweeper) batch(ctx context.Context, statement string, skipped []int64) (int, []int64, error) {
 	var n int
+	var skips []int64
 	err := db.Bounded(ctx, s.batchTimeout, func(ctx context.Context) error {
-		return s.pool.QueryRowContext(ctx, expireBatch,
+		tx, err := s.pool.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", s.lockWait.Milliseconds())); err != nil {
+			return err
+		}
+		err = tx.QueryRowContext(ctx, statement,
 			s.expireAfter.Microseconds(), s.batchSize,
 			string(domain.StatusProcessing), string(domain.StatusExpired), s.expireAfter.String(),
 			events.TypeOrderExpired, events.RoutingKeyOrderExpired,
-			events.SpecVersion, events.SourceCronJob, events.DataContentType,
-		).Scan(&n)
+			events.SpecVersion, events.SourceCronJob, events.DataContentType, skipped,
+		).Scan(&n, pgtype.NewMap().SQLScanner(&skips))
+		if err != nil {
+			return err
+		}
+		return tx.Commit()
 	})
 	if err != nil {
-		return 0, fmt.Errorf("expire orders: %w", err)
+		return 0, nil, fmt.Errorf("expire orders: %w", err)
 	}
 	if n > 0 {
 		outbox.Wake() // the statement committed its outbox rows
 	}
-	return n, nil
+	return n, skips, nil
 }
 
 // logResult writes the one summary line of a run, or the one line of its failure.
@@ -202,6 +256,7 @@ func logResult(logger *slog.Logger, res Result, err error) {
 	attrs := []any{
 		slog.Int("expired", res.Expired),
 		slog.Int("batches", res.Batches),
+		slog.Int("skipped", res.Skipped),
 		slog.Duration("duration", res.Duration),
 	}
 	if err != nil {

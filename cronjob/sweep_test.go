@@ -259,6 +259,74 @@ func TestSweepConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
 	}
 }
 
+// TestSweepLeavesTheOrdersOfAProductHeldLong: a transaction that holds a product (a client
+// gone without closing its connection, a session left open) makes the batch that waits for
+// it give up after the sweeper's lockWait and run again without waiting: the orders without
+// that product expire, the one with it stays processing for the next run, and is not
+// claimed again by the run's later batches.
+func TestSweepLeavesTheOrdersOfAProductHeldLong(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	user := e.user(t)
+	products := e.products(t, 3, 1000) // a, held, c
+	a, held, c := products[:1], products[1:2], products[2:]
+	blocked := e.orders(t, 1, "processing", 2*time.Hour, user, []int64{a[0], held[0]})
+	free := append(e.orders(t, 2, "processing", time.Hour, user, a), e.orders(t, 3, "processing", time.Hour, user, c)...)
+	before := e.stocks(t)
+
+	ctx := sweepContext(t)
+	holder, err := e.pool.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.ExecContext(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, held[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Batches of 2: the blocked order, the oldest, would be claimed by every batch.
+	s := NewSweeper(testenv.Pool(t, e.cfg), ordersConfig(10*time.Minute, 2))
+	s.lockWait = 300 * time.Millisecond
+	runCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	res, err := s.Run(runCtx)
+	if err != nil {
+		t.Fatalf("run with a product held: %v", err)
+	}
+	if res.Expired != len(free) || res.Skipped != 1 {
+		t.Errorf("result %+v, want %d expired and 1 skipped", res, len(free))
+	}
+	if got := e.statuses(t, blocked); got["processing"] != 1 {
+		t.Errorf("the order of the held product: %v, want processing", got)
+	}
+	if got := e.statuses(t, free); got["expired"] != len(free) {
+		t.Errorf("the other orders: %v, want all %d expired", got, len(free))
+	}
+	want := released(free[:2], a)
+	for id, n := range released(free[2:], c) {
+		want[id] += n
+	}
+	after := e.stocks(t)
+	for _, id := range products {
+		if diff := after[id] - before[id]; diff != want[id] {
+			t.Errorf("product %d: %d released, want %d", id, diff, want[id])
+		}
+	}
+	if n := e.count(t, `SELECT count(*) FROM outbox`); n != len(free) {
+		t.Errorf("%d outbox rows, want %d", n, len(free))
+	}
+
+	// Once the product is free, the next run expires the order.
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Run(ctx); err != nil || res.Expired != 1 || res.Skipped != 0 {
+		t.Fatalf("next run: %+v, %v; want the order expired", res, err)
+	}
+	if got := e.statuses(t, blocked); got["expired"] != 1 {
+		t.Errorf("the order of the released product: %v, want expired", got)
+	}
+}
+
 // takeOrder places a pending order for one unit of each product as the API does: products
 // locked in id order, stock reserved on condition, order and lines inserted, one transaction.
 func takeOrder(pool *sql.DB, user int64, products []int64) error {

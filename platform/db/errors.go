@@ -18,6 +18,7 @@ const (
 	ForeignKeyViolation  = "23503"
 	SerializationFailure = "40001"
 	DeadlockDetected     = "40P01"
+	LockNotAvailable     = "55P03"
 	AdminShutdown        = "57P01"
 	CrashShutdown        = "57P02"
 	CannotConnectNow     = "57P03"
