@@ -44,7 +44,7 @@ type Publisher interface {
 	WaitReady(ctx context.Context) error
 }
 
-// Relay publishes the outbox's unpublished rows, oldest first. Each round claims a batch with
+// Relay publishes the outbox's unpublished rows, oldest first (newest first while it stops). Each round claims a batch with
 // FOR UPDATE SKIP LOCKED, publishes it with all confirms outstanding, and marks the confirmed
 // rows published in the same transaction, so several relays never publish a row twice unless
 // one dies between publishing and committing (then at most that batch is published again).
@@ -79,7 +79,10 @@ type Relay struct {
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped sync.Once
-	done    sync.WaitGroup
+	// drainUntil is when drain starts no more rounds: half of what was left of Stop's
+	// deadline when Stop was called (zero: no deadline). Written before stop is closed.
+	drainUntil time.Time
+	done       sync.WaitGroup
 	// ctx is the context of the relay's work: Stop cancels it when its deadline passes, and
 	// the loop once it has drained (ending a prune statement still running).
 	ctx    context.Context
@@ -120,11 +123,17 @@ func (r *Relay) Start() {
 }
 
 // Stop lets the round in progress finish (its publishing is bounded by publishTimeout),
-// publishes the rows that are due while the broker is connected (see drain), and stops.
-// When ctx ends first, it cancels the round, which rolls back: its rows stay unpublished
-// (or, if the broker confirmed them, are published again by the next relay).
+// publishes the rows that are due while the broker is connected, newest first, for up to half
+// of what is left of ctx's deadline (see drain), and stops. When ctx ends first, it cancels
+// the round, which rolls back: its rows stay unpublished (or, if the broker confirmed them,
+// are published again by the next relay).
 func (r *Relay) Stop(ctx context.Context) error {
-	r.stopped.Do(func() { close(r.stop) })
+	r.stopped.Do(func() {
+		if deadline, ok := ctx.Deadline(); ok {
+			r.drainUntil = time.Now().Add(time.Until(deadline) / 2)
+		}
+		close(r.stop)
+	})
 	select {
 	case <-r.ended():
 		return nil
@@ -172,7 +181,7 @@ func (r *Relay) run() {
 		if err := r.waitReady(); err != nil {
 			return
 		}
-		n, published, err := r.round(ctx)
+		n, published, err := r.round(ctx, oldestFirst)
 		switch {
 		case errors.Is(err, errCrash):
 			crashed = true
@@ -207,19 +216,27 @@ func (r *Relay) run() {
 	}
 }
 
-// drain publishes, once the relay is stopping, the rows that are due: among them those that
-// its process's consumers and requests committed while they drained (they stop before the
-// relay), which another relay would find only at its next poll. It does not wait for a
-// broker that is not connected, and it ends after a round that fails or comes back short,
-// or when Stop's deadline cancels ctx.
+// drain publishes, once the relay is stopping, the rows that are due, newest first: those
+// that its process's consumers and requests committed while they drained (they stop before
+// the relay), which another relay would find only at its next poll, come before a backlog
+// that other processes wrote too. It does not wait for a broker that is not connected, and
+// it ends after a round that fails or comes back short, or, leaving a backlog to the other
+// relays and the next start, once drainUntil has passed; Stop's deadline cancels the round
+// in progress.
 func (r *Relay) drain(ctx context.Context) {
 	now, cancel := context.WithCancel(ctx)
 	cancel()
 	if r.pub.WaitReady(now) != nil {
 		return
 	}
-	for {
-		n, _, err := r.round(ctx)
+	for published := 0; ; {
+		if !r.drainUntil.IsZero() && time.Now().After(r.drainUntil) {
+			r.log.Info("outbox relay stopped with events still due; the other relays and the next start publish them",
+				"published", published)
+			return
+		}
+		n, done, err := r.round(ctx, newestFirst)
+		published += done
 		if err != nil || n < r.batchSize {
 			return
 		}
@@ -292,9 +309,9 @@ type row struct {
 // The round is given roundTimeout in all (db.Bounded), so that a database that stops
 // answering holds the relay no longer. A round cut off after publishing leaves its rows
 // unmarked, to be published again, as after a crash.
-func (r *Relay) round(ctx context.Context) (claimed, published int, err error) {
+func (r *Relay) round(ctx context.Context, order claimOrder) (claimed, published int, err error) {
 	err = db.Bounded(ctx, r.roundTimeout, func(ctx context.Context) error {
-		claimed, published, err = r.roundWithin(ctx)
+		claimed, published, err = r.roundWithin(ctx, order)
 		return err
 	})
 	return claimed, published, err
@@ -302,13 +319,13 @@ func (r *Relay) round(ctx context.Context) (claimed, published int, err error) {
 
 // roundWithin is round without its bound: claim, publish, and record each row's outcome in
 // the claim's transaction.
-func (r *Relay) roundWithin(ctx context.Context) (claimed, published int, err error) {
+func (r *Relay) roundWithin(ctx context.Context, order claimOrder) (claimed, published int, err error) {
 	tx, err := r.pool.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	rows, err := claim(ctx, tx, r.batchSize)
+	rows, err := claim(ctx, tx, r.batchSize, order)
 	if err != nil || len(rows) == 0 {
 		return 0, 0, err
 	}
@@ -443,11 +460,19 @@ func rowFailure(err error) bool {
 		errors.Is(err, bus.ErrReturned)
 }
 
+// claimOrder is the order in which a round claims rows: by id, as they were written.
+type claimOrder string
+
+const (
+	oldestFirst claimOrder = "ASC"
+	newestFirst claimOrder = "DESC"
+)
+
 // claim locks the oldest unpublished rows that are due, up to limit.
-func claim(ctx context.Context, tx *sql.Tx, limit int) ([]row, error) {
+func claim(ctx context.Context, tx *sql.Tx, limit int, order claimOrder) ([]row, error) {
 	rs, err := tx.QueryContext(ctx, `SELECT id, event_id, event_type, routing_key, payload, headers, created_at
 		FROM outbox WHERE published_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-		ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+		ORDER BY id `+string(order)+` LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
 	}

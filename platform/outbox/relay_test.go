@@ -652,6 +652,40 @@ func TestRelayStopPublishesWhatWasJustWritten(t *testing.T) {
 	}
 }
 
+// TestRelayStopLeavesABacklogToOthers: a relay stopped while a large backlog waits (after a
+// broker outage, or a sweep) publishes first what was written last, its own process's last
+// commits, and leaves the rest to the other relays once half of the time left to it has
+// passed, instead of running out the stop deadline on rows that other processes wrote.
+func TestRelayStopLeavesABacklogToOthers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.Outbox.PollInterval = configuration.Duration(time.Hour)
+	e.write(t, 1)
+	if _, err := e.pool.Exec(`INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload, headers)
+		SELECT now(), gen_random_uuid(), o.event_type, o.routing_key, o.payload, o.headers
+		FROM outbox o, generate_series(1, 100000)`); err != nil {
+		t.Fatal(err)
+	}
+	r := e.startRelay(t, e.conn, nil)
+	last := e.write(t, 1)[0]
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatalf("stop with a backlog: %v", err)
+	}
+	var published bool
+	if err := e.pool.QueryRow(`SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1`, last).Scan(&published); err != nil {
+		t.Fatal(err)
+	}
+	if !published {
+		t.Error("the event written last is not published")
+	}
+	if n := unpublished(t, e.pool); n == 0 {
+		t.Error("the whole backlog was published: it was too small to test the stop")
+	}
+}
+
 // TestRelayLeavesAConnectionThatStopsAnswering: after a failover that leaves the relay's
 // connections to a database that went away without closing them, the relay gives up the
 // round waiting on one, and publishes through a new connection, instead of waiting until TCP

@@ -33,7 +33,7 @@ func TestRelayLeavesUnconfirmedRowsUnpublished(t *testing.T) {
 			e := newEnv(t)
 			e.write(t, 5)
 			r := NewRelay(e.pool, brokerGone{cause}, e.cfg.Outbox, testLogger())
-			n, published, err := r.round(context.Background())
+			n, published, err := r.round(context.Background(), oldestFirst)
 			if n != 5 || published != 0 || err == nil {
 				t.Fatalf("round = %d claimed, %d published, %v; want 5, 0 and an error", n, published, err)
 			}
@@ -46,7 +46,7 @@ func TestRelayLeavesUnconfirmedRowsUnpublished(t *testing.T) {
 			}
 			// The broker is back: the next round publishes them.
 			r = NewRelay(e.pool, bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
-			if _, _, err := r.round(context.Background()); err != nil {
+			if _, _, err := r.round(context.Background(), oldestFirst); err != nil {
 				t.Fatal(err)
 			}
 			if got := unpublished(t, e.pool); got != 0 {
@@ -80,7 +80,7 @@ func TestRelayHoldsBackARefusedRowAlone(t *testing.T) {
 	// Held back for twice the poll interval: long enough not to be due again in this test.
 	e.cfg.Outbox.PollInterval = configuration.Duration(time.Hour)
 	e.write(t, 5)
-	n, published, err := NewRelay(e.pool, refusedFirst{}, e.cfg.Outbox, testLogger()).round(context.Background())
+	n, published, err := NewRelay(e.pool, refusedFirst{}, e.cfg.Outbox, testLogger()).round(context.Background(), oldestFirst)
 	if n != 5 || published != 0 || err == nil {
 		t.Fatalf("round = %d claimed, %d published, %v; want 5, 0 and an error", n, published, err)
 	}
@@ -93,7 +93,7 @@ func TestRelayHoldsBackARefusedRowAlone(t *testing.T) {
 		t.Fatalf("%d rows held back as refused and %d touched, want the refused one alone", held, touched)
 	}
 	r := NewRelay(e.pool, bus.NewPublisher(e.conn), e.cfg.Outbox, testLogger())
-	if _, published, err := r.round(context.Background()); published != 4 || err != nil {
+	if _, published, err := r.round(context.Background(), oldestFirst); published != 4 || err != nil {
 		t.Fatalf("next round published %d (%v), want the 4 rows behind the refused one", published, err)
 	}
 	if got := unpublished(t, e.pool); got != 1 {
