@@ -399,23 +399,38 @@ func TestCustomerCannotReachOthers(t *testing.T) {
 	before := e.rowCounts(t)
 	var stockBefore = e.stock(product)
 
-	// Ids just around the real ones too, which do not exist: same answer as for others'.
+	// Ids just around the real ones too, which do not exist: the same answer as for others',
+	// so that the answer does not tell whether an order exists. Id 0 is no id (400).
+	answers := map[string]map[int][]int{} // operation -> status -> ids
 	probe := append(others, 0, own.Response.ID+1, own.Response.ID+1000)
 	for _, id := range probe {
 		path := "/api/orders/" + strconv.Itoa(id)
-		for _, req := range []struct{ method, path, body string }{
-			{http.MethodGet, path, ""},
-			{http.MethodGet, path + "/notifications", ""},
-			{http.MethodPut, path, `{"status":"expired"}`},
-			{http.MethodDelete, path, ""},
+		for _, req := range []struct{ op, method, path, body string }{
+			{"GET order", http.MethodGet, path, ""},
+			{"GET notifications", http.MethodGet, path + "/notifications", ""},
+			{"PUT order", http.MethodPut, path, `{"status":"expired"}`},
+			{"DELETE order", http.MethodDelete, path, ""},
 		} {
 			t.Run(fmt.Sprintf("%s %s", req.method, req.path), func(t *testing.T) {
 				res := e.do(req.method, req.path, mallory, "application/json", req.body)
-				if res.StatusCode != http.StatusNotFound && res.StatusCode != http.StatusForbidden && res.StatusCode != http.StatusBadRequest {
-					t.Fatalf("status %d, want 404 or 403", res.StatusCode)
-				}
+				status := res.StatusCode
 				wantProblem(t, res, 0)
+				if id == 0 && status == http.StatusBadRequest {
+					return
+				}
+				if status != http.StatusNotFound && status != http.StatusForbidden {
+					t.Fatalf("status %d, want 404 or 403", status)
+				}
+				if answers[req.op] == nil {
+					answers[req.op] = map[int][]int{}
+				}
+				answers[req.op][status] = append(answers[req.op][status], id)
 			})
+		}
+	}
+	for op, byStatus := range answers {
+		if len(byStatus) != 1 {
+			t.Errorf("%s answers others' orders and missing ones differently (status: ids): %v", op, byStatus)
 		}
 	}
 	for _, uid := range []int{victimID, e.adminID} {

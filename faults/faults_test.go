@@ -320,8 +320,8 @@ func TestFaultBrokerStopped(t *testing.T) {
 			t.Errorf("%s is not ready while the broker is stopped", p.name)
 		}
 	}
-	if worker.ready() {
-		t.Error("the worker says it is ready while the broker is stopped")
+	if ok, body := worker.readiness(); ok || !strings.Contains(body, `"rabbitmq":"unavailable`) {
+		t.Errorf("the worker's readiness while the broker is stopped: ready %v, %q; want not ready for the broker", ok, body)
 	}
 	time.Sleep(10 * time.Second)
 	command(t, "rabbitmqctl", "start_app")
