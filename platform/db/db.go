@@ -9,11 +9,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
 	"go.uber.org/fx"
 
 	"orderflow/configuration"
@@ -26,12 +28,24 @@ var Module = fx.Module("db",
 	fx.Provide(NewPool, NewClient),
 )
 
-// Open opens a connection pool to the configured database and checks that it answers.
+// IdleInTransactionTimeout is how long PostgreSQL keeps a transaction of orderflow's open
+// while it waits for the client's next statement. orderflow's transactions send their
+// statements back to back and end within their own bounds (30 s at most), so a transaction
+// idle that long has lost its client: a process killed, or a host gone without closing its
+// connections, which the server would notice only when TCP gave up, up to two hours later.
+// Until then the transaction would keep the rows it locked: the products of an order being
+// stored, which every order for them would wait for.
+const IdleInTransactionTimeout = time.Minute
+
+// Open opens a connection pool to the configured database and checks that it answers. Its
+// connections have IdleInTransactionTimeout set.
 func Open(ctx context.Context, cfg configuration.Database) (*sql.DB, error) {
-	pool, err := sql.Open("pgx", cfg.DSN())
+	connCfg, err := pgx.ParseConfig(cfg.DSN())
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	connCfg.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)
+	pool := stdlib.OpenDB(*connCfg)
 	pool.SetMaxOpenConns(cfg.MaxConns)
 	pool.SetMaxIdleConns(cfg.MaxConns)
 	pool.SetConnMaxIdleTime(5 * time.Minute)

@@ -16,6 +16,20 @@ import (
 	"orderflow/platform/db"
 )
 
+// TestOpenEndsTransactionsLeftIdle: the pool's connections carry
+// IdleInTransactionTimeout, with which the server ends a transaction whose client went away.
+func TestOpenEndsTransactionsLeftIdle(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, testenv.EmptyDatabase(t))
+	var ms int64
+	if err := pool.QueryRow(`SELECT setting::bigint FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'`).Scan(&ms); err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(ms) * time.Millisecond; got != db.IdleInTransactionTimeout {
+		t.Errorf("idle_in_transaction_session_timeout = %s, want %s", got, db.IdleInTransactionTimeout)
+	}
+}
+
 // TestWithTxEndedBeforeCommit: a transaction whose context ends before its commit is rolled
 // back by database/sql, and WithTx says so with the context's error, which callers answer as
 // a deadline (503, try again), not as "transaction has already been committed or rolled
