@@ -121,10 +121,11 @@ func serve(process, dir string, stderr io.Writer) int {
 }
 
 // takeSignals takes SIGINT and SIGTERM from now on: the first one is sent on signals. A
-// second one that arrives before started is called ends the process at once, with the
-// status of a process killed by it, since a start that waits for a lock or for a database
-// that does not answer has no bound, and would otherwise ignore every signal meanwhile.
-// Call started once the start has succeeded, and release once done; each once.
+// second one ends the process at once, with the status of a process killed by it: while it
+// starts, since a start that waits for a lock or for a database that does not answer has no
+// bound, and would otherwise ignore every signal meanwhile; and while it stops, as a
+// repeated Ctrl-C is expected to, rather than waiting out http.shutdownTimeout. Call started
+// once the start has succeeded, and release once done; each once.
 func takeSignals(process string, stderr io.Writer) (signals <-chan os.Signal, started, release func()) {
 	taken := make(chan os.Signal, 2)
 	signal.Notify(taken, os.Interrupt, syscall.SIGTERM)
@@ -139,18 +140,18 @@ func takeSignals(process string, stderr io.Writer) (signals <-chan os.Signal, st
 		}
 		select {
 		case sig := <-taken:
+			phase := "starting"
 			select {
 			case <-start:
-				return
+				phase = "stopping"
 			default:
 			}
-			fmt.Fprintf(stderr, "orderflow %s: %s again while starting: stopped at once\n", process, sig)
+			fmt.Fprintf(stderr, "orderflow %s: %s again while %s: stopped at once\n", process, sig, phase)
 			code := 1
 			if s, ok := sig.(syscall.Signal); ok {
 				code = 128 + int(s)
 			}
 			os.Exit(code)
-		case <-start:
 		case <-done:
 		}
 	}()

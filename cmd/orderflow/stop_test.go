@@ -151,3 +151,62 @@ func TestStopPastTheDeadlineNamesIt(t *testing.T) {
 		t.Errorf("last line %q, want one that names http.shutdownTimeout (1s)", last)
 	}
 }
+
+// TestSecondSignalWhileStoppingEndsIt: a stop that waits for a request (here one whose body
+// never comes, within a long http.shutdownTimeout) ends at once on a second SIGINT or SIGTERM,
+// as a repeated Ctrl-C is expected to, with the status of a process killed by it.
+func TestSecondSignalWhileStoppingEndsIt(t *testing.T) {
+	t.Parallel()
+	out := &logBuffer{}
+	cmd := exec.Command(binary, "api")
+	cmd.Env = append(env(t), "ORDERFLOW_HTTP_SHUTDOWNTIMEOUT=50s")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	kill := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
+	defer kill.Stop()
+	var addr string
+	testutil.Eventually(t, 30*time.Second, "the api to be ready", func() bool {
+		addr = out.readyAddress("api")
+		return addr != ""
+	})
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /api/auth/login HTTP/1.1\r\nHost: orderflow\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if status, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.Contains(status, "100 Continue") {
+		t.Fatalf("the api answered %q (%v), want 100 Continue", status, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the api to be stopping", func() bool { return strings.Contains(out.String(), `"msg":"stopping"`) })
+	select {
+	case err := <-exited:
+		t.Fatalf("the api stopped with a request in flight (%v):\n%s", err, out.String())
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 128+int(syscall.SIGINT) {
+			t.Fatalf("the api exited with %v, want status %d:\n%s", err, 128+int(syscall.SIGINT), out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the api still runs 10s after a second signal while stopping:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "orderflow api: interrupt again while stopping: stopped at once") {
+		t.Errorf("output lacks the line of the second signal:\n%s", out.String())
+	}
+}
