@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -79,9 +80,9 @@ type Relay struct {
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped sync.Once
-	// drainUntil is when drain starts no more rounds: half of what was left of Stop's
-	// deadline when Stop was called (zero: no deadline). Written before stop is closed.
-	drainUntil time.Time
+	// drainUntil is when drain starts no more rounds, in Unix nanoseconds: half of what was
+	// left of Stop's deadline when Stop was called (0: no deadline).
+	drainUntil atomic.Int64
 	done       sync.WaitGroup
 	// ctx is the context of the relay's work: Stop cancels it when its deadline passes, and
 	// the loop once it has drained (ending a prune statement still running).
@@ -130,7 +131,7 @@ func (r *Relay) Start() {
 func (r *Relay) Stop(ctx context.Context) error {
 	r.stopped.Do(func() {
 		if deadline, ok := ctx.Deadline(); ok {
-			r.drainUntil = time.Now().Add(time.Until(deadline) / 2)
+			r.drainUntil.Store(time.Now().Add(time.Until(deadline) / 2).UnixNano())
 		}
 		close(r.stop)
 	})
@@ -230,7 +231,7 @@ func (r *Relay) drain(ctx context.Context) {
 		return
 	}
 	for published := 0; ; {
-		if !r.drainUntil.IsZero() && time.Now().After(r.drainUntil) {
+		if until := r.drainUntil.Load(); until != 0 && time.Now().UnixNano() > until {
 			r.log.Info("outbox relay stopped with events still due; the other relays and the next start publish them",
 				"published", published)
 			return
