@@ -121,11 +121,13 @@ func serve(process, dir string, stderr io.Writer) int {
 }
 
 // takeSignals takes SIGINT and SIGTERM from now on: the first one is sent on signals. A
-// second one ends the process at once, with the status of a process killed by it: while it
-// starts, since a start that waits for a lock or for a database that does not answer has no
-// bound, and would otherwise ignore every signal meanwhile; and while it stops, as a
-// repeated Ctrl-C is expected to, rather than waiting out http.shutdownTimeout. Call started
-// once the start has succeeded, and release once done; each once.
+// second one that arrives before started is called ends the process at once, with the
+// status of a process killed by it, since a start that waits for a lock or for a database
+// that does not answer has no bound, and would otherwise ignore every signal meanwhile.
+// Once started, a second one is ignored: the stop is bounded by http.shutdownTimeout, and a
+// Ctrl-C under make run gives each process two (the terminal's SIGINT, then the script's
+// SIGTERM), which must not cut the worker's payments short. Call started once the start has
+// succeeded, and release once done; each once.
 func takeSignals(process string, stderr io.Writer) (signals <-chan os.Signal, started, release func()) {
 	taken := make(chan os.Signal, 2)
 	signal.Notify(taken, os.Interrupt, syscall.SIGTERM)
@@ -140,18 +142,18 @@ func takeSignals(process string, stderr io.Writer) (signals <-chan os.Signal, st
 		}
 		select {
 		case sig := <-taken:
-			phase := "starting"
 			select {
 			case <-start:
-				phase = "stopping"
+				return
 			default:
 			}
-			fmt.Fprintf(stderr, "orderflow %s: %s again while %s: stopped at once\n", process, sig, phase)
+			fmt.Fprintf(stderr, "orderflow %s: %s again while starting: stopped at once\n", process, sig)
 			code := 1
 			if s, ok := sig.(syscall.Signal); ok {
 				code = 128 + int(s)
 			}
 			os.Exit(code)
+		case <-start:
 		case <-done:
 		}
 	}()
