@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgtype"
-
 	"orderflow/configuration"
 	"orderflow/domain"
 	"orderflow/events"
@@ -33,7 +31,7 @@ type Result struct {
 	Duration time.Duration
 }
 
-// Sweeper expires stale orders, in batches of one statement and one transaction each. It is
+// Sweeper expires stale orders, in batches of one transaction each. It is
 // safe for concurrent use, and any number of sweepers, in one process or many, may run at the
 // same time over the same database.
 //
@@ -48,9 +46,10 @@ type Result struct {
 // order intake) wait for each other is the products' rows, which every batch locks in
 // ascending id order before releasing stock, so lock waits never form a cycle. A batch
 // waits up to productLockWait for them; a product held longer (by a client gone without
-// closing its connection, a session left open in psql) makes the batch run again without
-// waiting, leaving the orders that have that product for the next run, so that it neither
-// stops every expiry nor holds the products the batch locked until it is released.
+// closing its connection, a session left open in psql) makes the batch, and every later one
+// of the run, go without waiting, leaving the orders that have a product held for the next
+// run, so that it neither stops every expiry nor holds the products the batches lock for
+// more than productLockWait a run.
 type Sweeper struct {
 	pool        *sql.DB
 	expireAfter time.Duration
@@ -59,6 +58,8 @@ type Sweeper struct {
 	batchTimeout time.Duration
 	// lockWait is how long a batch waits for a product: productLockWait.
 	lockWait time.Duration
+	// onLockTimeout, when set, runs when a batch gave up waiting for a product (tests).
+	onLockTimeout func()
 }
 
 // productLockWait is how long a batch waits for a product that another transaction holds.
@@ -94,11 +95,13 @@ func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
 	}
 }
 
-// Run expires every stale order, one transaction per batch, until a batch claims fewer
-// orders than it may. A batch that waited productLockWait for a product runs again without
-// waiting (expireSkipping), and the orders it skips are not claimed again in the same run,
-// so that they cannot fill the batches that follow. On error the batches committed so far
-// stay committed and are counted in the Result; the failed batch is rolled back whole.
+// Run expires every stale order, one transaction per batch, in the order of their ids (of
+// their creation), until a batch claims fewer orders than it may. Each batch claims the
+// orders after the last one the batch before claimed, so that the orders it skipped cannot
+// fill the batches that follow. A batch
+// that waited productLockWait for a product runs again without waiting (expireSkipping), and
+// so do the batches after it. On error the batches committed so far stay committed and are
+// counted in the Result; the failed batch is rolled back whole.
 func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 	start := time.Now()
 	var res Result
@@ -106,34 +109,48 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 		// Every processing order would expire at once, and the event contract rejects it.
 		return res, fmt.Errorf("orders.expireAfter must be positive, got %s", s.expireAfter)
 	}
-	skipped := []int64{}
+	statement := expireWaiting
+	var after int64 // the id after which a batch claims
 	for {
-		n, skips, err := s.batch(ctx, expireWaiting, skipped)
+		b, err := s.batch(ctx, statement, after)
 		if db.Code(err) == db.LockNotAvailable {
-			n, skips, err = s.batch(ctx, expireSkipping, skipped)
+			if s.onLockTimeout != nil {
+				s.onLockTimeout()
+			}
+			statement = expireSkipping
+			b, err = s.batch(ctx, statement, after)
 		}
 		if err != nil {
 			res.Duration = time.Since(start)
 			return res, fmt.Errorf("expire batch %d: %w", res.Batches+1, err)
 		}
-		if n > 0 {
+		if b.expired > 0 {
 			res.Batches++
-			res.Expired += n
+			res.Expired += b.expired
 		}
-		skipped = append(skipped, skips...)
-		res.Skipped = len(skipped)
-		if n+len(skips) < s.batchSize {
+		res.Skipped += b.claimed - b.expired
+		if b.claimed < s.batchSize {
 			res.Duration = time.Since(start)
 			return res, nil
 		}
+		after = b.last
 	}
 }
 
+// batchResult is what one batch did.
+type batchResult struct {
+	expired, claimed int
+	last             int64 // the id of the last order claimed
+}
+
 // expireBatch expires one batch in one statement. It claims up to $2 processing orders
-// older than $1 microseconds by the database clock, other than those of $11, locks their
-// products, expires those whose products it locked, gives their reserved quantities back to
-// their products, and writes one OrderExpired outbox row per order. It returns the number
-// of orders expired and the ids of the orders claimed but not expired.
+// older than $1 microseconds by the database clock with an id above $11, in id order,
+// locks their products, expires those whose products it locked, gives their reserved
+// quantities back to their products, and writes one OrderExpired outbox row per order. It
+// returns the number of orders expired, the number claimed, and the id of the last one
+// claimed (NULL when none was). The claim follows the index on (status, id): in id order, a
+// run's batches go on from one another without sorting the orders, which a backlog created
+// at once (orders that the worker could not take during an outage) has with one created_at.
 //
 // The claim takes FOR NO KEY UPDATE, the lock the UPDATE itself needs, so that it does not
 // block foreign-key checks (a notification being inserted for the order); the UPDATE checks
@@ -153,8 +170,8 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 const expireBatch = `
 WITH claimed AS (
 	SELECT id FROM orders
-	WHERE status = $3 AND created_at <= now() - $1 * interval '1 microsecond' AND id <> ALL($11::bigint[])
-	ORDER BY created_at
+	WHERE status = $3 AND id > $11 AND created_at <= now() - $1 * interval '1 microsecond'
+	ORDER BY id
 	LIMIT $2
 	FOR NO KEY UPDATE SKIP LOCKED
 ), items AS (
@@ -205,8 +222,7 @@ WITH claimed AS (
 		ORDER BY e.id
 	) x
 )
-SELECT (SELECT count(*) FROM expired),
-	(SELECT coalesce(array_agg(c.id), '{}') FROM claimed c WHERE c.id NOT IN (SELECT id FROM expired))`
+SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM claimed), (SELECT max(id) FROM claimed)`
 
 // The two forms of expireBatch: one that waits for the products (up to the sweeper's
 // lockWait, which batch sets), one that skips those held.
@@ -215,40 +231,40 @@ var (
 	expireSkipping = fmt.Sprintf(expireBatch, "SKIP LOCKED")
 )
 
-// batch expires one batch with statement (expireWaiting or expireSkipping) in one
-// transaction, so that status, stock and outbox rows commit together or not at all,
-// claiming none of the orders skipped. It returns the number of orders expired and the ids
-// of those it skipped.
-func (s *Sweeper) batch(ctx context.Context, statement string, skipped []int64) (int, []int64, error) {
-	var n int
-	var skips []int64
+// batch expires one batch with statement (expireWaiting or expireSkipping), claiming the
+// orders with an id above after, in one transaction, so that status, stock and outbox rows
+// commit together or not at all.
+func (s *Sweeper) batch(ctx context.Context, statement string, after int64) (batchResult, error) {
+	var b batchResult
+	var last sql.NullInt64
 	err := db.Bounded(ctx, s.batchTimeout, func(ctx context.Context) error {
 		tx, err := s.pool.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", s.lockWait.Milliseconds())); err != nil {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max(s.lockWait.Milliseconds(), 1))); err != nil {
 			return err
 		}
 		err = tx.QueryRowContext(ctx, statement,
 			s.expireAfter.Microseconds(), s.batchSize,
 			string(domain.StatusProcessing), string(domain.StatusExpired), s.expireAfter.String(),
 			events.TypeOrderExpired, events.RoutingKeyOrderExpired,
-			events.SpecVersion, events.SourceCronJob, events.DataContentType, skipped,
-		).Scan(&n, pgtype.NewMap().SQLScanner(&skips))
+			events.SpecVersion, events.SourceCronJob, events.DataContentType, after,
+		).Scan(&b.expired, &b.claimed, &last)
 		if err != nil {
 			return err
 		}
 		return tx.Commit()
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("expire orders: %w", err)
+		return batchResult{}, fmt.Errorf("expire orders: %w", err)
 	}
-	if n > 0 {
+	b.last = last.Int64
+	if b.expired > 0 {
 		outbox.Wake() // the statement committed its outbox rows
 	}
-	return n, skips, nil
+	return b, nil
 }
 
 // logResult writes the one summary line of a run, or the one line of its failure.

@@ -261,17 +261,24 @@ func TestSweepConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
 
 // TestSweepLeavesTheOrdersOfAProductHeldLong: a transaction that holds a product (a client
 // gone without closing its connection, a session left open) makes the batch that waits for
-// it give up after the sweeper's lockWait and run again without waiting: the orders without
-// that product expire, the one with it stays processing for the next run, and is not
-// claimed again by the run's later batches.
+// it give up after the sweeper's lockWait and run again without waiting, as do the batches
+// after it: the orders without that product expire, those with it stay processing for the
+// next run, and the run waits for the product once, however many of its batches have it.
 func TestSweepLeavesTheOrdersOfAProductHeldLong(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	user := e.user(t)
 	products := e.products(t, 3, 1000) // a, held, c
 	a, held, c := products[:1], products[1:2], products[2:]
-	blocked := e.orders(t, 1, "processing", 2*time.Hour, user, []int64{a[0], held[0]})
-	free := append(e.orders(t, 2, "processing", time.Hour, user, a), e.orders(t, 3, "processing", time.Hour, user, c)...)
+	var blocked, free []int64
+	for i, age := range []time.Duration{6 * time.Hour, 5 * time.Hour, 4 * time.Hour, 3 * time.Hour, 2 * time.Hour, time.Hour} {
+		if i%2 == 0 {
+			blocked = append(blocked, e.orders(t, 1, "processing", age, user, []int64{a[0], held[0]})...)
+		} else {
+			free = append(free, e.orders(t, 1, "processing", age, user, a)...)
+		}
+	}
+	free = append(free, e.orders(t, 3, "processing", time.Hour, user, c)...)
 	before := e.stocks(t)
 
 	ctx := sweepContext(t)
@@ -283,26 +290,28 @@ func TestSweepLeavesTheOrdersOfAProductHeldLong(t *testing.T) {
 	if _, err := holder.ExecContext(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, held[0]); err != nil {
 		t.Fatal(err)
 	}
-	// Batches of 2: the blocked order, the oldest, would be claimed by every batch.
+	// Batches of 2: the held product is in the first three batches.
 	s := NewSweeper(testenv.Pool(t, e.cfg), ordersConfig(10*time.Minute, 2))
 	s.lockWait = 300 * time.Millisecond
+	waits := 0
+	s.onLockTimeout = func() { waits++ }
 	runCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	res, err := s.Run(runCtx)
 	if err != nil {
 		t.Fatalf("run with a product held: %v", err)
 	}
-	if res.Expired != len(free) || res.Skipped != 1 {
-		t.Errorf("result %+v, want %d expired and 1 skipped", res, len(free))
+	if res.Expired != len(free) || res.Skipped != len(blocked) || waits != 1 {
+		t.Errorf("result %+v after %d waits, want %d expired and %d skipped after 1", res, waits, len(free), len(blocked))
 	}
-	if got := e.statuses(t, blocked); got["processing"] != 1 {
-		t.Errorf("the order of the held product: %v, want processing", got)
+	if got := e.statuses(t, blocked); got["processing"] != len(blocked) {
+		t.Errorf("the orders of the held product: %v, want processing", got)
 	}
 	if got := e.statuses(t, free); got["expired"] != len(free) {
 		t.Errorf("the other orders: %v, want all %d expired", got, len(free))
 	}
-	want := released(free[:2], a)
-	for id, n := range released(free[2:], c) {
+	want := released(free[:3], a)
+	for id, n := range released(free[3:], c) {
 		want[id] += n
 	}
 	after := e.stocks(t)
@@ -315,15 +324,15 @@ func TestSweepLeavesTheOrdersOfAProductHeldLong(t *testing.T) {
 		t.Errorf("%d outbox rows, want %d", n, len(free))
 	}
 
-	// Once the product is free, the next run expires the order.
+	// Once the product is free, the next run expires its orders.
 	if err := holder.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := s.Run(ctx); err != nil || res.Expired != 1 || res.Skipped != 0 {
-		t.Fatalf("next run: %+v, %v; want the order expired", res, err)
+	if res, err := s.Run(ctx); err != nil || res.Expired != len(blocked) || res.Skipped != 0 {
+		t.Fatalf("next run: %+v, %v; want the %d orders expired", res, err, len(blocked))
 	}
-	if got := e.statuses(t, blocked); got["expired"] != 1 {
-		t.Errorf("the order of the released product: %v, want expired", got)
+	if got := e.statuses(t, blocked); got["expired"] != len(blocked) {
+		t.Errorf("the orders of the released product: %v, want expired", got)
 	}
 }
 
