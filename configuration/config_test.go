@@ -362,6 +362,8 @@ func TestValidate(t *testing.T) {
 			"configuration: admin.email: must be an e-mail address"},
 		{"upper-case admin email", func(c *Config) { c.Admin.Email = "Admin@Example.com" },
 			`configuration: admin.email: must be lower-case, got "Admin@Example.com"`},
+		{"admin email not in ASCII", func(c *Config) { c.Admin.Email = "\u212Aate@example.com" },
+			"configuration: admin.email: must be written in ASCII (an internationalized domain in its xn-- form), got \"\u212Aate@example.com\""},
 		{"long admin email", func(c *Config) { c.Admin.Email = strings.Repeat("a", 95) + "@x.com" },
 			"configuration: admin.email: must be at most 100 characters, got 101"},
 		{"short admin password", func(c *Config) { c.Admin.Password = "12345" },
@@ -540,6 +542,9 @@ func TestEnvOverrideErrors(t *testing.T) {
 			[]string{"configuration: auth.jwtSecret: must be at least 32 bytes, got 0"}},
 		{"out-of-range value fails validation", map[string]string{"ORDERFLOW_ORDERS_COMPLETIONPROBABILITY": "1.5"},
 			[]string{"configuration: orders.completionProbability: must be between 0 and 1, got 1.5"}},
+		// Lower-cased as Unicode, the Kelvin sign would pass as the "k" of another address.
+		{"admin email with a Kelvin sign", map[string]string{"ORDERFLOW_ADMIN_EMAIL": "\u212Aate@Example.com"},
+			[]string{"configuration: admin.email: must be written in ASCII (an internationalized domain in its xn-- form), got \"\u212Aate@example.com\" (set by ORDERFLOW_ADMIN_EMAIL)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

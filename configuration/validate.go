@@ -237,13 +237,15 @@ func (v *validator) address(key, s string) {
 	}
 }
 
-// email accepts a bare, lower-case address such as "admin@example.com". The API applies its
+// email accepts a bare, lower-case ASCII address such as "admin@example.com". The API applies its
 // own rule for every account's address to admin.email when it starts (api.EnsureAdmin).
 func (v *validator) email(key, s string) {
 	addr, err := mail.ParseAddress(s)
 	switch {
 	case err != nil || addr.Name != "" || addr.Address != s:
 		v.add(key, "must be an e-mail address such as \"admin@example.com\", got %q", s)
+	case strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0:
+		v.add(key, "must be written in ASCII (an internationalized domain in its xn-- form), got %q", s)
 	case s != strings.ToLower(s):
 		v.add(key, "must be lower-case, got %q", s)
 	case utf8.RuneCountInString(s) > maxEmailChars:
