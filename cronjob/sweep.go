@@ -24,8 +24,8 @@ type Result struct {
 	Expired int
 	// Batches is the number of transactions that expired at least one order.
 	Batches int
-	// Skipped is the number of stale orders this run left for the next, because another
-	// transaction held one of their products longer than productLockWait.
+	// Skipped is the number of stale orders this run claimed and left for the next, because
+	// another transaction held one of their products longer than the run waited for it.
 	Skipped int
 	// Duration is the wall time of the run.
 	Duration time.Duration
@@ -45,26 +45,35 @@ type Result struct {
 // stop every sweeper until the server noticed. The one place where batches (and the API's
 // order intake) wait for each other is the products' rows, which every batch locks in
 // ascending id order before releasing stock, so lock waits never form a cycle. A batch
-// waits up to productLockWait for them; a product held longer (by a client gone without
-// closing its connection, a session left open in psql) makes the batch, and every later one
-// of the run, go without waiting, leaving the orders that have a product held for the next
-// run, so that it neither stops every expiry nor holds the products the batches lock for
-// more than productLockWait a run.
+// waits up to productLockWait for them. A product held longer (by a client gone without
+// closing its connection, a session left open in psql) makes the batch run again, skipping
+// the products held, and the run's later batches wait only heldProductWait: the orders that
+// have a held product are left for the next run, so that such a product neither stops every
+// expiry nor keeps the products the batches lock meanwhile locked for long.
 type Sweeper struct {
 	pool        *sql.DB
 	expireAfter time.Duration
 	batchSize   int
 	// batchTimeout bounds one batch: see minBatchTimeout.
 	batchTimeout time.Duration
-	// lockWait is how long a batch waits for a product: productLockWait.
-	lockWait time.Duration
-	// onLockTimeout, when set, runs when a batch gave up waiting for a product (tests).
-	onLockTimeout func()
+	// expireWaiting and expireSkipping are the sweeper's statements (expireBatch).
+	expireWaiting, expireSkipping string
+	// lockWait and heldWait are how long a batch waits for a product: productLockWait, and
+	// heldProductWait once a batch of the run gave up waiting.
+	lockWait, heldWait time.Duration
+	// onLockTimeout, when set, runs when a batch gave up waiting for a product, with how
+	// long it waited (tests).
+	onLockTimeout func(waited time.Duration)
 }
 
 // productLockWait is how long a batch waits for a product that another transaction holds.
 // An order's intake or another batch holds its products for milliseconds.
 const productLockWait = 5 * time.Second
+
+// heldProductWait is how long the batches of a run wait for a product once one of them gave
+// up waiting productLockWait: long enough for an order's intake or another batch, short
+// enough that a product held for long costs each batch that has it little.
+const heldProductWait = 50 * time.Millisecond
 
 // minBatchTimeout is the least time one batch may take; it is given orders.expiryInterval
 // when that is longer. Without a bound, a database that stops answering without closing the
@@ -91,17 +100,22 @@ func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
 		expireAfter:  cfg.ExpireAfter.D(),
 		batchSize:    batch,
 		batchTimeout: max(cfg.ExpiryInterval.D(), minBatchTimeout),
-		lockWait:     productLockWait,
+		// The two forms of expireBatch: one that waits for the products (up to the wait
+		// that batch sets), one that skips those held.
+		expireWaiting:  fmt.Sprintf(expireBatch, batch, ""),
+		expireSkipping: fmt.Sprintf(expireBatch, batch, "SKIP LOCKED"),
+		lockWait:       productLockWait,
+		heldWait:       heldProductWait,
 	}
 }
 
-// Run expires every stale order, one transaction per batch, in the order of their ids (of
-// their creation), until a batch claims fewer orders than it may. Each batch claims the
-// orders after the last one the batch before claimed, so that the orders it skipped cannot
-// fill the batches that follow. A batch
-// that waited productLockWait for a product runs again without waiting (expireSkipping), and
-// so do the batches after it. On error the batches committed so far stay committed and are
-// counted in the Result; the failed batch is rolled back whole.
+// Run expires every stale order, one transaction per batch, oldest first, until a batch
+// claims fewer orders than it may. Each batch claims the orders after the last one the batch
+// before claimed, so that the orders it skipped cannot fill the batches that follow. A batch
+// that gave up waiting for a product runs again skipping the products held
+// (expireSkipping), and the batches after it wait heldWait instead of lockWait. On error the
+// batches committed so far stay committed and are counted in the Result; the failed batch
+// is rolled back whole.
 func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 	start := time.Now()
 	var res Result
@@ -109,16 +123,16 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 		// Every processing order would expire at once, and the event contract rejects it.
 		return res, fmt.Errorf("orders.expireAfter must be positive, got %s", s.expireAfter)
 	}
-	statement := expireWaiting
-	var after int64 // the id after which a batch claims
+	wait := s.lockWait
+	var after position
 	for {
-		b, err := s.batch(ctx, statement, after)
+		b, err := s.batch(ctx, s.expireWaiting, wait, after)
 		if db.Code(err) == db.LockNotAvailable {
 			if s.onLockTimeout != nil {
-				s.onLockTimeout()
+				s.onLockTimeout(wait)
 			}
-			statement = expireSkipping
-			b, err = s.batch(ctx, statement, after)
+			wait = min(wait, s.heldWait)
+			b, err = s.batch(ctx, s.expireSkipping, wait, after)
 		}
 		if err != nil {
 			res.Duration = time.Since(start)
@@ -137,20 +151,30 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 	}
 }
 
+// position is where a run's next batch claims from: after the order created at createdAt
+// with id id, in the order of (created_at, id); the zero position is before every order.
+type position struct {
+	createdAt time.Time
+	id        int64
+}
+
 // batchResult is what one batch did.
 type batchResult struct {
 	expired, claimed int
-	last             int64 // the id of the last order claimed
+	last             position // of the last order claimed
 }
 
-// expireBatch expires one batch in one statement. It claims up to $2 processing orders
-// older than $1 microseconds by the database clock with an id above $11, in id order,
-// locks their products, expires those whose products it locked, gives their reserved
-// quantities back to their products, and writes one OrderExpired outbox row per order. It
-// returns the number of orders expired, the number claimed, and the id of the last one
-// claimed (NULL when none was). The claim follows the index on (status, id): in id order, a
-// run's batches go on from one another without sorting the orders, which a backlog created
-// at once (orders that the worker could not take during an outage) has with one created_at.
+// expireBatch expires one batch in one statement. It claims as many processing orders as
+// the batch size allows, older than $1 microseconds by the database clock, after the
+// position ($10, $11) in the order of (created_at, id); locks their products; expires those
+// whose products it locked; gives their reserved quantities back to their products; and
+// writes one OrderExpired outbox row per order. It returns the number of orders expired, the
+// number claimed, and the position of the last one claimed (NULLs when none was). The claim
+// reads the index on (status, created_at, id) from the position on, in its order: each batch
+// reads the orders it claims and those that others hold, not the ones batches before it
+// passed. The batch size is written into the statement (%d), so that the plan that a
+// connection keeps for it counts on no more orders than that: counting on more, it would
+// read every order's items to join them to the batch's.
 //
 // The claim takes FOR NO KEY UPDATE, the lock the UPDATE itself needs, so that it does not
 // block foreign-key checks (a notification being inserted for the order); the UPDATE checks
@@ -158,8 +182,11 @@ type batchResult struct {
 // LOCKED. Products are locked in id order, as the API's order intake locks them, in a CTE
 // of their own (MATERIALIZED, so that they are locked once) before the stock UPDATE, whose
 // own row order is up to the planner: waiting for each (expireWaiting), or skipping those
-// another transaction holds (expireSkipping), whose orders are then not expired. Data-
-// modifying CTEs run to completion whether or not the final SELECT reads them.
+// another transaction holds (expireSkipping), whose orders are then not expired. The
+// quantities to release come from order_items, whose index finds each expired order's items
+// however few orders the planner expects; joined to the items CTE, a misjudged batch made a
+// nested loop that read the batch's items once per order. Data-modifying CTEs run to
+// completion whether or not the final SELECT reads them.
 //
 // The outbox rows are exactly what outbox.WriteBatch writes (a test compares the two): the
 // CloudEvents envelope as payload, the CloudEvents type as event_type, a version 7 UUID as
@@ -169,10 +196,11 @@ type batchResult struct {
 // 2.8 times as long as one statement doing all of the work, in SQL 1.4 to 1.8 times.
 const expireBatch = `
 WITH claimed AS (
-	SELECT id FROM orders
-	WHERE status = $3 AND id > $11 AND created_at <= now() - $1 * interval '1 microsecond'
-	ORDER BY id
-	LIMIT $2
+	SELECT id, created_at FROM orders
+	WHERE status = $2 AND created_at <= now() - $1 * interval '1 microsecond'
+		AND (created_at, id) > ($10::timestamptz, $11::bigint)
+	ORDER BY created_at, id
+	LIMIT %d
 	FOR NO KEY UPDATE SKIP LOCKED
 ), items AS (
 	SELECT i.order_id, i.product_id, i.quantity
@@ -183,14 +211,14 @@ WITH claimed AS (
 	ORDER BY p.id
 	FOR NO KEY UPDATE %s
 ), expired AS (
-	UPDATE orders o SET status = $4, updated_at = now()
+	UPDATE orders o SET status = $3, updated_at = now()
 	FROM claimed c
-	WHERE o.id = c.id AND o.status = $3
+	WHERE o.id = c.id AND o.status = $2
 		AND c.id NOT IN (SELECT i.order_id FROM items i WHERE i.product_id NOT IN (SELECT id FROM locked))
 	RETURNING o.id, o.user_id, o.total
 ), quantities AS (
 	SELECT i.product_id, sum(i.quantity) AS quantity
-	FROM items i JOIN expired e ON e.id = i.order_id
+	FROM order_items i JOIN expired e ON e.id = i.order_id
 	GROUP BY i.product_id
 ), released AS (
 	UPDATE products p SET stock = p.stock + q.quantity, updated_at = greatest(p.updated_at, now())
@@ -200,19 +228,19 @@ WITH claimed AS (
 	SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS now
 ), written AS (
 	INSERT INTO outbox (created_at, event_id, event_type, routing_key, payload)
-	SELECT now(), x.event_id, $6::text, $7::text, jsonb_build_object(
-		'specversion', $8::text,
+	SELECT now(), x.event_id, $5::text, $6::text, jsonb_build_object(
+		'specversion', $7::text,
 		'id', x.event_id,
-		'source', $9::text,
-		'type', $6::text,
+		'source', $8::text,
+		'type', $5::text,
 		'time', clock.now,
-		'datacontenttype', $10::text,
+		'datacontenttype', $9::text,
 		'data', jsonb_build_object(
 			'orderId', x.id,
 			'userId', x.user_id,
 			'total', x.total,
 			'expiredAt', clock.now,
-			'expiredAfter', $5::text))
+			'expiredAfter', $4::text))
 	FROM clock, (
 		-- A version 7 UUID: the millisecond clock, then random bits, as uuid.NewV7.
 		SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
@@ -222,36 +250,33 @@ WITH claimed AS (
 		ORDER BY e.id
 	) x
 )
-SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM claimed), (SELECT max(id) FROM claimed)`
+SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM claimed), last.created_at, last.id
+FROM (SELECT 1) one LEFT JOIN LATERAL (
+	SELECT created_at, id FROM claimed ORDER BY created_at DESC, id DESC LIMIT 1
+) last ON true`
 
-// The two forms of expireBatch: one that waits for the products (up to the sweeper's
-// lockWait, which batch sets), one that skips those held.
-var (
-	expireWaiting  = fmt.Sprintf(expireBatch, "")
-	expireSkipping = fmt.Sprintf(expireBatch, "SKIP LOCKED")
-)
-
-// batch expires one batch with statement (expireWaiting or expireSkipping), claiming the
-// orders with an id above after, in one transaction, so that status, stock and outbox rows
-// commit together or not at all.
-func (s *Sweeper) batch(ctx context.Context, statement string, after int64) (batchResult, error) {
+// batch expires one batch with statement (expireWaiting or expireSkipping), claiming after
+// the position after, in one transaction whose lock waits end after wait, so that status,
+// stock and outbox rows commit together or not at all.
+func (s *Sweeper) batch(ctx context.Context, statement string, wait time.Duration, after position) (batchResult, error) {
 	var b batchResult
-	var last sql.NullInt64
+	var lastCreated sql.NullTime
+	var lastID sql.NullInt64
 	err := db.Bounded(ctx, s.batchTimeout, func(ctx context.Context) error {
 		tx, err := s.pool.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max(s.lockWait.Milliseconds(), 1))); err != nil {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max(wait.Milliseconds(), 1))); err != nil {
 			return err
 		}
 		err = tx.QueryRowContext(ctx, statement,
-			s.expireAfter.Microseconds(), s.batchSize,
+			s.expireAfter.Microseconds(),
 			string(domain.StatusProcessing), string(domain.StatusExpired), s.expireAfter.String(),
 			events.TypeOrderExpired, events.RoutingKeyOrderExpired,
-			events.SpecVersion, events.SourceCronJob, events.DataContentType, after,
-		).Scan(&b.expired, &b.claimed, &last)
+			events.SpecVersion, events.SourceCronJob, events.DataContentType, after.createdAt, after.id,
+		).Scan(&b.expired, &b.claimed, &lastCreated, &lastID)
 		if err != nil {
 			return err
 		}
@@ -260,7 +285,7 @@ func (s *Sweeper) batch(ctx context.Context, statement string, after int64) (bat
 	if err != nil {
 		return batchResult{}, fmt.Errorf("expire orders: %w", err)
 	}
-	b.last = last.Int64
+	b.last = position{createdAt: lastCreated.Time, id: lastID.Int64}
 	if b.expired > 0 {
 		outbox.Wake() // the statement committed its outbox rows
 	}

@@ -110,9 +110,9 @@ var (
 		},
 		Indexes: []*schema.Index{
 			{
-				Name:    "order_status_created_at",
+				Name:    "order_status_created_at_id",
 				Unique:  false,
-				Columns: []*schema.Column{OrdersColumns[4], OrdersColumns[1]},
+				Columns: []*schema.Column{OrdersColumns[4], OrdersColumns[1], OrdersColumns[0]},
 			},
 			{
 				Name:    "order_status_id",

@@ -51,8 +51,10 @@ func (Order) Edges() []ent.Edge {
 // Indexes of the Order.
 func (Order) Indexes() []ent.Index {
 	return []ent.Index{
-		// The expiry sweep looks for old orders in one status.
-		index.Fields("status", "created_at"),
+		// The expiry sweep claims the old orders of one status in the order of (created_at,
+		// id), a batch at a time, each after the last one the batch before claimed: in the
+		// index's order, without sorting, however many share a created_at.
+		index.Fields("status", "created_at", "id"),
 		// The orders of one status, newest first (GET /api/orders?status=), a page at a
 		// time. Without it PostgreSQL walks the primary key and reads every order until it
 		// has a page: all of them when fewer match, as pending and processing orders are.
