@@ -58,9 +58,9 @@ type Sweeper struct {
 	batchTimeout time.Duration
 	// expireWaiting and expireSkipping are the sweeper's statements (expireBatch).
 	expireWaiting, expireSkipping string
-	// lockWait and heldWait are how long a batch waits for a product: productLockWait, and
-	// heldProductWait once a batch of the run gave up waiting.
-	lockWait, heldWait time.Duration
+	// lockWait is how long a batch waits for a product, productLockWait, until a batch of
+	// the run gave up waiting: heldProductWait from then on.
+	lockWait time.Duration
 	// onLockTimeout, when set, runs when a batch gave up waiting for a product, with how
 	// long it waited (tests).
 	onLockTimeout func(waited time.Duration)
@@ -105,7 +105,6 @@ func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
 		expireWaiting:  fmt.Sprintf(expireBatch, batch, ""),
 		expireSkipping: fmt.Sprintf(expireBatch, batch, "SKIP LOCKED"),
 		lockWait:       productLockWait,
-		heldWait:       heldProductWait,
 	}
 }
 
@@ -113,9 +112,9 @@ func NewSweeper(pool *sql.DB, cfg configuration.Orders) *Sweeper {
 // claims fewer orders than it may. Each batch claims the orders after the last one the batch
 // before claimed, so that the orders it skipped cannot fill the batches that follow. A batch
 // that gave up waiting for a product runs again skipping the products held
-// (expireSkipping), and the batches after it wait heldWait instead of lockWait. On error the
-// batches committed so far stay committed and are counted in the Result; the failed batch
-// is rolled back whole.
+// (expireSkipping), and the batches after it wait heldProductWait instead of lockWait. On
+// error the batches committed so far stay committed and are counted in the Result; the
+// failed batch is rolled back whole.
 func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 	start := time.Now()
 	var res Result
@@ -131,7 +130,7 @@ func (s *Sweeper) Run(ctx context.Context) (Result, error) {
 			if s.onLockTimeout != nil {
 				s.onLockTimeout(wait)
 			}
-			wait = min(wait, s.heldWait)
+			wait = min(wait, heldProductWait)
 			b, err = s.batch(ctx, s.expireSkipping, wait, after)
 		}
 		if err != nil {
@@ -183,10 +182,13 @@ type batchResult struct {
 // of their own (MATERIALIZED, so that they are locked once) before the stock UPDATE, whose
 // own row order is up to the planner: waiting for each (expireWaiting), or skipping those
 // another transaction holds (expireSkipping), whose orders are then not expired. The
-// quantities to release come from order_items, whose index finds each expired order's items
-// however few orders the planner expects; joined to the items CTE, a misjudged batch made a
-// nested loop that read the batch's items once per order. Data-modifying CTEs run to
-// completion whether or not the final SELECT reads them.
+// UPDATE's check of the locked products is what runs that CTE, in both forms: a CTE that
+// nothing reads is not run, and the stock UPDATE would then lock the products in its own
+// order, which deadlocks with the order intake's. The quantities to release come from
+// order_items, whose index finds each expired order's items however few orders the planner
+// expects; joined to the items CTE, a misjudged batch made a nested loop that read the
+// batch's items once per order. Data-modifying CTEs run to completion whether or not the
+// final SELECT reads them.
 //
 // The outbox rows are exactly what outbox.WriteBatch writes (a test compares the two): the
 // CloudEvents envelope as payload, the CloudEvents type as event_type, a version 7 UUID as

@@ -262,7 +262,7 @@ func TestSweepConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
 // TestSweepLeavesTheOrdersOfAProductHeldLong: a transaction that holds a product (a client
 // gone without closing its connection, a session left open) makes the batch that waits for
 // it give up after the sweeper's lockWait and run again skipping it, and the batches after
-// it wait only heldWait for a product: the orders without that product expire, those with it
+// it wait only heldProductWait for a product: the orders without that product expire, those with it
 // stay processing for the next run, and the run waits lockWait for the product once, however
 // many of its batches have it.
 func TestSweepLeavesTheOrdersOfAProductHeldLong(t *testing.T) {
@@ -305,7 +305,7 @@ func TestSweepLeavesTheOrdersOfAProductHeldLong(t *testing.T) {
 	if res.Expired != len(free) || res.Skipped != len(blocked) {
 		t.Errorf("result %+v, want %d expired and %d skipped", res, len(free), len(blocked))
 	}
-	if want := []time.Duration{s.lockWait, s.heldWait, s.heldWait}; !slices.Equal(waits, want) {
+	if want := []time.Duration{s.lockWait, heldProductWait, heldProductWait}; !slices.Equal(waits, want) {
 		t.Errorf("the batches with the held product waited %v, want %v", waits, want)
 	}
 	if got := e.statuses(t, blocked); got["processing"] != len(blocked) {
