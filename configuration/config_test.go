@@ -543,7 +543,7 @@ func TestEnvOverrideErrors(t *testing.T) {
 		{"out-of-range value fails validation", map[string]string{"ORDERFLOW_ORDERS_COMPLETIONPROBABILITY": "1.5"},
 			[]string{"configuration: orders.completionProbability: must be between 0 and 1, got 1.5"}},
 		// Lower-cased as Unicode, the Kelvin sign would pass as the "k" of another address.
-		{"admin email with a Kelvin sign", map[string]string{"ORDERFLOW_ADMIN_EMAIL": "\u212Aate@Example.com"},
+		{"admin email with a Kelvin sign", map[string]string{"ORDERFLOW_ADMIN_EMAIL": "\u212Aate@example.com"},
 			[]string{"configuration: admin.email: must be written in ASCII (an internationalized domain in its xn-- form), got \"\u212Aate@example.com\" (set by ORDERFLOW_ADMIN_EMAIL)"}},
 	}
 	for _, tt := range tests {

@@ -45,7 +45,9 @@ func LoadWithEnv(dir string, lookup func(string) (string, bool)) (*Config, error
 	// A variable that does not parse leaves its key as the files have it, so validating
 	// anyway reports every problem in one go.
 	envErr := applyEnv(&cfg, lookup, setBy)
-	cfg.Admin.Email = lowerASCII(cfg.Admin.Email)
+	if printableASCII(cfg.Admin.Email) { // else refused as it was set: Unicode lower-casing makes a Kelvin sign a "k"
+		cfg.Admin.Email = strings.ToLower(cfg.Admin.Email)
+	}
 	source := func(key string) string {
 		if s, ok := setBy[key]; ok {
 			return s
@@ -338,16 +340,4 @@ func setValue(fv reflect.Value, text string) error {
 		return fmt.Errorf("unsupported key type %s", fv.Type())
 	}
 	return nil
-}
-
-// lowerASCII lower-cases the ASCII letters of s and leaves every other character as it is,
-// as the API compares e-mail addresses: strings.ToLower would turn a Kelvin sign into a "k",
-// making an address of one that no account may have.
-func lowerASCII(s string) string {
-	return strings.Map(func(r rune) rune {
-		if 'A' <= r && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}, s)
 }

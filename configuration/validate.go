@@ -244,11 +244,17 @@ func (v *validator) email(key, s string) {
 	switch {
 	case err != nil || addr.Name != "" || addr.Address != s:
 		v.add(key, "must be an e-mail address such as \"admin@example.com\", got %q", s)
-	case strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0:
+	case !printableASCII(s):
 		v.add(key, "must be written in ASCII (an internationalized domain in its xn-- form), got %q", s)
 	case s != strings.ToLower(s):
 		v.add(key, "must be lower-case, got %q", s)
 	case utf8.RuneCountInString(s) > maxEmailChars:
 		v.add(key, "must be at most %d characters, got %d", maxEmailChars, utf8.RuneCountInString(s))
 	}
+}
+
+// printableASCII reports whether s holds only printable ASCII characters, as every account's
+// e-mail address must (api's printableASCII).
+func printableASCII(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }) < 0
 }
