@@ -29,20 +29,10 @@ type Problem struct {
 	Status int
 	Detail string
 	Fields []oas.FieldError
-	// Err is the cause, kept for errors.Is and logs; it is never shown to the caller.
-	Err error
 }
 
 // Error implements error.
-func (p *Problem) Error() string {
-	if p.Err != nil {
-		return fmt.Sprintf("%d %s: %v", p.Status, p.Detail, p.Err)
-	}
-	return fmt.Sprintf("%d %s", p.Status, p.Detail)
-}
-
-// Unwrap returns the cause.
-func (p *Problem) Unwrap() error { return p.Err }
+func (p *Problem) Error() string { return fmt.Sprintf("%d %s", p.Status, p.Detail) }
 
 func problem(status int, detail string) *Problem { return &Problem{Status: status, Detail: detail} }
 
@@ -175,7 +165,7 @@ func (h *Handler) NewError(ctx context.Context, err error) *oas.ErrorStatusCode 
 	case errors.As(err, &secE) && errors.Is(secE.Err, ogenerrors.ErrSecurityRequirementIsNotSatisfied):
 		// No token. A bad one is errUnauthorized, above; any other error of the security
 		// handler is the server's (its user could not be read), a 500 below.
-		return problemResponse(http.StatusUnauthorized, "A valid bearer token is required.", nil)
+		return problemResponse(errUnauthorized.Status, errUnauthorized.Detail, nil)
 	case errors.Is(err, domain.ErrTransitionNotAllowed):
 		return problemResponse(http.StatusConflict, capitalize(err.Error())+".", nil)
 	case errors.Is(err, domain.ErrUnknownStatus):
