@@ -453,6 +453,9 @@ func TestOrderChangedDuringPaymentIsNotCompleted(t *testing.T) {
 				if len(got) != want || (want == 1 && got[0]["level"] != c.level) {
 					t.Errorf("log lines %q: %v, want %d at %s", line, got, want, c.level)
 				}
+				if want == 1 && line == msgTooLate && got[0]["status"] != string(order.StatusExpired) {
+					t.Errorf("log line %q: status %v, want %q", line, got[0]["status"], order.StatusExpired)
+				}
 			}
 		})
 	}
