@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"orderflow/api/oas"
 	"orderflow/domain"
@@ -41,10 +42,11 @@ func TestInsertOrderLocksInDatabase(t *testing.T) {
 			if i%2 == 1 {
 				its[0], its[1] = its[1], its[0]
 			}
-			ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, nil)
+			now := e.h.now().Truncate(time.Microsecond)
+			ev, err := outbox.NewEnvelopeRow(ctx, now, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, nil)
 			if err == nil {
 				var o *oas.Order
-				in := orderInput{callerID: custID, userID: custID, items: its, ids: productIDs(its), now: e.h.now(), ev: ev}
+				in := orderInput{callerID: custID, userID: custID, items: its, ids: productIDs(its), now: now, ev: ev}
 				if o, err = intakes[i/2%2].store(&orderJob{ctx: ctx, orderInput: in}); err == nil && o == nil {
 					err = explainRefusal(ctx, e.db, in)
 				}

@@ -29,11 +29,12 @@ import (
 // job is an order of userID placed by callerID, ready for the intake.
 func (e *env) job(ctx context.Context, callerID, userID int, items ...domain.Item) *orderJob {
 	e.t.Helper()
-	ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(callerID))
+	now := e.h.now().Truncate(time.Microsecond)
+	ev, err := outbox.NewEnvelopeRow(ctx, now, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(callerID))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	in := orderInput{callerID: callerID, userID: userID, items: items, ids: productIDs(items), now: e.h.now(), ev: ev}
+	in := orderInput{callerID: callerID, userID: userID, items: items, ids: productIDs(items), now: now, ev: ev}
 	return &orderJob{ctx: ctx, orderInput: in, done: make(chan struct{})}
 }
 

@@ -221,11 +221,7 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 // in a transaction of its own that also stores the key. When the statement stores nothing,
 // a second query says why.
 func (h *Handler) storeOrder(ctx context.Context, in orderInput, key, hash string) (*oas.Order, error) {
-	ev, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(in.callerID))
-	if err != nil {
-		return nil, fmt.Errorf("write OrderCreated: %w", err)
-	}
-	in.ids, in.ev = productIDs(in.items), ev
+	in.ids = productIDs(in.items)
 	o, err := h.insertUnderStockLocks(ctx, in, key, hash)
 	if err != nil {
 		return nil, err
@@ -247,7 +243,13 @@ func (h *Handler) insertUnderStockLocks(ctx context.Context, in orderInput, key,
 		return nil, fmt.Errorf("wait for stock: %w", err)
 	}
 	defer unlock()
-	in.now = h.now()
+	// One instant, at PostgreSQL's precision, is the order's createdAt as stored and
+	// answered, and its OrderCreated event's time and data.createdAt.
+	in.now = h.now().Truncate(time.Microsecond)
+	in.ev, err = outbox.NewEnvelopeRow(ctx, in.now, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, actorHeaders(in.callerID))
+	if err != nil {
+		return nil, fmt.Errorf("write OrderCreated: %w", err)
+	}
 	if key == "" {
 		return h.intake.store(&orderJob{ctx: ctx, orderInput: in})
 	}
@@ -404,8 +406,8 @@ func newOrder(in orderInput) *oas.Order {
 	return &oas.Order{
 		UserId:    in.userID,
 		Status:    oas.OrderStatusPending,
-		CreatedAt: in.now.Truncate(time.Microsecond),
-		UpdatedAt: in.now.Truncate(time.Microsecond),
+		CreatedAt: in.now,
+		UpdatedAt: in.now,
 	}
 }
 

@@ -72,7 +72,7 @@ func TestCreateOrder(t *testing.T) {
 			events.TypeOrderCreated, o.ID).Scan(&payload, &source); err != nil {
 			t.Fatalf("no OrderCreated outbox row: %v", err)
 		}
-		_, decoded, err := events.Decode(payload)
+		envelope, decoded, err := events.Decode(payload)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,8 +82,8 @@ func TestCreateOrder(t *testing.T) {
 		}
 		ev, ok := decoded.(events.OrderCreated)
 		if !ok || ev.OrderID != o.ID || ev.UserID != custID || !ev.Total.Equal(decimalOf(t, "23.97")) || len(ev.Items) != 2 || source != events.SourceAPI ||
-			ev.CreatedAt.Sub(createdAt).Abs() >= time.Microsecond {
-			t.Fatalf("OrderCreated %+v from %q, order created at %s", decoded, source, createdAt)
+			!ev.CreatedAt.Equal(createdAt) || !envelope.Time.Equal(createdAt) {
+			t.Fatalf("OrderCreated %+v at %s from %q, order created at %s", decoded, envelope.Time, source, createdAt)
 		}
 		// The items in the order of the request, at the prices the order copied.
 		want := []events.Item{

@@ -52,17 +52,17 @@ type Row struct {
 }
 
 // NewEnvelopeRow returns the row that Write would insert for an event of eventType published
-// with routingKey, except that the envelope's data is an empty object
+// with routingKey and happened at at, except that the envelope's data is an empty object
 // (events.NewEnvelopeWithoutData): for a writer that builds the data in its own statement
 // from the rows that statement writes, as jsonb_set(payload, '{data}', ...).
-func NewEnvelopeRow(ctx context.Context, source, eventType, routingKey string, headers map[string]string) (Row, error) {
+func NewEnvelopeRow(ctx context.Context, at time.Time, source, eventType, routingKey string, headers map[string]string) (Row, error) {
 	hdr, err := encodeHeaders(ctx, headers)
 	if err != nil {
 		return Row{}, err
 	}
-	now := time.Now().UTC()
-	return newRow(hdr, routingKey, now, func(id string) (events.Envelope, error) {
-		return events.NewEnvelopeWithoutData(id, source, eventType, now)
+	at = at.UTC()
+	return newRow(hdr, routingKey, at, func(id string) (events.Envelope, error) {
+		return events.NewEnvelopeWithoutData(id, source, eventType, at)
 	})
 }
 

@@ -134,7 +134,8 @@ func TestWriteCarriesRequestIDAndTrace(t *testing.T) {
 
 func TestNewEnvelopeRowLeavesOnlyTheData(t *testing.T) {
 	ctx := log.WithRequestID(context.Background(), "req-10")
-	row, err := outbox.NewEnvelopeRow(ctx, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, map[string]string{"x-extra": "1"})
+	at := time.Date(2026, 12, 7, 22, 0, 0, 123456000, time.UTC)
+	row, err := outbox.NewEnvelopeRow(ctx, at, events.SourceAPI, events.TypeOrderCreated, events.RoutingKeyOrderCreated, map[string]string{"x-extra": "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func TestNewEnvelopeRowLeavesOnlyTheData(t *testing.T) {
 	}
 	if env.SpecVersion != events.SpecVersion || env.ID != row.EventID.String() || env.Source != events.SourceAPI ||
 		env.Type != events.TypeOrderCreated || env.DataContentType != events.DataContentType ||
-		!env.Time.Equal(row.CreatedAt) || string(env.Data) != "{}" {
+		!env.Time.Equal(at) || !row.CreatedAt.Equal(at) || string(env.Data) != "{}" {
 		t.Errorf("envelope %+v for row %+v", env, row)
 	}
 	if row.EventType != events.TypeOrderCreated || row.RoutingKey != events.RoutingKeyOrderCreated {
