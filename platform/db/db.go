@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
 	"go.uber.org/fx"
 
@@ -38,13 +39,20 @@ var Module = fx.Module("db",
 const IdleInTransactionTimeout = time.Minute
 
 // Open opens a connection pool to the configured database and checks that it answers. Its
-// connections have IdleInTransactionTimeout set.
+// connections have IdleInTransactionTimeout set, and a connection whose server refuses a
+// write as read-only is closed, as pgx closes one after a FATAL error: the pool then opens a
+// new one, which reaches the server that took over after a failover, instead of keeping the
+// old primary's connections for as long as they last.
 func Open(ctx context.Context, cfg configuration.Database) (*sql.DB, error) {
 	connCfg, err := pgx.ParseConfig(cfg.DSN())
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	connCfg.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)
+	keep := connCfg.OnPgError
+	connCfg.OnPgError = func(conn *pgconn.PgConn, pgErr *pgconn.PgError) bool {
+		return pgErr.Code != ReadOnlyTransaction && (keep == nil || keep(conn, pgErr))
+	}
 	pool := stdlib.OpenDB(*connCfg)
 	pool.SetMaxOpenConns(cfg.MaxConns)
 	pool.SetMaxIdleConns(cfg.MaxConns)

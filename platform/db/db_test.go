@@ -30,6 +30,29 @@ func TestOpenEndsTransactionsLeftIdle(t *testing.T) {
 	}
 }
 
+// TestOpenReplacesAConnectionToAReadOnlyServer: a write refused as read-only, as by a server
+// that a failover left a standby, is an outage (503, try again) and closes its connection, so
+// that the next attempt opens a new one instead of asking the same session again.
+func TestOpenReplacesAConnectionToAReadOnlyServer(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, testenv.EmptyDatabase(t))
+	pool.SetMaxOpenConns(1)
+	if _, err := pool.Exec(`CREATE TABLE t (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	// The pool's one session now refuses writes, as a standby's would.
+	if _, err := pool.Exec(`SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pool.Exec(`INSERT INTO t VALUES (1)`)
+	if db.Code(err) != db.ReadOnlyTransaction || !db.Unavailable(err) {
+		t.Fatalf("insert on a read-only session: %v, want %s and unavailable", err, db.ReadOnlyTransaction)
+	}
+	if _, err := pool.Exec(`INSERT INTO t VALUES (2)`); err != nil {
+		t.Fatalf("insert after the read-only answer: %v, want it on a new connection", err)
+	}
+}
+
 // TestWithTxEndedBeforeCommit: a transaction whose context ends before its commit is rolled
 // back by database/sql, and WithTx says so with the context's error, which callers answer as
 // a deadline (503, try again), not as "transaction has already been committed or rolled

@@ -19,6 +19,7 @@ const (
 	SerializationFailure = "40001"
 	DeadlockDetected     = "40P01"
 	LockNotAvailable     = "55P03"
+	ReadOnlyTransaction  = "25006"
 	AdminShutdown        = "57P01"
 	CrashShutdown        = "57P02"
 	CannotConnectNow     = "57P03"
@@ -48,8 +49,8 @@ func pgError(err error) *pgconn.PgError {
 }
 
 // Unavailable reports whether err says that the database is not answering (it could not be
-// reached, dropped the connection, is shutting down or starting up, or lacks the resources
-// for the work) rather than anything about the work itself: the same work may succeed later,
+// reached, dropped the connection, is shutting down or starting up, takes no writes, or lacks
+// the resources for the work) rather than anything about the work itself: the same work may succeed later,
 // on another connection. The API answers such an error with 503, and the worker waits and
 // tries again.
 //
@@ -82,6 +83,12 @@ func Unavailable(err error) bool {
 	case code == IdleSessionTimeout:
 		// The server closed a session that the pool kept idle for too long; a new
 		// connection works at once.
+		return true
+	case code == ReadOnlyTransaction:
+		// orderflow runs no read-only transactions: the server takes no writes, being a
+		// standby now (a failover behind the same address) or made read-only for a while.
+		// Open closes such a connection, and a new one may reach the server that took
+		// over.
 		return true
 	case code != "":
 		// Any other answer of the server is about the work: the server is answering.

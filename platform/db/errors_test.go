@@ -52,6 +52,7 @@ func TestUnavailable(t *testing.T) {
 		{"database dropped", &pgconn.PgError{Code: "57P04"}, false},
 		{"idle session timeout", fmt.Errorf("insert order: %w", &pgconn.PgError{Code: "57P05"}), true},
 		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
+		{"read-only server", fmt.Errorf("complete order 1: %w", &pgconn.PgError{Code: "25006"}), true},
 		{"protocol violation", &pgconn.PgError{Code: "08P01"}, false},
 		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
 		{"out of memory", &pgconn.PgError{Code: "53200"}, true},
