@@ -257,22 +257,31 @@ func (h *Handler) Login(ctx context.Context, req *oas.LoginRequest) (*oas.LoginR
 		}
 		return nil, errTooManyLogins
 	}
+	// Only a wrong guess keeps what it took: a login that fails because the database is
+	// away is given it back, or an outage would leave its users refused for a minute.
+	guessed := false
+	defer func() {
+		if !guessed {
+			h.logins.refund(email, client)
+		}
+	}()
 	u, err := h.client.User.Query().Where(user.Email(email)).Only(ctx)
 	if ent.IsNotFound(err) {
 		_ = bcrypt.CompareHashAndPassword(h.dummyHash(), []byte(req.Password))
+		guessed = true
 		return nil, errBadCredentials
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load user: %w", err)
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(req.Password)) != nil {
+		guessed = true
 		return nil, errBadCredentials
 	}
 	token, exp, err := h.tokens.Issue(u.ID, u.TokenVersion, string(u.Role), h.now())
 	if err != nil {
 		return nil, err
 	}
-	h.logins.refund(email, client)
 	return &oas.LoginResponse{Token: token, ExpiresAt: exp, User: userOut(u)}, nil
 }
 

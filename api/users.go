@@ -301,14 +301,21 @@ func (h *Handler) checkCurrentPassword(ctx context.Context, p Principal, email s
 		}
 		return errTooManyPasswordChecks
 	}
+	// Only a wrong guess keeps what it took, as in Login.
+	guessed := false
+	defer func() {
+		if !guessed {
+			h.logins.refundCheck(p.ID, client)
+		}
+	}()
 	u, err := h.client.User.Query().Where(user.ID(p.ID)).Select(user.FieldPasswordHash).Only(ctx)
 	if err != nil {
 		return fmt.Errorf("get user %d: %w", p.ID, orNotFound(err, "User", p.ID))
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(req.CurrentPassword.Value)) != nil {
+		guessed = true
 		return errWrongCurrentPassword
 	}
-	h.logins.refundCheck(p.ID, client)
 	return nil
 }
 
