@@ -158,7 +158,8 @@ func (c *Conn) Check(ctx context.Context) error {
 }
 
 // WaitReady blocks until the connection is up (and the topology declared), ctx ends, or the
-// Conn is closed.
+// Conn is closed. It returns nil at once when the connection is up, even with an ended ctx,
+// which makes it also the check whether the connection is up now.
 func (c *Conn) WaitReady(ctx context.Context) error {
 	for {
 		conn, changed := c.current()

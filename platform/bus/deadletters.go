@@ -57,7 +57,12 @@ func countDeadLetters(ctx context.Context, c *Conn, queues []string, seen map[st
 			}
 		}
 		dlq := DeadLetterQueue(q)
-		st, err := ch.QueueDeclarePassive(dlq, true, false, false, false, nil)
+		st, err := ch.QueueDeclarePassive(dlq,
+			true,  // durable
+			false, // auto-delete
+			false, // exclusive
+			false, // no-wait
+			nil)
 		if err != nil { // the broker closed the channel: the next queue gets another
 			c.log.WarnContext(ctx, "cannot count the messages in a dead-letter queue", "queue", dlq, "error", err)
 			ch = nil

@@ -64,7 +64,8 @@ func NewPublisher(conn *Conn) *Publisher {
 	return &Publisher{conn: conn, exchange: conn.topology.Exchange, slots: make(chan struct{}, publisherChannels)}
 }
 
-// WaitReady blocks until the connection is up, ctx ends, or the connection is closed.
+// WaitReady blocks until the connection is up, ctx ends, or the connection is closed; see
+// Conn.WaitReady.
 func (p *Publisher) WaitReady(ctx context.Context) error { return p.conn.WaitReady(ctx) }
 
 // Publish publishes one message and waits for its confirm, within ctx.

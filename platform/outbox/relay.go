@@ -42,6 +42,7 @@ const (
 // Publisher publishes a batch with confirms; *bus.Publisher implements it.
 type Publisher interface {
 	PublishBatch(ctx context.Context, msgs []bus.Message) []error
+	// WaitReady returns nil at once when the broker is connected, even with an ended ctx.
 	WaitReady(ctx context.Context) error
 }
 
@@ -225,9 +226,11 @@ func (r *Relay) run() {
 // relays and the next start, once drainUntil has passed; Stop's deadline cancels the round
 // in progress.
 func (r *Relay) drain(ctx context.Context) {
-	now, cancel := context.WithCancel(ctx)
+	// WaitReady with an ended context tells whether the broker is connected, without
+	// waiting for it.
+	ended, cancel := context.WithCancel(ctx)
 	cancel()
-	if r.pub.WaitReady(now) != nil {
+	if r.pub.WaitReady(ended) != nil {
 		return
 	}
 	for published := 0; ; {
@@ -469,7 +472,8 @@ const (
 	newestFirst claimOrder = "DESC"
 )
 
-// claim locks the oldest unpublished rows that are due, up to limit.
+// claim locks the unpublished rows that are due, up to limit, the oldest or the newest first
+// as order says.
 func claim(ctx context.Context, tx *sql.Tx, limit int, order claimOrder) ([]row, error) {
 	rs, err := tx.QueryContext(ctx, `SELECT id, event_id, event_type, routing_key, payload, headers, created_at
 		FROM outbox WHERE published_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
