@@ -674,6 +674,18 @@ func TestUnknownVariables(t *testing.T) {
 	}
 }
 
+// TestLoadReportsEveryVariableAtOnce: a misspelt variable and a bad value are reported by one
+// start, not one per start.
+func TestLoadReportsEveryVariableAtOnce(t *testing.T) {
+	t.Setenv("ORDERFLOW_ORDERS_PAYMENTDELAYY", "1s")
+	t.Setenv("ORDERFLOW_ORDERS_PAYMENTDELAY", "soon")
+	_, err := Load(".")
+	if err == nil || !strings.Contains(err.Error(), "ORDERFLOW_ORDERS_PAYMENTDELAYY: no such key") ||
+		!strings.Contains(err.Error(), "ORDERFLOW_ORDERS_PAYMENTDELAY (key orders.paymentDelay): not a duration") {
+		t.Fatalf("Load = %v, want both variables named", err)
+	}
+}
+
 // TestConnectionURLs parses the URLs of the database and the broker the way the drivers do:
 // every accepted host, name and virtual host must reach them as configured.
 func TestConnectionURLs(t *testing.T) {

@@ -16,12 +16,15 @@ import (
 )
 
 // Load reads dir/instance.json and dir/secrets.json on top of Defaults(), applies the
-// ORDERFLOW_* environment variables of the process and validates the result.
+// ORDERFLOW_* environment variables of the process and validates the result. A variable
+// that names no key is reported together with the files' and the values' errors.
 func Load(dir string) (*Config, error) {
-	if err := unknownVariables(os.Environ()); err != nil {
+	unknown := unknownVariables(os.Environ())
+	cfg, err := LoadWithEnv(dir, os.LookupEnv)
+	if err := errors.Join(unknown, err); err != nil {
 		return nil, err
 	}
-	return LoadWithEnv(dir, os.LookupEnv)
+	return cfg, nil
 }
 
 // LoadWithEnv is Load with the environment read through lookup, which has the
@@ -76,7 +79,7 @@ func readError(path string, err error) error {
 func decodeFile(path, file string, cfg *Config, setBy map[string]string) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: file not found (both %s and %s are required)", path, InstanceFile, SecretsFile)
+		return fmt.Errorf("%s: file not found (both %s and %s are required, in the directory that --config or %sCONFIG_DIR names)", path, InstanceFile, SecretsFile, EnvPrefix)
 	}
 	if err != nil {
 		return readError(path, err)
