@@ -35,6 +35,8 @@ func Prepare(pool *sql.DB, client *ent.Client, cfg *configuration.Config, log *s
 		log.Warn("the development value shipped in "+k.File+" is in use; change it before the API is reachable by anyone else",
 			"key", k.Path, "env", k.Env)
 	}
+	waits := db.NoticeWaits(ctx, log, "apply migrations and ensure the admin account", db.StartWaitNotice)
+	defer waits.Stop()
 	if _, err := migrate.Apply(ctx, pool, log); err != nil {
 		return fmt.Errorf("apply migrations: %w", err)
 	}

@@ -65,6 +65,9 @@ var processModules = map[string][]fx.Option{
 // ready, with no reason given, whenever no api is coming.
 var requireMigrations = fx.Module("migrations",
 	fx.Invoke(func(pool *sql.DB, log *slog.Logger) error {
-		return migrate.Require(context.Background(), pool, log)
+		ctx := context.Background()
+		waits := db.NoticeWaits(ctx, log, "check the migrations", db.StartWaitNotice)
+		defer waits.Stop()
+		return migrate.Require(ctx, pool, log)
 	}),
 )

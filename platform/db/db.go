@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -110,6 +111,37 @@ func WithTx(ctx context.Context, client *ent.Client, fn func(tx *ent.Tx) error) 
 	}
 	return nil
 }
+
+// StartWaitNotice is how often a process's start, while its database work waits, says so.
+const StartWaitNotice = 10 * time.Second
+
+// Waits tells, for as long as it runs, what a start waits for: a warning every 'every'.
+type Waits struct{ stop chan struct{} }
+
+// NoticeWaits warns every 'every', until Stop, that step still waits for the database, with
+// the time waited. Start-up work whose database answered the ping and then nothing (a stalled
+// disk, a lock another session holds) then says what it waits for, instead of nothing.
+func NoticeWaits(ctx context.Context, log *slog.Logger, step string, every time.Duration) *Waits {
+	w := &Waits{stop: make(chan struct{})}
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+				log.WarnContext(ctx, "start-up still waits for the database", "step", step,
+					"waited", time.Since(start).Round(time.Second).String())
+			}
+		}
+	}()
+	return w
+}
+
+// Stop ends the warnings.
+func (w *Waits) Stop() { close(w.stop) }
 
 // ErrNoAnswer marks database work cut off by the bound Bounded gave it.
 var ErrNoAnswer = errors.New("no answer from the database")

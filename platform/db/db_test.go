@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"orderflow/ent"
 	"orderflow/internal/testenv"
+	"orderflow/internal/testutil"
 	"orderflow/platform/db"
 )
 
@@ -50,6 +53,23 @@ func TestOpenReplacesAConnectionToAReadOnlyServer(t *testing.T) {
 	}
 	if _, err := pool.Exec(`INSERT INTO t VALUES (2)`); err != nil {
 		t.Fatalf("insert after the read-only answer: %v, want it on a new connection", err)
+	}
+}
+
+// TestNoticeWaits: the warnings come while the wait lasts, name its step, and end with it.
+func TestNoticeWaits(t *testing.T) {
+	t.Parallel()
+	var buf testutil.Buffer
+	w := db.NoticeWaits(context.Background(), slog.New(slog.NewJSONHandler(&buf, nil)), "check the migrations", 10*time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "two warnings", func() bool {
+		return strings.Count(buf.String(), `"msg":"start-up still waits for the database","step":"check the migrations","waited":`) >= 2
+	})
+	w.Stop()
+	time.Sleep(20 * time.Millisecond) // a tick already under way may still log
+	logged := buf.String()
+	time.Sleep(50 * time.Millisecond)
+	if buf.String() != logged {
+		t.Errorf("warnings after Stop:\n%s", strings.TrimPrefix(buf.String(), logged))
 	}
 }
 
