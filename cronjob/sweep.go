@@ -282,7 +282,7 @@ func (s *Sweeper) batch(ctx context.Context, statement string, wait time.Duratio
 		if err != nil {
 			return err
 		}
-		return tx.Commit()
+		return db.Commit(ctx, tx)
 	})
 	if err != nil {
 		return batchResult{}, fmt.Errorf("expire orders: %w", err)

@@ -101,10 +101,15 @@ func WithTx(ctx context.Context, client *ent.Client, fn func(tx *ent.Tx) error) 
 		}
 		return err
 	}
+	return Commit(ctx, tx)
+}
+
+// Commit commits tx, begun with ctx. When ctx ended before the commit, database/sql rolled
+// the transaction back and never sent the commit: the error is then the context's, not
+// "transaction has already been committed or rolled back", which reads as if it committed.
+func Commit(ctx context.Context, tx interface{ Commit() error }) error {
 	if err := tx.Commit(); err != nil {
 		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
-			// ctx ended before the commit, and database/sql rolled the transaction back:
-			// the commit was never sent, and the cause is the context's.
 			return fmt.Errorf("commit transaction: %w", ctx.Err())
 		}
 		return fmt.Errorf("commit transaction: %w", err)

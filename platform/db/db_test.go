@@ -95,6 +95,24 @@ func TestWithTxEndedBeforeCommit(t *testing.T) {
 	}
 }
 
+// TestCommitEndedBeforeCommit: Commit of a database/sql transaction, as the sweep and the
+// relay run, says what WithTx says.
+func TestCommitEndedBeforeCommit(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, testenv.EmptyDatabase(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	tx, err := pool.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ctx.Done()
+	time.Sleep(100 * time.Millisecond) // database/sql rolls back once it sees ctx end
+	if err := db.Commit(ctx, tx); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrTxDone) {
+		t.Fatalf("Commit = %v, want context.DeadlineExceeded", err)
+	}
+}
+
 // TestNotSent: a statement whose deadline passed while it ran was sent; one whose deadline
 // passed before it had a connection, or that failed before it was written, was not.
 func TestNotSent(t *testing.T) {

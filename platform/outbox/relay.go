@@ -343,8 +343,8 @@ func (r *Relay) roundWithin(ctx context.Context, order claimOrder) (claimed, pub
 	if err := r.record(ctx, tx, out); err != nil {
 		return 0, 0, err
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, 0, fmt.Errorf("commit: %w", err)
+	if err := db.Commit(ctx, tx); err != nil {
+		return 0, 0, err
 	}
 	return len(rows), len(out.done), out.err(len(rows))
 }
