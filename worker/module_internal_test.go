@@ -21,4 +21,8 @@ func TestNewFromConfigDefaults(t *testing.T) {
 	if w.opts.MaxPaymentsInFlight < 3000 {
 		t.Fatalf("%d payments in flight, want at least 3000", w.opts.MaxPaymentsInFlight)
 	}
+	// Options without a limit take the configuration's default.
+	if DefaultMaxPaymentsInFlight != cfg.Orders.MaxPaymentsInFlight {
+		t.Errorf("DefaultMaxPaymentsInFlight %d, the configuration's default %d", DefaultMaxPaymentsInFlight, cfg.Orders.MaxPaymentsInFlight)
+	}
 }
