@@ -217,7 +217,8 @@ func (h *Handler) replay(ctx context.Context, callerID int, key, hash string) (*
 // OrderCreated event to the outbox. Without an Idempotency-Key the order goes to the intake
 // (intake.go), which runs OrderStatement for an order that waits alone and GroupStatement,
 // the same checks and writes for several orders, for orders that wait together: a change to
-// one statement's rules belongs in the other too. With an Idempotency-Key OrderStatement runs
+// one statement's rules belongs in the other too, and in explainRefusal
+// (TestBothStatementsRefuseAlike compares them). With an Idempotency-Key OrderStatement runs
 // in a transaction of its own that also stores the key. When the statement stores nothing,
 // a second query says why.
 func (h *Handler) storeOrder(ctx context.Context, in orderInput, key, hash string) (*oas.Order, error) {
