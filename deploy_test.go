@@ -435,6 +435,13 @@ func TestReadmeConfigurationTable(t *testing.T) {
 		if !strings.Contains(row, "`"+k.Env+"`") {
 			t.Errorf("README row of %s lacks %s", k.Path, k.Env)
 		}
+		file := "`" + k.File + "`"
+		if k.File == configuration.SecretsFile {
+			file = "**" + file + "**"
+		}
+		if !strings.HasPrefix(row, "| `"+k.Path+"` | "+file+" |") {
+			t.Errorf("README row of %s does not name its file %s", k.Path, file)
+		}
 		if k.Default != "" && !strings.Contains(row, "`"+k.Default+"`") {
 			t.Errorf("README row of %s lacks the default %s", k.Path, k.Default)
 		}

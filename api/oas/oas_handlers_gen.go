@@ -2330,12 +2330,13 @@ func (s *Server) handleUpdateProductRequest(args [1]string, argsEscaped bool, w 
 // Allowed to an admin and to the user itself (404 for anyone else); only an admin may set `role` (403
 // otherwise). Users who change their own e-mail address or password give their current password as
 // `currentPassword`: 400 without it or when it is longer than any account's (72 bytes), 403 when it is
-// wrong, and 429 after too many wrong ones (as many a minute per user as failed logins per address),
-// or once the client's address has used up the budget that its failed logins and wrong current
-// passwords share (`auth.loginAttemptsPerAddressPerMinute`). 409 when the account's address or
-// password changed while the request was handled, and when the e-mail address belongs to another user,
-// or is the administrator's (the configured `admin.email`) and the account is not, or would no longer
-// be, an admin; and when the account holding the administrator's address would give it up (change
+// wrong, and 429 after too many wrong ones (`auth.loginAttemptsPerMinute` a minute per user, counted
+// apart from the failed logins for the user's e-mail address), or once the client's address has used
+// up the budget that its failed logins and wrong current passwords share
+// (`auth.loginAttemptsPerAddressPerMinute`). 409 when the account's address or password changed while
+// the request was handled, and when the e-mail address belongs to another user, or is the
+// administrator's (the configured `admin.email`) and the account is not, or would no longer be, an
+// admin; and when the account holding the administrator's address would give it up (change
 // `admin.email` in the configuration to move the administrator).
 //
 // PUT /api/users/{id}

@@ -272,8 +272,11 @@ type Money decimal.Decimal
 
 // Ref: #/components/schemas/Notification
 type Notification struct {
-	ID          int                   `json:"id"`
-	OrderId     int                   `json:"orderId"`
+	ID      int `json:"id"`
+	OrderId int `json:"orderId"`
+	// The event that the notification is about: `OrderCompleted` (with the e-mail to the customer) or
+	// `OrderExpired` (an audit entry, no e-mail). The enumeration names every event type, but no
+	// notification of an `OrderCreated` is ever written.
 	EventType   NotificationEventType `json:"eventType"`
 	Message     string                `json:"message"`
 	IsEmailSent bool                  `json:"isEmailSent"`
@@ -340,6 +343,9 @@ func (s *Notification) SetCreatedAt(val time.Time) {
 	s.CreatedAt = val
 }
 
+// The event that the notification is about: `OrderCompleted` (with the e-mail to the customer) or
+// `OrderExpired` (an audit entry, no e-mail). The enumeration names every event type, but no
+// notification of an `OrderCreated` is ever written.
 type NotificationEventType string
 
 const (
