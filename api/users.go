@@ -226,6 +226,11 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if reserved && req.Role.Set && req.Role.Value != oas.RoleAdmin {
 		return nil, errAdminEmailReserved
 	}
+	// Its password too is the configuration's: every start of the API stores admin.password
+	// (EnsureAdmin), which would undo a new one set here.
+	if reserved && req.Password.Set {
+		return nil, errConfiguredAdminPassword
+	}
 	upd := h.client.User.UpdateOneID(params.ID).SetName(req.Name).SetEmail(email)
 	if req.Password.Set {
 		hash, err := h.hashPassword(req.Password.Value)
@@ -320,11 +325,12 @@ func (h *Handler) checkCurrentPassword(ctx context.Context, p Principal, email s
 }
 
 var (
-	errWrongCurrentPassword  = problem(http.StatusForbidden, "currentPassword is not the account's password.")
-	errTooManyPasswordChecks = problem(http.StatusTooManyRequests, "Too many wrong current passwords for this account; try again later.")
-	errAccountChanged        = problem(http.StatusConflict, "The account's e-mail address or password changed while this request was handled; read it and try again.")
-	errUserHasOrders         = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
-	errConfiguredAdmin       = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")
+	errWrongCurrentPassword    = problem(http.StatusForbidden, "currentPassword is not the account's password.")
+	errTooManyPasswordChecks   = problem(http.StatusTooManyRequests, "Too many wrong current passwords for this account; try again later.")
+	errAccountChanged          = problem(http.StatusConflict, "The account's e-mail address or password changed while this request was handled; read it and try again.")
+	errUserHasOrders           = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
+	errConfiguredAdmin         = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")
+	errConfiguredAdminPassword = problem(http.StatusConflict, "The configured administrator's password is admin.password in the configuration, which every start of the API stores: change it there and restart the API.")
 )
 
 // DeleteUser deletes a user without orders (admin).

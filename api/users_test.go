@@ -207,6 +207,19 @@ func TestUsers(t *testing.T) {
 			t.Fatalf("the account is gone: %v", err)
 		}
 	})
+	t.Run("update: the configured administrator's password stays the configuration's", func(t *testing.T) {
+		// The next start of the API would store admin.password again.
+		_, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Administrator", Email: e.cfg.Admin.Email,
+			Password: oas.NewOptString("another-secret"), CurrentPassword: oas.NewOptString(e.cfg.Admin.Password)},
+			oas.UpdateUserParams{ID: e.adminID})
+		p := wantStatus(t, err, http.StatusConflict)
+		if p.Detail.Value != errConfiguredAdminPassword.Detail {
+			t.Errorf("detail %q, want %q", p.Detail.Value, errConfiguredAdminPassword.Detail)
+		}
+		if res := e.loginRaw(e.cfg.Admin.Email, e.cfg.Admin.Password); res.StatusCode != http.StatusOK {
+			t.Errorf("login with admin.password: %d, want 200", res.StatusCode)
+		}
+	})
 	t.Run("delete: user with orders", func(t *testing.T) {
 		c, id := e.customer()
 		pid := e.product("5.00", 10)
