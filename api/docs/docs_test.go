@@ -36,6 +36,18 @@ func TestPageAndAssetsAreServedLocally(t *testing.T) {
 	}
 }
 
+// TestPageIsNotFramed: another site cannot show the page in a frame and have a signed-in
+// user press its buttons.
+func TestPageIsNotFramed(t *testing.T) {
+	mux := http.NewServeMux()
+	docs.Register(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/docs", nil))
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("Content-Security-Policy %q lets other sites frame the page", csp)
+	}
+}
+
 func fetch(t *testing.T, url, contentType string) string {
 	t.Helper()
 	resp, err := http.Get(url)
