@@ -234,6 +234,26 @@ func TestLoginLimiterBoundsItsMemory(t *testing.T) {
 	}
 }
 
+// TestLoginLimiterRefusedAddressMakesNoBuckets: a client whose address is past its budget
+// adds no bucket for the accounts it goes on trying, and is told how long its address waits.
+func TestLoginLimiterRefusedAddressMakesNoBuckets(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newLoginLimiter(10, 1, func() time.Time { return now })
+	if ok, _, _ := l.take("first@example.com", "1"); !ok {
+		t.Fatal("the first attempt was refused")
+	}
+	for i := range 1000 {
+		ok, wait, byAddress := l.take("user"+strconv.Itoa(i)+"@example.com", "1")
+		if ok || !byAddress || wait != time.Minute {
+			t.Fatalf("attempt %d past the address's budget: ok %v, by address %v, wait %s; want refused by the address for 1m", i, ok, byAddress, wait)
+		}
+	}
+	if n := len(l.accounts.buckets); n != 1 {
+		t.Errorf("%d account buckets, want 1", n)
+	}
+}
+
 // TestLoginTimingDoesNotRevealAccounts compares the median time of logins with an unknown
 // e-mail address against logins with a known address and a wrong password: both pay one
 // bcrypt comparison at the same cost, so they are alike within a factor of two (without

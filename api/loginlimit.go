@@ -93,14 +93,23 @@ func (l *loginLimiter) takeFrom(set *bucketSet, key, address string) (bool, time
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	a := set.get(key, now)
 	b := l.addresses.get(address, now)
-	if a.tokens >= 1 && b.tokens >= 1 {
+	if b.tokens < 1 {
+		// Refused by its address: the attempt makes no bucket for its key, so that a client
+		// past its budget cannot fill the limiter with the keys it tries.
+		wait := l.addresses.wait(b)
+		if a := set.find(key, now); a != nil {
+			wait = max(wait, set.wait(a))
+		}
+		return false, wait, true
+	}
+	a := set.get(key, now)
+	if a.tokens >= 1 {
 		a.tokens--
 		b.tokens--
 		return true, 0, false
 	}
-	return false, max(set.wait(a), l.addresses.wait(b)), b.tokens < 1
+	return false, set.wait(a), false
 }
 
 func (l *loginLimiter) refundTo(set *bucketSet, key, address string) {
@@ -116,16 +125,24 @@ func (l *loginLimiter) refundTo(set *bucketSet, key, address string) {
 	}
 }
 
-// get returns key's bucket, refilled up to now.
+// get returns key's bucket, refilled up to now, made full when key has none.
 func (s *bucketSet) get(key string, now time.Time) *bucket {
+	if b := s.find(key, now); b != nil {
+		return b
+	}
+	if len(s.buckets) >= maxLimiterKeys {
+		s.prune(now)
+	}
+	b := &bucket{tokens: s.capacity, at: now}
+	s.buckets[key] = b
+	return b
+}
+
+// find returns key's bucket, refilled up to now, or nil when key has none (a full one).
+func (s *bucketSet) find(key string, now time.Time) *bucket {
 	b, ok := s.buckets[key]
 	if !ok {
-		if len(s.buckets) >= maxLimiterKeys {
-			s.prune(now)
-		}
-		b = &bucket{tokens: s.capacity, at: now}
-		s.buckets[key] = b
-		return b
+		return nil
 	}
 	if elapsed := now.Sub(b.at).Seconds(); elapsed > 0 {
 		b.tokens = min(s.capacity, b.tokens+elapsed*s.perSec)
