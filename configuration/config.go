@@ -164,7 +164,7 @@ func Defaults() Config {
 			Address:         ":8080",
 			ShutdownTimeout: Duration(15 * time.Second),
 			RequestTimeout:  Duration(10 * time.Second),
-			MaxBodyBytes:    1 << 20,
+			MaxBodyBytes:    64 << 10,
 			// A closed loop of 256 clients reaches the intake's peak on both the fast and the
 			// slow hosts of cmd/bench/RESULTS.md; beyond it each request held costs the api
 			// memory and adds no throughput.

@@ -608,7 +608,7 @@ func TestKeyTable(t *testing.T) {
 		"orders.paymentDelay":   {Env: "ORDERFLOW_ORDERS_PAYMENTDELAY", File: InstanceFile, Default: "5s"},
 		"orders.expiryInterval": {Env: "ORDERFLOW_ORDERS_EXPIRYINTERVAL", File: InstanceFile, Default: "1m"},
 		"outbox.retention":      {Env: "ORDERFLOW_OUTBOX_RETENTION", File: InstanceFile, Default: "168h"},
-		"http.maxBodyBytes":     {Env: "ORDERFLOW_HTTP_MAXBODYBYTES", File: InstanceFile, Default: "1048576"},
+		"http.maxBodyBytes":     {Env: "ORDERFLOW_HTTP_MAXBODYBYTES", File: InstanceFile, Default: "65536"},
 		"auth.jwtSecret":        {Env: "ORDERFLOW_AUTH_JWTSECRET", File: SecretsFile, Default: ""},
 		"admin.email":           {Env: "ORDERFLOW_ADMIN_EMAIL", File: SecretsFile, Default: "admin@orderprocessing.local"},
 	} {

@@ -38,7 +38,7 @@ var meanings = map[string]string{
 	"http.address":                          "host:port the process's HTTP server listens on (port 0 picks a free port)",
 	"http.shutdownTimeout":                  "how long a stopping process lets its work in flight finish (the api's requests, the worker's payments, the events they committed) before it cuts it short and exits 1; compose's `stop_grace_period` must be longer",
 	"http.requestTimeout":                   "deadline of one API request (a request whose client leaves still runs to its answer or this deadline, unless it was still waiting for a place: see `http.maxRequestsInFlight`)",
-	"http.maxBodyBytes":                     "largest accepted request body, in bytes",
+	"http.maxBodyBytes":                     "largest accepted request body, in bytes; a body is read whole before its request waits for a place (`http.maxRequestsInFlight`), so this bounds what waiting requests hold. The largest valid body of any operation takes less than a quarter of the default",
 	"http.maxRequestsInFlight":              "operations under `/api/` the api works on at once; the others wait, in the order they came, once their body has arrived, while they have more than half their `http.requestTimeout` left and their client is there, and are then answered 503 with `Retry-After` without having run. Nothing else waits: probes, `/metrics`, `/openapi.yaml`, `/docs`",
 	"http.pprofAddress":                     "host:port of a separate listener serving Go's profiles under /debug/pprof/; empty serves none",
 	"database.host":                         "PostgreSQL host",
