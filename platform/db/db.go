@@ -121,15 +121,16 @@ func Commit(ctx context.Context, tx interface{ Commit() error }) error {
 const StartWaitNotice = 10 * time.Second
 
 // Waits tells, for as long as it runs, what a start waits for: a warning every 'every'.
-type Waits struct{ stop chan struct{} }
+type Waits struct{ stop, done chan struct{} }
 
 // NoticeWaits warns every 'every', until Stop, that step still waits for the database, with
 // the time waited. Start-up work whose database answered the ping and then nothing (a stalled
 // disk, a lock another session holds) then says what it waits for, instead of nothing.
 func NoticeWaits(ctx context.Context, log *slog.Logger, step string, every time.Duration) *Waits {
-	w := &Waits{stop: make(chan struct{})}
+	w := &Waits{stop: make(chan struct{}), done: make(chan struct{})}
 	start := time.Now()
 	go func() {
+		defer close(w.done)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -145,8 +146,11 @@ func NoticeWaits(ctx context.Context, log *slog.Logger, step string, every time.
 	return w
 }
 
-// Stop ends the warnings.
-func (w *Waits) Stop() { close(w.stop) }
+// Stop ends the warnings; none comes after it returns.
+func (w *Waits) Stop() {
+	close(w.stop)
+	<-w.done
+}
 
 // ErrNoAnswer marks database work cut off by the bound Bounded gave it.
 var ErrNoAnswer = errors.New("no answer from the database")

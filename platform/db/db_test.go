@@ -65,9 +65,8 @@ func TestNoticeWaits(t *testing.T) {
 		return strings.Count(buf.String(), `"msg":"start-up still waits for the database","step":"check the migrations","waited":`) >= 2
 	})
 	w.Stop()
-	time.Sleep(20 * time.Millisecond) // a tick already under way may still log
 	logged := buf.String()
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // five periods
 	if buf.String() != logged {
 		t.Errorf("warnings after Stop:\n%s", strings.TrimPrefix(buf.String(), logged))
 	}
