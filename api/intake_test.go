@@ -362,14 +362,14 @@ func TestIntakeAnswersEndedRequests(t *testing.T) {
 func TestIntakeSendsNoOrderWithTooLittleTimeLeft(t *testing.T) {
 	t.Parallel()
 	e, cust, a, in := newQueueEnv(t)
-	short, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	// A deadline that does not end the context: however late the writer takes the group,
+	// the order is refused for its time left, not for a request that ended.
+	short := deadlineOnly{Context: ctx, deadline: time.Now().Add(5 * time.Second)}
 	late := e.job(short, cust, cust, domain.Item{ProductID: a, Quantity: 1})
 	timely := e.job(ctx, cust, cust, domain.Item{ProductID: a, Quantity: 2})
 	release := in.hold()
 	results := in.storeQueued(t, late, timely)
-	deadline, _ := short.Deadline()
-	time.Sleep(time.Until(deadline) - 400*time.Millisecond) // less than its margin of 500 ms left
+	time.Sleep(time.Until(short.deadline) - 400*time.Millisecond) // less than its margin of 500 ms left
 	release()
 
 	r := <-results[0]
@@ -384,6 +384,14 @@ func TestIntakeSendsNoOrderWithTooLittleTimeLeft(t *testing.T) {
 		t.Errorf("stock left %d, want 8", e.stock(a))
 	}
 }
+
+// deadlineOnly is a context with a deadline that never ends it.
+type deadlineOnly struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c deadlineOnly) Deadline() (time.Time, bool) { return c.deadline, true }
 
 // TestIntakeGroupWithoutAConnectionFailsWhole: a group that gets no connection before its
 // deadline stored nothing, and each of its orders is answered so, instead of each waiting
