@@ -619,8 +619,10 @@ func TestAnOrderIsAnsweredByItsDeadline(t *testing.T) {
 // them with the one that had little time left.
 func TestALateOrderOutlastsAnEarlyOnesDeadline(t *testing.T) {
 	t.Parallel()
-	results, _, unlock := stalledGroup(t)
-	time.AfterFunc(2*time.Second, unlock)
+	results, deadline, unlock := stalledGroup(t)
+	// Half a second past the first deadline, well within the group's grace, however long
+	// the setup took.
+	time.AfterFunc(time.Until(deadline)+500*time.Millisecond, unlock)
 	for i, c := range results {
 		if r := <-c; r.order == nil || r.err != nil {
 			t.Errorf("order %d: %v, %v; want it stored once the lock was released", i, r.order != nil, r.err)
