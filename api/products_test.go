@@ -187,8 +187,10 @@ func TestTextLimitsCountCharacters(t *testing.T) {
 func TestCreationCutOffInFlightIsOfUnknownOutcome(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	// Served as the process serves it, where a request's time ends its statements.
-	ts := httptest.NewServer(httpserver.WithTimeout(e.srv.Config.Handler, time.Second))
+	// Served as the process serves it, where a request's time ends its statements. The
+	// INSERT waits for the lock however long the request has: the deadline leaves room for
+	// what comes before it (auth, a connection, sending the INSERT) on a slow machine.
+	ts := httptest.NewServer(httpserver.WithTimeout(e.srv.Config.Handler, 3*time.Second))
 	defer ts.Close()
 	admin, err := oas.NewClient(ts.URL, token(e.adminToken()), oas.WithClient(ts.Client()))
 	if err != nil {

@@ -9,19 +9,29 @@ rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
 # pgrep (procps) finds the running broker below; a minimal Debian image lacks it.
 if ! command -v pg_ctlcluster >/dev/null || ! command -v rabbitmq-server >/dev/null || ! command -v pgrep >/dev/null; then
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql rabbitmq-server procps
+  # Retries ride out a mirror's passing network failure.
+  apt-get update -q -o Acquire::Retries=5
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Acquire::Retries=5 postgresql rabbitmq-server procps
 fi
 
 if ! pg_up; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
   for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  if ! pg_up; then
+    echo "postgresql: not accepting connections on 127.0.0.1:5432 30 s after starting it" >&2
+    exit 1
+  fi
 fi
 # The tests connect over TCP as postgres without a password: a fresh install asks for one.
 if ! psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null 2>&1; then
   hba=$(su postgres -c "psql -Atc 'show hba_file'")
   sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
   su postgres -c "psql -Atc 'select pg_reload_conf()'" >/dev/null
+  # pg_reload_conf() only signals the server, which reads the file again a moment later.
+  for _ in $(seq 1 10); do
+    psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null 2>&1 && break
+    sleep 1
+  done
 fi
 psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null
 echo "postgresql: up"

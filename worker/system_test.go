@@ -485,7 +485,9 @@ func TestSystemStopTakesNoNewDeliveries(t *testing.T) {
 
 	stopped := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Longer than the waits below: past its deadline a stop cancels every consumer
+		// anyway, which would hide one that waited for the e-mail before cancelling them.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		stopped <- w.app.Stop(ctx)
 	}()
@@ -496,12 +498,12 @@ func TestSystemStopTakesNoNewDeliveries(t *testing.T) {
 	// Every consumer is cancelled at once, each in a goroutine of its own: the stop has
 	// begun once neither the order-expired nor the order-created queue has one. A stop that
 	// waited for the e-mail before cancelling the others never gets there.
-	testutil.Eventually(t, 5*time.Second, "the stop to begin", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the stop to begin", func() bool {
 		return consumers(bus.ConsumerOrderExpired) == 0 && consumers(bus.ConsumerOrderCreated) == 0
 	})
 	// The relay still runs, and publishes the order's event.
 	second := sys.store.newOrders(t, 1)
-	testutil.Eventually(t, 5*time.Second, "the second order's event to be published", func() bool { return unpublished(t, sys.store.client) == 0 })
+	testutil.Eventually(t, 30*time.Second, "the second order's event to be published", func() bool { return unpublished(t, sys.store.client) == 0 })
 	time.Sleep(500 * time.Millisecond)
 	statusDuringStop := sys.store.status(t, second[0])
 	createdConsumers := consumers(bus.ConsumerOrderCreated)

@@ -15,7 +15,7 @@ func TestDiskProbeSyncs(t *testing.T) {
 	}
 	defer p.close()
 	// The first sync may take long on a disk the database keeps busy.
-	testutil.Eventually(t, 5*time.Second, "the slowest sync of a second", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the slowest sync of a second", func() bool {
 		got, err := p.syncs.first(1)
 		return err == nil && len(got) > 0 && got[0] >= 0
 	})

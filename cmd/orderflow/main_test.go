@@ -63,6 +63,9 @@ func env(t *testing.T) []string {
 		"ORDERFLOW_DATABASE_HOST="+cfg.Database.Host,
 		fmt.Sprintf("ORDERFLOW_DATABASE_PORT=%d", cfg.Database.Port),
 		"ORDERFLOW_DATABASE_NAME="+cfg.Database.Name,
+		// Several processes run at once: a pool of the shipped 20 each would take much of
+		// PostgreSQL's 100 connections. 4 is orders.intakeConnections, the least it may be.
+		"ORDERFLOW_DATABASE_MAXCONNS=4",
 		"ORDERFLOW_RABBITMQ_HOST="+cfg.RabbitMQ.Host,
 		"ORDERFLOW_RABBITMQ_EXCHANGE="+cfg.RabbitMQ.Exchange,
 		"ORDERFLOW_HTTP_ADDRESS=127.0.0.1:0",

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -15,6 +17,10 @@ var (
 	ctlArgs []string // the command that runs rabbitmqctl, without its arguments
 	ctlErr  error
 )
+
+// ctlTimeout bounds one run of rabbitmqctl, so that a wedged CLI (or broker) fails the test
+// that runs it instead of holding it until the test binary's timeout.
+const ctlTimeout = 60 * time.Second
 
 // Rabbitmqctl runs rabbitmqctl with args against the test broker and returns its output. The
 // broker is the compose file's rabbitmq container when that is what listens on the test
@@ -25,8 +31,17 @@ func Rabbitmqctl(args ...string) (string, error) {
 	if ctlErr != nil {
 		return "", ctlErr
 	}
-	cmd := append(append([]string{}, ctlArgs...), args...)
-	out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+	argv := append(append([]string{}, ctlArgs...), args...)
+	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// Killed at the timeout, it may leave children holding its output open: stop waiting for
+	// them soon after.
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return string(out), fmt.Errorf("rabbitmqctl %s: timed out after %v (killed): %v: %s", strings.Join(args, " "), ctlTimeout, err, out)
+	}
 	if err != nil {
 		return string(out), fmt.Errorf("rabbitmqctl %s: %v: %s", strings.Join(args, " "), err, out)
 	}

@@ -265,7 +265,9 @@ func TestPublishOnASilentBrokerIsBoundedByContext(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("publish %d on a silent broker: %v, want a deadline error", i, err)
 		}
-		if took := time.Since(begin); took > 2*time.Second {
+		// Under dialTimeout (5 s), a wait that must not happen either, with room for a slow
+		// machine.
+		if took := time.Since(begin); took > 4*time.Second {
 			t.Errorf("publish %d took %v on a silent broker, past its 500ms deadline", i, took)
 		}
 	}
@@ -307,7 +309,7 @@ func TestConsumeAcksAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := testenv.AdminChannel(t, cfg)
-	testutil.Eventually(t, 5*time.Second, "the queue to hold only the message sent after Stop", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the queue to hold only the message sent after Stop", func() bool {
 		q, err := ch.QueueDeclarePassive(c.Topology().QueueName("c"), true, false, false, false, nil)
 		return err == nil && q.Messages == 1 && q.Consumers == 0
 	})
@@ -422,12 +424,14 @@ func TestStopOnASilentBroker(t *testing.T) {
 	if err := cons.Stop(stop); err != nil {
 		t.Errorf("stop: %v", err)
 	}
-	if took := time.Since(begin); took > 2*time.Second+500*time.Millisecond {
+	// The bounds are under dialTimeout (5 s), a wait that must not happen either, with room
+	// for a slow machine.
+	if took := time.Since(begin); took > 2*time.Second+2*time.Second {
 		t.Errorf("Stop took %v on a silent broker, well past its 2s deadline", took)
 	}
 	begin = time.Now()
 	_ = c.Close()
-	if took := time.Since(begin); took > closeTimeout+time.Second {
+	if took := time.Since(begin); took > closeTimeout+2*time.Second {
 		t.Errorf("Close took %v on a silent broker, want at most closeTimeout (%v)", took, closeTimeout)
 	}
 }
@@ -444,9 +448,11 @@ func TestCloseWhileConnectingToASilentBroker(t *testing.T) {
 	c := NewConn(cfg, testLogger(), Options{Name: cfg.Exchange, Queues: testQueues()})
 	c.Start()
 	// The attempt has connected, and waits for the broker's answer.
-	testutil.Eventually(t, 5*time.Second, "a connection attempt", func() bool { return proxy.Connections() > 0 })
+	testutil.Eventually(t, 30*time.Second, "a connection attempt", func() bool { return proxy.Connections() > 0 })
 	begin := time.Now()
 	_ = c.Close()
+	// Kept under dialTimeout (5 s), the attempt's own handshake deadline, which is what
+	// Close must not wait for; closing the socket takes milliseconds.
 	if took := time.Since(begin); took > closeTimeout+time.Second {
 		t.Errorf("Close took %v while connecting to a silent broker, want at most closeTimeout (%v)", took, closeTimeout)
 	}

@@ -243,13 +243,13 @@ func TestChannelLossInterruptsHandlers(t *testing.T) {
 		t.Fatal("the handler's context did not end when its connection dropped")
 	}
 	testutil.Eventually(t, 10*time.Second, "the message delivered again", func() bool { return deliveries.get("m-1") == 2 })
-	testutil.Eventually(t, 5*time.Second, "the handler to return", func() bool { return running.Load() == 0 })
+	testutil.Eventually(t, 30*time.Second, "the handler to return", func() bool { return running.Load() == 0 })
 	if err := cons.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// Once the consumer's channel is closed, an unacked message would be back in the queue.
 	ch := testenv.AdminChannel(t, cfg)
-	testutil.Eventually(t, 5*time.Second, "an empty queue without consumers", func() bool {
+	testutil.Eventually(t, 30*time.Second, "an empty queue without consumers", func() bool {
 		q, err := ch.QueueDeclarePassive(c.Topology().QueueName("c"), true, false, false, false, nil)
 		return err == nil && q.Messages == 0 && q.Consumers == 0
 	})

@@ -34,7 +34,7 @@ func TestPublisherDeclaresADeletedExchangeAgain(t *testing.T) {
 		return p.Publish(context.Background(), message(testKey, i)) == nil
 	})
 	// Bound again, the queue got it.
-	testutil.Eventually(t, 5*time.Second, "the message in the queue", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the message in the queue", func() bool {
 		return queueLength(t, admin, c.Topology().QueueName("c")) == 2
 	})
 }
@@ -82,7 +82,7 @@ func TestConsumerAsksForADayToAcknowledge(t *testing.T) {
 	t.Cleanup(func() { _ = cons.Stop(context.Background()) })
 	queue := c.Topology().QueueName("c")
 	var line string
-	testutil.Eventually(t, 10*time.Second, "the consumer listed with its arguments", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the consumer listed with its arguments", func() bool {
 		out, err := testenv.Rabbitmqctl("list_consumers", "-q", "-p", cfg.VHost, "queue_name", "arguments")
 		if err != nil {
 			t.Fatal(err)

@@ -349,7 +349,7 @@ func TestRelayHoldsBackFailingRows(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, "the 200 events behind the failing ones delivered", func() bool { d, _ := seen.snapshot(); return d == 200 })
 	// A round's rows are marked published once the broker has confirmed them, after their
 	// delivery may have been seen.
-	testutil.Eventually(t, 5*time.Second, "the delivered events marked published", func() bool { return unpublished(t, e.pool) == 10 })
+	testutil.Eventually(t, 30*time.Second, "the delivered events marked published", func() bool { return unpublished(t, e.pool) == 10 })
 
 	rs, err := e.pool.Query(`SELECT routing_key, attempts, last_error, next_attempt_at > now() - interval '1 minute'
 		FROM outbox WHERE published_at IS NULL ORDER BY id`)
@@ -607,7 +607,7 @@ func TestRelayStopPastItsDeadlineEndsTheRound(t *testing.T) {
 
 	proxy.Silence()
 	e.write(t, 1)
-	testutil.Eventually(t, 5*time.Second, "the relay's round to hold its claim", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the relay's round to hold its claim", func() bool {
 		var n int
 		if err := e.pool.QueryRow(`SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(&n); err != nil {
