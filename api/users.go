@@ -226,11 +226,6 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if reserved && req.Role.Set && req.Role.Value != oas.RoleAdmin {
 		return nil, errAdminEmailReserved
 	}
-	// Its password too is the configuration's: every start of the API stores admin.password
-	// (EnsureAdmin), which would undo a new one set here.
-	if reserved && req.Password.Set {
-		return nil, errConfiguredAdminPassword
-	}
 	upd := h.client.User.UpdateOneID(params.ID).SetName(req.Name).SetEmail(email)
 	if req.Password.Set {
 		hash, err := h.hashPassword(req.Password.Value)
@@ -250,6 +245,12 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 		upd.Where(user.RoleEQ(user.RoleAdmin))
 	}
 	if !reserved {
+		upd.Where(user.EmailNEQ(h.adminEmail))
+	}
+	// The administrator's password is the configuration's: the API's start-up stores
+	// admin.password whenever the account's differs (EnsureAdmin), which would undo one set
+	// here.
+	if req.Password.Set {
 		upd.Where(user.EmailNEQ(h.adminEmail))
 	}
 	// The caller's own account is written only as the request found it: an address or a
@@ -272,6 +273,8 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 		switch {
 		case exists && self && (cur.Email != p.Email || cur.TokenVersion != p.tokenVersion):
 			return nil, errAccountChanged
+		case exists && req.Password.Set && cur.Email == h.adminEmail:
+			return nil, errConfiguredAdminPassword
 		case exists && reserved:
 			return nil, errAdminEmailReserved
 		case exists:
@@ -330,7 +333,7 @@ var (
 	errAccountChanged          = problem(http.StatusConflict, "The account's e-mail address or password changed while this request was handled; read it and try again.")
 	errUserHasOrders           = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
 	errConfiguredAdmin         = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")
-	errConfiguredAdminPassword = problem(http.StatusConflict, "The configured administrator's password is admin.password in the configuration, which every start of the API stores: change it there and restart the API.")
+	errConfiguredAdminPassword = problem(http.StatusConflict, "The configured administrator's password is admin.password in the configuration, which the API's start-up stores: change it there and restart the API.")
 )
 
 // DeleteUser deletes a user without orders (admin).

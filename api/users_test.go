@@ -303,6 +303,11 @@ func TestAdminEmailReserved(t *testing.T) {
 			t.Errorf("customer now %s, %s", email, role)
 		}
 	})
+	t.Run("customer takes it with a new password", func(t *testing.T) {
+		_, err := cust.UpdateUser(ctx, &oas.UserUpdate{Name: "Some One", Email: adminEmail,
+			Password: oas.NewOptString("secret2"), CurrentPassword: oas.NewOptString("secret1")}, oas.UpdateUserParams{ID: custID})
+		reserved(t, err)
+	})
 	t.Run("admin gives it to a customer", func(t *testing.T) {
 		_, err := update(e.admin, custID, adminEmail, oas.OptRole{})
 		reserved(t, err)
