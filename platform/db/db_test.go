@@ -106,7 +106,8 @@ func TestCommitEndedBeforeCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-ctx.Done()
-	time.Sleep(100 * time.Millisecond) // database/sql rolls back once it sees ctx end
+	// database/sql rolls back once it sees ctx end, and gives the connection back.
+	testutil.Eventually(t, 30*time.Second, "the rollback", func() bool { return pool.Stats().InUse == 0 })
 	if err := db.Commit(ctx, tx); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrTxDone) {
 		t.Fatalf("Commit = %v, want context.DeadlineExceeded", err)
 	}
