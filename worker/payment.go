@@ -133,10 +133,10 @@ func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.O
 		case err == nil && status == order.StatusProcessing && declined:
 			log.InfoContext(ctx, "payment succeeded but another payment of the order was declined first: nothing to complete")
 		default:
-			// The status read only tells why; without it the line says so.
+			// The status read only tells why; without it the line says why it has none.
 			seen := slog.String("status", string(status))
 			if err != nil {
-				seen = slog.String("status", "unread: "+err.Error())
+				seen = slog.Any("status_error", err)
 			}
 			log.InfoContext(ctx, "payment succeeded but the order is no longer processing: nothing to complete", seen)
 		}
