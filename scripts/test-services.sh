@@ -13,8 +13,8 @@ cc=$(go env CC)
 if ! command -v "$cc" >/dev/null; then
   if [ "$cc" = gcc ] && as_debian_root; then
     echo "installing gcc: the race detector needs a C compiler" >&2
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev >/dev/null
+    apt-get update -q -o Acquire::Retries=5
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Acquire::Retries=5 gcc libc6-dev >/dev/null
   else
     echo "the tests run with the race detector, which needs a C compiler ($cc), and none is installed (on Debian: apt-get install gcc)" >&2
     exit 1
