@@ -24,8 +24,8 @@ func Register(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("GET /docs", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		// Everything comes from this server; inline scripts are not needed. No other site
-		// may frame the page, whose "Execute" buttons act with the token typed into it.
+		// Everything comes from this server; inline scripts are not needed. No page, of this
+		// site or another, may frame it: its "Execute" buttons act with the token typed in.
 		w.Header().Set("Content-Security-Policy",
 			"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
 		_, _ = w.Write(page)

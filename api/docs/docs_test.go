@@ -36,8 +36,8 @@ func TestPageAndAssetsAreServedLocally(t *testing.T) {
 	}
 }
 
-// TestPageIsNotFramed: another site cannot show the page in a frame and have a signed-in
-// user press its buttons.
+// TestPageIsNotFramed: no site can show the page in a frame and have a signed-in user press
+// its buttons.
 func TestPageIsNotFramed(t *testing.T) {
 	mux := http.NewServeMux()
 	docs.Register(mux)

@@ -42,8 +42,8 @@ const IdleInTransactionTimeout = time.Minute
 // Open opens a connection pool to the configured database and checks that it answers. Its
 // connections have IdleInTransactionTimeout set, and a connection whose server refuses a
 // write as read-only is closed, as pgx closes one after a FATAL error: the pool then opens a
-// new one, which reaches the server that took over after a failover, instead of keeping the
-// old primary's connections for as long as they last.
+// new one, which reaches the server that took over after a failover. Each connection to the
+// old primary is replaced when it meets the refusal.
 func Open(ctx context.Context, cfg configuration.Database) (*sql.DB, error) {
 	connCfg, err := pgx.ParseConfig(cfg.DSN())
 	if err != nil {
@@ -124,8 +124,8 @@ const StartWaitNotice = 10 * time.Second
 type Waits struct{ stop, done chan struct{} }
 
 // NoticeWaits warns every 'every', until Stop, that step still waits for the database, with
-// the time waited. Start-up work whose database answered the ping and then nothing (a stalled
-// disk, a lock another session holds) then says what it waits for, instead of nothing.
+// the time waited: start-up work whose database answered the ping and then nothing (a
+// stalled disk, a lock another session holds) says what it waits for.
 func NoticeWaits(ctx context.Context, log *slog.Logger, step string, every time.Duration) *Waits {
 	w := &Waits{stop: make(chan struct{}), done: make(chan struct{})}
 	start := time.Now()
