@@ -70,13 +70,19 @@ func runSweep(ctx context.Context, r *runner) (res *Result, err error) {
 	res.setup("then the worker process starts (its relay publishes, its consumer stores the notifications; rabbitmq.prefetch %d): all notified counts from the sweep's start",
 		e.cfg.RabbitMQ.Prefetch)
 	res.setup("fixture: %d stale processing orders (2 items each, 1 hour old) besides %d old completed ones; the one statement runs on a copy", n, r.size.history)
+	res.setup("the statement and the sweep each start after a CHECKPOINT")
 
-	// The reference first, on its own database.
+	// The reference first, on its own database. Each of the two runs starts from a
+	// checkpoint, so that neither writes out the pages that the fixture, its copy or the
+	// other run left dirty, nor waits for a checkpoint that their WAL set off.
 	ref, err := e.openDB(ctx, refDB, 2)
 	if err != nil {
 		return res, err
 	}
 	defer ref.Close()
+	if _, err := ref.ExecContext(ctx, `CHECKPOINT`); err != nil {
+		return res, fmt.Errorf("checkpoint: %w", err)
+	}
 	refStart := time.Now()
 	var refN int
 	err = ref.QueryRowContext(ctx, oneStatement, orders.ExpireAfter.D().Microseconds(),
@@ -89,6 +95,9 @@ func runSweep(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, fmt.Errorf("one statement expired %d orders, want %d", refN, n)
 	}
 
+	if _, err := e.pool.ExecContext(ctx, `CHECKPOINT`); err != nil {
+		return res, fmt.Errorf("checkpoint: %w", err)
+	}
 	start := time.Now()
 	sweep, err := cronjob.NewSweeper(e.pool, orders).Run(ctx)
 	if err != nil {
