@@ -49,10 +49,23 @@ var Module = fx.Module("health",
 	fx.Invoke(fx.Annotate(Register, fx.ParamTags(``, `group:"readiness"`))),
 )
 
-// DatabaseCheck reports whether the database answers a ping.
+// DatabaseCheck reports whether the database answers and takes writes: one that takes none
+// (a standby that the address reaches after a failover, or a database made read-only)
+// refuses every write of the process, so the process is not ready.
 func DatabaseCheck(pool *sql.DB) Check {
-	return Check{Name: "database", Check: pool.PingContext}
+	return Check{Name: "database", Check: func(ctx context.Context) error {
+		var readOnly string
+		if err := pool.QueryRowContext(ctx, `SHOW transaction_read_only`).Scan(&readOnly); err != nil {
+			return err
+		}
+		if readOnly == "on" {
+			return errReadOnly
+		}
+		return nil
+	}}
 }
+
+var errReadOnly = errors.New("the server takes no writes (transaction_read_only is on: a standby, or a database made read-only)")
 
 // Register adds /healthz and /readyz to mux.
 func Register(mux *http.ServeMux, checks []Check) {

@@ -3,10 +3,32 @@ package health
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"orderflow/internal/testenv"
 )
+
+// TestDatabaseCheckWantsWrites: a database that answers but takes no writes, as a standby,
+// leaves the process not ready.
+func TestDatabaseCheckWantsWrites(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, testenv.EmptyDatabase(t))
+	pool.SetMaxOpenConns(1)
+	check := DatabaseCheck(pool)
+	if err := check.Check(context.Background()); err != nil {
+		t.Fatalf("check of a database that takes writes: %v", err)
+	}
+	// The pool's one session now refuses writes, as a standby's would.
+	if _, err := pool.Exec(`SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY`); err != nil {
+		t.Fatal(err)
+	}
+	if err := check.Check(context.Background()); !errors.Is(err, errReadOnly) {
+		t.Errorf("check of a read-only session: %v, want %v", err, errReadOnly)
+	}
+}
 
 // TestReadinessChecksDoNotWaitForEachOther: a dependency that does not answer is reported
 // as such, and the others are still asked and reported as they are, not as the time the
