@@ -180,9 +180,16 @@ func Defaults() Config {
 			ExpireAfter:           Duration(10 * time.Minute),
 			ExpiryInterval:        Duration(60 * time.Second),
 			ExpiryBatchSize:       500,
-			MaxPaymentsInFlight:   5000,
-			IntakeConnections:     4,
-			IntakeGroupSize:       32,
+			// A delivery holds its place from its claim to its completion: the 5 s of the
+			// payment, and on a busy database a second or more of waiting for a connection
+			// on either side. 5,000 keep up with 800 orders per second at 6 s, where 3,000
+			// held a slow host to about 530 (cmd/bench/RESULTS.md, "The worker's default
+			// limit of payments in flight"). A payment waits as a timer, so the memory they
+			// cost is their messages'; the consumer spreads them over channels of at most
+			// 2,000 (a quorum queue's cap).
+			MaxPaymentsInFlight: 5000,
+			IntakeConnections:   4,
+			IntakeGroupSize:     32,
 		},
 		Outbox: Outbox{PollInterval: Duration(time.Second), BatchSize: 100, Retention: Duration(168 * time.Hour)},
 		Log:    Log{Level: "info", Format: "json"},

@@ -11,17 +11,6 @@ import (
 	"orderflow/platform/bus"
 )
 
-// DefaultMaxPaymentsInFlight is how many OrderCreated deliveries, and so simulated payments,
-// one worker handles at once when Options leave it out; processes take
-// orders.maxPaymentsInFlight. A delivery holds its place from its claim to its completion:
-// the 5 s of the default payment, and on a busy database a second or more of waiting for a
-// connection on either side. 5,000 keep up with 800 orders per second at 6 s, where 3,000
-// held a slow host to about 530 (cmd/bench/RESULTS.md, "The worker's default limit of
-// payments in flight"). A payment waits as a timer, so the memory they cost is their
-// messages'; the consumer spreads them over channels of at most 2,000 (a quorum queue's
-// cap).
-const DefaultMaxPaymentsInFlight = 5000
-
 // Module runs the worker in an fx app: a consumer on each queue of bus.SystemQueues,
 // on the process's bus connection. It needs *configuration.Config, *ent.Client and
 // *slog.Logger, bus.Module for the connection, the outbox relay (outbox.Module) to publish

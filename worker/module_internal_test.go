@@ -22,7 +22,7 @@ func TestNewFromConfigDefaults(t *testing.T) {
 		t.Fatalf("%d payments in flight, want at least 3000", w.opts.MaxPaymentsInFlight)
 	}
 	// Options without a limit take the configuration's default.
-	if DefaultMaxPaymentsInFlight != cfg.Orders.MaxPaymentsInFlight {
-		t.Errorf("DefaultMaxPaymentsInFlight %d, the configuration's default %d", DefaultMaxPaymentsInFlight, cfg.Orders.MaxPaymentsInFlight)
+	if n := New(nil, slog.New(slog.DiscardHandler), Options{}).opts.MaxPaymentsInFlight; n != cfg.Orders.MaxPaymentsInFlight {
+		t.Errorf("%d payments in flight without a limit in Options, the configuration's default %d", n, cfg.Orders.MaxPaymentsInFlight)
 	}
 }

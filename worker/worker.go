@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"orderflow/configuration"
 	"orderflow/ent"
 	"orderflow/events"
 	"orderflow/platform/bus"
@@ -42,7 +43,8 @@ type Options struct {
 	// Mailer sends the customer e-mails. Nil means a LogMailer on the worker's logger.
 	Mailer Mailer
 	// MaxPaymentsInFlight is the prefetch of the OrderCreated consumer (Module), and so the
-	// most payments that run at once. Zero means DefaultMaxPaymentsInFlight.
+	// most payments that run at once. Zero means the configuration's default
+	// (orders.maxPaymentsInFlight).
 	MaxPaymentsInFlight int
 }
 
@@ -71,7 +73,7 @@ func New(client *ent.Client, log *slog.Logger, opts Options) *Worker {
 		opts.Random = DefaultRandom
 	}
 	if opts.MaxPaymentsInFlight <= 0 {
-		opts.MaxPaymentsInFlight = DefaultMaxPaymentsInFlight
+		opts.MaxPaymentsInFlight = configuration.Defaults().Orders.MaxPaymentsInFlight
 	}
 	if opts.Mailer == nil {
 		opts.Mailer = LogMailer{Log: log}
