@@ -621,11 +621,19 @@ func prepareWAL(ctx context.Context, pool *sql.DB, need, fileSize int64) (ahead 
 	if err != nil {
 		return 0, false, fmt.Errorf("write WAL: %w", err)
 	}
-	if _, err := pool.ExecContext(ctx, `CHECKPOINT`); err != nil {
-		return 0, false, fmt.Errorf("checkpoint: %w", err)
+	if err := checkpoint(ctx, pool); err != nil {
+		return 0, false, err
 	}
 	ahead, err = walFilesAhead(ctx, pool)
 	return ahead, err == nil, err
+}
+
+// checkpoint runs a CHECKPOINT on pool's server.
+func checkpoint(ctx context.Context, pool *sql.DB) error {
+	if _, err := pool.ExecContext(ctx, `CHECKPOINT`); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
 }
 
 // walFilesAhead counts the server's WAL files ahead of its write position.

@@ -37,8 +37,8 @@ func runOutbox(ctx context.Context, r *runner) (res *Result, err error) {
 	}
 	// The load starts from a checkpoint, so that it does not write out the pages that the
 	// benchmarks before it left dirty, nor wait for a checkpoint that their WAL set off.
-	if _, err := e.pool.ExecContext(ctx, `CHECKPOINT`); err != nil {
-		return res, fmt.Errorf("checkpoint: %w", err)
+	if err := checkpoint(ctx, e.pool); err != nil {
+		return res, err
 	}
 	stopRelay, err := e.startRelay(ctx) // it also declares the exchange bound below
 	if err != nil {

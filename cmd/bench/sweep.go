@@ -80,8 +80,8 @@ func runSweep(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, err
 	}
 	defer ref.Close()
-	if _, err := ref.ExecContext(ctx, `CHECKPOINT`); err != nil {
-		return res, fmt.Errorf("checkpoint: %w", err)
+	if err := checkpoint(ctx, ref); err != nil {
+		return res, err
 	}
 	refStart := time.Now()
 	var refN int
@@ -95,8 +95,8 @@ func runSweep(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, fmt.Errorf("one statement expired %d orders, want %d", refN, n)
 	}
 
-	if _, err := e.pool.ExecContext(ctx, `CHECKPOINT`); err != nil {
-		return res, fmt.Errorf("checkpoint: %w", err)
+	if err := checkpoint(ctx, e.pool); err != nil {
+		return res, err
 	}
 	start := time.Now()
 	sweep, err := cronjob.NewSweeper(e.pool, orders).Run(ctx)
