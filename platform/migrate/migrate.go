@@ -372,7 +372,9 @@ func applyFile(ctx context.Context, conn *sql.Conn, dir migrate.Dir, f migrate.F
 	return nil
 }
 
-// lockNotAvailable is the SQLSTATE of a statement that gave up waiting for a lock.
+// lockNotAvailable is the SQLSTATE of a statement that gave up waiting for a lock, as
+// db.LockNotAvailable: written again here, since platform/db would bring ent into
+// cmd/migrationgen.
 const lockNotAvailable = "55P03"
 
 // maxStmtChars bounds how much of a failed statement its error quotes.
