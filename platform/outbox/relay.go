@@ -46,10 +46,11 @@ type Publisher interface {
 	WaitReady(ctx context.Context) error
 }
 
-// Relay publishes the outbox's unpublished rows, oldest first (newest first while it stops). Each round claims a batch with
-// FOR UPDATE SKIP LOCKED, publishes it with all confirms outstanding, and marks the confirmed
-// rows published in the same transaction, so several relays never publish a row twice unless
-// one dies between publishing and committing (then at most that batch is published again).
+// Relay publishes the outbox's unpublished rows, oldest first (newest first while it stops).
+// Each round claims a batch with FOR UPDATE SKIP LOCKED, publishes it with all confirms
+// outstanding, and marks the confirmed rows published in the same transaction, so several
+// relays never publish a row twice unless one dies between publishing and committing (then
+// at most that batch is published again).
 // A round starts when a transaction of this process that wrote events commits (Wake), every
 // pollInterval otherwise, and at once after a full batch.
 //
