@@ -29,6 +29,21 @@ func newEnv(t testing.TB) env {
 	return env{cfg: cfg, pool: testenv.Pool(t, cfg)}
 }
 
+// holdProduct locks product in a transaction of its own, as a client that does not end it
+// would, and returns the transaction; the test's end rolls it back, if the test did not.
+func (e env) holdProduct(t testing.TB, product int64) *sql.Tx {
+	t.Helper()
+	tx, err := e.pool.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback() })
+	if _, err := tx.Exec(`SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, product); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
 func (e env) exec(t testing.TB, query string, args ...any) {
 	t.Helper()
 	if _, err := e.pool.ExecContext(context.Background(), query, args...); err != nil {

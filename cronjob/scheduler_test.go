@@ -168,15 +168,7 @@ func TestSchedulerStopCancelsABlockedRun(t *testing.T) {
 	stale := e.orders(t, 3, "processing", time.Hour, e.user(t), products)
 
 	// Another transaction holds the product, so the sweep's batch waits for its lock.
-	ctx := context.Background()
-	holder, err := e.pool.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback()
-	if _, err := holder.ExecContext(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, products[0]); err != nil {
-		t.Fatal(err)
-	}
+	holder := e.holdProduct(t, products[0])
 	var logs testutil.Buffer
 	s := NewScheduler(NewSweeper(testenv.Pool(t, e.cfg), ordersConfig(time.Minute, 500)), time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
 	runs := watch(s)
@@ -189,7 +181,7 @@ func TestSchedulerStopCancelsABlockedRun(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.Stop(stopCtx); err != nil {
 		t.Fatalf("stop during a blocked run: %v", err)

@@ -283,14 +283,7 @@ func TestSweepLeavesTheOrdersOfAProductHeldLong(t *testing.T) {
 	before := e.stocks(t)
 
 	ctx := sweepContext(t)
-	holder, err := e.pool.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback()
-	if _, err := holder.ExecContext(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, held[0]); err != nil {
-		t.Fatal(err)
-	}
+	holder := e.holdProduct(t, held[0])
 	// Batches of 2: the held product is in the first three batches.
 	s := NewSweeper(testenv.Pool(t, e.cfg), ordersConfig(10*time.Minute, 2))
 	s.lockWait = 300 * time.Millisecond
