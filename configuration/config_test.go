@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -794,6 +795,61 @@ func TestBlankIsDomains(t *testing.T) {
 	for r := rune(0); r <= unicode.MaxRune; r++ {
 		if s := string(r); blank(s) != domain.Blank(s) {
 			t.Fatalf("blank(%q) = %v, domain.Blank = %v", s, blank(s), domain.Blank(s))
+		}
+	}
+}
+
+// TestVariablesTheRepositoryNamesStartTheProcesses: every ORDERFLOW_* variable that the docs
+// (but the benchmarks' log of past runs), scripts and deployment files name, or that Go code reads with os.Getenv, is a key or one of
+// the variables that unknownVariables allows, so that exporting it, as the docs say to, does
+// not stop a process. A pattern such as ORDERFLOW_TEST_* is not a name: the expression
+// takes only whole words.
+func TestVariablesTheRepositoryNamesStartTheProcesses(t *testing.T) {
+	named := regexp.MustCompile(`\bORDERFLOW_[A-Z0-9_]*[A-Z0-9]\b`)
+	read := regexp.MustCompile(`(?:Getenv|LookupEnv)\("(ORDERFLOW_[A-Z0-9_]+)"\)`)
+	found := map[string]string{} // variable -> a file that names it
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == ".git" || d.Name() == "ent" || d.Name() == "node_modules" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		name := d.Name()
+		if name == "RESULTS.md" {
+			return nil // the benchmarks' log, which names settings tried and given up
+		}
+		docs := strings.HasSuffix(name, ".md") || strings.HasSuffix(name, ".sh") || strings.HasSuffix(name, ".yml") ||
+			name == "Makefile" || name == "Dockerfile" || path == filepath.Join("..", ".ci", "run")
+		if !docs && !strings.HasSuffix(name, ".go") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if docs {
+			for _, m := range named.FindAllString(string(data), -1) {
+				found[m] = path
+			}
+		}
+		for _, m := range read.FindAllStringSubmatch(string(data), -1) {
+			found[m[1]] = path
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) < 20 {
+		t.Fatalf("found %d variables named in the repository; the walk is broken", len(found))
+	}
+	for _, v := range slices.Sorted(maps.Keys(found)) {
+		if err := unknownVariables([]string{v + "=x"}); err != nil {
+			t.Errorf("%s (named in %s) stops every process: %v", v, found[v], err)
 		}
 	}
 }

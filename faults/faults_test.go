@@ -187,24 +187,24 @@ func envelope(t *testing.T, ev events.Event) string {
 	return string(b)
 }
 
-// TestFaultSoak places orders at a steady rate for ORDERFLOW_SOAK (default 30s) at
-// ORDERFLOW_SOAK_RATE orders per second (default 300, about half the intake peak that
+// TestFaultSoak places orders at a steady rate for ORDERFLOW_TEST_SOAK (default 30s) at
+// ORDERFLOW_TEST_SOAK_RATE orders per second (default 300, about half the intake peak that
 // `make bench` measures on a 2-core machine): no error response, no growth of any
 // process's goroutines or memory beyond a bound, and an empty outbox at the end.
 func TestFaultSoak(t *testing.T) {
 	duration := 30 * time.Second
-	if v := os.Getenv("ORDERFLOW_SOAK"); v != "" {
+	if v := os.Getenv("ORDERFLOW_TEST_SOAK"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			t.Fatalf("ORDERFLOW_SOAK=%q: want a positive Go duration such as 5m", v)
+			t.Fatalf("ORDERFLOW_TEST_SOAK=%q: want a positive Go duration such as 5m", v)
 		}
 		duration = d
 	}
 	soakRate := 300
-	if v := os.Getenv("ORDERFLOW_SOAK_RATE"); v != "" {
+	if v := os.Getenv("ORDERFLOW_TEST_SOAK_RATE"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
-			t.Fatalf("ORDERFLOW_SOAK_RATE=%q: want a positive number of orders per second", v)
+			t.Fatalf("ORDERFLOW_TEST_SOAK_RATE=%q: want a positive number of orders per second", v)
 		}
 		soakRate = n
 	}
