@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"testing"
 
@@ -122,4 +123,51 @@ func TestReadOrders(t *testing.T) {
 			t.Errorf("no notifications: %v, %v", ns, err)
 		}
 	})
+}
+
+// TestListedOrdersShareOneSnapshot: while every order of a customer moves between pending and
+// processing together, a list of its pending orders shows either all of them or none, each
+// pending, and its total counts what it shows.
+func TestListedOrdersShareOneSnapshot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c, id := e.customer()
+	pid := e.product("1.00", 1000)
+	const n = 20
+	for range n {
+		e.orderIn(c, pid, 1, oas.OrderStatusPending)
+	}
+	flipping, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		for flipping.Err() == nil {
+			if _, err := e.db.ExecContext(ctx, `UPDATE orders SET status =
+				CASE status WHEN 'pending' THEN 'processing' ELSE 'pending' END WHERE user_id = $1`, id); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("flip the orders' status: %v", err)
+		}
+	}()
+	for i := range 300 {
+		res, err := e.admin.ListOrders(ctx, oas.ListOrdersParams{UserId: oas.NewOptInt(id),
+			Status: oas.NewOptOrderStatus(oas.OrderStatusPending)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.XTotalCount != len(res.Response) || (len(res.Response) != 0 && len(res.Response) != n) {
+			t.Fatalf("list %d: total %d, %d orders shown, want all %d or none", i, res.XTotalCount, len(res.Response), n)
+		}
+		for _, o := range res.Response {
+			if o.Status != oas.OrderStatusPending {
+				t.Fatalf("list %d: order %d listed as pending is %s", i, o.ID, o.Status)
+			}
+		}
+	}
 }

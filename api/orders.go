@@ -125,12 +125,20 @@ func (h *Handler) ListOrders(ctx context.Context, params oas.ListOrdersParams) (
 	if len(where) > 0 {
 		cond = "WHERE " + strings.Join(where, " AND ")
 	}
+	// The count, the page's ids and the orders are read in one snapshot: read one after the
+	// other, an order the worker moved on in between would come back with a status other
+	// than the one asked for, and the total would count orders the page does not show.
+	tx, err := h.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
 	var total int
-	if err := h.db.QueryRowContext(ctx, `SELECT count(*) FROM orders `+cond, args...).Scan(&total); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM orders `+cond, args...).Scan(&total); err != nil {
 		return nil, fmt.Errorf("count orders: %w", err)
 	}
 	// Ids grow with creation time, and the primary key serves this order without a sort.
-	rows, err := h.db.QueryContext(ctx, `SELECT id FROM orders `+cond+
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM orders `+cond+
 		` ORDER BY id DESC LIMIT `+strconv.Itoa(limit)+` OFFSET `+strconv.Itoa(offset), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
@@ -148,7 +156,7 @@ func (h *Handler) ListOrders(ctx context.Context, params oas.ListOrdersParams) (
 		return nil, fmt.Errorf("list orders: %w", err)
 	}
 	rows.Close()
-	orders, err := loadOrders(ctx, h.db, ids)
+	orders, err := loadOrders(ctx, tx, ids)
 	if err != nil {
 		return nil, err
 	}
