@@ -43,6 +43,8 @@ type Handler struct {
 	// adminEmail is admin.email, normalized: only an admin account may hold it, since the
 	// API's start-up updates the account with that address (EnsureAdmin).
 	adminEmail string
+	// adminName is admin.name, which the API's start-up stores likewise.
+	adminName string
 
 	stock     *stockLocks
 	intake    *intake
@@ -62,6 +64,7 @@ func NewHandler(client *ent.Client, db *sql.DB, cfg *configuration.Config, log *
 		log:        log,
 		tokens:     NewTokens(cfg.Auth.JWTSecret, cfg.Auth.Issuer, cfg.Auth.TokenTTL.D()),
 		adminEmail: domain.NormalizeEmail(cfg.Admin.Email),
+		adminName:  cfg.Admin.Name,
 		bcryptCost: bcrypt.DefaultCost,
 		stock:      newStockLocks(),
 		intake:     newIntake(db, log, cfg.Orders.IntakeConnections, cfg.Orders.IntakeGroupSize),

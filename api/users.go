@@ -247,10 +247,10 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 	if !reserved {
 		upd.Where(user.EmailNEQ(h.adminEmail))
 	}
-	// The administrator's password is the configuration's: the API's start-up stores
-	// admin.password whenever the account's differs (EnsureAdmin), which would undo one set
-	// here.
-	if req.Password.Set {
+	// The administrator's password and name are the configuration's: the API's start-up
+	// stores admin.password and admin.name whenever the account's differ (EnsureAdmin), which
+	// would undo either set here.
+	if req.Password.Set || req.Name != h.adminName {
 		upd.Where(user.EmailNEQ(h.adminEmail))
 	}
 	// The caller's own account is written only as the request found it: an address or a
@@ -275,6 +275,8 @@ func (h *Handler) UpdateUser(ctx context.Context, req *oas.UserUpdate, params oa
 			return nil, errAccountChanged
 		case exists && req.Password.Set && cur.Email == h.adminEmail:
 			return nil, errConfiguredAdminPassword
+		case exists && reserved && req.Name != h.adminName && cur.Email == h.adminEmail:
+			return nil, errConfiguredAdminName
 		case exists && reserved:
 			return nil, errAdminEmailReserved
 		case exists:
@@ -334,6 +336,7 @@ var (
 	errUserHasOrders           = problem(http.StatusConflict, "The user has orders and cannot be deleted.")
 	errConfiguredAdmin         = problem(http.StatusConflict, "The configured administrator's account cannot be deleted.")
 	errConfiguredAdminPassword = problem(http.StatusConflict, "The configured administrator's password is admin.password in the configuration, which the API's start-up stores: change it there and restart the API.")
+	errConfiguredAdminName     = problem(http.StatusConflict, "The configured administrator's name is admin.name in the configuration, which the API's start-up stores: change it there and restart the API.")
 )
 
 // DeleteUser deletes a user without orders (admin).

@@ -209,7 +209,7 @@ func TestUsers(t *testing.T) {
 	})
 	t.Run("update: the configured administrator's password stays the configuration's", func(t *testing.T) {
 		// The next start of the API would store admin.password again.
-		_, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Administrator", Email: e.cfg.Admin.Email,
+		_, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: e.cfg.Admin.Name, Email: e.cfg.Admin.Email,
 			Password: oas.NewOptString("another-secret"), CurrentPassword: oas.NewOptString(e.cfg.Admin.Password)},
 			oas.UpdateUserParams{ID: e.adminID})
 		p := wantStatus(t, err, http.StatusConflict)
@@ -218,6 +218,20 @@ func TestUsers(t *testing.T) {
 		}
 		if res := e.loginRaw(e.cfg.Admin.Email, e.cfg.Admin.Password); res.StatusCode != http.StatusOK {
 			t.Errorf("login with admin.password: %d, want 200", res.StatusCode)
+		}
+	})
+	t.Run("update: the configured administrator's name stays the configuration's", func(t *testing.T) {
+		// The next start of the API would store admin.name again.
+		_, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: "Root", Email: e.cfg.Admin.Email},
+			oas.UpdateUserParams{ID: e.adminID})
+		p := wantStatus(t, err, http.StatusConflict)
+		if p.Detail.Value != errConfiguredAdminName.Detail {
+			t.Errorf("detail %q, want %q", p.Detail.Value, errConfiguredAdminName.Detail)
+		}
+		u, err := e.admin.UpdateUser(ctx, &oas.UserUpdate{Name: e.cfg.Admin.Name, Email: e.cfg.Admin.Email},
+			oas.UpdateUserParams{ID: e.adminID})
+		if err != nil || u.Name != e.cfg.Admin.Name {
+			t.Fatalf("update with admin.name: %+v, %v", u, err)
 		}
 	})
 	t.Run("delete: user with orders", func(t *testing.T) {
@@ -331,8 +345,15 @@ func TestAdminEmailReserved(t *testing.T) {
 		t.Fatalf("an admin account with the address: %v", err)
 	}
 	root := e.login(adminEmail, "secret1")
-	if u, err := update(root, res.Response.ID, adminEmail, oas.OptRole{}); err != nil || u.Name != "Some One" {
-		t.Fatalf("its holder renames itself: %+v, %v", u, err)
+	// Its name is admin.name, which the API's start-up stores.
+	_, err = update(root, res.Response.ID, adminEmail, oas.OptRole{})
+	if p := wantStatus(t, err, http.StatusConflict); p.Detail.Value != errConfiguredAdminName.Detail {
+		t.Errorf("its holder renames itself: detail %q, want %q", p.Detail.Value, errConfiguredAdminName.Detail)
+	}
+	u, err := root.UpdateUser(ctx, &oas.UserUpdate{Name: e.cfg.Admin.Name, Email: adminEmail},
+		oas.UpdateUserParams{ID: res.Response.ID})
+	if err != nil || u.Name != e.cfg.Admin.Name {
+		t.Fatalf("its holder takes admin.name: %+v, %v", u, err)
 	}
 	_, err = update(root, res.Response.ID, adminEmail, oas.NewOptRole(oas.RoleCustomer))
 	reserved(t, err)
@@ -343,7 +364,7 @@ func TestAdminEmailReserved(t *testing.T) {
 
 // TestConfiguredAdminKeepsItsAddress: the account holding admin.email cannot give the address
 // up, alone or with its role, so that it cannot be renamed and then deleted or demoted like
-// any other account; its name can still change.
+// any other account; nor can its name change, which is admin.name.
 func TestConfiguredAdminKeepsItsAddress(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -376,8 +397,9 @@ func TestConfiguredAdminKeepsItsAddress(t *testing.T) {
 	}
 	err := e.admin.DeleteUser(ctx, oas.DeleteUserParams{ID: e.adminID})
 	wantStatus(t, err, http.StatusConflict)
-	if err := update(strings.ToUpper(e.cfg.Admin.Email), oas.OptRole{}); err != nil {
-		t.Errorf("the administrator renames itself, keeping its address: %v", err)
+	p := wantStatus(t, update(strings.ToUpper(e.cfg.Admin.Email), oas.OptRole{}), http.StatusConflict)
+	if p.Detail.Value != errConfiguredAdminName.Detail {
+		t.Errorf("the administrator renames itself, keeping its address: detail %q, want %q", p.Detail.Value, errConfiguredAdminName.Detail)
 	}
 }
 

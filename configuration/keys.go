@@ -74,7 +74,7 @@ var meanings = map[string]string{
 	"log.level":                             "lowest logged level: debug, info, warn or error",
 	"log.format":                            "log line format: json or text",
 	"runtime.memoryLimitMiB":                "soft limit of the process's memory in MiB (Go's `GOMEMLIMIT`, which wins when set): near it the garbage collector runs more often, up to half the CPU, instead of letting the heap grow to twice what is live; past it the process goes on. 0 sets none, 1048576 (1 TiB) at most. Raise it with `orders.maxPaymentsInFlight` or `http.maxRequestsInFlight`",
-	"admin.name":                            "name of the administrator account created at API start-up, 1 to 100 characters and not blank",
+	"admin.name":                            "name of the administrator account, 1 to 100 characters and not blank; the API's start-up stores it whenever the account's differs, so `PUT /api/users/{id}` refuses another name for that account with 409",
 	"admin.email":                           "e-mail (login) of the administrator account, stored lower-cased; no process starts while it is not an ASCII e-mail address of at most 100 characters, and the API does not start while it breaks the rule of every account's address or belongs to an account that is not an admin; that account cannot be deleted, given another role or another address (change `admin.email` to move the administrator)",
 	"admin.password":                        "password of the administrator account, at least 6 characters and at most 72 bytes; the API start-up that stores a new one ends the administrator's earlier tokens; the API's start-up stores it whenever the account's password differs, so `PUT /api/users/{id}` takes no `password` for that account (409)",
 }

@@ -1219,8 +1219,10 @@ func (s *User) SetCreatedAt(val time.Time) {
 
 // Ref: #/components/schemas/UserCreate
 type UserCreate struct {
-	Name     string  `json:"name"`
-	Email    string  `json:"email"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+	// At least 6 characters and at most 72 bytes in UTF-8, bcrypt's limit: a password of 72 characters
+	// outside ASCII is refused with 400.
 	Password string  `json:"password"`
 	Role     OptRole `json:"role"`
 }
@@ -1295,8 +1297,9 @@ func (s *UserHeaders) SetResponse(val User) {
 type UserUpdate struct {
 	Name  string `json:"name"`
 	Email string `json:"email"`
-	// A new password. It ends every token issued for the user before it, the one that sends this request
-	// included: they get 401, and the user logs in again.
+	// A new password, at least 6 characters and at most 72 bytes in UTF-8 (as in UserCreate). It ends
+	// every token issued for the user before it, the one that sends this request included: they get 401,
+	// and the user logs in again.
 	Password OptString `json:"password"`
 	// The account's password as it is, required when users change their own e-mail address or password, so
 	// that their token alone cannot take the account; an admin changing another user's account gives none.

@@ -134,8 +134,8 @@ type Handler interface {
 	// the request was handled, and when the e-mail address belongs to another user, or is the
 	// administrator's (the configured `admin.email`) and the account is not, or would no longer be, an
 	// admin; and when the account holding the administrator's address would give it up (change
-	// `admin.email` in the configuration to move the administrator), or would get a password (change
-	// `admin.password` there: the API's start-up stores it).
+	// `admin.email` in the configuration to move the administrator), or would get a password or another
+	// name (change `admin.password` or `admin.name` there: the API's start-up stores them).
 	//
 	// PUT /api/users/{id}
 	UpdateUser(ctx context.Context, req *UserUpdate, params UpdateUserParams) (*User, error)
