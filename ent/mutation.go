@@ -1324,6 +1324,7 @@ type OrderMutation struct {
 	updated_at              *time.Time
 	total                   *decimal.Decimal
 	status                  *order.Status
+	payment_started_at      *time.Time
 	payment_declined_at     *time.Time
 	clearedFields           map[string]struct{}
 	user                    *int
@@ -1620,6 +1621,55 @@ func (m *OrderMutation) ResetStatus() {
 	m.status = nil
 }
 
+// SetPaymentStartedAt sets the "payment_started_at" field.
+func (m *OrderMutation) SetPaymentStartedAt(t time.Time) {
+	m.payment_started_at = &t
+}
+
+// PaymentStartedAt returns the value of the "payment_started_at" field in the mutation.
+func (m *OrderMutation) PaymentStartedAt() (r time.Time, exists bool) {
+	v := m.payment_started_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPaymentStartedAt returns the old "payment_started_at" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldPaymentStartedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPaymentStartedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPaymentStartedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPaymentStartedAt: %w", err)
+	}
+	return oldValue.PaymentStartedAt, nil
+}
+
+// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
+func (m *OrderMutation) ClearPaymentStartedAt() {
+	m.payment_started_at = nil
+	m.clearedFields[order.FieldPaymentStartedAt] = struct{}{}
+}
+
+// PaymentStartedAtCleared returns if the "payment_started_at" field was cleared in this mutation.
+func (m *OrderMutation) PaymentStartedAtCleared() bool {
+	_, ok := m.clearedFields[order.FieldPaymentStartedAt]
+	return ok
+}
+
+// ResetPaymentStartedAt resets all changes to the "payment_started_at" field.
+func (m *OrderMutation) ResetPaymentStartedAt() {
+	m.payment_started_at = nil
+	delete(m.clearedFields, order.FieldPaymentStartedAt)
+}
+
 // SetPaymentDeclinedAt sets the "payment_declined_at" field.
 func (m *OrderMutation) SetPaymentDeclinedAt(t time.Time) {
 	m.payment_declined_at = &t
@@ -1892,7 +1942,7 @@ func (m *OrderMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OrderMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 7)
 	if m.created_at != nil {
 		fields = append(fields, order.FieldCreatedAt)
 	}
@@ -1907,6 +1957,9 @@ func (m *OrderMutation) Fields() []string {
 	}
 	if m.status != nil {
 		fields = append(fields, order.FieldStatus)
+	}
+	if m.payment_started_at != nil {
+		fields = append(fields, order.FieldPaymentStartedAt)
 	}
 	if m.payment_declined_at != nil {
 		fields = append(fields, order.FieldPaymentDeclinedAt)
@@ -1929,6 +1982,8 @@ func (m *OrderMutation) Field(name string) (ent.Value, bool) {
 		return m.Total()
 	case order.FieldStatus:
 		return m.Status()
+	case order.FieldPaymentStartedAt:
+		return m.PaymentStartedAt()
 	case order.FieldPaymentDeclinedAt:
 		return m.PaymentDeclinedAt()
 	}
@@ -1950,6 +2005,8 @@ func (m *OrderMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldTotal(ctx)
 	case order.FieldStatus:
 		return m.OldStatus(ctx)
+	case order.FieldPaymentStartedAt:
+		return m.OldPaymentStartedAt(ctx)
 	case order.FieldPaymentDeclinedAt:
 		return m.OldPaymentDeclinedAt(ctx)
 	}
@@ -1996,6 +2053,13 @@ func (m *OrderMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetStatus(v)
 		return nil
+	case order.FieldPaymentStartedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPaymentStartedAt(v)
+		return nil
 	case order.FieldPaymentDeclinedAt:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -2036,6 +2100,9 @@ func (m *OrderMutation) AddField(name string, value ent.Value) error {
 // mutation.
 func (m *OrderMutation) ClearedFields() []string {
 	var fields []string
+	if m.FieldCleared(order.FieldPaymentStartedAt) {
+		fields = append(fields, order.FieldPaymentStartedAt)
+	}
 	if m.FieldCleared(order.FieldPaymentDeclinedAt) {
 		fields = append(fields, order.FieldPaymentDeclinedAt)
 	}
@@ -2053,6 +2120,9 @@ func (m *OrderMutation) FieldCleared(name string) bool {
 // error if the field is not defined in the schema.
 func (m *OrderMutation) ClearField(name string) error {
 	switch name {
+	case order.FieldPaymentStartedAt:
+		m.ClearPaymentStartedAt()
+		return nil
 	case order.FieldPaymentDeclinedAt:
 		m.ClearPaymentDeclinedAt()
 		return nil
@@ -2078,6 +2148,9 @@ func (m *OrderMutation) ResetField(name string) error {
 		return nil
 	case order.FieldStatus:
 		m.ResetStatus()
+		return nil
+	case order.FieldPaymentStartedAt:
+		m.ResetPaymentStartedAt()
 		return nil
 	case order.FieldPaymentDeclinedAt:
 		m.ResetPaymentDeclinedAt()

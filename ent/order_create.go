@@ -81,6 +81,20 @@ func (_c *OrderCreate) SetNillableStatus(v *order.Status) *OrderCreate {
 	return _c
 }
 
+// SetPaymentStartedAt sets the "payment_started_at" field.
+func (_c *OrderCreate) SetPaymentStartedAt(v time.Time) *OrderCreate {
+	_c.mutation.SetPaymentStartedAt(v)
+	return _c
+}
+
+// SetNillablePaymentStartedAt sets the "payment_started_at" field if the given value is not nil.
+func (_c *OrderCreate) SetNillablePaymentStartedAt(v *time.Time) *OrderCreate {
+	if v != nil {
+		_c.SetPaymentStartedAt(*v)
+	}
+	return _c
+}
+
 // SetPaymentDeclinedAt sets the "payment_declined_at" field.
 func (_c *OrderCreate) SetPaymentDeclinedAt(v time.Time) *OrderCreate {
 	_c.mutation.SetPaymentDeclinedAt(v)
@@ -262,6 +276,10 @@ func (_c *OrderCreate) createSpec() (*Order, *sqlgraph.CreateSpec) {
 		_spec.SetField(order.FieldStatus, field.TypeEnum, value)
 		_node.Status = value
 	}
+	if value, ok := _c.mutation.PaymentStartedAt(); ok {
+		_spec.SetField(order.FieldPaymentStartedAt, field.TypeTime, value)
+		_node.PaymentStartedAt = &value
+	}
 	if value, ok := _c.mutation.PaymentDeclinedAt(); ok {
 		_spec.SetField(order.FieldPaymentDeclinedAt, field.TypeTime, value)
 		_node.PaymentDeclinedAt = &value
@@ -431,6 +449,24 @@ func (u *OrderUpsert) UpdateStatus() *OrderUpsert {
 	return u
 }
 
+// SetPaymentStartedAt sets the "payment_started_at" field.
+func (u *OrderUpsert) SetPaymentStartedAt(v time.Time) *OrderUpsert {
+	u.Set(order.FieldPaymentStartedAt, v)
+	return u
+}
+
+// UpdatePaymentStartedAt sets the "payment_started_at" field to the value that was provided on create.
+func (u *OrderUpsert) UpdatePaymentStartedAt() *OrderUpsert {
+	u.SetExcluded(order.FieldPaymentStartedAt)
+	return u
+}
+
+// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
+func (u *OrderUpsert) ClearPaymentStartedAt() *OrderUpsert {
+	u.SetNull(order.FieldPaymentStartedAt)
+	return u
+}
+
 // SetPaymentDeclinedAt sets the "payment_declined_at" field.
 func (u *OrderUpsert) SetPaymentDeclinedAt(v time.Time) *OrderUpsert {
 	u.Set(order.FieldPaymentDeclinedAt, v)
@@ -547,6 +583,27 @@ func (u *OrderUpsertOne) SetStatus(v order.Status) *OrderUpsertOne {
 func (u *OrderUpsertOne) UpdateStatus() *OrderUpsertOne {
 	return u.Update(func(s *OrderUpsert) {
 		s.UpdateStatus()
+	})
+}
+
+// SetPaymentStartedAt sets the "payment_started_at" field.
+func (u *OrderUpsertOne) SetPaymentStartedAt(v time.Time) *OrderUpsertOne {
+	return u.Update(func(s *OrderUpsert) {
+		s.SetPaymentStartedAt(v)
+	})
+}
+
+// UpdatePaymentStartedAt sets the "payment_started_at" field to the value that was provided on create.
+func (u *OrderUpsertOne) UpdatePaymentStartedAt() *OrderUpsertOne {
+	return u.Update(func(s *OrderUpsert) {
+		s.UpdatePaymentStartedAt()
+	})
+}
+
+// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
+func (u *OrderUpsertOne) ClearPaymentStartedAt() *OrderUpsertOne {
+	return u.Update(func(s *OrderUpsert) {
+		s.ClearPaymentStartedAt()
 	})
 }
 
@@ -835,6 +892,27 @@ func (u *OrderUpsertBulk) SetStatus(v order.Status) *OrderUpsertBulk {
 func (u *OrderUpsertBulk) UpdateStatus() *OrderUpsertBulk {
 	return u.Update(func(s *OrderUpsert) {
 		s.UpdateStatus()
+	})
+}
+
+// SetPaymentStartedAt sets the "payment_started_at" field.
+func (u *OrderUpsertBulk) SetPaymentStartedAt(v time.Time) *OrderUpsertBulk {
+	return u.Update(func(s *OrderUpsert) {
+		s.SetPaymentStartedAt(v)
+	})
+}
+
+// UpdatePaymentStartedAt sets the "payment_started_at" field to the value that was provided on create.
+func (u *OrderUpsertBulk) UpdatePaymentStartedAt() *OrderUpsertBulk {
+	return u.Update(func(s *OrderUpsert) {
+		s.UpdatePaymentStartedAt()
+	})
+}
+
+// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
+func (u *OrderUpsertBulk) ClearPaymentStartedAt() *OrderUpsertBulk {
+	return u.Update(func(s *OrderUpsert) {
+		s.ClearPaymentStartedAt()
 	})
 }
 

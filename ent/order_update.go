@@ -82,6 +82,26 @@ func (_u *OrderUpdate) SetNillableStatus(v *order.Status) *OrderUpdate {
 	return _u
 }
 
+// SetPaymentStartedAt sets the "payment_started_at" field.
+func (_u *OrderUpdate) SetPaymentStartedAt(v time.Time) *OrderUpdate {
+	_u.mutation.SetPaymentStartedAt(v)
+	return _u
+}
+
+// SetNillablePaymentStartedAt sets the "payment_started_at" field if the given value is not nil.
+func (_u *OrderUpdate) SetNillablePaymentStartedAt(v *time.Time) *OrderUpdate {
+	if v != nil {
+		_u.SetPaymentStartedAt(*v)
+	}
+	return _u
+}
+
+// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
+func (_u *OrderUpdate) ClearPaymentStartedAt() *OrderUpdate {
+	_u.mutation.ClearPaymentStartedAt()
+	return _u
+}
+
 // SetPaymentDeclinedAt sets the "payment_declined_at" field.
 func (_u *OrderUpdate) SetPaymentDeclinedAt(v time.Time) *OrderUpdate {
 	_u.mutation.SetPaymentDeclinedAt(v)
@@ -301,6 +321,12 @@ func (_u *OrderUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(order.FieldStatus, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.PaymentStartedAt(); ok {
+		_spec.SetField(order.FieldPaymentStartedAt, field.TypeTime, value)
+	}
+	if _u.mutation.PaymentStartedAtCleared() {
+		_spec.ClearField(order.FieldPaymentStartedAt, field.TypeTime)
 	}
 	if value, ok := _u.mutation.PaymentDeclinedAt(); ok {
 		_spec.SetField(order.FieldPaymentDeclinedAt, field.TypeTime, value)
@@ -539,6 +565,26 @@ func (_u *OrderUpdateOne) SetNillableStatus(v *order.Status) *OrderUpdateOne {
 	if v != nil {
 		_u.SetStatus(*v)
 	}
+	return _u
+}
+
+// SetPaymentStartedAt sets the "payment_started_at" field.
+func (_u *OrderUpdateOne) SetPaymentStartedAt(v time.Time) *OrderUpdateOne {
+	_u.mutation.SetPaymentStartedAt(v)
+	return _u
+}
+
+// SetNillablePaymentStartedAt sets the "payment_started_at" field if the given value is not nil.
+func (_u *OrderUpdateOne) SetNillablePaymentStartedAt(v *time.Time) *OrderUpdateOne {
+	if v != nil {
+		_u.SetPaymentStartedAt(*v)
+	}
+	return _u
+}
+
+// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
+func (_u *OrderUpdateOne) ClearPaymentStartedAt() *OrderUpdateOne {
+	_u.mutation.ClearPaymentStartedAt()
 	return _u
 }
 
@@ -791,6 +837,12 @@ func (_u *OrderUpdateOne) sqlSave(ctx context.Context) (_node *Order, err error)
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(order.FieldStatus, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.PaymentStartedAt(); ok {
+		_spec.SetField(order.FieldPaymentStartedAt, field.TypeTime, value)
+	}
+	if _u.mutation.PaymentStartedAtCleared() {
+		_spec.ClearField(order.FieldPaymentStartedAt, field.TypeTime)
 	}
 	if value, ok := _u.mutation.PaymentDeclinedAt(); ok {
 		_spec.SetField(order.FieldPaymentDeclinedAt, field.TypeTime, value)

@@ -174,7 +174,7 @@ func TestOrderCreatedConcurrentRedeliveriesCompleteOnce(t *testing.T) {
 	w, _ := newWorker(s, always(0))
 	created := s.newOrder(t, s.newUser(t, "Barbara Liskov"), 1)
 	_, body := envelope(t, events.SourceAPI, created)
-	s.setStatus(t, created.OrderID, order.StatusProcessing) // a payment died before its outcome
+	s.claimed(t, created.OrderID) // a payment died before its outcome
 
 	// Several redeliveries run at once (the first handler's channel closed while it was
 	// still alive, then its replacement was interrupted too, ...): one completion only.
@@ -376,6 +376,30 @@ func TestOrderCreatedCopiesOnASilentDatabasePayOnce(t *testing.T) {
 	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusProcessing)
 	mustEqual(t, "draws", random.count(), 1)
 	mustEqual(t, "skip log lines", len(f.logs.lines(t, "order created event dropped: the order is no longer pending")), 1)
+}
+
+// TestOrderCreatedForAnOrderAnAdministratorMovedToProcessingIsNotPaid: the contract lets an
+// administrator move a pending order to processing, and its payment is then theirs. Neither
+// the first delivery of its OrderCreated nor a redelivery (one whose first delivery ended
+// before its claim) runs a payment, which would complete the order half the time.
+func TestOrderCreatedForAnOrderAnAdministratorMovedToProcessingIsNotPaid(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	random := &counted{r: always(0)}
+	w, logs := newWorker(s, random.draw)
+	created := s.newOrder(t, s.newUser(t, "Grace Hopper"), 1)
+	s.setStatus(t, created.OrderID, order.StatusProcessing)
+	_, body := envelope(t, events.SourceAPI, created)
+	for _, redelivered := range []bool{false, true} {
+		if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: redelivered}); err != nil {
+			t.Fatalf("handle (redelivered %v): %v", redelivered, err)
+		}
+	}
+	mustEqual(t, "status", s.status(t, created.OrderID), order.StatusProcessing)
+	mustEqual(t, "draws", random.count(), 0)
+	mustEqual(t, "OrderCompleted events", len(s.completedEvents(t, created.OrderID)), 0)
+	mustEqual(t, "skip log lines", len(logs.lines(t,
+		"order created event dropped: an administrator moved the order to processing, and its payment is theirs")), 2)
 }
 
 func TestOrderCreatedForOrderThatMovedOnIsDropped(t *testing.T) {

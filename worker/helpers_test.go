@@ -211,6 +211,17 @@ func (s *store) setStatus(t testing.TB, orderID int, st order.Status) {
 	}
 }
 
+// claimed moves the order to processing as the worker's claim does, its payment begun, as
+// a payment that died before its outcome leaves it.
+func (s *store) claimed(t testing.TB, orderID int) {
+	t.Helper()
+	err := s.client.Order.UpdateOneID(orderID).SetStatus(order.StatusProcessing).SetPaymentStartedAt(time.Now()).
+		Exec(context.Background())
+	if err != nil {
+		t.Fatalf("claim order %d: %v", orderID, err)
+	}
+}
+
 func (s *store) status(t testing.TB, orderID int) order.Status {
 	t.Helper()
 	o, err := s.client.Order.Get(context.Background(), orderID)

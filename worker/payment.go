@@ -37,8 +37,10 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // (redelivered is the broker's flag, or the message was moved back from its dead-letter
 // queue) had its payment interrupted before a decision, and one
 // found processing after a claim that may have committed unseen (the connection dropped, or
-// gave no answer, after the update was sent) may be this delivery's own; unless a decline is
-// recorded, which no later payment overrides. The conditional completion keeps a second
+// gave no answer, after the update was sent) may be this delivery's own; provided that the
+// worker's claim began the payment (payment_started_at: an administrator may have moved
+// the order to processing instead), and unless a decline is recorded, which no later
+// payment overrides. The conditional completion keeps a second
 // completion, and one after a decline, impossible. See the README, "An order found in
 // processing on redelivery".
 //
@@ -126,15 +128,15 @@ func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.O
 		payments.WithLabelValues("too_late").Inc()
 		// An order deleted during its payment (an administrator's DELETE) is told apart from
 		// one that moved on, for whoever looks for it in the log.
-		status, declined, err := w.status(ctx, e.OrderID)
+		st, err := w.state(ctx, e.OrderID)
 		switch {
 		case errors.Is(err, errOrderGone):
 			log.WarnContext(ctx, "payment succeeded but the order no longer exists: nothing to complete")
-		case err == nil && status == order.StatusProcessing && declined:
+		case err == nil && st.status == order.StatusProcessing && st.declined:
 			log.InfoContext(ctx, "payment succeeded but another payment of the order was declined first: nothing to complete")
 		default:
 			// The status read only tells why; without it the line says why it has none.
-			seen := slog.String("status", string(status))
+			seen := slog.String("status", string(st.status))
 			if err != nil {
 				seen = slog.Any("status_error", err)
 			}
@@ -149,7 +151,8 @@ func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.O
 
 // startPayment claims the order for its payment (pending -> processing) and tells whether
 // this delivery runs the payment: it does when it claimed the order, or when it finds the
-// order processing with its payment interrupted and not declined (see handleOrderCreated).
+// order processing with a payment that the worker began, interrupted and not declined (see
+// handleOrderCreated).
 // It logs why it does not, when it does not.
 func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int, redelivered bool) (bool, error) {
 	// uncertain: an attempt to claim the order failed in a way that may have committed it
@@ -167,13 +170,10 @@ func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int
 	if err != nil || claimed {
 		return claimed, err
 	}
-	var (
-		status   order.Status
-		declined bool
-	)
+	var st paymentState
 	err = w.retry(ctx, func(ctx context.Context) error {
 		var err error
-		status, declined, err = w.status(ctx, orderID)
+		st, err = w.state(ctx, orderID)
 		return err
 	})
 	switch {
@@ -182,16 +182,20 @@ func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int
 		return false, nil
 	case err != nil:
 		return false, err
-	case status == order.StatusProcessing && (redelivered || uncertain) && declined:
+	case st.status == order.StatusProcessing && (redelivered || uncertain) && st.declined:
 		log.InfoContext(ctx, "order created event dropped: the order's payment was declined before",
 			slog.Bool("redelivered", redelivered))
 		return false, nil
-	case status == order.StatusProcessing && (redelivered || uncertain):
+	case st.status == order.StatusProcessing && (redelivered || uncertain) && st.started:
 		log.InfoContext(ctx, "resuming a payment interrupted before its outcome")
 		return true, nil
+	case st.status == order.StatusProcessing && !st.started:
+		log.InfoContext(ctx, "order created event dropped: an administrator moved the order to processing, and its payment is theirs",
+			slog.Bool("redelivered", redelivered))
+		return false, nil
 	default:
 		log.InfoContext(ctx, "order created event dropped: the order is no longer pending",
-			slog.String("status", string(status)), slog.Bool("redelivered", redelivered))
+			slog.String("status", string(st.status)), slog.Bool("redelivered", redelivered))
 		return false, nil
 	}
 }
@@ -238,9 +242,9 @@ func newOrderUpdates(w *Worker, max int, what, update string, args ...any) *orde
 	})
 }
 
-// claimOrders moves the orders of $1 whose status is $2 (pending) to status $3 (processing)
-// and returns the ones it moved.
-const claimOrders = `UPDATE orders SET status = $3, updated_at = now()
+// claimOrders moves the orders of $1 whose status is $2 (pending) to status $3 (processing),
+// recording that their payments began, and returns the ones it moved.
+const claimOrders = `UPDATE orders SET status = $3, updated_at = now(), payment_started_at = now()
 WHERE id = ANY($1) AND status = $2
 RETURNING id`
 
@@ -251,18 +255,27 @@ const completeOrders = `UPDATE orders SET status = $3, updated_at = now()
 WHERE id = ANY($1) AND status = $2 AND payment_declined_at IS NULL
 RETURNING id`
 
-// status returns the order's current status and whether its payment was declined, or
-// errOrderGone.
-func (w *Worker) status(ctx context.Context, orderID int) (order.Status, bool, error) {
+// paymentState is what the worker reads of an order for its payment.
+type paymentState struct {
+	status order.Status
+	// started: the worker claimed the order for its payment (payment_started_at); an order
+	// that an administrator moved to processing was not.
+	started bool
+	// declined: a payment of the order was declined (payment_declined_at).
+	declined bool
+}
+
+// state reads the order's paymentState, or returns errOrderGone.
+func (w *Worker) state(ctx context.Context, orderID int) (paymentState, error) {
 	o, err := w.client.Order.Query().Where(order.ID(orderID)).
-		Select(order.FieldStatus, order.FieldPaymentDeclinedAt).Only(ctx)
+		Select(order.FieldStatus, order.FieldPaymentStartedAt, order.FieldPaymentDeclinedAt).Only(ctx)
 	if ent.IsNotFound(err) {
-		return "", false, errOrderGone
+		return paymentState{}, errOrderGone
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("read status of order %d: %w", orderID, err)
+		return paymentState{}, fmt.Errorf("read status of order %d: %w", orderID, err)
 	}
-	return o.Status, o.PaymentDeclinedAt != nil, nil
+	return paymentState{status: o.Status, started: o.PaymentStartedAt != nil, declined: o.PaymentDeclinedAt != nil}, nil
 }
 
 // complete moves the order from processing to completed and writes its OrderCompleted

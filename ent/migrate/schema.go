@@ -92,6 +92,7 @@ var (
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "total", Type: field.TypeOther, SchemaType: map[string]string{"postgres": "numeric(12,2)"}},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"pending", "processing", "completed", "expired"}, Default: "pending", SchemaType: map[string]string{"postgres": "varchar(20)"}},
+		{Name: "payment_started_at", Type: field.TypeTime, Nullable: true},
 		{Name: "payment_declined_at", Type: field.TypeTime, Nullable: true},
 		{Name: "user_id", Type: field.TypeInt},
 	}
@@ -103,7 +104,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "orders_users_orders",
-				Columns:    []*schema.Column{OrdersColumns[6]},
+				Columns:    []*schema.Column{OrdersColumns[7]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -122,7 +123,7 @@ var (
 			{
 				Name:    "order_user_id_id",
 				Unique:  false,
-				Columns: []*schema.Column{OrdersColumns[6], OrdersColumns[0]},
+				Columns: []*schema.Column{OrdersColumns[7], OrdersColumns[0]},
 				Annotation: &entsql.IndexAnnotation{
 					IncludeColumns: []string{
 						OrdersColumns[4].Name,

@@ -25,6 +25,8 @@ const (
 	FieldTotal = "total"
 	// FieldStatus holds the string denoting the status field in the database.
 	FieldStatus = "status"
+	// FieldPaymentStartedAt holds the string denoting the payment_started_at field in the database.
+	FieldPaymentStartedAt = "payment_started_at"
 	// FieldPaymentDeclinedAt holds the string denoting the payment_declined_at field in the database.
 	FieldPaymentDeclinedAt = "payment_declined_at"
 	// EdgeUser holds the string denoting the user edge name in mutations.
@@ -75,6 +77,7 @@ var Columns = []string{
 	FieldUserID,
 	FieldTotal,
 	FieldStatus,
+	FieldPaymentStartedAt,
 	FieldPaymentDeclinedAt,
 }
 
@@ -156,6 +159,11 @@ func ByTotal(opts ...sql.OrderTermOption) OrderOption {
 // ByStatus orders the results by the status field.
 func ByStatus(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldStatus, opts...).ToFunc()
+}
+
+// ByPaymentStartedAt orders the results by the payment_started_at field.
+func ByPaymentStartedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPaymentStartedAt, opts...).ToFunc()
 }
 
 // ByPaymentDeclinedAt orders the results by the payment_declined_at field.

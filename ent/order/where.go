@@ -76,6 +76,11 @@ func Total(v decimal.Decimal) predicate.Order {
 	return predicate.Order(sql.FieldEQ(FieldTotal, v))
 }
 
+// PaymentStartedAt applies equality check predicate on the "payment_started_at" field. It's identical to PaymentStartedAtEQ.
+func PaymentStartedAt(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldEQ(FieldPaymentStartedAt, v))
+}
+
 // PaymentDeclinedAt applies equality check predicate on the "payment_declined_at" field. It's identical to PaymentDeclinedAtEQ.
 func PaymentDeclinedAt(v time.Time) predicate.Order {
 	return predicate.Order(sql.FieldEQ(FieldPaymentDeclinedAt, v))
@@ -239,6 +244,56 @@ func StatusIn(vs ...Status) predicate.Order {
 // StatusNotIn applies the NotIn predicate on the "status" field.
 func StatusNotIn(vs ...Status) predicate.Order {
 	return predicate.Order(sql.FieldNotIn(FieldStatus, vs...))
+}
+
+// PaymentStartedAtEQ applies the EQ predicate on the "payment_started_at" field.
+func PaymentStartedAtEQ(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldEQ(FieldPaymentStartedAt, v))
+}
+
+// PaymentStartedAtNEQ applies the NEQ predicate on the "payment_started_at" field.
+func PaymentStartedAtNEQ(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldNEQ(FieldPaymentStartedAt, v))
+}
+
+// PaymentStartedAtIn applies the In predicate on the "payment_started_at" field.
+func PaymentStartedAtIn(vs ...time.Time) predicate.Order {
+	return predicate.Order(sql.FieldIn(FieldPaymentStartedAt, vs...))
+}
+
+// PaymentStartedAtNotIn applies the NotIn predicate on the "payment_started_at" field.
+func PaymentStartedAtNotIn(vs ...time.Time) predicate.Order {
+	return predicate.Order(sql.FieldNotIn(FieldPaymentStartedAt, vs...))
+}
+
+// PaymentStartedAtGT applies the GT predicate on the "payment_started_at" field.
+func PaymentStartedAtGT(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldGT(FieldPaymentStartedAt, v))
+}
+
+// PaymentStartedAtGTE applies the GTE predicate on the "payment_started_at" field.
+func PaymentStartedAtGTE(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldGTE(FieldPaymentStartedAt, v))
+}
+
+// PaymentStartedAtLT applies the LT predicate on the "payment_started_at" field.
+func PaymentStartedAtLT(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldLT(FieldPaymentStartedAt, v))
+}
+
+// PaymentStartedAtLTE applies the LTE predicate on the "payment_started_at" field.
+func PaymentStartedAtLTE(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldLTE(FieldPaymentStartedAt, v))
+}
+
+// PaymentStartedAtIsNil applies the IsNil predicate on the "payment_started_at" field.
+func PaymentStartedAtIsNil() predicate.Order {
+	return predicate.Order(sql.FieldIsNull(FieldPaymentStartedAt))
+}
+
+// PaymentStartedAtNotNil applies the NotNil predicate on the "payment_started_at" field.
+func PaymentStartedAtNotNil() predicate.Order {
+	return predicate.Order(sql.FieldNotNull(FieldPaymentStartedAt))
 }
 
 // PaymentDeclinedAtEQ applies the EQ predicate on the "payment_declined_at" field.
