@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
@@ -25,7 +26,8 @@ var Module = fx.Module("bus",
 
 // RunConsumers starts consumers with the app and, when it stops, stops them together
 // (StopConsumers), before their connection closes and before any hook appended before this
-// call, such as the outbox relay's, which then publishes what their handlers wrote. Meanwhile
+// call, such as the outbox relay's, which then publishes what their handlers wrote; the
+// consumers leave those hooks part of the stop deadline (leaveForLaterHooks). Meanwhile
 // it counts the messages in their queues' dead-letter queues every minute
 // (watchDeadLetters). The consumers share one connection.
 func RunConsumers(lc fx.Lifecycle, consumers ...*Consumer) {
@@ -52,7 +54,9 @@ func RunConsumers(lc fx.Lifecycle, consumers ...*Consumer) {
 		},
 		OnStop: func(ctx context.Context) error {
 			stopWatch()
-			err := StopConsumers(ctx, consumers...)
+			consumersCtx, cancel := leaveForLaterHooks(ctx)
+			defer cancel()
+			err := StopConsumers(consumersCtx, consumers...)
 			select { // a count held by a silent broker ends once the connection closes, later
 			case <-watching:
 			case <-ctx.Done():
@@ -61,6 +65,21 @@ func RunConsumers(lc fx.Lifecycle, consumers ...*Consumer) {
 		},
 	})
 }
+
+// leaveForLaterHooks returns ctx with its deadline brought forward by a quarter of what is
+// left of it, at most laterHooksShare: fx runs no stop hook once the deadline has passed, so
+// consumers whose handlers ran to the deadline would leave the hooks after them (the
+// relay's drain of what those handlers committed, the connections' closes) no time at all.
+func leaveForLaterHooks(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, deadline.Add(-min(time.Until(deadline)/4, laterHooksShare)))
+}
+
+// laterHooksShare is the most of the stop deadline that leaveForLaterHooks keeps back.
+const laterHooksShare = 3 * time.Second
 
 // ConnParams are the dependencies of ProvideConn.
 type ConnParams struct {

@@ -184,3 +184,57 @@ func TestDeliveryRequestIDTakenOnlyWhenValid(t *testing.T) {
 		}
 	}
 }
+
+// TestStopLeavesTheLaterHooksTime: a handler that does not end before the stop deadline
+// does not use it all up. fx runs no stop hook past the deadline, and the hooks that stop
+// after the consumers (in a process, the outbox relay's, which publishes what the handlers
+// committed, and the connections') still run.
+func TestStopLeavesTheLaterHooksTime(t *testing.T) {
+	t.Parallel()
+	cfg := configuration.Defaults()
+	cfg.RabbitMQ = rabbitConfig(t)
+	deleteAtCleanup(t, cfg.RabbitMQ, NewTopology(cfg.RabbitMQ.Exchange, 0, nil))
+	handling := make(chan struct{}, 1)
+	later := make(chan struct{})
+	var pub *Publisher
+	var conn *Conn
+	app := fxtest.New(t,
+		fx.Supply(&cfg, testLogger(), log.Process("test")),
+		fx.Provide(func() prometheus.Registerer { return prometheus.NewRegistry() }),
+		Module,
+		fx.Invoke(func(lc fx.Lifecycle) {
+			// Appended before the consumers' hook, so it stops after them.
+			lc.Append(fx.Hook{OnStop: func(context.Context) error { close(later); return nil }})
+		}),
+		fx.Invoke(func(lc fx.Lifecycle, c *Conn) {
+			RunConsumers(lc, NewConsumer(c, ConsumerOrderExpired, cfg.RabbitMQ.Prefetch, func(ctx context.Context, d Delivery) error {
+				handling <- struct{}{}
+				<-ctx.Done() // runs until the stop cuts it short
+				return ctx.Err()
+			}))
+		}),
+		fx.Populate(&pub, &conn),
+	)
+	app.RequireStart()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := conn.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, message("order.expired", 1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-handling:
+	case <-ctx.Done():
+		t.Fatal("the consumer received nothing")
+	}
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stopCancel()
+	err := app.Stop(stopCtx)
+	select {
+	case <-later:
+	default:
+		t.Fatalf("the hook after the consumers did not run (stop: %v)", err)
+	}
+}
