@@ -10,7 +10,11 @@ make --no-print-directory build
 export ORDERFLOW_CONFIG_DIR=${ORDERFLOW_CONFIG_DIR:-./configuration}
 export ORDERFLOW_LOG_FORMAT=${ORDERFLOW_LOG_FORMAT:-text}
 
+# The database is created from the variables only, not from the files (see README).
 server=(-h "${ORDERFLOW_DATABASE_HOST:-localhost}" -p "${ORDERFLOW_DATABASE_PORT:-5432}" -U "${ORDERFLOW_DATABASE_USER:-postgres}")
+if [ -n "${ORDERFLOW_DATABASE_PASSWORD:-}" ]; then
+  export PGPASSWORD=$ORDERFLOW_DATABASE_PASSWORD
+fi
 psql "${server[@]}" -d postgres -Atqc \
   "SELECT 1 FROM pg_database WHERE datname = '${ORDERFLOW_DATABASE_NAME:-orderflow}'" | grep -q 1 ||
   createdb "${server[@]}" "${ORDERFLOW_DATABASE_NAME:-orderflow}"

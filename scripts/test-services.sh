@@ -29,6 +29,18 @@ services=()
 reachable 5432 || services+=(postgres)
 reachable 5672 || services+=(rabbitmq)
 if [ ${#services[@]} = 0 ]; then
+  # Debian's own PostgreSQL asks for a password over TCP until local-services.sh opens it to
+  # the tests (trust for 127.0.0.1), which they need unless ORDERFLOW_TEST_DATABASE_* say
+  # otherwise.
+  if [ -z "${!ORDERFLOW_TEST_DATABASE_*}" ] && command -v psql >/dev/null &&
+    ! psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null 2>&1; then
+    if as_debian_root && command -v pg_ctlcluster >/dev/null; then
+      echo "PostgreSQL on 127.0.0.1:5432 refuses postgres without a password: opening it to the tests (scripts/local-services.sh)" >&2
+      exec scripts/local-services.sh
+    fi
+    echo "PostgreSQL on 127.0.0.1:5432 refuses postgres without a password; the tests need trust auth for 127.0.0.1 in pg_hba.conf (as root on Debian, scripts/local-services.sh sets it)" >&2
+    exit 1
+  fi
   exit 0
 fi
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
