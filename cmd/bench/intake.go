@@ -128,8 +128,10 @@ func checkReference(ctx context.Context, e *env, refDB, script string, cat catal
 // fixed-rate phase runs, at that rate.
 func runIntake(ctx context.Context, r *runner) (res *Result, err error) {
 	res = newResult()
-	if _, err := exec.LookPath("pgbench"); err != nil {
-		return res, fmt.Errorf("the reference needs pgbench (Debian: apt-get install postgresql-client): %w", err)
+	// On Debian, postgresql-client installs only a wrapper named pgbench, which fails unless
+	// a server package (postgresql-15, say) brought the program itself.
+	if out, err := exec.CommandContext(ctx, "pgbench", "--version").CombinedOutput(); err != nil {
+		return res, fmt.Errorf("the reference needs pgbench (Debian: apt-get install postgresql): %w: %s", err, bytes.TrimSpace(out))
 	}
 	// The benchmark process is only the load generator here, and it shares the machine with
 	// what it measures: one scheduler thread passes each request between its goroutines

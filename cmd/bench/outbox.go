@@ -73,7 +73,11 @@ func runOutbox(ctx context.Context, r *runner) (res *Result, err error) {
 		return res, fmt.Errorf("consume: %w", err)
 	}
 
-	type times struct{ committed, received time.Time }
+	// second is the second of the measured load in which the event was due.
+	type times struct {
+		committed, received time.Time
+		second              int
+	}
 	var (
 		mu   sync.Mutex
 		seen = map[string]*times{}
@@ -117,7 +121,8 @@ func runOutbox(ctx context.Context, r *runner) (res *Result, err error) {
 		}
 		now := time.Now()
 		mu.Lock()
-		at(id).committed = now
+		t := at(id)
+		t.committed, t.second = now, (i-warmN)/rate
 		mu.Unlock()
 		return nil
 	}
@@ -142,15 +147,20 @@ func runOutbox(ctx context.Context, r *runner) (res *Result, err error) {
 	start := time.Now()
 	interval := time.Second / time.Duration(rate)
 	measured := start.Add(time.Duration(warmN) * interval)
+	var cpuBefore cpuTimes
 	for i := range warmN + n {
 		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
 			time.Sleep(w)
+		}
+		if i == warmN {
+			cpuBefore = readCPU(0)
 		}
 		due <- i
 	}
 	close(due)
 	wg.Wait()
 	writeTime := time.Since(measured)
+	cpu := readCPU(0).sub(cpuBefore).perOp(n)
 	var p phase
 	errs.into(&p)
 	if p.Errors > 0 {
@@ -171,22 +181,42 @@ wait:
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	var lat latencies
+	var (
+		lat     latencies
+		seconds bySecond
+	)
 	for _, t := range seen {
 		if !t.committed.IsZero() && !t.received.IsZero() {
-			lat = append(lat, max(0, t.received.Sub(t.committed)))
+			d := max(0, t.received.Sub(t.committed))
+			lat = append(lat, d)
+			seconds.add(t.second, d)
 		}
 	}
 	p.Elapsed = writeTime
 	p.finish(lat)
+	p.SecondP99 = seconds.p99s()
+	worst, over := p.secondsOver(50)
+	res.setup("CPU per event: busy time of every core (/proc/stat) while the measured events were written, divided by them; of it, this process (the writers, the relay and the consumer), PostgreSQL's and RabbitMQ's processes, and the rest")
 	res.Tables = append(res.Tables, Table{
-		Title:  "commit to delivery",
-		Header: []string{"events", "written/s", "delivered", "p50 ms", "p90 ms", "p99 ms", "max ms"},
+		Title: "commit to delivery",
+		Header: []string{"events", "written/s", "delivered", "p50 ms", "p90 ms", "p99 ms", "max ms",
+			"worst second's p99", "seconds with p99 > 50 ms"},
 		Rows: [][]string{{strconv.Itoa(n), num(float64(n) / writeTime.Seconds()), strconv.Itoa(got - warmN),
-			num(p.P50), num(lat.quantile(0.9)), num(p.P99), num(lat.quantile(1))}},
+			num(p.P50), num(lat.quantile(0.9)), num(p.P99), num(lat.quantile(1)),
+			num(worst), fmt.Sprintf("%d of %d", over, len(p.SecondP99))}},
 		Data: []map[string]any{{"events": n, "warmUpEvents": warmN, "writeSeconds": writeTime.Seconds(), "delivered": got - warmN,
-			"p50Ms": p.P50, "p90Ms": lat.quantile(0.9), "p99Ms": p.P99, "maxMs": lat.quantile(1)}},
+			"p50Ms": p.P50, "p90Ms": lat.quantile(0.9), "p99Ms": p.P99, "maxMs": lat.quantile(1), "secondP99Ms": orNulls(p.SecondP99)}},
 	})
+	if cpu != nil {
+		busy := cpu.Machine * float64(n) / writeTime.Seconds() / (10 * float64(numCPU())) // ms per second per core, in %
+		res.Tables = append(res.Tables, Table{
+			Title:  "CPU while the measured events were written",
+			Header: []string{"CPU ms/event", "machine busy", "this process", "PostgreSQL", "RabbitMQ", "rest"},
+			Rows: [][]string{{num(cpu.Machine), fmt.Sprintf("%.0f%%", busy), num(cpu.LoadGenerator),
+				num(cpu.PostgreSQL), num(cpu.RabbitMQ), num(cpu.Rest)}},
+			Data: []map[string]any{{"cpuPerEventMs": cpu}},
+		})
+	}
 	// The percentiles of the delivered events say nothing of the lost ones.
 	if got < warmN+n || len(lat) < n {
 		return res, fmt.Errorf("%d events committed, %d delivered within 30 s", warmN+n, got)
