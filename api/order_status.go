@@ -56,8 +56,12 @@ func (h *Handler) UpdateOrderStatus(ctx context.Context, req *oas.OrderStatusUpd
 			return err
 		}
 		now := h.now()
-		res, err := tx.ExecContext(ctx,
-			`UPDATE orders SET status = $2, updated_at = $3 WHERE id = $1 AND status = $4`,
+		set := "status = $2, updated_at = $3"
+		if to == domain.StatusProcessing {
+			// The payment is the administrator's: the worker runs none for the order.
+			set += ", processing_by_admin_at = $3"
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE orders SET `+set+` WHERE id = $1 AND status = $4`,
 			params.ID, string(to), now, string(from))
 		if err != nil {
 			return fmt.Errorf("update order %d: %w", params.ID, err)

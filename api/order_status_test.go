@@ -317,3 +317,27 @@ func TestAdminExpiryNamesTheOrdersAge(t *testing.T) {
 		})
 	}
 }
+
+// TestOrderMovedToProcessingByAnAdminIsMarked: the worker runs no payment for an order that an
+// administrator moved to processing, and tells it by processing_by_admin_at; an order that
+// took another path has none.
+func TestOrderMovedToProcessingByAnAdminIsMarked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c, _ := e.customer()
+	pid := e.product("1.00", 10)
+	marked := func(id int) bool {
+		t.Helper()
+		var marked bool
+		if err := e.db.QueryRow(`SELECT processing_by_admin_at IS NOT NULL FROM orders WHERE id = $1`, id).Scan(&marked); err != nil {
+			t.Fatal(err)
+		}
+		return marked
+	}
+	if o := e.orderIn(c, pid, 1, oas.OrderStatusProcessing); !marked(o.ID) {
+		t.Errorf("order %d moved to processing by an admin is not marked", o.ID)
+	}
+	if o := e.orderIn(c, pid, 1, oas.OrderStatusExpired); marked(o.ID) {
+		t.Errorf("order %d expired from pending is marked", o.ID)
+	}
+}

@@ -1324,7 +1324,7 @@ type OrderMutation struct {
 	updated_at              *time.Time
 	total                   *decimal.Decimal
 	status                  *order.Status
-	payment_started_at      *time.Time
+	processing_by_admin_at  *time.Time
 	payment_declined_at     *time.Time
 	clearedFields           map[string]struct{}
 	user                    *int
@@ -1621,53 +1621,53 @@ func (m *OrderMutation) ResetStatus() {
 	m.status = nil
 }
 
-// SetPaymentStartedAt sets the "payment_started_at" field.
-func (m *OrderMutation) SetPaymentStartedAt(t time.Time) {
-	m.payment_started_at = &t
+// SetProcessingByAdminAt sets the "processing_by_admin_at" field.
+func (m *OrderMutation) SetProcessingByAdminAt(t time.Time) {
+	m.processing_by_admin_at = &t
 }
 
-// PaymentStartedAt returns the value of the "payment_started_at" field in the mutation.
-func (m *OrderMutation) PaymentStartedAt() (r time.Time, exists bool) {
-	v := m.payment_started_at
+// ProcessingByAdminAt returns the value of the "processing_by_admin_at" field in the mutation.
+func (m *OrderMutation) ProcessingByAdminAt() (r time.Time, exists bool) {
+	v := m.processing_by_admin_at
 	if v == nil {
 		return
 	}
 	return *v, true
 }
 
-// OldPaymentStartedAt returns the old "payment_started_at" field's value of the Order entity.
+// OldProcessingByAdminAt returns the old "processing_by_admin_at" field's value of the Order entity.
 // If the Order object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *OrderMutation) OldPaymentStartedAt(ctx context.Context) (v *time.Time, err error) {
+func (m *OrderMutation) OldProcessingByAdminAt(ctx context.Context) (v *time.Time, err error) {
 	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldPaymentStartedAt is only allowed on UpdateOne operations")
+		return v, errors.New("OldProcessingByAdminAt is only allowed on UpdateOne operations")
 	}
 	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldPaymentStartedAt requires an ID field in the mutation")
+		return v, errors.New("OldProcessingByAdminAt requires an ID field in the mutation")
 	}
 	oldValue, err := m.oldValue(ctx)
 	if err != nil {
-		return v, fmt.Errorf("querying old value for OldPaymentStartedAt: %w", err)
+		return v, fmt.Errorf("querying old value for OldProcessingByAdminAt: %w", err)
 	}
-	return oldValue.PaymentStartedAt, nil
+	return oldValue.ProcessingByAdminAt, nil
 }
 
-// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
-func (m *OrderMutation) ClearPaymentStartedAt() {
-	m.payment_started_at = nil
-	m.clearedFields[order.FieldPaymentStartedAt] = struct{}{}
+// ClearProcessingByAdminAt clears the value of the "processing_by_admin_at" field.
+func (m *OrderMutation) ClearProcessingByAdminAt() {
+	m.processing_by_admin_at = nil
+	m.clearedFields[order.FieldProcessingByAdminAt] = struct{}{}
 }
 
-// PaymentStartedAtCleared returns if the "payment_started_at" field was cleared in this mutation.
-func (m *OrderMutation) PaymentStartedAtCleared() bool {
-	_, ok := m.clearedFields[order.FieldPaymentStartedAt]
+// ProcessingByAdminAtCleared returns if the "processing_by_admin_at" field was cleared in this mutation.
+func (m *OrderMutation) ProcessingByAdminAtCleared() bool {
+	_, ok := m.clearedFields[order.FieldProcessingByAdminAt]
 	return ok
 }
 
-// ResetPaymentStartedAt resets all changes to the "payment_started_at" field.
-func (m *OrderMutation) ResetPaymentStartedAt() {
-	m.payment_started_at = nil
-	delete(m.clearedFields, order.FieldPaymentStartedAt)
+// ResetProcessingByAdminAt resets all changes to the "processing_by_admin_at" field.
+func (m *OrderMutation) ResetProcessingByAdminAt() {
+	m.processing_by_admin_at = nil
+	delete(m.clearedFields, order.FieldProcessingByAdminAt)
 }
 
 // SetPaymentDeclinedAt sets the "payment_declined_at" field.
@@ -1958,8 +1958,8 @@ func (m *OrderMutation) Fields() []string {
 	if m.status != nil {
 		fields = append(fields, order.FieldStatus)
 	}
-	if m.payment_started_at != nil {
-		fields = append(fields, order.FieldPaymentStartedAt)
+	if m.processing_by_admin_at != nil {
+		fields = append(fields, order.FieldProcessingByAdminAt)
 	}
 	if m.payment_declined_at != nil {
 		fields = append(fields, order.FieldPaymentDeclinedAt)
@@ -1982,8 +1982,8 @@ func (m *OrderMutation) Field(name string) (ent.Value, bool) {
 		return m.Total()
 	case order.FieldStatus:
 		return m.Status()
-	case order.FieldPaymentStartedAt:
-		return m.PaymentStartedAt()
+	case order.FieldProcessingByAdminAt:
+		return m.ProcessingByAdminAt()
 	case order.FieldPaymentDeclinedAt:
 		return m.PaymentDeclinedAt()
 	}
@@ -2005,8 +2005,8 @@ func (m *OrderMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldTotal(ctx)
 	case order.FieldStatus:
 		return m.OldStatus(ctx)
-	case order.FieldPaymentStartedAt:
-		return m.OldPaymentStartedAt(ctx)
+	case order.FieldProcessingByAdminAt:
+		return m.OldProcessingByAdminAt(ctx)
 	case order.FieldPaymentDeclinedAt:
 		return m.OldPaymentDeclinedAt(ctx)
 	}
@@ -2053,12 +2053,12 @@ func (m *OrderMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetStatus(v)
 		return nil
-	case order.FieldPaymentStartedAt:
+	case order.FieldProcessingByAdminAt:
 		v, ok := value.(time.Time)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
-		m.SetPaymentStartedAt(v)
+		m.SetProcessingByAdminAt(v)
 		return nil
 	case order.FieldPaymentDeclinedAt:
 		v, ok := value.(time.Time)
@@ -2100,8 +2100,8 @@ func (m *OrderMutation) AddField(name string, value ent.Value) error {
 // mutation.
 func (m *OrderMutation) ClearedFields() []string {
 	var fields []string
-	if m.FieldCleared(order.FieldPaymentStartedAt) {
-		fields = append(fields, order.FieldPaymentStartedAt)
+	if m.FieldCleared(order.FieldProcessingByAdminAt) {
+		fields = append(fields, order.FieldProcessingByAdminAt)
 	}
 	if m.FieldCleared(order.FieldPaymentDeclinedAt) {
 		fields = append(fields, order.FieldPaymentDeclinedAt)
@@ -2120,8 +2120,8 @@ func (m *OrderMutation) FieldCleared(name string) bool {
 // error if the field is not defined in the schema.
 func (m *OrderMutation) ClearField(name string) error {
 	switch name {
-	case order.FieldPaymentStartedAt:
-		m.ClearPaymentStartedAt()
+	case order.FieldProcessingByAdminAt:
+		m.ClearProcessingByAdminAt()
 		return nil
 	case order.FieldPaymentDeclinedAt:
 		m.ClearPaymentDeclinedAt()
@@ -2149,8 +2149,8 @@ func (m *OrderMutation) ResetField(name string) error {
 	case order.FieldStatus:
 		m.ResetStatus()
 		return nil
-	case order.FieldPaymentStartedAt:
-		m.ResetPaymentStartedAt()
+	case order.FieldProcessingByAdminAt:
+		m.ResetProcessingByAdminAt()
 		return nil
 	case order.FieldPaymentDeclinedAt:
 		m.ResetPaymentDeclinedAt()

@@ -29,8 +29,8 @@ type Order struct {
 	Total decimal.Decimal `json:"total,omitempty"`
 	// Status holds the value of the "status" field.
 	Status order.Status `json:"status,omitempty"`
-	// PaymentStartedAt holds the value of the "payment_started_at" field.
-	PaymentStartedAt *time.Time `json:"payment_started_at,omitempty"`
+	// ProcessingByAdminAt holds the value of the "processing_by_admin_at" field.
+	ProcessingByAdminAt *time.Time `json:"processing_by_admin_at,omitempty"`
 	// PaymentDeclinedAt holds the value of the "payment_declined_at" field.
 	PaymentDeclinedAt *time.Time `json:"payment_declined_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -103,7 +103,7 @@ func (*Order) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case order.FieldStatus:
 			values[i] = new(sql.NullString)
-		case order.FieldCreatedAt, order.FieldUpdatedAt, order.FieldPaymentStartedAt, order.FieldPaymentDeclinedAt:
+		case order.FieldCreatedAt, order.FieldUpdatedAt, order.FieldProcessingByAdminAt, order.FieldPaymentDeclinedAt:
 			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -156,12 +156,12 @@ func (_m *Order) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Status = order.Status(value.String)
 			}
-		case order.FieldPaymentStartedAt:
+		case order.FieldProcessingByAdminAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
-				return fmt.Errorf("unexpected type %T for field payment_started_at", values[i])
+				return fmt.Errorf("unexpected type %T for field processing_by_admin_at", values[i])
 			} else if value.Valid {
-				_m.PaymentStartedAt = new(time.Time)
-				*_m.PaymentStartedAt = value.Time
+				_m.ProcessingByAdminAt = new(time.Time)
+				*_m.ProcessingByAdminAt = value.Time
 			}
 		case order.FieldPaymentDeclinedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -241,8 +241,8 @@ func (_m *Order) String() string {
 	builder.WriteString("status=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Status))
 	builder.WriteString(", ")
-	if v := _m.PaymentStartedAt; v != nil {
-		builder.WriteString("payment_started_at=")
+	if v := _m.ProcessingByAdminAt; v != nil {
+		builder.WriteString("processing_by_admin_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteString(", ")

@@ -81,16 +81,16 @@ func (_c *OrderCreate) SetNillableStatus(v *order.Status) *OrderCreate {
 	return _c
 }
 
-// SetPaymentStartedAt sets the "payment_started_at" field.
-func (_c *OrderCreate) SetPaymentStartedAt(v time.Time) *OrderCreate {
-	_c.mutation.SetPaymentStartedAt(v)
+// SetProcessingByAdminAt sets the "processing_by_admin_at" field.
+func (_c *OrderCreate) SetProcessingByAdminAt(v time.Time) *OrderCreate {
+	_c.mutation.SetProcessingByAdminAt(v)
 	return _c
 }
 
-// SetNillablePaymentStartedAt sets the "payment_started_at" field if the given value is not nil.
-func (_c *OrderCreate) SetNillablePaymentStartedAt(v *time.Time) *OrderCreate {
+// SetNillableProcessingByAdminAt sets the "processing_by_admin_at" field if the given value is not nil.
+func (_c *OrderCreate) SetNillableProcessingByAdminAt(v *time.Time) *OrderCreate {
 	if v != nil {
-		_c.SetPaymentStartedAt(*v)
+		_c.SetProcessingByAdminAt(*v)
 	}
 	return _c
 }
@@ -276,9 +276,9 @@ func (_c *OrderCreate) createSpec() (*Order, *sqlgraph.CreateSpec) {
 		_spec.SetField(order.FieldStatus, field.TypeEnum, value)
 		_node.Status = value
 	}
-	if value, ok := _c.mutation.PaymentStartedAt(); ok {
-		_spec.SetField(order.FieldPaymentStartedAt, field.TypeTime, value)
-		_node.PaymentStartedAt = &value
+	if value, ok := _c.mutation.ProcessingByAdminAt(); ok {
+		_spec.SetField(order.FieldProcessingByAdminAt, field.TypeTime, value)
+		_node.ProcessingByAdminAt = &value
 	}
 	if value, ok := _c.mutation.PaymentDeclinedAt(); ok {
 		_spec.SetField(order.FieldPaymentDeclinedAt, field.TypeTime, value)
@@ -449,21 +449,21 @@ func (u *OrderUpsert) UpdateStatus() *OrderUpsert {
 	return u
 }
 
-// SetPaymentStartedAt sets the "payment_started_at" field.
-func (u *OrderUpsert) SetPaymentStartedAt(v time.Time) *OrderUpsert {
-	u.Set(order.FieldPaymentStartedAt, v)
+// SetProcessingByAdminAt sets the "processing_by_admin_at" field.
+func (u *OrderUpsert) SetProcessingByAdminAt(v time.Time) *OrderUpsert {
+	u.Set(order.FieldProcessingByAdminAt, v)
 	return u
 }
 
-// UpdatePaymentStartedAt sets the "payment_started_at" field to the value that was provided on create.
-func (u *OrderUpsert) UpdatePaymentStartedAt() *OrderUpsert {
-	u.SetExcluded(order.FieldPaymentStartedAt)
+// UpdateProcessingByAdminAt sets the "processing_by_admin_at" field to the value that was provided on create.
+func (u *OrderUpsert) UpdateProcessingByAdminAt() *OrderUpsert {
+	u.SetExcluded(order.FieldProcessingByAdminAt)
 	return u
 }
 
-// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
-func (u *OrderUpsert) ClearPaymentStartedAt() *OrderUpsert {
-	u.SetNull(order.FieldPaymentStartedAt)
+// ClearProcessingByAdminAt clears the value of the "processing_by_admin_at" field.
+func (u *OrderUpsert) ClearProcessingByAdminAt() *OrderUpsert {
+	u.SetNull(order.FieldProcessingByAdminAt)
 	return u
 }
 
@@ -586,24 +586,24 @@ func (u *OrderUpsertOne) UpdateStatus() *OrderUpsertOne {
 	})
 }
 
-// SetPaymentStartedAt sets the "payment_started_at" field.
-func (u *OrderUpsertOne) SetPaymentStartedAt(v time.Time) *OrderUpsertOne {
+// SetProcessingByAdminAt sets the "processing_by_admin_at" field.
+func (u *OrderUpsertOne) SetProcessingByAdminAt(v time.Time) *OrderUpsertOne {
 	return u.Update(func(s *OrderUpsert) {
-		s.SetPaymentStartedAt(v)
+		s.SetProcessingByAdminAt(v)
 	})
 }
 
-// UpdatePaymentStartedAt sets the "payment_started_at" field to the value that was provided on create.
-func (u *OrderUpsertOne) UpdatePaymentStartedAt() *OrderUpsertOne {
+// UpdateProcessingByAdminAt sets the "processing_by_admin_at" field to the value that was provided on create.
+func (u *OrderUpsertOne) UpdateProcessingByAdminAt() *OrderUpsertOne {
 	return u.Update(func(s *OrderUpsert) {
-		s.UpdatePaymentStartedAt()
+		s.UpdateProcessingByAdminAt()
 	})
 }
 
-// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
-func (u *OrderUpsertOne) ClearPaymentStartedAt() *OrderUpsertOne {
+// ClearProcessingByAdminAt clears the value of the "processing_by_admin_at" field.
+func (u *OrderUpsertOne) ClearProcessingByAdminAt() *OrderUpsertOne {
 	return u.Update(func(s *OrderUpsert) {
-		s.ClearPaymentStartedAt()
+		s.ClearProcessingByAdminAt()
 	})
 }
 
@@ -895,24 +895,24 @@ func (u *OrderUpsertBulk) UpdateStatus() *OrderUpsertBulk {
 	})
 }
 
-// SetPaymentStartedAt sets the "payment_started_at" field.
-func (u *OrderUpsertBulk) SetPaymentStartedAt(v time.Time) *OrderUpsertBulk {
+// SetProcessingByAdminAt sets the "processing_by_admin_at" field.
+func (u *OrderUpsertBulk) SetProcessingByAdminAt(v time.Time) *OrderUpsertBulk {
 	return u.Update(func(s *OrderUpsert) {
-		s.SetPaymentStartedAt(v)
+		s.SetProcessingByAdminAt(v)
 	})
 }
 
-// UpdatePaymentStartedAt sets the "payment_started_at" field to the value that was provided on create.
-func (u *OrderUpsertBulk) UpdatePaymentStartedAt() *OrderUpsertBulk {
+// UpdateProcessingByAdminAt sets the "processing_by_admin_at" field to the value that was provided on create.
+func (u *OrderUpsertBulk) UpdateProcessingByAdminAt() *OrderUpsertBulk {
 	return u.Update(func(s *OrderUpsert) {
-		s.UpdatePaymentStartedAt()
+		s.UpdateProcessingByAdminAt()
 	})
 }
 
-// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
-func (u *OrderUpsertBulk) ClearPaymentStartedAt() *OrderUpsertBulk {
+// ClearProcessingByAdminAt clears the value of the "processing_by_admin_at" field.
+func (u *OrderUpsertBulk) ClearProcessingByAdminAt() *OrderUpsertBulk {
 	return u.Update(func(s *OrderUpsert) {
-		s.ClearPaymentStartedAt()
+		s.ClearProcessingByAdminAt()
 	})
 }
 

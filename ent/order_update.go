@@ -82,23 +82,23 @@ func (_u *OrderUpdate) SetNillableStatus(v *order.Status) *OrderUpdate {
 	return _u
 }
 
-// SetPaymentStartedAt sets the "payment_started_at" field.
-func (_u *OrderUpdate) SetPaymentStartedAt(v time.Time) *OrderUpdate {
-	_u.mutation.SetPaymentStartedAt(v)
+// SetProcessingByAdminAt sets the "processing_by_admin_at" field.
+func (_u *OrderUpdate) SetProcessingByAdminAt(v time.Time) *OrderUpdate {
+	_u.mutation.SetProcessingByAdminAt(v)
 	return _u
 }
 
-// SetNillablePaymentStartedAt sets the "payment_started_at" field if the given value is not nil.
-func (_u *OrderUpdate) SetNillablePaymentStartedAt(v *time.Time) *OrderUpdate {
+// SetNillableProcessingByAdminAt sets the "processing_by_admin_at" field if the given value is not nil.
+func (_u *OrderUpdate) SetNillableProcessingByAdminAt(v *time.Time) *OrderUpdate {
 	if v != nil {
-		_u.SetPaymentStartedAt(*v)
+		_u.SetProcessingByAdminAt(*v)
 	}
 	return _u
 }
 
-// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
-func (_u *OrderUpdate) ClearPaymentStartedAt() *OrderUpdate {
-	_u.mutation.ClearPaymentStartedAt()
+// ClearProcessingByAdminAt clears the value of the "processing_by_admin_at" field.
+func (_u *OrderUpdate) ClearProcessingByAdminAt() *OrderUpdate {
+	_u.mutation.ClearProcessingByAdminAt()
 	return _u
 }
 
@@ -322,11 +322,11 @@ func (_u *OrderUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(order.FieldStatus, field.TypeEnum, value)
 	}
-	if value, ok := _u.mutation.PaymentStartedAt(); ok {
-		_spec.SetField(order.FieldPaymentStartedAt, field.TypeTime, value)
+	if value, ok := _u.mutation.ProcessingByAdminAt(); ok {
+		_spec.SetField(order.FieldProcessingByAdminAt, field.TypeTime, value)
 	}
-	if _u.mutation.PaymentStartedAtCleared() {
-		_spec.ClearField(order.FieldPaymentStartedAt, field.TypeTime)
+	if _u.mutation.ProcessingByAdminAtCleared() {
+		_spec.ClearField(order.FieldProcessingByAdminAt, field.TypeTime)
 	}
 	if value, ok := _u.mutation.PaymentDeclinedAt(); ok {
 		_spec.SetField(order.FieldPaymentDeclinedAt, field.TypeTime, value)
@@ -568,23 +568,23 @@ func (_u *OrderUpdateOne) SetNillableStatus(v *order.Status) *OrderUpdateOne {
 	return _u
 }
 
-// SetPaymentStartedAt sets the "payment_started_at" field.
-func (_u *OrderUpdateOne) SetPaymentStartedAt(v time.Time) *OrderUpdateOne {
-	_u.mutation.SetPaymentStartedAt(v)
+// SetProcessingByAdminAt sets the "processing_by_admin_at" field.
+func (_u *OrderUpdateOne) SetProcessingByAdminAt(v time.Time) *OrderUpdateOne {
+	_u.mutation.SetProcessingByAdminAt(v)
 	return _u
 }
 
-// SetNillablePaymentStartedAt sets the "payment_started_at" field if the given value is not nil.
-func (_u *OrderUpdateOne) SetNillablePaymentStartedAt(v *time.Time) *OrderUpdateOne {
+// SetNillableProcessingByAdminAt sets the "processing_by_admin_at" field if the given value is not nil.
+func (_u *OrderUpdateOne) SetNillableProcessingByAdminAt(v *time.Time) *OrderUpdateOne {
 	if v != nil {
-		_u.SetPaymentStartedAt(*v)
+		_u.SetProcessingByAdminAt(*v)
 	}
 	return _u
 }
 
-// ClearPaymentStartedAt clears the value of the "payment_started_at" field.
-func (_u *OrderUpdateOne) ClearPaymentStartedAt() *OrderUpdateOne {
-	_u.mutation.ClearPaymentStartedAt()
+// ClearProcessingByAdminAt clears the value of the "processing_by_admin_at" field.
+func (_u *OrderUpdateOne) ClearProcessingByAdminAt() *OrderUpdateOne {
+	_u.mutation.ClearProcessingByAdminAt()
 	return _u
 }
 
@@ -838,11 +838,11 @@ func (_u *OrderUpdateOne) sqlSave(ctx context.Context) (_node *Order, err error)
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(order.FieldStatus, field.TypeEnum, value)
 	}
-	if value, ok := _u.mutation.PaymentStartedAt(); ok {
-		_spec.SetField(order.FieldPaymentStartedAt, field.TypeTime, value)
+	if value, ok := _u.mutation.ProcessingByAdminAt(); ok {
+		_spec.SetField(order.FieldProcessingByAdminAt, field.TypeTime, value)
 	}
-	if _u.mutation.PaymentStartedAtCleared() {
-		_spec.ClearField(order.FieldPaymentStartedAt, field.TypeTime)
+	if _u.mutation.ProcessingByAdminAtCleared() {
+		_spec.ClearField(order.FieldProcessingByAdminAt, field.TypeTime)
 	}
 	if value, ok := _u.mutation.PaymentDeclinedAt(); ok {
 		_spec.SetField(order.FieldPaymentDeclinedAt, field.TypeTime, value)

@@ -174,7 +174,7 @@ func TestOrderCreatedConcurrentRedeliveriesCompleteOnce(t *testing.T) {
 	w, _ := newWorker(s, always(0))
 	created := s.newOrder(t, s.newUser(t, "Barbara Liskov"), 1)
 	_, body := envelope(t, events.SourceAPI, created)
-	s.claimed(t, created.OrderID) // a payment died before its outcome
+	s.setStatus(t, created.OrderID, order.StatusProcessing) // a payment died before its outcome
 
 	// Several redeliveries run at once (the first handler's channel closed while it was
 	// still alive, then its replacement was interrupted too, ...): one completion only.
@@ -388,7 +388,7 @@ func TestOrderCreatedForAnOrderAnAdministratorMovedToProcessingIsNotPaid(t *test
 	random := &counted{r: always(0)}
 	w, logs := newWorker(s, random.draw)
 	created := s.newOrder(t, s.newUser(t, "Grace Hopper"), 1)
-	s.setStatus(t, created.OrderID, order.StatusProcessing)
+	s.movedByAdmin(t, created.OrderID)
 	_, body := envelope(t, events.SourceAPI, created)
 	for _, redelivered := range []bool{false, true} {
 		if err := w.Handle(context.Background(), worker.Delivery{Body: body, Redelivered: redelivered}); err != nil {

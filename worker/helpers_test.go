@@ -211,14 +211,13 @@ func (s *store) setStatus(t testing.TB, orderID int, st order.Status) {
 	}
 }
 
-// claimed moves the order to processing as the worker's claim does, its payment begun, as
-// a payment that died before its outcome leaves it.
-func (s *store) claimed(t testing.TB, orderID int) {
+// movedByAdmin moves the order to processing as PUT /api/orders/{id} does.
+func (s *store) movedByAdmin(t testing.TB, orderID int) {
 	t.Helper()
-	err := s.client.Order.UpdateOneID(orderID).SetStatus(order.StatusProcessing).SetPaymentStartedAt(time.Now()).
+	err := s.client.Order.UpdateOneID(orderID).SetStatus(order.StatusProcessing).SetProcessingByAdminAt(time.Now()).
 		Exec(context.Background())
 	if err != nil {
-		t.Fatalf("claim order %d: %v", orderID, err)
+		t.Fatalf("move order %d to processing: %v", orderID, err)
 	}
 }
 

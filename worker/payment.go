@@ -37,10 +37,9 @@ func DefaultRandom(int) float64 { return rand.Float64() }
 // (redelivered is the broker's flag, or the message was moved back from its dead-letter
 // queue) had its payment interrupted before a decision, and one
 // found processing after a claim that may have committed unseen (the connection dropped, or
-// gave no answer, after the update was sent) may be this delivery's own; provided that the
-// worker's claim began the payment (payment_started_at: an administrator may have moved
-// the order to processing instead), and unless a decline is recorded, which no later
-// payment overrides. The conditional completion keeps a second
+// gave no answer, after the update was sent) may be this delivery's own; unless an
+// administrator moved the order to processing (processing_by_admin_at), or a decline is
+// recorded, which no later payment overrides. The conditional completion keeps a second
 // completion, and one after a decline, impossible. See the README, "An order found in
 // processing on redelivery".
 //
@@ -151,8 +150,8 @@ func (w *Worker) finishPayment(ctx context.Context, log *slog.Logger, e events.O
 
 // startPayment claims the order for its payment (pending -> processing) and tells whether
 // this delivery runs the payment: it does when it claimed the order, or when it finds the
-// order processing with a payment that the worker began, interrupted and not declined (see
-// handleOrderCreated).
+// order processing with its payment interrupted and not declined, and not moved there by an
+// administrator (see handleOrderCreated).
 // It logs why it does not, when it does not.
 func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int, redelivered bool) (bool, error) {
 	// uncertain: an attempt to claim the order failed in a way that may have committed it
@@ -186,13 +185,13 @@ func (w *Worker) startPayment(ctx context.Context, log *slog.Logger, orderID int
 		log.InfoContext(ctx, "order created event dropped: the order's payment was declined before",
 			slog.Bool("redelivered", redelivered))
 		return false, nil
-	case st.status == order.StatusProcessing && (redelivered || uncertain) && st.started:
-		log.InfoContext(ctx, "resuming a payment interrupted before its outcome")
-		return true, nil
-	case st.status == order.StatusProcessing && !st.started:
+	case st.status == order.StatusProcessing && st.byAdmin:
 		log.InfoContext(ctx, "order created event dropped: an administrator moved the order to processing, and its payment is theirs",
 			slog.Bool("redelivered", redelivered))
 		return false, nil
+	case st.status == order.StatusProcessing && (redelivered || uncertain):
+		log.InfoContext(ctx, "resuming a payment interrupted before its outcome")
+		return true, nil
 	default:
 		log.InfoContext(ctx, "order created event dropped: the order is no longer pending",
 			slog.String("status", string(st.status)), slog.Bool("redelivered", redelivered))
@@ -242,9 +241,9 @@ func newOrderUpdates(w *Worker, max int, what, update string, args ...any) *orde
 	})
 }
 
-// claimOrders moves the orders of $1 whose status is $2 (pending) to status $3 (processing),
-// recording that their payments began, and returns the ones it moved.
-const claimOrders = `UPDATE orders SET status = $3, updated_at = now(), payment_started_at = now()
+// claimOrders moves the orders of $1 whose status is $2 (pending) to status $3 (processing)
+// and returns the ones it moved.
+const claimOrders = `UPDATE orders SET status = $3, updated_at = now()
 WHERE id = ANY($1) AND status = $2
 RETURNING id`
 
@@ -258,9 +257,9 @@ RETURNING id`
 // paymentState is what the worker reads of an order for its payment.
 type paymentState struct {
 	status order.Status
-	// started: the worker claimed the order for its payment (payment_started_at); an order
-	// that an administrator moved to processing was not.
-	started bool
+	// byAdmin: an administrator moved the order to processing (processing_by_admin_at), and
+	// its payment is theirs.
+	byAdmin bool
 	// declined: a payment of the order was declined (payment_declined_at).
 	declined bool
 }
@@ -268,14 +267,14 @@ type paymentState struct {
 // state reads the order's paymentState, or returns errOrderGone.
 func (w *Worker) state(ctx context.Context, orderID int) (paymentState, error) {
 	o, err := w.client.Order.Query().Where(order.ID(orderID)).
-		Select(order.FieldStatus, order.FieldPaymentStartedAt, order.FieldPaymentDeclinedAt).Only(ctx)
+		Select(order.FieldStatus, order.FieldProcessingByAdminAt, order.FieldPaymentDeclinedAt).Only(ctx)
 	if ent.IsNotFound(err) {
 		return paymentState{}, errOrderGone
 	}
 	if err != nil {
 		return paymentState{}, fmt.Errorf("read status of order %d: %w", orderID, err)
 	}
-	return paymentState{status: o.Status, started: o.PaymentStartedAt != nil, declined: o.PaymentDeclinedAt != nil}, nil
+	return paymentState{status: o.Status, byAdmin: o.ProcessingByAdminAt != nil, declined: o.PaymentDeclinedAt != nil}, nil
 }
 
 // complete moves the order from processing to completed and writes its OrderCompleted

@@ -92,7 +92,7 @@ var (
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "total", Type: field.TypeOther, SchemaType: map[string]string{"postgres": "numeric(12,2)"}},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"pending", "processing", "completed", "expired"}, Default: "pending", SchemaType: map[string]string{"postgres": "varchar(20)"}},
-		{Name: "payment_started_at", Type: field.TypeTime, Nullable: true},
+		{Name: "processing_by_admin_at", Type: field.TypeTime, Nullable: true},
 		{Name: "payment_declined_at", Type: field.TypeTime, Nullable: true},
 		{Name: "user_id", Type: field.TypeInt},
 	}

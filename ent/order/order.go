@@ -25,8 +25,8 @@ const (
 	FieldTotal = "total"
 	// FieldStatus holds the string denoting the status field in the database.
 	FieldStatus = "status"
-	// FieldPaymentStartedAt holds the string denoting the payment_started_at field in the database.
-	FieldPaymentStartedAt = "payment_started_at"
+	// FieldProcessingByAdminAt holds the string denoting the processing_by_admin_at field in the database.
+	FieldProcessingByAdminAt = "processing_by_admin_at"
 	// FieldPaymentDeclinedAt holds the string denoting the payment_declined_at field in the database.
 	FieldPaymentDeclinedAt = "payment_declined_at"
 	// EdgeUser holds the string denoting the user edge name in mutations.
@@ -77,7 +77,7 @@ var Columns = []string{
 	FieldUserID,
 	FieldTotal,
 	FieldStatus,
-	FieldPaymentStartedAt,
+	FieldProcessingByAdminAt,
 	FieldPaymentDeclinedAt,
 }
 
@@ -161,9 +161,9 @@ func ByStatus(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldStatus, opts...).ToFunc()
 }
 
-// ByPaymentStartedAt orders the results by the payment_started_at field.
-func ByPaymentStartedAt(opts ...sql.OrderTermOption) OrderOption {
-	return sql.OrderByField(FieldPaymentStartedAt, opts...).ToFunc()
+// ByProcessingByAdminAt orders the results by the processing_by_admin_at field.
+func ByProcessingByAdminAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldProcessingByAdminAt, opts...).ToFunc()
 }
 
 // ByPaymentDeclinedAt orders the results by the payment_declined_at field.

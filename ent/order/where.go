@@ -76,9 +76,9 @@ func Total(v decimal.Decimal) predicate.Order {
 	return predicate.Order(sql.FieldEQ(FieldTotal, v))
 }
 
-// PaymentStartedAt applies equality check predicate on the "payment_started_at" field. It's identical to PaymentStartedAtEQ.
-func PaymentStartedAt(v time.Time) predicate.Order {
-	return predicate.Order(sql.FieldEQ(FieldPaymentStartedAt, v))
+// ProcessingByAdminAt applies equality check predicate on the "processing_by_admin_at" field. It's identical to ProcessingByAdminAtEQ.
+func ProcessingByAdminAt(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldEQ(FieldProcessingByAdminAt, v))
 }
 
 // PaymentDeclinedAt applies equality check predicate on the "payment_declined_at" field. It's identical to PaymentDeclinedAtEQ.
@@ -246,54 +246,54 @@ func StatusNotIn(vs ...Status) predicate.Order {
 	return predicate.Order(sql.FieldNotIn(FieldStatus, vs...))
 }
 
-// PaymentStartedAtEQ applies the EQ predicate on the "payment_started_at" field.
-func PaymentStartedAtEQ(v time.Time) predicate.Order {
-	return predicate.Order(sql.FieldEQ(FieldPaymentStartedAt, v))
+// ProcessingByAdminAtEQ applies the EQ predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtEQ(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldEQ(FieldProcessingByAdminAt, v))
 }
 
-// PaymentStartedAtNEQ applies the NEQ predicate on the "payment_started_at" field.
-func PaymentStartedAtNEQ(v time.Time) predicate.Order {
-	return predicate.Order(sql.FieldNEQ(FieldPaymentStartedAt, v))
+// ProcessingByAdminAtNEQ applies the NEQ predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtNEQ(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldNEQ(FieldProcessingByAdminAt, v))
 }
 
-// PaymentStartedAtIn applies the In predicate on the "payment_started_at" field.
-func PaymentStartedAtIn(vs ...time.Time) predicate.Order {
-	return predicate.Order(sql.FieldIn(FieldPaymentStartedAt, vs...))
+// ProcessingByAdminAtIn applies the In predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtIn(vs ...time.Time) predicate.Order {
+	return predicate.Order(sql.FieldIn(FieldProcessingByAdminAt, vs...))
 }
 
-// PaymentStartedAtNotIn applies the NotIn predicate on the "payment_started_at" field.
-func PaymentStartedAtNotIn(vs ...time.Time) predicate.Order {
-	return predicate.Order(sql.FieldNotIn(FieldPaymentStartedAt, vs...))
+// ProcessingByAdminAtNotIn applies the NotIn predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtNotIn(vs ...time.Time) predicate.Order {
+	return predicate.Order(sql.FieldNotIn(FieldProcessingByAdminAt, vs...))
 }
 
-// PaymentStartedAtGT applies the GT predicate on the "payment_started_at" field.
-func PaymentStartedAtGT(v time.Time) predicate.Order {
-	return predicate.Order(sql.FieldGT(FieldPaymentStartedAt, v))
+// ProcessingByAdminAtGT applies the GT predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtGT(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldGT(FieldProcessingByAdminAt, v))
 }
 
-// PaymentStartedAtGTE applies the GTE predicate on the "payment_started_at" field.
-func PaymentStartedAtGTE(v time.Time) predicate.Order {
-	return predicate.Order(sql.FieldGTE(FieldPaymentStartedAt, v))
+// ProcessingByAdminAtGTE applies the GTE predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtGTE(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldGTE(FieldProcessingByAdminAt, v))
 }
 
-// PaymentStartedAtLT applies the LT predicate on the "payment_started_at" field.
-func PaymentStartedAtLT(v time.Time) predicate.Order {
-	return predicate.Order(sql.FieldLT(FieldPaymentStartedAt, v))
+// ProcessingByAdminAtLT applies the LT predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtLT(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldLT(FieldProcessingByAdminAt, v))
 }
 
-// PaymentStartedAtLTE applies the LTE predicate on the "payment_started_at" field.
-func PaymentStartedAtLTE(v time.Time) predicate.Order {
-	return predicate.Order(sql.FieldLTE(FieldPaymentStartedAt, v))
+// ProcessingByAdminAtLTE applies the LTE predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtLTE(v time.Time) predicate.Order {
+	return predicate.Order(sql.FieldLTE(FieldProcessingByAdminAt, v))
 }
 
-// PaymentStartedAtIsNil applies the IsNil predicate on the "payment_started_at" field.
-func PaymentStartedAtIsNil() predicate.Order {
-	return predicate.Order(sql.FieldIsNull(FieldPaymentStartedAt))
+// ProcessingByAdminAtIsNil applies the IsNil predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtIsNil() predicate.Order {
+	return predicate.Order(sql.FieldIsNull(FieldProcessingByAdminAt))
 }
 
-// PaymentStartedAtNotNil applies the NotNil predicate on the "payment_started_at" field.
-func PaymentStartedAtNotNil() predicate.Order {
-	return predicate.Order(sql.FieldNotNull(FieldPaymentStartedAt))
+// ProcessingByAdminAtNotNil applies the NotNil predicate on the "processing_by_admin_at" field.
+func ProcessingByAdminAtNotNil() predicate.Order {
+	return predicate.Order(sql.FieldNotNull(FieldProcessingByAdminAt))
 }
 
 // PaymentDeclinedAtEQ applies the EQ predicate on the "payment_declined_at" field.

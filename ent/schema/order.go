@@ -27,10 +27,10 @@ func (Order) Fields() []ent.Field {
 			Values("pending", "processing", "completed", "expired").
 			Default("pending").
 			SchemaType(map[string]string{dialect.Postgres: "varchar(20)"}),
-		// payment_started_at records the worker's claim of the order for its payment
-		// (pending -> processing), so that a redelivery resumes only a payment that the
-		// worker began: an order that an administrator moved to processing has none.
-		field.Time("payment_started_at").Optional().Nillable(),
+		// processing_by_admin_at records that an administrator moved the pending order to
+		// processing (PUT /api/orders/{id}): its payment is theirs, and no delivery of its
+		// OrderCreated, a first one or a redelivery, runs one.
+		field.Time("processing_by_admin_at").Optional().Nillable(),
 		// payment_declined_at records the worker's declined payment of a processing order,
 		// so that no later delivery of its OrderCreated, a redelivery or a copy, pays again.
 		field.Time("payment_declined_at").Optional().Nillable(),
