@@ -36,7 +36,7 @@ var secretKeys = map[string]bool{
 // shows it.
 var meanings = map[string]string{
 	"http.address":                          "host:port the process's HTTP server listens on (port 0 picks a free port)",
-	"http.shutdownTimeout":                  "how long a stopping process lets its work in flight finish (the api's requests, the worker's payments, the events they committed) before it cuts it short and exits 1; compose's `stop_grace_period` must be longer",
+	"http.shutdownTimeout":                  "how long a stopping process lets its work in flight finish (the api's requests, the worker's payments, the events they committed) before it cuts it short and exits 1; the worker's payments get it less a quarter of it, at most 3 s, which the steps after them keep; compose's `stop_grace_period` must be longer",
 	"http.requestTimeout":                   "deadline of one API request (a request whose client leaves still runs to its answer or this deadline, unless it was still waiting for a place: see `http.maxRequestsInFlight`)",
 	"http.maxBodyBytes":                     "largest accepted request body, in bytes; a body is read whole before its request waits for a place (`http.maxRequestsInFlight`), so this bounds what waiting requests hold. The largest valid body of any operation takes less than a quarter of the default",
 	"http.maxRequestsInFlight":              "operations under `/api/` the api works on at once; the others wait, in the order they came, once their body has arrived, while they have more than half their `http.requestTimeout` left and their client is there, and are then answered 503 with `Retry-After` without having run. Nothing else waits: probes, `/metrics`, `/openapi.yaml`, `/docs`",

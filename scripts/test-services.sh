@@ -31,9 +31,10 @@ reachable 5672 || services+=(rabbitmq)
 if [ ${#services[@]} = 0 ]; then
   # Debian's own PostgreSQL asks for a password over TCP until local-services.sh opens it to
   # the tests (trust for 127.0.0.1), which they need unless ORDERFLOW_TEST_DATABASE_* say
-  # otherwise.
+  # otherwise. Any other refusal (a server still starting, say) is left to the tests to report.
   if [ -z "${!ORDERFLOW_TEST_DATABASE_*}" ] && command -v psql >/dev/null &&
-    ! psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null 2>&1; then
+    ! refusal=$(psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' 2>&1 >/dev/null) &&
+    [[ $refusal == *password* ]]; then
     if as_debian_root && command -v pg_ctlcluster >/dev/null; then
       echo "PostgreSQL on 127.0.0.1:5432 refuses postgres without a password: opening it to the tests (scripts/local-services.sh)" >&2
       exec scripts/local-services.sh

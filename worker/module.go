@@ -16,8 +16,9 @@ import (
 // *slog.Logger, bus.Module for the connection, the outbox relay (outbox.Module) to publish
 // the OrderCompleted events the worker writes, and the prometheus.Registerer of
 // metrics.Module. On stop the consumers take no new deliveries and let the handlers in
-// flight finish until the stop deadline; payments still running then are interrupted and
-// their messages delivered again.
+// flight finish until shortly before the stop deadline (bus.RunConsumers keeps a quarter of
+// it, at most 3 s, for the steps after them); payments still running then are interrupted
+// and their messages delivered again.
 var Module = fx.Module("worker",
 	fx.Provide(NewFromConfig),
 	fx.Invoke(registerMetrics, RegisterConsumers),

@@ -85,8 +85,8 @@ func Unavailable(err error) bool {
 		// connection works at once.
 		return true
 	case code == ReadOnlyTransaction:
-		// orderflow runs no read-only transactions: the server takes no writes, being a
-		// standby now (a failover behind the same address) or made read-only for a while.
+		// orderflow writes in no read-only transaction (it only reads in one): the server
+		// takes no writes, being a standby now (a failover behind the same address) or made read-only for a while.
 		// Open closes such a connection, and a new one may reach the server that took
 		// over.
 		return true
