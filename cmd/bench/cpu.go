@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -72,6 +73,12 @@ func (c cpuTimes) perOp(ops int) *cpuPerOp {
 	return &cpuPerOp{Machine: per(c.machine), API: per(c.api), LoadGenerator: per(gen),
 		PostgreSQL: per(c.postgres), RabbitMQ: per(c.rabbitmq),
 		Rest: per(c.machine - c.api - gen - c.postgres - c.rabbitmq)}
+}
+
+// busy is how busy a load of opsPerSecond kept the machine's cores at c per op, in percent
+// of all of them: 50% is one core of two.
+func (c *cpuPerOp) busy(opsPerSecond float64) string {
+	return fmt.Sprintf("%.0f%%", c.Machine*opsPerSecond/(10*float64(numCPU()))) // ms per second per core, in %
 }
 
 // machineCPU is the busy time of every core: user, nice, system, irq, softirq and steal.

@@ -547,9 +547,8 @@ func (in *intakeRun) fixedRate(ctx context.Context, rate float64) (phase, error)
 		need, walPerOrderBound>>10, strings.Join(ready, ", "), fileSize>>20, *fr.Checkpoints, *pgfr.Checkpoints)
 	row := func(name string, p phase) []string {
 		worst, over := p.secondsOver(25)
-		busy := p.CPU.Machine * p.Throughput / (10 * float64(numCPU())) // ms per second per core, in %
 		return []string{name, num(rate), num(p.Throughput), num(p.P50), num(p.P99), num(worst),
-			fmt.Sprintf("%d of %d", over, len(p.SecondP99)), num(p.CPU.Machine), fmt.Sprintf("%.0f%%", busy),
+			fmt.Sprintf("%d of %d", over, len(p.SecondP99)), num(p.CPU.Machine), p.CPU.busy(p.Throughput),
 			num(p.CPU.PostgreSQL), num(p.WALPerOp / 1024)}
 	}
 	res.Tables = append(res.Tables, Table{

@@ -208,11 +208,10 @@ wait:
 			"p50Ms": p.P50, "p90Ms": lat.quantile(0.9), "p99Ms": p.P99, "maxMs": lat.quantile(1), "secondP99Ms": orNulls(p.SecondP99)}},
 	})
 	if cpu != nil {
-		busy := cpu.Machine * float64(n) / writeTime.Seconds() / (10 * float64(numCPU())) // ms per second per core, in %
 		res.Tables = append(res.Tables, Table{
 			Title:  "CPU while the measured events were written",
 			Header: []string{"CPU ms/event", "machine busy", "this process", "PostgreSQL", "RabbitMQ", "rest"},
-			Rows: [][]string{{num(cpu.Machine), fmt.Sprintf("%.0f%%", busy), num(cpu.LoadGenerator),
+			Rows: [][]string{{num(cpu.Machine), cpu.busy(float64(n) / writeTime.Seconds()), num(cpu.LoadGenerator),
 				num(cpu.PostgreSQL), num(cpu.RabbitMQ), num(cpu.Rest)}},
 			Data: []map[string]any{{"cpuPerEventMs": cpu}},
 		})
