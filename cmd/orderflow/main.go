@@ -108,9 +108,10 @@ func serve(process, dir string, stderr io.Writer) int {
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), app.StopTimeout())
 	defer cancelStop()
 	if err := app.Stop(stopCtx); err != nil {
-		// fx returns at the deadline with its bare error, whichever hook was still running.
+		// fx returns at the deadline with its bare error, whichever hook was still running;
+		// the worker's consumers end with theirs a little earlier (bus.RunConsumers).
 		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("stop: http.shutdownTimeout (%s) passed with work still running, which was cut short "+
+			err = fmt.Errorf("stop: http.shutdownTimeout (%s), or the worker's share of it for its payments, ran out with work still running, which was cut short "+
 				"(a request in flight gets no answer, a message in flight is delivered again); "+
 				"if that should not happen, raise http.shutdownTimeout, and the time the orchestrator gives a stop with it: %w",
 				cfg.HTTP.ShutdownTimeout, err)
